@@ -1,0 +1,40 @@
+//! `pyengine._native`: the Rust hot paths of pyengine.
+//!
+//! Every kernel here is pure Rust (no pyo3 types) and returns `Result<_, KernelError>`;
+//! the Python glue lives in `python.rs`, compiled only with the `python` feature.
+//! Each kernel has a pure-Python twin in the package component it serves.
+//!
+//! Key types:
+//! - [`KernelError`]: the one error type the kernels return; the glue maps it to `ValueError`.
+
+use std::fmt;
+
+#[cfg(feature = "python")]
+mod python;
+
+/// The crate version, as exposed by `pyengine._native.version()`.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// An error a kernel returns instead of panicking; its message reaches Python unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelError(pub String);
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_cargo() {
+        assert_eq!(version(), "0.1.0");
+    }
+}
