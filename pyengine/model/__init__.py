@@ -1,0 +1,43 @@
+"""Models: config normalisation, checkpoint loading and one forward pass per family.
+
+`load_model(path, backend)` is the entry point: it reads config.json, picks the family that
+implements the checkpoint's `architectures`, and builds its weights on the backend's device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyengine.backend import Backend
+from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
+from pyengine.model.gpt2 import GPT2Model
+from pyengine.model.layers import AttentionInputs
+from pyengine.model.llama import LlamaModel
+from pyengine.model.loader import CheckpointError, load_tensors
+
+FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
+
+__all__ = [
+    "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES",
+    "load_model",
+]
+
+
+def load_model(path: str | Path, backend: Backend) -> Any:
+    """Load the checkpoint at `path` onto `backend`; returns a model with `.config`.
+
+    Weights are upcast to float32 on the CPU (numpy has no fast half precision); on a GPU
+    half-precision checkpoints stay float16 (bf16 is rounded to fp16, which cupy supports).
+
+    Raises:
+        ConfigError: config.json missing/malformed, or an unsupported architecture.
+        CheckpointError: weight files missing/corrupt, or a tensor of the wrong shape.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model path {path} is not a directory")
+    config = ModelConfig.from_pretrained(path)
+    dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
+    tensors = load_tensors(path, dtype)
+    return FAMILIES[config.family].from_tensors(config, tensors, backend)

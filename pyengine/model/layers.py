@@ -1,0 +1,183 @@
+"""Shared transformer layers as pure functions over `xp` arrays.
+
+Every function takes arrays and returns new arrays; the only state is the KV cache, written in
+place by `paged_attention` (and only there). The array module is taken from the inputs with
+`array_module`, so the same code runs on numpy, cupy and the strict fake device.
+
+Dimension legend (used in every shape comment of the model package):
+    N   packed tokens of this step, across all sequences
+    B   sequences in the step        T  query tokens of one sequence in this step
+    S   keys (cached + new) of one sequence
+    D   hidden size    H  query heads    Hkv  key/value heads    G = H // Hkv    Dh  head dim
+    F   MLP intermediate size          V  vocabulary size
+    P   KV blocks in the cache         Bs block size (tokens per block)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from pyengine.backend import array_module
+
+# ------------------------------------------------------------------------------------------------
+# Per-step attention metadata
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionInputs:
+    """Where each packed token sits: its position, its cache slot, and its sequence's blocks.
+
+    Built by the engine from the scheduler's plan and the cache's block tables, passed down
+    explicitly (no module-level context). Device arrays are `xp` arrays; host values are ints.
+
+    positions:       device int64 [N]   position of each token in its sequence
+    slot_mapping:    device int64 [N]   flat cache slot (block_id * Bs + offset) for its k/v
+    block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
+    query_start_loc: host ints [B + 1]  tokens of sequence b are rows qsl[b]:qsl[b+1] of N
+    context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
+    """
+
+    positions: Any
+    slot_mapping: Any
+    block_tables: tuple[Any, ...]
+    query_start_loc: tuple[int, ...]
+    context_lens: tuple[int, ...]
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.context_lens)
+
+
+# ------------------------------------------------------------------------------------------------
+# Norms and activations
+# ------------------------------------------------------------------------------------------------
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
+    xp = array_module(x)
+    x32 = x.astype(xp.float32, copy=False)
+    variance = (x32 * x32).mean(axis=-1, keepdims=True)  # [..., 1]
+    return (x32 / xp.sqrt(variance + eps)).astype(x.dtype, copy=False) * weight  # [..., D]
+
+
+def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> Any:
+    """[..., D] -> [..., D]: (x - mean) / sqrt(var + eps) * weight + bias, in float32."""
+    xp = array_module(x)
+    x32 = x.astype(xp.float32, copy=False)
+    mean = x32.mean(axis=-1, keepdims=True)  # [..., 1]
+    centered = x32 - mean  # [..., D]
+    variance = (centered * centered).mean(axis=-1, keepdims=True)  # [..., 1]
+    normed = centered / xp.sqrt(variance + eps)  # [..., D]
+    return normed.astype(x.dtype, copy=False) * weight + bias
+
+
+def silu(x: Any) -> Any:
+    """x * sigmoid(x), elementwise."""
+    xp = array_module(x)
+    return x / (1.0 + xp.exp(-x))
+
+
+def gelu_new(x: Any) -> Any:
+    """GPT-2's tanh approximation of GELU, elementwise."""
+    xp = array_module(x)
+    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+ACTIVATIONS = {"silu": silu, "gelu_new": gelu_new, "gelu_pytorch_tanh": gelu_new}
+
+
+def linear(x: Any, weight_t: Any, bias: Any = None) -> Any:
+    """[N, in] @ [in, out] (+ [out]) -> [N, out]. Weights are stored pre-transposed."""
+    y = x @ weight_t  # [N, out]
+    return y if bias is None else y + bias
+
+
+# ------------------------------------------------------------------------------------------------
+# Rotary position embedding
+# ------------------------------------------------------------------------------------------------
+
+
+def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
+    """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
+
+    `cos` and `sin` are [N, Dh/2]. This is the "rotate half" layout Hugging Face's Llama uses.
+    """
+    xp = array_module(x)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]  # [N, heads, Dh/2] each
+    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, Dh/2]
+    return xp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)  # [N, heads, Dh]
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention over the paged KV cache
+# ------------------------------------------------------------------------------------------------
+
+
+def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
+    """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache.
+
+    The one in-place write of the model: the cache is preallocated, and copying it per step
+    would cost its whole size.
+    """
+    num_blocks, block_size, num_kv_heads, head_dim = key_cache.shape
+    flat_shape = (num_blocks * block_size, num_kv_heads, head_dim)
+    key_cache.reshape(flat_shape)[slot_mapping] = k  # views of the cache: writes land in it
+    value_cache.reshape(flat_shape)[slot_mapping] = v
+
+
+def paged_attention(
+    q: Any,
+    key_cache: Any,
+    value_cache: Any,
+    attn: AttentionInputs,
+    scale: float,
+    sliding_window: int | None = None,
+) -> Any:
+    """[N, H, Dh] queries -> [N, H, Dh] outputs, each sequence reading its keys through its blocks.
+
+    For sequence b with T query tokens and S keys: gather its blocks, score q·k * scale, mask
+    keys in the future (and, with a sliding window W, keys at distance >= W: token i sees j when
+    i - W < j <= i), softmax over keys, weight the values. Query head h reads KV head h // G.
+    """
+    xp = array_module(q)
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads = key_cache.shape[2]
+    group = num_heads // num_kv_heads
+    out = xp.empty_like(q)  # [N, H, Dh]
+    for b in range(attn.num_seqs):
+        start, end = attn.query_start_loc[b], attn.query_start_loc[b + 1]
+        num_keys = attn.context_lens[b]
+        num_queries = end - start
+        blocks = attn.block_tables[b]
+        keys = key_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
+        values = value_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
+        q_b = q[start:end].reshape(num_queries, num_kv_heads, group, head_dim)  # [T, Hkv, G, Dh]
+        q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
+        scores = (q_b @ keys.transpose(1, 2, 0)) * scale  # [Hkv, T*G, S]
+        scores = scores.reshape(num_kv_heads, num_queries, group, num_keys)  # [Hkv, T, G, S]
+        needs_mask = num_queries > 1 or (sliding_window is not None and num_keys > sliding_window)
+        if needs_mask:
+            query_pos = attn.positions[start:end][:, None]  # [T, 1]
+            key_pos = xp.arange(num_keys)[None, :]  # [1, S]
+            visible = key_pos <= query_pos  # [T, S]
+            if sliding_window is not None:
+                visible = visible & (key_pos > query_pos - sliding_window)
+            scores = xp.where(visible[None, :, None, :], scores, -xp.inf)  # [Hkv, T, G, S]
+        probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
+        probs = probs.reshape(num_kv_heads, num_queries * group, num_keys)  # [Hkv, T*G, S]
+        context = probs @ values.transpose(1, 0, 2)  # [Hkv, T*G, Dh]
+        context = context.reshape(num_kv_heads, num_queries, group, head_dim)
+        out[start:end] = context.transpose(1, 0, 2, 3).reshape(num_queries, num_heads, head_dim)
+    return out
+
+
+def softmax(x: Any) -> Any:
+    """[..., S] -> [..., S]: exp(x - max) / sum, along the last axis."""
+    xp = array_module(x)
+    shifted = xp.exp(x - x.max(axis=-1, keepdims=True))  # [..., S]
+    return shifted / shifted.sum(axis=-1, keepdims=True)
