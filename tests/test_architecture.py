@@ -1,0 +1,93 @@
+"""The layering of design.md, enforced: server -> engine -> components -> backend.
+
+Components (model, cache, sampling, text, structured) never import each other; nothing in
+pyengine imports server; device code (model, cache, sampling) never imports numpy directly,
+so it cannot bypass the `xp` backend. The one exemption is `model/loader.py`, host-side file
+I/O that reads safetensors into numpy before the weights go to the device.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
+ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "config", "cli"}
+NUMPY_FREE = {"model", "cache", "sampling"}
+NUMPY_EXEMPT = {"pyengine/model/loader.py"}
+# The scheduler owns block allocation (style.md: "The scheduler may import cache").
+ALLOWED_EXTRA = {("scheduler", "cache")}
+
+
+def _layer(module: str) -> tuple[str, str | None]:
+    """'pyengine.model.llama' -> ('component', 'model'); 'server.app' -> ('server', None)."""
+    parts = module.split(".")
+    if parts[0] == "server":
+        return "server", None
+    if parts[0] != "pyengine" or len(parts) == 1:
+        return "other", None
+    head = parts[1]
+    if head in COMPONENTS:
+        return "component", head
+    if head in ("backend", "_native"):
+        return "backend", head
+    if head in ENGINE_MODULES:
+        return "engine", head
+    return "other", head
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _violations() -> list[str]:
+    rank = {"backend": 0, "component": 1, "engine": 2, "server": 3, "other": 1}
+    problems = []
+    for package in ("pyengine", "server"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            here_layer, here_name = _layer(_module_name(path))
+            relative = str(path.relative_to(ROOT))
+            for imported in _imports(path):
+                if imported.split(".")[0] == "numpy" and here_name in NUMPY_FREE and relative not in NUMPY_EXEMPT:
+                    problems.append(f"{relative}: imports numpy directly (use the xp backend)")
+                there_layer, there_name = _layer(imported)
+                if there_layer == "other" and not imported.startswith(("pyengine", "server")):
+                    continue
+                if (here_name, there_name) in ALLOWED_EXTRA:
+                    continue
+                if rank[there_layer] > rank[here_layer]:
+                    problems.append(f"{relative}: upward import of {imported}")
+                if here_layer == there_layer == "component" and here_name != there_name:
+                    problems.append(f"{relative}: sideways import of {imported} (components are siblings)")
+                if here_layer == "engine" and there_layer == "engine" and here_name == "scheduler" \
+                        and there_name in ("engine", "llm"):
+                    problems.append(f"{relative}: the scheduler imports {imported}")
+    return problems
+
+
+def test_imports_follow_the_layers():
+    assert _violations() == []
+
+
+def test_the_checker_catches_a_sideways_import(tmp_path, monkeypatch):
+    """Guard against a checker that can never fail: plant a bad import and see it reported."""
+    bad = ROOT / "pyengine" / "cache" / "_planted_for_test.py"
+    bad.write_text("import numpy\nfrom pyengine.model import load_model\n")
+    try:
+        problems = _violations()
+    finally:
+        bad.unlink()
+    assert any("_planted_for_test.py: imports numpy" in p for p in problems)
+    assert any("_planted_for_test.py: sideways import of pyengine.model" in p for p in problems)
