@@ -7,8 +7,8 @@
         x = x + gelu_new(ln_2(x) @ c_fc + b) @ c_proj + b    # [N, D]
     logits = ln_f(x) @ wte.T                                 # [N, V]   (tied)
 
-GPT-2's "Conv1D" layers store weights as [in, out] (the transpose of nn.Linear), which is
-already the layout `x @ W` wants, so loading is a plain name walk. Reference: transformers'
+GPT-2's "Conv1D" layers store weights as [in, out], the transpose of nn.Linear; loading
+transposes them once to the [out, in] layout `linear` shares with the Llama family. Reference: transformers'
 `modeling_gpt2.py` and picoGPT.
 """
 
@@ -29,15 +29,15 @@ class GPT2Block:
 
     ln_1_weight: Any  # [D]
     ln_1_bias: Any  # [D]
-    c_attn_weight: Any  # [D, 3D]
+    c_attn_weight: Any  # [3D, D]   (Conv1D [D, 3D], transposed at load)
     c_attn_bias: Any  # [3D]
     attn_c_proj_weight: Any  # [D, D]
     attn_c_proj_bias: Any  # [D]
     ln_2_weight: Any  # [D]
     ln_2_bias: Any  # [D]
-    c_fc_weight: Any  # [D, F]
+    c_fc_weight: Any  # [F, D]
     c_fc_bias: Any  # [F]
-    mlp_c_proj_weight: Any  # [F, D]
+    mlp_c_proj_weight: Any  # [D, F]
     mlp_c_proj_bias: Any  # [D]
 
 
@@ -77,7 +77,7 @@ class GPT2Model:
 
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
-        return (hidden @ self.lm_head.T).astype(self.backend.xp.float32, copy=False)  # [M, V]
+        return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "GPT2Model":
@@ -90,18 +90,21 @@ class GPT2Model:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
+        def take_conv1d(name: str, shape: tuple[int, ...]) -> Any:  # [in, out] -> [out, in]
+            return backend.xp.ascontiguousarray(take(name, shape).T)
+
         blocks = []
         for i in range(c.num_hidden_layers):
             p = f"h.{i}."
             blocks.append(GPT2Block(
                 ln_1_weight=take(p + "ln_1.weight", (d,)), ln_1_bias=take(p + "ln_1.bias", (d,)),
-                c_attn_weight=take(p + "attn.c_attn.weight", (d, 3 * d)),
+                c_attn_weight=take_conv1d(p + "attn.c_attn.weight", (d, 3 * d)),
                 c_attn_bias=take(p + "attn.c_attn.bias", (3 * d,)),
-                attn_c_proj_weight=take(p + "attn.c_proj.weight", (d, d)),
+                attn_c_proj_weight=take_conv1d(p + "attn.c_proj.weight", (d, d)),
                 attn_c_proj_bias=take(p + "attn.c_proj.bias", (d,)),
                 ln_2_weight=take(p + "ln_2.weight", (d,)), ln_2_bias=take(p + "ln_2.bias", (d,)),
-                c_fc_weight=take(p + "mlp.c_fc.weight", (d, f)), c_fc_bias=take(p + "mlp.c_fc.bias", (f,)),
-                mlp_c_proj_weight=take(p + "mlp.c_proj.weight", (f, d)),
+                c_fc_weight=take_conv1d(p + "mlp.c_fc.weight", (d, f)), c_fc_bias=take(p + "mlp.c_fc.bias", (f,)),
+                mlp_c_proj_weight=take_conv1d(p + "mlp.c_proj.weight", (f, d)),
                 mlp_c_proj_bias=take(p + "mlp.c_proj.bias", (d,)),
             ))
         wte = take("wte.weight", (c.vocab_size, d))

@@ -60,7 +60,8 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
     xp = array_module(x)
     x32 = x.astype(xp.float32, copy=False)
-    variance = (x32 * x32).mean(axis=-1, keepdims=True)  # [..., 1]
+    # sum / D rather than .mean(): same value, without numpy's slower generic mean wrapper
+    variance = (x32 * x32).sum(axis=-1, keepdims=True) * (1.0 / x.shape[-1])  # [..., 1]
     return (x32 / xp.sqrt(variance + eps)).astype(x.dtype, copy=False) * weight  # [..., D]
 
 
@@ -90,9 +91,16 @@ def gelu_new(x: Any) -> Any:
 ACTIVATIONS = {"silu": silu, "gelu_new": gelu_new, "gelu_pytorch_tanh": gelu_new}
 
 
-def linear(x: Any, weight_t: Any, bias: Any = None) -> Any:
-    """[N, in] @ [in, out] (+ [out]) -> [N, out]. Weights are stored pre-transposed."""
-    y = x @ weight_t  # [N, out]
+def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    """[N, in] @ [out, in].T (+ [out]) -> [N, out], with the checkpoint's [out, in] layout.
+
+    One token (decode at batch 1) is a matrix-vector product, `weight @ x[0]`: BLAS's gemv
+    streams the weight rows once, which is what bounds decode speed (see benchmarks/).
+    """
+    if x.shape[0] == 1:
+        y = (weight @ x[0])[None, :]  # [1, out]
+    else:
+        y = x @ weight.T  # [N, out]
     return y if bias is None else y + bias
 
 

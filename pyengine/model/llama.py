@@ -14,7 +14,7 @@
 The four architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
 sliding window), so one implementation with parameters serves them all. Weights keep the
 checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
-gate/up into `gate_up_proj`, stored transposed ([in, out]) so each is one matrix product.
+gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product.
 Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
 `modeling_mistral.py`, which the parity tests match to 1e-4.
 """
@@ -44,16 +44,16 @@ class LlamaLayer:
     """One decoder layer's weights (device arrays), named after the checkpoint's tensors."""
 
     input_layernorm: Any  # [D]
-    qkv_proj: Any  # [D, (H + 2 Hkv) Dh]   q_proj | k_proj | v_proj, transposed
+    qkv_proj: Any  # [(H + 2 Hkv) Dh, D]   q_proj | k_proj | v_proj, stacked
     qkv_bias: Any  # [(H + 2 Hkv) Dh] or None
     q_norm: Any  # [Dh] or None (Qwen3)
     k_norm: Any  # [Dh] or None (Qwen3)
-    o_proj: Any  # [H Dh, D]
+    o_proj: Any  # [D, H Dh]
     o_bias: Any  # [D] or None
     post_attention_layernorm: Any  # [D]
-    gate_up_proj: Any  # [D, 2F]              gate_proj | up_proj, transposed
+    gate_up_proj: Any  # [2F, D]              gate_proj | up_proj, stacked
     gate_up_bias: Any  # [2F] or None
-    down_proj: Any  # [F, D]
+    down_proj: Any  # [D, F]
     down_bias: Any  # [D] or None
 
 
@@ -92,7 +92,7 @@ class LlamaModel:
 
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
-        return (hidden @ self.lm_head.T).astype(self.backend.xp.float32, copy=False)  # [M, V]
+        return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     def _attention(self, h: Any, layer: LlamaLayer, index: int, cos: Any, sin: Any,
                    attn: AttentionInputs, kv_cache: Any) -> Any:
@@ -132,37 +132,34 @@ class LlamaModel:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
-        def take_t(name: str, shape: tuple[int, ...]) -> Any:  # [out, in] -> [in, out]
-            return xp.ascontiguousarray(take(name, shape).T)
-
         def bias(name: str, size: int, present: bool) -> Any:
             return take(name, (size,)) if present else None
 
         layers = []
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
-            qkv = [take_t(p + f"self_attn.{n}_proj.weight", (o, d))
+            qkv = [take(p + f"self_attn.{n}_proj.weight", (o, d))
                    for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))]
             qkv_bias = None
             if c.qkv_bias:
                 qkv_bias = xp.concatenate([take(p + f"self_attn.{n}_proj.bias", (o,))
                                            for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))])
-            gate_up = [take_t(p + f"mlp.{n}_proj.weight", (f, d)) for n in ("gate", "up")]
+            gate_up = [take(p + f"mlp.{n}_proj.weight", (f, d)) for n in ("gate", "up")]
             gate_up_bias = None
             if c.mlp_bias:
                 gate_up_bias = xp.concatenate([take(p + f"mlp.{n}_proj.bias", (f,)) for n in ("gate", "up")])
             layers.append(LlamaLayer(
                 input_layernorm=take(p + "input_layernorm.weight", (d,)),
-                qkv_proj=xp.concatenate(qkv, axis=1),
+                qkv_proj=xp.concatenate(qkv, axis=0),
                 qkv_bias=qkv_bias,
                 q_norm=take(p + "self_attn.q_norm.weight", (dh,)) if c.qk_norm else None,
                 k_norm=take(p + "self_attn.k_norm.weight", (dh,)) if c.qk_norm else None,
-                o_proj=take_t(p + "self_attn.o_proj.weight", (d, q_out)),
+                o_proj=take(p + "self_attn.o_proj.weight", (d, q_out)),
                 o_bias=bias(p + "self_attn.o_proj.bias", d, c.o_bias),
                 post_attention_layernorm=take(p + "post_attention_layernorm.weight", (d,)),
-                gate_up_proj=xp.concatenate(gate_up, axis=1),
+                gate_up_proj=xp.concatenate(gate_up, axis=0),
                 gate_up_bias=gate_up_bias,
-                down_proj=take_t(p + "mlp.down_proj.weight", (d, f)),
+                down_proj=take(p + "mlp.down_proj.weight", (d, f)),
                 down_bias=bias(p + "mlp.down_proj.bias", d, c.mlp_bias),
             ))
         embed = take("model.embed_tokens.weight", (c.vocab_size, d))
