@@ -13,14 +13,14 @@ from pyengine.model import CheckpointError, ConfigError, ModelConfig, load_model
 from pyengine.model.loader import load_tensors
 
 from .checkpoints import llama_config, llama_tensors, to_bf16_bits, write_checkpoint
-from .runner import SingleSequence
+from pyengine.runner import SingleSequence
 
 PROMPT = [3, 7, 11, 5, 2, 9]
 
 
 def _logits(path):
     backend = get_backend("cpu")
-    return backend.to_host(SingleSequence(load_model(path, backend), backend).run(PROMPT))
+    return backend.to_host(SingleSequence(load_model(path, backend), block_size=4).run(PROMPT))
 
 
 def test_older_and_newer_config_keys_load_the_same_model(tmp_path):

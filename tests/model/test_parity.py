@@ -17,7 +17,7 @@ import pytest
 from pyengine.backend import get_backend
 from pyengine.model import load_model
 
-from .runner import SingleSequence
+from pyengine.runner import SingleSequence
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.npz").is_file()) if FIXTURES.is_dir() else []
@@ -30,7 +30,7 @@ def test_every_family_has_a_fixture():
 
 
 def _check(model, backend, prompt_ids, prefill_logits, greedy_ids, decode_logits):
-    seq = SingleSequence(model, backend)
+    seq = SingleSequence(model, block_size=4)
     logits = backend.to_host(seq.run([int(t) for t in prompt_ids]))  # [T, V]
     assert logits.shape == prefill_logits.shape
     np.testing.assert_allclose(logits, prefill_logits, atol=TOLERANCE, rtol=0)

@@ -10,7 +10,7 @@ import pytest
 from pyengine.backend import get_backend
 from pyengine.model import load_model
 
-from .runner import SingleSequence
+from pyengine.runner import SingleSequence
 
 pytestmark = pytest.mark.shared_data
 
@@ -26,7 +26,7 @@ def test_256_greedy_tokens_from_bos(stories, device):
     path, expected = stories
     backend = get_backend(device)
     model = load_model(path, backend)
-    seq = SingleSequence(model, backend, num_blocks=80)
+    seq = SingleSequence(model, num_blocks=80, block_size=4)
     logits = seq.run([1])  # BOS
     generated = []
     for _ in range(256):

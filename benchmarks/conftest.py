@@ -1,0 +1,39 @@
+"""Benchmark helpers: collect medians across tests and print the ratios the issues ask for.
+
+Run the suites with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that command only
+(they slow a current numpy; see ../shared/docs/baselines.md):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/ --benchmark-only
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark helper modules
+
+RESULTS: dict[str, float] = {}  # name -> a measured number (seconds, tok/s, GB/s)
+RATIOS: list[tuple[str, str, str, float | None]] = []  # (label, numerator, denominator, target)
+
+
+@pytest.fixture
+def record():
+    """record(name, value): keep a number for the end-of-run ratio table."""
+    return RESULTS.__setitem__
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("pyengine measurements (same run)")
+    for name, value in RESULTS.items():
+        tr.write_line(f"{name:48s} {value:12.4g}")
+    for label, num, den, target in RATIOS:
+        if num in RESULTS and den in RESULTS and RESULTS[den]:
+            ratio = RESULTS[num] / RESULTS[den]
+            verdict = "" if target is None else ("  (target >= %.2f: %s)" % (target, "met" if ratio >= target else "NOT met"))
+            tr.write_line(f"{label:48s} {ratio:12.3f}{verdict}")
