@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyengine.backend import host_numpy
-from pyengine.cache import KVCache
+from pyengine.cache import BlockManager, KVCache
 from pyengine.model import AttentionInputs
 
 np = host_numpy()
@@ -27,16 +27,17 @@ class SingleSequence:
         c = model.config
         self.model, self.backend = model, model.backend
         self.kv_cache = KVCache(self.backend, c.num_hidden_layers, num_blocks, block_size,
-                                c.num_key_value_heads, c.head_dim)
+                                c.num_key_value_heads, c.head_dim, model.dtype)
+        self.blocks = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
         self.block_table: list[int] = []
         self.num_tokens = 0
 
     def run(self, token_ids: list[int]) -> Any:
         """Feed `token_ids` after the cached ones; returns their logits, [T, V] float32."""
         start, count = self.num_tokens, len(token_ids)
-        missing = self.kv_cache.blocks_needed(start + count) - len(self.block_table)
+        missing = self.blocks.blocks_needed(start + count) - len(self.block_table)
         if missing > 0:
-            self.block_table += self.kv_cache.allocator.allocate(missing)
+            self.block_table += self.blocks.allocate(missing)
         positions = list(range(start, start + count))
         to_device = self.backend.to_device
         attn = AttentionInputs(

@@ -1,5 +1,6 @@
-"""The KV cache: preallocated key/value blocks per layer and the allocator that hands them out."""
+"""The KV cache: preallocated key/value blocks per layer, and the bookkeeping of who uses which."""
 
-from pyengine.cache.kv_cache import BlockAllocator, KVCache, NoFreeBlocksError
+from pyengine.cache.block_manager import BlockManager, hash_block
+from pyengine.cache.kv_cache import KVCache
 
-__all__ = ["BlockAllocator", "KVCache", "NoFreeBlocksError"]
+__all__ = ["BlockManager", "KVCache", "hash_block"]

@@ -8,8 +8,8 @@ block `table[p // Bs]` at offset `p % Bs`, i.e. flat slot `table[p // Bs] * Bs +
     key_caches[l]: [P, Bs, Hkv, Dh]        block table of seq A: [3, 0, 5]
                                             positions 0..15 -> block 3, 16..31 -> block 0, ...
 
-Blocks are allocated when a sequence grows past its last block and all go back to the free
-list when it finishes; nothing is ever copied or compacted. Reference: the vLLM paper
+Which blocks are free, shared or cached is the block manager's business (block_manager.py);
+this module only holds the arrays. Nothing is ever compacted. Reference: the vLLM paper
 ("Efficient Memory Management for Large Language Model Serving with PagedAttention").
 """
 
@@ -18,35 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from pyengine.backend import Backend
-
-
-class NoFreeBlocksError(RuntimeError):
-    """The allocator has fewer free blocks than were asked for."""
-
-
-class BlockAllocator:
-    """A free list of block ids 0..num_blocks-1."""
-
-    def __init__(self, num_blocks: int):
-        if num_blocks <= 0:
-            raise ValueError(f"num_blocks must be positive, got {num_blocks}")
-        self.num_blocks = num_blocks
-        self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # pop() hands out 0 first
-
-    @property
-    def num_free_blocks(self) -> int:
-        return len(self._free)
-
-    def can_allocate(self, num_blocks: int) -> bool:
-        return num_blocks <= len(self._free)
-
-    def allocate(self, num_blocks: int) -> list[int]:
-        if not self.can_allocate(num_blocks):
-            raise NoFreeBlocksError(f"asked for {num_blocks} KV blocks, {len(self._free)} free")
-        return [self._free.pop() for _ in range(num_blocks)]
-
-    def free(self, block_ids: list[int]) -> None:
-        self._free.extend(reversed(block_ids))
 
 
 class KVCache:
@@ -61,7 +32,6 @@ class KVCache:
         self.num_blocks = num_blocks
         self.key_caches = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.value_caches = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
-        self.allocator = BlockAllocator(num_blocks)
 
     @staticmethod
     def bytes_per_block(num_layers: int, block_size: int, num_kv_heads: int, head_dim: int,
@@ -69,8 +39,11 @@ class KVCache:
         """Memory one block takes across all layers, keys and values."""
         return 2 * num_layers * block_size * num_kv_heads * head_dim * itemsize
 
-    def blocks_needed(self, num_tokens: int) -> int:
-        return -(-num_tokens // self.block_size)  # ceil division
+    def copy_blocks(self, source_ids: list[int], target_ids: list[int]) -> None:
+        """Copy the keys/values of blocks `source_ids` into `target_ids`, on the device."""
+        for caches in (self.key_caches, self.value_caches):
+            for cache in caches:
+                cache[target_ids] = cache[source_ids]  # [k, Bs, Hkv, Dh]
 
     def slot(self, block_table: list[int], position: int) -> int:
         """Flat slot index of `position` in a sequence with `block_table`."""

@@ -75,6 +75,11 @@ class GPT2Model:
             x = x + linear(h, blk.mlp_c_proj_weight, blk.mlp_c_proj_bias)  # [N, D]
         return layer_norm(x, self.ln_f_weight, self.ln_f_bias, eps)  # [N, D]
 
+    @property
+    def dtype(self) -> Any:
+        """The weights' dtype (float32 on numpy; float16 for half checkpoints on cupy)."""
+        return self.wte.dtype
+
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
         return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]

@@ -90,6 +90,11 @@ class LlamaModel:
             x = x + self._mlp(h, layer)  # [N, D]
         return rms_norm(x, self.norm, c.rms_norm_eps)  # [N, D]
 
+    @property
+    def dtype(self) -> Any:
+        """The weights' dtype (float32 on numpy; float16 for half checkpoints on cupy)."""
+        return self.embed_tokens.dtype
+
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
         return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
