@@ -97,6 +97,7 @@ class BlockManager:
         """A block just became full: remember its content so later prefixes can reuse it."""
         if not self.enable_prefix_caching or block_hash in self.cached:
             return
+        self._forget(block_id)  # a block holds one content at a time
         self.block_hash[block_id] = block_hash
         self.cached[block_hash] = block_id
 
