@@ -38,6 +38,10 @@ class AttentionInputs:
     block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
     query_start_loc: host ints [B + 1]  tokens of sequence b are rows qsl[b]:qsl[b+1] of N
     context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
+    decode_tables:   device int64 [B, max_blocks], or None: when every sequence decodes one
+                     token, the block tables padded into one array, so attention runs for the
+                     whole batch at once (padding points at block 0 and is masked out)
+    decode_lens:     device int64 [B], or None: context_lens on the device, for that mask
     """
 
     positions: Any
@@ -45,6 +49,8 @@ class AttentionInputs:
     block_tables: tuple[Any, ...]
     query_start_loc: tuple[int, ...]
     context_lens: tuple[int, ...]
+    decode_tables: Any = None
+    decode_lens: Any = None
 
     @property
     def num_seqs(self) -> int:
@@ -152,6 +158,8 @@ def paged_attention(
     keys in the future (and, with a sliding window W, keys at distance >= W: token i sees j when
     i - W < j <= i), softmax over keys, weight the values. Query head h reads KV head h // G.
     """
+    if attn.decode_tables is not None:
+        return batched_decode_attention(q, key_cache, value_cache, attn, scale, sliding_window)
     xp = array_module(q)
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = key_cache.shape[2]
@@ -182,6 +190,32 @@ def paged_attention(
         context = context.reshape(num_kv_heads, num_queries, group, head_dim)
         out[start:end] = context.transpose(1, 0, 2, 3).reshape(num_queries, num_heads, head_dim)
     return out
+
+
+def batched_decode_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs,
+                             scale: float, sliding_window: int | None = None) -> Any:
+    """[B, H, Dh] -> [B, H, Dh]: one query per sequence, all sequences in one batched product.
+
+    The same math as `paged_attention` with T = 1, after gathering every sequence's blocks into
+    one padded [B, S_max, Hkv, Dh] array; keys past a sequence's length are masked out.
+    """
+    xp = array_module(q)
+    batch, num_heads, head_dim = q.shape
+    _, block_size, num_kv_heads, _ = key_cache.shape
+    group = num_heads // num_kv_heads
+    max_keys = attn.decode_tables.shape[1] * block_size
+    keys = key_cache[attn.decode_tables].reshape(batch, max_keys, num_kv_heads, head_dim)  # [B, S, Hkv, Dh]
+    values = value_cache[attn.decode_tables].reshape(batch, max_keys, num_kv_heads, head_dim)
+    q_g = q.reshape(batch, num_kv_heads, group, head_dim)  # [B, Hkv, G, Dh]
+    scores = (q_g @ keys.transpose(0, 2, 3, 1)) * scale  # [B, Hkv, G, S]
+    key_pos = xp.arange(max_keys)[None, :]  # [1, S]
+    visible = key_pos < attn.decode_lens[:, None]  # [B, S]
+    if sliding_window is not None:
+        visible = visible & (key_pos >= attn.decode_lens[:, None] - sliding_window)
+    scores = xp.where(visible[:, None, None, :], scores, -xp.inf)  # [B, Hkv, G, S]
+    probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
+    context = probs @ values.transpose(0, 2, 1, 3)  # [B, Hkv, G, Dh]
+    return context.reshape(batch, num_heads, head_dim)
 
 
 def softmax(x: Any) -> Any:
