@@ -1,0 +1,55 @@
+"""What generation returns, with vLLM's names: RequestOutput, CompletionOutput, Logprob.
+
+Code written against vLLM's offline API reads these fields unchanged:
+
+    outputs = llm.generate(["Hello"], SamplingParams(max_tokens=8))
+    outputs[0].outputs[0].text, .token_ids, .finish_reason, .logprobs, .cumulative_logprob
+
+`logprobs` is a list with one dict per generated token mapping token id -> Logprob (the chosen
+token first, then the top-k); `prompt_logprobs` is a list with `None` first (the first prompt
+token has no context), then one such dict per later prompt position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+LogprobsDict = dict[int, "Logprob"]
+
+
+@dataclasses.dataclass
+class Logprob:
+    """One token's log probability, its 1-based rank in the vocabulary, and its text."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclasses.dataclass
+class CompletionOutput:
+    """One generated sequence (a "choice") of a request."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    cumulative_logprob: float | None
+    logprobs: list[LogprobsDict] | None
+    finish_reason: str | None = None  # "stop", "length", "repetition", "abort"
+    stop_reason: int | str | None = None  # stop token id or stop string
+
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclasses.dataclass
+class RequestOutput:
+    """The state of one request: its prompt and its `n` completions so far."""
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    prompt_logprobs: list[LogprobsDict | None] | None
+    outputs: list[CompletionOutput]
+    finished: bool
+    num_cached_tokens: int = 0

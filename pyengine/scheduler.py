@@ -1,0 +1,182 @@
+"""The scheduler: which sequences run this step, with how many tokens each, in which KV blocks.
+
+Continuous batching. Every step:
+  1. running sequences get their next tokens: one for a decode, the next chunk of the prompt
+     for a sequence still prefilling (chunked prefill keeps each step under the token budget
+     `max_num_batched_tokens`, so a long prompt cannot stall everyone's decoding);
+  2. waiting sequences join while sequence slots (`max_num_seqs`), token budget and KV blocks
+     last. A joining sequence first takes every full block of its prefix that is already in
+     the prefix cache, and computes only the rest.
+When a running sequence needs a block and none is free, the sequence the policy ranks last
+is *preempted*: its blocks are released and it goes back to the waiting queue, to be
+recomputed later (its prefix may still be in the cache then). Policies: "fcfs" (arrival
+order) and "priority" (lower `priority` first, then arrival).
+
+Plain ints and lists only: no arrays. The scheduler owns the block manager.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pyengine.cache import BlockManager
+from pyengine.sequence import Sequence, SequenceStatus
+
+POLICIES = ("fcfs", "priority")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledSequence:
+    seq: Sequence
+    num_new_tokens: int  # tokens to run through the model this step (a chunk, or 1 to decode)
+
+    @property
+    def completes_prompt(self) -> bool:
+        """True when this step computes the sequence's last token, so it samples a new one."""
+        return self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """The sequences of one step, in the order their tokens are packed."""
+
+    scheduled: tuple[ScheduledSequence, ...]
+    preempted: tuple[Sequence, ...] = ()
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s.num_new_tokens for s in self.scheduled)
+
+    def is_empty(self) -> bool:
+        return not self.scheduled
+
+
+class Scheduler:
+    """Continuous batching with chunked prefill, prefix caching and recompute preemption."""
+
+    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
+                 policy: str = "fcfs"):
+        if policy not in POLICIES:
+            raise ValueError(f"scheduling policy must be one of {POLICIES}, got {policy!r}")
+        self.blocks = blocks
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.policy = policy
+        self.waiting: list[Sequence] = []  # kept sorted by rank
+        self.running: list[Sequence] = []  # in admission order
+
+    def rank(self, seq: Sequence) -> tuple[int, int, int]:
+        """Sort key: smaller runs first and is preempted last."""
+        priority = seq.request.priority if self.policy == "priority" else 0
+        return (priority, seq.request.arrival_index, seq.index)
+
+    def add(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.WAITING
+        self.waiting.append(seq)
+        self.waiting.sort(key=self.rank)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def schedule(self) -> BatchPlan:
+        scheduled: list[ScheduledSequence] = []
+        preempted: list[Sequence] = []
+        budget = self.max_num_batched_tokens
+        # 1. Running sequences, best ranked first: decodes and the next prefill chunks.
+        for seq in sorted(self.running, key=self.rank):
+            if seq not in self.running or budget == 0:
+                continue
+            num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
+            while not self._reserve(seq, seq.num_computed_tokens + num_new):
+                victim = max(self.running, key=self.rank)
+                self.preempt(victim)
+                preempted.append(victim)
+                if victim is seq:
+                    break
+            if seq in self.running:
+                scheduled.append(ScheduledSequence(seq, num_new))
+                budget -= num_new
+        # 2. Waiting sequences join while seats, budget and blocks last (none after a preemption).
+        while self.waiting and not preempted and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            if not self._admit(seq, budget):
+                break
+            self.waiting.pop(0)
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
+            scheduled.append(ScheduledSequence(seq, num_new))
+            budget -= num_new
+        return BatchPlan(tuple(scheduled), tuple(preempted))
+
+    def after_step(self, plan: BatchPlan) -> None:
+        """The step ran: advance each sequence and offer its newly full blocks to the prefix cache."""
+        for item in plan.scheduled:
+            seq = item.seq
+            seq.num_computed_tokens += item.num_new_tokens
+            self._register_full_blocks(seq)
+
+    def finish(self, seq: Sequence) -> None:
+        """Take `seq` out of the queues and release its blocks."""
+        if seq in self.running:
+            self.running.remove(seq)
+        if seq in self.waiting:
+            self.waiting.remove(seq)
+        self._release(seq)
+
+    def preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self._release(seq)
+        self.add(seq)
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def _admit(self, seq: Sequence, budget: int) -> bool:
+        """Take the cached prefix blocks and reserve the first chunk's blocks, or change nothing."""
+        request = seq.request
+        tokens = seq.all_token_ids
+        reads_cache = request.params.prompt_logprobs is None  # prompt logprobs need every position
+        hashes = self.blocks.block_hashes(tokens, request.cache_salt) if self.blocks.enable_prefix_caching else []
+        cached = self.blocks.lookup_prefix(hashes, (len(tokens) - 1) // self.blocks.block_size) if reads_cache else []
+        num_computed = len(cached) * self.blocks.block_size
+        num_new = min(len(tokens) - num_computed, budget)
+        needed = self.blocks.blocks_needed(num_computed + num_new) - len(cached)
+        revived = sum(1 for b in cached if self.blocks.ref_counts[b] == 0)  # cached but free
+        if not self.blocks.can_allocate(needed + revived):
+            return False
+        self.blocks.take(cached)
+        seq.block_table = cached + self.blocks.allocate(needed)
+        seq.block_hashes = hashes[:len(cached)]
+        seq.num_computed_tokens = num_computed
+        if seq.index == 0 and not seq.output_token_ids:
+            request.num_cached_tokens = num_computed
+        return True
+
+    def _reserve(self, seq: Sequence, num_tokens: int) -> bool:
+        missing = self.blocks.blocks_needed(num_tokens) - len(seq.block_table)
+        if missing <= 0:
+            return True
+        if not self.blocks.can_allocate(missing):
+            return False
+        seq.block_table.extend(self.blocks.allocate(missing))
+        return True
+
+    def _register_full_blocks(self, seq: Sequence) -> None:
+        if not self.blocks.enable_prefix_caching:
+            return
+        size = self.blocks.block_size
+        tokens = seq.all_token_ids
+        for index in range(len(seq.block_hashes), seq.num_computed_tokens // size):
+            parent = seq.block_hashes[-1] if seq.block_hashes else None
+            block_hash = self.blocks.hash_next(parent, tokens[index * size:(index + 1) * size],
+                                               seq.request.cache_salt)
+            seq.block_hashes.append(block_hash)
+            self.blocks.register(seq.block_table[index], block_hash)
+
+    def _release(self, seq: Sequence) -> None:
+        self.blocks.free(seq.block_table)
+        seq.block_table = []
+        seq.block_hashes = []
+        seq.num_computed_tokens = 0

@@ -1,0 +1,154 @@
+"""The offline API end to end on the parity fixtures: vLLM's names, greedy parity, logprobs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyengine import LLM, Logprob, RequestOutput, SamplingParams
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+GREEDY = dict(temperature=0.0, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64)
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return np.load(FIXTURES / "llama" / "expected.npz")
+
+
+def _log_softmax(row):
+    row = row.astype(np.float64)
+    return row - row.max() - np.log(np.exp(row - row.max()).sum())
+
+
+def test_greedy_tokens_equal_transformers(llama, expected):
+    ids = expected["prompt_ids"].tolist()
+    [out] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=len(expected["greedy_ids"]), **GREEDY))
+    assert isinstance(out, RequestOutput)
+    assert out.prompt_token_ids == ids
+    completion = out.outputs[0]
+    assert completion.index == 0
+    assert completion.token_ids == expected["greedy_ids"].tolist()
+    assert completion.finish_reason == "length" and completion.stop_reason is None
+    assert completion.text == llama.get_tokenizer().decode(completion.token_ids)
+
+
+def test_string_prompts_are_tokenized_and_batched_in_order(llama):
+    prompts = ["Hello there", "The quick brown fox", "a"]
+    outs = llama.generate(prompts, SamplingParams(max_tokens=5, **GREEDY))
+    assert [o.prompt for o in outs] == prompts
+    tokenizer = llama.get_tokenizer()
+    for prompt, out in zip(prompts, outs):
+        assert out.prompt_token_ids == tokenizer.encode(prompt)
+        # each prompt alone gives the same tokens as inside the batch
+        [alone] = llama.generate(prompt, SamplingParams(max_tokens=5, **GREEDY))
+        assert alone.outputs[0].token_ids == out.outputs[0].token_ids
+
+
+def test_max_tokens_and_stop_token_ids(llama, expected):
+    ids = expected["prompt_ids"].tolist()
+    greedy = expected["greedy_ids"].tolist()
+    [out] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=3, **GREEDY))
+    assert out.outputs[0].token_ids == greedy[:3]
+    stop_id = greedy[4]
+    [out] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=12, stop_token_ids=[stop_id], **GREEDY))
+    first = greedy.index(stop_id)
+    assert out.outputs[0].token_ids == greedy[: first + 1]  # the stop token is included in token_ids
+    assert out.outputs[0].finish_reason == "stop" and out.outputs[0].stop_reason == stop_id
+
+
+def test_eos_stops_unless_ignore_eos(llama, expected):
+    ids = expected["prompt_ids"].tolist()
+    greedy = expected["greedy_ids"].tolist()
+    eos = llama.llm_engine.eos_token_id
+    # Make the third greedy token "the eos" by biasing: simplest is a stop via logit_bias-free route:
+    # use the fixture's real greedy token as the eos of a second engine.
+    engine = llama.llm_engine
+    original = engine.eos_token_id
+    engine.output_processor.eos_token_id = greedy[2]
+    try:
+        [stopped] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=8, temperature=0.0))
+        [ignored] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True))
+    finally:
+        engine.output_processor.eos_token_id = original
+    assert stopped.outputs[0].token_ids == greedy[: greedy.index(greedy[2]) + 1]
+    assert stopped.outputs[0].finish_reason == "stop" and stopped.outputs[0].stop_reason is None
+    assert ignored.outputs[0].token_ids == greedy[:8] and ignored.outputs[0].finish_reason == "length"
+    assert eos == original
+
+
+def test_logprobs_are_log_softmax_of_the_logits(llama, expected):
+    ids = expected["prompt_ids"].tolist()
+    params = SamplingParams(max_tokens=4, logprobs=3, **GREEDY)
+    [out] = llama.generate({"prompt_token_ids": ids}, params)
+    completion = out.outputs[0]
+    assert len(completion.logprobs) == 4
+    total = 0.0
+    for step, (token, entry) in enumerate(zip(completion.token_ids, completion.logprobs)):
+        reference = _log_softmax(expected["decode_logits"][step])
+        assert list(entry)[0] == token  # the chosen token comes first
+        assert all(isinstance(v, Logprob) for v in entry.values())
+        top = np.argsort(-reference)[:3]
+        assert set(top.tolist()) <= set(entry)
+        for token_id, lp in entry.items():
+            assert lp.logprob == pytest.approx(reference[token_id], abs=1e-4)
+            assert lp.rank == 1 + int((reference > reference[token_id] + 1e-6).sum())
+            assert lp.decoded_token == llama.get_tokenizer().decode([token_id], skip_special_tokens=False) \
+                or lp.decoded_token is not None
+        total += reference[token]
+    assert completion.cumulative_logprob == pytest.approx(total, abs=1e-3)
+
+
+def test_prompt_logprobs_follow_vllms_format(llama, expected):
+    ids = expected["prompt_ids"].tolist()
+    [out] = llama.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=1, prompt_logprobs=2, **GREEDY))
+    plp = out.prompt_logprobs
+    assert len(plp) == len(ids) and plp[0] is None
+    for position in range(1, len(ids)):
+        reference = _log_softmax(expected["prefill_logits"][position - 1])
+        entry = plp[position]
+        assert ids[position] in entry  # the actual prompt token, plus the top 2
+        assert entry[ids[position]].logprob == pytest.approx(reference[ids[position]], abs=1e-4)
+        assert len(entry) <= 3
+        assert all(math.isfinite(lp.logprob) and lp.rank >= 1 for lp in entry.values())
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(llama):
+    too_long = [1] * (llama.llm_engine.max_model_len + 5)
+    with pytest.raises(ValueError, match="context length"):
+        llama.generate({"prompt_token_ids": too_long}, SamplingParams(max_tokens=2))
+    assert llama.llm_engine.blocks.num_free_blocks == llama.llm_engine.blocks.num_blocks
+
+
+def test_out_of_vocabulary_prompt_ids_are_rejected(llama):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        llama.generate({"prompt_token_ids": [1, 2, 10**6]}, SamplingParams(max_tokens=2))
+
+
+def test_unknown_engine_argument_lists_valid_ones():
+    with pytest.raises(TypeError, match="max_num_seqs"):
+        LLM(model=str(FIXTURES / "llama"), max_num_sequences=4)
+
+
+def test_chat_renders_the_template_then_generates(llama):
+    messages = [{"role": "user", "content": "Hi!"}]
+    [out] = llama.chat(messages, SamplingParams(max_tokens=4, **GREEDY))
+    tokenizer = llama.get_tokenizer()
+    expected_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    assert out.prompt_token_ids == expected_ids
+    assert len(out.outputs[0].token_ids) == 4
+
+
+def test_all_kv_blocks_return_after_generation(llama):
+    llama.generate(["one", "two three", "four five six"], SamplingParams(max_tokens=6, **GREEDY))
+    blocks = llama.llm_engine.blocks
+    assert blocks.num_free_blocks == blocks.num_blocks
+    assert all(count == 0 for count in blocks.ref_counts)
