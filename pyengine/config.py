@@ -19,6 +19,7 @@ class EngineConfig:
 
     model: str
     tokenizer: str | None = None  # defaults to `model`
+    skip_tokenizer_init: bool = False  # token ids in and out, no text (vLLM's flag)
     device: str = "cpu"  # "cpu" (numpy), "cuda" (cupy) or "fake" (strict test device)
     max_model_len: int | None = None  # defaults to the model's max_position_embeddings
     block_size: int = 16

@@ -45,13 +45,15 @@ class Engine:
         self.backend = get_backend(config.device)
         self.model = load_model(config.model, self.backend)
         mc = self.model.config
-        self.tokenizer = Tokenizer.from_pretrained(config.tokenizer or config.model)
+        # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
+        self.tokenizer = None if config.skip_tokenizer_init else \
+            Tokenizer.from_pretrained(config.tokenizer or config.model)
         self.vocab_size = mc.vocab_size
         self.max_model_len = min(config.max_model_len or mc.max_position_embeddings,
                                  mc.max_position_embeddings)
         # The tokenizer's EOS ends a sequence with stop_reason None; the config's other eos ids
         # become stop tokens (stop_reason = the id), as vLLM does (api-semantics §4.5).
-        self.eos_token_id = self.tokenizer.eos_token_id
+        self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None
         if self.eos_token_id is None and mc.eos_token_ids:
             self.eos_token_id = mc.eos_token_ids[0]
         self.extra_eos_ids = frozenset(mc.eos_token_ids) - {self.eos_token_id}
@@ -64,8 +66,8 @@ class Engine:
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
         self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
-        table = kernels.TokenTable.from_tokenizer(self.tokenizer.backend_tokenizer,
-                                                  self.tokenizer.all_special_ids)
+        table = None if self.tokenizer is None else kernels.TokenTable.from_tokenizer(
+            self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids)
         self.output_processor = OutputProcessor(table, self.eos_token_id, self.max_model_len)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
@@ -89,6 +91,8 @@ class Engine:
         text, prompt_ids = self._prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
         if params.bad_words:
+            if self.tokenizer is None:
+                raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
             params.bad_words_token_ids = tokenize_bad_words(
                 params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
@@ -285,6 +289,9 @@ class Engine:
                              request.prompt_logprobs, outputs, finished, request.num_cached_tokens)
 
     def _prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
+        if isinstance(prompt, str) and self.tokenizer is None:
+            raise ValueError("text prompts need a tokenizer; pass {'prompt_token_ids': [...]} "
+                             "(the engine runs with skip_tokenizer_init)")
         if isinstance(prompt, str):
             text, ids = prompt, self.tokenizer.encode(prompt)
         elif isinstance(prompt, dict) and "prompt_token_ids" in prompt:
