@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend
+from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import (
     ACTIVATIONS,
@@ -46,8 +46,7 @@ class LlamaLayer:
     input_layernorm: Any  # [D]
     qkv_proj: Any  # [(H + 2 Hkv) Dh, D]   q_proj | k_proj | v_proj, stacked
     qkv_bias: Any  # [(H + 2 Hkv) Dh] or None
-    q_norm: Any  # [Dh] or None (Qwen3)
-    k_norm: Any  # [Dh] or None (Qwen3)
+    qk_norm: Any  # [H + Hkv, Dh] or None (Qwen3): q_norm repeated per q head, then k_norm per kv head
     o_proj: Any  # [D, H Dh]
     o_bias: Any  # [D] or None
     post_attention_layernorm: Any  # [D]
@@ -106,13 +105,13 @@ class LlamaModel:
         q_size = c.num_attention_heads * c.head_dim
         kv_size = c.num_key_value_heads * c.head_dim
         qkv = linear(h, layer.qkv_proj, layer.qkv_bias)  # [N, (H + 2 Hkv) Dh]
-        q = qkv[:, :q_size].reshape(n, c.num_attention_heads, c.head_dim)  # [N, H, Dh]
-        k = qkv[:, q_size:q_size + kv_size].reshape(n, c.num_key_value_heads, c.head_dim)
-        v = qkv[:, q_size + kv_size:].reshape(n, c.num_key_value_heads, c.head_dim)  # [N, Hkv, Dh]
+        # q and k are adjacent in the stacked projection: norm (Qwen3) and rotate them together
+        qk = qkv[:, :q_size + kv_size].reshape(n, c.num_attention_heads + c.num_key_value_heads, c.head_dim)
         if c.qk_norm:
-            q = rms_norm(q, layer.q_norm, c.rms_norm_eps)  # [N, H, Dh]
-            k = rms_norm(k, layer.k_norm, c.rms_norm_eps)  # [N, Hkv, Dh]
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            qk = rms_norm(qk, layer.qk_norm, c.rms_norm_eps)  # [N, H + Hkv, Dh]
+        qk = apply_rope(qk, cos, sin)  # [N, H + Hkv, Dh]
+        q, k = qk[:, :c.num_attention_heads], qk[:, c.num_attention_heads:]  # [N, H, Dh], [N, Hkv, Dh]
+        v = qkv[:, q_size + kv_size:].reshape(n, c.num_key_value_heads, c.head_dim)  # [N, Hkv, Dh]
         key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
         write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
         window = c.sliding_window if c.layer_uses_sliding_window[index] else None
@@ -157,8 +156,7 @@ class LlamaModel:
                 input_layernorm=take(p + "input_layernorm.weight", (d,)),
                 qkv_proj=xp.concatenate(qkv, axis=0),
                 qkv_bias=qkv_bias,
-                q_norm=take(p + "self_attn.q_norm.weight", (dh,)) if c.qk_norm else None,
-                k_norm=take(p + "self_attn.k_norm.weight", (dh,)) if c.qk_norm else None,
+                qk_norm=_stacked_qk_norm(take, p, c) if c.qk_norm else None,
                 o_proj=take(p + "self_attn.o_proj.weight", (d, q_out)),
                 o_bias=bias(p + "self_attn.o_proj.bias", d, c.o_bias),
                 post_attention_layernorm=take(p + "post_attention_layernorm.weight", (d,)),
@@ -178,6 +176,15 @@ class LlamaModel:
             raise CheckpointError("checkpoint has no 'lm_head.weight' and tie_word_embeddings is false")
         _reject_leftovers(tensors)
         return cls(config, backend, embed, layers, norm, lm_head)
+
+
+def _stacked_qk_norm(take: Any, prefix: str, c: ModelConfig) -> Any:
+    """Qwen3's per-head q_norm and k_norm weights [Dh] as one [H + Hkv, Dh] array."""
+    q_norm = take(prefix + "self_attn.q_norm.weight", (c.head_dim,))
+    k_norm = take(prefix + "self_attn.k_norm.weight", (c.head_dim,))
+    xp = array_module(q_norm)
+    return xp.concatenate([xp.broadcast_to(q_norm, (c.num_attention_heads, c.head_dim)),
+                           xp.broadcast_to(k_norm, (c.num_key_value_heads, c.head_dim))])
 
 
 def _reject_leftovers(tensors: dict[str, Any]) -> None:
