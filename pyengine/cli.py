@@ -1,11 +1,15 @@
-"""Command line: `pyengine generate --model PATH --prompt TEXT`.
+"""Command line: `pyengine generate --model PATH --prompt TEXT` and `pyengine serve --model PATH`.
 
-Prints the completion of each prompt. Flags mirror SamplingParams and EngineConfig fields.
+`generate` prints the completion of each prompt; its flags mirror SamplingParams and
+EngineConfig fields. `serve` runs the OpenAI-compatible HTTP server; its flags live with the
+server (`server/cli.py`), which this entry point loads by name: the command line is the one
+place that composes the layers, and the engine itself never imports the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -26,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=0)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--device", default="cpu", choices=["cpu", "cuda", "fake"])
+    commands.add_parser("serve", add_help=False,
+                        help="run the OpenAI-compatible HTTP server (see `pyengine serve --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return importlib.import_module("server.cli").main(argv[1:])
     args = build_parser().parse_args(argv)
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)
 

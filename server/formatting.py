@@ -1,0 +1,69 @@
+"""The JSON pieces shared by complete and streamed responses: logprobs, usage, prompt logprobs.
+
+Shapes from the spec (`ChatCompletionLogProbs`, `UsageInfo`, `Logprob`) with vLLM's rules
+(api-semantics.md §5, §10.4, §12): a logprob of -inf is reported as -9999.0; `top_logprobs`
+are the first N entries of the engine's dict in its order (the sampled token first, quirk §15.4);
+`bytes` are the UTF-8 of the token's text; `return_tokens_as_token_ids` writes `token_id:<id>`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pyengine import CompletionOutput, Logprob
+
+MIN_LOGPROB = -9999.0
+
+
+def _clamp(value: float) -> float:
+    if math.isnan(value):
+        return MIN_LOGPROB
+    return max(value, MIN_LOGPROB)
+
+
+def _token_text(token_id: int, logprob: Logprob | None, tokenizer: Any, as_ids: bool) -> str:
+    if as_ids:
+        return f"token_id:{token_id}"
+    if logprob is not None and logprob.decoded_token is not None:
+        return logprob.decoded_token
+    return tokenizer.decode([token_id], skip_special_tokens=False)
+
+
+def _entry(token_id: int, logprob: Logprob | None, tokenizer: Any, as_ids: bool) -> dict[str, Any]:
+    token = _token_text(token_id, logprob, tokenizer, as_ids)
+    value = _clamp(logprob.logprob) if logprob is not None else MIN_LOGPROB
+    return {"token": token, "logprob": value, "bytes": list(token.encode("utf-8", errors="replace"))}
+
+
+def chat_logprobs(output: CompletionOutput, start: int, end: int, num_top: int, tokenizer: Any,
+                  as_ids: bool) -> dict[str, Any]:
+    """`{"content": [...]}` for generated tokens start..end-1 of one choice."""
+    content = []
+    steps = output.logprobs or []
+    for position in range(start, min(end, len(steps), len(output.token_ids))):
+        token_id, step = output.token_ids[position], steps[position]
+        entry = _entry(token_id, step.get(token_id), tokenizer, as_ids)
+        items = list(step.items()) if num_top == -1 else list(step.items())[:num_top]
+        entry["top_logprobs"] = [_entry(i, lp, tokenizer, as_ids) for i, lp in items]
+        content.append(entry)
+    return {"content": content}
+
+
+def prompt_logprobs_json(prompt_logprobs: list[dict[int, Logprob] | None] | None) -> list | None:
+    """`[null, {"<id>": {"logprob", "rank", "decoded_token"}}, ...]` (§5.2)."""
+    if prompt_logprobs is None:
+        return None
+    return [None if step is None else
+            {str(i): {"logprob": _clamp(lp.logprob), "rank": lp.rank, "decoded_token": lp.decoded_token}
+             for i, lp in step.items()}
+            for step in prompt_logprobs]
+
+
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None) -> dict[str, Any]:
+    """`UsageInfo`; `prompt_tokens_details` whenever prefix caching is on (decision D6)."""
+    out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                           "completion_tokens": completion_tokens, "prompt_tokens_details": None}
+    if cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return out

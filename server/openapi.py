@@ -1,0 +1,103 @@
+"""`GET /openapi.json`: the contract (shared/spec/openapi.yaml) plus what this server adds.
+
+`openapi_spec.json` beside this file is a verbatim copy of the spec; a test checks that it
+still equals `../shared/spec/openapi.json`. The served document keeps the spec's
+`ChatCompletionRequest` / `ChatCompletionResponse` schemas unchanged and adds: the path
+without the trailing slash, the streamed (`text/event-stream`) 200, the OpenAI-style error
+responses (400, 401, 404, 503), and the neighbouring endpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pyengine
+
+SPEC_FILE = Path(__file__).with_name("openapi_spec.json")
+CHAT_PATH = "/v1/chat/completions/"
+
+_ERROR_SCHEMA = {
+    "type": "object", "title": "ErrorResponse", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "code"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"},
+        "param": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "code": {"type": "integer"}}}},
+}
+_ERRORS = {
+    "400": "The request fits the schema but cannot be served as asked",
+    "401": "Missing or wrong API key",
+    "404": "Unknown model",
+    "503": "The server is full or its engine has stopped; retry after Retry-After seconds",
+}
+
+
+def _error_responses(codes: list[str]) -> dict[str, Any]:
+    return {code: {"description": _ERRORS[code], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}} for code in codes}
+
+
+def _json_op(summary: str, request: dict | None, response: dict, errors: list[str],
+             operation_id: str, method: str = "post") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": operation_id, "responses": {
+        "200": {"description": "Successful Response", "content": {"application/json": {"schema": response}}},
+        **_error_responses(errors)}}
+    if request is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+        op["responses"]["422"] = {"description": "Validation Error", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+    return {method: op}
+
+
+_INT_LIST = {"type": "array", "items": {"type": "integer"}}
+_TOKENIZE_REQUEST = {"anyOf": [
+    {"type": "object", "required": ["prompt"], "properties": {
+        "model": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "prompt": {"type": "string"},
+        "add_special_tokens": {"type": "boolean"}, "return_token_strs": {"anyOf": [{"type": "boolean"}, {"type": "null"}]}}},
+    {"type": "object", "required": ["messages"], "properties": {
+        "model": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "messages": {"$ref": "#/components/schemas/ChatCompletionRequest/properties/messages"},
+        "add_generation_prompt": {"type": "boolean"}, "continue_final_message": {"type": "boolean"},
+        "add_special_tokens": {"type": "boolean"}, "return_token_strs": {"anyOf": [{"type": "boolean"}, {"type": "null"}]}}},
+]}
+_TOKENIZE_RESPONSE = {"type": "object", "required": ["count", "max_model_len", "tokens"], "properties": {
+    "count": {"type": "integer"}, "max_model_len": {"type": "integer"}, "tokens": _INT_LIST,
+    "token_strs": {"anyOf": [{"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+                             {"type": "null"}]}}}
+_MODELS_RESPONSE = {"type": "object", "required": ["object", "data"], "properties": {
+    "object": {"type": "string", "const": "list"}, "data": {"type": "array", "items": {
+        "type": "object", "required": ["id", "object"], "properties": {"id": {"type": "string"},
+                                                                       "object": {"type": "string"}}}}}}
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    spec = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
+    doc = copy.deepcopy(spec)
+    doc["info"] = {"title": "pyengine", "version": pyengine.__version__,
+                   "description": "vLLM's OpenAI-compatible API, served by pyengine"}
+    doc["components"]["schemas"]["ErrorResponse"] = _ERROR_SCHEMA
+    chat = doc["paths"][CHAT_PATH]["post"]
+    chat["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": "Server-sent events: chat.completion.chunk objects, "
+                                                    "then `data: [DONE]` (when `stream` is true)"}}
+    chat["responses"].update(_error_responses(["400", "401", "404", "503"]))
+    plain = copy.deepcopy(chat)
+    plain["operationId"] = "create_chat_completion_v1_chat_completions_post"
+    doc["paths"] = {
+        "/v1/chat/completions": {"post": plain},
+        CHAT_PATH: {"post": chat},
+        "/v1/models": _json_op("List models", None, _MODELS_RESPONSE, ["401"], "list_models", "get"),
+        "/health": {"get": {"summary": "Health", "operationId": "health", "responses": {
+            "200": {"description": "The engine is running"}, "503": {"description": "The engine has stopped"}}}},
+        "/version": _json_op("Version", None, {"type": "object", "required": ["version"],
+                                               "properties": {"version": {"type": "string"}}}, [], "version", "get"),
+        "/tokenize": _json_op("Tokenize", _TOKENIZE_REQUEST, _TOKENIZE_RESPONSE, ["400", "404"], "tokenize"),
+        "/detokenize": _json_op("Detokenize", {"type": "object", "required": ["tokens"], "properties": {
+            "model": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "tokens": _INT_LIST}},
+            {"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            ["400", "404"], "detokenize"),
+    }
+    return doc

@@ -1,0 +1,133 @@
+"""Request checks that pass the schema but not vLLM's rules, and the request -> SamplingParams map.
+
+`check_request` is vLLM's "before" validators plus the fields this server cannot honour
+(all 400, api-semantics.md §13 checklist; decision D3: no field is silently inert).
+`sampling_params` builds `SamplingParams` with vLLM's names; its own range checks raise
+ValueError, which the handler answers 400. Omitted sampling fields take the model's
+`generation_config.json` values, as vLLM's `--generation-config auto` does (§2.1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pyengine import SamplingParams
+from server.errors import bad_request
+from server.protocol import INT64_MAX, INT64_MIN, ChatCompletionRequest
+
+# Fields filled from generation_config.json when the request leaves them out (vLLM §2.1).
+GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def read_generation_config(model_path: str) -> dict[str, Any]:
+    """The checkpoint's sampling defaults (and `max_new_tokens`), or {} when it has none."""
+    path = Path(model_path) / "generation_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    defaults = {k: config[k] for k in GENERATION_CONFIG_FIELDS if k in config}
+    if "max_new_tokens" in config:
+        defaults["max_new_tokens"] = config["max_new_tokens"]
+    return defaults
+
+
+def check_request(request: ChatCompletionRequest, max_n: int) -> None:
+    """400 for combinations vLLM rejects and for fields this server cannot honour."""
+    if request.stream_options is not None and not request.stream:
+        raise bad_request("Stream options can only be defined when `stream=True`.", "stream_options")
+    top = request.top_logprobs
+    if top is not None and top < -1:
+        raise bad_request(f"`top_logprobs` must be a non-negative value or -1, got {top}.", "top_logprobs")
+    if top is not None and top != 0 and not request.logprobs:
+        raise bad_request("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
+    prompt_logprobs = request.prompt_logprobs
+    if request.stream and prompt_logprobs is not None and prompt_logprobs != 0:
+        raise bad_request("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs")
+    if prompt_logprobs is not None and prompt_logprobs < -1:
+        raise bad_request(f"`prompt_logprobs` must be a non-negative value or -1, got {prompt_logprobs}.",
+                          "prompt_logprobs")
+    if request.cache_salt is not None and not request.cache_salt:
+        raise bad_request("Parameter 'cache_salt' must be a non-empty string if provided.", "cache_salt")
+    if request.n is not None and request.n > max_n:
+        raise bad_request(f"n must be at most {max_n} on this server, got {request.n}.", "n")
+    if request.seed is not None and not INT64_MIN <= request.seed <= INT64_MAX:
+        raise bad_request(f"seed must fit in a 64-bit signed integer, got {request.seed}.", "seed")
+    for name in ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty",
+                 "repetition_penalty", "length_penalty"):
+        value = getattr(request, name)
+        if value is not None and not math.isfinite(value):
+            raise bad_request(f"{name} must be a finite number, got {value}.", name)
+    if request.length_penalty != 1.0 and not request.use_beam_search:
+        raise bad_request("length_penalty applies only to beam search; set use_beam_search: true or "
+                          "leave length_penalty at 1.0", "length_penalty")
+    _check_unsupported(request)
+
+
+def _check_unsupported(request: ChatCompletionRequest) -> None:
+    """Spec fields whose feature this server does not have: a 400 that says why (D3)."""
+    if request.kv_transfer_params:
+        raise bad_request("kv_transfer_params needs a KV-transfer connector (disaggregated serving), "
+                          "which this server does not have", "kv_transfer_params")
+    if request.mm_processor_kwargs:
+        raise bad_request("mm_processor_kwargs: this server runs a text-only model and has no "
+                          "multimodal processor", "mm_processor_kwargs")
+    if request.vllm_xargs:
+        raise bad_request("vllm_xargs are passed to server extensions; this server has none installed",
+                          "vllm_xargs")
+
+
+def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: dict[str, Any],
+                    logprobs_for_echo: bool = True) -> SamplingParams:
+    """The request's sampling fields as SamplingParams (raises ValueError -> 400)."""
+
+    def pick(name: str, neutral: Any) -> Any:
+        value = getattr(request, name)
+        if value is not None:
+            return value
+        return defaults.get(name, neutral)
+
+    prompt_logprobs = request.prompt_logprobs
+    if prompt_logprobs is None and request.echo and logprobs_for_echo:
+        prompt_logprobs = request.top_logprobs  # vLLM quirk §15.15: echo turns on prompt logprobs
+    logit_bias = None
+    if request.logit_bias is not None:
+        try:
+            logit_bias = {int(k): v for k, v in request.logit_bias.items()}
+        except ValueError:
+            raise bad_request("logit_bias keys must be token ids (integers written as strings)",
+                              "logit_bias") from None
+    repetition = request.repetition_detection
+    return SamplingParams(
+        n=request.n if request.n is not None else 1,
+        temperature=pick("temperature", 1.0),
+        top_p=pick("top_p", 1.0),
+        top_k=pick("top_k", 0),
+        min_p=pick("min_p", 0.0),
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        repetition_penalty=pick("repetition_penalty", 1.0),
+        logit_bias=logit_bias,
+        allowed_token_ids=request.allowed_token_ids,
+        bad_words=request.bad_words or None,
+        min_tokens=request.min_tokens,
+        max_tokens=max_tokens,
+        stop=request.stop,
+        stop_token_ids=request.stop_token_ids,
+        include_stop_str_in_output=request.include_stop_str_in_output,
+        ignore_eos=request.ignore_eos,
+        seed=request.seed,
+        logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+        prompt_logprobs=prompt_logprobs,
+        skip_special_tokens=request.skip_special_tokens,
+        spaces_between_special_tokens=request.spaces_between_special_tokens,
+        repetition_detection=repetition.model_dump(include={"max_pattern_size", "min_pattern_size", "min_count"})
+        if repetition is not None else None,
+        use_beam_search=request.use_beam_search,
+        length_penalty=request.length_penalty,
+    )

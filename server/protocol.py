@@ -1,0 +1,301 @@
+"""The request body of `POST /v1/chat/completions`, as pydantic models of the spec.
+
+These models decide one thing: does the JSON body fit `ChatCompletionRequest` of
+`shared/spec/openapi.yaml`? A body that does not is answered 422 with the spec's
+`HTTPValidationError` (decision D1). Types are strict, as JSON Schema is: `"0.5"` is not a
+number and `true` is not an integer. Every object allows unknown keys (the spec's
+`additionalProperties: true`, decision D3).
+
+What a field *means* (ranges, combinations, what this text-only engine cannot do) is checked
+later, in `serving_chat.py` and `params.py`, and answered 400. So these models are as lenient as
+the spec and no more: a user message whose content parts are images is valid here (the spec
+allows it) and rejected there with a 400 that says why.
+
+The spec is vLLM's `ChatCompletionRequest` (vllm/entrypoints/openai/chat_completion/protocol.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+# -- JSON Schema's scalar types ---------------------------------------------------------------------
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    # JSON Schema counts 1.0 as an integer; pydantic's strict int does not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+JsonObject = dict[str, Any]
+
+
+class SpecModel(BaseModel):
+    """Strict types, unknown keys kept (the spec's `additionalProperties: true`)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+# -- messages --------------------------------------------------------------------------------------
+
+
+class FunctionCall(SpecModel):
+    name: str
+    arguments: str
+
+
+class ToolCallParam(SpecModel):
+    """A tool call of an earlier assistant turn: `function` (or, in the spec, `custom`) type."""
+
+    id: str
+    type: Literal["function", "custom"]
+    function: FunctionCall | None = None
+    custom: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _has_its_body(self) -> "ToolCallParam":
+        if self.type == "function" and self.function is None:
+            raise ValueError("a tool call of type 'function' needs 'function'")
+        if self.type == "custom" and self.custom is None:
+            raise ValueError("a tool call of type 'custom' needs 'custom'")
+        return self
+
+
+class FunctionToolParam(SpecModel):
+    type: Literal["function"]
+    function: JsonObject
+
+
+# A content part: a JSON object or (in custom-role messages) a bare string. The spec's union of
+# part types accepts nearly any object (its "simple" image/audio/video parts have no required
+# key), so parts are checked for meaning when the prompt is built, not here.
+ContentPart = Union[str, JsonObject]
+
+
+class RequestMessage(SpecModel):
+    """One input message: the union of the spec's eight message schemas, folded into one.
+
+    The spec's `CustomChatCompletionMessageParam` accepts any role string, so the union is that
+    schema plus what the role-specific ones add: a null `content` for `assistant` and `function`
+    messages, and custom tool calls on `assistant` messages. The harmony-style `Message` (with
+    `author` instead of `role`) is accepted here and rejected as unsupported later.
+    """
+
+    role: str | None = None
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+    reasoning: str | None = None
+    tools: list[FunctionToolParam] | None = None
+    author: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _role_rules(self) -> "RequestMessage":
+        if self.role is None:
+            if self.author is None:
+                raise ValueError("a message needs a 'role'")
+            return self
+        fields = self.model_fields_set
+        if self.content is None and "content" in fields and self.role not in ("assistant", "function"):
+            raise ValueError(f"'content' may be null only in assistant and function messages, not {self.role!r}")
+        if self.name is None and "name" in fields:
+            raise ValueError("'name' must be a string")
+        if self.role in ("system", "developer", "user", "tool") and "content" not in fields:
+            raise ValueError(f"a {self.role} message needs 'content'")
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs 'tool_call_id'")
+        if self.role == "function" and ("content" not in fields or self.name is None):
+            raise ValueError("a function message needs 'content' and 'name'")
+        if self.role != "assistant" and any(c.type == "custom" for c in self.tool_calls or []):
+            raise ValueError("custom tool calls are allowed only in assistant messages")
+        return self
+
+
+# -- tools -----------------------------------------------------------------------------------------
+
+
+class FunctionDefinition(SpecModel):
+    name: str
+    description: str | None = None
+    parameters: JsonObject | None = None
+
+
+class ToolParam(SpecModel):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(SpecModel):
+    name: str
+
+
+class NamedToolChoice(SpecModel):
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+# -- structured outputs (accepted by the schema; see structured.py for what runs) -------------------
+
+
+class JsonSchemaFormat(SpecModel):
+    name: str
+    description: str | None = None
+    schema_: JsonObject | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(SpecModel):
+    """`text`, `json_object`, `json_schema` (ResponseFormat) or `structural_tag` (both shapes)."""
+
+    type: Literal["text", "json_object", "json_schema", "structural_tag"]
+    json_schema: JsonSchemaFormat | None = None
+    format: Any = None
+    structures: list[JsonObject] | None = None
+    triggers: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _structural_tag_shape(self) -> "ResponseFormat":
+        if self.type == "structural_tag":
+            has_new = "format" in self.model_fields_set
+            has_legacy = self.structures is not None and self.triggers is not None
+            if not (has_new or has_legacy):
+                raise ValueError("a structural_tag response_format needs 'format', or 'structures' and 'triggers'")
+        return self
+
+
+class StructuredOutputsParams(SpecModel):
+    json_: str | JsonObject | None = Field(default=None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    disable_fallback: bool = False
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    whitespace_pattern: str | None = None
+    structural_tag: str | None = None
+    backend: str | None = Field(default=None, alias="_backend")
+    backend_was_auto: bool = Field(default=False, alias="_backend_was_auto")
+
+
+# -- the request -----------------------------------------------------------------------------------
+
+
+class StreamOptions(SpecModel):
+    include_usage: bool | None = True
+    continuous_usage_stats: bool | None = False
+
+
+class RepetitionDetection(SpecModel):
+    max_pattern_size: Int = 0
+    min_pattern_size: Int = 0
+    min_count: Int = 0
+
+
+VllmXargValue = Union[str, Int, float, list[Union[str, Int, float]]]
+
+
+class ChatCompletionRequest(SpecModel):
+    """`ChatCompletionRequest` of the spec, field for field, in the spec's order."""
+
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+
+    messages: list[RequestMessage]
+    model: str | None = None
+    frequency_penalty: float | None = 0.0
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = False
+    top_logprobs: Int | None = 0
+    max_tokens: Int | None = None
+    max_completion_tokens: Int | None = None
+    n: Int | None = 1
+    presence_penalty: float | None = 0.0
+    response_format: ResponseFormat | None = None
+    seed: Annotated[Int, Field(ge=-(2**63), le=2**63)] | None = None
+    stop: str | list[str] | None = Field(default_factory=list)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = "none"
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    include_reasoning: bool = True
+    parallel_tool_calls: bool | None = True
+    user: str | None = None
+    use_beam_search: bool = False
+    top_k: Int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    length_penalty: float = 1.0
+    stop_token_ids: list[Int] | None = Field(default_factory=list)
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    min_tokens: Int = 0
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: Annotated[Int, Field(ge=-1, le=2**63)] | None = None
+    prompt_logprobs: Int | None = None
+    allowed_token_ids: list[Int] | None = None
+    bad_words: list[str] = Field(default_factory=list)
+    echo: bool = False
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    add_special_tokens: bool = False
+    documents: list[dict[str, str]] | None = None
+    chat_template: str | None = None
+    chat_template_kwargs: JsonObject | None = None
+    mm_processor_kwargs: JsonObject | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+    priority: Int = 0
+    request_id: str | None = None  # not nullable in the spec; see _request_id_not_null
+    return_tokens_as_token_ids: bool | None = None
+    return_token_ids: bool | None = None
+    cache_salt: str | None = None
+    kv_transfer_params: JsonObject | None = None
+    vllm_xargs: dict[str, VllmXargValue] | None = None
+    repetition_detection: RepetitionDetection | None = None
+
+    @model_validator(mode="after")
+    def _request_id_not_null(self) -> "ChatCompletionRequest":
+        if "request_id" in self.model_fields_set and self.request_id is None:
+            raise ValueError("request_id must be a string")
+        return self
+
+    def was_set(self, name: str) -> bool:
+        """Whether the client sent this field (as opposed to taking the default)."""
+        return name in self.model_fields_set
+
+
+# -- the neighbouring endpoints (vLLM's shapes) ------------------------------------------------------
+
+
+class TokenizeCompletionRequest(SpecModel):
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = True
+    return_token_strs: bool | None = False
+
+
+class TokenizeChatRequest(SpecModel):
+    model: str | None = None
+    messages: list[RequestMessage]
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    add_special_tokens: bool = False
+    return_token_strs: bool | None = False
+    chat_template: str | None = None
+    chat_template_kwargs: JsonObject | None = None
+    tools: list[ToolParam] | None = None
+    documents: list[dict[str, str]] | None = None
+
+
+class DetokenizeRequest(SpecModel):
+    model: str | None = None
+    tokens: list[Int]
