@@ -1,0 +1,55 @@
+"""Logprobs equal log_softmax of the raw logits; ranks follow vLLM's rule, ties included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyengine.sampling import SamplingParams, compute_prompt_logprobs
+
+from .helpers import BACKEND, row, sampler
+
+
+def _log_softmax(x):
+    x = x.astype(np.float64)
+    return x - x.max(-1, keepdims=True) - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True))
+
+
+def test_sampled_and_top_logprobs_come_from_the_raw_distribution():
+    x = np.array([[0.5, 3.0, -1.0, 2.0, 2.5, 0.0]], dtype=np.float32)
+    params = SamplingParams(temperature=0.0, logprobs=3, repetition_penalty=5.0, logit_bias={1: -50})
+    out = sampler(6)(x, [row(params, prompt=[4])])
+    reference = _log_softmax(x[0])
+    [chosen] = out.token_ids
+    assert chosen == 3  # bias and penalty changed the choice...
+    lp = out.logprobs[0]
+    assert lp.token_ids == [3, 1, 4, 3]  # ...but logprobs are raw: chosen first, then top-3
+    np.testing.assert_allclose(lp.logprobs, reference[[3, 1, 4, 3]], atol=1e-6)
+    assert lp.ranks == [3, 1, 2, 3]
+    assert out.sampled_logprobs[0] == pytest.approx(reference[3], abs=1e-6)
+
+
+def test_rank_counts_ties_as_vllm_does():
+    x = np.array([[2.0, 2.0, 1.0, 2.0]], dtype=np.float32)
+    out = sampler(4)(x, [row(SamplingParams(temperature=0.0, logprobs=0))])
+    assert out.token_ids == [0]
+    assert out.logprobs[0].ranks == [3]  # three tokens are at least as likely as the chosen one
+
+
+def test_rows_without_logprobs_get_none_and_zero_means_chosen_only():
+    x = np.zeros((3, 5), dtype=np.float32)
+    rows = [row(SamplingParams(temperature=0.0)), row(SamplingParams(temperature=0.0, logprobs=0)),
+            row(SamplingParams(temperature=0.0, logprobs=2))]
+    out = sampler(5)(x, rows)
+    assert out.logprobs[0] is None
+    assert len(out.logprobs[1].token_ids) == 1 and len(out.logprobs[2].token_ids) == 3
+
+
+def test_prompt_logprobs_layout():
+    x = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], dtype=np.float32)
+    rows = compute_prompt_logprobs(x, [2, 0, 1], 1, BACKEND)
+    assert rows[0] is None and len(rows) == 3
+    reference = _log_softmax(x)
+    assert rows[1].token_ids == [0, 2] and rows[1].ranks == [3, 1]
+    np.testing.assert_allclose(rows[1].logprobs, reference[0, [0, 2]], atol=1e-6)
+    assert rows[2].token_ids == [1, 0] and rows[2].ranks == [2, 1]

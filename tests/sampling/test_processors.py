@@ -1,0 +1,76 @@
+"""The logits processors against hand-computed values, negative logits included."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.processors import (
+    apply_allowed_token_ids,
+    apply_bad_words,
+    apply_logit_bias,
+    apply_min_tokens,
+    apply_penalties,
+)
+
+from .helpers import logits, row
+
+NEG_INF = -np.inf
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
+    # tokens: 0 in prompt (positive), 1 in output (negative), 2 unseen, 3 in prompt with 0 logit
+    x = logits([2.0, -1.0, 3.0, 0.0])
+    r = row(SamplingParams(repetition_penalty=2.0), prompt=[0, 3], output=[1])
+    np.testing.assert_allclose(apply_penalties(x, [r]), [[1.0, -2.0, 3.0, 0.0]])
+
+
+def test_frequency_and_presence_penalties_count_output_only():
+    x = logits([1.0, 1.0, 1.0, -1.0])
+    r = row(SamplingParams(frequency_penalty=0.5, presence_penalty=0.25), prompt=[2, 2], output=[0, 0, 0, 3])
+    # token 0: 1 - 0.5*3 - 0.25 = -0.75; token 3: -1 - 0.5 - 0.25 = -1.75; token 2 (prompt only): 1
+    np.testing.assert_allclose(apply_penalties(x, [r]), [[-0.75, 1.0, 1.0, -1.75]])
+
+
+def test_penalties_apply_in_vllms_order_repetition_first():
+    x = logits([4.0, -4.0])
+    r = row(SamplingParams(repetition_penalty=2.0, frequency_penalty=1.0, presence_penalty=1.0), prompt=[], output=[0, 1])
+    # token 0: 4/2 - 1 - 1 = 0; token 1: -4*2 - 1 - 1 = -10
+    np.testing.assert_allclose(apply_penalties(x, [r]), [[0.0, -10.0]])
+
+
+def test_rows_without_penalties_are_untouched_in_a_mixed_batch():
+    x = logits([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    rows = [row(SamplingParams(presence_penalty=1.0), output=[2]), row(SamplingParams(), output=[2])]
+    np.testing.assert_allclose(apply_penalties(x, rows), [[1.0, 2.0, 2.0], [1.0, 2.0, 3.0]])
+
+
+def test_logit_bias_adds_to_raw_logits():
+    x = logits([0.5, -0.5, 1.0])
+    out = apply_logit_bias(x, [row(SamplingParams(logit_bias={0: -100, 2: 5.5}))])
+    np.testing.assert_allclose(out, [[-99.5, -0.5, 6.5]])
+
+
+def test_allowed_token_ids_mask_everything_else():
+    x = logits([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0])
+    out = apply_allowed_token_ids(x, [row(SamplingParams(allowed_token_ids=[1, 3])), row(SamplingParams())])
+    np.testing.assert_array_equal(out, [[NEG_INF, 2.0, NEG_INF, 4.0], [1.0, 2.0, 3.0, 4.0]])
+
+
+def test_bad_words_ban_the_completing_token_only_after_the_prefix():
+    params = SamplingParams()
+    params.bad_words_token_ids = [[5], [1, 2, 3]]  # a one-token word and a three-token word
+    x = logits(*[[0.0] * 6] * 3)
+    rows = [row(params, output=[]), row(params, output=[4, 1, 2]), row(params, output=[1, 2, 0])]
+    out = apply_bad_words(x, rows)
+    assert out[0, 5] == NEG_INF and out[0, 3] == 0.0  # prefix [1, 2] not generated yet
+    assert out[1, 5] == NEG_INF and out[1, 3] == NEG_INF  # output ends with [1, 2]
+    assert out[2, 3] == 0.0  # the prefix is not at the end
+
+
+def test_min_tokens_masks_stop_tokens_until_reached():
+    params = SamplingParams(min_tokens=2)
+    x = logits([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    rows = [row(params, output=[0], stop_ids={2}), row(params, output=[0, 1], stop_ids={2})]
+    out = apply_min_tokens(x, rows)
+    assert out[0, 2] == NEG_INF and out[1, 2] == 3.0
