@@ -1,0 +1,162 @@
+"""The tool-call and reasoning parsers: pure functions of text, whole and streamed.
+
+Every streamed case is checked against the whole-output parse of the same text, for every way
+of cutting the text into deltas that the case lists (tags split across deltas included).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.reasoning import ThinkReasoningParser, prompt_opens_reasoning, template_uses_reasoning
+from server.tool_parsers import HermesToolParser, get_tool_parser, tool_parser_names
+
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "°C"}}\n</tool_call>'
+
+
+def stream_tools(text: str, cuts: list[int]) -> tuple[str, dict[int, dict]]:
+    """Feed `text` cut at `cuts`; return the content and the calls assembled from the deltas."""
+    parser = HermesToolParser()
+    content, calls = "", {}
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    for piece in pieces:
+        text_out, deltas = parser.feed(piece)
+        content += text_out
+        for d in deltas:
+            _merge(calls, d)
+    text_out, deltas = parser.finish()
+    content += text_out
+    for d in deltas:
+        _merge(calls, d)
+    return content, calls
+
+
+def _merge(calls: dict[int, dict], delta) -> None:
+    call = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+    if delta.id is not None:
+        assert call["id"] is None, "the header is sent once"
+        call["id"], call["name"] = delta.id, delta.name
+    if delta.arguments is not None:
+        call["arguments"] += delta.arguments
+
+
+# -- hermes, whole output --------------------------------------------------------------------------
+
+
+def test_hermes_extracts_a_call_and_the_content_before_it():
+    out = HermesToolParser().extract("Let me check. " + CALL)
+    assert out.tools_called
+    assert out.content == "Let me check. "
+    [call] = out.tool_calls
+    assert call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris", "unit": "°C"}
+    assert "°C" in call.arguments  # ensure_ascii=False, as vLLM
+    assert call.id.startswith("chatcmpl-tool-") and len(call.id) == len("chatcmpl-tool-") + 32
+
+
+def test_hermes_parallel_calls_and_null_content():
+    out = HermesToolParser().extract(CALL + "\n" + CALL.replace("Paris", "Oslo"))
+    assert out.content is None
+    assert [json.loads(c.arguments)["city"] for c in out.tool_calls] == ["Paris", "Oslo"]
+
+
+def test_hermes_unterminated_call_is_parsed_like_vllm():
+    out = HermesToolParser().extract('<tool_call>{"name": "f", "arguments": {}}')
+    assert out.tools_called and out.tool_calls[0].name == "f" and out.tool_calls[0].arguments == "{}"
+
+
+@pytest.mark.parametrize("text", ["no calls here", "<tool_call>{not json}</tool_call>",
+                                  '<tool_call>{"arguments": {}}</tool_call>', "<tool_call>[1, 2]</tool_call>"])
+def test_hermes_text_that_is_not_a_call_stays_content(text):
+    out = HermesToolParser().extract(text)
+    assert not out.tools_called and out.tool_calls == [] and out.content == text
+
+
+def test_parsers_are_pluggable():
+    assert "hermes" in tool_parser_names()
+    assert get_tool_parser("hermes") is HermesToolParser
+    with pytest.raises(ValueError, match="unknown tool-call parser"):
+        get_tool_parser("nope")
+
+
+# -- hermes, streaming -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["Sure. " + CALL, CALL + CALL.replace("Paris", "Rome"), "plain <tool text",
+                                  "a <tool_cal", 'x<tool_call>{"name": "f", "arguments": {"a": 1}}'])
+def test_hermes_stream_matches_whole_output_for_every_single_cut(text):
+    whole = HermesToolParser().extract(text)
+    for cut in range(len(text) + 1):
+        content, calls = stream_tools(text, [cut])
+        if whole.tools_called:
+            assert content == (whole.content or "")
+            assert [c["name"] for c in calls.values()] == [c.name for c in whole.tool_calls]
+            assert [c["arguments"] for c in calls.values()] == [c.arguments for c in whole.tool_calls]
+        else:
+            assert content == text and calls == {}
+
+
+def test_hermes_stream_sends_the_name_before_the_arguments():
+    parser = HermesToolParser()
+    _, deltas = parser.feed('<tool_call>{"name": "get_weather", "argu')
+    assert [(d.index, d.name, d.arguments) for d in deltas] == [(0, "get_weather", None)]
+    assert deltas[0].to_json()["type"] == "function"
+    _, deltas = parser.feed('ments": {"city": "Paris"}}</tool_call>')
+    assert [(d.index, d.id, d.arguments) for d in deltas] == [(0, None, '{"city": "Paris"}')]
+    assert deltas[0].to_json() == {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(CALL) * 2 + 6), max_size=8))
+def test_hermes_stream_any_chunking(cuts):
+    text = "Hi. " + CALL + CALL
+    content, calls = stream_tools(text, sorted(set(cuts)))
+    whole = HermesToolParser().extract(text)
+    assert content == whole.content
+    assert [(c["name"], c["arguments"]) for c in calls.values()] == [(c.name, c.arguments) for c in whole.tool_calls]
+
+
+# -- reasoning -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt, text, expected", [
+    ("", "<think>\nsteps\n</think>\n\nanswer", ("\nsteps\n", "\n\nanswer")),
+    ("", "  <think>x</think>", ("x", None)),
+    ("", "just an answer", (None, "just an answer")),
+    ("", "<think>ran out of tokens", ("ran out of tokens", None)),
+    ("<|im_start|>assistant\n<think>\n", "steps</think>answer", ("steps", "answer")),
+    ("<|im_start|>assistant\n<think>\n", "still thinking", ("still thinking", None)),
+    ("<think>\n\n</think>\n\n", "no thinking today", (None, "no thinking today")),  # enable_thinking: false
+    ("", "<thinking is not a tag", (None, "<thinking is not a tag")),
+])
+def test_reasoning_whole_output(prompt, text, expected):
+    assert ThinkReasoningParser(prompt).parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["<think>a b</think>c d", "<think>x</thi", "<thi", "  <think></think>",
+                                  "answer only"])
+def test_reasoning_stream_matches_whole_output_for_every_cut(text):
+    whole = ThinkReasoningParser().parse(text)
+    for cut in range(len(text) + 1):
+        parser = ThinkReasoningParser()
+        first, second, last = parser.feed(text[:cut]), parser.feed(text[cut:]), parser.finish()
+        reasoning = first.reasoning + second.reasoning + last.reasoning
+        content = first.content + second.content + last.content
+        assert (reasoning or None, content or None) == (whole[0] or None, whole[1])
+
+
+def test_reasoning_holds_back_a_partial_end_tag():
+    parser = ThinkReasoningParser("<think>")
+    assert parser.feed("abc</th").reasoning == "abc"
+    delta = parser.feed("ink>done")
+    assert (delta.reasoning, delta.content) == ("", "done")
+
+
+def test_reasoning_is_on_by_default_only_for_templates_that_use_it():
+    assert template_uses_reasoning("{{ '<think>' }}")
+    assert not template_uses_reasoning("{{ messages }}") and not template_uses_reasoning(None)
+    assert prompt_opens_reasoning("x<think>\n") and not prompt_opens_reasoning("<think></think>")
