@@ -89,7 +89,8 @@ def openapi_document() -> dict[str, Any]:
     doc["paths"] = {
         "/v1/chat/completions": {"post": plain},
         CHAT_PATH: {"post": chat},
-        "/v1/models": _json_op("List models", None, _MODELS_RESPONSE, ["401"], "list_models", "get"),
+        "/v1/models": {"get": {**_json_op("List models", None, _MODELS_RESPONSE, ["401"], "list_models", "get")["get"],
+                               "security": [{"HTTPBearer": []}]}},
         "/health": {"get": {"summary": "Health", "operationId": "health", "responses": {
             "200": {"description": "The engine is running"}, "503": {"description": "The engine has stopped"}}}},
         "/version": _json_op("Version", None, {"type": "object", "required": ["version"],

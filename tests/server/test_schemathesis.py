@@ -1,0 +1,36 @@
+"""Schemathesis against the served `/openapi.json`: no 5xx, and every response fits the document.
+
+Schemathesis generates bodies from the spec's schemas (valid ones and broken ones) and checks
+each answer: not a server error, status code and content type documented, body valid against
+the documented schema, invalid data rejected with a 4xx, requests without the API key refused
+with 401. Left out: `positive_data_acceptance`, because a body can fit the schema and still
+break a rule (`temperature: -1` is our documented 400).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+schemathesis = pytest.importorskip("schemathesis")
+
+from schemathesis.checks import positive_data_acceptance  # noqa: E402
+
+from server.openapi import openapi_document  # noqa: E402
+from tests.server.conftest import serve  # noqa: E402
+
+KEY = "fuzz-key"
+schema = schemathesis.openapi.from_dict(openapi_document())
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    with serve(api_key=KEY, max_n=4, max_pending_requests=64) as running:
+        yield running
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms(case, fuzz_server):
+    case.call_and_validate(base_url=fuzz_server.url, headers={"Authorization": f"Bearer {KEY}"},
+                           excluded_checks=[positive_data_acceptance], timeout=60)
