@@ -7,19 +7,16 @@ text is random bytes, which is all a protocol test needs. Outputs are bounded wi
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from pyengine import EngineConfig
 from pyengine.async_engine import AsyncEngine
-from server.app import build_app
+from server.background import BackgroundServer
 from server.serving_chat import ServingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,33 +25,8 @@ MODEL_NAME = "qwen2-tiny"
 NUM_KV_BLOCKS = 256
 
 
-class RunningServer:
-    """A server in a background thread; `url` is its base URL, `engine` its AsyncEngine."""
-
-    def __init__(self, engine: AsyncEngine, config: ServingConfig, api_key: str | None = None):
-        self.engine = engine
-        self.app = build_app(engine, config, api_key=api_key)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "RunningServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+class RunningServer(BackgroundServer):
+    """A background server plus the engine counters the tests read."""
 
     def free_blocks(self) -> tuple[int, int]:
         blocks = self.engine.engine.blocks
@@ -72,7 +44,7 @@ def serve(api_key: str | None = None, engine_options: dict | None = None, **serv
     options = {"num_kv_blocks": NUM_KV_BLOCKS, "max_num_seqs": 64, **(engine_options or {})}
     engine = AsyncEngine(EngineConfig(model=str(QWEN2), **options))
     config = ServingConfig(served_model_names=[MODEL_NAME, "alias"], **serving)
-    with RunningServer(engine, config, api_key) as running:
+    with RunningServer(engine, config, api_key).run() as running:
         yield running
 
 

@@ -1,0 +1,68 @@
+"""Run the server in a background thread of this process: for notebooks, docs and tests.
+
+    server = BackgroundServer.start(model="tests/fixtures/parity/qwen2", served_model_name="tiny")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    ...
+    server.stop()
+
+It is the same app and the same uvicorn that `pyengine serve` runs, bound to a free port on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from pyengine import EngineConfig
+from pyengine.async_engine import AsyncEngine
+from server.app import build_app
+from server.serving_chat import ServingConfig
+
+
+class BackgroundServer:
+    """A uvicorn server on 127.0.0.1:<free port> in a daemon thread; `url` is its base URL."""
+
+    def __init__(self, engine: AsyncEngine, config: ServingConfig, api_key: str | None = None):
+        self.engine = engine
+        self.app = build_app(engine, config, api_key=api_key)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @classmethod
+    def start(cls, model: str, served_model_name: str | None = None, api_key: str | None = None,
+              serving: dict[str, Any] | None = None, **engine_options: Any) -> "BackgroundServer":
+        """Load `model`, start serving it, and return once the server accepts connections."""
+        engine = AsyncEngine(EngineConfig(model=model, **engine_options))
+        config = ServingConfig(served_model_names=[served_model_name or model], **(serving or {}))
+        return cls(engine, config, api_key).run()
+
+    def run(self) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; the app's shutdown also stops the engine."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def __enter__(self) -> "BackgroundServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
