@@ -248,7 +248,8 @@ class Engine:
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks; a finished sequence frees its blocks."""
         seq.output_token_ids.append(token_id)
-        seq.cumulative_logprob += logprob
+        if logprob is not None:  # computed for requests with logprobs, as in vLLM
+            seq.cumulative_logprob += logprob
         if seq.logprobs is not None and row_logprobs is not None:
             seq.logprobs.append(self._logprobs_dict(seq, row_logprobs))
         self.output_processor.process_token(seq, token_id)
@@ -278,7 +279,8 @@ class Engine:
     def _request_output(self, request: Request) -> RequestOutput:
         outputs = [
             CompletionOutput(index=s.index, text=s.text, token_ids=list(s.output_token_ids),
-                             cumulative_logprob=s.cumulative_logprob, logprobs=s.logprobs,
+                             cumulative_logprob=None if s.logprobs is None else s.cumulative_logprob,
+                             logprobs=s.logprobs,
                              finish_reason=s.finish_reason, stop_reason=s.stop_reason)
             for s in request.sequences
         ]

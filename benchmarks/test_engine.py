@@ -1,0 +1,86 @@
+"""Engine throughput and prefix-cache TTFT on SmolLM2-135M's shapes (random weights).
+
+- output tokens/s with 1, 8 and 32 concurrent requests of mixed prompt lengths;
+- time to first token of a request sharing a 1,024-token prefix with an earlier one, with and
+  without prefix caching;
+- with torch + transformers installed (dev-only): transformers' padded batch `generate` on the
+  same prompts.
+Targets (issue #5): 32 concurrent >= 8x batch-1 throughput; a prefix hit cuts TTFT >= 5x;
+32 concurrent >= 2x transformers' padded batch generate.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import RATIOS
+from safetensors.numpy import save_file
+from smollm2 import SMOLLM2_135M, random_tensors
+
+from pyengine import LLM, SamplingParams
+
+NEW_TOKENS = 16
+RATIOS.extend([
+    ("engine 32 concurrent / batch 1", "engine tok/s at 32", "engine tok/s at 1", 8.0),
+    ("TTFT without / with prefix cache", "TTFT no prefix cache s", "TTFT prefix cache hit s", 5.0),
+    ("engine 32 concurrent / transformers batch 32", "engine tok/s at 32", "transformers tok/s at 32", 2.0),
+])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("smollm2-random")
+    (path / "config.json").write_text(json.dumps(SMOLLM2_135M))
+    save_file(random_tensors(SMOLLM2_135M), str(path / "model.safetensors"))
+    return str(path)
+
+
+def _prompts(count, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(16, 128, size=count)  # mixed lengths
+    return [{"prompt_token_ids": rng.integers(1, 49000, size=int(n)).tolist()} for n in lengths]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8, 32])
+def test_throughput(benchmark, record, checkpoint, concurrency):
+    llm = LLM(model=checkpoint, skip_tokenizer_init=True, num_kv_blocks=1024, max_num_seqs=64)
+    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+    prompts = _prompts(concurrency)
+    benchmark.pedantic(lambda: llm.generate(prompts, params), rounds=2, warmup_rounds=0)
+    record(f"engine tok/s at {concurrency}", concurrency * NEW_TOKENS / benchmark.stats.stats.median)
+
+
+@pytest.mark.parametrize("caching", [False, True])
+def test_ttft_shared_prefix(benchmark, record, checkpoint, caching):
+    llm = LLM(model=checkpoint, skip_tokenizer_init=True, num_kv_blocks=512,
+              enable_prefix_caching=caching, max_num_batched_tokens=4096)
+    rng = np.random.default_rng(1)
+    prefix = rng.integers(1, 49000, size=1024).tolist()
+    one = SamplingParams(temperature=0.0, max_tokens=1, ignore_eos=True)
+    llm.generate({"prompt_token_ids": prefix + [7, 8, 9]}, one)  # the earlier request
+    suffixes = iter(rng.integers(1, 49000, size=(100, 16)).tolist())
+    benchmark.pedantic(lambda: llm.generate({"prompt_token_ids": prefix + next(suffixes)}, one),
+                       rounds=3, warmup_rounds=0)
+    record(f"TTFT {'prefix cache hit' if caching else 'no prefix cache'} s", benchmark.stats.stats.median)
+
+
+def test_transformers_padded_batch(benchmark, record):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.set_num_threads(2)
+    fields = {k: v for k, v in SMOLLM2_135M.items() if k not in ("architectures", "torch_dtype")}
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields)).float().eval()
+    prompts = [p["prompt_token_ids"] for p in _prompts(32)]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])  # left padding
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
+    def run():
+        with torch.no_grad():
+            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
+                           min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
+
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+    record("transformers tok/s at 32", 32 * NEW_TOKENS / benchmark.stats.stats.median)
