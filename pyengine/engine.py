@@ -129,12 +129,13 @@ class Engine:
         hidden = self.model.forward(input_ids, attn, self.kv_cache)  # 3. [N, D]
         sampling = [i for i, item in enumerate(plan.scheduled) if item.completes_prompt]
         last_rows = [attn.query_start_loc[i + 1] - 1 for i in sampling]
-        logits = self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows))])  # [B, V]
+        logits = self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])  # [B, V]
         self._prompt_logprobs(plan, hidden, attn)
         self.scheduler.after_step(plan)  # the cache now holds this step's keys and values
         seqs, rows_index = self._sampling_rows(plan, sampling)  # 4. n > 1 siblings join here
         rows = [self._sampling_row(seq) for seq in seqs]
-        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index))], rows) if seqs else None  # 5.
+        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows) \
+            if seqs else None  # 5.
         touched: dict[str, Request] = {}
         for i, seq in enumerate(seqs):  # 6-7. append, detokenize, check stops
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
