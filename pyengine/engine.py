@@ -88,7 +88,7 @@ class Engine:
         if priority != 0 and self.scheduler.policy != "priority":
             raise ValueError("Got priority != 0 but the scheduling policy is not 'priority': start the "
                              "engine with scheduling_policy='priority' to use request priorities")
-        text, prompt_ids = self._prompt_ids(prompt, params)
+        text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
         if params.bad_words:
             if self.tokenizer is None:
@@ -291,7 +291,8 @@ class Engine:
         return RequestOutput(request.request_id, request.prompt, list(request.prompt_token_ids),
                              request.prompt_logprobs, outputs, finished, request.num_cached_tokens)
 
-    def _prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
+    def prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
+        """Tokenize and check a prompt (string, ids, or {"prompt_token_ids": ...}) -> (text, ids)."""
         if isinstance(prompt, str) and self.tokenizer is None:
             raise ValueError("text prompts need a tokenizer; pass {'prompt_token_ids': [...]} "
                              "(the engine runs with skip_tokenizer_init)")

@@ -152,3 +152,18 @@ def test_all_kv_blocks_return_after_generation(llama):
     blocks = llama.llm_engine.blocks
     assert blocks.num_free_blocks == blocks.num_blocks
     assert all(count == 0 for count in blocks.ref_counts)
+
+
+def test_beam_search_through_the_engine_equals_the_search_on_exact_logprobs(llama, expected):
+    """use_beam_search runs the search on the model; a width-1 beam is greedy decoding."""
+    ids = expected["prompt_ids"].tolist()
+    [beam] = llama.generate({"prompt_token_ids": ids},
+                            SamplingParams(use_beam_search=True, n=1, max_tokens=5, ignore_eos=True))
+    assert beam.outputs[0].token_ids == expected["greedy_ids"][:5].tolist()
+    [wide] = llama.generate({"prompt_token_ids": ids},
+                            SamplingParams(use_beam_search=True, n=3, max_tokens=4, ignore_eos=True))
+    assert len(wide.outputs) == 3
+    scores = [o.cumulative_logprob for o in wide.outputs]
+    assert scores == sorted(scores, reverse=True)  # equal lengths: ranked by cumulative logprob
+    blocks = llama.llm_engine.blocks
+    assert blocks.num_free_blocks == blocks.num_blocks
