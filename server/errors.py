@@ -80,9 +80,14 @@ def validation_error(exc: ValidationError, prefix: tuple[Any, ...] = ("body",)) 
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic names the branch of a union it tried ("str", "list[...]"); FastAPI keeps these,
-    # but they are Python type names, not places in the client's JSON.
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+    # pydantic names the branch of a union it tried ("str", "list[...]", "NamedToolChoice");
+    # FastAPI keeps these, but they are Python type names, not places in the client's JSON.
+    from server.protocol import SpecModel  # noqa: PLC0415  (protocol sits above this module)
+
+    if not isinstance(part, str):
+        return False
+    return "[" in part or part in ("str", "int", "float", "bool", "none") or \
+        part in {cls.__name__ for cls in SpecModel.__subclasses__()}
 
 
 def parse_json_body(raw: bytes) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 
 import httpx
 import pytest
@@ -127,3 +128,32 @@ def test_a_third_disconnecting_mid_stream_aborts_and_frees(load_server, monkeypa
     free, total = load_server.free_blocks()
     assert free == total
     assert live_aborts, "clients that hung up mid-stream must abort their running requests"
+
+
+def test_a_non_streaming_client_that_hangs_up_aborts_its_request(load_server, monkeypatch):
+    engine = load_server.engine.engine
+    live_aborts = []
+    original = engine.abort_request
+
+    def counting_abort(request_ids):
+        ids = [request_ids] if isinstance(request_ids, str) else list(request_ids)
+        live_aborts.extend(i for i in ids if i in engine.requests)
+        return original(request_ids)
+
+    monkeypatch.setattr(engine, "abort_request", counting_abort)
+    step = engine.step
+
+    def slow_step():  # the tiny model is too quick to hang up on: 5 ms per step
+        time.sleep(0.005)
+        return step()
+
+    monkeypatch.setattr(engine, "step", slow_step)
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "max_tokens": 100,
+            "ignore_eos": True, "n": 4, "temperature": 1.0}
+    with httpx.Client(base_url=load_server.url, timeout=httpx.Timeout(5, read=0.1)) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", json=body)
+    load_server.wait_idle()
+    assert engine.requests == {} and live_aborts
+    free, total = load_server.free_blocks()
+    assert free == total
