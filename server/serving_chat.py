@@ -120,9 +120,9 @@ class ChatService:
     async def _close(self, job: "ChatJob", stream: AsyncIterator[RequestOutput]) -> None:
         """A stream ended (done, failed or disconnected): free its slot and its KV blocks."""
         self.num_pending -= 1
-        with contextlib.suppress(BaseException):
+        self.engine.abort(job.engine_request_id)  # first: nothing below may stop it
+        with contextlib.suppress(Exception):
             await stream.aclose()
-        self.engine.abort(job.engine_request_id)
 
     def prepare(self, body: Any, header_request_id: str | None) -> ChatJob:
         """Everything before the engine: 422, 400 and 404 errors come from here."""
@@ -191,9 +191,9 @@ class ChatService:
         finally:
             for task in (generation, disconnect):
                 task.cancel()
-            with contextlib.suppress(BaseException):
+            self.engine.abort(job.engine_request_id)  # a no-op once the request has finished
+            with contextlib.suppress(Exception):
                 await stream.aclose()
-            self.engine.abort(job.engine_request_id)
 
     # -- the complete response ---------------------------------------------------------------------
 

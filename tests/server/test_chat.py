@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
 from tests.server.conftest import MODEL_NAME, chat_body, serve
 
