@@ -1,14 +1,23 @@
-"""Beam search as vLLM's server runs it (api-semantics.md §6), the intended algorithm (D8).
+"""Beam search as vLLM's server runs it (api-semantics.md §6), the intended algorithm (decision D8).
 
-Each step every live beam proposes its 2W most likely next tokens (raw log-softmax, so
-temperature does not change scores); unless `ignore_eos`, candidates ending in EOS become
-finished hypotheses; the W best remaining candidates by cumulative logprob are the new beams.
-After `max_tokens` steps, live beams join the finished ones and all are ranked by
+    beams = [prompt]; finished = []
+    repeat max_tokens times (no early stopping):
+        every live beam proposes its 2W most likely next tokens (raw log-softmax scores,
+            so temperature changes nothing): candidate = (beam, token, beam.cum + logprob)
+        unless ignore_eos, an EOS candidate becomes a finished hypothesis ("stop")
+        the W best remaining candidates by cumulative logprob are the new beams
+    finished += beams ("length"); rank everything by
+        score = cum_logprob / len(prompt + generated) ** length_penalty
+    (the length counts the prompt, and not a final EOS); return the best W, best first.
 
-    score = cum_logprob / (len(prompt + generated) ** length_penalty)
+W is the beam width (the request's `n`). vLLM's code attributes candidates to parent beams by
+index arithmetic that breaks when a step returns 2W + 1 entries; here each candidate carries
+its parent. Penalties, bias, top-k/p and stop strings do not apply (vLLM skips them too).
 
-(the EOS, if last, does not count in the length), best first; the best W are returned.
-The model is behind `next_token_logprobs`, so this file is pure search over numbers.
+The model sits behind `next_token_logprobs`, so this file is pure search over numbers: the
+engine implements it with its forward pass and KV cache, tests with toy functions.
+
+Shapes: W live beams, V vocabulary, 2W candidates per beam.
 """
 
 from __future__ import annotations
@@ -16,18 +25,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from pyengine.backend import host_numpy
+from pyengine.backend import Backend, array_module, host_numpy
+from pyengine.sampling.logprobs import RowLogprobs, row_logprobs, top_k_sorted
 
-np = host_numpy()  # the search runs on the host over the W x V logprob rows it is given
+np = host_numpy()  # the search itself runs on the host over [W, 2W] candidates
 
 
 @dataclasses.dataclass
 class BeamSequence:
-    token_ids: list[int]  # generated tokens (prompt excluded)
+    """One hypothesis: generated tokens (the EOS only with include_stop_str_in_output) and scores."""
+
+    token_ids: list[int]
     cum_logprob: float
+    score: float = 0.0
     finish_reason: str = "length"
     stop_reason: int | None = None
-    score: float = 0.0
+    logprobs: list[RowLogprobs] = dataclasses.field(default_factory=list)  # per step: chosen + top 2W
 
 
 def beam_search(
@@ -40,39 +53,71 @@ def beam_search(
     length_penalty: float = 1.0,
     ignore_eos: bool = False,
     include_stop_str_in_output: bool = False,
+    backend: Backend | None = None,
 ) -> list[BeamSequence]:
-    """Return the best `beam_width` hypotheses, best first.
+    """The best `beam_width` hypotheses, best first.
 
     `next_token_logprobs(sequences)` gets the full token lists (prompt + generated) of the live
-    beams and returns their next-token log-softmax rows, a host array [W_live, V].
+    beams and returns their next-token log-softmax rows, an array [W_live, V]: a host array, or
+    a device array when `backend` is given (then only the [W, 2W] candidates are copied back).
     """
     if beam_width < 1 or max_tokens < 1:
-        raise ValueError(f"beam search needs beam_width >= 1 and max_tokens >= 1, got {beam_width}, {max_tokens}")
+        raise ValueError(f"beam search needs beam_width >= 1 and max_tokens >= 1, got beam_width={beam_width}, "
+                         f"max_tokens={max_tokens}")
     prompt = list(prompt_token_ids)
     beams = [BeamSequence([], 0.0)]
     finished: list[BeamSequence] = []
     for _ in range(max_tokens):
-        rows = np.asarray(next_token_logprobs([prompt + b.token_ids for b in beams]), dtype=np.float64)
-        candidates = []
-        for beam, row in zip(beams, rows):
-            top = np.argsort(-row, kind="stable")[: 2 * beam_width]
-            candidates += [(beam, int(t), beam.cum_logprob + float(row[t])) for t in top]
-        live = []
-        for beam, token, cum in candidates:
-            if token == eos_token_id and not ignore_eos:
-                tokens = beam.token_ids + ([token] if include_stop_str_in_output else [])
-                finished.append(BeamSequence(tokens, cum, "stop", token))
-            else:
-                live.append((beam, token, cum))
-        live.sort(key=lambda c: c[2], reverse=True)  # stable: earlier candidates win ties
-        beams = [BeamSequence(beam.token_ids + [token], cum) for beam, token, cum in live[:beam_width]]
+        logprobs = next_token_logprobs([prompt + beam.token_ids for beam in beams])  # [W, V]
+        if len(logprobs.shape) != 2 or logprobs.shape[0] != len(beams):
+            raise ValueError(f"next_token_logprobs returned shape {tuple(logprobs.shape)} for {len(beams)} beams; "
+                             f"expected [{len(beams)}, V]")
+        top_ids, top_values = _candidates(logprobs, 2 * beam_width, backend)  # [W, 2W] each, host
+        cum = np.array([beam.cum_logprob for beam in beams])[:, None] + top_values  # [W, 2W]
+        is_eos = (top_ids == eos_token_id) & (not ignore_eos)  # [W, 2W]
+        for w, j in zip(*np.nonzero(is_eos & np.isfinite(cum))):  # finished hypotheses, in (beam, rank) order
+            step = _step_logprobs(top_ids[w], top_values[w], j)
+            tokens = beams[w].token_ids + ([int(top_ids[w, j])] if include_stop_str_in_output else [])
+            finished.append(BeamSequence(tokens, float(cum[w, j]), finish_reason="stop", stop_reason=eos_token_id,
+                                         logprobs=beams[w].logprobs + [step]))
+        live = np.where(is_eos | ~np.isfinite(cum), -np.inf, cum).reshape(-1)  # [W * 2W]
+        best = [i for i in np.argsort(-live, kind="stable")[:beam_width] if np.isfinite(live[i])]
+        beams = [_extend(beams[i // top_ids.shape[1]], top_ids, top_values, cum, *divmod(i, top_ids.shape[1]))
+                 for i in best]
         if not beams:
             break
     hypotheses = finished + beams
     for h in hypotheses:
-        length = len(prompt) + len(h.token_ids)
-        if h.token_ids and h.token_ids[-1] == eos_token_id:
-            length -= 1
-        h.score = h.cum_logprob / (max(length, 1) ** length_penalty)
-    hypotheses.sort(key=lambda h: h.score, reverse=True)
+        h.score = beam_score(prompt + h.token_ids, h.cum_logprob, eos_token_id, length_penalty)
+    hypotheses.sort(key=lambda h: h.score, reverse=True)  # stable: earlier hypotheses win ties
     return hypotheses[:beam_width]
+
+
+def beam_score(token_ids: Sequence[int], cum_logprob: float, eos_token_id: int | None,
+               length_penalty: float = 1.0) -> float:
+    """vLLM's ranking score: cum_logprob / length ** length_penalty (prompt included, final EOS not)."""
+    length = len(token_ids)
+    if token_ids and token_ids[-1] == eos_token_id:
+        length -= 1
+    return cum_logprob / (max(length, 1) ** length_penalty)
+
+
+def _candidates(logprobs: Any, k: int, backend: Backend | None) -> tuple[Any, Any]:
+    """[W, V] -> host ([W, k] token ids, [W, k] logprobs), best first (ties: lower id first)."""
+    xp = array_module(logprobs)
+    top_ids, top_values = top_k_sorted(logprobs.astype(xp.float64), k)  # [W, k] each
+    if backend is None:
+        return np.asarray(top_ids), np.asarray(top_values)
+    host = backend.to_host(xp.stack([top_ids.astype(xp.float64), top_values]))  # [2, W, k]: one copy
+    return host[0].astype(np.int64), host[1]
+
+
+def _extend(parent: BeamSequence, top_ids: Any, top_values: Any, cum: Any, w: int, j: int) -> BeamSequence:
+    """The parent beam plus its j-th candidate token."""
+    step = _step_logprobs(top_ids[w], top_values[w], j)
+    return BeamSequence(parent.token_ids + [int(top_ids[w, j])], float(cum[w, j]), logprobs=parent.logprobs + [step])
+
+
+def _step_logprobs(top_ids: Any, top_values: Any, j: int) -> RowLogprobs:
+    """This step's entries as vLLM reports them: the chosen token, then the beam's top 2W."""
+    return row_logprobs(int(top_ids[j]), float(top_values[j]), j + 1, top_ids, top_values)

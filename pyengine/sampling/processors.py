@@ -1,11 +1,16 @@
-"""Logits processors: the steps before temperature, in vLLM's order (api-semantics.md §2).
+"""Logits processors: the steps before temperature, in vLLM V1's order (api-semantics.md §2).
 
     allowed_token_ids -> bad_words -> min_tokens -> logit_bias -> repetition, frequency, presence
 
-Each is a pure function `(logits [B, V], rows) -> logits [B, V]` that returns its input
-untouched when no row uses it, so a batch of plain requests pays nothing. Per-row parameters
-become small host arrays (one value per row) copied to the device; the math on the [B, V]
-logits is one vectorised expression per step, never a loop over rows.
+Each is a pure function `(logits [B, V], rows) -> logits [B, V]`: it returns its input untouched
+when no row uses it, and otherwise a new array. They only ever change a few entries per row
+(the allowed tokens, the banned ones, the biased ones, the tokens seen so far), so each one
+collects (row, token) pairs on the host from the per-row state, copies those small index
+arrays to the device, and rewrites just those entries with one vectorised expression. No loop
+over rows touches the [B, V] array, and the cost grows with the number of entries changed,
+not with B x V.
+
+Shapes: B rows in the step, V vocabulary, K (row, token) pairs being rewritten.
 """
 
 from __future__ import annotations
@@ -14,98 +19,143 @@ from typing import Any, Sequence
 
 from pyengine.backend import array_module, host_numpy
 
-np = host_numpy()  # host-side construction of per-row index arrays only
-
-
-def _to_device(like: Any, host_array: Any) -> Any:
-    return array_module(like).asarray(host_array)
-
-
-def _masked(logits: Any, rows_cols: tuple[list[int], list[int]], value: float) -> Any:
-    """Set logits[r, c] = value for the (row, column) pairs given; returns a new array."""
-    xp = array_module(logits)
-    if not rows_cols[0]:
-        return logits
-    out = logits.copy()
-    out[_to_device(logits, np.array(rows_cols[0])), _to_device(logits, np.array(rows_cols[1]))] = value
-    return out
+np = host_numpy()  # host side: per-row token lists -> (row, token) index arrays
 
 
 def apply_allowed_token_ids(logits: Any, rows: Sequence[Any]) -> Any:
-    """Rows with `allowed_token_ids`: every other token -> -inf."""
-    limited = [i for i, r in enumerate(rows) if r.params.allowed_token_ids]
+    """Rows with `allowed_token_ids`: every other token -> -inf.  [B, V] -> [B, V]"""
+    limited = [b for b, row in enumerate(rows) if row.params.allowed_token_ids]
     if not limited:
         return logits
     xp = array_module(logits)
-    keep = np.zeros((len(rows), logits.shape[1]), dtype=bool)  # [B, V]
-    keep[[i for i in range(len(rows)) if i not in limited]] = True
-    for i in limited:
-        keep[i, rows[i].params.allowed_token_ids] = True
-    return xp.where(_to_device(logits, keep), logits, -xp.inf)
+    row_ids, token_ids = _pairs({b: rows[b].params.allowed_token_ids for b in limited})
+    r, t = _device(xp, row_ids), _device(xp, token_ids)  # [K], [K]
+    out = logits.copy()  # [B, V]
+    out[_device(xp, limited)] = -xp.inf  # ban the whole row ...
+    out[r, t] = logits[r, t]  # ... then restore the allowed entries
+    return out
 
 
 def apply_bad_words(logits: Any, rows: Sequence[Any]) -> Any:
     """Ban the last token of each bad word whose other tokens end the output so far (§3.9)."""
-    pairs: tuple[list[int], list[int]] = ([], [])
-    for i, row in enumerate(rows):
-        output = list(row.output_token_ids)
-        for word in row.params.bad_words_token_ids or ():
-            prefix = word[:-1]
-            if not prefix or output[len(output) - len(prefix):] == prefix:
-                pairs[0].append(i)
-                pairs[1].append(word[-1])
-    return _masked(logits, pairs, -float("inf"))
+    banned = {b: banned_bad_word_tokens(row.output_token_ids, row.params.bad_words_token_ids or ())
+              for b, row in enumerate(rows)}
+    return _set(logits, _pairs(banned), -float("inf"))
+
+
+def banned_bad_word_tokens(output_token_ids: Sequence[int], bad_words_token_ids: Sequence[Sequence[int]]) -> list[int]:
+    """Host: for each word [w1..wk], wk is banned when the output ends with [w1..w(k-1)].
+
+    A one-token word is always banned. Only generated tokens count, never the prompt.
+    """
+    output = list(output_token_ids)
+    banned = []
+    for word in bad_words_token_ids:
+        prefix = list(word[:-1])
+        if len(prefix) <= len(output) and output[len(output) - len(prefix):] == prefix:
+            banned.append(word[-1])
+    return banned
 
 
 def apply_min_tokens(logits: Any, rows: Sequence[Any]) -> Any:
-    """Until `min_tokens` were generated, the stop tokens (EOS and stop_token_ids) are -inf."""
-    pairs: tuple[list[int], list[int]] = ([], [])
-    for i, row in enumerate(rows):
-        if len(row.output_token_ids) < row.params.min_tokens:
-            for token_id in row.stop_token_ids:
-                pairs[0].append(i)
-                pairs[1].append(token_id)
-    return _masked(logits, pairs, -float("inf"))
+    """Until `min_tokens` tokens were generated, the row's stop tokens (EOS, stop ids) are -inf (§4.3)."""
+    masked = {b: sorted(row.stop_token_ids) for b, row in enumerate(rows)
+              if len(row.output_token_ids) < row.params.min_tokens}
+    return _set(logits, _pairs(masked), -float("inf"))
 
 
 def apply_logit_bias(logits: Any, rows: Sequence[Any]) -> Any:
-    """logits[r, t] += bias_t for each row's `logit_bias` (values already clamped to [-100, 100])."""
-    biased = [(i, t, b) for i, r in enumerate(rows) for t, b in (r.params.logit_bias or {}).items()]
+    """logits[b, t] += bias_t for each row's `logit_bias` (already clamped to [-100, 100], §3.6)."""
+    biased = {b: row.params.logit_bias for b, row in enumerate(rows) if row.params.logit_bias}
     if not biased:
         return logits
     xp = array_module(logits)
-    bias = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)  # [B, V]
-    for i, token_id, value in biased:
-        bias[i, token_id] += value
-    return logits + xp.asarray(bias)
+    row_ids, token_ids = _pairs({b: list(bias) for b, bias in biased.items()})
+    bias = np.array([value for b in biased for value in biased[b].values()], dtype=np.float32)  # [K]
+    r, t = _device(xp, row_ids), _device(xp, token_ids)
+    out = logits.copy()  # [B, V]
+    out[r, t] = logits[r, t] + xp.asarray(bias)  # a row's keys are distinct: no pair repeats
+    return out
 
 
 def apply_penalties(logits: Any, rows: Sequence[Any]) -> Any:
-    """Repetition (prompt + output, multiplicative), then frequency and presence (output only).
+    """Repetition (prompt and output), then frequency and presence (output only), as vLLM (§3.5).
 
-        repetition: x_t / r if x_t > 0 else x_t * r, for t seen in the prompt or the output
-        frequency:  x_t - f * count_t          presence:  x_t - p * [count_t > 0]
+    For every token t the row has seen, with count_t its occurrences in the output so far:
+
+        repetition:  x_t <- x_t / r   if x_t > 0,   else  x_t * r
+        frequency:   x_t <- x_t - f * count_t
+        presence:    x_t <- x_t - p * [count_t > 0]
+
+    Tokens the row has not seen are unchanged by all three, so only the seen entries are read,
+    penalised and written back.
     """
-    active = [i for i, r in enumerate(rows) if r.params.repetition_penalty != 1.0
-              or r.params.frequency_penalty != 0.0 or r.params.presence_penalty != 0.0]
+    active = [b for b, row in enumerate(rows) if _has_penalty(row.params)]
     if not active:
         return logits
     xp = array_module(logits)
-    batch, vocab = logits.shape
-    counts = np.zeros((batch, vocab), dtype=np.float32)  # [B, V] output occurrences
-    seen_in_prompt = np.zeros((batch, vocab), dtype=bool)  # [B, V]
-    repetition = np.ones((batch, 1), dtype=np.float32)
-    frequency = np.zeros((batch, 1), dtype=np.float32)
-    presence = np.zeros((batch, 1), dtype=np.float32)
-    for i in active:
-        p = rows[i].params
-        np.add.at(counts[i], np.asarray(rows[i].output_token_ids, dtype=np.int64), 1.0)
-        seen_in_prompt[i, np.asarray(rows[i].prompt_token_ids, dtype=np.int64)] = True
-        repetition[i], frequency[i], presence[i] = p.repetition_penalty, p.frequency_penalty, p.presence_penalty
-    counts_d = xp.asarray(counts)
-    seen = xp.asarray(seen_in_prompt) | (counts_d > 0)  # [B, V]
-    r = xp.asarray(repetition)  # [B, 1]
-    penalized = xp.where(logits > 0, logits / r, logits * r)
-    logits = xp.where(seen, penalized, logits)  # repetition
-    logits = logits - xp.asarray(frequency) * counts_d  # frequency
-    return logits - xp.asarray(presence) * (counts_d > 0)  # presence
+    seen = {b: seen_token_counts(rows[b].prompt_token_ids if rows[b].params.repetition_penalty != 1.0 else (),
+                                 rows[b].output_token_ids) for b in active}
+    row_ids, token_ids = _pairs({b: ids for b, (ids, _) in seen.items()})
+    counts = np.concatenate([c for _, c in seen.values()]).astype(np.float32)  # [K]
+
+    def per_pair(name: str) -> Any:  # one row's parameter, repeated for each of its pairs -> [K]
+        return np.repeat(np.array([getattr(rows[b].params, name) for b in seen], dtype=np.float32),
+                         [len(ids) for ids, _ in seen.values()])
+
+    r, t = _device(xp, row_ids), _device(xp, token_ids)
+    count = xp.asarray(counts)  # [K]
+    repetition, frequency, presence = (xp.asarray(per_pair(name)) for name in
+                                       ("repetition_penalty", "frequency_penalty", "presence_penalty"))
+    x = logits[r, t]  # [K] the seen entries
+    x = xp.where(x > 0, x / repetition, x * repetition)  # repetition
+    x = x - frequency * count  # frequency
+    x = x - presence * (count > 0)  # presence
+    out = logits.copy()  # [B, V]
+    out[r, t] = x
+    return out
+
+
+def seen_token_counts(prompt_token_ids: Sequence[int], output_token_ids: Sequence[int]) -> tuple[Any, Any]:
+    """Host: the distinct tokens of prompt and output, and each one's count in the output.
+
+    Returns (token_ids [S], output_counts [S]); prompt-only tokens have count 0.
+    """
+    output_ids, output_counts = np.unique(np.asarray(output_token_ids, dtype=np.int64), return_counts=True)
+    prompt_only = np.setdiff1d(np.asarray(prompt_token_ids, dtype=np.int64), output_ids)  # sorted, distinct
+    return (np.concatenate([output_ids, prompt_only]),
+            np.concatenate([output_counts, np.zeros(len(prompt_only), dtype=np.int64)]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _has_penalty(params: Any) -> bool:
+    return params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
+
+
+def _pairs(tokens_by_row: dict[int, Any]) -> tuple[Any, Any]:
+    """Host: {row: [token, ...]} -> (row ids [K], token ids [K]) as int64 arrays."""
+    lengths = [len(tokens) for tokens in tokens_by_row.values()]
+    row_ids = np.repeat(np.array(list(tokens_by_row), dtype=np.int64), lengths)
+    token_ids = np.concatenate([np.asarray(t, dtype=np.int64) for t in tokens_by_row.values()] or
+                               [np.zeros(0, dtype=np.int64)])
+    return row_ids, token_ids
+
+
+def _set(logits: Any, pairs: tuple[Any, Any], value: float) -> Any:
+    """A copy of logits with logits[b, t] = value at the given pairs (or logits itself if none)."""
+    row_ids, token_ids = pairs
+    if len(row_ids) == 0:
+        return logits
+    xp = array_module(logits)
+    out = logits.copy()  # [B, V]
+    out[_device(xp, row_ids), _device(xp, token_ids)] = value
+    return out
+
+
+def _device(xp: Any, host_values: Any) -> Any:
+    """Host index values -> an int64 device array (the explicit host->device copy)."""
+    return xp.asarray(np.asarray(host_values, dtype=np.int64))

@@ -1,17 +1,22 @@
-"""The sampler: logits [B, V] -> one token per row, plus the logprobs requests asked for.
+"""The sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
 
-The pipeline, in vLLM V1's order (api-semantics.md §2):
+vLLM V1's pipeline (api-semantics.md §2), each step a pure function over the whole batch:
 
-    0. grammar mask (structured outputs)            -> snapshot raw logprobs = log_softmax
-    1. allowed_token_ids, bad_words, min_tokens, logit_bias, penalties      (processors.py)
-    2. greedy rows: argmax here
-    3. temperature, min_p, top-k, top-p                                      (truncation.py)
-    4. draw: inverse-CDF sampling with one uniform number per row from the row's generator
+    0. grammar mask (structured outputs), then the raw-logprobs snapshot     (logprobs.py)
+    1. allowed_token_ids, bad_words, min_tokens, logit_bias, penalties     (processors.py)
+    2. greedy rows: argmax here (they see step 1, nothing after it)
+    3. temperature, then min_p, top-k, top-p as one per-row threshold       (truncation.py)
+    4. the draw: inverse CDF with one uniform number per row                 (draw.py)
+    5. gather: each sampled token's raw logprob, and the ranks and top-k rows asked for
 
-Seeded rows draw from their own generator, so their tokens do not depend on which other
-requests share the batch. The draw needs one random number per row, drawn on the host and
-copied to the device (host->device is free to do); everything device->host is packed into
-one array: the sampled ids, their logprobs and ranks, and the top-k logprobs rows asked for.
+Rows with different parameters share every step: per-row parameters travel as [B, 1] columns.
+A seeded row draws its uniform from its own generator, so its tokens do not depend on which
+other requests share the batch or where it sits in it; unseeded rows draw from the sampler's.
+The uniforms and a few small index arrays go host->device; device->host there is exactly one
+copy per step, one flat array holding the sampled ids, their logprobs and any requested
+logprobs rows.
+
+Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import Backend, array_module, host_numpy
+from pyengine.backend import Backend, host_numpy
+from pyengine.sampling.draw import inverse_cdf_sample, make_generator
+from pyengine.sampling.logprobs import (
+    RowLogprobs,
+    chosen_and_top,
+    compute_prompt_logprobs,
+    logsumexp,
+    pack,
+    row_logprobs,
+    unpack,
+)
 from pyengine.sampling.params import SamplingParams
 from pyengine.sampling.processors import (
     apply_allowed_token_ids,
@@ -28,14 +43,13 @@ from pyengine.sampling.processors import (
     apply_min_tokens,
     apply_penalties,
 )
-from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k_top_p
+from pyengine.sampling.truncation import NUM_CANDIDATES, apply_temperature, mask_below, truncation_threshold
 
-np = host_numpy()  # host: random generators and per-row parameter columns
+np = host_numpy()  # host: per-row parameter columns and random numbers
 
+__all__ = ["RowLogprobs", "Sampler", "SamplerOutput", "SamplingRow", "compute_prompt_logprobs", "make_generator"]
 
-def make_generator(seed: int | None) -> Any:
-    """A request's own random generator (PCG64 seeded with `seed`), or None for unseeded."""
-    return None if seed is None else np.random.Generator(np.random.PCG64(seed))
+PROCESSORS = (apply_allowed_token_ids, apply_bad_words, apply_min_tokens, apply_logit_bias, apply_penalties)
 
 
 @dataclasses.dataclass
@@ -45,178 +59,135 @@ class SamplingRow:
     params: SamplingParams
     prompt_token_ids: Sequence[int]
     output_token_ids: Sequence[int]
-    generator: Any = None  # from make_generator, or None: the engine's generator
+    generator: Any = None  # make_generator(seed), or None: draw from the sampler's generator
     stop_token_ids: frozenset[int] = frozenset()  # masked while len(output) < min_tokens
 
 
 @dataclasses.dataclass
-class RowLogprobs:
-    """vLLM's order: the chosen (or actual) token first with its rank, then the top-k."""
-
-    token_ids: list[int]
-    logprobs: list[float]
-    ranks: list[int]
-
-
-@dataclasses.dataclass
 class SamplerOutput:
-    token_ids: list[int]
-    sampled_logprobs: list[float]  # raw logprob of each sampled token (cumulative_logprob)
-    logprobs: list[RowLogprobs | None]  # None where the row did not ask
+    token_ids: list[int]  # one sampled token per row
+    sampled_logprobs: list[float]  # raw logprob of each sampled token (for cumulative_logprob)
+    logprobs: list[RowLogprobs | None]  # per row: chosen + top-k entries, None where not asked
 
 
 class Sampler:
-    """Samples one token per row with each row's own parameters, in one vectorised pass."""
+    """Samples one token per row, each row with its own parameters, in one vectorised pass."""
 
     def __init__(self, backend: Backend, vocab_size: int, seed: int | None = None):
         self.backend = backend
         self.xp = backend.xp
         self.vocab_size = vocab_size
         self.generator = np.random.Generator(np.random.PCG64(seed))  # for unseeded rows
+        # A partial sort with a data-dependent fallback suits the CPU; a device sorts whole rows.
+        self.num_candidates = NUM_CANDIDATES if backend.name == "cpu" else None
 
     def __call__(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any = None) -> SamplerOutput:
+        """logits [B, V] float (device), one SamplingRow per row, optional grammar mask [B, V] bool."""
+        self._check_shapes(logits, rows, allowed_mask)
+        if not rows:
+            return SamplerOutput([], [], [])
         xp = self.xp
         logits = logits.astype(xp.float32, copy=False)  # [B, V]
-        if allowed_mask is not None:
+        if allowed_mask is not None:  # 0. the grammar mask comes first: even raw logprobs see it
             logits = xp.where(allowed_mask, logits, -xp.inf)
-        raw_logprobs = log_softmax(logits)  # [B, V] what `logprobs` reports (raw mode)
-        token_ids = self.sample(self.process(logits, rows), rows)  # [B] device
-        return self._gather(raw_logprobs, token_ids, rows)
+        raw = logits  # the raw-logprobs snapshot: the steps below never write into their input
+        processed = self.process(logits, rows)  # 1.
+        token_ids = self.sample(processed, rows)  # 2-4. [B]
+        return self.gather(raw, token_ids, rows)  # 5.
 
     # -- the steps ---------------------------------------------------------------------------------
 
     def process(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
-        """Step 1: the logits processors, in vLLM's order."""
-        for processor in (apply_allowed_token_ids, apply_bad_words, apply_min_tokens,
-                          apply_logit_bias, apply_penalties):
+        """Step 1: the logits processors, in vLLM's order. [B, V] -> [B, V]"""
+        for processor in PROCESSORS:
             logits = processor(logits, rows)
         return logits
 
     def sample(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
-        """Steps 2-4: greedy argmax, or temperature, truncation and a seeded draw. -> [B]"""
+        """Steps 2-4: argmax for greedy rows; temperature, truncation and a draw for the rest. -> [B]"""
         xp = self.xp
-        greedy = np.array([r.params.greedy for r in rows])
-        greedy_ids = xp.argmax(logits, axis=-1)  # [B]; lowest index on ties, like torch
-        if greedy.all():
+        params = [row.params for row in rows]
+        greedy = [p.greedy for p in params]
+        greedy_ids = xp.argmax(logits, axis=-1) if any(greedy) else None  # [B], lowest index on ties
+        if all(greedy):
             return greedy_ids
-        column = self._column
-        temperature = column([1.0 if r.params.greedy else r.params.temperature for r in rows])
-        logits = apply_temperature(logits, temperature)
-        min_p = [r.params.min_p for r in rows]
-        if any(min_p):
-            logits = apply_min_p(logits, column(min_p))
-        top_k = [min(r.params.top_k, self.vocab_size) for r in rows]
-        top_p = [r.params.top_p for r in rows]
-        logits = apply_top_k_top_p(logits, column(top_k, np.int64), column(top_p), max(top_k),
-                                   any(p < 1 for p in top_p))
-        uniforms = column([(r.generator or self.generator).random() for r in rows], np.float64)
-        sampled = inverse_cdf_sample(logits, uniforms)  # [B]
-        return xp.where(xp.asarray(greedy), greedy_ids, sampled)
+        temperature = self._column([1.0 if p.greedy else p.temperature for p in params])  # [B, 1]
+        scaled = apply_temperature(logits, temperature)  # [B, V]
+        weights = xp.exp(scaled - scaled.max(axis=-1, keepdims=True))  # [B, V] unnormalised probs
+        threshold = truncation_threshold(scaled, weights, *self._truncation_columns(params))  # [B, 1]
+        kept = xp.where(scaled >= threshold, weights, 0.0)  # [B, V] the truncated distribution
+        sampled = inverse_cdf_sample(kept, self._uniforms(rows))  # [B]
+        if greedy_ids is None:
+            return sampled
+        return xp.where(self.backend.to_device(np.array(greedy)), greedy_ids, sampled)
 
-    def _gather(self, raw_logprobs: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
-        """Pack ids, their logprobs and ranks, and top-k logprobs into one device->host copy."""
+    def gather(self, raw: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
+        """Step 5: sampled logprobs for every row, chosen + top-k for the rows that asked; one copy."""
         xp = self.xp
         batch = len(rows)
-        index = xp.arange(batch)
-        chosen = raw_logprobs[index, token_ids]  # [B]
-        wanted = [r.params.num_top_logprobs(self.vocab_size) for r in rows]
-        max_k = max((k for k in wanted if k is not None), default=None)
-        columns = [token_ids.astype(xp.float64), chosen.astype(xp.float64)]
-        if max_k is not None:
-            # vLLM's rank: how many tokens are at least as likely (so ties push the rank down)
-            ranks = (raw_logprobs >= chosen[:, None]).sum(axis=-1)  # [B]
-            top_ids, top_values = top_k_sorted(raw_logprobs, max_k) if max_k else (None, None)
-            columns.append(ranks.astype(xp.float64))
-            if max_k:
-                columns += [top_ids.astype(xp.float64).T[i] for i in range(max_k)]
-                columns += [top_values.astype(xp.float64).T[i] for i in range(max_k)]
-        host = self.backend.to_host(xp.stack(columns, axis=1))  # [B, 2 (+1 + 2k)]: one copy
-        ids = host[:, 0].astype(np.int64).tolist()
-        out = SamplerOutput(ids, host[:, 1].tolist(), [None] * batch)
-        for b, k in enumerate(wanted):
-            if k is None:
-                continue
-            top_ids_b = host[b, 3:3 + k].astype(np.int64).tolist()
-            top_vals_b = host[b, 3 + max_k:3 + max_k + k].tolist()
-            out.logprobs[b] = RowLogprobs([ids[b]] + top_ids_b, [float(host[b, 1])] + top_vals_b,
-                                          [int(host[b, 2])] + list(range(1, k + 1)))
+        lse = logsumexp(raw)  # [B, 1]
+        sampled = xp.take_along_axis(raw, token_ids[:, None], axis=-1) - lse  # [B, 1] raw logprobs
+        wanted = [row.params.num_top_logprobs(self.vocab_size) for row in rows]
+        asking = [b for b, k in enumerate(wanted) if k is not None]
+        arrays, shapes = [token_ids, sampled[:, 0]], [(batch,), (batch,)]
+        if asking:
+            k = max(wanted[b] for b in asking)
+            index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
+            arrays += chosen_and_top(raw[index] - lse[index], token_ids[index], k)  # log_softmax of those rows
+            shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
+        host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
+        ids = host[0].astype(np.int64).tolist()
+        out = SamplerOutput(ids, host[1].tolist(), [None] * batch)
+        if asking:
+            chosen, ranks, top_ids, top_values = host[2:]
+            for i, b in enumerate(asking):
+                out.logprobs[b] = row_logprobs(ids[b], chosen[i], ranks[i], top_ids[i, :wanted[b]].astype(np.int64),
+                                               top_values[i, :wanted[b]])
         return out
 
-    def _column(self, values: list[Any], dtype: Any = None) -> Any:
+    # -- per-row columns (host -> device) ----------------------------------------------------------
+
+    def _truncation_columns(self, params: Sequence[SamplingParams]) -> tuple[Any, Any, Any, int | None]:
+        """min_p, top_k, top_p as [B, 1] columns (None where no row uses one), and the candidates."""
+        min_p = [p.min_p for p in params]
+        top_k = [min(p.top_k, self.vocab_size) for p in params]
+        top_p = [p.top_p for p in params]
+        num_candidates = None if self.num_candidates is None else max(self.num_candidates, *top_k)
+        return (self._column(min_p) if any(min_p) else None,
+                self._column(top_k, np.int64) if any(top_k) else None,
+                self._column(top_p) if any(p < 1 for p in top_p) else None,
+                num_candidates)
+
+    def _uniforms(self, rows: Sequence[SamplingRow]) -> Any:
+        """One uniform number per sampling row, a seeded row's from its own generator. -> [B, 1] float64"""
+        drawing = [not row.params.greedy for row in rows]  # greedy rows draw nothing (seed ignored)
+        shared = iter(self.generator.random(sum(d and row.generator is None for d, row in zip(drawing, rows))))
+        return self._column([0.0 if not d else next(shared) if row.generator is None else row.generator.random()
+                             for d, row in zip(drawing, rows)], np.float64)
+
+    def _column(self, values: Sequence[Any], dtype: Any = np.float32) -> Any:
         """Per-row values -> a [B, 1] device column."""
-        return self.xp.asarray(np.array(values, dtype=dtype or np.float32).reshape(-1, 1))
+        return self.backend.to_device(np.array(values, dtype=dtype).reshape(-1, 1))
+
+    def _check_shapes(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any) -> None:
+        expected = (len(rows), self.vocab_size)
+        if tuple(logits.shape) != expected:
+            raise ValueError(f"sampler: logits have shape {tuple(logits.shape)}, expected [B, V] = {list(expected)} "
+                             f"({len(rows)} rows, vocabulary {self.vocab_size})")
+        if allowed_mask is not None and tuple(allowed_mask.shape) != expected:
+            raise ValueError(f"sampler: allowed_mask has shape {tuple(allowed_mask.shape)}, "
+                             f"expected {list(expected)} like the logits")
 
 
-# ------------------------------------------------------------------------------------------------
-# Leaf functions
-# ------------------------------------------------------------------------------------------------
+def filtered_logits(logits: Any, rows: Sequence[SamplingRow], sampler: Sampler) -> Any:
+    """The logits a row actually samples from, -inf outside its truncation: [B, V] -> [B, V].
 
-
-def log_softmax(logits: Any) -> Any:
-    """[B, V] -> [B, V]: logits - logsumexp(logits), stable in float32."""
-    xp = array_module(logits)
-    top = logits.max(axis=-1, keepdims=True)
-    top = xp.where(xp.isfinite(top), top, 0.0)
-    return logits - top - xp.log(xp.exp(logits - top).sum(axis=-1, keepdims=True))
-
-
-def inverse_cdf_sample(logits: Any, uniforms: Any) -> Any:
-    """[B, V] logits, [B, 1] uniforms in [0, 1) -> [B] tokens drawn from softmax(logits).
-
-    Token t is chosen when cdf[t-1] <= u * total < cdf[t]: the number of cdf entries <= u * total.
-    Tokens at -inf have zero probability and can never be chosen.
+    Not on the hot path (the sampler never writes this array out); for tests, docs and vLLM's
+    `processed_logprobs` mode.
     """
-    xp = array_module(logits)
-    weights = xp.exp((logits - logits.max(axis=-1, keepdims=True)).astype(xp.float64))  # [B, V]
-    cdf = xp.cumsum(weights, axis=-1)  # [B, V]
-    target = uniforms * cdf[:, -1:]  # [B, 1]
-    return (cdf <= target).sum(axis=-1)  # [B]
-
-
-def top_k_sorted(values: Any, k: int) -> tuple[Any, Any]:
-    """The k largest entries of each row, descending: ([B, k] ids, [B, k] values).
-
-    Ties are broken by the lower token id, so ranks are deterministic.
-    """
-    xp = array_module(values)
-    vocab = values.shape[-1]
-    k = min(k, vocab)
-    if k < vocab:
-        candidates = xp.sort(xp.argpartition(-values, k - 1, axis=-1)[:, :k], axis=-1)  # [B, k] by id
-    else:
-        candidates = xp.broadcast_to(xp.arange(vocab), values.shape)
-    cand_values = xp.take_along_axis(values, candidates, axis=-1)  # [B, k]
-    order = xp.argsort(-cand_values, axis=-1, kind="stable")  # equal values keep id order
-    ids = xp.take_along_axis(candidates, order, axis=-1)
-    return ids, xp.take_along_axis(cand_values, order, axis=-1)
-
-
-def compute_prompt_logprobs(logits: Any, token_ids: Sequence[int], num_top: int,
-                            backend: Backend) -> list[RowLogprobs | None]:
-    """Prompt logprobs: logits [T-1, V] at positions 0..T-2 score token_ids[1..T-1].
-
-    Returns vLLM's layout: `None` for the first token (no context), then per position the
-    actual token with its logprob and rank, followed by the top `num_top` (-1: all).
-    """
-    xp = backend.xp
-    count = logits.shape[0]
-    if len(token_ids) != count + 1:
-        raise ValueError(f"prompt logprobs: {count} logits rows need {count + 1} tokens, got {len(token_ids)}")
-    if count == 0:
-        return [None]
-    raw = log_softmax(logits.astype(xp.float32, copy=False))  # [T-1, V]
-    targets = xp.asarray(np.asarray(token_ids[1:], dtype=np.int64))
-    actual = raw[xp.arange(count), targets]  # [T-1]
-    ranks = (raw >= actual[:, None]).sum(axis=-1)  # [T-1]
-    k = raw.shape[-1] if num_top == -1 else num_top
-    columns = [actual.astype(xp.float64), ranks.astype(xp.float64)]
-    if k:
-        top_ids, top_values = top_k_sorted(raw, k)
-        columns += [top_ids.astype(xp.float64), top_values.astype(xp.float64)]
-    host = backend.to_host(xp.concatenate([c.reshape(count, -1) for c in columns], axis=1))
-    out: list[RowLogprobs | None] = [None]
-    for t in range(count):
-        ids = [int(token_ids[t + 1])] + host[t, 2:2 + k].astype(np.int64).tolist()
-        values = [float(host[t, 0])] + host[t, 2 + k:2 + 2 * k].tolist()
-        out.append(RowLogprobs(ids, values, [int(host[t, 1])] + list(range(1, k + 1))))
-    return out
+    xp = sampler.xp
+    params = [row.params for row in rows]
+    processed = sampler.process(logits.astype(xp.float32, copy=False), rows)
+    scaled = apply_temperature(processed, sampler._column([1.0 if p.greedy else p.temperature for p in params]))
+    weights = xp.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return mask_below(scaled, truncation_threshold(scaled, weights, *sampler._truncation_columns(params)))
