@@ -1,15 +1,14 @@
-"""Command line: `pyengine generate --model PATH --prompt TEXT` and `pyengine serve --model PATH`.
+"""Command line: `pyengine generate --model PATH --prompt TEXT`.
 
 `generate` prints the completion of each prompt; its flags mirror SamplingParams and
-EngineConfig fields. `serve` runs the OpenAI-compatible HTTP server; its flags live with the
-server (`server/cli.py`), which this entry point loads by name: the command line is the one
-place that composes the layers, and the engine itself never imports the server.
+EngineConfig fields. The `pyengine` console script starts in `server/cli.py`, which handles
+`pyengine serve` itself and hands every other command to `main` here, so the engine never
+imports the server.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -36,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        return importlib.import_module("server.cli").main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "serve":  # reached only through `python -m pyengine.cli`
+        print("pyengine: `serve` is provided by the server package: run the `pyengine` command",
+              file=sys.stderr)
+        return 2
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)
 
     model = args.model or str(DEFAULT_MODEL)

@@ -70,6 +70,18 @@ def load_chat_template(value: str | None) -> str | None:
     return value
 
 
+def entry(argv: list[str] | None = None) -> int:
+    """The `pyengine` console script: `serve` runs here, other commands go to pyengine's CLI."""
+    import sys  # noqa: PLC0415
+
+    from pyengine import cli  # noqa: PLC0415
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return main(argv[1:])
+    return cli.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import uvicorn  # noqa: PLC0415  (keeps `--help` fast)

@@ -68,7 +68,7 @@ def test_pyengine_serve_command(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "pyengine.cli", "serve", "--model", str(QWEN2), "--port", str(port),
+    command = [sys.executable, "-m", "server", "serve", "--model", str(QWEN2), "--port", str(port),
                "--served-model-name", "tiny", "--num-kv-blocks", "32", "--log-level", "warning"]
     process = subprocess.Popen(command, env={**__import__("os").environ, "PYENGINE_API_KEY": "k"},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
