@@ -86,8 +86,7 @@ class Engine:
         if request_id in self.requests:
             raise ValueError(f"request id {request_id!r} is already in use")
         if priority != 0 and self.scheduler.policy != "priority":
-            raise ValueError("Got priority != 0 but the scheduling policy is not 'priority': start the "
-                             "engine with scheduling_policy='priority' to use request priorities")
+            raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
         if params.bad_words:

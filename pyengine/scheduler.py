@@ -84,6 +84,7 @@ class Scheduler:
         scheduled: list[ScheduledSequence] = []
         preempted: list[Sequence] = []
         budget = self.max_num_batched_tokens
+        displaced = self._make_room_for_urgent()  # priority policy only
         # 1. Running sequences, best ranked first: decodes and the next prefill chunks.
         for seq in sorted(self.running, key=self.rank):
             if seq not in self.running or budget == 0:
@@ -109,7 +110,7 @@ class Scheduler:
             num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
             scheduled.append(ScheduledSequence(seq, num_new))
             budget -= num_new
-        return BatchPlan(tuple(scheduled), tuple(preempted))
+        return BatchPlan(tuple(scheduled), tuple(displaced + preempted))
 
     def after_step(self, plan: BatchPlan) -> None:
         """The step ran: advance each sequence and offer its newly full blocks to the prefix cache."""
@@ -130,6 +131,22 @@ class Scheduler:
         self.running.remove(seq)
         self._release(seq)
         self.add(seq)
+
+    def _make_room_for_urgent(self) -> list[Sequence]:
+        """Priority policy: a waiting request that outranks running ones and cannot get a seat or
+        blocks takes them from the running sequence ranked last (which is preempted)."""
+        displaced: list[Sequence] = []
+        while self.policy == "priority" and self.waiting and self.running:
+            seq, worst = self.waiting[0], max(self.running, key=self.rank)
+            if self.rank(worst) <= self.rank(seq):
+                break
+            first_chunk = min(seq.num_tokens, self.max_num_batched_tokens)
+            has_seat = len(self.running) < self.max_num_seqs
+            if has_seat and self.blocks.can_allocate(self.blocks.blocks_needed(first_chunk)):
+                break
+            self.preempt(worst)
+            displaced.append(worst)
+        return displaced
 
     # -- blocks ----------------------------------------------------------------------------------
 

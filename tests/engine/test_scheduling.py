@@ -75,7 +75,7 @@ def test_priority_policy_runs_lower_values_first_and_fcfs_rejects_priorities():
         finished += [o.request_id for o in engine.step() if o.finished]
     assert finished == ["late-but-urgent", "normal"]
     fcfs = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=16)
-    with pytest.raises(ValueError, match="priority"):
+    with pytest.raises(ValueError, match="Got priority 1 but Priority scheduling is not enabled."):
         fcfs.llm_engine.add_request("x", [1, 2], params, priority=1)
 
 
@@ -150,3 +150,22 @@ def test_abort_frees_blocks_and_other_requests_continue(qwen2):
     assert {o.request_id for o in outputs} == {"keep"}
     assert len(outputs[-1].outputs[0].token_ids) == 30
     _assert_all_blocks_free(qwen2)
+
+
+def test_an_urgent_request_displaces_a_running_one_under_the_priority_policy():
+    llm = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, max_num_seqs=1, scheduling_policy="priority")
+    engine = llm.llm_engine
+    params = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
+    engine.add_request("background", [5, 6, 7], params, priority=10)
+    engine.step()
+    engine.step()  # "background" is running
+    engine.add_request("urgent", [8, 9], params, priority=0)
+    order, tokens = [], {}
+    while engine.has_unfinished_requests():
+        for output in engine.step():
+            if output.finished:
+                order.append(output.request_id)
+                tokens[output.request_id] = output.outputs[0].token_ids
+    assert order == ["urgent", "background"]
+    [alone] = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64).generate([5, 6, 7], params)
+    assert tokens["background"] == alone.outputs[0].token_ids  # recomputed after preemption: same
