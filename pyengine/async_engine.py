@@ -16,12 +16,14 @@ internal error in a step fails the requests of that step and the loop carries on
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
 from typing import Any, AsyncIterator, Callable
 
 from pyengine.config import EngineConfig
+from pyengine.beam import run_beam_search
 from pyengine.engine import Engine
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import SamplingParams
@@ -49,6 +51,9 @@ class AsyncEngine:
     async def generate(self, request_id: str, prompt: Any, params: SamplingParams,
                        priority: int = 0, cache_salt: str | None = None) -> AsyncIterator[RequestOutput]:
         """Add a request and yield its RequestOutput after every step that advances it."""
+        if params.use_beam_search:
+            yield await self._beam_search(request_id, prompt, params, priority, cache_salt)
+            return
         loop = asyncio.get_running_loop()
         outputs: asyncio.Queue = asyncio.Queue()
         await self._call(lambda: self._add(request_id, prompt, params, priority, cache_salt, loop, outputs))
@@ -66,6 +71,29 @@ class AsyncEngine:
         finally:
             if not finished:  # the consumer went away (disconnect, cancellation): free its blocks
                 self.abort(request_id)
+
+    async def _beam_search(self, request_id: str, prompt: Any, params: SamplingParams, priority: int,
+                           cache_salt: str | None) -> RequestOutput:
+        """Beam search (pyengine/beam.py) with its steps as concurrent requests on this engine."""
+        text, prompt_ids = await self._call(lambda: self.engine.prompt_ids(prompt, params))
+        loop = asyncio.get_running_loop()
+        counter = itertools.count()
+
+        async def last_output(seq: list[int], step: SamplingParams) -> RequestOutput:
+            final = None
+            async for final in self.generate(f"{request_id}-beam-{next(counter)}", {"prompt_token_ids": seq},
+                                             step, priority=priority, cache_salt=cache_salt):
+                pass
+            return final
+
+        async def run_all(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
+            return list(await asyncio.gather(*(last_output(seq, step) for seq in sequences)))
+
+        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
+            return asyncio.run_coroutine_threadsafe(run_all(sequences, step), loop).result()
+
+        # The search is synchronous code; it runs on a worker thread and submits each step here.
+        return await asyncio.to_thread(run_beam_search, request_id, text, prompt_ids, params, self.engine, run_step)
 
     def abort(self, request_id: str) -> None:
         self._commands.put(lambda: self._abort(request_id))

@@ -16,11 +16,9 @@ from typing import Any, Sequence
 
 from pyengine.config import EngineConfig
 from pyengine.engine import Engine
-from pyengine.backend import host_numpy
-from pyengine.outputs import CompletionOutput, RequestOutput
-from pyengine.sampling import SamplingParams, beam_search
-
-np = host_numpy()
+from pyengine.beam import run_beam_search
+from pyengine.outputs import RequestOutput
+from pyengine.sampling import SamplingParams
 
 PromptType = Any  # str | list[int] | {"prompt_token_ids": [...], "prompt": str?}
 
@@ -102,38 +100,14 @@ class LLM:
 
 
     def _beam_search(self, prompt: PromptType, params: SamplingParams) -> RequestOutput:
-        """Beam search the way vLLM's server runs it: each step is a batch of one-token requests,
-        one per live beam, asking for the top 2W logprobs; the prefix cache makes each step cost
-        about one token per beam."""
-        engine = self.llm_engine
-        width = params.n
-        step = SamplingParams(temperature=0.0, max_tokens=1, logprobs=2 * width, ignore_eos=True)
-        text, prompt_ids = engine.prompt_ids(prompt, params)
-        vocab = engine.vocab_size
+        """use_beam_search: vLLM's beam search, each step a batch of one-token requests."""
+        text, prompt_ids = self.llm_engine.prompt_ids(prompt, params)
 
-        def next_token_logprobs(sequences: list[list[int]]) -> Any:
-            outputs = self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
-            rows = np.full((len(sequences), vocab), -np.inf)
-            for row, output in zip(rows, outputs):
-                for token_id, logprob in output.outputs[0].logprobs[0].items():
-                    row[token_id] = logprob.logprob
-            return rows
+        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
+            return self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
 
-        max_tokens = params.max_tokens or engine.max_model_len - len(prompt_ids)
-        max_tokens = min(max_tokens, engine.max_model_len - len(prompt_ids))
-        beams = beam_search(prompt_ids, next_token_logprobs, beam_width=width, max_tokens=max_tokens,
-                            eos_token_id=engine.eos_token_id, length_penalty=params.length_penalty,
-                            ignore_eos=params.ignore_eos,
-                            include_stop_str_in_output=params.include_stop_str_in_output)
-        tokenizer = engine.tokenizer
-        completions = [
-            CompletionOutput(index=i, token_ids=b.token_ids, cumulative_logprob=b.cum_logprob, logprobs=None,
-                             text=tokenizer.decode(b.token_ids, skip_special_tokens=params.skip_special_tokens)
-                             if tokenizer else "",
-                             finish_reason=b.finish_reason, stop_reason=b.stop_reason)
-            for i, b in enumerate(beams)
-        ]
-        return RequestOutput(str(next(self._request_counter)), text, prompt_ids, None, completions, True)
+        return run_beam_search(str(next(self._request_counter)), text, prompt_ids, params,
+                               self.llm_engine, run_step)
 
 
 def _is_single_prompt(prompts: Any) -> bool:

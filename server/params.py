@@ -77,10 +77,6 @@ def _check_unsupported(request: ChatCompletionRequest) -> None:
     if request.mm_processor_kwargs:
         raise bad_request("mm_processor_kwargs: this server runs a text-only model and has no "
                           "multimodal processor", "mm_processor_kwargs")
-    if request.use_beam_search:
-        raise bad_request("use_beam_search is not available through the server yet: pyengine's beam "
-                          "search runs in the offline LLM API (LLM.generate), and the async engine the "
-                          "server drives does not offer it", "use_beam_search")
     if request.vllm_xargs:
         raise bad_request("vllm_xargs are passed to server extensions; this server has none installed",
                           "vllm_xargs")

@@ -228,3 +228,23 @@ def test_response_format_text_is_plain_generation(client):
     completion = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=2,
                                                 response_format={"type": "text"})
     assert completion.choices[0].finish_reason == "length"
+
+
+def test_beam_search_through_the_server(client, http):
+    """use_beam_search: n beams ranked best first; greedy is the width-1 beam; streaming sends
+    the role chunk, then each choice whole with its finish_reason."""
+    greedy = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=4, temperature=0,
+                                            extra_body={"ignore_eos": True, "return_token_ids": True})
+    one = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=4, n=1,
+                                         extra_body={"use_beam_search": True, "ignore_eos": True,
+                                                     "return_token_ids": True})
+    assert one.model_dump()["choices"][0]["token_ids"] == greedy.model_dump()["choices"][0]["token_ids"]
+    three = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=3, n=3,
+                                           extra_body={"use_beam_search": True, "ignore_eos": True})
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert len({c.message.content for c in three.choices}) == 3
+    assert three.usage.completion_tokens == 9
+    events = sse_events(http, chat_body(max_tokens=3, n=2, stream=True, use_beam_search=True, ignore_eos=True))
+    assert events[-1] == "[DONE]"
+    finished = [e["choices"][0] for e in events[:-1] if e["choices"] and e["choices"][0].get("finish_reason")]
+    assert sorted(c["index"] for c in finished) == [0, 1]

@@ -94,7 +94,6 @@ def test_unknown_fields_are_accepted(http):
     ({"mm_processor_kwargs": {"a": 1}}, "text-only", "mm_processor_kwargs"),
     ({"vllm_xargs": {"a": 1}}, "extensions", "vllm_xargs"),
     ({"length_penalty": 2.0}, "beam search", "length_penalty"),
-    ({"use_beam_search": True, "n": 2}, "beam search", "use_beam_search"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
      "image input is not supported", "messages"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]},
