@@ -172,6 +172,13 @@ def paged_attention(
         blocks = attn.block_tables[b]
         keys = key_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
         values = value_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
+        if num_queries == 1 and (sliding_window is None or num_keys <= sliding_window):
+            # One query sees every key: no mask, and [1, H, Dh] is already [Hkv, G, Dh].
+            q_g = q[start].reshape(num_kv_heads, group, head_dim)  # [Hkv, G, Dh]
+            scores = (q_g @ keys.transpose(1, 2, 0)) * scale  # [Hkv, G, S]
+            probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
+            out[start] = (probs @ values.transpose(1, 0, 2)).reshape(num_heads, head_dim)
+            continue
         q_b = q[start:end].reshape(num_queries, num_kv_heads, group, head_dim)  # [T, Hkv, G, Dh]
         q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
         scores = (q_b @ keys.transpose(1, 2, 0)) * scale  # [Hkv, T*G, S]
