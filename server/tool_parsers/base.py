@@ -12,6 +12,8 @@ A streaming parser instance is used for one choice of one request and then dropp
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import uuid
 from typing import Callable
@@ -62,21 +64,22 @@ class ToolCallDelta:
         return out
 
 
-class ToolParser:
+class ToolParser(abc.ABC):
     """Base class: subclasses implement `extract`, `feed` and `finish`."""
 
     name = "base"
 
+    @abc.abstractmethod
     def extract(self, text: str) -> ExtractedToolCalls:
-        raise NotImplementedError
+        """The whole output in; the calls (or none) and the content out."""
 
+    @abc.abstractmethod
     def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
         """Streamed text in; (content to show now, tool-call deltas) out."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def finish(self) -> tuple[str, list[ToolCallDelta]]:
         """End of output: flush held-back text and any unterminated call."""
-        raise NotImplementedError
 
     @property
     def num_calls_streamed(self) -> int:
