@@ -26,7 +26,8 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 from pyengine.backend import Backend, array_module, host_numpy
-from pyengine.sampling.logprobs import RowLogprobs, row_logprobs, top_k_sorted
+from pyengine.sampling.logprobs import RowLogprobs, row_logprobs
+from pyengine.sampling.topk import top_k_sorted
 
 np = host_numpy()  # the search itself runs on the host over [W, 2W] candidates
 

@@ -1,21 +1,25 @@
-"""The draw: one token per row from its (truncated) distribution, with one random number per row.
+"""The draw: one token per row from its truncated distribution, with one random number per row.
 
-Inverse-CDF sampling: with w the row's non-negative weights (unnormalised probabilities, 0 for
-filtered tokens) and u ~ U[0, 1), the token is the first t whose cumulative weight exceeds
-u * sum(w). Token t is then chosen with probability w_t / sum(w), and a token of weight 0 can
-never be chosen. vLLM draws V exponentials per row instead (an "exponential race"); that is the
-same distribution, but one number per row is all a seeded request needs to draw on the host,
-so its tokens depend on its own generator only, never on the batch around it.
+Inverse-CDF sampling: with w the row's weights (unnormalised probabilities exp(x / T - max),
+0 for filtered tokens) and u ~ U[0, 1), the token is the first t whose cumulative weight
+exceeds u * sum(w). Token t is chosen with probability w_t / sum(w), and a token of weight 0
+never is. vLLM draws V exponentials per row instead (an "exponential race"): the same
+distribution, but one number per row is all a seeded request needs, drawn on the host from its
+own generator, so its tokens never depend on the batch around it.
 
-A cumulative sum over 150k tokens per row is slow (a sequential scan), so the search runs in
-two levels: pick a block of `BLOCK` tokens by the blocks' total weights, then the token inside
-the block, reusing the leftover of the same uniform. Same result, two short scans.
+Most rows keep a handful of tokens (top-k, top-p, min_p): they draw among their C candidates,
+the row's largest logits (truncation.py). A row that keeps more (no filter, or a deep cut)
+draws over the whole vocabulary, in two levels, so nothing of size [B, V] is ever written:
 
-    weights  [ ..1024.. | ..1024.. | ..1024.. | ..rest.. ]       u * total falls in block 2
-    block sums     s0         s1         s2        s3             -> cumsum -> block 2
-    inside block 2: cumsum of its 1024 weights -> token 2 * 1024 + j
+    blocks   [ ..1024.. | ..1024.. | ..1024.. | ..rest.. ]    exp-sum of each block, computed
+    sums         s0         s1         s2        s3           a tile of columns at a time
+    u * sum(s) falls in block 2 -> recompute block 2's 1024 weights -> cumsum -> token 2*1024 + j
 
-Shapes: B rows, V vocabulary, G blocks per row, Bk = BLOCK tokens per block.
+The leftover of the uniform inside the chosen block is again uniform, so one number decides
+both levels. Tiles keep each temporary small enough to stay in cache.
+
+Shapes: B rows (R of them on the whole-row path), V vocabulary, C candidates, G blocks of
+Bk = BLOCK tokens, Vt columns per tile.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pyengine.backend import array_module, host_numpy
 np = host_numpy()  # host: the random generators
 
 BLOCK = 1024
+TILE_ELEMENTS = 1 << 18  # ~1 MiB of float32 per tile: a tile's temporaries stay in cache
 _BELOW_ONE = 1.0 - 2.0**-53  # the largest float64 below 1
 
 
@@ -40,31 +45,96 @@ def make_generator(seed: int | None) -> Any:
 
 
 def inverse_cdf_sample(weights: Any, uniforms: Any) -> Any:
-    """[B, V] weights >= 0 (each row with some weight > 0), [B, 1] uniforms in [0, 1) -> [B] token ids."""
+    """[B, N] weights >= 0 (some > 0 per row), [B, 1] uniforms in [0, 1) -> [B] positions in 0..N-1."""
     xp = array_module(weights)
-    batch, vocab = weights.shape
+    cdf = xp.cumsum(weights.astype(xp.float64), axis=-1)  # [B, N]
+    target = xp.clip(uniforms, 0.0, _BELOW_ONE) * cdf[:, -1:]  # [B, 1], below the row's total
+    return (cdf <= target).sum(axis=-1)  # [B] the first position whose cdf exceeds the target
+
+
+def sample_truncated(logits: Any, temperature: Any, threshold: Any, candidate_ids: Any, candidate_logits: Any,
+                     uniforms: Any) -> Any:
+    """Draw each row from softmax(logits / T) restricted to logits / T >= threshold. -> [B] ids
+
+    logits [B, V]; temperature, threshold, uniforms [B, 1]; candidate_ids, candidate_logits
+    [B, C]: the row's C largest logits divided by T, sorted (None when no row filters).
+    A row whose kept tokens are all candidates draws among them; any other row draws over its
+    whole row. Candidates that are whole rows (on a device) leave no other row; on the CPU
+    finding the other rows is a look at the data.
+    """
+    xp = array_module(logits)
+    if candidate_ids is None:  # no row filters: every row draws over its whole row
+        row_max = logits.max(axis=-1, keepdims=True) / temperature  # [B, 1] = max(logits / T)
+        return sample_whole_rows(logits, temperature, row_max, threshold, uniforms)
+    kept = xp.where(candidate_logits >= threshold, xp.exp(candidate_logits - candidate_logits[:, :1]), 0.0)
+    tokens = xp.take_along_axis(candidate_ids, inverse_cdf_sample(kept, uniforms)[:, None], axis=-1)[:, 0]  # [B]
+    if candidate_ids.shape[-1] == logits.shape[-1]:
+        return tokens
+    beyond = threshold <= candidate_logits[:, -1:]  # [B, 1] kept tokens beyond the candidates
+    if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
+        rows = xp.flatnonzero(beyond[:, 0])
+        tokens[rows] = sample_whole_rows(logits, temperature, candidate_logits[:, :1], threshold, uniforms, rows)
+    return tokens
+
+
+def sample_whole_rows(logits: Any, temperature: Any, row_max: Any, threshold: Any, uniforms: Any,
+                      rows: Any = None) -> Any:
+    """Two-level inverse CDF over whole rows. -> [R] token ids
+
+    logits [B, V]; temperature, row_max (of logits / T), threshold, uniforms [B, 1]; `rows`
+    (device int array) picks the rows to draw for, None: all of them.
+    """
+    xp = array_module(logits)
+    if rows is not None:
+        temperature, row_max, threshold, uniforms = temperature[rows], row_max[rows], threshold[rows], uniforms[rows]
+    vocab = logits.shape[-1]
     block = min(BLOCK, vocab)
-    sums = block_sums(weights, block).astype(xp.float64)  # [B, G]
-    cdf = xp.cumsum(sums, axis=-1)  # [B, G]
-    target = uniforms * cdf[:, -1:]  # [B, 1] u * total
-    chosen = (cdf <= target).sum(axis=-1, keepdims=True)  # [B, 1] first block whose cdf exceeds target
-    before = xp.take_along_axis(cdf, chosen, axis=-1) - xp.take_along_axis(sums, chosen, axis=-1)  # [B, 1]
-    inner_u = (target - before) / xp.take_along_axis(sums, chosen, axis=-1)  # [B, 1] uniform again
-    columns = chosen * block + xp.arange(block)  # [B, Bk] the chosen block's token ids
-    inside = xp.take_along_axis(weights, xp.minimum(columns, vocab - 1), axis=-1)  # [B, Bk]
-    inside = xp.where(columns < vocab, inside, 0).astype(xp.float64)  # the last block may be short
-    inner_cdf = xp.cumsum(inside, axis=-1)  # [B, Bk]
-    inner_target = xp.clip(inner_u, 0.0, _BELOW_ONE) * inner_cdf[:, -1:]  # [B, 1] < the block's total
-    offset = (inner_cdf <= inner_target).sum(axis=-1)  # [B]
-    return chosen[:, 0] * block + offset
+    sums = exp_block_sums(logits, temperature, row_max, threshold, rows, block)  # [R, G]
+    cdf = xp.cumsum(sums, axis=-1)  # [R, G]
+    target = xp.clip(uniforms, 0.0, _BELOW_ONE) * cdf[:, -1:]  # [R, 1]
+    chosen = (cdf <= target).sum(axis=-1, keepdims=True)  # [R, 1] the block the target falls in
+    before = xp.take_along_axis(cdf, chosen, axis=-1) - xp.take_along_axis(sums, chosen, axis=-1)  # [R, 1]
+    inner_uniforms = (target - before) / xp.take_along_axis(sums, chosen, axis=-1)  # [R, 1] uniform again
+    columns = chosen * block + xp.arange(block)  # [R, Bk] the block's token ids
+    columns_in_range = xp.minimum(columns, vocab - 1)  # [R, Bk]
+    block_logits = (xp.take_along_axis(logits, columns_in_range, axis=-1) if rows is None
+                    else logits[rows[:, None], columns_in_range])  # [R, Bk]
+    weights = kept_weights(block_logits, temperature, row_max, threshold)  # [R, Bk]
+    weights = xp.where(columns < vocab, weights, 0.0)  # the last block may be short
+    return chosen[:, 0] * block + inverse_cdf_sample(weights, inner_uniforms)
+
+
+def exp_block_sums(logits: Any, temperature: Any, row_max: Any, threshold: Any, rows: Any = None,
+                   block: int = BLOCK) -> Any:
+    """[B, V] -> [R, G] float64: each block's sum of kept weights, computed tile by tile.
+
+    temperature, row_max, threshold are [R, 1], for the rows `rows` picks (None: all B).
+    """
+    xp = array_module(logits)
+    vocab = logits.shape[-1]
+    num_rows = logits.shape[0] if rows is None else rows.shape[0]
+    width = max(block, TILE_ELEMENTS // max(num_rows, 1) // block * block)  # Vt, a multiple of the block
+    sums = []
+    for start in range(0, vocab, width):  # a loop over column tiles, never over rows
+        tile = logits[:, start:start + width] if rows is None else logits[rows, start:start + width]  # [R, Vt]
+        weights = kept_weights(tile, temperature, row_max, threshold)  # [R, Vt]
+        sums.append(block_sums(weights, block).astype(xp.float64))  # [R, Vt / Bk]
+    return xp.concatenate(sums, axis=-1)  # [R, G]
+
+
+def kept_weights(logits: Any, temperature: Any, row_max: Any, threshold: Any) -> Any:
+    """[R, N] logits -> [R, N] weights exp(x / T - max), 0 where x / T < threshold."""
+    xp = array_module(logits)
+    scaled = logits / temperature  # [R, N]
+    return xp.where(scaled >= threshold, xp.exp(scaled - row_max), 0.0)
 
 
 def block_sums(weights: Any, block: int) -> Any:
-    """[B, V] -> [B, G]: the sum of each run of `block` tokens (the last run may be shorter)."""
+    """[R, N] -> [R, ceil(N / block)]: the sum of each run of `block` columns (the last may be shorter)."""
     xp = array_module(weights)
-    batch, vocab = weights.shape
-    whole = vocab // block * block
-    sums = weights[:, :whole].reshape(batch, -1, block).sum(axis=-1)  # [B, V // Bk]
-    if whole == vocab:
+    rows, width = weights.shape
+    whole = width // block * block
+    sums = weights[:, :whole].reshape(rows, -1, block).sum(axis=-1)  # [R, N // block]
+    if whole == width:
         return sums
-    return xp.concatenate([sums, weights[:, whole:].sum(axis=-1, keepdims=True)], axis=-1)  # [B, G]
+    return xp.concatenate([sums, weights[:, whole:].sum(axis=-1, keepdims=True)], axis=-1)

@@ -21,6 +21,8 @@ import dataclasses
 from typing import Any, Sequence
 
 from pyengine.backend import Backend, array_module, host_numpy
+from pyengine.sampling.draw import TILE_ELEMENTS
+from pyengine.sampling.topk import top_k_sorted
 
 np = host_numpy()  # host: unpacking the one copied-back array
 
@@ -40,40 +42,39 @@ def log_softmax(logits: Any) -> Any:
 
 
 def logsumexp(logits: Any) -> Any:
-    """[B, V] -> [B, 1]: log(sum(exp(logits))), stable (a row of -inf gives -inf)."""
+    """[B, V] -> [B, 1]: log(sum(exp(logits))), reading the logits once, a tile of columns at a time.
+
+    The online form flash attention uses: a running max m and a running sum s of exp(x - m);
+    a tile that raises the max first rescales s by exp(m_old - m_new). A row of -inf gives -inf.
+    """
     xp = array_module(logits)
-    top = logits.max(axis=-1, keepdims=True)  # [B, 1]
-    top = xp.where(xp.isfinite(top), top, 0.0)  # an all -inf row stays -inf, not nan
-    return top + xp.log(xp.exp(logits - top).sum(axis=-1, keepdims=True))
+    batch, vocab = logits.shape
+    width = max(1024, TILE_ELEMENTS // max(batch, 1))  # columns per tile
+    top = xp.full((batch, 1), -xp.inf, dtype=xp.float32)  # [B, 1] running max
+    total = xp.zeros((batch, 1), dtype=xp.float64)  # [B, 1] running sum of exp(x - top)
+    for start in range(0, vocab, width):  # a loop over column tiles, never over rows
+        tile = logits[:, start:start + width]  # [B, Vt]
+        new_top = xp.maximum(top, tile.max(axis=-1, keepdims=True))  # [B, 1]
+        shift = xp.where(xp.isfinite(new_top), new_top, 0.0)  # all -inf so far: any finite shift works
+        total = total * xp.exp(top - shift) + xp.exp(tile - shift).sum(axis=-1, keepdims=True)
+        top = new_top
+    shift = xp.where(xp.isfinite(top), top, 0.0)
+    return (shift + xp.log(total)).astype(logits.dtype)  # [B, 1]
 
 
-def top_k_sorted(values: Any, k: int) -> tuple[Any, Any]:
-    """The k largest entries of each row, descending: [B, V] -> ([B, k] ids, [B, k] values).
+def chosen_and_top(logits: Any, lse: Any, chosen_ids: Any, k: int) -> list[Any]:
+    """Logprobs of the chosen tokens and of each row's top k, with vLLM's ranks.
 
-    Equal values are ordered by token id, so ranks are deterministic.
+    logits [B, V] (raw), lse [B, 1] their logsumexp, chosen_ids [B] -> [chosen logprob [B],
+    rank [B], top ids [B, k], top logprobs [B, k]], all on the device. A logprob is logit - lse,
+    one shift per row, so ranks and the top k are found on the logits themselves (the same
+    order, ties included) and only the [B, k] winners are shifted.
     """
-    xp = array_module(values)
-    batch, vocab = values.shape
-    k = min(k, vocab)
-    if k < vocab:
-        candidates = xp.sort(xp.argpartition(-values, k - 1, axis=-1)[:, :k], axis=-1)  # [B, k] by id
-    else:
-        candidates = xp.broadcast_to(xp.arange(vocab), (batch, vocab))  # [B, V]
-    candidate_values = xp.take_along_axis(values, candidates, axis=-1)  # [B, k]
-    order = xp.argsort(-candidate_values, axis=-1, kind="stable")  # equal values keep id order
-    return xp.take_along_axis(candidates, order, axis=-1), xp.take_along_axis(candidate_values, order, axis=-1)
-
-
-def chosen_and_top(logprobs: Any, chosen_ids: Any, k: int) -> list[Any]:
-    """[B, V] logprobs, [B] chosen ids -> [chosen logprob [B], rank [B], top ids [B, k], top values [B, k]].
-
-    Everything stays on the device; `pack` and `unpack` move it to the host in one copy.
-    """
-    xp = array_module(logprobs)
-    chosen = xp.take_along_axis(logprobs, chosen_ids[:, None], axis=-1)  # [B, 1]
-    ranks = (logprobs >= chosen).sum(axis=-1)  # [B]
-    top_ids, top_values = top_k_sorted(logprobs, k) if k else (chosen_ids[:, None][:, :0], chosen[:, :0])
-    return [chosen[:, 0], ranks, top_ids, top_values]
+    xp = array_module(logits)
+    chosen = xp.take_along_axis(logits, chosen_ids[:, None], axis=-1)  # [B, 1]
+    ranks = (logits >= chosen).sum(axis=-1)  # [B] tokens at least as likely as the chosen one
+    top_ids, top_logits = top_k_sorted(logits, k) if k else (chosen_ids[:, None][:, :0], chosen[:, :0])
+    return [(chosen - lse)[:, 0], ranks, top_ids, top_logits - lse]
 
 
 def pack(arrays: Sequence[Any]) -> Any:
@@ -117,9 +118,9 @@ def compute_prompt_logprobs(logits: Any, prompt_token_ids: Sequence[int], num_to
     if num_scored <= 0:
         return [None]
     k = logits.shape[-1] if num_top == -1 else num_top
-    logprobs = log_softmax(logits[:num_scored].astype(xp.float32))  # [T-1, V]
+    scored = logits[:num_scored].astype(xp.float32)  # [T-1, V]
     targets = backend.to_device(np.asarray(prompt_token_ids[1:], dtype=np.int64))  # [T-1]
-    arrays = chosen_and_top(logprobs, targets, k)
+    arrays = chosen_and_top(scored, logsumexp(scored), targets, k)
     shapes = [(num_scored,), (num_scored,), (num_scored, k), (num_scored, k)]
     actual, ranks, top_ids, top_values = unpack(backend.to_host(pack(arrays)), shapes)
     out: list[RowLogprobs | None] = [None]

@@ -2,8 +2,10 @@
 
     allowed_token_ids -> bad_words -> min_tokens -> logit_bias -> repetition, frequency, presence
 
-Each is a pure function `(logits [B, V], rows) -> logits [B, V]`: it returns its input untouched
-when no row uses it, and otherwise a new array. They only ever change a few entries per row
+Each is a function `(logits [B, V], rows, out=None) -> logits [B, V]`: it returns its input
+untouched when no row uses it, and otherwise a new array, or writes into `out` when given
+(numpy's convention; `out` may be `logits` itself, which lets the sampler run all five on one
+working copy instead of copying [B, V] five times). They only ever change a few entries per row
 (the allowed tokens, the banned ones, the biased ones, the tokens seen so far), so each one
 collects (row, token) pairs on the host from the per-row state, copies those small index
 arrays to the device, and rewrites just those entries with one vectorised expression. No loop
@@ -22,7 +24,7 @@ from pyengine.backend import array_module, host_numpy
 np = host_numpy()  # host side: per-row token lists -> (row, token) index arrays
 
 
-def apply_allowed_token_ids(logits: Any, rows: Sequence[Any]) -> Any:
+def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """Rows with `allowed_token_ids`: every other token -> -inf.  [B, V] -> [B, V]"""
     limited = [b for b, row in enumerate(rows) if row.params.allowed_token_ids]
     if not limited:
@@ -30,17 +32,18 @@ def apply_allowed_token_ids(logits: Any, rows: Sequence[Any]) -> Any:
     xp = array_module(logits)
     row_ids, token_ids = _pairs({b: rows[b].params.allowed_token_ids for b in limited})
     r, t = _device(xp, row_ids), _device(xp, token_ids)  # [K], [K]
-    out = logits.copy()  # [B, V]
+    allowed = logits[r, t]  # [K] read before anything is written (out may be logits)
+    out = _output(logits, out)  # [B, V]
     out[_device(xp, limited)] = -xp.inf  # ban the whole row ...
-    out[r, t] = logits[r, t]  # ... then restore the allowed entries
+    out[r, t] = allowed  # ... then restore the allowed entries
     return out
 
 
-def apply_bad_words(logits: Any, rows: Sequence[Any]) -> Any:
+def apply_bad_words(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """Ban the last token of each bad word whose other tokens end the output so far (§3.9)."""
     banned = {b: banned_bad_word_tokens(row.output_token_ids, row.params.bad_words_token_ids or ())
               for b, row in enumerate(rows)}
-    return _set(logits, _pairs(banned), -float("inf"))
+    return _set(logits, _pairs(banned), -float("inf"), out)
 
 
 def banned_bad_word_tokens(output_token_ids: Sequence[int], bad_words_token_ids: Sequence[Sequence[int]]) -> list[int]:
@@ -57,14 +60,14 @@ def banned_bad_word_tokens(output_token_ids: Sequence[int], bad_words_token_ids:
     return banned
 
 
-def apply_min_tokens(logits: Any, rows: Sequence[Any]) -> Any:
+def apply_min_tokens(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """Until `min_tokens` tokens were generated, the row's stop tokens (EOS, stop ids) are -inf (§4.3)."""
     masked = {b: sorted(row.stop_token_ids) for b, row in enumerate(rows)
               if len(row.output_token_ids) < row.params.min_tokens}
-    return _set(logits, _pairs(masked), -float("inf"))
+    return _set(logits, _pairs(masked), -float("inf"), out)
 
 
-def apply_logit_bias(logits: Any, rows: Sequence[Any]) -> Any:
+def apply_logit_bias(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """logits[b, t] += bias_t for each row's `logit_bias` (already clamped to [-100, 100], §3.6)."""
     biased = {b: row.params.logit_bias for b, row in enumerate(rows) if row.params.logit_bias}
     if not biased:
@@ -73,12 +76,13 @@ def apply_logit_bias(logits: Any, rows: Sequence[Any]) -> Any:
     row_ids, token_ids = _pairs({b: list(bias) for b, bias in biased.items()})
     bias = np.array([value for b in biased for value in biased[b].values()], dtype=np.float32)  # [K]
     r, t = _device(xp, row_ids), _device(xp, token_ids)
-    out = logits.copy()  # [B, V]
-    out[r, t] = logits[r, t] + xp.asarray(bias)  # a row's keys are distinct: no pair repeats
+    biased_values = logits[r, t] + xp.asarray(bias)  # [K]
+    out = _output(logits, out)  # [B, V]
+    out[r, t] = biased_values  # a row's keys are distinct: no pair repeats
     return out
 
 
-def apply_penalties(logits: Any, rows: Sequence[Any]) -> Any:
+def apply_penalties(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """Repetition (prompt and output), then frequency and presence (output only), as vLLM (§3.5).
 
     For every token t the row has seen, with count_t its occurrences in the output so far:
@@ -111,7 +115,7 @@ def apply_penalties(logits: Any, rows: Sequence[Any]) -> Any:
     x = xp.where(x > 0, x / repetition, x * repetition)  # repetition
     x = x - frequency * count  # frequency
     x = x - presence * (count > 0)  # presence
-    out = logits.copy()  # [B, V]
+    out = _output(logits, out)  # [B, V]
     out[r, t] = x
     return out
 
@@ -145,14 +149,23 @@ def _pairs(tokens_by_row: dict[int, Any]) -> tuple[Any, Any]:
     return row_ids, token_ids
 
 
-def _set(logits: Any, pairs: tuple[Any, Any], value: float) -> Any:
-    """A copy of logits with logits[b, t] = value at the given pairs (or logits itself if none)."""
+def _set(logits: Any, pairs: tuple[Any, Any], value: float, out: Any) -> Any:
+    """logits with [b, t] = value at the given pairs, in `out` or a copy (logits itself if no pairs)."""
     row_ids, token_ids = pairs
     if len(row_ids) == 0:
         return logits
     xp = array_module(logits)
-    out = logits.copy()  # [B, V]
+    out = _output(logits, out)  # [B, V]
     out[_device(xp, row_ids), _device(xp, token_ids)] = value
+    return out
+
+
+def _output(logits: Any, out: Any) -> Any:
+    """Where a processor writes: `out` holding a copy of logits, or a fresh copy."""
+    if out is None:
+        return logits.copy()  # [B, V]
+    if out is not logits:
+        out[...] = logits
     return out
 
 

@@ -25,7 +25,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from pyengine.backend import Backend, host_numpy
-from pyengine.sampling.draw import inverse_cdf_sample, make_generator
+from pyengine.sampling.draw import make_generator, sample_truncated
 from pyengine.sampling.logprobs import (
     RowLogprobs,
     chosen_and_top,
@@ -43,7 +43,7 @@ from pyengine.sampling.processors import (
     apply_min_tokens,
     apply_penalties,
 )
-from pyengine.sampling.truncation import NUM_CANDIDATES, apply_temperature, mask_below, truncation_threshold
+from pyengine.sampling.truncation import NUM_CANDIDATES, apply_temperature, mask_below, truncate
 
 np = host_numpy()  # host: per-row parameter columns and random numbers
 
@@ -80,6 +80,7 @@ class Sampler:
         self.generator = np.random.Generator(np.random.PCG64(seed))  # for unseeded rows
         # A partial sort with a data-dependent fallback suits the CPU; a device sorts whole rows.
         self.num_candidates = NUM_CANDIDATES if backend.name == "cpu" else None
+        self._buffers: dict[str, Any] = {}  # reusable [B, V] scratch arrays (see _scratch)
 
     def __call__(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any = None) -> SamplerOutput:
         """logits [B, V] float (device), one SamplingRow per row, optional grammar mask [B, V] bool."""
@@ -91,17 +92,22 @@ class Sampler:
         if allowed_mask is not None:  # 0. the grammar mask comes first: even raw logprobs see it
             logits = xp.where(allowed_mask, logits, -xp.inf)
         raw = logits  # the raw-logprobs snapshot: the steps below never write into their input
-        processed = self.process(logits, rows)  # 1.
+        processed = self.process(logits, rows, out=self._scratch("processed", logits.shape))  # 1.
         token_ids = self.sample(processed, rows)  # 2-4. [B]
         return self.gather(raw, token_ids, rows)  # 5.
 
     # -- the steps ---------------------------------------------------------------------------------
 
-    def process(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
-        """Step 1: the logits processors, in vLLM's order. [B, V] -> [B, V]"""
+    def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
+        """Step 1: the logits processors, in vLLM's order. [B, V] -> [B, V]
+
+        Returns `logits` itself when no processor applies; otherwise the first one that does
+        copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
+        """
+        current = logits
         for processor in PROCESSORS:
-            logits = processor(logits, rows)
-        return logits
+            current = processor(current, rows, out=out if current is logits else current)
+        return current
 
     def sample(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
         """Steps 2-4: argmax for greedy rows; temperature, truncation and a draw for the rest. -> [B]"""
@@ -112,11 +118,8 @@ class Sampler:
         if all(greedy):
             return greedy_ids
         temperature = self._column([1.0 if p.greedy else p.temperature for p in params])  # [B, 1]
-        scaled = apply_temperature(logits, temperature)  # [B, V]
-        weights = xp.exp(scaled - scaled.max(axis=-1, keepdims=True))  # [B, V] unnormalised probs
-        threshold = truncation_threshold(scaled, weights, *self._truncation_columns(params))  # [B, 1]
-        kept = xp.where(scaled >= threshold, weights, 0.0)  # [B, V] the truncated distribution
-        sampled = inverse_cdf_sample(kept, self._uniforms(rows))  # [B]
+        cut = truncate(logits, temperature, *self._truncation_columns(params))  # threshold [B, 1] & candidates
+        sampled = sample_truncated(logits, temperature, *cut, self._uniforms(rows))  # [B]
         if greedy_ids is None:
             return sampled
         return xp.where(self.backend.to_device(np.array(greedy)), greedy_ids, sampled)
@@ -133,7 +136,7 @@ class Sampler:
         if asking:
             k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
-            arrays += chosen_and_top(raw[index] - lse[index], token_ids[index], k)  # log_softmax of those rows
+            arrays += chosen_and_top(raw[index], lse[index], token_ids[index], k)
             shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
         host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
@@ -148,9 +151,13 @@ class Sampler:
     # -- per-row columns (host -> device) ----------------------------------------------------------
 
     def _truncation_columns(self, params: Sequence[SamplingParams]) -> tuple[Any, Any, Any, int | None]:
-        """min_p, top_k, top_p as [B, 1] columns (None where no row uses one), and the candidates."""
+        """min_p, top_k, top_p as [B, 1] columns (None where no row uses one), and the candidates.
+
+        Greedy rows get top_k = 1: their draw is discarded (they take the argmax), and k = 1
+        sends them down the cheapest path.
+        """
         min_p = [p.min_p for p in params]
-        top_k = [min(p.top_k, self.vocab_size) for p in params]
+        top_k = [1 if p.greedy else min(p.top_k, self.vocab_size) for p in params]
         top_p = [p.top_p for p in params]
         num_candidates = None if self.num_candidates is None else max(self.num_candidates, *top_k)
         return (self._column(min_p) if any(min_p) else None,
@@ -164,6 +171,20 @@ class Sampler:
         shared = iter(self.generator.random(sum(d and row.generator is None for d, row in zip(drawing, rows))))
         return self._column([0.0 if not d else next(shared) if row.generator is None else row.generator.random()
                              for d, row in zip(drawing, rows)], np.float64)
+
+    def _scratch(self, name: str, shape: tuple[int, int]) -> Any:
+        """A float32 device array of `shape` to overwrite, kept between steps.
+
+        Each [B, V] temporary a step allocates afresh costs page faults (the allocator hands
+        large blocks back to the system), as much as the arithmetic on it; reusing a handful of
+        buffers avoids that. Grows to the largest batch seen.
+        """
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape[0] < shape[0] or buffer.shape[1:] != tuple(shape[1:]):
+            buffer = self.xp.empty((max(shape[0], 0 if buffer is None else buffer.shape[0]),) + tuple(shape[1:]),
+                                   dtype=self.xp.float32)
+            self._buffers[name] = buffer
+        return buffer[:shape[0]]
 
     def _column(self, values: Sequence[Any], dtype: Any = np.float32) -> Any:
         """Per-row values -> a [B, 1] device column."""
@@ -188,6 +209,6 @@ def filtered_logits(logits: Any, rows: Sequence[SamplingRow], sampler: Sampler) 
     xp = sampler.xp
     params = [row.params for row in rows]
     processed = sampler.process(logits.astype(xp.float32, copy=False), rows)
-    scaled = apply_temperature(processed, sampler._column([1.0 if p.greedy else p.temperature for p in params]))
-    weights = xp.exp(scaled - scaled.max(axis=-1, keepdims=True))
-    return mask_below(scaled, truncation_threshold(scaled, weights, *sampler._truncation_columns(params)))
+    temperature = sampler._column([1.0 if p.greedy else p.temperature for p in params])
+    cut = truncate(processed, temperature, *sampler._truncation_columns(params))
+    return mask_below(apply_temperature(processed, temperature), cut.threshold)

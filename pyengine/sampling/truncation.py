@@ -7,38 +7,41 @@ written as a function that returns that threshold, a [B, 1] column:
     min_p        keep t when p_t >= min_p * max_j p_j,  i.e.  x_t >= max_j x_j + ln(min_p)
     top_k        keep t when x_t >= the k-th largest x   (ties at the threshold all stay)
     top_p        keep t when the probability of the tokens ranked strictly above t is < p
+                 (ties with the last kept token all stay, as in top-k)
 
 (p = softmax(x), x the temperature-scaled logits.) Each filter sees the row as the filters
-before it left it, so the thresholds are applied in turn: top-p's probabilities are those of
-the min_p- and top-k-filtered row. `apply_min_p`, `apply_top_k` and `apply_top_p` show each step
-on its own (logits in, logits with -inf out); `truncation_threshold` chains all three for the
-sampler, which never has to write the filtered [B, V] logits out.
+before it left it, so top-p's probabilities are those of the min_p- and top-k-filtered row.
+`apply_min_p`, `apply_top_k` and `apply_top_p` show each step on its own (logits in, logits
+with -inf out); `truncation_threshold` chains all three for the sampler, which never has to
+write the filtered [B, V] logits out.
 
-Top-k and top-p need each row's largest logits in order. A full sort of 150k logits per row is
-the most expensive thing here on a CPU, so `num_candidates` lets the caller sort only that many
-(found with a partition, O(V)) and fall back to the full sort for rows whose top-p cut lies
-beyond them. That fallback needs to look at the data (a device->host sync on a GPU), so the
-sampler uses candidates on the CPU only and sorts the whole row on a device.
+Top-k and top-p look only at each row's C largest logits, found without sorting the row
+(topk.py). A top-p cut can lie deeper than C tokens on a flat row; `num_candidates=None`
+avoids the question by sorting whole rows (what a device wants: no data-dependent branch),
+while on the CPU the sampler uses C candidates and re-does the rare deep rows with a full sort,
+which needs a look at the data (free on the CPU, a device->host sync on a GPU).
 
 Shapes: B rows, V vocabulary, C candidates per row (the C largest logits, sorted descending).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyengine.backend import array_module
+from pyengine.sampling.draw import exp_block_sums
+from pyengine.sampling.topk import largest, sort_descending
 
-NUM_CANDIDATES = 1024
+NUM_CANDIDATES = 256
 
 
-def apply_temperature(logits: Any, temperature: Any) -> Any:
-    """[B, V] / [B, 1] -> [B, V]. Greedy rows pass 1.0 (they are decided before this step)."""
-    return logits / temperature
+def apply_temperature(logits: Any, temperature: Any, out: Any = None) -> Any:
+    """[B, V] / [B, 1] -> [B, V] (into `out` if given). Greedy rows pass 1.0 (decided before this step)."""
+    return array_module(logits).divide(logits, temperature, out=out)
 
 
 def min_p_threshold(logits: Any, min_p: Any) -> Any:
-    """[B, V] logits, [B, 1] min_p -> [B, 1]: max + ln(min_p), or -inf where min_p is 0."""
+    """[B, V] logits (or their sorted head), [B, 1] min_p -> [B, 1]: max + ln(min_p), or -inf where min_p is 0."""
     xp = array_module(logits)
     top = logits.max(axis=-1, keepdims=True)  # [B, 1]
     return xp.where(min_p > 0, top + xp.log(xp.maximum(min_p, 1e-30)), -xp.inf)  # [B, 1]
@@ -51,61 +54,101 @@ def top_k_threshold(ranked: Any, top_k: Any) -> Any:
     return xp.where(top_k > 0, kth, -xp.inf)
 
 
-def top_p_threshold(logits: Any, weights: Any, ranked: Any, lower: Any, top_p: Any) -> tuple[Any, Any]:
+def top_p_threshold(ranked: Any, kept_mass: Any, lower: Any, top_p: Any) -> tuple[Any, Any]:
     """The smallest logit top-p keeps, on the row as the earlier filters left it.
 
-    logits [B, V]; weights [B, V] = exp(logits - row max); ranked [B, C] the largest logits,
-    sorted; lower [B, 1] the threshold of the earlier filters; top_p [B, 1].
-    Returns (threshold [B, 1], complete [B, 1]): `complete` is False for rows whose cut lies
-    beyond the C candidates (the candidates hold less than p of the mass); their threshold
-    must come from `top_p_threshold_sorted`.
+    ranked [B, C]: the row's largest logits, sorted; kept_mass [B, 1]: sum of exp(x - max) over
+    the tokens the earlier filters kept; lower [B, 1]: their threshold; top_p [B, 1].
+    Returns (threshold [B, 1], complete [B, 1]). `complete` is False for rows whose cut lies
+    beyond the C candidates (they hold less than p of the mass): their threshold is not final.
     """
-    xp = array_module(logits)
-    kept_mass = xp.where(logits >= lower, weights, 0.0).sum(axis=-1, keepdims=True)  # [B, 1]
+    xp = array_module(ranked)
     probs = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0) / kept_mass  # [B, C]
     mass_above = xp.cumsum(probs, axis=-1) - probs  # [B, C] mass ranked strictly above each
     num_kept = (mass_above < top_p).sum(axis=-1, keepdims=True)  # [B, 1], >= 1
     cutoff = xp.take_along_axis(ranked, num_kept - 1, axis=-1)  # [B, 1] smallest kept logit
-    complete = (top_p >= 1) | (probs.sum(axis=-1, keepdims=True) >= top_p) | (ranked.shape[-1] == logits.shape[-1])
+    complete = (top_p >= 1) | (probs.sum(axis=-1, keepdims=True) >= top_p)  # [B, 1]
     return xp.where(top_p < 1, cutoff, -xp.inf), complete
 
 
 def top_p_threshold_sorted(logits: Any, lower: Any, top_p: Any) -> Any:
-    """`top_p_threshold` over each whole row, fully sorted: [B, V] -> [B, 1]."""
+    """`top_p_threshold` with each whole row sorted (always complete): [B, V] -> [B, 1]."""
     xp = array_module(logits)
     ranked = sort_descending(logits)  # [B, V]
-    weights = xp.exp(logits - ranked[:, :1])  # [B, V]
-    threshold, _ = top_p_threshold(logits, weights, ranked, lower, top_p)
+    kept = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, V]
+    threshold, _ = top_p_threshold(ranked, kept.sum(axis=-1, keepdims=True), lower, top_p)
     return threshold
 
 
-def truncation_threshold(logits: Any, weights: Any, min_p: Any, top_k: Any, top_p: Any,
-                         num_candidates: int | None = NUM_CANDIDATES) -> Any:
-    """min_p, then top-k, then top-p, as one [B, 1] threshold: keep t where logits_t >= it.
+class Truncation(NamedTuple):
+    """What the filters decided for each row: keep token t where logits_t / T >= threshold.
 
-    logits [B, V] (temperature already applied); weights [B, V] = exp(logits - row max);
-    min_p [B, 1] or None (no row uses it); top_k [B, 1] int or None; top_p [B, 1] or None.
-    `num_candidates` must be at least the largest k; None sorts whole rows (no data-dependent
-    fallback: what a device wants).
+    `candidate_ids` / `candidate_logits` [B, C]: the row's C largest logits, divided by T and
+    sorted (None when no row filters). A row whose threshold lies above its smallest candidate
+    keeps candidates only, so it can draw among them without touching the rest of the row.
+    """
+
+    threshold: Any  # [B, 1], in temperature-scaled units
+    candidate_ids: Any  # [B, C] or None
+    candidate_logits: Any  # [B, C] or None
+
+
+def truncate(logits: Any, temperature: Any, min_p: Any, top_k: Any, top_p: Any,
+             num_candidates: int | None = NUM_CANDIDATES) -> Truncation:
+    """Temperature, then min_p, top-k and top-p, chained into one [B, 1] threshold per row.
+
+    logits [B, V] (before temperature); temperature [B, 1]; min_p [B, 1] or None (no row uses
+    it); top_k [B, 1] int or None; top_p [B, 1] or None. Dividing by T changes no ranking, so
+    the candidates are found on the logits and only they, [B, C], are divided. `num_candidates`
+    must be at least the largest k; None makes the candidates whole sorted rows.
     """
     xp = array_module(logits)
     batch, vocab = logits.shape
     threshold = xp.full((batch, 1), -xp.inf, dtype=logits.dtype)  # [B, 1] keep everything
-    if min_p is not None:
-        threshold = xp.maximum(threshold, min_p_threshold(logits, min_p))
-    if top_k is None and top_p is None:
-        return threshold
+    if min_p is None and top_k is None and top_p is None:
+        return Truncation(threshold, None, None)
     num = vocab if num_candidates is None else min(vocab, num_candidates)
-    ranked = largest_sorted(logits, num)  # [B, C]
+    ids, ranked = largest(logits, num)  # [B, C] each
+    ranked = apply_temperature(ranked, temperature)  # [B, C]
+    if min_p is not None:
+        threshold = xp.maximum(threshold, min_p_threshold(ranked, min_p))  # ranked[:, :1] is the row max
     if top_k is not None:
         threshold = xp.maximum(threshold, top_k_threshold(ranked, top_k))
-    if top_p is None:
-        return threshold
-    cutoff, complete = top_p_threshold(logits, weights, ranked, threshold, top_p)
-    if num < vocab and not bool(complete.all()):  # CPU only (num < vocab): a host check
-        incomplete = xp.flatnonzero(~complete[:, 0])
-        cutoff[incomplete] = top_p_threshold_sorted(logits[incomplete], threshold[incomplete], top_p[incomplete])
-    return xp.maximum(threshold, cutoff)
+    if top_p is not None:
+        mass = kept_mass(logits, temperature, ranked, threshold, top_p)  # [B, 1]
+        cutoff, complete = top_p_threshold(ranked, mass, threshold, top_p)
+        if num < vocab and not bool(complete.all()):  # CPU only (num < vocab): a host check
+            deep = xp.flatnonzero(~complete[:, 0])  # the cut lies past the candidates: sort these rows
+            scaled = apply_temperature(logits[deep], temperature[deep])  # [B_deep, V]
+            cutoff[deep] = top_p_threshold_sorted(scaled, threshold[deep], top_p[deep])
+        threshold = xp.maximum(threshold, cutoff)
+    return Truncation(threshold, ids, ranked)
+
+
+def truncation_threshold(logits: Any, min_p: Any, top_k: Any, top_p: Any) -> Any:
+    """The [B, 1] threshold of `truncate` for logits already divided by T (whole rows sorted)."""
+    xp = array_module(logits)
+    ones = xp.ones((logits.shape[0], 1), dtype=logits.dtype)  # [B, 1] temperature 1
+    return truncate(logits, ones, min_p, top_k, top_p, num_candidates=None).threshold
+
+
+def kept_mass(logits: Any, temperature: Any, ranked: Any, lower: Any, top_p: Any) -> Any:
+    """[B, 1]: sum of exp(x / T - max) over the tokens at or above `lower`; top-p divides by it.
+
+    The candidates alone hold it when every kept token is one (lower above the smallest
+    candidate, or candidates that are whole rows); the other top-p rows (those no earlier
+    filter cut, say) sum over their whole row.
+    """
+    xp = array_module(logits)
+    mass = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0).sum(axis=-1, keepdims=True)  # [B, 1]
+    if ranked.shape[-1] == logits.shape[-1]:
+        return mass
+    beyond = (lower <= ranked[:, -1:]) & (top_p < 1)  # [B, 1] kept tokens beyond the candidates
+    if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
+        rows = xp.flatnonzero(beyond[:, 0])
+        sums = exp_block_sums(logits, temperature[rows], ranked[rows, :1], lower[rows], rows)  # [B_beyond, G]
+        mass[rows] = sums.sum(axis=-1, keepdims=True).astype(mass.dtype)
+    return mass
 
 
 def mask_below(logits: Any, threshold: Any) -> Any:
@@ -129,19 +172,3 @@ def apply_top_p(logits: Any, top_p: Any) -> Any:
     xp = array_module(logits)
     lower = xp.full((logits.shape[0], 1), -xp.inf, dtype=logits.dtype)  # [B, 1]
     return mask_below(logits, top_p_threshold_sorted(logits, lower, top_p))
-
-
-def sort_descending(logits: Any) -> Any:
-    """[B, V] -> [B, V]: each row sorted, largest first."""
-    xp = array_module(logits)
-    return xp.flip(xp.sort(logits, axis=-1), axis=-1)
-
-
-def largest_sorted(logits: Any, num: int) -> Any:
-    """[B, V] -> [B, C]: the C largest logits of each row, largest first (a partition, then a sort)."""
-    xp = array_module(logits)
-    vocab = logits.shape[-1]
-    if num >= vocab:
-        return sort_descending(logits)
-    largest = xp.partition(logits, vocab - num, axis=-1)[:, vocab - num:]  # [B, C] unordered
-    return sort_descending(largest)

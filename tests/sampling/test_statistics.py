@@ -82,7 +82,7 @@ def test_top_k_ties_at_the_threshold_all_survive():
     x = np.array([[3.0, 1.0, 1.0, 1.0, 0.0]], dtype=np.float32)
     params = SamplingParams(top_k=2, max_tokens=1)
     s = sampler(5, seed=0)
-    tokens = {s(np.repeat(x, 2000, axis=0), [row(params)] * 2000).token_ids[i] for i in range(2000)}
+    tokens = set(s(np.repeat(x, 2000, axis=0), [row(params)] * 2000).token_ids)
     assert tokens == {0, 1, 2, 3}  # k-th largest is 1.0: every token equal to it is kept
 
 
@@ -91,13 +91,60 @@ def test_greedy_takes_the_lowest_index_on_ties():
     assert sampler(4)(x, [row(SamplingParams(temperature=0.0))]).token_ids == [1]
 
 
-def test_large_vocabulary_top_p_falls_back_to_a_full_sort():
-    """With a flat 5,000-token row the top-p cut lies past the 1,024 sorted candidates."""
+def test_block_head_is_the_exact_sorted_top():
+    """Large vocabularies find the head without a full sort; it must equal the full sort's head."""
+    from pyengine.sampling.truncation import HEAD, head
+
     rng = np.random.default_rng(0)
-    x = rng.normal(0, 0.1, size=(1, 5000)).astype(np.float32)
-    from pyengine.sampling.truncation import apply_top_k_top_p
-    out = apply_top_k_top_p(x, np.array([[0]]), np.array([[0.9]], dtype=np.float32), 0, True)
-    p = np.exp(x[0] - x[0].max()); p /= p.sum()
-    order = np.argsort(-p, kind="stable")
-    survive = (np.cumsum(p[order]) - p[order]) < 0.9
-    assert np.isfinite(out[0]).sum() == survive.sum()
+    w = np.exp(rng.normal(0, 2, size=(4, 40_000))).astype(np.float32)  # 1,250 blocks > HEAD
+    head_w, head_ids = head(w)
+    order = np.argsort(-w, axis=-1, kind="stable")[:, :HEAD]
+    np.testing.assert_array_equal(head_ids, order)
+    np.testing.assert_array_equal(head_w, np.take_along_axis(w, order, axis=-1))
+
+
+@pytest.mark.parametrize("config", [dict(top_p=0.9), dict(top_k=7), dict(top_k=30, top_p=0.8, temperature=0.7)])
+def test_large_vocabulary_draws_match_the_distribution(config, monkeypatch):
+    """The block-head path (HEAD shrunk to 64 so 8,192 tokens take it): a peaked row, 20,000 draws."""
+    from pyengine.sampling import truncation
+
+    monkeypatch.setattr(truncation, "HEAD", 64)
+    vocab, chunk, chunks = 8192, 1000, 20
+    rng = np.random.default_rng(3)
+    row_logits = rng.normal(0, 1, vocab).astype(np.float32)
+    row_logits[:40] += np.linspace(6, 3, 40).astype(np.float32)  # a head of likely tokens
+    global LOGITS
+    saved, LOGITS = LOGITS, row_logits
+    try:
+        expected = expected_distribution(**config)
+    finally:
+        LOGITS = saved
+    params = SamplingParams(max_tokens=1, **config)
+    s = sampler(vocab, seed=11)
+    counts = np.zeros(vocab, dtype=np.int64)
+    for _ in range(chunks):
+        tokens = s(np.broadcast_to(row_logits, (chunk, vocab)), [row(params)] * chunk).token_ids
+        counts += np.bincount(tokens, minlength=vocab)
+    assert counts[expected == 0].sum() == 0
+    support = expected > 0
+    assert chisquare(counts[support], chunk * chunks * expected[support]).pvalue > 1e-4
+
+
+def test_deep_top_p_cut_falls_back_to_a_full_sort(monkeypatch):
+    """A flat row with top_p = 0.95 keeps far more than the sorted head: the fallback decides."""
+    from pyengine.sampling import truncation
+    from pyengine.sampling.truncation import draw_sorted_fallback, draw_truncated, weights
+
+    monkeypatch.setattr(truncation, "HEAD", 64)
+    rng = np.random.default_rng(0)
+    w = weights(rng.normal(0, 0.1, size=(3, 8192)).astype(np.float32), np.ones((3, 1), np.float32), None)
+    top_k, top_p = np.zeros((3, 1), np.int64), np.full((3, 1), 0.95, np.float32)
+    uniforms = rng.random((3, 1))
+    _, too_shallow = draw_truncated(w, top_k, top_p, uniforms)
+    assert too_shallow.all()
+    tokens = draw_sorted_fallback(w, top_k, top_p, uniforms)
+    for r in range(3):  # each drawn token is inside the exact nucleus
+        order = np.argsort(-w[r], kind="stable")
+        p = w[r][order] / w[r].sum()
+        nucleus = set(order[(np.cumsum(p) - p) < 0.95].tolist())
+        assert int(tokens[r]) in nucleus

@@ -1,0 +1,87 @@
+"""The k largest entries of each row, without sorting the vocabulary.
+
+Top-k, top-p and top logprobs all need a row's largest entries in order, and a full sort of
+150k logits per row would cost more than the rest of the sampler together. Instead:
+
+    view the row as S slices of G = V / S entries; group j = entries {j, j + G, j + 2G, ...}
+    group maxima   one elementwise max over the S slices            [B, G]   (one pass)
+    top-k groups   a partition over the G maxima                     [B, k]
+    candidates     the k x S members of those groups                 [B, k * S]
+    then sort only the candidates.
+
+This is exact: a group that holds one of the k largest entries has a maximum at least that
+large, and fewer than k groups can beat it, so the k largest entries are all among the
+candidates. (Ties at the k-th value: the values found are right, which tied token ids carry
+them is not specified.) Groups are strided rather than contiguous so that the maxima are a
+reduction over the outer axis, which numpy and cupy vectorise well. Tokens past the last
+whole slice (V not a multiple of S) are always candidates.
+
+Shapes: B rows, V vocabulary, S = GROUP_SIZE slices, G = V // S groups, M candidates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyengine.backend import array_module
+
+GROUP_SIZE = 16
+
+
+def candidate_columns(values: Any, k: int) -> Any | None:
+    """[B, V] -> [B, M] token ids that surely include each row's k largest, or None if M would be V."""
+    xp = array_module(values)
+    batch, vocab = values.shape
+    num_groups = vocab // GROUP_SIZE
+    if k * GROUP_SIZE >= vocab or k >= num_groups:
+        return None
+    whole = num_groups * GROUP_SIZE
+    maxima = values[:, :whole].reshape(batch, GROUP_SIZE, num_groups).max(axis=1)  # [B, G]
+    groups = xp.argpartition(maxima, num_groups - k, axis=-1)[:, num_groups - k:]  # [B, k]
+    members = groups[:, :, None] + num_groups * xp.arange(GROUP_SIZE)  # [B, k, S]
+    columns = members.reshape(batch, k * GROUP_SIZE)  # [B, k * S]
+    if whole == vocab:
+        return columns
+    rest = xp.broadcast_to(xp.arange(whole, vocab), (batch, vocab - whole))  # [B, V - whole]
+    return xp.concatenate([columns, rest], axis=-1)  # [B, M]
+
+
+def largest(values: Any, k: int) -> tuple[Any, Any]:
+    """[B, V] -> ([B, k] token ids, [B, k] values): each row's k largest, largest first.
+
+    Which of several tokens tied at the k-th value is returned is not specified.
+    """
+    xp = array_module(values)
+    batch, vocab = values.shape
+    columns = candidate_columns(values, k)
+    if columns is None:
+        order = xp.argsort(-values, axis=-1)[:, :k]  # [B, k]
+        return order, xp.take_along_axis(values, order, axis=-1)
+    candidates = xp.take_along_axis(values, columns, axis=-1)  # [B, M]
+    num = candidates.shape[-1]
+    best = xp.argpartition(candidates, num - k, axis=-1)[:, num - k:]  # [B, k] positions, unordered
+    best_values = xp.take_along_axis(candidates, best, axis=-1)  # [B, k]
+    order = xp.argsort(-best_values, axis=-1)  # [B, k]
+    ids = xp.take_along_axis(xp.take_along_axis(columns, best, axis=-1), order, axis=-1)
+    return ids, xp.take_along_axis(best_values, order, axis=-1)
+
+
+def top_k_sorted(values: Any, k: int) -> tuple[Any, Any]:
+    """[B, V] -> ([B, k] token ids, [B, k] values), largest first; equal values by lower id."""
+    xp = array_module(values)
+    batch, vocab = values.shape
+    k = min(k, vocab)
+    columns = candidate_columns(values, k)
+    if columns is None:
+        columns = xp.broadcast_to(xp.arange(vocab), (batch, vocab))  # [B, V]
+    else:
+        columns = xp.sort(columns, axis=-1)  # by id, so the stable sort below keeps ties in id order
+    candidates = xp.take_along_axis(values, columns, axis=-1)  # [B, M]
+    order = xp.argsort(-candidates, axis=-1, kind="stable")[:, :k]  # [B, k]
+    return xp.take_along_axis(columns, order, axis=-1), xp.take_along_axis(candidates, order, axis=-1)
+
+
+def sort_descending(values: Any) -> Any:
+    """[B, N] -> [B, N]: each row sorted, largest first."""
+    xp = array_module(values)
+    return xp.flip(xp.sort(values, axis=-1), axis=-1)
