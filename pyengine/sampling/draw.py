@@ -24,14 +24,16 @@ Bk = BLOCK tokens, Vt columns per tile.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from pyengine.backend import array_module, host_numpy
+from pyengine.sampling.topk import largest
 
 np = host_numpy()  # host: the random generators
 
 BLOCK = 1024
-TILE_ELEMENTS = 1 << 18  # ~1 MiB of float32 per tile: a tile's temporaries stay in cache
+TILE = 8192  # columns per tile: at batch 32 a tile's temporaries (1 MiB of float32) stay in cache;
+# a fixed width (not one that depends on the batch) keeps every row's sums the same in any batch
 _BELOW_ONE = 1.0 - 2.0**-53  # the largest float64 below 1
 
 
@@ -53,28 +55,40 @@ def inverse_cdf_sample(weights: Any, uniforms: Any) -> Any:
 
 
 def sample_truncated(logits: Any, temperature: Any, threshold: Any, candidate_ids: Any, candidate_logits: Any,
-                     uniforms: Any) -> Any:
+                     uniforms: Any, unfiltered: Sequence[int] = ()) -> Any:
     """Draw each row from softmax(logits / T) restricted to logits / T >= threshold. -> [B] ids
 
     logits [B, V]; temperature, threshold, uniforms [B, 1]; candidate_ids, candidate_logits
-    [B, C]: the row's C largest logits divided by T, sorted (None when no row filters).
-    A row whose kept tokens are all candidates draws among them; any other row draws over its
-    whole row. Candidates that are whole rows (on a device) leave no other row; on the CPU
-    finding the other rows is a look at the data.
+    [B, C]: each row's C largest logits divided by T, largest first, ties by id (None when no
+    row filters); `unfiltered`: the rows no filter applies to (known from their parameters).
+
+    Two orders, each a function of the row alone, so a seeded row draws the same token in any
+    batch: a row with a filter draws in sorted order, among its candidates (or, on the CPU,
+    among its whole sorted row when it keeps more than them: a look at the data finds those);
+    a row without one draws over its whole row in token-id order.
     """
     xp = array_module(logits)
-    if candidate_ids is None:  # no row filters: every row draws over its whole row
+    if candidate_ids is None:  # no row filters
         row_max = logits.max(axis=-1, keepdims=True) / temperature  # [B, 1] = max(logits / T)
         return sample_whole_rows(logits, temperature, row_max, threshold, uniforms)
-    kept = xp.where(candidate_logits >= threshold, xp.exp(candidate_logits - candidate_logits[:, :1]), 0.0)
-    tokens = xp.take_along_axis(candidate_ids, inverse_cdf_sample(kept, uniforms)[:, None], axis=-1)[:, 0]  # [B]
-    if candidate_ids.shape[-1] == logits.shape[-1]:
-        return tokens
-    beyond = threshold <= candidate_logits[:, -1:]  # [B, 1] kept tokens beyond the candidates
-    if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
-        rows = xp.flatnonzero(beyond[:, 0])
+    tokens = sample_sorted(candidate_ids, candidate_logits, threshold, uniforms)  # [B]
+    if unfiltered:
+        rows = xp.asarray(np.asarray(unfiltered, dtype=np.int64))  # [R]
         tokens[rows] = sample_whole_rows(logits, temperature, candidate_logits[:, :1], threshold, uniforms, rows)
+    if candidate_ids.shape[-1] < logits.shape[-1]:
+        beyond = (threshold > -xp.inf) & (threshold <= candidate_logits[:, -1:])  # [B, 1] keeps more than C
+        if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
+            rows = xp.flatnonzero(beyond[:, 0])
+            ids, ranked = largest(logits[rows], logits.shape[-1])  # [R, V] whole rows, sorted
+            tokens[rows] = sample_sorted(ids, ranked / temperature[rows], threshold[rows], uniforms[rows])
     return tokens
+
+
+def sample_sorted(ids: Any, ranked: Any, threshold: Any, uniforms: Any) -> Any:
+    """Inverse CDF in sorted order: [B, C] ids and scaled logits (largest first), [B, 1] -> [B] ids."""
+    xp = array_module(ranked)
+    weights = xp.where(ranked >= threshold, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, C]
+    return xp.take_along_axis(ids, inverse_cdf_sample(weights, uniforms)[:, None], axis=-1)[:, 0]
 
 
 def sample_whole_rows(logits: Any, temperature: Any, row_max: Any, threshold: Any, uniforms: Any,
@@ -112,8 +126,7 @@ def exp_block_sums(logits: Any, temperature: Any, row_max: Any, threshold: Any, 
     """
     xp = array_module(logits)
     vocab = logits.shape[-1]
-    num_rows = logits.shape[0] if rows is None else rows.shape[0]
-    width = max(block, TILE_ELEMENTS // max(num_rows, 1) // block * block)  # Vt, a multiple of the block
+    width = max(block, TILE // block * block)  # Vt, a multiple of the block
     sums = []
     for start in range(0, vocab, width):  # a loop over column tiles, never over rows
         tile = logits[:, start:start + width] if rows is None else logits[rows, start:start + width]  # [R, Vt]

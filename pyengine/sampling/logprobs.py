@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from pyengine.backend import Backend, array_module, host_numpy
-from pyengine.sampling.draw import TILE_ELEMENTS
+from pyengine.sampling.draw import TILE
 from pyengine.sampling.topk import top_k_sorted
 
 np = host_numpy()  # host: unpacking the one copied-back array
@@ -49,11 +49,10 @@ def logsumexp(logits: Any) -> Any:
     """
     xp = array_module(logits)
     batch, vocab = logits.shape
-    width = max(1024, TILE_ELEMENTS // max(batch, 1))  # columns per tile
     top = xp.full((batch, 1), -xp.inf, dtype=xp.float32)  # [B, 1] running max
     total = xp.zeros((batch, 1), dtype=xp.float64)  # [B, 1] running sum of exp(x - top)
-    for start in range(0, vocab, width):  # a loop over column tiles, never over rows
-        tile = logits[:, start:start + width]  # [B, Vt]
+    for start in range(0, vocab, TILE):  # a loop over column tiles, never over rows
+        tile = logits[:, start:start + TILE]  # [B, Vt]
         new_top = xp.maximum(top, tile.max(axis=-1, keepdims=True))  # [B, 1]
         shift = xp.where(xp.isfinite(new_top), new_top, 0.0)  # all -inf so far: any finite shift works
         total = total * xp.exp(top - shift) + xp.exp(tile - shift).sum(axis=-1, keepdims=True)

@@ -119,7 +119,8 @@ class Sampler:
             return greedy_ids
         temperature = self._column([1.0 if p.greedy else p.temperature for p in params])  # [B, 1]
         cut = truncate(logits, temperature, *self._truncation_columns(params))  # threshold [B, 1] & candidates
-        sampled = sample_truncated(logits, temperature, *cut, self._uniforms(rows))  # [B]
+        unfiltered = [b for b, p in enumerate(params) if not (p.greedy or p.min_p > 0 or self._top_k(p) or p.top_p < 1)]
+        sampled = sample_truncated(logits, temperature, *cut, self._uniforms(rows), unfiltered)  # [B]
         if greedy_ids is None:
             return sampled
         return xp.where(self.backend.to_device(np.array(greedy)), greedy_ids, sampled)
@@ -157,13 +158,17 @@ class Sampler:
         sends them down the cheapest path.
         """
         min_p = [p.min_p for p in params]
-        top_k = [1 if p.greedy else min(p.top_k, self.vocab_size) for p in params]
+        top_k = [1 if p.greedy else self._top_k(p) for p in params]
         top_p = [p.top_p for p in params]
         num_candidates = None if self.num_candidates is None else max(self.num_candidates, *top_k)
         return (self._column(min_p) if any(min_p) else None,
                 self._column(top_k, np.int64) if any(top_k) else None,
                 self._column(top_p) if any(p < 1 for p in top_p) else None,
                 num_candidates)
+
+    def _top_k(self, params: SamplingParams) -> int:
+        """The row's k, 0 when off (k >= V keeps everything: off too, as vLLM normalises it)."""
+        return params.top_k if params.top_k < self.vocab_size else 0
 
     def _uniforms(self, rows: Sequence[SamplingRow]) -> Any:
         """One uniform number per sampling row, a seeded row's from its own generator. -> [B, 1] float64"""

@@ -11,8 +11,8 @@ Top-k, top-p and top logprobs all need a row's largest entries in order, and a f
 
 This is exact: a group that holds one of the k largest entries has a maximum at least that
 large, and fewer than k groups can beat it, so the k largest entries are all among the
-candidates. (Ties at the k-th value: the values found are right, which tied token ids carry
-them is not specified.) Groups are strided rather than contiguous so that the maxima are a
+candidates. (Ties at the k-th value: the values found are right; which of the tied tokens
+past the k-th place are left out is not specified.) Groups are strided rather than contiguous so that the maxima are a
 reduction over the outer axis, which numpy and cupy vectorise well. Tokens past the last
 whole slice (V not a multiple of S) are always candidates.
 
@@ -49,36 +49,28 @@ def candidate_columns(values: Any, k: int) -> Any | None:
 def largest(values: Any, k: int) -> tuple[Any, Any]:
     """[B, V] -> ([B, k] token ids, [B, k] values): each row's k largest, largest first.
 
-    Which of several tokens tied at the k-th value is returned is not specified.
+    Equal values come in token-id order, so the result depends on nothing but the row (and a
+    row's largest entries come in the same order whatever k is).
     """
-    xp = array_module(values)
-    batch, vocab = values.shape
-    columns = candidate_columns(values, k)
-    if columns is None:
-        order = xp.argsort(-values, axis=-1)[:, :k]  # [B, k]
-        return order, xp.take_along_axis(values, order, axis=-1)
-    candidates = xp.take_along_axis(values, columns, axis=-1)  # [B, M]
-    num = candidates.shape[-1]
-    best = xp.argpartition(candidates, num - k, axis=-1)[:, num - k:]  # [B, k] positions, unordered
-    best_values = xp.take_along_axis(candidates, best, axis=-1)  # [B, k]
-    order = xp.argsort(-best_values, axis=-1)  # [B, k]
-    ids = xp.take_along_axis(xp.take_along_axis(columns, best, axis=-1), order, axis=-1)
-    return ids, xp.take_along_axis(best_values, order, axis=-1)
-
-
-def top_k_sorted(values: Any, k: int) -> tuple[Any, Any]:
-    """[B, V] -> ([B, k] token ids, [B, k] values), largest first; equal values by lower id."""
     xp = array_module(values)
     batch, vocab = values.shape
     k = min(k, vocab)
     columns = candidate_columns(values, k)
     if columns is None:
-        columns = xp.broadcast_to(xp.arange(vocab), (batch, vocab))  # [B, V]
-    else:
-        columns = xp.sort(columns, axis=-1)  # by id, so the stable sort below keeps ties in id order
+        order = xp.argsort(-values, axis=-1, kind="stable")[:, :k]  # [B, k] ties by id
+        return order, xp.take_along_axis(values, order, axis=-1)
     candidates = xp.take_along_axis(values, columns, axis=-1)  # [B, M]
-    order = xp.argsort(-candidates, axis=-1, kind="stable")[:, :k]  # [B, k]
-    return xp.take_along_axis(columns, order, axis=-1), xp.take_along_axis(candidates, order, axis=-1)
+    num = candidates.shape[-1]
+    best = xp.argpartition(candidates, num - k, axis=-1)[:, num - k:]  # [B, k] positions, unordered
+    ids = xp.take_along_axis(columns, best, axis=-1)  # [B, k]
+    by_id = xp.argsort(ids, axis=-1)  # [B, k]
+    ids = xp.take_along_axis(ids, by_id, axis=-1)
+    best_values = xp.take_along_axis(xp.take_along_axis(candidates, best, axis=-1), by_id, axis=-1)  # [B, k]
+    order = xp.argsort(-best_values, axis=-1, kind="stable")  # [B, k] largest first, ties by id
+    return xp.take_along_axis(ids, order, axis=-1), xp.take_along_axis(best_values, order, axis=-1)
+
+
+top_k_sorted = largest  # the name logprobs and beam search read best with
 
 
 def sort_descending(values: Any) -> Any:

@@ -63,11 +63,13 @@ def top_p_threshold(ranked: Any, kept_mass: Any, lower: Any, top_p: Any) -> tupl
     beyond the C candidates (they hold less than p of the mass): their threshold is not final.
     """
     xp = array_module(ranked)
-    probs = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0) / kept_mass  # [B, C]
-    mass_above = xp.cumsum(probs, axis=-1) - probs  # [B, C] mass ranked strictly above each
+    weights = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, C]
+    probs = weights.astype(xp.float64) / kept_mass  # [B, C] in float64: a deep cut sums many tiny masses
+    cumulative = xp.cumsum(probs, axis=-1)  # [B, C]
+    mass_above = cumulative - probs  # [B, C] mass ranked strictly above each
     num_kept = (mass_above < top_p).sum(axis=-1, keepdims=True)  # [B, 1], >= 1
     cutoff = xp.take_along_axis(ranked, num_kept - 1, axis=-1)  # [B, 1] smallest kept logit
-    complete = (top_p >= 1) | (probs.sum(axis=-1, keepdims=True) >= top_p)  # [B, 1]
+    complete = (top_p >= 1) | (cumulative[:, -1:] >= top_p)  # [B, 1] the cut lies among the candidates
     return xp.where(top_p < 1, cutoff, -xp.inf), complete
 
 
@@ -75,9 +77,18 @@ def top_p_threshold_sorted(logits: Any, lower: Any, top_p: Any) -> Any:
     """`top_p_threshold` with each whole row sorted (always complete): [B, V] -> [B, 1]."""
     xp = array_module(logits)
     ranked = sort_descending(logits)  # [B, V]
-    kept = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, V]
-    threshold, _ = top_p_threshold(ranked, kept.sum(axis=-1, keepdims=True), lower, top_p)
+    threshold, _ = top_p_threshold(ranked, sorted_mass(ranked, lower), lower, top_p)
     return threshold
+
+
+def sorted_mass(ranked: Any, lower: Any) -> Any:
+    """[B, C] sorted logits -> [B, 1] float64: sum of exp(x - max) over those >= lower.
+
+    A running sum in float64, so trailing candidates below `lower` (a larger C) change nothing.
+    """
+    xp = array_module(ranked)
+    kept = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0).astype(xp.float64)  # [B, C]
+    return xp.cumsum(kept, axis=-1)[:, -1:]
 
 
 class Truncation(NamedTuple):
@@ -133,21 +144,21 @@ def truncation_threshold(logits: Any, min_p: Any, top_k: Any, top_p: Any) -> Any
 
 
 def kept_mass(logits: Any, temperature: Any, ranked: Any, lower: Any, top_p: Any) -> Any:
-    """[B, 1]: sum of exp(x / T - max) over the tokens at or above `lower`; top-p divides by it.
+    """[B, 1] float64: sum of exp(x / T - max) over the tokens at or above `lower`; top-p divides by it.
 
     The candidates alone hold it when every kept token is one (lower above the smallest
     candidate, or candidates that are whole rows); the other top-p rows (those no earlier
     filter cut, say) sum over their whole row.
     """
     xp = array_module(logits)
-    mass = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0).sum(axis=-1, keepdims=True)  # [B, 1]
+    mass = sorted_mass(ranked, lower)  # [B, 1]
     if ranked.shape[-1] == logits.shape[-1]:
         return mass
     beyond = (lower <= ranked[:, -1:]) & (top_p < 1)  # [B, 1] kept tokens beyond the candidates
     if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
         rows = xp.flatnonzero(beyond[:, 0])
         sums = exp_block_sums(logits, temperature[rows], ranked[rows, :1], lower[rows], rows)  # [B_beyond, G]
-        mass[rows] = sums.sum(axis=-1, keepdims=True).astype(mass.dtype)
+        mass[rows] = sums.sum(axis=-1, keepdims=True)
     return mass
 
 

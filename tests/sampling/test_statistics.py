@@ -2,7 +2,10 @@
 
 For fixed logits, each configuration's distribution is computed here independently, straight
 from the definitions of api-semantics.md §3 (temperature, then min_p, then top-k, then top-p),
-and 10^5 draws are compared with it. Tokens outside the truncation must never appear.
+in float64 with a full sort, and the sampler's draws are compared with it: one call on a batch
+of 10^5 identical rows sharing the sampler's generator. Tokens outside the truncation must never
+appear. Two checks show the comparison has teeth: draws at the wrong temperature, and the
+other reading of top-p (drop the token that crosses p), are both rejected.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ DRAWS = 100_000
 LOGITS = np.array([2.0, 1.5, 1.2, 1.0, 0.3, 0.0, -0.5, -1.0, -2.0, -4.0], dtype=np.float32)
 
 
-def expected_distribution(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0) -> np.ndarray:
-    x = LOGITS.astype(np.float64) / temperature
+def expected_distribution(logits=LOGITS, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                          top_p_includes_self=False) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64) / temperature
     p = np.exp(x - x.max())
     p /= p.sum()
     keep = np.ones_like(p, dtype=bool)
@@ -35,10 +39,31 @@ def expected_distribution(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0) -> np.
         order = np.argsort(-q, kind="stable")
         above = np.cumsum(q[order]) - q[order]  # mass ranked strictly above each token
         survive = np.zeros_like(keep)
-        survive[order] = above < top_p
+        survive[order] = (above + q[order] <= top_p) if top_p_includes_self else (above < top_p)
+        survive[order[0]] = True
         keep &= survive
     q = np.where(keep, p, 0.0)
     return q / q.sum()
+
+
+def draw_counts(params: SamplingParams, logits=LOGITS, draws=DRAWS, seed=1234, num_candidates=None) -> np.ndarray:
+    s = sampler(logits.size, seed=seed)
+    if num_candidates is not None:
+        s.num_candidates = num_candidates
+    tokens = s(np.broadcast_to(logits, (draws, logits.size)), [row(params)] * draws).token_ids
+    return np.bincount(tokens, minlength=logits.size)
+
+
+def assert_matches(counts: np.ndarray, expected: np.ndarray) -> None:
+    assert counts[expected == 0].sum() == 0, "a truncated token was drawn"
+    draws = counts.sum()
+    common = expected * draws >= 5  # chi-square needs about 5 expected per cell: pool the rest
+    rare = (expected > 0) & ~common
+    observed, wanted = counts[common], expected[common] * draws
+    if rare.any():
+        observed, wanted = np.append(observed, counts[rare].sum()), np.append(wanted, expected[rare].sum() * draws)
+    result = chisquare(observed, wanted)
+    assert result.pvalue > 1e-4, f"chi-square p = {result.pvalue:.2e}"
 
 
 CONFIGS = [
@@ -56,33 +81,29 @@ CONFIGS = [
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 def test_draws_match_the_truncated_distribution(config):
-    params = SamplingParams(max_tokens=1, **config)
-    rows = [row(params)] * DRAWS  # one logits row per draw: a single vectorised call
-    batch = np.broadcast_to(LOGITS, (DRAWS, LOGITS.size))
-    s = sampler(LOGITS.size, seed=1234)
-    tokens = np.asarray(s(batch, rows).token_ids)
-    expected = expected_distribution(**config)
-    counts = np.bincount(tokens, minlength=LOGITS.size)
-    assert counts[expected == 0].sum() == 0, "a truncated token was drawn"
-    support = expected > 0
-    result = chisquare(counts[support], DRAWS * expected[support])
-    assert result.pvalue > 1e-4, f"chi-square p = {result.pvalue:.2e}, counts {counts}, expected {expected}"
+    assert_matches(draw_counts(SamplingParams(max_tokens=1, **config)), expected_distribution(**config))
 
 
 def test_chi_square_would_catch_a_wrong_temperature():
     """The test above can fail: draws at T=1 are rejected against the T=0.5 distribution."""
-    params = SamplingParams(max_tokens=1, temperature=1.0)
-    tokens = np.asarray(sampler(LOGITS.size, seed=5)(np.broadcast_to(LOGITS, (DRAWS, LOGITS.size)),
-                                                     [row(params)] * DRAWS).token_ids)
-    counts = np.bincount(tokens, minlength=LOGITS.size)
+    counts = draw_counts(SamplingParams(temperature=1.0), seed=5)
     assert chisquare(counts, DRAWS * expected_distribution(temperature=0.5)).pvalue < 1e-10
+
+
+def test_the_other_reading_of_top_p_would_be_caught():
+    """Keeping only tokens whose own cumulative mass stays <= p drops the token that crosses p;
+    the sampler keeps it (mass strictly above it < p), so it shows up where that reading has 0."""
+    wrong = expected_distribution(top_p=0.8, top_p_includes_self=True)
+    right = expected_distribution(top_p=0.8)
+    assert (wrong > 0).sum() < (right > 0).sum()
+    counts = draw_counts(SamplingParams(top_p=0.8))
+    assert counts[wrong == 0].sum() > 1000
 
 
 def test_top_k_ties_at_the_threshold_all_survive():
     x = np.array([[3.0, 1.0, 1.0, 1.0, 0.0]], dtype=np.float32)
-    params = SamplingParams(top_k=2, max_tokens=1)
     s = sampler(5, seed=0)
-    tokens = set(s(np.repeat(x, 2000, axis=0), [row(params)] * 2000).token_ids)
+    tokens = set(s(np.repeat(x, 2000, axis=0), [row(SamplingParams(top_k=2))] * 2000).token_ids)
     assert tokens == {0, 1, 2, 3}  # k-th largest is 1.0: every token equal to it is kept
 
 
@@ -91,60 +112,28 @@ def test_greedy_takes_the_lowest_index_on_ties():
     assert sampler(4)(x, [row(SamplingParams(temperature=0.0))]).token_ids == [1]
 
 
-def test_block_head_is_the_exact_sorted_top():
-    """Large vocabularies find the head without a full sort; it must equal the full sort's head."""
-    from pyengine.sampling.truncation import HEAD, head
+# -- a large vocabulary: the candidate path and its fallbacks -------------------------------------
 
-    rng = np.random.default_rng(0)
-    w = np.exp(rng.normal(0, 2, size=(4, 40_000))).astype(np.float32)  # 1,250 blocks > HEAD
-    head_w, head_ids = head(w)
-    order = np.argsort(-w, axis=-1, kind="stable")[:, :HEAD]
-    np.testing.assert_array_equal(head_ids, order)
-    np.testing.assert_array_equal(head_w, np.take_along_axis(w, order, axis=-1))
+VOCAB = 1000
+PEAKED = np.random.default_rng(3).normal(0, 1, VOCAB).astype(np.float32)
+PEAKED[:30] += np.linspace(8, 4, 30, dtype=np.float32)  # a head of likely tokens, as in a model
+FLAT = np.random.default_rng(4).normal(0, 0.3, VOCAB).astype(np.float32)
 
-
-@pytest.mark.parametrize("config", [dict(top_p=0.9), dict(top_k=7), dict(top_k=30, top_p=0.8, temperature=0.7)])
-def test_large_vocabulary_draws_match_the_distribution(config, monkeypatch):
-    """The block-head path (HEAD shrunk to 64 so 8,192 tokens take it): a peaked row, 20,000 draws."""
-    from pyengine.sampling import truncation
-
-    monkeypatch.setattr(truncation, "HEAD", 64)
-    vocab, chunk, chunks = 8192, 1000, 20
-    rng = np.random.default_rng(3)
-    row_logits = rng.normal(0, 1, vocab).astype(np.float32)
-    row_logits[:40] += np.linspace(6, 3, 40).astype(np.float32)  # a head of likely tokens
-    global LOGITS
-    saved, LOGITS = LOGITS, row_logits
-    try:
-        expected = expected_distribution(**config)
-    finally:
-        LOGITS = saved
-    params = SamplingParams(max_tokens=1, **config)
-    s = sampler(vocab, seed=11)
-    counts = np.zeros(vocab, dtype=np.int64)
-    for _ in range(chunks):
-        tokens = s(np.broadcast_to(row_logits, (chunk, vocab)), [row(params)] * chunk).token_ids
-        counts += np.bincount(tokens, minlength=vocab)
-    assert counts[expected == 0].sum() == 0
-    support = expected > 0
-    assert chisquare(counts[support], chunk * chunks * expected[support]).pvalue > 1e-4
+LARGE = [
+    ("peaked", dict(top_p=0.9)),  # the cut lies among the candidates
+    ("peaked", dict(top_k=7)),
+    ("peaked", dict(min_p=0.05, temperature=0.8)),
+    ("peaked", dict(top_k=30, top_p=0.8, temperature=0.7)),
+    ("peaked", dict(temperature=1.1)),  # no filter: the two-level whole-row draw
+    ("flat", dict(top_p=0.5)),  # a deep cut: the full-sort fallback
+    ("flat", dict(min_p=0.5)),  # min_p keeps more than the candidates
+]
 
 
-def test_deep_top_p_cut_falls_back_to_a_full_sort(monkeypatch):
-    """A flat row with top_p = 0.95 keeps far more than the sorted head: the fallback decides."""
-    from pyengine.sampling import truncation
-    from pyengine.sampling.truncation import draw_sorted_fallback, draw_truncated, weights
-
-    monkeypatch.setattr(truncation, "HEAD", 64)
-    rng = np.random.default_rng(0)
-    w = weights(rng.normal(0, 0.1, size=(3, 8192)).astype(np.float32), np.ones((3, 1), np.float32), None)
-    top_k, top_p = np.zeros((3, 1), np.int64), np.full((3, 1), 0.95, np.float32)
-    uniforms = rng.random((3, 1))
-    _, too_shallow = draw_truncated(w, top_k, top_p, uniforms)
-    assert too_shallow.all()
-    tokens = draw_sorted_fallback(w, top_k, top_p, uniforms)
-    for r in range(3):  # each drawn token is inside the exact nucleus
-        order = np.argsort(-w[r], kind="stable")
-        p = w[r][order] / w[r].sum()
-        nucleus = set(order[(np.cumsum(p) - p) < 0.95].tolist())
-        assert int(tokens[r]) in nucleus
+@pytest.mark.parametrize("rows, config", LARGE, ids=lambda v: v if isinstance(v, str) else
+                         ",".join(f"{k}={x}" for k, x in v.items()))
+def test_large_vocabulary_draws_match_the_distribution(rows, config):
+    """32 candidates (instead of 256) over 1,000 tokens, so every path runs; 20,000 draws."""
+    logits = PEAKED if rows == "peaked" else FLAT
+    counts = draw_counts(SamplingParams(**config), logits=logits, draws=20_000, num_candidates=32)
+    assert_matches(counts, expected_distribution(logits, **config))
