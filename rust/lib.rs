@@ -6,8 +6,15 @@
 //!
 //! Key types:
 //! - [`KernelError`]: the one error type the kernels return; the glue maps it to `ValueError`.
+//! - [`detok::TokenTable`], [`detok::IncrementalDetokenizer`]: token ids to text deltas.
+//! - [`stop::StopChecker`]: stop strings across token boundaries, with streaming hold-back.
+//! - [`repetition::RepetitionDetector`]: n-gram repetition at the tail of the output.
 
 use std::fmt;
+
+pub mod detok;
+pub mod repetition;
+pub mod stop;
 
 #[cfg(feature = "python")]
 mod python;

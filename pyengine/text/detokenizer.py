@@ -126,6 +126,7 @@ class IncrementalDetokenizer:
         self._last_added = False
         self._recent_ids: list[int] = []  # the last output ids: context for token_text
         for token_id in prompt_token_ids or ():
+            table.check(token_id)
             self._decode(token_id)
             self._release()  # the prompt's own text is not output
 

@@ -31,10 +31,13 @@ class StopChecker:
         include_stop_str_in_output: keep the matched stop string in the text (no hold-back).
 
     Raises:
+        TypeError: `stop_strings` is a single str rather than a list.
         ValueError: a stop string is empty.
     """
 
     def __init__(self, stop_strings: Sequence[str], include_stop_str_in_output: bool = False):
+        if isinstance(stop_strings, str):
+            raise TypeError("stop_strings must be a list of strings, not a str")
         if any(not s for s in stop_strings):
             raise ValueError("stop strings must not be empty")
         self.stop_strings = list(stop_strings)
