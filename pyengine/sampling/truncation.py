@@ -12,14 +12,16 @@ written as a function that returns that threshold, a [B, 1] column:
 (p = softmax(x), x the temperature-scaled logits.) Each filter sees the row as the filters
 before it left it, so top-p's probabilities are those of the min_p- and top-k-filtered row.
 `apply_min_p`, `apply_top_k` and `apply_top_p` show each step on its own (logits in, logits
-with -inf out); `truncation_threshold` chains all three for the sampler, which never has to
-write the filtered [B, V] logits out.
+with -inf out). For the sampler, `truncate` chains all three into one threshold per row and
+never writes the filtered [B, V] logits out.
 
-Top-k and top-p look only at each row's C largest logits, found without sorting the row
-(topk.py). A top-p cut can lie deeper than C tokens on a flat row; `num_candidates=None`
-avoids the question by sorting whole rows (what a device wants: no data-dependent branch),
-while on the CPU the sampler uses C candidates and re-does the rare deep rows with a full sort,
-which needs a look at the data (free on the CPU, a device->host sync on a GPU).
+`truncate` looks only at each row's C largest logits, found without sorting the row (topk.py);
+dividing by T changes no ranking, so only those C are divided. A cut can lie deeper than C
+tokens on a flat row: `num_candidates=None` avoids the question by sorting whole rows (what a
+device wants: no data-dependent branch), while on the CPU the sampler uses C candidates and
+re-does the rare deep rows with a full sort, which needs a look at the data (free on the CPU,
+a device->host sync on a GPU). Top-p's probabilities are summed in float64, so both ways give
+the same cut.
 
 Shapes: B rows, V vocabulary, C candidates per row (the C largest logits, sorted descending).
 """
@@ -75,7 +77,6 @@ def top_p_threshold(ranked: Any, kept_mass: Any, lower: Any, top_p: Any) -> tupl
 
 def top_p_threshold_sorted(logits: Any, lower: Any, top_p: Any) -> Any:
     """`top_p_threshold` with each whole row sorted (always complete): [B, V] -> [B, 1]."""
-    xp = array_module(logits)
     ranked = sort_descending(logits)  # [B, V]
     threshold, _ = top_p_threshold(ranked, sorted_mass(ranked, lower), lower, top_p)
     return threshold

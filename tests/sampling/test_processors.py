@@ -49,7 +49,8 @@ def test_negative_penalties_encourage_repeats():
 
 def test_penalties_apply_in_vllms_order_repetition_first():
     x = logits([4.0, -4.0])
-    r = row(SamplingParams(repetition_penalty=2.0, frequency_penalty=1.0, presence_penalty=1.0), prompt=[], output=[0, 1])
+    params = SamplingParams(repetition_penalty=2.0, frequency_penalty=1.0, presence_penalty=1.0)
+    r = row(params, prompt=[], output=[0, 1])
     # token 0: 4/2 - 1 - 1 = 0; token 1: -4*2 - 1 - 1 = -10
     np.testing.assert_allclose(apply_penalties(x, [r]), [[0.0, -10.0]])
 
