@@ -5,3 +5,8 @@ from pyengine.text.chat_template import ChatTemplateError, render_chat_template
 from pyengine.text.tokenizer import Tokenizer
 
 __all__ = ["ChatTemplateError", "Tokenizer", "render_chat_template"]
+
+# The per-token text kernels, native or Python twins as PYENGINE_KERNELS selects (see kernels.py).
+from pyengine.text.kernels import IncrementalDetokenizer, RepetitionDetector, StopChecker, TokenTable  # noqa: E402
+
+__all__ += ["IncrementalDetokenizer", "RepetitionDetector", "StopChecker", "TokenTable"]
