@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from pyengine.backend import array_module, host_numpy
-from pyengine.sampling.topk import largest
 
 np = host_numpy()  # host: the random generators
 
@@ -62,10 +61,11 @@ def sample_truncated(logits: Any, temperature: Any, threshold: Any, candidate_id
     [B, C]: each row's C largest logits divided by T, largest first, ties by id (None when no
     row filters); `unfiltered`: the rows no filter applies to (known from their parameters).
 
-    Two orders, each a function of the row alone, so a seeded row draws the same token in any
-    batch: a row with a filter draws in sorted order, among its candidates (or, on the CPU,
-    among its whole sorted row when it keeps more than them: a look at the data finds those);
-    a row without one draws over its whole row in token-id order.
+    Two orders, the choice a function of the row alone, so a seeded row draws the same token in
+    any batch: a row with a filter draws in sorted order among its candidates; a row without one
+    draws over its whole row in token-id order, and so does, on the CPU, a filtered row that
+    keeps more tokens than its candidates (a look at the data finds those; a device has whole
+    sorted rows as candidates, so its seeded streams map to other tokens there).
     """
     xp = array_module(logits)
     if candidate_ids is None:  # no row filters
@@ -79,8 +79,7 @@ def sample_truncated(logits: Any, temperature: Any, threshold: Any, candidate_id
         beyond = (threshold > -xp.inf) & (threshold <= candidate_logits[:, -1:])  # [B, 1] keeps more than C
         if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
             rows = xp.flatnonzero(beyond[:, 0])
-            ids, ranked = largest(logits[rows], logits.shape[-1])  # [R, V] whole rows, sorted
-            tokens[rows] = sample_sorted(ids, ranked / temperature[rows], threshold[rows], uniforms[rows])
+            tokens[rows] = sample_whole_rows(logits, temperature, candidate_logits[:, :1], threshold, uniforms, rows)
     return tokens
 
 
