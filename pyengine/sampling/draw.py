@@ -70,11 +70,11 @@ def sample_truncated(logits: Any, temperature: Any, threshold: Any, candidate_id
     xp = array_module(logits)
     if candidate_ids is None:  # no row filters
         row_max = logits.max(axis=-1, keepdims=True) / temperature  # [B, 1] = max(logits / T)
-        return sample_whole_rows(logits, temperature, row_max, threshold, uniforms)
+        return sample_whole_rows(logits, temperature, row_max, None, uniforms)
     tokens = sample_sorted(candidate_ids, candidate_logits, threshold, uniforms)  # [B]
     if unfiltered:
         rows = xp.asarray(np.asarray(unfiltered, dtype=np.int64))  # [R]
-        tokens[rows] = sample_whole_rows(logits, temperature, candidate_logits[:, :1], threshold, uniforms, rows)
+        tokens[rows] = sample_whole_rows(logits, temperature, candidate_logits[:, :1], None, uniforms, rows)
     if candidate_ids.shape[-1] < logits.shape[-1]:
         beyond = (threshold > -xp.inf) & (threshold <= candidate_logits[:, -1:])  # [B, 1] keeps more than C
         if bool(beyond.any()):  # CPU only (candidates are not whole rows): a host check
@@ -94,12 +94,13 @@ def sample_whole_rows(logits: Any, temperature: Any, row_max: Any, threshold: An
                       rows: Any = None) -> Any:
     """Two-level inverse CDF over whole rows. -> [R] token ids
 
-    logits [B, V]; temperature, row_max (of logits / T), threshold, uniforms [B, 1]; `rows`
-    (device int array) picks the rows to draw for, None: all of them.
+    logits [B, V]; temperature, row_max (of logits / T), uniforms [B, 1]; threshold [B, 1], or
+    None where no row filters; `rows` (device int array) picks the rows to draw for, None: all.
     """
     xp = array_module(logits)
     if rows is not None:
-        temperature, row_max, threshold, uniforms = temperature[rows], row_max[rows], threshold[rows], uniforms[rows]
+        temperature, row_max, uniforms = temperature[rows], row_max[rows], uniforms[rows]
+        threshold = None if threshold is None else threshold[rows]
     vocab = logits.shape[-1]
     block = min(BLOCK, vocab)
     sums = exp_block_sums(logits, temperature, row_max, threshold, rows, block)  # [R, G]
@@ -135,10 +136,11 @@ def exp_block_sums(logits: Any, temperature: Any, row_max: Any, threshold: Any, 
 
 
 def kept_weights(logits: Any, temperature: Any, row_max: Any, threshold: Any) -> Any:
-    """[R, N] logits -> [R, N] weights exp(x / T - max), 0 where x / T < threshold."""
+    """[R, N] logits -> [R, N] weights exp(x / T - max), 0 where x / T < threshold (if not None)."""
     xp = array_module(logits)
     scaled = logits / temperature  # [R, N]
-    return xp.where(scaled >= threshold, xp.exp(scaled - row_max), 0.0)
+    weights = xp.exp(scaled - row_max)  # [R, N]
+    return weights if threshold is None else xp.where(scaled >= threshold, weights, 0.0)
 
 
 def block_sums(weights: Any, block: int) -> Any:

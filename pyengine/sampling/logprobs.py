@@ -55,7 +55,9 @@ def logsumexp(logits: Any) -> Any:
         tile = logits[:, start:start + TILE]  # [B, Vt]
         new_top = xp.maximum(top, tile.max(axis=-1, keepdims=True))  # [B, 1]
         shift = xp.where(xp.isfinite(new_top), new_top, 0.0)  # all -inf so far: any finite shift works
-        total = total * xp.exp(top - shift) + xp.exp(tile - shift).sum(axis=-1, keepdims=True)
+        weights = tile - shift  # [B, Vt]
+        xp.exp(weights, out=weights)  # in place: the tile's one temporary
+        total = total * xp.exp(top - shift) + weights.sum(axis=-1, keepdims=True)
         top = new_top
     shift = xp.where(xp.isfinite(top), top, 0.0)
     return (shift + xp.log(total)).astype(logits.dtype)  # [B, 1]
