@@ -102,6 +102,9 @@ class SamplingParams:
         self.stop_token_ids = list(dict.fromkeys(self.stop_token_ids or []))
         self.bad_words = list(dict.fromkeys(self.bad_words or []))
         if isinstance(self.repetition_detection, dict):
+            fields = {f.name for f in dataclasses.fields(RepetitionDetectionParams)}
+            unknown = sorted(set(self.repetition_detection) - fields)
+            _check(not unknown, f"repetition_detection has unknown field(s) {unknown}; valid: {sorted(fields)}")
             self.repetition_detection = RepetitionDetectionParams(**self.repetition_detection)
         if self.seed == -1:
             self.seed = None

@@ -119,6 +119,8 @@ def test_repetition_detection_validation():
     RepetitionDetectionParams()  # all zero: disabled, valid
     p = SamplingParams(repetition_detection={"max_pattern_size": 4, "min_count": 3})
     assert p.repetition_detection == RepetitionDetectionParams(4, 0, 3)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['size'\]"):
+        SamplingParams(repetition_detection={"size": 4})
 
 
 def test_bad_words_tokenization_follows_vllm():
