@@ -23,7 +23,8 @@ pub struct RepetitionDetector {
     min_count: usize,
     /// The output so far.
     output: Vec<i64>,
-    /// runs[L]: how many of the last positions i satisfy out[i] == out[i - L] in a row.
+    /// runs[L]: how many of the last positions i satisfy out[i] == out[i - L] in a row. It grows
+    /// with the output up to max_pattern_size + 1 entries (memory follows what is used).
     runs: Vec<usize>,
 }
 
@@ -57,15 +58,12 @@ impl RepetitionDetector {
                     .into(),
             ));
         }
-        let too_large = || KernelError(format!("max_pattern_size {max_pattern_size} is too large"));
-        let max = usize::try_from(max_pattern_size).map_err(|_| too_large())?;
-        let runs_len = max.checked_add(1).ok_or_else(too_large)?;
         Ok(Self {
-            max_pattern_size: max,
+            max_pattern_size: usize::try_from(max_pattern_size).unwrap_or(usize::MAX),
             min_pattern_size: usize::try_from(min_pattern_size).unwrap_or(0).max(1),
             min_count: usize::try_from(min_count).unwrap_or(usize::MAX),
             output: Vec::new(),
-            runs: vec![0; runs_len],
+            runs: vec![0],
         })
     }
 
@@ -77,6 +75,9 @@ impl RepetitionDetector {
             return false;
         }
         let (lo, hi) = (self.min_pattern_size, self.max_pattern_size.min(n));
+        if self.runs.len() <= hi {
+            self.runs.push(0); // block length n is now comparable for the first time
+        }
         // Extend or reset the run of every block length that has an earlier token to compare with.
         for length in lo..=hi {
             self.runs[length] = if self.output[n - length] == token_id {
@@ -90,7 +91,9 @@ impl RepetitionDetector {
             if length.saturating_mul(self.min_count) > len {
                 return false; // no longer block fits either
             }
-            if self.runs[length] >= length.saturating_mul(self.min_count - 1) {
+            // length * min_count <= len implies length <= n, so runs[length] exists
+            let run = self.runs.get(length).copied().unwrap_or(0);
+            if run >= length.saturating_mul(self.min_count - 1) {
                 return true;
             }
         }
@@ -178,5 +181,8 @@ mod tests {
         assert!(RepetitionDetector::new(4, 0, 1).is_err());
         let mut huge = RepetitionDetector::new(3, 0, i64::MAX).unwrap();
         assert!(!huge.push(1) && !huge.push(1));
+        // A huge max_pattern_size allocates nothing up front.
+        let mut wide = RepetitionDetector::new(i64::MAX, 0, 2).unwrap();
+        assert!(!wide.push(1) && wide.push(1));
     }
 }

@@ -128,6 +128,9 @@ impl StopChecker {
                     if self.include_stop_str_in_output {
                         end += stop.len();
                     }
+                    // After a flush() the match may start in text already returned: that text
+                    // stays returned (nothing is taken back).
+                    let end = end.max(emit_from);
                     self.stopped = Some(index);
                     self.recent.clear();
                     self.recent_chars = 0;
@@ -255,6 +258,14 @@ mod tests {
         let mut checker = StopChecker::new(vec!["ab".into()], false).unwrap();
         assert_eq!(checker.skip("xa"), "x");
         assert_eq!(checker.push("b"), ("", Some(0))); // straddles the boundary: matches
+    }
+
+    #[test]
+    fn a_match_inside_flushed_text_takes_nothing_back() {
+        let mut checker = StopChecker::new(vec!["abc".into()], false).unwrap();
+        assert_eq!(checker.push("xab"), ("x", None));
+        assert_eq!(checker.flush(), "ab");
+        assert_eq!(checker.push("c"), ("", Some(0)));
     }
 
     #[test]

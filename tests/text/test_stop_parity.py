@@ -94,3 +94,17 @@ def test_nothing_emitted_is_taken_back_and_no_partial_stop_leaks(native, text, s
             else:
                 sent += checker.flush()
                 assert sent == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["push", "skip", "flush"]), st.text(ALPHABET, max_size=6)),
+                    max_size=15),
+       stops=st.lists(st.text(ALPHABET, min_size=1, max_size=4), max_size=3), include=st.booleans())
+def test_any_call_sequence_gives_the_same_results(native, ops, stops, include):
+    """Any order of push/skip/flush (even pushing after a flush): same results, no crash."""
+    results = []
+    for impl in (kernels.PYTHON, native):
+        checker = impl.StopChecker(stops, include)
+        trace = [getattr(checker, op)(*([] if op == "flush" else [arg])) for op, arg in ops]
+        results.append((trace, checker.stopped))
+    assert results[0] == results[1]
