@@ -52,7 +52,8 @@ pub struct TokenTable {
     strip: Option<(char, usize)>,
 }
 
-/// The decoding data of one token id, as `pyengine.text.token_bytes.TokenPieces` lists it.
+/// What a table knows besides each token's bytes: per-id flags and the whole-text strip, as
+/// `pyengine.text.token_bytes.TokenPieces` lists them.
 #[derive(Debug, Default, Clone)]
 pub struct TokenSpec {
     /// Ids dropped by `skip_special_tokens`.
