@@ -7,7 +7,6 @@ ones with the list of valid names. Environment variables are read here, once, an
 from __future__ import annotations
 
 import dataclasses
-import os
 
 DEFAULT_KV_CACHE_FRACTION = 0.25  # of available memory, when neither size is given
 MAX_DEFAULT_KV_CACHE_BYTES = 4 << 30
@@ -31,7 +30,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     scheduling_policy: str = "fcfs"  # or "priority": lower `priority` values run first
     seed: int = 0
-    kernels: str = dataclasses.field(default_factory=lambda: os.environ.get("PYENGINE_KERNELS", "native"))
+    kernels: str | None = None  # "native" (Rust) or "python" (the twins); None: PYENGINE_KERNELS
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
@@ -44,7 +43,7 @@ class EngineConfig:
             raise ValueError(f"max_model_len must be positive, got {self.max_model_len}")
         if self.scheduling_policy not in ("fcfs", "priority"):
             raise ValueError(f"scheduling_policy must be 'fcfs' or 'priority', got {self.scheduling_policy!r}")
-        if self.kernels not in ("native", "python"):
+        if self.kernels not in (None, "native", "python"):
             raise ValueError(f"kernels must be 'native' or 'python', got {self.kernels!r}")
 
     @classmethod

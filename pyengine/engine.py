@@ -66,9 +66,10 @@ class Engine:
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
         self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
-        table = None if self.tokenizer is None else kernels.TokenTable.from_tokenizer(
+        text_kernels = kernels.select(config.kernels)  # the Rust kernels, or their Python twins
+        table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
             self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids)
-        self.output_processor = OutputProcessor(table, self.eos_token_id, self.max_model_len)
+        self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()

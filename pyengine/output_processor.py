@@ -28,7 +28,9 @@ class TextState:
 class OutputProcessor:
     """Turns sampled tokens into text deltas and finish/stop reasons."""
 
-    def __init__(self, token_table: Any, eos_token_id: int | None, max_model_len: int):
+    def __init__(self, text_kernels: kernels.Kernels, token_table: Any, eos_token_id: int | None,
+                 max_model_len: int):
+        self.kernels = text_kernels
         self.token_table = token_table
         self.eos_token_id = eos_token_id
         self.max_model_len = max_model_len
@@ -37,15 +39,15 @@ class OutputProcessor:
         p = seq.request.params
         detokenizer = None
         if self.token_table is not None:
-            detokenizer = kernels.IncrementalDetokenizer(
+            detokenizer = self.kernels.IncrementalDetokenizer(
                 self.token_table, seq.prompt_token_ids, p.skip_special_tokens, p.spaces_between_special_tokens)
         stop_checker = None
         if p.stop and detokenizer is not None:
-            stop_checker = kernels.StopChecker(p.stop, p.include_stop_str_in_output)
+            stop_checker = self.kernels.StopChecker(p.stop, p.include_stop_str_in_output)
         repetition = None
         if p.repetition_detection is not None and p.repetition_detection.max_pattern_size > 0:
             r = p.repetition_detection
-            repetition = kernels.RepetitionDetector(r.max_pattern_size, r.min_pattern_size, r.min_count)
+            repetition = self.kernels.RepetitionDetector(r.max_pattern_size, r.min_pattern_size, r.min_count)
         return TextState(detokenizer, stop_checker, repetition)
 
     def token_text(self, seq: Sequence, token_id: int) -> str | None:

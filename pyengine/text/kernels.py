@@ -70,10 +70,23 @@ if KERNELS == "native" and NATIVE is None:
                       "rebuild it with `pip install -e .`")
 SELECTED: Kernels = NATIVE if KERNELS == "native" and NATIVE is not None else PYTHON
 
+
+
+def select(name: str | None = None) -> Kernels:
+    """The kernels named "native" or "python"; None: the ones PYENGINE_KERNELS selected."""
+    if name is None:
+        return SELECTED
+    if name == "python":
+        return PYTHON
+    if name == "native" and NATIVE is not None:
+        return NATIVE
+    raise ValueError(f"kernels must be 'native' or 'python' (native needs the compiled extension), got {name!r}")
+
+
 TokenTable = SELECTED.TokenTable
 IncrementalDetokenizer = SELECTED.IncrementalDetokenizer
 StopChecker = SELECTED.StopChecker
 RepetitionDetector = SELECTED.RepetitionDetector
 
-__all__ = ["KERNELS", "NATIVE", "PYTHON", "SELECTED", "IncrementalDetokenizer", "Kernels", "RepetitionDetector",
+__all__ = ["KERNELS", "NATIVE", "PYTHON", "SELECTED", "select", "IncrementalDetokenizer", "Kernels", "RepetitionDetector",
            "StopChecker", "TokenTable"]

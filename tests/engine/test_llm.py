@@ -167,3 +167,17 @@ def test_beam_search_through_the_engine_equals_the_search_on_exact_logprobs(llam
     assert scores == sorted(scores, reverse=True)  # equal lengths: ranked by cumulative logprob
     blocks = llama.llm_engine.blocks
     assert blocks.num_free_blocks == blocks.num_blocks
+
+
+@pytest.mark.parametrize("kernels", ["native", "python"])
+def test_native_and_python_text_kernels_give_the_same_outputs(kernels):
+    """The engine runs on the Rust kernels by default; the Python twins give identical text."""
+    llm = LLM(model=str(FIXTURES / "qwen2"), num_kv_blocks=64, kernels=kernels)
+    assert llm.llm_engine.output_processor.kernels.name == kernels
+    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, stop=["a", "\n"],
+                            repetition_detection={"max_pattern_size": 3, "min_count": 3})
+    outs = llm.generate(["Hello", "The quick brown fox", "12345"], params)
+    reference = LLM(model=str(FIXTURES / "qwen2"), num_kv_blocks=64, kernels="python")
+    for out, ref in zip(outs, reference.generate(["Hello", "The quick brown fox", "12345"], params)):
+        assert (out.outputs[0].text, out.outputs[0].finish_reason, out.outputs[0].stop_reason) == \
+            (ref.outputs[0].text, ref.outputs[0].finish_reason, ref.outputs[0].stop_reason)
