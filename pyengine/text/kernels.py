@@ -11,7 +11,8 @@ The variable is read once, when this module is imported. Both sets expose the sa
         .push(delta) -> (emit, stop string or None), .skip(delta) -> str, .flush() -> str, .stopped
     RepetitionDetector(max_pattern_size, min_pattern_size, min_count).push(token_id) -> bool
 
-`PYTHON` and `NATIVE` hold each set by name, for the parity tests and the benchmarks.
+`PYTHON` and `NATIVE` hold each set by name, for the parity tests and the benchmarks;
+`select(name)` returns one of them (the engine's `EngineConfig.kernels`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ if KERNELS == "native" and NATIVE is None:
 SELECTED: Kernels = NATIVE if KERNELS == "native" and NATIVE is not None else PYTHON
 
 
-
 def select(name: str | None = None) -> Kernels:
     """The kernels named "native" or "python"; None: the ones PYENGINE_KERNELS selected."""
     if name is None:
@@ -88,5 +88,5 @@ IncrementalDetokenizer = SELECTED.IncrementalDetokenizer
 StopChecker = SELECTED.StopChecker
 RepetitionDetector = SELECTED.RepetitionDetector
 
-__all__ = ["KERNELS", "NATIVE", "PYTHON", "SELECTED", "select", "IncrementalDetokenizer", "Kernels", "RepetitionDetector",
-           "StopChecker", "TokenTable"]
+__all__ = ["KERNELS", "NATIVE", "PYTHON", "SELECTED", "IncrementalDetokenizer", "Kernels", "RepetitionDetector",
+           "StopChecker", "TokenTable", "select"]
