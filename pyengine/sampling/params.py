@@ -98,6 +98,10 @@ class SamplingParams:
 
     def _normalise(self) -> None:
         """vLLM's spellings of the same request, reduced to one."""
+        for name in ("stop", "stop_token_ids", "bad_words", "allowed_token_ids"):
+            value = getattr(self, name)
+            _check(value is None or isinstance(value, (list, tuple)) or (name == "stop" and isinstance(value, str)),
+                   f"{name} must be a list, got {type(value).__name__}.")
         self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         self.stop_token_ids = list(dict.fromkeys(self.stop_token_ids or []))
         self.bad_words = list(dict.fromkeys(self.bad_words or []))

@@ -42,6 +42,8 @@ def test_defaults_are_vllms():
     (dict(min_tokens=5, max_tokens=3), "min_tokens must be less than or equal to max_tokens=3, got 5."),
     (dict(stop=["ok", ""]), "stop cannot contain an empty string."),
     (dict(stop=[3]), "stop must be a string or a list of strings"),
+    (dict(stop=3), "stop must be a list, got int."),
+    (dict(stop_token_ids=7), "stop_token_ids must be a list, got int."),
     (dict(stop_token_ids=[1, "2"]), "stop_token_ids must contain only integers"),
     (dict(logprobs=-2), "logprobs must be non-negative or -1, got -2."),
     (dict(prompt_logprobs=-5), "prompt_logprobs must be non-negative or -1, got -5."),
