@@ -67,8 +67,10 @@ class Engine:
                                    config.scheduling_policy)
         self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
         text_kernels = kernels.select(config.kernels)  # the Rust kernels, or their Python twins
+        # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
+        # those ids decode to nothing, as tokenizer.decode does, instead of failing the step.
         table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
-            self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids)
+            self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids, vocab_size=self.vocab_size)
         self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
