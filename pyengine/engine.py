@@ -260,11 +260,11 @@ class Engine:
             self._finish(seq, seq.finish_reason)
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
-        out: LogprobsDict = {}
-        for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks):
-            if token_id not in out:
-                out[token_id] = Logprob(logprob, rank, self.output_processor.token_text(seq, token_id))
-        return out
+        """vLLM's dict: chosen token first, then the top-k; built as vLLM builds it, so a token
+        listed twice keeps its first position and takes its top-k entry's value and rank."""
+        text = self.output_processor.token_text
+        return {token_id: Logprob(logprob, rank, text(seq, token_id))
+                for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finish_reason = reason
