@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "parity" / "llama"
+DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # the embedded demo model, when shipped
+FALLBACK_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "parity" / "llama"
+DEFAULT_MODEL = DEMO_MODEL if (DEMO_MODEL / "config.json").is_file() else FALLBACK_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
