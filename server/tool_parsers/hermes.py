@@ -11,9 +11,12 @@ first `<tool_call>`, or null when there is none.
 
 Streaming: content flows until `<tool_call>` (a partial tag at the end of a delta is held back);
 inside a call the parser emits the header delta (`id`, `type`, `name`) as soon as the name is
-complete, and the arguments in one delta when the call closes. (vLLM streams the arguments in
-smaller pieces; the concatenation is the same text.) Text after the first call is dropped, as in
-the whole-output path, so both paths give the same message.
+complete, then the arguments piece by piece as the model writes them, as vLLM does: each delta
+extends the stable prefix of their canonical serialisation (partial_json.py), and the call's
+close sends the rest, so the pieces concatenate to exactly the non-streaming `arguments`. Text
+after the first call is dropped, as in the whole-output path, so both paths give the same message.
+(Only a call that turns out not to parse, after pieces of it were sent, differs: the stream
+cannot take them back. vLLM shares this.)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import re
 from typing import Any
 
+from server.tool_parsers.partial_json import arguments_start, stable_prefix
 from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, make_tool_call_id, register
 
 START, END = "<tool_call>", "</tool_call>"
@@ -50,6 +54,7 @@ class HermesToolParser(ToolParser):
         self.buffer = ""
         self.calls = 0  # calls opened so far; the current one has index calls - 1
         self.header_sent = False
+        self.arguments_sent = ""  # the current call's arguments streamed so far
 
     # -- whole output ------------------------------------------------------------------------------
 
@@ -85,11 +90,13 @@ class HermesToolParser(ToolParser):
                     content += self.buffer[:start]
                 self.buffer = self.buffer[start + len(START):]
                 self.mode, self.calls, self.header_sent = "call", self.calls + 1, False
+                self.arguments_sent = ""
                 self.call_id = make_tool_call_id()
             else:  # inside a call
                 end = self.buffer.find(END)
                 if end < 0:
                     deltas += self._header_if_named(self.buffer)
+                    deltas += self._arguments_so_far(self.buffer)
                     return content, deltas
                 deltas += self._close_call(self.buffer[:end])
                 self.buffer, self.mode = self.buffer[end + len(END):], "after"
@@ -111,6 +118,17 @@ class HermesToolParser(ToolParser):
         name = json.loads(f'"{match.group(1)}"')
         return [ToolCallDelta(self.calls - 1, id=self.call_id, name=name)]
 
+    def _arguments_so_far(self, call_text: str) -> list[ToolCallDelta]:
+        """A delta with the arguments' newly stable text, once the header is out."""
+        start = arguments_start(call_text) if self.header_sent else None
+        if start is None:
+            return []
+        stable = stable_prefix(call_text[start:])
+        if len(stable) <= len(self.arguments_sent) or not stable.startswith(self.arguments_sent):
+            return []
+        piece, self.arguments_sent = stable[len(self.arguments_sent):], stable
+        return [ToolCallDelta(self.calls - 1, arguments=piece)]
+
     def _close_call(self, call_text: str) -> list[ToolCallDelta]:
         try:
             name, arguments = parse_call(call_text)
@@ -119,7 +137,8 @@ class HermesToolParser(ToolParser):
         if not self.header_sent:
             self.header_sent = True
             return [ToolCallDelta(self.calls - 1, id=self.call_id, name=name, arguments=arguments)]
-        return [ToolCallDelta(self.calls - 1, arguments=arguments)]
+        rest = arguments[len(self.arguments_sent):] if arguments.startswith(self.arguments_sent) else ""
+        return [ToolCallDelta(self.calls - 1, arguments=rest)] if rest or not self.arguments_sent else []
 
 
 def _partial_suffix(text: str, tag: str) -> int:

@@ -110,6 +110,46 @@ def test_hermes_stream_sends_the_name_before_the_arguments():
     assert deltas[0].to_json() == {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
 
 
+def test_hermes_streams_the_arguments_while_the_model_writes_them():
+    parser = HermesToolParser()
+    _, deltas = parser.feed('<tool_call>\n{"name": "book", "arguments": {"city": "Pa')
+    assert [(d.name, d.arguments) for d in deltas] == [("book", None), (None, '{"city": "Pa')]
+    _, deltas = parser.feed('ris", "nights": 1')  # the number may still grow: held back
+    assert [d.arguments for d in deltas] == ['ris", "nights": ']
+    _, deltas = parser.feed('2}}\n</tool_call>')
+    assert [d.arguments for d in deltas] == ["12}"]
+
+
+def test_hermes_streamed_arguments_are_the_canonical_text_piece_by_piece():
+    raw = '<tool_call>{"name": "f", "arguments":{ "x" :1.50,"s":"caf\\u00e9 \\ud83d\\ude00\\n", "l":[true ,null,-0,1E2], "o":{}}}</tool_call>'
+    whole = HermesToolParser().extract(raw)
+    parser, pieces = HermesToolParser(), []
+    for ch in raw:
+        pieces += [d.arguments for d in parser.feed(ch)[1] if d.arguments is not None]
+    pieces += [d.arguments for d in parser.finish()[1] if d.arguments is not None]
+    assert "".join(pieces) == whole.tool_calls[0].arguments == json.dumps(json.loads(whole.tool_calls[0].arguments), ensure_ascii=False)
+    assert len(pieces) > 10 and all(pieces)  # many small deltas, none empty
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(JSON_VALUES, st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :  ")]))
+def test_stable_prefix_of_any_prefix_is_a_prefix_of_the_canonical_text(value, ascii_only, separators):
+    from server.tool_parsers.partial_json import stable_prefix
+    raw = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
+    canonical = json.dumps(json.loads(raw), ensure_ascii=False)
+    previous = ""
+    for end in range(len(raw) + 1):
+        prefix = stable_prefix(raw[:end])
+        assert canonical.startswith(prefix) and prefix.startswith(previous)
+        previous = prefix
+    assert previous == canonical or not isinstance(value, (dict, list, str))  # a bare number is never closed
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(CALL) * 2 + 6), max_size=8))
 def test_hermes_stream_any_chunking(cuts):
