@@ -1,0 +1,396 @@
+"""Context-free grammars over bytes: the one form every front end (regex, choice, EBNF, JSON Schema) compiles to.
+
+A `Grammar` maps rule names to alternatives; an alternative is a sequence of elements, each either a
+`ByteSet` (one byte from a set of inclusive ranges) or a `Ref` to another rule; the empty sequence is
+epsilon. Parsing is over *bytes*, not characters or lexemes, so a token whose bytes cross a lexical
+boundary (`",` or `"}` in JSON) needs no special case, and a character class is spelled out as the
+UTF-8 byte sequences of its code points.
+
+    b = GrammarBuilder()
+    digits = b.plus(b.char_class([(ord("0"), ord("9"))]))
+    g = b.build(b.seq(b.literal("n="), digits))      # start rule ::= "n=" [0-9]+
+    g.matches(b"n=42")  -> True
+
+`GrammarBuilder` keeps grammars small for the Earley matcher: sequences and alternations built from
+anonymous pieces are inlined, single-byte alternatives merge into one `ByteSet`, and `*` / `+` are
+left-recursive (constant work per repetition in Earley, where right recursion is quadratic).
+
+Limits (each raises `GrammarLimitError`, which the server turns into a 400):
+
+    MAX_RULES           rules in one grammar
+    MAX_SYMBOLS         elements summed over all alternatives
+    MAX_REPEAT          the bound of one counted repetition {m,n} (m and n both)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Union
+
+MAX_RULES = 100_000
+MAX_SYMBOLS = 2_000_000
+MAX_REPEAT = 10_000
+MAX_INLINE = 16  # an anonymous sequence up to this many elements is copied into its users
+MAX_CODE_POINT = 0x10FFFF
+SURROGATES = (0xD800, 0xDFFF)
+
+
+class GrammarError(ValueError):
+    """An invalid regex, grammar or schema; the message says what and where."""
+
+
+class GrammarLimitError(GrammarError):
+    """A documented limit was hit (rule or state count, nesting depth, repetition bound)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteSet:
+    """One byte from the union of inclusive ranges, e.g. `((0x30, 0x39),)` for an ASCII digit."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __contains__(self, byte: int) -> bool:
+        return any(lo <= byte <= hi for lo, hi in self.ranges)
+
+    @staticmethod
+    def of(ranges) -> "ByteSet":
+        """Sorted, merged, validated ranges."""
+        merged: list[list[int]] = []
+        for lo, hi in sorted(ranges):
+            if not 0 <= lo <= hi <= 255:
+                raise GrammarError(f"invalid byte range ({lo}, {hi})")
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return ByteSet(tuple((lo, hi) for lo, hi in merged))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """A reference to the rule `name`."""
+
+    name: str
+
+
+Element = Union[ByteSet, Ref]
+
+
+@dataclasses.dataclass
+class Grammar:
+    """name -> alternatives (each a tuple of elements; `()` is epsilon), and the start rule's name."""
+
+    rules: dict[str, list[tuple[Element, ...]]]
+    start: str
+
+    def matches(self, data: bytes) -> bool:
+        """Whether the whole of `data` is in the language (the slow Earley reference, for tests)."""
+        from pyengine.structured.matcher import EarleyParser  # the parser lives beside the matcher
+
+        parser = EarleyParser(self)
+        return all(parser.push_byte(byte) for byte in data) and parser.is_accepting()
+
+    def to_flat(self) -> tuple[int, list[list[int]], list[list[tuple[int, int]]], list[str]]:
+        """The grammar as plain ints, for the Rust matcher: (start, rule_alts, byte_sets, names).
+
+        Rules are numbered in `self.rules` order (`names[i]` is rule i). `rule_alts` lists, for
+        every alternative, `[lhs, sym, sym, ...]`: a symbol `s >= 0` is rule `s`, `s < 0` is
+        `byte_sets[-s - 1]`.
+        """
+        names = list(self.rules)
+        index = {name: i for i, name in enumerate(names)}
+        byte_sets: dict[ByteSet, int] = {}
+        alts = []
+        for name, alternatives in self.rules.items():
+            for alt in alternatives:
+                row = [index[name]]
+                for e in alt:
+                    if isinstance(e, Ref):
+                        row.append(index[e.name])
+                    else:
+                        row.append(-byte_sets.setdefault(e, len(byte_sets)) - 1)
+                alts.append(row)
+        return index[self.start], alts, [list(bs.ranges) for bs in byte_sets], names
+
+    def __str__(self) -> str:
+        """GBNF-like text, one rule per line, start rule first."""
+        def show(e: Element) -> str:
+            if isinstance(e, Ref):
+                return e.name
+            return "[" + "".join(_show_range(lo, hi) for lo, hi in e.ranges) + "]"
+
+        order = [self.start] + [n for n in self.rules if n != self.start]
+        return "\n".join(f"{n} ::= " + " | ".join(" ".join(map(show, alt)) or '""' for alt in self.rules[n])
+                         for n in order)
+
+
+def _show_range(lo: int, hi: int) -> str:
+    def one(b: int) -> str:
+        return chr(b) if 0x21 <= b < 0x7F and chr(b) not in "]\\^-" else f"\\x{b:02X}"
+    return one(lo) if lo == hi else f"{one(lo)}-{one(hi)}"
+
+
+EPSILON: tuple[Element, ...] = ()
+
+
+class GrammarBuilder:
+    """Combinators that build a `Grammar`; every method returns an `Element` to compose further."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, list[tuple[Element, ...]]] = {}
+        self._anonymous: set[str] = set()  # rules made by seq/alt: no recursion, safe to inline
+        self._counter = itertools.count()
+        self._symbols = 0
+
+    # -- rules ------------------------------------------------------------------------------------
+    def new_rule(self, hint: str = "r") -> str:
+        """A fresh rule name (define it later with `define`; reference it now with `ref`)."""
+        while True:
+            name = f"{hint}_{next(self._counter)}"
+            if name not in self.rules:
+                self.rules[name] = []  # reserved; `define` fills it
+                return name
+
+    def define(self, name: str, e: Element) -> None:
+        """name ::= e. The rule may already be referenced; defining it twice is an error."""
+        if self.rules.get(name):
+            raise GrammarError(f"rule '{name}' is defined twice")
+        self._set(name, self._alternatives(e))
+
+    def ref(self, name: str) -> Ref:
+        return Ref(name)
+
+    def _set(self, name: str, alternatives: list[tuple[Element, ...]]) -> None:
+        self._symbols += sum(len(a) for a in alternatives)
+        if len(self.rules) > MAX_RULES:
+            raise GrammarLimitError(f"the grammar has more than {MAX_RULES} rules")
+        if self._symbols > MAX_SYMBOLS:
+            raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
+        self.rules[name] = alternatives
+
+    def _anonymous_rule(self, alternatives: list[tuple[Element, ...]]) -> Element:
+        if len(alternatives) == 1 and len(alternatives[0]) == 1:
+            return alternatives[0][0]
+        name = self.new_rule("_")
+        self._anonymous.add(name)
+        self._set(name, alternatives)
+        return Ref(name)
+
+    def _alternatives(self, e: Element) -> list[tuple[Element, ...]]:
+        """The alternatives `e` stands for (an anonymous rule's own, else `e` alone)."""
+        if isinstance(e, Ref) and e.name in self._anonymous:
+            return list(self.rules[e.name])
+        return [(e,)]
+
+    def _items(self, e: Element) -> tuple[Element, ...]:
+        """`e` as the elements of a sequence (a small anonymous sequence is copied in)."""
+        if isinstance(e, Ref) and e.name in self._anonymous:
+            alts = self.rules[e.name]
+            if len(alts) == 1 and len(alts[0]) <= MAX_INLINE:
+                return alts[0]
+        return (e,)
+
+    # -- terminals --------------------------------------------------------------------------------
+    def literal(self, text: str | bytes) -> Element:
+        """Exactly these bytes (a str is UTF-8 encoded); "" is epsilon."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        return self._anonymous_rule([tuple(ByteSet(((b, b),)) for b in data)])
+
+    def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
+        """One byte from the inclusive ranges (raw bytes, not code points)."""
+        return ByteSet.of(ranges)
+
+    def char_class(self, ranges: list[tuple[int, int]], negate: bool = False) -> Element:
+        """One code point from the inclusive ranges (or outside them), as its UTF-8 bytes."""
+        points = _normalize(ranges)
+        if negate:
+            points = _complement(points)
+        points = _complement(_complement(points))  # drops the surrogates, which UTF-8 cannot encode
+        single: list[tuple[int, int]] = []
+        multi: list[tuple[Element, ...]] = []
+        for seq in utf8_sequences(points):
+            if len(seq) == 1:
+                single.append(seq[0])
+            else:
+                multi.append(tuple(ByteSet(((lo, hi),)) for lo, hi in seq))
+        alternatives = ([(ByteSet.of(single),)] if single else []) + multi
+        if not alternatives:
+            return ByteSet(())  # the empty class: matches nothing
+        return self._anonymous_rule(alternatives)
+
+    def any_char(self) -> Element:
+        """Any Unicode scalar value, as valid UTF-8."""
+        return self.char_class([(0, MAX_CODE_POINT)])
+
+    # -- combinators ------------------------------------------------------------------------------
+    def seq(self, *elements: Element) -> Element:
+        items: list[Element] = []
+        for e in elements:
+            items.extend(self._items(e))
+        return self._anonymous_rule([tuple(items)])
+
+    def alt(self, *elements: Element) -> Element:
+        if not elements:
+            raise GrammarError("an alternation needs at least one branch")
+        alternatives: list[tuple[Element, ...]] = []
+        for e in elements:
+            alternatives.extend(self._alternatives(e))
+        return self._anonymous_rule(_merge_alternatives(alternatives))
+
+    def opt(self, e: Element) -> Element:
+        return self.alt(e, self.seq())
+
+    def star(self, e: Element) -> Element:
+        """e*, as the left-recursive rule  r ::= "" | r e."""
+        name = self.new_rule("star")
+        self._set(name, [EPSILON, (Ref(name), *self._items(e))])
+        return Ref(name)
+
+    def plus(self, e: Element) -> Element:
+        """e+, as the left-recursive rule  r ::= e | r e."""
+        name = self.new_rule("plus")
+        self._set(name, [self._items(e), (Ref(name), *self._items(e))])
+        return Ref(name)
+
+    def repeat(self, e: Element, min: int, max: int | None) -> Element:
+        """e{min,max} (max None: unbounded). Both bounds are limited to MAX_REPEAT."""
+        if min < 0 or (max is not None and max < min):
+            raise GrammarError(f"invalid repetition bounds {{{min},{'' if max is None else max}}}")
+        if min > MAX_REPEAT or (max is not None and max > MAX_REPEAT):
+            raise GrammarLimitError(f"repetition bound {max if max is not None else min} exceeds the limit "
+                                    f"of {MAX_REPEAT}")
+        head = [e] * min
+        if max is None:
+            return self.seq(*head, self.star(e))
+        # Up to k more: t_k ::= "" | t_(k-1) e, left-nested so each copy costs O(1) Earley items.
+        tail: Element = self.seq()
+        for _ in range(max - min):
+            name = self.new_rule("rep")
+            self._set(name, [EPSILON, (*self._items(tail), *self._items(e))])
+            tail = Ref(name)
+        return self.seq(*head, tail)
+
+    # -- result -----------------------------------------------------------------------------------
+    def build(self, start: Element | str) -> Grammar:
+        """The grammar from the start rule (a name or an element); unreachable rules are dropped.
+
+        Raises:
+            GrammarError: a referenced rule is never defined.
+        """
+        if isinstance(start, str):
+            if start not in self.rules:
+                raise GrammarError(f"undefined start rule '{start}'")
+            start_name = start
+        else:
+            start_name = self.new_rule("start")
+            self._set(start_name, self._alternatives(start))
+        rules: dict[str, list[tuple[Element, ...]]] = {}
+        todo = [start_name]
+        while todo:
+            name = todo.pop()
+            if name in rules:
+                continue
+            if name not in self.rules:
+                raise GrammarError(f"undefined rule '{name}'")
+            rules[name] = self.rules[name]
+            todo.extend(e.name for alt in rules[name] for e in alt if isinstance(e, Ref))
+        for name, alternatives in rules.items():
+            if not alternatives:
+                raise GrammarError(f"rule '{name}' is referenced but never defined")
+        return Grammar(rules, start_name)
+
+
+def choice_grammar(strings: list[str]) -> Grammar:
+    """Exactly one of `strings` (vLLM's `choice`)."""
+    if not strings:
+        raise GrammarError("choice needs at least one string")
+    b = GrammarBuilder()
+    return b.build(b.alt(*(b.literal(s) for s in strings)))
+
+
+def _merge_alternatives(alternatives: list[tuple[Element, ...]]) -> list[tuple[Element, ...]]:
+    """Deduplicate, and merge all one-byte alternatives into a single ByteSet."""
+    single = [a[0] for a in alternatives if len(a) == 1 and isinstance(a[0], ByteSet)]
+    out: list[tuple[Element, ...]] = []
+    if len(single) > 1:
+        out.append((ByteSet.of([r for bs in single for r in bs.ranges]),))
+    for a in alternatives:
+        if len(single) > 1 and len(a) == 1 and isinstance(a[0], ByteSet):
+            continue
+        if a not in out:
+            out.append(a)
+    return out
+
+
+# -- Unicode code point ranges -> UTF-8 byte-range sequences ----------------------------------------
+
+def _normalize(ranges) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if not 0 <= lo <= hi <= MAX_CODE_POINT:
+            raise GrammarError(f"invalid code point range ({lo:#x}, {hi:#x})")
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The scalar values (no surrogates) not in the normalized `ranges`."""
+    out, nxt = [], 0
+    for lo, hi in ranges + [(MAX_CODE_POINT + 1, MAX_CODE_POINT + 1)]:
+        if nxt < lo:
+            out.append((nxt, lo - 1))
+        nxt = max(nxt, hi + 1)
+    no_surrogates = []
+    for lo, hi in out:
+        if lo < SURROGATES[0] and hi >= SURROGATES[0]:
+            no_surrogates.append((lo, SURROGATES[0] - 1))
+        if lo <= SURROGATES[1] and hi > SURROGATES[1]:
+            no_surrogates.append((SURROGATES[1] + 1, hi))
+        if hi < SURROGATES[0] or lo > SURROGATES[1]:
+            no_surrogates.append((lo, hi))
+    return sorted(no_surrogates)
+
+
+_UTF8_LENGTH_ENDS = (0x7F, 0x7FF, 0xFFFF, MAX_CODE_POINT)
+
+
+def utf8_sequences(ranges: list[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:
+    """Code point ranges (no surrogates) -> byte-range sequences matching exactly their UTF-8.
+
+    Split each range where the encoded length changes, then where a continuation byte would not
+    cover its full 0x80-0xBF span, until each piece encodes as a product of byte ranges.
+    """
+    out: list[tuple[tuple[int, int], ...]] = []
+    todo = list(reversed(ranges))
+    while todo:
+        lo, hi = todo.pop()
+        split = False
+        for end in _UTF8_LENGTH_ENDS:  # one encoded length per piece
+            if lo <= end < hi:
+                todo += [(end + 1, hi), (lo, end)]
+                split = True
+                break
+        if split:
+            continue
+        n = len(chr(lo).encode("utf-8", "surrogatepass"))
+        for i in range(1, n):  # align the low-order continuation bytes
+            m = (1 << (6 * i)) - 1
+            if lo & ~m != hi & ~m:
+                if lo & m != 0:
+                    todo += [((lo | m) + 1, hi), (lo, lo | m)]
+                    split = True
+                    break
+                if hi & m != m:
+                    todo += [(hi & ~m, hi), (lo, (hi & ~m) - 1)]
+                    split = True
+                    break
+        if split:
+            continue
+        a = chr(lo).encode("utf-8", "surrogatepass")
+        b = chr(hi).encode("utf-8", "surrogatepass")
+        out.append(tuple(zip(a, b)))
+    return out
