@@ -194,7 +194,10 @@ class GrammarBuilder:
     # -- terminals --------------------------------------------------------------------------------
     def literal(self, text: str | bytes) -> Element:
         """Exactly these bytes (a str is UTF-8 encoded); "" is epsilon."""
-        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        try:
+            data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        except UnicodeEncodeError as e:
+            raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
         return self._anonymous_rule([tuple(ByteSet(((b, b),)) for b in data)])
 
     def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
