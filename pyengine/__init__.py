@@ -18,6 +18,7 @@ _PUBLIC = {
     "Engine": "pyengine.engine",
     "EngineConfig": "pyengine.config",
     "SamplingParams": "pyengine.sampling",
+    "StructuredOutputsParams": "pyengine.sampling",
     "RequestOutput": "pyengine.outputs",
     "CompletionOutput": "pyengine.outputs",
     "Logprob": "pyengine.outputs",

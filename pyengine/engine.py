@@ -19,6 +19,7 @@ from typing import Any
 from pyengine.backend import get_backend, host_numpy
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
+from pyengine.constrained import ConstrainedDecoding
 from pyengine.model import AttentionInputs, load_model
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
@@ -72,6 +73,8 @@ class Engine:
         table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
             self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids, vocab_size=self.vocab_size)
         self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
+        self.constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size,  # structured outputs
+                                               ({self.eos_token_id} | self.extra_eos_ids) - {None}, config.kernels)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
@@ -97,6 +100,7 @@ class Engine:
                 raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
             params.bad_words_token_ids = tokenize_bad_words(
                 params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
+        grammar = self.constrained.grammar_for(params)  # a bad constraint fails here, alone
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
@@ -105,6 +109,7 @@ class Engine:
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
             seq.logprobs = [] if params.logprobs is not None else None
             seq.text_state = self.output_processor.new_text_state(seq)
+            seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar)
             request.sequences.append(seq)
         self.requests[request_id] = request
         # Sequences 1..n-1 wait for sequence 0's prefill and then copy its cache (see _fork).
@@ -136,8 +141,9 @@ class Engine:
         self.scheduler.after_step(plan)  # the cache now holds this step's keys and values
         seqs, rows_index = self._sampling_rows(plan, sampling)  # 4. n > 1 siblings join here
         rows = [self._sampling_row(seq) for seq in seqs]
-        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows) \
-            if seqs else None  # 5.
+        mask = self.constrained.mask([seq.matcher for seq in seqs])  # 5. grammar masks, then sample
+        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows,
+                               None if mask is None else self.backend.to_device(mask)) if seqs else None
         touched: dict[str, Request] = {}
         for i, seq in enumerate(seqs):  # 6-7. append, detokenize, check stops
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
@@ -256,6 +262,9 @@ class Engine:
         if seq.logprobs is not None and row_logprobs is not None:
             seq.logprobs.append(self._logprobs_dict(seq, row_logprobs))
         self.output_processor.process_token(seq, token_id)
+        if seq.matcher is not None and not self.constrained.advance(seq.matcher, token_id) \
+                and seq.finish_reason is None:
+            seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
         if seq.finish_reason is not None:
             self._finish(seq, seq.finish_reason)
 

@@ -40,6 +40,7 @@ class Sequence:
     finish_reason: str | None = None
     stop_reason: int | str | None = None
     text_state: Any = None  # detokenizer / stop checker / repetition detector, set by the engine
+    matcher: Any = None  # structured outputs: this sequence's grammar matcher (pyengine.constrained)
 
     @property
     def prompt_token_ids(self) -> list[int]:

@@ -83,7 +83,7 @@ def _check_unsupported(request: ChatCompletionRequest) -> None:
 
 
 def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: dict[str, Any],
-                    logprobs_for_echo: bool = True) -> SamplingParams:
+                    logprobs_for_echo: bool = True, structured_outputs: Any = None) -> SamplingParams:
     """The request's sampling fields as SamplingParams (raises ValueError -> 400)."""
 
     def pick(name: str, neutral: Any) -> Any:
@@ -130,4 +130,5 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
         if repetition is not None else None,
         use_beam_search=request.use_beam_search,
         length_penalty=request.length_penalty,
+        structured_outputs=structured_outputs,  # server/structured.py builds and checks it
     )

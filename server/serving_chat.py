@@ -34,7 +34,7 @@ from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
 from server.reasoning import ThinkReasoningParser, template_uses_reasoning
 from server.streaming import EventStreamResponse, chat_stream, replay_stream
-from server.structured import check_structured_outputs, forced_choice_needs_whole_output
+from server.structured import forced_choice_needs_whole_output, structured_outputs_for
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
 
 logger = logging.getLogger("server.chat")
@@ -134,14 +134,15 @@ class ChatService:
         if request.model is not None and request.model not in self.config.served_model_names:
             raise APIError(f"The model `{request.model}` does not exist.", 404, "model")
         tools = plan_tools(request, self.config.tool_call_parser)
-        check_structured_outputs(request)
+        structured = structured_outputs_for(request, tools)
         prompt = render(request, self.tokenizer, tools.template_tools(), self.config.chat_template,
                         self.config.trust_request_chat_template)
         prompt.token_ids, max_tokens = fit_context(request, prompt.token_ids, self.max_model_len,
                                                    self.defaults.get("max_new_tokens"))
         try:
             params = request_params.sampling_params(request, max_tokens, self.defaults,
-                                                    logprobs_for_echo=not request.stream)
+                                                    logprobs_for_echo=not request.stream,
+                                                    structured_outputs=structured)
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         base_id = header_request_id or request.request_id or uuid.uuid4().hex

@@ -1,45 +1,149 @@
-"""Structured outputs: the one place that knows the grammar engine is not there yet (issue #8).
+"""Structured outputs: a request's `response_format`, `structured_outputs` and forced tool choice -> one constraint.
 
-What is waiting on the grammar engine, and what the server does meanwhile:
+What the server accepts (api-semantics.md §8, §9) and what each becomes (pyengine.structured
+compiles it; docs/06-structured-outputs.md):
 
-- `response_format` `json_object` / `json_schema` / `structural_tag`, and `structured_outputs`:
-  400, "structured outputs are not supported yet". `response_format: {"type": "text"}` is
-  plain generation and works.
-- `tool_choice: "required"` and named tool choice: vLLM forces these with a JSON-schema mask
-  (api-semantics.md §8). Until the mask exists the model generates freely, the server parses
-  its text with the tool-call parser, and `check_forced_tool_calls` turns "no valid call" into
-  a 400 rather than a plain-text answer. Because validity is known only at the end, such a
-  request is generated to completion before any byte is sent, streaming or not.
+- `response_format`: `text` (nothing), `json_object` (any JSON object), `json_schema` (its
+  `schema`; `name`/`strict` ignored, as vLLM does), `structural_tag` (either shape, passed on as
+  JSON text).
+- `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF),
+  `json_object`, `structural_tag`, plus the switches `disable_any_whitespace`,
+  `whitespace_pattern`, `disable_additional_properties`, which work per request here (decision
+  D4; vLLM V1 reads them from the server config). A `structured_outputs` with only switches
+  takes its constraint from `response_format`; two constraints at once are a 400.
+- `tool_choice: "required"` or a named function: the output is forced to Hermes tool-call blocks
+  (the format of this server's tool parser and of the demo model), each naming a tool and with
+  arguments valid under its `parameters`: one or more calls for `required` (exactly one with
+  `parallel_tool_calls: false`), exactly one call to the named function otherwise. vLLM forces a
+  JSON array (required) or the bare arguments (named) instead; the parsed calls are the same.
+  Forced tool choice with another constraint is a 400; `response_format` is dropped (vLLM).
 
-Issue #8 switches this on by setting `GRAMMAR_ENGINE_AVAILABLE` and building the constraint in
-`structured_outputs_for`; the forced-choice paths then become ordinary streaming.
+Every constraint is compiled here, before the request reaches the engine, so an invalid schema,
+regex or grammar, or one past the compile limits, is a 400 naming the parameter, never a 500.
+The engine compiles it again from its cache (keyed by kind, spec and switches) for free.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
+from pyengine.sampling import StructuredOutputsParams
+from pyengine.structured import JsonOptions, compile_grammar
 from server.errors import APIError, bad_request
 
 if TYPE_CHECKING:
     from server.protocol import ChatCompletionRequest
-    from server.tools import ToolPlan
     from server.tool_parsers import ToolCall
+    from server.tools import ToolPlan
 
-GRAMMAR_ENGINE_AVAILABLE = False
-_NOT_YET = ("structured outputs are not supported yet by this server (the grammar engine is "
-            "not built); send response_format {\"type\": \"text\"} or leave it out")
+GRAMMAR_ENGINE_AVAILABLE = True
+_KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
 
 
 def check_structured_outputs(request: "ChatCompletionRequest") -> None:
-    """400 for any output constraint; `response_format: text` passes."""
+    """The field rules alone (400s); `structured_outputs_for` builds the constraint."""
     response_format = request.response_format
-    if response_format is not None and response_format.type != "text":
-        if response_format.type == "json_schema" and response_format.json_schema is None:
-            raise bad_request("response_format of type json_schema needs 'json_schema'", "response_format")
-        raise bad_request(f"response_format {response_format.type!r}: {_NOT_YET}", "response_format")
-    if request.structured_outputs is not None:
-        raise bad_request(f"structured_outputs: {_NOT_YET}", "structured_outputs")
+    if response_format is not None and response_format.type == "json_schema" and response_format.json_schema is None:
+        raise bad_request("response_format of type json_schema needs 'json_schema'", "response_format")
+
+
+def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan") -> StructuredOutputsParams | None:
+    """The request's one output constraint, compiled once to check it; None when there is none.
+
+    Raises:
+        APIError: 400 for conflicting constraints, or one that does not compile (the reason, and
+            the parameter it came from: response_format, structured_outputs or tools).
+    """
+    check_structured_outputs(request)
+    so = request.structured_outputs
+    switches = {}
+    given: dict[str, Any] = {}
+    if so is not None:
+        switches = {"disable_any_whitespace": so.disable_any_whitespace,
+                    "disable_additional_properties": so.disable_additional_properties,
+                    "whitespace_pattern": so.whitespace_pattern}
+        given = {k: v for k, v in _so_kinds(so).items() if v is not None}
+    if plan.is_forced:
+        if given:
+            raise bad_request("You can only either use constraints for structured outputs or tools, not both.",
+                              "structured_outputs")
+        tools = [t for t in plan.tools if plan.choice == "required" or t.function.name == plan.named_function]
+        spec = (tuple((t.function.name, t.function.parameters) for t in tools), 1,
+                1 if plan.choice == "named" or not plan.parallel else None)
+        return _compiled(StructuredOutputsParams(tool_calls=spec, **switches), "tools")
+    source = "structured_outputs"
+    from_format = _from_response_format(request)
+    if from_format:
+        if given:
+            raise bad_request("response_format and structured_outputs each set a constraint; use one of them",
+                              "response_format")
+        given, source = from_format, "response_format"
+    if so is not None and not given:
+        raise bad_request(f"structured_outputs needs exactly one of {', '.join(_KINDS)}", "structured_outputs")
+    if not given:
+        return None
+    if len(given) > 1:
+        raise bad_request("You can only use one kind of structured outputs constraint but multiple are "
+                          f"specified: {sorted(given)}", source)
+    (kind, spec), = given.items()
+    _check_spec(kind, spec, source)
+    return _compiled(StructuredOutputsParams(**{kind: spec}, **switches), source)
+
+
+def _so_kinds(so: Any) -> dict[str, Any]:
+    values = {"json": so.json_, "regex": so.regex, "choice": so.choice, "grammar": so.grammar,
+              "json_object": so.json_object or None, "structural_tag": so.structural_tag}
+    if so.json_object is False:
+        raise bad_request("structured_outputs.json_object must be true when given", "structured_outputs")
+    return values
+
+
+def _from_response_format(request: "ChatCompletionRequest") -> dict[str, Any]:
+    rf = request.response_format
+    if rf is None or rf.type == "text":
+        return {}
+    if rf.type == "json_object":
+        return {"json_object": True}
+    if rf.type == "json_schema":
+        schema = rf.json_schema.schema_ if rf.json_schema is not None else None
+        if schema is None:
+            raise bad_request("response_format json_schema needs json_schema.schema", "response_format")
+        return {"json": schema}
+    if "format" in rf.model_fields_set:
+        return {"structural_tag": json.dumps({"type": "structural_tag", "format": rf.format})}
+    return {"structural_tag": json.dumps({"type": "structural_tag", "structures": rf.structures,
+                                          "triggers": rf.triggers})}
+
+
+def _check_spec(kind: str, spec: Any, source: str) -> None:
+    """vLLM's field checks that come before compiling."""
+    if kind == "choice" and not spec:
+        raise bad_request("choice must contain at least one string", source)
+    if kind == "grammar" and not spec.strip():
+        raise bad_request("grammar must not be empty", source)
+    if kind == "json" and isinstance(spec, str):
+        if not spec.strip():
+            raise bad_request("json must not be empty", source)
+        try:
+            json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"json is not valid JSON: {exc}", source) from None
+    if kind == "regex" and "\x00" in spec:
+        raise bad_request("regex must not contain a NUL character", source)
+
+
+def _compiled(params: StructuredOutputsParams, source: str) -> StructuredOutputsParams:
+    """Compile now (cached) so a bad constraint is a 400 here; the engine reuses the result."""
+    options = JsonOptions.from_switches(params.disable_any_whitespace, params.whitespace_pattern,
+                                        params.disable_additional_properties)
+    try:
+        compile_grammar(params.kind, params.spec, options)
+    except ValueError as exc:  # GrammarError and GrammarLimitError
+        raise bad_request(f"invalid {source}: {exc}", source) from None
+    except RecursionError:
+        raise bad_request(f"invalid {source}: nested too deeply to compile", source) from None
+    return params
 
 
 def forced_choice_needs_whole_output(plan: "ToolPlan") -> bool:
@@ -48,18 +152,23 @@ def forced_choice_needs_whole_output(plan: "ToolPlan") -> bool:
 
 
 def check_forced_tool_calls(plan: "ToolPlan", calls: list["ToolCall"]) -> list["ToolCall"]:
-    """The calls that satisfy `required` / the named function, or a 400 saying none came out."""
+    """The calls that satisfy `required` / the named function.
+
+    With the grammar engine the output is forced to valid calls, so this only filters (an output
+    cut short by max_tokens may hold none, and then there are none, as in vLLM). Without it, no
+    valid call is a 400.
+    """
     known = {tool.function.name for tool in plan.tools}
     if plan.choice == "required":
         valid = [c for c in calls if c.name in known]
-        if valid:
+        if valid or GRAMMAR_ENGINE_AVAILABLE:
             return valid
         raise APIError("tool_choice 'required': the model did not produce a valid call to one of the "
                        f"tools {sorted(known)} (forcing a call needs the grammar engine, which this "
-                       "server does not have yet); retry, or use tool_choice 'auto'", 400, "tool_choice")
+                       "server does not have); retry, or use tool_choice 'auto'", 400, "tool_choice")
     named = [c for c in calls if c.name == plan.named_function]
-    if named:
+    if named or GRAMMAR_ENGINE_AVAILABLE:
         return named[:1]
     raise APIError(f"tool_choice names function {plan.named_function!r}, but the model did not produce "
                    "a valid call to it (forcing a call needs the grammar engine, which this server "
-                   "does not have yet); retry, or use tool_choice 'auto'", 400, "tool_choice")
+                   "does not have); retry, or use tool_choice 'auto'", 400, "tool_choice")

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "config", "cli",
-                  "async_engine", "runner", "beam"}
+                  "async_engine", "runner", "beam", "constrained"}
 NUMPY_FREE = {"model", "cache", "sampling"}
 NUMPY_EXEMPT = {"pyengine/model/loader.py"}
 # The scheduler owns block allocation (style.md: "The scheduler may import cache").

@@ -8,10 +8,10 @@ logprobs.py -> sampler.py (the pipeline over a batch) -> beam_search.py.
 from pyengine.sampling.beam_search import BeamSequence, beam_search
 from pyengine.sampling.draw import make_generator
 from pyengine.sampling.logprobs import RowLogprobs, compute_prompt_logprobs
-from pyengine.sampling.params import RepetitionDetectionParams, SamplingParams, tokenize_bad_words
+from pyengine.sampling.params import RepetitionDetectionParams, SamplingParams, StructuredOutputsParams, tokenize_bad_words
 from pyengine.sampling.sampler import Sampler, SamplerOutput, SamplingRow
 
 __all__ = [
     "BeamSequence", "RepetitionDetectionParams", "RowLogprobs", "Sampler", "SamplerOutput", "SamplingParams",
-    "SamplingRow", "beam_search", "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
+    "SamplingRow", "StructuredOutputsParams", "beam_search", "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
 ]

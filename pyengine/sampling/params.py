@@ -47,6 +47,53 @@ class RepetitionDetectionParams:
 
 
 @dataclasses.dataclass
+class StructuredOutputsParams:
+    """A constraint on the whole output (vLLM's `StructuredOutputsParams`; pyengine.structured compiles it).
+
+    Exactly one of `json` (a JSON Schema, dict or text), `regex`, `choice`, `grammar` (GBNF),
+    `json_object` (True), `structural_tag` (JSON text) or `tool_calls` must be set. `tool_calls`
+    is pyengine's own: the server's forced tool calls, `(((name, parameters schema), ...),
+    min_calls, max_calls)`. The switches shape JSON output: `disable_any_whitespace` (compact
+    separators), `whitespace_pattern` (a regex for whitespace), `disable_additional_properties`
+    (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
+    sake and means nothing here (there is one grammar engine).
+    """
+
+    json: Any = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    structural_tag: str | None = None
+    tool_calls: Any = None
+    disable_fallback: bool = False
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    whitespace_pattern: str | None = None
+
+    KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag", "tool_calls")
+
+    def __post_init__(self) -> None:
+        if self.json_object is False:
+            self.json_object = None
+        given = [k for k in self.KINDS if getattr(self, k) is not None]
+        _check(len(given) == 1, "You must use one kind of structured outputs constraint "
+                                f"but none are specified: {list(self.KINDS)}" if not given else
+               f"You can only use one kind of structured outputs constraint but multiple are specified: {given}")
+        _check(self.whitespace_pattern is None or isinstance(self.whitespace_pattern, str),
+               "whitespace_pattern must be a string")
+
+    @property
+    def kind(self) -> str:
+        """Which constraint this is (one of KINDS)."""
+        return next(k for k in self.KINDS if getattr(self, k) is not None)
+
+    @property
+    def spec(self) -> Any:
+        return getattr(self, self.kind)
+
+
+@dataclasses.dataclass
 class SamplingParams:
     """Sampling and stopping parameters of one request (vLLM's `SamplingParams`)."""
 
@@ -76,6 +123,7 @@ class SamplingParams:
     repetition_detection: RepetitionDetectionParams | None = None
     use_beam_search: bool = False
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
+    structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
     # Filled by the engine from `bad_words` with the model's tokenizer (tokenize_bad_words).
     bad_words_token_ids: list[list[int]] | None = None
 
@@ -110,6 +158,8 @@ class SamplingParams:
             unknown = sorted(set(self.repetition_detection) - fields)
             _check(not unknown, f"repetition_detection has unknown field(s) {unknown}; valid: {sorted(fields)}")
             self.repetition_detection = RepetitionDetectionParams(**self.repetition_detection)
+        if isinstance(self.structured_outputs, dict):
+            self.structured_outputs = StructuredOutputsParams(**self.structured_outputs)
         if self.seed == -1:
             self.seed = None
         if _is_int(self.top_k) and self.top_k == -1:
@@ -150,6 +200,11 @@ class SamplingParams:
                f"length_penalty must be a finite number, got {self.length_penalty}.")
         _check(self.repetition_detection is None or isinstance(self.repetition_detection, RepetitionDetectionParams),
                "repetition_detection must be a RepetitionDetectionParams or a dict of its fields.")
+        _check(self.structured_outputs is None or isinstance(self.structured_outputs, StructuredOutputsParams),
+               "structured_outputs must be a StructuredOutputsParams or a dict of its fields.")
+        _check(not (self.use_beam_search and self.structured_outputs is not None),
+               "structured outputs cannot be combined with beam search (each beam step is a fresh "
+               "one-token request, so no grammar state carries from step to step).")
 
     def _validate_lengths(self) -> None:
         _check(self.max_tokens is None or _is_int(self.max_tokens),

@@ -35,14 +35,7 @@ def test_auto_tool_choice_with_plain_text_output(client):
     assert isinstance(choice.message.content, str)
 
 
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-def test_forced_tool_choice_without_a_call_is_a_clear_400_never_plain_text(http, tool_choice, stream):
-    response = http.post("/v1/chat/completions", json=chat_body(tools=TOOLS, tool_choice=tool_choice,
-                                                                stream=stream, temperature=0))
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["param"] == "tool_choice" and "grammar engine" in error["message"]
+# Forced tool choice (required / named) is generated under a grammar: tests/server/test_structured.py.
 
 
 def test_tools_are_rendered_into_the_prompt(http):
