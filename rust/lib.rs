@@ -9,10 +9,12 @@
 //! - [`detok::TokenTable`], [`detok::IncrementalDetokenizer`]: token ids to text deltas.
 //! - [`stop::StopChecker`]: stop strings across token boundaries, with streaming hold-back.
 //! - [`repetition::RepetitionDetector`]: n-gram repetition at the tail of the output.
+//! - [`grammar::GrammarMatcher`], [`grammar::TokenTrie`]: token masks for structured outputs.
 
 use std::fmt;
 
 pub mod detok;
+pub mod grammar;
 pub mod repetition;
 pub mod stop;
 

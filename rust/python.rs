@@ -332,5 +332,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyIncrementalDetokenizer>()?;
     m.add_class::<PyStopChecker>()?;
     m.add_class::<PyRepetitionDetector>()?;
+    crate::grammar::python::register(m)?;
     Ok(())
 }

@@ -22,6 +22,8 @@ Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from pyengine.structured.grammar import Grammar, GrammarError, GrammarLimitError
@@ -244,3 +246,40 @@ class GrammarMatcher:
     def num_accepted(self) -> int:
         """Tokens accepted so far (what `rollback` can undo)."""
         return len(self._steps)
+
+
+# -- twin selection ---------------------------------------------------------------------------------
+# PYENGINE_KERNELS=python picks the twin above, "native" the Rust kernels (rust/grammar/), unset:
+# native when the extension has them. `select(name)` returns (TokenTrie, GrammarMatcher) classes.
+
+try:
+    from pyengine import _native
+except ImportError:  # no compiled extension: the twin still works
+    _native = None  # type: ignore[assignment]
+
+PYTHON_KERNELS = (TokenTrie, GrammarMatcher)
+NATIVE_KERNELS = None
+if _native is not None and hasattr(_native, "GrammarMatcher"):
+
+    class NativeGrammarMatcher(_native.GrammarMatcher):
+        """The Rust matcher, built from a `Grammar` (flattened with `to_flat`) and a native TokenTrie."""
+
+        __slots__ = ()
+
+        def __new__(cls, grammar: Grammar, trie, eos_token_ids=()):
+            start, alternatives, byte_sets, _ = grammar.to_flat()
+            return super().__new__(cls, start, alternatives, byte_sets, trie, [int(t) for t in eos_token_ids])
+
+    NATIVE_KERNELS = (_native.TokenTrie, NativeGrammarMatcher)
+
+KERNELS = os.environ.get("PYENGINE_KERNELS", "native" if NATIVE_KERNELS is not None else "python")
+
+
+def select(name: str | None = None) -> tuple[type, type]:
+    """(TokenTrie, GrammarMatcher) of the kernels named "native" or "python"; None: PYENGINE_KERNELS."""
+    name = name or KERNELS
+    if name == "python":
+        return PYTHON_KERNELS
+    if name == "native" and NATIVE_KERNELS is not None:
+        return NATIVE_KERNELS
+    raise ValueError(f"kernels must be 'native' or 'python' (native needs the compiled extension), got {name!r}")

@@ -1,0 +1,563 @@
+//! Token masks from a byte-level grammar (twin of `pyengine/structured/matcher.py`).
+//!
+//! Same algorithm as the Python twin: an Earley parser over bytes walked depth-first along the
+//! vocabulary trie, one Earley set per byte, a rejected byte pruning its whole subtree. One addition
+//! makes it fast: Earley sets are *hash-consed*. An item's origin is not a position but the id of
+//! the (interned) set it started in, or `SELF`; two sets with the same items then behave the same
+//! forever after, so each set is stored once as a [`State`] with a lazily filled 256-entry
+//! transition table, and the mask of a committed state is cached. Inside a JSON string, a token
+//! loop or a repeated object member, the walk becomes array lookups and the mask a copy.
+//!
+//! Limits (a [`KernelError`] whose message contains "limit"; Python raises GrammarLimitError):
+//! [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets per matcher.
+
+pub mod trie;
+#[cfg(feature = "python")]
+pub mod python;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use crate::KernelError;
+pub use trie::TokenTrie;
+
+pub const MAX_EARLEY_ITEMS: usize = 100_000;
+pub const MAX_STATES: usize = 500_000;
+const MAX_CACHED_MASKS: usize = 256;
+
+const SELF: u32 = u32::MAX; // origin: the set being built
+const UNKNOWN: u32 = u32::MAX; // transition not computed yet
+const DEAD: u32 = u32::MAX - 1; // byte rejected
+const ROOT: u32 = 0; // the initial state's id
+
+/// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
+pub struct CompiledGrammar {
+    start: u32,
+    lhs: Vec<u32>,
+    rhs_start: Vec<u32>,
+    rhs: Vec<i32>,
+    rule_alts: Vec<Vec<u32>>,
+    nullable: Vec<bool>,
+    byte_sets: Vec<[u64; 4]>,
+}
+
+fn has_byte(set: &[u64; 4], b: u8) -> bool {
+    set[(b >> 6) as usize] >> (b & 63) & 1 == 1
+}
+
+impl CompiledGrammar {
+    pub fn new(start: i64, alts: Vec<Vec<i64>>, byte_sets: Vec<Vec<(i64, i64)>>) -> Result<Self, KernelError> {
+        let err = |m: &str| Err(KernelError(format!("invalid flat grammar: {m}")));
+        let n_rules = alts.iter().filter_map(|a| a.first()).copied().max().map_or(0, |m| m + 1).max(start + 1);
+        if start < 0 || n_rules > u32::MAX as i64 / 2 || byte_sets.len() > i32::MAX as usize / 2 {
+            return err("bad start rule or size");
+        }
+        let mut sets = Vec::with_capacity(byte_sets.len());
+        for ranges in &byte_sets {
+            let mut bits = [0u64; 4];
+            for &(lo, hi) in ranges {
+                if !(0 <= lo && lo <= hi && hi <= 255) {
+                    return err("byte range outside 0..=255");
+                }
+                for b in lo..=hi {
+                    bits[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+            }
+            sets.push(bits);
+        }
+        let mut g = CompiledGrammar {
+            start: start as u32,
+            lhs: Vec::new(),
+            rhs_start: vec![0],
+            rhs: Vec::new(),
+            rule_alts: vec![Vec::new(); n_rules as usize],
+            nullable: vec![false; n_rules as usize],
+            byte_sets: sets,
+        };
+        for alt in &alts {
+            let Some((&lhs, syms)) = alt.split_first() else { return err("empty alternative row") };
+            if lhs < 0 {
+                return err("negative rule index");
+            }
+            for &s in syms {
+                if s >= n_rules || (s < 0 && (-s - 1) as usize >= byte_sets.len()) {
+                    return err("symbol out of range");
+                }
+                g.rhs.push(s as i32);
+            }
+            g.rule_alts[lhs as usize].push(g.lhs.len() as u32);
+            g.lhs.push(lhs as u32);
+            g.rhs_start.push(g.rhs.len() as u32);
+        }
+        loop {
+            // fixed point: a rule is nullable if some alternative is all nullable rules
+            let mut changed = false;
+            for a in 0..g.lhs.len() {
+                let l = g.lhs[a] as usize;
+                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| s >= 0 && g.nullable[s as usize]) {
+                    g.nullable[l] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ok(g)
+    }
+
+    fn alt_rhs(&self, alt: u32) -> &[i32] {
+        &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
+    }
+}
+
+/// An Earley item: alternative, dot, and origin state id (or `SELF`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Item {
+    alt: u32,
+    dot: u32,
+    origin: u32,
+}
+
+/// One interned Earley set.
+struct State {
+    waiting: Box<[(u32, Item)]>, // (rule after the dot, item), sorted by rule: for completion
+    scans: Box<[(u32, Item)]>,   // (byte set after the dot, item)
+    scan_bytes: [u64; 4],        // union of the scans' byte sets
+    accepting: bool,
+    next: Option<Box<[u32; 256]>>,
+}
+
+/// FxHash (rustc's hasher): fast for the short integer keys hashed here.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// The interned Earley sets of one grammar, with their transitions, and scratch buffers.
+struct Automaton {
+    g: Arc<CompiledGrammar>,
+    states: Vec<State>,
+    intern: FxMap<Box<[Item]>, u32>,
+    seen: FxMap<Item, ()>,
+    work: Vec<Item>,
+    items: Vec<Item>,
+}
+
+impl Automaton {
+    fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
+        let mut a = Automaton {
+            g,
+            states: Vec::new(),
+            intern: FxMap::default(),
+            seen: FxMap::default(),
+            work: Vec::new(),
+            items: Vec::new(),
+        };
+        let seeds: Vec<Item> =
+            a.g.rule_alts[a.g.start as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }).collect();
+        a.close(&seeds)?;
+        Ok(a)
+    }
+
+    /// The state after `byte` from `s`, or DEAD.
+    #[inline]
+    fn step(&mut self, s: u32, byte: u8) -> Result<u32, KernelError> {
+        let st = &self.states[s as usize];
+        if !has_byte(&st.scan_bytes, byte) {
+            return Ok(DEAD);
+        }
+        if let Some(next) = &st.next {
+            let t = next[byte as usize];
+            if t != UNKNOWN {
+                return Ok(t);
+            }
+        }
+        let g = &self.g;
+        let seeds: Vec<Item> = st
+            .scans
+            .iter()
+            .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
+            .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } })
+            .collect();
+        let t = if seeds.is_empty() { DEAD } else { self.close(&seeds)? };
+        // Every byte that belongs to exactly the same scanned byte sets leads to the same state:
+        // fill them all now (a class like [^"] costs one closure, not 200).
+        let g = &self.g;
+        let st = &mut self.states[s as usize];
+        let same = |b: u8| st.scans.iter().all(|(set, _)| has_byte(&g.byte_sets[*set as usize], b) == has_byte(&g.byte_sets[*set as usize], byte));
+        let mut row = st.next.take().unwrap_or_else(|| Box::new([UNKNOWN; 256]));
+        for b in 0..=255u8 {
+            if row[b as usize] == UNKNOWN && has_byte(&st.scan_bytes, b) && same(b) {
+                row[b as usize] = t;
+            }
+        }
+        row[byte as usize] = t;
+        st.next = Some(row);
+        Ok(t)
+    }
+
+    /// Close `seeds` under prediction and completion; intern the set; return its id.
+    fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+        let g = self.g.clone();
+        let is_root = self.states.is_empty();
+        self.seen.clear();
+        self.work.clear();
+        self.items.clear();
+        let mut waiting: Vec<(u32, Item)> = Vec::new();
+        let mut scans: Vec<(u32, Item)> = Vec::new();
+        let mut accepting = false;
+        for &it in seeds {
+            if self.seen.insert(it, ()).is_none() {
+                self.work.push(it);
+            }
+        }
+        while let Some(it) = self.work.pop() {
+            self.items.push(it);
+            if self.items.len() > MAX_EARLEY_ITEMS {
+                return Err(KernelError(format!(
+                    "grammar limit: more than {MAX_EARLEY_ITEMS} Earley items at one position"
+                )));
+            }
+            let rhs = g.alt_rhs(it.alt);
+            let mut add = |n: Item, seen: &mut FxMap<Item, ()>, work: &mut Vec<Item>| {
+                if seen.insert(n, ()).is_none() {
+                    work.push(n);
+                }
+            };
+            if (it.dot as usize) < rhs.len() {
+                let sym = rhs[it.dot as usize];
+                if sym < 0 {
+                    scans.push(((-sym - 1) as u32, it));
+                    continue;
+                }
+                waiting.push((sym as u32, it));
+                for &alt in &g.rule_alts[sym as usize] {
+                    add(Item { alt, dot: 0, origin: SELF }, &mut self.seen, &mut self.work);
+                }
+                if g.nullable[sym as usize] {
+                    add(Item { dot: it.dot + 1, ..it }, &mut self.seen, &mut self.work);
+                }
+            } else {
+                let lhs = g.lhs[it.alt as usize];
+                if lhs == g.start && (it.origin == ROOT || (is_root && it.origin == SELF)) {
+                    accepting = true;
+                }
+                if it.origin != SELF {
+                    // an empty completion (origin SELF) was handled by `nullable` at prediction
+                    let o = it.origin;
+                    let parents = &self.states[o as usize].waiting;
+                    let from = parents.partition_point(|(r, _)| *r < lhs);
+                    for &(r, p) in &parents[from..] {
+                        if r != lhs {
+                            break;
+                        }
+                        let origin = if p.origin == SELF { o } else { p.origin };
+                        add(Item { alt: p.alt, dot: p.dot + 1, origin }, &mut self.seen, &mut self.work);
+                    }
+                }
+            }
+        }
+        // The key: items that still matter (a completed item has done its work) and acceptance.
+        self.items.retain(|it| (it.dot as usize) < g.alt_rhs(it.alt).len());
+        self.items.sort_unstable();
+        if accepting {
+            self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
+        }
+        if let Some(&id) = self.intern.get(self.items.as_slice()) {
+            return Ok(id);
+        }
+        if self.states.len() >= MAX_STATES {
+            return Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")));
+        }
+        waiting.sort_unstable();
+        let mut scan_bytes = [0u64; 4];
+        for (set, _) in &scans {
+            for (w, x) in scan_bytes.iter_mut().zip(&g.byte_sets[*set as usize]) {
+                *w |= x;
+            }
+        }
+        let id = self.states.len() as u32;
+        self.states.push(State {
+            waiting: waiting.into_boxed_slice(),
+            scans: scans.into_boxed_slice(),
+            scan_bytes,
+            accepting,
+            next: None,
+        });
+        self.intern.insert(self.items.as_slice().into(), id);
+        Ok(id)
+    }
+}
+
+/// Which tokens may come next, and the state advanced by accepted ones (see the module docs).
+pub struct GrammarMatcher {
+    trie: Arc<TokenTrie>,
+    eos: Vec<u32>,
+    is_eos: Vec<bool>,
+    auto: Automaton,
+    stack: Vec<u32>,               // state after each consumed byte; stack[0] = ROOT
+    steps: Vec<(usize, bool)>,     // per accepted token: (stack length before, terminated before)
+    terminated: bool,
+    masks: FxMap<u32, Box<[u32]>>, // committed state -> allowed text tokens (EOS excluded)
+    path: Vec<u32>,                // walk scratch: state per trie depth
+}
+
+impl GrammarMatcher {
+    pub fn new(g: Arc<CompiledGrammar>, trie: Arc<TokenTrie>, eos_token_ids: &[i64]) -> Result<Self, KernelError> {
+        let mut is_eos = vec![false; trie.vocab_size];
+        let mut eos = Vec::new();
+        for &t in eos_token_ids {
+            if t < 0 || t as usize >= trie.vocab_size {
+                return Err(KernelError(format!(
+                    "EOS token id {t} is outside the vocabulary of {} tokens",
+                    trie.vocab_size
+                )));
+            }
+            if !is_eos[t as usize] {
+                is_eos[t as usize] = true;
+                eos.push(t as u32);
+            }
+        }
+        eos.sort_unstable();
+        Ok(GrammarMatcher {
+            trie,
+            eos,
+            is_eos,
+            auto: Automaton::new(g)?,
+            stack: vec![ROOT],
+            steps: Vec::new(),
+            terminated: false,
+            masks: FxMap::default(),
+            path: Vec::new(),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.trie.vocab_size
+    }
+
+    fn current(&self) -> u32 {
+        self.stack.last().copied().unwrap_or(ROOT)
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.auto.states[self.current() as usize].accepting
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    pub fn num_accepted(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The mask of text tokens allowed from state `s` ([ceil(V/32)] words), computed once per state.
+    fn text_mask(&mut self, s: u32) -> Result<&[u32], KernelError> {
+        if !self.masks.contains_key(&s) {
+            let words = (self.trie.vocab_size + 31) / 32;
+            let mut mask = vec![0u32; words].into_boxed_slice();
+            let trie = self.trie.clone();
+            self.path.clear();
+            self.path.resize(trie.len() + 2, DEAD);
+            self.path[0] = s;
+            let n = trie.len();
+            let mut i = 0usize;
+            while i < n {
+                let depth = trie.depth[i] as usize;
+                let (parent, byte) = (self.path[depth - 1], trie.byte[i]);
+                let st = &self.auto.states[parent as usize];
+                // Fast path: a byte no item can scan, or a transition already known.
+                let known = if !has_byte(&st.scan_bytes, byte) {
+                    DEAD
+                } else {
+                    st.next.as_ref().map_or(UNKNOWN, |t| t[byte as usize])
+                };
+                let next = if known == UNKNOWN { self.auto.step(parent, byte)? } else { known };
+                if next == DEAD {
+                    i = trie.end[i] as usize;
+                    continue;
+                }
+                self.path[depth] = next;
+                for &t in &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize] {
+                    if !self.is_eos[t as usize] {
+                        mask[(t >> 5) as usize] |= 1 << (t & 31);
+                    }
+                }
+                i += 1;
+            }
+            if self.masks.len() >= MAX_CACHED_MASKS {
+                self.masks.clear();
+            }
+            self.masks.insert(s, mask);
+        }
+        Ok(self.masks.get(&s).map(|m| &m[..]).unwrap_or(&[]))
+    }
+
+    /// Write the allowed tokens into `out` (bit t % 32 of word t / 32).
+    pub fn fill_bitmask(&mut self, out: &mut [u32]) -> Result<(), KernelError> {
+        let words = (self.trie.vocab_size + 31) / 32;
+        if out.len() != words {
+            return Err(KernelError(format!("bitmask must have {words} words, got {}", out.len())));
+        }
+        if self.terminated {
+            out.fill(0);
+        } else {
+            let s = self.current();
+            let accepting = self.is_accepting();
+            out.copy_from_slice(self.text_mask(s)?);
+            if !accepting {
+                return Ok(());
+            }
+        }
+        for &t in &self.eos {
+            out[(t >> 5) as usize] |= 1 << (t & 31);
+        }
+        Ok(())
+    }
+
+    pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, KernelError> {
+        let mut mask = vec![0u32; (self.trie.vocab_size + 31) / 32];
+        self.fill_bitmask(&mut mask)?;
+        let mut ids = Vec::new();
+        for (w, &bits) in mask.iter().enumerate() {
+            let mut b = bits;
+            while b != 0 {
+                ids.push((w as u32) << 5 | b.trailing_zeros());
+                b &= b - 1;
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn accept_token(&mut self, token_id: i64) -> Result<bool, KernelError> {
+        if token_id < 0 || token_id as usize >= self.trie.vocab_size {
+            return Err(KernelError(format!(
+                "token id {token_id} is out of range for a vocabulary of {} tokens",
+                self.trie.vocab_size
+            )));
+        }
+        if self.terminated {
+            return Ok(false);
+        }
+        if self.is_eos[token_id as usize] {
+            if !self.is_accepting() {
+                return Ok(false);
+            }
+            self.steps.push((self.stack.len(), false));
+            self.terminated = true;
+            return Ok(true);
+        }
+        let trie = self.trie.clone();
+        let data = &trie.token_bytes[token_id as usize];
+        Ok(!data.is_empty() && self.accept_bytes(data)?)
+    }
+
+    pub fn accept_bytes(&mut self, data: &[u8]) -> Result<bool, KernelError> {
+        if self.terminated {
+            return Ok(false);
+        }
+        let depth = self.stack.len();
+        for &b in data {
+            let next = self.auto.step(self.current(), b);
+            match next {
+                Ok(s) if s != DEAD => self.stack.push(s),
+                other => {
+                    self.stack.truncate(depth);
+                    return other.map(|_| false);
+                }
+            }
+        }
+        self.steps.push((depth, false));
+        Ok(true)
+    }
+
+    pub fn rollback(&mut self, n_tokens: usize) -> Result<(), KernelError> {
+        if n_tokens > self.steps.len() {
+            return Err(KernelError(format!(
+                "cannot roll back {n_tokens} tokens: {} accepted",
+                self.steps.len()
+            )));
+        }
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        let (depth, terminated) = self.steps[self.steps.len() - n_tokens];
+        self.steps.truncate(self.steps.len() - n_tokens);
+        self.stack.truncate(depth);
+        self.terminated = terminated;
+        Ok(())
+    }
+
+    pub fn reset(&mut self) {
+        self.steps.clear();
+        self.stack.truncate(1);
+        self.terminated = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(b: u8) -> i64 {
+        -(b as i64) - 1 // byte set index == byte value in these tests
+    }
+
+    fn grammar(alts: Vec<Vec<i64>>) -> Arc<CompiledGrammar> {
+        let sets = (0..=255).map(|b| vec![(b, b)]).collect();
+        Arc::new(CompiledGrammar::new(0, alts, sets).unwrap())
+    }
+
+    #[test]
+    fn left_recursive_star_and_eos() {
+        // 0 ::= "" | 0 "a"   over the vocabulary a, aa, b, <eos>
+        let g = grammar(vec![vec![0], vec![0, 0, lit(b'a')]]);
+        let trie = Arc::new(TokenTrie::new(vec![Some(b"a".to_vec()), Some(b"aa".to_vec()), Some(b"b".to_vec()), None]).unwrap());
+        let mut m = GrammarMatcher::new(g, trie, &[3]).unwrap();
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 3]);
+        assert!(m.accept_token(1).unwrap());
+        assert!(!m.accept_token(2).unwrap());
+        assert!(m.accept_token(3).unwrap());
+        assert!(m.is_terminated());
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![3]);
+        m.rollback(2).unwrap();
+        assert!(!m.is_terminated());
+        assert_eq!(m.num_accepted(), 0);
+    }
+
+    #[test]
+    fn errors_not_panics() {
+        assert!(CompiledGrammar::new(0, vec![vec![0, 5]], vec![]).is_err());
+        assert!(CompiledGrammar::new(0, vec![vec![0, -2]], vec![vec![(0, 1)]]).is_err());
+        let g = grammar(vec![vec![0, lit(b'x')]]);
+        let trie = Arc::new(TokenTrie::new(vec![Some(b"x".to_vec())]).unwrap());
+        assert!(GrammarMatcher::new(g.clone(), trie.clone(), &[7]).is_err());
+        let mut m = GrammarMatcher::new(g, trie, &[]).unwrap();
+        assert!(m.accept_token(9).is_err());
+        assert!(m.rollback(1).is_err());
+        assert!(m.fill_bitmask(&mut [0, 0]).is_err());
+    }
+}
