@@ -7,8 +7,8 @@
         x = x + gelu_new(ln_2(x) @ c_fc + b) @ c_proj + b    # [N, D]
     logits = ln_f(x) @ wte.T                                 # [N, V]   (tied)
 
-GPT-2's "Conv1D" layers store weights as [in, out], the transpose of nn.Linear; loading
-transposes them once to the [out, in] layout `linear` shares with the Llama family. Reference: transformers'
+GPT-2's "Conv1D" layers store weights as [in, out], the transpose of nn.Linear and already the
+layout `linear` wants (the Llama loader transposes its weights to it). Reference: transformers'
 `modeling_gpt2.py` and picoGPT.
 """
 
@@ -19,7 +19,15 @@ from typing import Any
 
 from pyengine.backend import Backend
 from pyengine.model.config import ModelConfig
-from pyengine.model.layers import ACTIVATIONS, AttentionInputs, layer_norm, linear, paged_attention, write_kv
+from pyengine.model.layers import (
+    ACTIVATIONS,
+    AttentionInputs,
+    layer_norm,
+    linear,
+    logits_projection,
+    paged_attention,
+    write_kv,
+)
 from pyengine.model.loader import take_tensor
 
 
@@ -29,15 +37,15 @@ class GPT2Block:
 
     ln_1_weight: Any  # [D]
     ln_1_bias: Any  # [D]
-    c_attn_weight: Any  # [3D, D]   (Conv1D [D, 3D], transposed at load)
+    c_attn_weight: Any  # [D, 3D]   (Conv1D weights are [in, out], the layout linear() wants)
     c_attn_bias: Any  # [3D]
     attn_c_proj_weight: Any  # [D, D]
     attn_c_proj_bias: Any  # [D]
     ln_2_weight: Any  # [D]
     ln_2_bias: Any  # [D]
-    c_fc_weight: Any  # [F, D]
+    c_fc_weight: Any  # [D, F]
     c_fc_bias: Any  # [F]
-    mlp_c_proj_weight: Any  # [D, F]
+    mlp_c_proj_weight: Any  # [F, D]
     mlp_c_proj_bias: Any  # [D]
 
 
@@ -82,7 +90,7 @@ class GPT2Model:
 
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
-        return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
+        return logits_projection(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "GPT2Model":
@@ -95,8 +103,8 @@ class GPT2Model:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
-        def take_conv1d(name: str, shape: tuple[int, ...]) -> Any:  # [in, out] -> [out, in]
-            return backend.xp.ascontiguousarray(take(name, shape).T)
+        def take_conv1d(name: str, shape: tuple[int, ...]) -> Any:  # Conv1D is already [in, out]
+            return take(name, shape)
 
         blocks = []
         for i in range(c.num_hidden_layers):

@@ -14,7 +14,8 @@
 The four architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
 sliding window), so one implementation with parameters serves them all. Weights keep the
 checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
-gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product.
+gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product; and
+every projection is stored transposed, [in, out], which batched products read faster (layers.linear).
 Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
 `modeling_mistral.py`, which the parity tests match to 1e-4.
 """
@@ -24,15 +25,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend, array_module
+from pyengine.backend import Backend, array_module, host_numpy
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import (
     ACTIVATIONS,
     AttentionInputs,
     apply_rope,
     linear,
+    logits_projection,
     paged_attention,
     rms_norm,
+    silu,
+    silu_and_mul,
     write_kv,
 )
 from pyengine.model.loader import CheckpointError, take_tensor
@@ -44,15 +48,15 @@ class LlamaLayer:
     """One decoder layer's weights (device arrays), named after the checkpoint's tensors."""
 
     input_layernorm: Any  # [D]
-    qkv_proj: Any  # [(H + 2 Hkv) Dh, D]   q_proj | k_proj | v_proj, stacked
+    qkv_proj: Any  # [D, (H + 2 Hkv) Dh]   q_proj | k_proj | v_proj, stacked (weights are [in, out])
     qkv_bias: Any  # [(H + 2 Hkv) Dh] or None
     qk_norm: Any  # [H + Hkv, Dh] or None (Qwen3): q_norm repeated per q head, then k_norm per kv head
-    o_proj: Any  # [D, H Dh]
+    o_proj: Any  # [H Dh, D]
     o_bias: Any  # [D] or None
     post_attention_layernorm: Any  # [D]
-    gate_up_proj: Any  # [2F, D]              gate_proj | up_proj, stacked
+    gate_up_proj: Any  # [D, 2F]              gate_proj | up_proj, stacked
     gate_up_bias: Any  # [2F] or None
-    down_proj: Any  # [D, F]
+    down_proj: Any  # [F, D]
     down_bias: Any  # [D] or None
 
 
@@ -96,7 +100,7 @@ class LlamaModel:
 
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
-        return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
+        return logits_projection(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     def _attention(self, h: Any, layer: LlamaLayer, index: int, cos: Any, sin: Any,
                    attn: AttentionInputs, kv_cache: Any) -> Any:
@@ -119,9 +123,12 @@ class LlamaModel:
         return linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
 
     def _mlp(self, h: Any, layer: LlamaLayer) -> Any:
-        f = self.config.intermediate_size
         gate_up = linear(h, layer.gate_up_proj, layer.gate_up_bias)  # [N, 2F]
-        hidden = self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
+        if self.act is silu:
+            hidden = silu_and_mul(gate_up)  # [N, F]
+        else:
+            f = self.config.intermediate_size
+            hidden = self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
         return linear(hidden, layer.down_proj, layer.down_bias)  # [N, D]
 
     # -- loading ---------------------------------------------------------------------------------
@@ -136,33 +143,37 @@ class LlamaModel:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
+        def take_t(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [in, sum out]
+            host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
+            stacked = host[0] if len(host) == 1 else host_numpy().concatenate(host, axis=0)
+            return backend.to_device(host_numpy().ascontiguousarray(stacked.T))
+
         def bias(name: str, size: int, present: bool) -> Any:
             return take(name, (size,)) if present else None
 
         layers = []
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
-            qkv = [take(p + f"self_attn.{n}_proj.weight", (o, d))
-                   for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))]
+            qkv = take_t([p + f"self_attn.{n}_proj.weight" for n in "qkv"], [(q_out, d), (kv_out, d), (kv_out, d)])
             qkv_bias = None
             if c.qkv_bias:
                 qkv_bias = xp.concatenate([take(p + f"self_attn.{n}_proj.bias", (o,))
                                            for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))])
-            gate_up = [take(p + f"mlp.{n}_proj.weight", (f, d)) for n in ("gate", "up")]
+            gate_up = take_t([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [(f, d), (f, d)])
             gate_up_bias = None
             if c.mlp_bias:
                 gate_up_bias = xp.concatenate([take(p + f"mlp.{n}_proj.bias", (f,)) for n in ("gate", "up")])
             layers.append(LlamaLayer(
                 input_layernorm=take(p + "input_layernorm.weight", (d,)),
-                qkv_proj=xp.concatenate(qkv, axis=0),
+                qkv_proj=qkv,
                 qkv_bias=qkv_bias,
                 qk_norm=_stacked_qk_norm(take, p, c) if c.qk_norm else None,
-                o_proj=take(p + "self_attn.o_proj.weight", (d, q_out)),
+                o_proj=take_t([p + "self_attn.o_proj.weight"], [(d, q_out)]),
                 o_bias=bias(p + "self_attn.o_proj.bias", d, c.o_bias),
                 post_attention_layernorm=take(p + "post_attention_layernorm.weight", (d,)),
-                gate_up_proj=xp.concatenate(gate_up, axis=0),
+                gate_up_proj=gate_up,
                 gate_up_bias=gate_up_bias,
-                down_proj=take(p + "mlp.down_proj.weight", (d, f)),
+                down_proj=take_t([p + "mlp.down_proj.weight"], [(d, f)]),
                 down_bias=bias(p + "mlp.down_proj.bias", d, c.mlp_bias),
             ))
         embed = take("model.embed_tokens.weight", (c.vocab_size, d))
