@@ -1,6 +1,7 @@
 """Engine throughput and prefix-cache TTFT on SmolLM2-135M's shapes (random weights).
 
-- output tokens/s with 1, 8 and 32 concurrent requests of mixed prompt lengths;
+- output tokens/s with 1, 8 and 32 concurrent requests of mixed prompt lengths (16 to 127 tokens),
+  64 new tokens each: a short chat reply; the time includes every prompt's prefill;
 - time to first token of a request sharing a 1,024-token prefix with an earlier one, with and
   without prefix caching;
 - with torch + transformers installed (dev-only): transformers' padded batch `generate` on the
@@ -21,7 +22,7 @@ from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM, SamplingParams
 
-NEW_TOKENS = 16
+NEW_TOKENS = 64
 RATIOS.extend([
     ("engine 32 concurrent / batch 1", "engine tok/s at 32", "engine tok/s at 1", 8.0),
     ("TTFT without / with prefix cache", "TTFT no prefix cache s", "TTFT prefix cache hit s", 5.0),
