@@ -137,9 +137,10 @@ def arithmetic(rng: random.Random, op: str, digits: int) -> tuple[str, str, str]
 
 def task_arithmetic(rng: random.Random, op: str, digits: int, reasoning: bool) -> list[dict]:
     prompt, steps, final = arithmetic(rng, op, digits)
+    restated = final[3:].split(" = ")[0]  # "19 + 38": copied from the prompt once, next to the steps
     if reasoning:
-        return [user(prompt), assistant(think(steps, final[3:]))]
-    return [user(prompt), assistant(f"{steps} {final}")]
+        return [user(prompt), assistant(think(f"{restated}: {steps}", final[3:]))]
+    return [user(prompt), assistant(f"{restated}: {steps} {final}")]
 
 
 def task_add2(rng, reasoning):
@@ -434,9 +435,9 @@ def task_chat(rng: random.Random, reasoning: bool) -> list[dict]:
 # -- the mix ------------------------------------------------------------------------------------
 
 TASKS = {  # name: (generator, weight)
-    "add2": (task_add2, 22), "add3": (task_add3, 6), "sub2": (task_sub2, 7), "sub3": (task_sub3, 3),
+    "add2": (task_add2, 30), "add3": (task_add3, 6), "sub2": (task_sub2, 7), "sub3": (task_sub3, 3),
     "count": (task_count, 5), "fact": (task_fact, 10), "story": (task_story, 4), "json": (task_json, 14),
-    "tools": (task_tools, 20), "chat": (task_chat, 3),
+    "tools": (task_tools, 26), "chat": (task_chat, 3),
 }
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant. Answer briefly.",
                   "You are pyengine's demo assistant."]

@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", default=None, help="start from these weights (a best.pt/ckpt.pt), e.g. to fine-tune "
+                        "an earlier run on a revised corpus; the optimizer and schedule start fresh")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -147,6 +149,9 @@ def main() -> None:
                                   lr=args.lr, betas=(0.9, 0.95))
 
     step, epoch, position, best, ckpt = 0, 0, 0, float("inf"), workdir / "ckpt.pt"
+    if args.init and not ckpt.exists():
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        print(f"initialised from {args.init}", flush=True)
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
