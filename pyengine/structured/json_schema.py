@@ -29,8 +29,8 @@ What each part becomes (docs/06-structured-outputs.md walks through one example)
   `maxItems` exactly.
 - strings: `minLength` / `maxLength` in characters (an escape is one character), `pattern` (the
   regex front end's dialect, unanchored as JSON Schema says unless `^`/`$` anchor it), and the
-  formats date, time, date-time, uuid, email, ipv4, hostname, uri (see FORMATS). Other formats
-  are annotations, as JSON Schema 2020-12 treats every format by default.
+  formats date, time, date-time, uuid, email, ipv4, hostname, uri, uri-reference, byte (FORMATS),
+  enforced (as llguidance does); any other format is a `GrammarError`, not an annotation.
 - integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` exactly (a digit-range
   grammar, any size). numbers: the same bounds rounded inward to integers, and no exponent when
   bounded (exact for integer bounds; stricter for fractional ones).
@@ -89,6 +89,10 @@ _DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PCHAR = r"([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_URI = r"[A-Za-z][A-Za-z0-9+.-]*:(" + _PCHAR + r"|[/?#])*"  # RFC 3986 characters (no IPv6 literals)
+# A relative reference: a first segment without ':', or one starting with '/', '?' or '#'.
+_RELATIVE = r"((([A-Za-z0-9._~!$&'()*+,;=@-]|%[0-9A-Fa-f]{2})+|[/?#])(" + _PCHAR + r"|[/?#])*)?"
 FORMATS = {
     "date": _DATE,
     "time": _TIME,
@@ -97,7 +101,9 @@ FORMATS = {
     "email": r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + _LABEL + r"(\." + _LABEL + ")+",
     "ipv4": rf"({_OCTET}\.){{3}}{_OCTET}",
     "hostname": _LABEL + r"(\." + _LABEL + ")*",
-    "uri": r"[A-Za-z][A-Za-z0-9+.-]*:[!#-;=?-\[\]_a-z~%]+",
+    "uri": _URI,
+    "uri-reference": f"({_URI}|{_RELATIVE})",
+    "byte": r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",  # OpenAPI: base64
 }
 _WS_CHARS = ((0x20, 0x20), (0x09, 0x0A), (0x0D, 0x0D))  # space, tab, LF, CR
 _ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
@@ -417,7 +423,9 @@ class _Compiler:
                 raise GrammarError("pattern must be a string")
             regexes.append(_unanchored(schema["pattern"]))
         fmt = schema.get("format")
-        if isinstance(fmt, str) and fmt in FORMATS:
+        if fmt is not None:
+            if fmt not in FORMATS:
+                raise GrammarError(f"unsupported string format {fmt!r} (supported: {', '.join(FORMATS)})")
             regexes.append(FORMATS[fmt])
         if len(regexes) > 1:
             raise GrammarError(f"a string with both 'pattern' and format {fmt!r} is not supported")
@@ -667,9 +675,10 @@ def merge(a: Any, b: Any, compiler: _Compiler, depth: int = 0) -> Any:
                           for branch in _list(outer[key], key)]}
     out = dict(a)
     for key, value in b.items():
-        if key in ANNOTATIONS or key in ("properties", "additionalProperties", "exclusiveMinimum",
-                                         "exclusiveMaximum"):
+        if key in ("properties", "additionalProperties", "exclusiveMinimum", "exclusiveMaximum"):
             continue
+        if key in ANNOTATIONS or (key not in HANDLED and key not in UNSUPPORTED_KEYWORDS):
+            continue  # annotations and unknown keywords (x-...) constrain nothing
         if key not in out:
             out[key] = value
             continue
