@@ -55,7 +55,7 @@ from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, G
 __all__ = ["FORMATS", "JsonOptions", "UNSUPPORTED_KEYWORDS", "any_json_object_grammar", "embed_grammar",
            "json_schema_expr", "json_schema_grammar"]
 
-MAX_SCHEMA_DEPTH = 256  # nested subschemas (and $ref merges) before GrammarLimitError
+MAX_SCHEMA_DEPTH = 100  # nested subschemas (and $ref merges) before GrammarLimitError
 MAX_INT_DIGITS = 400  # integer bounds larger than this many digits are an error (limits the rules)
 
 # Keywords that validate but that a grammar here cannot express (error unless trivially true).
@@ -139,7 +139,10 @@ def json_schema_grammar(schema: Any, options: JsonOptions = JsonOptions()) -> Gr
             raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise GrammarError(f"a JSON schema is an object or a boolean, got {type(schema).__name__}")
-    return _Compiler(schema, options).compile_root()
+    try:
+        return _Compiler(schema, options).compile_root()
+    except RecursionError:
+        raise GrammarLimitError("the schema nests too deeply to compile") from None
 
 
 def any_json_object_grammar(options: JsonOptions = JsonOptions()) -> Grammar:
@@ -375,7 +378,7 @@ class _Compiler:
         if not any(k in schema for k in TYPE_KEYWORDS["number"]):
             exponent = b.seq(b.char_class([(ord("e"), ord("e")), (ord("E"), ord("E"))]),
                              b.opt(b.char_class([(ord("+"), ord("+")), (ord("-"), ord("-"))])), digits)
-            return b.seq(self.integer(None, None), b.opt(fraction), b.opt(exponent))
+            return b.seq(b.opt(b.literal("-")), self.naturals(0, None), b.opt(fraction), b.opt(exponent))
         lo, lo_open, hi, hi_open = _real_bounds(schema)
         if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_open or hi_open))):
             return None
@@ -443,10 +446,13 @@ class _Compiler:
             name = b.new_rule("json_char")
             self.shared["char"] = name
             hexd = b.char_class([(48, 57), (65, 70), (97, 102)])
-            escape = b.seq(b.literal("\\"), b.alt(b.char_class([(0x22, 0x22), (0x2F, 0x2F), (0x5C, 0x5C),
-                                                                 (0x62, 0x62), (0x66, 0x66), (0x6E, 0x6E),
-                                                                 (0x72, 0x72), (0x74, 0x74)]),
-                                                  b.seq(b.literal("u"), b.repeat(hexd, 4, 4))))
+            cls = lambda text: b.char_class([(ord(c), ord(c)) for c in text])  # noqa: E731
+            hex2 = b.repeat(hexd, 2, 2)
+            # \uXXXX outside the surrogates, or a surrogate pair: one character either way.
+            bmp = b.alt(b.seq(cls("0123456789abcABC"), hexd, hex2), b.seq(cls("dD"), cls("01234567"), hex2),
+                        b.seq(cls("efEF"), hexd, hex2))
+            pair = b.seq(cls("dD"), cls("89abAB"), hex2, b.literal("\\u"), cls("dD"), cls("cdefCDEF"), hex2)
+            escape = b.seq(b.literal("\\"), b.alt(cls('"/\\bfnrt'), b.seq(b.literal("u"), b.alt(bmp, pair))))
             b.define(name, b.alt(b.char_class([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)]), escape))
         return self.b.ref(self.shared["char"])
 
@@ -530,7 +536,7 @@ class _Compiler:
                 if name in required:
                     return None  # a required property no value can satisfy
                 continue
-            key = b.literal(json.dumps(name, ensure_ascii=False))
+            key = self.json_string_literal(name)
             members.append((b.seq(key, self.token(":"), expr), name in required))
         extra_value = self.schema(additional)
         extra = None
@@ -630,7 +636,7 @@ class _Compiler:
         """One JSON value as a grammar (containers with the whitespace policy)."""
         b = self.b
         if isinstance(value, dict):
-            members = [b.seq(b.literal(json.dumps(k, ensure_ascii=False)), self.token(":"), self.value_literal(v))
+            members = [b.seq(self.json_string_literal(k), self.token(":"), self.value_literal(v))
                        for k, v in value.items()]
             return b.seq(b.literal("{"), self.ws(), *_join(members, self.token(","), b), self.ws(), b.literal("}"))
         if isinstance(value, list):
@@ -638,7 +644,14 @@ class _Compiler:
             return b.seq(b.literal("["), self.ws(), *_join(items, self.token(","), b), self.ws(), b.literal("]"))
         if isinstance(value, float) and not math.isfinite(value):
             raise GrammarError(f"{value} is not a JSON value")
+        if isinstance(value, str):
+            return self.json_string_literal(value)
         return b.literal(json.dumps(value, ensure_ascii=False))
+
+    def json_string_literal(self, text: str) -> Any:
+        """A fixed string as JSON writes it: raw UTF-8, or with non-ASCII as \\u escapes (json.dumps)."""
+        raw, ascii_ = json.dumps(text, ensure_ascii=False), json.dumps(text)
+        return self.b.literal(raw) if raw == ascii_ else self.b.alt(self.b.literal(raw), self.b.literal(ascii_))
 
     def alt(self, parts: list[Any]) -> Any:
         """Alternation of the parts that admit something; None when none does."""
@@ -770,12 +783,13 @@ def _satisfies(value: Any, schema: dict) -> bool:
 
 
 def _bounds(schema: dict, integer: bool) -> tuple[int | None, int | None]:
+    """Integer bounds, closed: an open bound moves one step inward."""
     lo, lo_open, hi, hi_open = _real_bounds(schema)
-    if lo is not None:
-        lo = math.floor(lo) + 1 if lo_open and float(lo).is_integer() else math.ceil(lo)
-    if hi is not None:
-        hi = math.ceil(hi) - 1 if hi_open and float(hi).is_integer() else math.floor(hi)
-    return (None if lo is None else int(lo)), (None if hi is None else int(hi))
+    if lo is not None and lo_open:
+        lo += 1
+    if hi is not None and hi_open:
+        hi -= 1
+    return lo, hi
 
 
 def _real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
@@ -786,7 +800,7 @@ def _real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
         value = schema.get(key)
         if value is None or isinstance(value, bool):
             continue
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
             raise GrammarError(f"{key} must be a finite number, got {value!r}")
     if isinstance(schema.get("minimum"), (int, float)):
         lo, lo_open = schema["minimum"], schema.get("exclusiveMinimum") is True
@@ -798,9 +812,9 @@ def _real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
     if isinstance(ex_hi, (int, float)) and not isinstance(ex_hi, bool) and (hi is None or ex_hi <= hi):
         hi, hi_open = ex_hi, True
     # Fractional bounds are rounded inward to integers, closed (stricter, never looser).
-    if lo is not None and not float(lo).is_integer():
+    if isinstance(lo, float) and not lo.is_integer():
         lo, lo_open = math.ceil(lo), False
-    if hi is not None and not float(hi).is_integer():
+    if isinstance(hi, float) and not hi.is_integer():
         hi, hi_open = math.floor(hi), False
     return (None if lo is None else int(lo)), lo_open, (None if hi is None else int(hi)), hi_open
 

@@ -1,0 +1,230 @@
+"""JSON Schema -> Grammar: keyword by keyword, then hypothesis schemas with valid and invalid instances.
+
+The property that matters most is soundness: the grammar never accepts a document the schema
+rejects (checked with the `jsonschema` library). Where the compiler is exact, valid instances
+serialised with json.dumps are accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyengine.structured import GrammarError, GrammarLimitError, JsonOptions, compile_grammar, json_schema_grammar
+from pyengine.structured.constraints import cache_info
+
+COMPACT = JsonOptions("compact")
+
+
+def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
+    return json_schema_grammar(schema, options).matches(text.encode())
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "integer", "minimum": -15, "maximum": 123}, ["-15", "0", "123", "99", "-9"], ["-16", "124", "01", "-0", "1.0"]),
+    ({"type": "integer", "exclusiveMinimum": 5}, ["6", "99999"], ["5", "0", "-1"]),
+    ({"type": "integer", "minimum": 5, "exclusiveMinimum": True}, ["6"], ["5"]),  # draft 4 spelling
+    ({"type": "number", "minimum": 0, "maximum": 5}, ["0", "0.5", "5", "5.0", "4.999"], ["-1", "5.1", "-0.5", "1e1"]),
+    ({"type": "number", "exclusiveMinimum": 0}, ["0.1", "1", "0.0001"], ["0", "0.0", "-1"]),
+    ({"type": "number", "minimum": -2.5, "exclusiveMaximum": 0}, ["-2", "-1.5", "-0.1"], ["0", "-3", "1"]),
+    ({"type": "number"}, ["1", "-0.5", "1e10", "2.5E-3"], ["01", ".5", "1.", "+1"]),
+    ({"type": "string", "minLength": 2, "maxLength": 3}, ['"ab"', '"a\\nb"', '"ééé"', '"\\u00e9x"'], ['"a"', '"abcd"']),
+    ({"type": "string", "pattern": "^a\"b+$"}, ['"a\\"bb"'], ['"a"bb"', '"ab"']),
+    ({"type": "string", "pattern": "[0-9]{3}"}, ['"xx123yy"', '"123"'], ['"12"']),
+    ({"type": "string", "format": "date"}, ['"2024-02-29"'], ['"2024-13-01"', '"24-01-01"']),
+    ({"type": "string", "format": "date-time"}, ['"2020-01-02T10:00:00Z"', '"2020-01-02T10:00:00.5+01:00"'],
+     ['"2020-01-02 10:00:00Z"']),
+    ({"type": "string", "format": "uuid"}, ['"123e4567-e89b-12d3-a456-426614174000"'], ['"123e4567"']),
+    ({"type": "string", "format": "ipv4"}, ['"192.168.0.255"'], ['"256.1.1.1"', '"1.2.3"']),
+    ({"type": "string", "format": "email"}, ['"a.b@example.com"'], ['"a@b"', '"@x.com"']),
+    ({"enum": ["a", 1, None, {"x": [1, 2]}]}, ['"a"', "1", "null", '{"x": [1, 2]}', '{"x":[1,2]}'], ['"b"', "2"]),
+    ({"const": "hi"}, ['"hi"'], ['"ho"']),
+    ({"type": ["string", "null"]}, ['"x"', "null"], ["1"]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "required": ["b"]},
+     ['{"b": "x"}', '{"a": 1, "b": "x"}', '{"a":1,"b":"x","c":[1, 2]}', '{ "b" : "x" }'],
+     ['{"a": 1}', '{"b":"x","a":1}', '{"b":"x","b":"y"}', ' {"b":"x"}', '{"b":"x",}', '{"b":"x","a":"no"}']),
+    ({"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False},
+     ["{}", '{"a": 1}'], ['{"b": 1}', '{"a": 1, "b": 2}']),
+    ({"type": "object", "additionalProperties": {"type": "integer"}}, ['{"x": 1, "y": 2}'], ['{"x": "s"}']),
+    ({"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 3},
+     ["[true]", "[true, false, true]"], ["[]", "[true,true,true,true]"]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "items": False},
+     ["[]", "[1]", '[1, "a"]'], ['[1, "a", 2]', '["a"]']),
+    ({"type": "array", "items": [{"type": "integer"}], "additionalItems": {"type": "string"}},  # draft 4
+     ["[1]", '[1, "a", "b"]'], ['[1, 2]']),
+    ({"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 1}]}, ["1", '"a"'], ['"ab"', "true"]),
+    ({"oneOf": [{"type": "integer"}, {"type": "boolean"}]}, ["1", "true"], ['"a"']),
+    ({"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"type": "string"}}, "required": ["b"]}]},
+     ['{"a": 1, "b": "x"}'], ['{"a": 1}', '{"b": "x"}']),
+    ({"allOf": [{"properties": {"a": {}}, "additionalProperties": False}, {"properties": {"b": {}}}]},
+     ['{"a": 1}', "{}"], ['{"b": 1}']),  # b is an additional property of the first branch
+    ({"$defs": {"n": {"type": "object", "properties": {"v": {"type": "integer"},
+                                                         "next": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "null"}]}},
+                      "required": ["v", "next"], "additionalProperties": False}}, "$ref": "#/$defs/n"},
+     ['{"v": 1, "next": {"v": 2, "next": null}}'], ['{"v": 1}', '{"v": 1, "next": {"v": 2}}']),
+    ({"definitions": {"s": {"type": "string"}}, "properties": {"a": {"$ref": "#/definitions/s"}}},
+     ['{"a": "x"}', "3"], ['{"a": 3}']),  # no "type": every type, objects checked
+    (True, ['{"a": [1, {"b": null}]}', "1", '"x"'], ["{", "nul"]),
+])
+def test_keywords(schema, good, bad):
+    grammar = json_schema_grammar(schema)
+    for text in good:
+        assert grammar.matches(text.encode()), text
+    for text in bad:
+        assert not grammar.matches(text.encode()), text
+
+
+def test_whitespace_policies():
+    schema = {"type": "object", "properties": {"a": {"type": "array"}}}
+    assert accepts(schema, '{"a": [1, 2]}') and accepts(schema, '{\n  "a" : [ 1 ,2 ]\n}')
+    assert not accepts(schema, ' {"a": []}') and not accepts(schema, '{"a": []} ')  # none outside the document
+    assert accepts(schema, '{"a":[1,2]}', COMPACT) and not accepts(schema, '{"a": [1,2]}', COMPACT)
+    dashes = JsonOptions.from_switches(whitespace_pattern="-?")
+    assert accepts(schema, '{-"a"-:-[1,-2]-}', dashes) and not accepts(schema, '{ "a": []}', dashes)
+
+
+def test_disable_additional_properties():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    strict = JsonOptions.from_switches(disable_additional_properties=True)
+    assert accepts(schema, '{"a": 1, "b": 2}') and not accepts(schema, '{"a": 1, "b": 2}', strict)
+
+
+def test_additional_keys_never_repeat_a_declared_name():
+    schema = {"properties": {"ab": {"type": "integer"}}, "additionalProperties": {"type": "string"}, "type": "object"}
+    assert accepts(schema, '{"a": "x", "abc": "y", "b": "z"}')
+    assert not accepts(schema, '{"ab": 1, "ab": "x"}') and not accepts(schema, '{"ab": "x"}')
+
+
+@pytest.mark.parametrize("schema, needle", [
+    ({"not": {"type": "string"}}, "not"),
+    ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties"),
+    ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
+    ({"if": {}, "then": {}}, "if, then"),
+    ({"type": "number", "multipleOf": 3}, "multipleOf"),
+    ({"type": "string", "format": "ipv6"}, "format 'ipv6'"),
+    ({"$ref": "http://example.com/s.json"}, "only local references"),
+    ({"$ref": "#/$defs/missing"}, "points at nothing"),
+    ({"type": "strng"}, "unknown type"),
+    ({"allOf": [{"pattern": "a"}, {"pattern": "b"}]}, "cannot merge"),
+    (False, "admits no value"),
+    ({"enum": []}, "admits no value"),
+    ("{not json", "not valid JSON"),
+])
+def test_unsupported_or_invalid_schemas_say_why(schema, needle):
+    with pytest.raises(GrammarError) as info:
+        json_schema_grammar(schema)
+    assert needle in str(info.value)
+
+
+def test_trivial_uses_of_unsupported_keywords_are_fine():
+    json_schema_grammar({"type": "array", "uniqueItems": False, "patternProperties": {}, "minProperties": 0})
+
+
+def test_limits_are_grammar_limit_errors():
+    with pytest.raises(GrammarLimitError):
+        json_schema_grammar({"type": "integer", "maximum": 10 ** 500})
+    nested: dict = {"type": "integer"}
+    for _ in range(300):
+        nested = {"type": "array", "items": nested}
+    with pytest.raises(GrammarLimitError):
+        json_schema_grammar(nested)
+
+
+def test_compile_cache_returns_the_same_grammar():
+    schema = {"type": "object", "properties": {"cached": {"type": "integer"}}}
+    first = compile_grammar("json", schema)
+    assert compile_grammar("json", dict(schema)) is first and cache_info() >= 1
+    assert compile_grammar("json", schema, COMPACT) is not first  # the switches are part of the key
+
+
+# -- hypothesis: random schemas, instances drawn from them, random documents ---------------------------
+
+SCALARS = st.one_of(
+    st.just({"type": "null"}), st.just({"type": "boolean"}),
+    st.builds(lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
+              st.integers(-1000, 1000), st.integers(0, 2000)),
+    st.just({"type": "integer"}), st.just({"type": "number"}),
+    st.builds(lambda lo, extra: {"type": "string", "minLength": lo, "maxLength": lo + extra},
+              st.integers(0, 3), st.integers(0, 4)),
+    st.lists(st.one_of(st.text(max_size=4), st.integers(-5, 5), st.booleans()), min_size=1, max_size=4, unique=True)
+    .map(lambda values: {"enum": values}),
+)
+
+
+def _object(children):
+    props = st.dictionaries(st.text("abcxyz_é\"", min_size=1, max_size=4), children, max_size=4)
+    return st.builds(lambda p, req, extra: {"type": "object", "properties": p,
+                                             "required": [k for i, k in enumerate(p) if req >> i & 1],
+                                             **({} if extra is None else {"additionalProperties": extra})},
+                     props, st.integers(0, 15), st.one_of(st.none(), st.just(False), st.just({"type": "integer"})))
+
+
+def _array(children):
+    return st.builds(lambda items, lo, extra: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra},
+                     children, st.integers(0, 2), st.integers(0, 3))
+
+
+SCHEMAS = st.recursive(SCALARS, lambda children: st.one_of(
+    _object(children), _array(children), st.lists(children, min_size=1, max_size=3).map(lambda s: {"anyOf": s})),
+    max_leaves=8)
+
+
+def instance_of(schema: dict) -> st.SearchStrategy:
+    """Values valid under the schemas SCHEMAS builds."""
+    if "anyOf" in schema:
+        return st.one_of([instance_of(s) for s in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema["type"]
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        return st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+    if kind == "string":
+        return st.text(min_size=schema["minLength"], max_size=schema["maxLength"])
+    if kind == "array":
+        return st.lists(instance_of(schema["items"]), min_size=schema["minItems"], max_size=schema["maxItems"])
+    required = schema["required"]
+    optional = [k for k in schema["properties"] if k not in required]
+
+    def build(present: list[str]) -> st.SearchStrategy:
+        names = [k for k in schema["properties"] if k in required or k in present]
+        return st.fixed_dictionaries({k: instance_of(schema["properties"][k]) for k in names}) \
+            .map(lambda d: {k: d[k] for k in names})  # in schema order, as the grammar writes them
+
+    return st.lists(st.sampled_from(optional), unique=True).flatmap(build) if optional else build([])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), SCHEMAS)
+def test_valid_instances_are_accepted_compact_and_flexible(data, schema):
+    instance = data.draw(instance_of(schema))
+    jsonschema.validate(instance, schema)  # the generator is right
+    assert accepts(schema, json.dumps(instance, separators=(",", ":"), ensure_ascii=False), COMPACT)
+    assert accepts(schema, json.dumps(instance, ensure_ascii=False))
+    assert accepts(schema, json.dumps(instance, indent=2))  # \\u escapes and newlines
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3000, 3000), st.text("ab\"é", max_size=5),
+              st.floats(-100, 100, allow_nan=False)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text("abcxyz", max_size=3), children,
+                                                                               max_size=4)),
+    max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SCHEMAS, JSON_VALUES)
+def test_never_accepts_an_invalid_document(schema, value):
+    text = json.dumps(value, ensure_ascii=False)
+    if accepts(schema, text):
+        jsonschema.validate(json.loads(text), schema)
