@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark helper mod
 
 RESULTS: dict[str, float] = {}  # name -> a measured number (seconds, tok/s, GB/s)
 RATIOS: list[tuple[str, str, str, float | None]] = []  # (label, numerator, denominator, target)
+LIMITS: list[tuple[str, str, float]] = []  # (name, "<=" or ">=", bound): absolute targets of one number
 
 
 @pytest.fixture
@@ -37,3 +38,7 @@ def pytest_terminal_summary(terminalreporter):
             ratio = RESULTS[num] / RESULTS[den]
             verdict = "" if target is None else ("  (target >= %.2f: %s)" % (target, "met" if ratio >= target else "NOT met"))
             tr.write_line(f"{label:48s} {ratio:12.3f}{verdict}")
+    for name, op, bound in LIMITS:
+        if name in RESULTS:
+            met = RESULTS[name] <= bound if op == "<=" else RESULTS[name] >= bound
+            tr.write_line(f"{name:48s} {RESULTS[name]:12.4g}  (target {op} {bound:g}: {'met' if met else 'NOT met'})")

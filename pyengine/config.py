@@ -31,12 +31,15 @@ class EngineConfig:
     scheduling_policy: str = "fcfs"  # or "priority": lower `priority` values run first
     seed: int = 0
     kernels: str | None = None  # "native" (Rust) or "python" (the twins); None: PYENGINE_KERNELS
+    cpu_threads: int | None = None  # BLAS threads on the CPU; None: 1 for small models, else BLAS's default
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads <= 0):
+            raise ValueError(f"cpu_threads must be a positive integer, got {self.cpu_threads!r}")
         if self.num_kv_blocks is not None and self.num_kv_blocks <= 0:
             raise ValueError(f"num_kv_blocks must be positive, got {self.num_kv_blocks}")
         if self.max_model_len is not None and self.max_model_len <= 0:

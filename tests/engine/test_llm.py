@@ -181,3 +181,25 @@ def test_native_and_python_text_kernels_give_the_same_outputs(kernels):
     for out, ref in zip(outs, reference.generate(["Hello", "The quick brown fox", "12345"], params)):
         assert (out.outputs[0].text, out.outputs[0].finish_reason, out.outputs[0].stop_reason) == \
             (ref.outputs[0].text, ref.outputs[0].finish_reason, ref.outputs[0].stop_reason)
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas")
+
+
+def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
+    from pyengine.backend import _blas_threads as initial, blas_threads_for, set_blas_threads
+
+    path, default = str(FIXTURES / "llama"), initial()
+    try:
+        LLM(model=path, num_kv_blocks=8)
+        assert _blas_threads() == 1  # a tiny model: thread hand-offs would cost more than its products
+        LLM(model=path, num_kv_blocks=8, cpu_threads=default)
+        assert _blas_threads() == default
+    finally:
+        set_blas_threads(default)
+    assert blas_threads_for(576, 1536, None) == default  # SmolLM2-135M's sizes keep the default
+    with pytest.raises(ValueError, match="cpu_threads"):
+        LLM(model=path, cpu_threads=0)
