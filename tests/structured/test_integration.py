@@ -1,0 +1,130 @@
+"""Structured outputs through the offline API: every constrained generation is valid.
+
+The tiny random-weight Qwen2 (vocabulary 300: every byte is a token) writes noise, so whatever it
+produces under a grammar shows the mask doing all the work; the demo model writes real tool calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from pyengine import LLM, SamplingParams, StructuredOutputsParams
+from pyengine.structured import compile_grammar
+from pyengine.structured.constraints import TOOL_CALL_END, TOOL_CALL_START
+
+QWEN2 = "tests/fixtures/parity/qwen2"
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+                                           "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                                           "pet": {"enum": ["cat", "dog", None]}},
+          "required": ["name", "age", "pet"], "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return LLM(model=QWEN2)
+
+
+def generate(llm, structured, n=1, seed=0, max_tokens=80, temperature=1.0):
+    params = SamplingParams(n=n, temperature=temperature, seed=seed, max_tokens=max_tokens,
+                            structured_outputs=structured)
+    [output] = llm.generate(["Tell me about a person"], params)
+    return output.outputs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_json_schema_outputs_validate(llm, seed):
+    outputs = generate(llm, StructuredOutputsParams(json=SCHEMA, disable_any_whitespace=True), n=3, seed=seed)
+    for out in outputs:
+        assert out.finish_reason == "stop", out.text
+        jsonschema.validate(json.loads(out.text), SCHEMA)
+        assert ": " not in out.text and ", " not in out.text  # compact
+
+
+def test_json_schema_as_text_and_greedy(llm):
+    [out] = generate(llm, StructuredOutputsParams(json=json.dumps(SCHEMA), disable_any_whitespace=True),
+                     temperature=0.0)
+    jsonschema.validate(json.loads(out.text), SCHEMA)
+
+
+def test_json_object_and_flexible_whitespace(llm):
+    for out in generate(llm, StructuredOutputsParams(json_object=True), n=2, max_tokens=200):
+        if out.finish_reason == "stop":
+            assert isinstance(json.loads(out.text), dict)
+        else:  # random weights may ramble inside a long string: still a prefix of an object
+            assert out.text.startswith("{") and compile_grammar("json_object", True) is not None
+
+
+@pytest.mark.parametrize("structured, check", [
+    (StructuredOutputsParams(regex=r"[a-c]{2,4}-\d{3}"), lambda t: re.fullmatch(r"[a-c]{2,4}-\d{3}", t)),
+    (StructuredOutputsParams(choice=["yes", "no", "maybe so"]), lambda t: t in ("yes", "no", "maybe so")),
+    (StructuredOutputsParams(grammar='root ::= "(" num ("+" num)* ")"\nnum ::= [1-9] [0-9]?'),
+     lambda t: re.fullmatch(r"\([1-9][0-9]?(\+[1-9][0-9]?)*\)", t)),
+])
+def test_regex_choice_grammar(llm, structured, check):
+    for out in generate(llm, structured, n=4, max_tokens=40):
+        if out.finish_reason == "stop":
+            assert check(out.text), out.text
+        else:
+            assert out.finish_reason == "length"
+
+
+def test_structural_tag_spans_match_their_schema(llm):
+    tag = json.dumps({"structures": [{"begin": "<f>", "schema": {"type": "object", "properties": {
+        "x": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["x"], "additionalProperties": False},
+        "end": "</f>"}], "triggers": ["<f"]})
+    for out in generate(llm, StructuredOutputsParams(structural_tag=tag, disable_any_whitespace=True), n=4,
+                        max_tokens=60):
+        for span in re.findall(r"<f>(.*?)</f>", out.text, re.DOTALL):
+            jsonschema.validate(json.loads(span), {"properties": {"x": {"maximum": 9}}, "required": ["x"]})
+        assert out.text.count("<f") == out.text.count("<f>")  # a trigger always opens a tag
+
+
+def test_a_bad_constraint_fails_only_its_request(llm):
+    engine = llm.llm_engine
+    engine.add_request("good", "hi", SamplingParams(max_tokens=30, structured_outputs=StructuredOutputsParams(
+        choice=["alpha", "beta"])))
+    with pytest.raises(ValueError, match="unsupported JSON Schema keyword"):
+        engine.add_request("bad", "hi", SamplingParams(structured_outputs=StructuredOutputsParams(
+            json={"not": {}})))
+    finished = []
+    while engine.has_unfinished_requests():
+        finished += [o for o in engine.step() if o.finished]
+    assert [o.request_id for o in finished] == ["good"] and finished[0].outputs[0].text in ("alpha", "beta")
+
+
+def test_parameter_rules():
+    with pytest.raises(ValueError, match="only use one kind"):
+        StructuredOutputsParams(regex="a", choice=["a"])
+    with pytest.raises(ValueError, match="none are specified"):
+        StructuredOutputsParams()
+    with pytest.raises(ValueError, match="beam search"):
+        SamplingParams(n=2, use_beam_search=True, structured_outputs=StructuredOutputsParams(regex="a"))
+    params = SamplingParams(structured_outputs={"json": {"type": "integer"}})
+    assert params.structured_outputs.kind == "json"
+
+
+# -- the demo model: real tool calls under the grammar -------------------------------------------------
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                            "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city"], "additionalProperties": False}
+
+
+def test_demo_model_forced_tool_call_is_valid():
+    llm = LLM(model="pyengine/demo_model")
+    tools = (("get_weather", WEATHER), ("get_time", {"type": "object", "properties": {"zone": {"type": "string",
+                                                                                                "maxLength": 8}}}))
+    structured = StructuredOutputsParams(tool_calls=(tools, 1, 1))
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    [output] = llm.chat(messages, SamplingParams(temperature=0, max_tokens=80, structured_outputs=structured),
+                        tools=[{"type": "function", "function": {"name": n, "parameters": p}} for n, p in tools])
+    text = output.outputs[0].text
+    assert output.outputs[0].finish_reason == "stop", text
+    assert text.startswith(TOOL_CALL_START) and text.endswith(TOOL_CALL_END) and text.count("<tool_call>") == 1
+    call = json.loads(text[len(TOOL_CALL_START):-len(TOOL_CALL_END)])
+    assert call["name"] in ("get_weather", "get_time")
+    jsonschema.validate(call["arguments"], dict(tools)[call["name"]])
