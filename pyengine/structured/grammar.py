@@ -162,10 +162,9 @@ class GrammarBuilder:
         return Ref(name)
 
     def _set(self, name: str, alternatives: list[tuple[Element, ...]]) -> None:
-        self._symbols += sum(len(a) for a in alternatives)
-        if len(self.rules) > MAX_RULES:
-            raise GrammarLimitError(f"the grammar has more than {MAX_RULES} rules")
-        if self._symbols > MAX_SYMBOLS:
+        # A memory guard while building (inlined helper rules count too); `build` checks the limits.
+        self._symbols += sum(len(a) for a in alternatives) + 1
+        if self._symbols > 4 * MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         self.rules[name] = alternatives
 
@@ -301,6 +300,10 @@ class GrammarBuilder:
         for name, alternatives in rules.items():
             if not alternatives:
                 raise GrammarError(f"rule '{name}' is referenced but never defined")
+        if len(rules) > MAX_RULES:
+            raise GrammarLimitError(f"the grammar has more than {MAX_RULES} rules")
+        if sum(len(a) for alts in rules.values() for a in alts) > MAX_SYMBOLS:
+            raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         return Grammar(rules, start_name)
 
 
@@ -318,10 +321,12 @@ def _merge_alternatives(alternatives: list[tuple[Element, ...]]) -> list[tuple[E
     out: list[tuple[Element, ...]] = []
     if len(single) > 1:
         out.append((ByteSet.of([r for bs in single for r in bs.ranges]),))
+    seen = set(out)
     for a in alternatives:
         if len(single) > 1 and len(a) == 1 and isinstance(a[0], ByteSet):
             continue
-        if a not in out:
+        if a not in seen:
+            seen.add(a)
             out.append(a)
     return out
 

@@ -1,0 +1,95 @@
+"""The byte-level Grammar and its builder: UTF-8 classes, combinators, limits, errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyengine.structured.grammar import (MAX_REPEAT, ByteSet, GrammarBuilder, GrammarError, GrammarLimitError, Ref,
+                                         choice_grammar)
+
+SCALARS = st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c <= 0xDFFF)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lo=SCALARS, width=st.sampled_from([0, 1, 63, 64, 2047, 70000]), negate=st.booleans(), probe=SCALARS)
+def test_char_class_matches_exactly_the_utf8_of_its_code_points(lo, width, negate, probe):
+    hi = min(lo + width, 0x10FFFF)
+    b = GrammarBuilder()
+    g = b.build(b.char_class([(lo, hi)], negate=negate))
+    for c in (probe, lo, hi, max(lo - 1, 0), min(hi + 1, 0x10FFFF)):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        assert g.matches(chr(c).encode()) == ((lo <= c <= hi) != negate), hex(c)
+
+
+def test_any_char_rejects_invalid_utf8():
+    b = GrammarBuilder()
+    g = b.build(b.plus(b.any_char()))
+    assert g.matches("aé€😀".encode())
+    for bad in (b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"):
+        assert not g.matches(bad), bad
+
+
+def test_combinators_and_left_recursion():
+    b = GrammarBuilder()
+    expr = b.new_rule("expr")  # expr ::= expr "+" num | num   (left recursive)
+    num = b.plus(b.char_class([(ord("0"), ord("9"))]))
+    b.define(expr, b.alt(b.seq(b.ref(expr), b.literal("+"), num), num))
+    g = b.build(expr)
+    assert g.matches(b"1+22+333") and g.matches(b"7")
+    assert not g.matches(b"1+") and not g.matches(b"+1") and not g.matches(b"")
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 0), (0, 3), (2, 2), (2, 5), (3, None)])
+def test_repeat_bounds(lo, hi):
+    b = GrammarBuilder()
+    g = b.build(b.repeat(b.literal("ab"), lo, hi))
+    for n in range(8):
+        assert g.matches(b"ab" * n) == (n >= lo and (hi is None or n <= hi)), n
+
+
+def test_one_byte_alternatives_merge_into_one_byteset():
+    b = GrammarBuilder()
+    g = b.build(b.alt(b.literal("a"), b.literal("b"), b.literal("c"), b.literal("xy")))
+    assert g.rules[g.start][0] == (ByteSet(((97, 99),)),)
+    assert g.matches(b"b") and g.matches(b"xy") and not g.matches(b"x")
+
+
+def test_choice_grammar():
+    g = choice_grammar(["yes", "no", "maybe", "né"])
+    assert all(g.matches(s.encode()) for s in ["yes", "no", "maybe", "né"])
+    assert not g.matches(b"ye") and not g.matches(b"yesno")
+    with pytest.raises(GrammarError):
+        choice_grammar([])
+
+
+def test_to_flat_round_trip():
+    b = GrammarBuilder()
+    g = b.build(b.seq(b.literal("a"), b.star(b.char_class([(ord("b"), ord("c"))]))))
+    start, alts, byte_sets, names = g.to_flat()
+    assert names[start] == g.start
+    assert sum(len(v) for v in g.rules.values()) == len(alts)
+    for row in alts:
+        for sym in row[1:]:
+            assert sym < len(names) and (sym >= 0 or -sym - 1 < len(byte_sets))
+
+
+def test_errors():
+    b = GrammarBuilder()
+    with pytest.raises(GrammarError, match="undefined rule 'nope'"):
+        b.build(b.seq(b.literal("x"), Ref("nope")))
+    with pytest.raises(GrammarLimitError, match="exceeds the limit"):
+        b.repeat(b.literal("x"), 0, MAX_REPEAT + 1)
+    with pytest.raises(GrammarError, match="invalid repetition"):
+        b.repeat(b.literal("x"), 3, 2)
+    with pytest.raises(GrammarError, match="invalid code point"):
+        b.char_class([(0, 0x110000)])
+    with pytest.raises(GrammarError, match="not valid Unicode"):
+        b.literal("\ud800")
+    r = b.new_rule()
+    b.define(r, b.literal("x"))
+    with pytest.raises(GrammarError, match="defined twice"):
+        b.define(r, b.literal("y"))
+    assert issubclass(GrammarLimitError, GrammarError) and issubclass(GrammarError, ValueError)

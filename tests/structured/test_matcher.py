@@ -1,0 +1,123 @@
+"""GrammarMatcher: the Python twin and the Rust kernel give identical masks; EOS, rollback, errors.
+
+A hand-sized vocabulary (toktrie's style) keeps the expected masks readable; hypothesis then draws
+random grammars and random token walks and checks twin == Rust at every step, and that the
+matcher accepts exactly when `Grammar.matches` (the plain Earley recognizer) does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyengine.structured import matcher
+from pyengine.structured.grammar import GrammarBuilder, GrammarError, GrammarLimitError, choice_grammar
+from pyengine.structured.regex import regex_grammar
+
+KERNELS = ["python"] + (["native"] if matcher.NATIVE_KERNELS is not None else [])
+#          0     1     2      3     4      5        6        7     8     9      10    11
+VOCAB = [b"a", b"b", b"ab", b"ba", b"(", b"()", b"\xc3", b"\xa9", "é".encode(), None, b"a(", b""]
+EOS = 9
+
+
+def make(kind, grammar, vocab=VOCAB, eos=(EOS,)):
+    trie_cls, matcher_cls = matcher.select(kind)
+    return matcher_cls(grammar, trie_cls(vocab), list(eos))
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_masks_eos_and_rollback(kind):
+    m = make(kind, regex_grammar(r"a(b|é)*"))
+    assert m.allowed_token_ids() == [0, 2]  # "a", "ab"; never None, "" or EOS before accepting
+    assert not m.accept_token(1) and m.num_accepted == 0  # "b" refused, nothing changed
+    assert m.accept_token(0)
+    assert m.is_accepting()
+    assert m.allowed_token_ids() == [1, 6, 8, EOS]  # "b", the lead byte of é alone, "é", EOS
+    assert m.accept_token(6) and not m.is_accepting() and m.allowed_token_ids() == [7]
+    assert m.accept_token(7) and m.accept_token(EOS) and m.is_terminated()
+    assert m.allowed_token_ids() == [EOS] and not m.accept_token(1)
+    m.rollback(2)
+    assert not m.is_terminated() and m.allowed_token_ids() == [7]
+    out = np.zeros(1, dtype=np.int32)
+    m.fill_bitmask(out)
+    assert out[0] == 1 << 7
+    m.reset()
+    assert m.num_accepted == 0 and m.allowed_token_ids() == [0, 2]
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_argument_errors(kind):
+    m = make(kind, regex_grammar("a"))
+    with pytest.raises(ValueError, match="out of range"):
+        m.accept_token(len(VOCAB))
+    with pytest.raises(ValueError, match="cannot roll back"):
+        m.rollback(1)
+    with pytest.raises(ValueError, match="bitmask"):
+        m.fill_bitmask(np.zeros(2, dtype=np.int32))
+    with pytest.raises(GrammarError, match="EOS token id 99"):
+        make(kind, regex_grammar("a"), eos=(99,))
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_a_huge_alternation_hits_the_earley_item_limit(kind):
+    g = choice_grammar([f"w{i}" for i in range(matcher.MAX_EARLEY_ITEMS + 10)])
+    with pytest.raises(GrammarLimitError, match="Earley items"):
+        make(kind, g)
+
+
+@st.composite
+def grammars(draw):
+    """Random grammars over a, b, é, ( ) with every combinator and one recursive rule."""
+    b = GrammarBuilder()
+    paren = b.new_rule("paren")  # paren ::= "(" inner ")" , inner drawn below (may use paren)
+
+    def element(depth):
+        leaves = [lambda: b.literal(draw(st.sampled_from(["a", "b", "é", "ab", "()"]))),
+                  lambda: b.char_class([(ord("a"), ord("b"))], negate=draw(st.booleans())),
+                  lambda: b.ref(paren)]
+        if depth == 0:
+            return draw(st.sampled_from(leaves))()
+        kind = draw(st.sampled_from(["leaf", "seq", "alt", "opt", "star", "plus", "repeat"]))
+        if kind == "leaf":
+            return draw(st.sampled_from(leaves))()
+        if kind in ("seq", "alt"):
+            parts = [element(depth - 1) for _ in range(draw(st.integers(1, 3)))]
+            return getattr(b, kind)(*parts)
+        if kind == "repeat":
+            lo = draw(st.integers(0, 2))
+            return b.repeat(element(depth - 1), lo, draw(st.sampled_from([lo, lo + 1, lo + 3, None])))
+        return getattr(b, kind)(element(depth - 1))
+
+    b.define(paren, b.seq(b.literal("("), b.opt(element(1)), b.literal(")")))
+    return b.build(element(3))
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+@settings(max_examples=150, deadline=None)
+@given(g=grammars(), choices=st.lists(st.integers(0, 1000), min_size=1, max_size=12),
+       rollbacks=st.lists(st.integers(0, 2), min_size=12, max_size=12))
+def test_twin_and_rust_agree_on_random_grammars(g, choices, rollbacks):
+    py, rs = make("python", g), make("native", g)
+    text = [b""]
+    for choice, back in zip(choices, rollbacks):
+        allowed = py.allowed_token_ids()
+        assert rs.allowed_token_ids() == allowed
+        words = np.zeros(1, dtype=np.int32)
+        rs.fill_bitmask(words)
+        assert [i for i in range(len(VOCAB)) if words[0] >> i & 1] == allowed
+        assert py.is_accepting() == rs.is_accepting() == g.matches(text[-1])
+        if not allowed or py.is_terminated():
+            break
+        if back and back <= py.num_accepted and choice % 3 == 0:
+            py.rollback(back), rs.rollback(back)
+            del text[-back:]
+            continue
+        refused = [t for t in range(len(VOCAB)) if t not in allowed]
+        if refused:  # a token outside the mask is refused by both, with no change
+            assert not py.accept_token(refused[0]) and not rs.accept_token(refused[0])
+            assert py.allowed_token_ids() == rs.allowed_token_ids() == allowed
+        token = allowed[choice % len(allowed)]
+        assert py.accept_token(token) and rs.accept_token(token)
+        text.append(text[-1] + (VOCAB[token] or b""))
