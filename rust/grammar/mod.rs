@@ -381,7 +381,7 @@ impl GrammarMatcher {
             let mut mask = vec![0u32; words].into_boxed_slice();
             let trie = self.trie.clone();
             self.path.clear();
-            self.path.resize(trie.len() + 2, DEAD);
+            self.path.resize(trie.max_depth + 1, DEAD);
             self.path[0] = s;
             let n = trie.len();
             let mut i = 0usize;

@@ -16,6 +16,8 @@ pub struct TokenTrie {
     pub end: Vec<u32>,
     pub tok_start: Vec<u32>,
     pub token_ids: Vec<u32>,
+    /// The longest token, in bytes (the deepest node).
+    pub max_depth: usize,
     /// Each token's bytes (empty for tokens that never match), for `accept_token`.
     pub token_bytes: Vec<Vec<u8>>,
 }
@@ -66,6 +68,7 @@ impl TokenTrie {
             t.token_ids.extend(ids);
             t.tok_start.push(t.token_ids.len() as u32);
         }
+        t.max_depth = t.depth.iter().copied().max().unwrap_or(0) as usize;
         t.token_bytes = token_bytes;
         Ok(t)
     }
