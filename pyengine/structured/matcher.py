@@ -1,6 +1,6 @@
 """Token masks from a grammar: an Earley parser over bytes, walked along the vocabulary trie.
 
-This is the readable Python twin of `rust/grammar.rs` (same classes, methods and results):
+This is the readable Python twin of `rust/grammar/` (same classes, methods and results):
 
     trie = TokenTrie(token_bytes)                       # once per tokenizer
     m = GrammarMatcher(grammar, trie, eos_token_ids)    # once per request
@@ -16,6 +16,10 @@ boundary is just a longer walk.
 
 Earley details: items are (alternative, dot, origin); prediction of a nullable rule also moves the
 dot past it (Aycock & Horspool), so completion never needs to revisit the current set.
+
+The Rust side adds two optimizations with identical results: hash-consed Earley sets with cached
+transitions and masks, and a "slicer" (tokens made only of characters a state loops on are allowed
+wholesale; only the rest of the trie is walked; see rust/grammar/mod.rs).
 
 Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
 """

@@ -8,6 +8,12 @@
 //! transition table, and the mask of a committed state is cached. Inside a JSON string, a token
 //! loop or a repeated object member, the walk becomes array lookups and the mask a copy.
 //!
+//! The *slicer* keeps broad states cheap: if every character of a class (a byte set, plus maybe
+//! every multi-byte UTF-8 character) leads from a state along one chain of states (a loop such as
+//! JSON string content or `[^\n]*`, or a counted `{0,n}`: a [`Run`]), the tokens made of that
+//! class are allowed wholesale, up to the run's length ([`Slice`], a mask per trie and class), and
+//! only the residual trie of the other tokens is walked. Masks are identical to the plain walk.
+//!
 //! Limits (a [`KernelError`] whose message contains "limit"; Python raises GrammarLimitError):
 //! [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets per matcher.
 
@@ -20,11 +26,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::KernelError;
-pub use trie::TokenTrie;
+pub use trie::{Slice, SliceKey, TokenTrie};
 
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
 pub const MAX_STATES: usize = 500_000;
 const MAX_CACHED_MASKS: usize = 256;
+/// A state loops on fewer single bytes than this (and on no UTF-8 character): no slice.
+const MIN_SLICE_BYTES: u32 = 32;
 
 const SELF: u32 = u32::MAX; // origin: the set being built
 const UNKNOWN: u32 = u32::MAX; // transition not computed yet
@@ -218,6 +226,75 @@ impl Automaton {
         Ok(t)
     }
 
+    /// The first step of a run from `s` (see [`Run`]): the state `t` most ASCII bytes lead to, and
+    /// the class of the characters that lead there: those bytes, plus every multi-byte UTF-8
+    /// character if they all lead there too (else the non-ASCII bytes that do). None if narrow.
+    fn first_step(&mut self, s: u32) -> Result<Option<(SliceKey, u32)>, KernelError> {
+        let mut targets: Vec<(u32, u32)> = Vec::new(); // (state, bytes leading there)
+        let mut to = [DEAD; 256];
+        for b in 0..=255u8 {
+            if has_byte(&self.states[s as usize].scan_bytes, b) {
+                to[b as usize] = self.step(s, b)?;
+            }
+            if b < 0x80 && to[b as usize] != DEAD {
+                match targets.iter_mut().find(|(t, _)| *t == to[b as usize]) {
+                    Some((_, n)) => *n += 1,
+                    None => targets.push((to[b as usize], 1)),
+                }
+            }
+        }
+        let Some(&(t, _)) = targets.iter().max_by_key(|&&(t, n)| (n, t == s)) else { return Ok(None) };
+        let mut bits = [0u64; 4];
+        for b in 0..=255u8 {
+            if to[b as usize] == t {
+                bits[(b >> 6) as usize] |= 1 << (b & 63);
+            }
+        }
+        let utf8 = SliceKey { bits: [bits[0], bits[1], 0, 0], utf8: true };
+        if self.chars_lead_to(s, t, &utf8)? {
+            return Ok(Some((utf8, t)));
+        }
+        let n: u32 = bits.iter().map(|w| w.count_ones()).sum();
+        Ok((n >= MIN_SLICE_BYTES).then_some((SliceKey { bits, utf8: false }, t)))
+    }
+
+    /// Every valid multi-byte UTF-8 character leads from `s` to `t`.
+    fn chars_lead_to(&mut self, s: u32, t: u32, key: &SliceKey) -> Result<bool, KernelError> {
+        let mut todo: Vec<(u32, u8)> = vec![(s, 0)];
+        let mut seen: Vec<(u32, u8)> = Vec::new();
+        while let Some((u, d)) = todo.pop() {
+            let bytes = if d == 0 { 0xC2..=0xF4u8 } else { 0x80..=0xBFu8 };
+            for b in bytes {
+                let d2 = key.step(d, b);
+                if d2 == trie::OUT {
+                    continue;
+                }
+                let u2 = self.step(u, b)?;
+                if u2 == DEAD || (d2 == 0 && u2 != t) {
+                    return Ok(false);
+                }
+                if d2 != 0 && !seen.contains(&(u2, d2)) {
+                    if seen.len() >= 64 {
+                        return Ok(false);
+                    }
+                    seen.push((u2, d2));
+                    todo.push((u2, d2));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// No character of `key` can be read from `s` (checked on first bytes: conservative).
+    fn rejects(&mut self, s: u32, key: &SliceKey) -> Result<bool, KernelError> {
+        for b in 0..=255u8 {
+            if key.step(0, b) != trie::OUT && self.step(s, b)? != DEAD {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Close `seeds` under prediction and completion; intern the set; return its id.
     fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
         let g = self.g.clone();
@@ -311,6 +388,19 @@ impl Automaton {
     }
 }
 
+/// A run of characters from a state: every string of `chars` characters or fewer of `key`
+/// (`u32::MAX`: any number) is accepted. If `exact`, no longer one is; otherwise longer ones are
+/// unknown.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    key: SliceKey,
+    chars: u32,
+    exact: bool,
+}
+
+const UNBOUNDED: u32 = u32::MAX;
+const MAX_RUN_DEPTH: usize = 512;
+
 /// Which tokens may come next, and the state advanced by accepted ones (see the module docs).
 pub struct GrammarMatcher {
     trie: Arc<TokenTrie>,
@@ -321,6 +411,8 @@ pub struct GrammarMatcher {
     steps: Vec<(usize, bool)>,     // per accepted token: (stack length before, terminated before)
     terminated: bool,
     masks: FxMap<u32, Box<[u32]>>, // committed state -> allowed text tokens (EOS excluded)
+    runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
+    slices: FxMap<u32, Option<(Arc<Slice>, usize)>>, // state -> its slice and run length
     path: Vec<u32>,                // walk scratch: state per trie depth
 }
 
@@ -350,6 +442,8 @@ impl GrammarMatcher {
             steps: Vec::new(),
             terminated: false,
             masks: FxMap::default(),
+            runs: FxMap::default(),
+            slices: FxMap::default(),
             path: Vec::new(),
         })
     }
@@ -374,12 +468,59 @@ impl GrammarMatcher {
         self.steps.len()
     }
 
+    /// The run from `s`, memoized (a chain of states, each one step further along the class).
+    fn run_of(&mut self, s: u32, depth: usize) -> Result<Option<Run>, KernelError> {
+        if let Some(r) = self.runs.get(&s) {
+            return Ok(*r);
+        }
+        let r = match self.auto.first_step(s)? {
+            None => None,
+            Some((key, t)) if t == s => Some(Run { key, chars: UNBOUNDED, exact: true }),
+            Some((key, t)) => {
+                let tail = if depth >= MAX_RUN_DEPTH { None } else { self.run_of(t, depth + 1)? };
+                let (chars, exact) = match tail {
+                    Some(r) if key.subset_of(&r.key) => (r.chars.saturating_add(1), r.exact),
+                    _ if self.auto.rejects(t, &key)? => (1, true),
+                    _ => (1, false),
+                };
+                Some(Run { key, chars, exact })
+            }
+        };
+        if depth < MAX_RUN_DEPTH {
+            self.runs.insert(s, r);
+        }
+        Ok(r)
+    }
+
+    /// The slice to mask `s` with, and how many characters of its class `s` accepts.
+    fn slice_of(&mut self, s: u32) -> Result<Option<(Arc<Slice>, usize)>, KernelError> {
+        let Some(run) = self.run_of(s, 0)? else { return Ok(None) };
+        let Some(slice) = self.trie.slice(run.key) else { return Ok(None) };
+        let chars = run.chars as usize;
+        Ok((run.exact || chars >= slice.upto.len()).then_some((slice, chars)))
+    }
+
     /// The mask of text tokens allowed from state `s` ([ceil(V/32)] words), computed once per state.
     fn text_mask(&mut self, s: u32) -> Result<&[u32], KernelError> {
         if !self.masks.contains_key(&s) {
-            let words = (self.trie.vocab_size + 31) / 32;
-            let mut mask = vec![0u32; words].into_boxed_slice();
-            let trie = self.trie.clone();
+            let slice = match self.slices.get(&s) {
+                Some(slice) => slice.clone(),
+                None => {
+                    let slice = self.slice_of(s)?;
+                    self.slices.insert(s, slice.clone());
+                    slice
+                }
+            };
+            let mut mask = match &slice {
+                Some((sl, chars)) => sl.mask(*chars).map_or_else(
+                    || vec![0u32; (self.trie.vocab_size + 31) / 32].into_boxed_slice(),
+                    |m| m.into(),
+                ),
+                None => vec![0u32; (self.trie.vocab_size + 31) / 32].into_boxed_slice(),
+            };
+            let slice = slice.map(|(sl, _)| sl);
+            let full = self.trie.clone();
+            let trie = slice.as_ref().map_or(&*full, |sl| &sl.residual);
             self.path.clear();
             self.path.resize(trie.max_depth + 1, DEAD);
             self.path[0] = s;
@@ -407,6 +548,11 @@ impl GrammarMatcher {
                     }
                 }
                 i += 1;
+            }
+            if slice.is_some() {
+                for &t in &self.eos {
+                    mask[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+                }
             }
             if self.masks.len() >= MAX_CACHED_MASKS {
                 self.masks.clear();

@@ -5,10 +5,15 @@
 //! the tokens whose bytes end there. A walk visits nodes in index order and skips a rejected
 //! subtree with `i = end[i]`.
 
+use std::sync::{Arc, Mutex};
+
 use crate::KernelError;
 
+/// Slices cached per trie (each holds a mask and a residual trie: a few MB at most).
+pub const MAX_SLICES: usize = 8;
+
 /// The byte trie of a vocabulary; tokens with no bytes (None or empty) are not in it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct TokenTrie {
     pub vocab_size: usize,
     pub byte: Vec<u8>,
@@ -20,6 +25,75 @@ pub struct TokenTrie {
     pub max_depth: usize,
     /// Each token's bytes (empty for tokens that never match), for `accept_token`.
     pub token_bytes: Vec<Vec<u8>>,
+    /// Slices built so far (see [`Slice`]), shared by every matcher on this vocabulary.
+    slices: Mutex<Vec<Arc<Slice>>>,
+}
+
+/// A class of byte strings a grammar state may loop on: the single bytes of `bits`, and, when
+/// `utf8`, every valid multi-byte UTF-8 character (any code point >= U+0080, no surrogates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceKey {
+    pub bits: [u64; 4],
+    pub utf8: bool,
+}
+
+/// Not in the class (a [`SliceKey`] walk state).
+pub const OUT: u8 = u8::MAX;
+
+impl SliceKey {
+    /// Walk state after `b`: 0 = at a character boundary, 1..=7 = inside a UTF-8 character
+    /// (1/2/3 continuation bytes left; 4..=7 the restricted second bytes of E0, ED, F0, F4), OUT.
+    #[inline]
+    pub fn step(&self, state: u8, b: u8) -> u8 {
+        let cont = (0x80..=0xBF).contains(&b);
+        match state {
+            0 if self.utf8 && b >= 0x80 => match b {
+                0xC2..=0xDF => 1,
+                0xE0 => 4,
+                0xE1..=0xEC | 0xEE | 0xEF => 2,
+                0xED => 5,
+                0xF0 => 6,
+                0xF1..=0xF3 => 3,
+                0xF4 => 7,
+                _ => OUT,
+            },
+            0 => {
+                if self.bits[(b >> 6) as usize] >> (b & 63) & 1 == 1 { 0 } else { OUT }
+            }
+            1 if cont => 0,
+            2 if cont => 1,
+            3 if cont => 2,
+            4 if (0xA0..=0xBF).contains(&b) => 1,
+            5 if (0x80..=0x9F).contains(&b) => 1,
+            6 if (0x90..=0xBF).contains(&b) => 2,
+            7 if (0x80..=0x8F).contains(&b) => 2,
+            _ => OUT,
+        }
+    }
+
+    /// Every string of `self` is a string of `other`.
+    pub fn subset_of(&self, other: &SliceKey) -> bool {
+        (!self.utf8 || other.utf8) && self.bits.iter().zip(&other.bits).all(|(a, b)| a & !b == 0)
+    }
+}
+
+/// The vocabulary split by a [`SliceKey`]: `mask` has the tokens whose bytes are a string of the
+/// class (a grammar state that loops on the class allows them all), `residual` the trie of the rest.
+#[derive(Debug)]
+pub struct Slice {
+    pub key: SliceKey,
+    /// `upto[n - 1]`: the tokens of the class that are at most `n` characters long; the last
+    /// entry has them all.
+    pub upto: Vec<Box<[u32]>>,
+    pub n_in: usize,
+    pub residual: TokenTrie,
+}
+
+impl Slice {
+    /// The class's tokens of at most `chars` characters.
+    pub fn mask(&self, chars: usize) -> Option<&[u32]> {
+        self.upto.get(chars.min(self.upto.len()).checked_sub(1)?).map(|m| &m[..])
+    }
 }
 
 impl TokenTrie {
@@ -70,7 +144,96 @@ impl TokenTrie {
         }
         t.max_depth = t.depth.iter().copied().max().unwrap_or(0) as usize;
         t.token_bytes = token_bytes;
+        // The classes most grammars loop on, sliced up front (a few ms each) so that no mask pays
+        // for them: JSON string content (with and without DEL, as JSON Schema and GBNF write it)
+        // and "anything but a newline" (regex `.` and `[^\n]`).
+        let ascii = |f: &dyn Fn(u8) -> bool| {
+            let mut bits = [0u64; 4];
+            for b in (0..0x80u8).filter(|&b| f(b)) {
+                bits[(b >> 6) as usize] |= 1 << (b & 63);
+            }
+            SliceKey { bits, utf8: true }
+        };
+        let json = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        let defaults = [ascii(&json), ascii(&|b| json(b) && b != 0x7F), ascii(&|b| b != b'\n')];
+        let built: Vec<Arc<Slice>> = defaults.iter().map(|&k| Arc::new(t.build_slice(k))).collect();
+        t.slices = Mutex::new(built);
         Ok(t)
+    }
+
+    /// The slice for `key` (built once per trie), or, when [`MAX_SLICES`] are already built, the
+    /// cached slice with the most tokens whose class is within `key` (None if there is none).
+    pub fn slice(&self, key: SliceKey) -> Option<Arc<Slice>> {
+        let mut slices = self.slices.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slices.iter().find(|s| s.key == key) {
+            return Some(s.clone());
+        }
+        let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
+        let near = slices.iter().filter(|s| s.key.subset_of(&key) && s.key.utf8 == key.utf8);
+        if let Some(s) = near.filter(|s| size(&s.key) + 4 >= size(&key)).max_by_key(|s| s.n_in) {
+            return Some(s.clone()); // a class a few bytes short of `key`: good enough, no build
+        }
+        if slices.len() < MAX_SLICES {
+            let s = Arc::new(self.build_slice(key));
+            slices.push(s.clone());
+            return Some(s);
+        }
+        slices.iter().filter(|s| s.key.subset_of(&key)).max_by_key(|s| s.n_in).cloned()
+    }
+
+    fn build_slice(&self, key: SliceKey) -> Slice {
+        let n = self.len();
+        let mut by_len: Vec<Vec<u32>> = Vec::new(); // the class's tokens by length in characters
+        let mut n_in = 0;
+        let mut path = vec![(0u8, 0u32); self.max_depth + 1]; // (class walk state, chars) per depth
+        let mut own = vec![0u32; n + 1]; // prefix count of nodes holding residual tokens
+        for i in 0..n {
+            let d = self.depth[i] as usize;
+            let (ps, pc) = path[d - 1];
+            let st = if ps == OUT { OUT } else { key.step(ps, self.byte[i]) };
+            let chars = pc + (st == 0) as u32;
+            path[d] = (st, chars);
+            let toks = &self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize];
+            let residual = st != 0 && !toks.is_empty();
+            if st == 0 && !toks.is_empty() {
+                if by_len.len() < chars as usize {
+                    by_len.resize(chars as usize, Vec::new());
+                }
+                by_len[chars as usize - 1].extend_from_slice(toks);
+                n_in += toks.len();
+            }
+            own[i + 1] = own[i] + residual as u32;
+        }
+        let mut upto: Vec<Box<[u32]>> = Vec::with_capacity(by_len.len());
+        let mut mask = vec![0u32; (self.vocab_size + 31) / 32].into_boxed_slice();
+        for toks in &by_len {
+            for &t in toks {
+                mask[(t >> 5) as usize] |= 1 << (t & 31);
+            }
+            upto.push(mask.clone());
+        }
+        // keep a node iff its subtree holds a residual token; renumber the kept nodes in preorder
+        let mut kept = vec![0u32; n + 1];
+        for i in 0..n {
+            let keep = own[self.end[i] as usize] > own[i];
+            kept[i + 1] = kept[i] + keep as u32;
+        }
+        let mut r = TokenTrie { vocab_size: self.vocab_size, ..Default::default() };
+        r.tok_start.push(0);
+        for i in 0..n {
+            if kept[i + 1] == kept[i] {
+                continue;
+            }
+            r.byte.push(self.byte[i]);
+            r.depth.push(self.depth[i]);
+            r.end.push(kept[self.end[i] as usize]);
+            if own[i + 1] > own[i] {
+                r.token_ids.extend_from_slice(&self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize]);
+            }
+            r.tok_start.push(r.token_ids.len() as u32);
+        }
+        r.max_depth = r.depth.iter().copied().max().unwrap_or(0) as usize;
+        Slice { key, upto, n_in, residual: r }
     }
 
     /// Number of nodes.

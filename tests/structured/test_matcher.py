@@ -121,3 +121,31 @@ def test_twin_and_rust_agree_on_random_grammars(g, choices, rollbacks):
         token = allowed[choice % len(allowed)]
         assert py.accept_token(token) and rs.accept_token(token)
         text.append(text[-1] + (VOCAB[token] or b""))
+
+
+# The Rust slicer (tokens made of a class a state loops on are allowed without a walk) must give
+# the twin's masks exactly: loops, counted runs, runs entered one step late, UTF-8 and partial UTF-8.
+SLICER_VOCAB = ([bytes([b]) for b in range(256)]
+                + [w.encode() for w in ["ab", "abc", "hello", " world", "x\n", "\ny", '"', '",', 'a"', "\\n",
+                                        "é", "日本", "語x", "a-b", "0123", "aaaaaaa", "é\n", "ab@cd", ".com"]]
+                + [b"\xe6\x97", b"\x97\xa5", b"\xc3", "日".encode()[:2] + b"a", None])
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+@pytest.mark.parametrize("pattern", [
+    r"[^\n]{0,5}", r"[^\n]*x", r'"([^"\\]|\\.)*"', r'"([^"\\\x00-\x1f]){0,4}"', r"[a-z0-9._-]+@[a-z]{2,4}",
+    r"(ab|[^a])*", r"[ -~]{2,9}", r".{3}", r"[^\n]{0,3}[^\n]*",
+])
+@settings(max_examples=15, deadline=None)
+@given(choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=10))
+def test_slicer_masks_match_the_twin(pattern, choices):
+    g = regex_grammar(pattern)
+    eos = [len(SLICER_VOCAB) - 1]
+    py, rs = make("python", g, SLICER_VOCAB, eos), make("native", g, SLICER_VOCAB, eos)
+    for choice in choices:
+        allowed = py.allowed_token_ids()
+        assert rs.allowed_token_ids() == allowed
+        if not allowed or py.is_terminated():
+            break
+        token = allowed[choice % len(allowed)]
+        assert py.accept_token(token) and rs.accept_token(token)
