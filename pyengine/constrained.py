@@ -10,6 +10,11 @@ sees a `[B, V]` boolean mask (step 0 of its pipeline). Per request:
     each token    the matcher accepts the sampled token; EOS is allowed only where the grammar
                   accepts; a matcher that cannot go on ends its sequence with finish_reason "stop"
 
+With `reasoning_tags` (the server sets them when it parses `<think>` blocks) the grammar waits for
+the reasoning section to end, as vLLM's does: `AfterReasoning` lets the first token open a think
+block, lets anything through until the block closes, and only then starts the grammar; a prompt
+that already opened the block (Qwen3-style templates) starts inside it.
+
 The `TokenTrie` (the vocabulary's bytes as the detokenizer sees them: special tokens and ids
 past the tokenizer never match grammar text) is built on first use, once per engine.
 """
@@ -60,9 +65,24 @@ class ConstrainedDecoding:
             spec = (tuple((name, schema) for name, schema in tools), min_calls, max_calls)
         return compile_grammar(so.kind, spec, options)
 
-    def new_matcher(self, grammar: Any) -> Any:
+    def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: list[int] = ()) -> Any:
+        """A fresh matcher for one sequence; after the reasoning section when the params ask so."""
         _, matcher_class = select(self.kernels)
-        return matcher_class(grammar, self.trie, self.eos_token_ids)
+        matcher = matcher_class(grammar, self.trie, self.eos_token_ids)
+        tags = None if params is None or params.structured_outputs is None else params.structured_outputs.reasoning_tags
+        if tags is None:
+            return matcher
+        open_id, close_id = (self._single_token(tag) for tag in tags)
+        opened = open_id in prompt_ids and (close_id not in prompt_ids or
+                                            _last_index(prompt_ids, open_id) > _last_index(prompt_ids, close_id))
+        return AfterReasoning(matcher, open_id, close_id, thinking=opened)
+
+    def _single_token(self, text: str) -> int:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"structured outputs after reasoning need {text!r} to be one token of the "
+                             f"vocabulary; it encodes to {len(ids)} tokens")
+        return ids[0]
 
     def mask(self, matchers: list[Any]) -> Any:
         """[B, V] bool host array (True = allowed) for these rows, or None when no row has a matcher."""
@@ -86,6 +106,42 @@ class ConstrainedDecoding:
         return matcher.accept_token(token_id)
 
 
+class AfterReasoning:
+    """A grammar matcher that starts after the model's reasoning section.
+
+    States: "start" (the grammar's tokens, plus the opening tag), "thinking" (every token, until
+    the closing tag), "answer" (the grammar's tokens). Same interface as the matcher it wraps.
+    """
+
+    def __init__(self, inner: Any, open_id: int, close_id: int, thinking: bool = False):
+        self.inner, self.open_id, self.close_id = inner, open_id, close_id
+        self.state = "thinking" if thinking else "start"
+
+    def fill_bitmask(self, words: Any) -> None:
+        if self.state == "thinking":
+            words[:] = -1  # every bit set: reasoning is free text
+            return
+        self.inner.fill_bitmask(words)
+        if self.state == "start":
+            words.view(np.uint32)[self.open_id // 32] |= np.uint32(1 << (self.open_id % 32))
+
+    def accept_token(self, token_id: int) -> bool:
+        if self.state == "thinking":
+            if token_id == self.close_id:
+                self.state = "answer"
+            return True
+        if self.state == "start" and token_id == self.open_id:
+            self.state = "thinking"
+            return True
+        self.state = "answer"
+        return self.inner.accept_token(token_id)
+
+
+def _last_index(ids: Any, token_id: int) -> int:
+    ids = list(ids)
+    return len(ids) - 1 - ids[::-1].index(token_id)
+
+
 def vocabulary_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     """Each token id's bytes in decoded text; None for special tokens and ids with no token."""
     pieces = token_pieces(tokenizer.backend_tokenizer, tokenizer.all_special_ids, vocab_size)
@@ -100,4 +156,4 @@ def vocabulary_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     return out
 
 
-__all__ = ["ConstrainedDecoding", "GrammarError", "vocabulary_bytes"]
+__all__ = ["AfterReasoning", "ConstrainedDecoding", "GrammarError", "vocabulary_bytes"]

@@ -111,7 +111,7 @@ class Engine:
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
             seq.logprobs = [] if params.logprobs is not None else None
             seq.text_state = self.output_processor.new_text_state(seq)
-            seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar)
+            seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar, params, prompt_ids)
             request.sequences.append(seq)
         self.requests[request_id] = request
         # Sequences 1..n-1 wait for sequence 0's prefill and then copy its cache (see _fork).

@@ -32,7 +32,7 @@ from server.errors import APIError, bad_request, validation_error
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage
 from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
-from server.reasoning import ThinkReasoningParser, template_uses_reasoning
+from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, template_uses_reasoning
 from server.streaming import EventStreamResponse, chat_stream, replay_stream
 from server.structured import forced_choice_needs_whole_output, structured_outputs_for
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
@@ -87,6 +87,9 @@ class ChatService:
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning = config.reasoning_parser == "think" or (
             config.reasoning_parser == "auto" and template_uses_reasoning(template))
+        # structured outputs wait for </think> when the tags are tokens the engine can watch for
+        self.constrain_after_reasoning = self.reasoning and all(
+            len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0
 
     # -- the endpoint ------------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class ChatService:
         if request.model is not None and request.model not in self.config.served_model_names:
             raise APIError(f"The model `{request.model}` does not exist.", 404, "model")
         tools = plan_tools(request, self.config.tool_call_parser)
-        structured = structured_outputs_for(request, tools)
+        structured = structured_outputs_for(request, tools, reasoning=self.constrain_after_reasoning)
         prompt = render(request, self.tokenizer, tools.template_tools(), self.config.chat_template,
                         self.config.trust_request_chat_template)
         prompt.token_ids, max_tokens = fit_context(request, prompt.token_ids, self.max_model_len,

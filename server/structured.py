@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pyengine.sampling import StructuredOutputsParams
 from pyengine.structured import JsonOptions, compile_grammar
 from server.errors import APIError, bad_request
+from server.reasoning import END as THINK_END, START as THINK_START
 
 if TYPE_CHECKING:
     from server.protocol import ChatCompletionRequest
@@ -48,8 +49,12 @@ def check_structured_outputs(request: "ChatCompletionRequest") -> None:
         raise bad_request("response_format of type json_schema needs 'json_schema'", "response_format")
 
 
-def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan") -> StructuredOutputsParams | None:
+def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
+                           reasoning: bool = False) -> StructuredOutputsParams | None:
     """The request's one output constraint, compiled once to check it; None when there is none.
+
+    With `reasoning` (the server parses <think> blocks for this model) the constraint starts
+    after the reasoning section, as vLLM's does with a reasoning parser.
 
     Raises:
         APIError: 400 for conflicting constraints, or one that does not compile (the reason, and
@@ -57,10 +62,10 @@ def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan") -
     """
     check_structured_outputs(request)
     so = request.structured_outputs
-    switches = {}
+    switches: dict[str, Any] = {"reasoning_tags": (THINK_START, THINK_END)} if reasoning else {}
     given: dict[str, Any] = {}
     if so is not None:
-        switches = {"disable_any_whitespace": so.disable_any_whitespace,
+        switches |= {"disable_any_whitespace": so.disable_any_whitespace,
                     "disable_additional_properties": so.disable_additional_properties,
                     "whitespace_pattern": so.whitespace_pattern}
         given = {k: v for k, v in _so_kinds(so).items() if v is not None}

@@ -56,7 +56,9 @@ class StructuredOutputsParams:
     min_calls, max_calls)`. The switches shape JSON output: `disable_any_whitespace` (compact
     separators), `whitespace_pattern` (a regex for whitespace), `disable_additional_properties`
     (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
-    sake and means nothing here (there is one grammar engine).
+    sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
+    and set by the server when it parses reasoning: ("<think>", "</think>"), each one token; the
+    constraint then starts after the reasoning section, as vLLM's does with a reasoning parser.
     """
 
     json: Any = None
@@ -70,6 +72,7 @@ class StructuredOutputsParams:
     disable_any_whitespace: bool = False
     disable_additional_properties: bool = False
     whitespace_pattern: str | None = None
+    reasoning_tags: tuple[str, str] | None = None
 
     KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag", "tool_calls")
 

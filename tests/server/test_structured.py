@@ -138,3 +138,24 @@ def test_a_bad_request_leaves_the_server_working(client, server):
     assert completion.choices[0].message.content == "one"
     server.wait_idle()
     assert server.free_blocks()[0] == server.free_blocks()[1]
+
+
+def test_with_a_reasoning_model_the_schema_applies_after_the_think_block():
+    """The demo model thinks when told to; the server parses <think> and constrains only the answer."""
+    from server.background import BackgroundServer
+
+    person = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    server = BackgroundServer.start("pyengine/demo_model", served_model_name="demo", num_kv_blocks=64)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+        completion = client.chat.completions.create(
+            model="demo", temperature=0, max_tokens=120,
+            messages=[{"role": "system", "content": "Think step by step before you answer."},
+                      {"role": "user", "content": "Extract the name and age as JSON: Omar is 41 years old."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": person}})
+        message = completion.choices[0].message
+        assert message.reasoning  # the think block, parsed out
+        jsonschema.validate(json.loads(message.content), person)
+    finally:
+        server.stop()
