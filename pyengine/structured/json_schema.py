@@ -132,13 +132,7 @@ def json_schema_grammar(schema: Any, options: JsonOptions = JsonOptions()) -> Gr
         GrammarError: an invalid schema, or a keyword this compiler cannot express (listed).
         GrammarLimitError: nesting or bounds past the documented limits.
     """
-    if isinstance(schema, (str, bytes)):
-        try:
-            schema = json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from None
-    if not isinstance(schema, (dict, bool)):
-        raise GrammarError(f"a JSON schema is an object or a boolean, got {type(schema).__name__}")
+    schema = _parsed(schema)
     try:
         return _Compiler(schema, options).compile_root()
     except RecursionError:
@@ -150,15 +144,21 @@ def any_json_object_grammar(options: JsonOptions = JsonOptions()) -> Grammar:
     return json_schema_grammar({"type": "object"}, options)
 
 
-def json_schema_expr(b: GrammarBuilder, schema: Any, options: JsonOptions = JsonOptions()) -> Any:
-    """The same, as an element of a grammar being built with `b` (for tool calls, structural tags)."""
-    if isinstance(schema, str):
+def _parsed(schema: Any) -> Any:
+    """A schema given as JSON text, parsed; a GrammarError unless it is an object or a boolean."""
+    if isinstance(schema, (str, bytes)):
         try:
             schema = json.loads(schema)
         except json.JSONDecodeError as exc:
             raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise GrammarError(f"a JSON schema is an object or a boolean, got {type(schema).__name__}")
+    return schema
+
+
+def json_schema_expr(b: GrammarBuilder, schema: Any, options: JsonOptions = JsonOptions()) -> Any:
+    """The same, as an element of a grammar being built with `b` (for tool calls, structural tags)."""
+    schema = _parsed(schema)
     expr = _Compiler(schema, options, b).schema(schema)
     if expr is None:
         raise GrammarError("the schema admits no value at all (false, an empty enum, or contradictory keywords)")
