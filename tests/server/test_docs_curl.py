@@ -28,14 +28,15 @@ def examples() -> list[tuple[str, str, str]]:
     return PAIR.findall(DOC.read_text())
 
 
-def same_shape(actual, shown, key: str = "") -> bool:
+def same_shape(actual, shown, key: str = "", free: frozenset | set = FREE_TEXT) -> bool:
+    """Same keys, lengths and values, except under the `free` keys and floats: same type only."""
     if isinstance(shown, dict):
         return isinstance(actual, dict) and actual.keys() == shown.keys() and all(
-            same_shape(actual[k], shown[k], k) for k in shown)
+            same_shape(actual[k], shown[k], k, free) for k in shown)
     if isinstance(shown, list):
         return isinstance(actual, list) and len(actual) == len(shown) and all(
-            same_shape(a, s, key) for a, s in zip(actual, shown))
-    if key in FREE_TEXT or isinstance(shown, float):
+            same_shape(a, s, key, free) for a, s in zip(actual, shown))
+    if key in free or isinstance(shown, float):
         return type(actual) is type(shown)
     return actual == shown
 
