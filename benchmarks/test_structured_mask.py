@@ -1,26 +1,48 @@
-"""Grammar token masks on the Qwen2.5 vocabulary (151,665 tokens): Rust vs Python twin vs llguidance.
+"""Grammar token masks on the Qwen2.5 vocabulary (151,665 tokens): Rust vs Python twin vs peers.
 
-For each grammar (regexes and the GBNF of a JSON object), one valid output is tokenized; a fresh
-matcher then walks it, timing `fill_bitmask` before every token (EOS included) and accepting the
-token. We record compile time (grammar text -> ready matcher, the tokenizer/trie built once
-beforehand) and the per-token mask latency p50/p99. The Python twin is timed on the first
-PY_STEPS masks only (each costs seconds on a 151k vocabulary); its ratio uses those same steps.
+Cases: regexes, the GBNF of a JSON object, and issue #8's fixed set of JSON Schemas (flat object,
+nested with arrays, recursive $defs/$ref, enum-heavy, a tool call's parameters), each with one
+valid instance serialized by `json.dumps` (default separators). The instance is tokenized; a fresh
+matcher then walks it, timing the mask before every token (EOS included) and accepting the token.
+We record compile time (grammar/schema text -> ready matcher; the tokenizer-level tables — our
+trie, llguidance's LLTokenizer, xgrammar's TokenizerInfo, outlines-core's Vocabulary — are built
+once beforehand) and the per-token mask latency p50/p99 for each implementation:
 
-Targets (issue #8): p50 <= llguidance's, p99 <= 2x llguidance's, Rust >= 50x its Python twin.
+- native: pyengine's grammar (`json_schema_grammar` with the default, flexible-whitespace
+  JsonOptions) on the Rust matcher; python: its Python twin, timed on the first PY_STEPS masks only
+  (each costs seconds on a 151k vocabulary), its ratio using those same steps;
+- llguidance: `fill_next_token_bitmask` (JSON Schemas through its JSON compiler with flexible
+  whitespace);
+- xgrammar (optional): `GrammarCompiler(cache_enabled=False).compile_json_schema(any_whitespace=True)`
+  / `compile_regex` / `compile_grammar`, `fill_next_token_bitmask`;
+- outlines (optional, outlines-core): `build_regex_from_schema` (its default whitespace pattern)
+  -> Index -> Guide; the mask is `Guide.write_mask_into` (the allowed tokens of the current state
+  as a bitmask). It has no GBNF front end, so the GBNF case skips.
+
+A peer whose import fails is skipped. xgrammar and outlines-core are dev-only (not in pyproject);
+run the whole comparison with the dev venv:
+
+    cd /work/main && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=/work/main \\
+        /work/devvenv/bin/python -m pytest benchmarks/test_structured_mask.py --benchmark-only -p no:cacheprovider -q
+
+Targets (issue #8): p50 <= llguidance's, p99 <= 2x llguidance's, compile <= 2x the fastest peer's,
+Rust >= 50x its Python twin.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RATIOS
+from conftest import RATIOS, RESULTS
 
 from pyengine.structured import matcher
 from pyengine.structured.ebnf import ebnf_grammar
+from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
 from pyengine.structured.regex import regex_grammar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,18 +50,87 @@ from tests.structured.test_ebnf import JSON_GBNF  # noqa: E402
 
 QWEN = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "qwen2.5-tokenizer" / "tokenizer.json"
 PY_STEPS = 3
+EOS = 151643  # <|endoftext|>, llguidance's EOS for this tokenizer
+PEERS = ("llguidance", "xgrammar", "outlines")
+
+# issue #8's JSON Schemas, each with one valid instance
+FLAT = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "age": {"type": "integer"},
+                   "active": {"type": "boolean"}},
+    "required": ["name", "email", "age", "active"],
+}
+NESTED = {
+    "type": "object",
+    "properties": {
+        "order_id": {"type": "string"},
+        "items": {"type": "array", "minItems": 1, "maxItems": 5, "items": {
+            "type": "object",
+            "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer"}, "price": {"type": "number"}},
+            "required": ["sku", "quantity", "price"]}},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+    },
+    "required": ["order_id", "items", "tags"],
+}
+TREE = {
+    "$defs": {"node": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        "required": ["name", "children"]}},
+    "$ref": "#/$defs/node",
+}
+_COUNTRIES = ["Argentina", "Australia", "Austria", "Belgium", "Brazil", "Canada", "Chile", "China", "Colombia",
+              "Denmark", "Egypt", "Finland", "France", "Germany", "Greece", "India", "Indonesia", "Ireland",
+              "Israel", "Italy", "Japan", "Kenya", "Mexico", "Netherlands", "New Zealand", "Nigeria", "Norway",
+              "Peru", "Poland", "Portugal", "Spain", "Sweden", "Switzerland", "Turkey", "United Kingdom",
+              "United States"]
+ENUMS = {
+    "type": "object",
+    "properties": {
+        "country": {"enum": _COUNTRIES},
+        "currency": {"enum": ["USD", "EUR", "GBP", "JPY", "CNY", "INR", "BRL", "CAD", "AUD", "CHF", "SEK", "NOK"]},
+        "weekday": {"enum": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]},
+        "size": {"enum": ["xs", "s", "m", "l", "xl", "xxl"]},
+        "priority": {"enum": [1, 2, 3, 4, 5]},
+    },
+    "required": ["country", "currency", "weekday", "size", "priority"],
+}
+TOOL = {
+    "type": "object",
+    "properties": {
+        "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "The temperature unit"},
+        "days": {"type": "number", "description": "How many days of forecast to return"},
+    },
+    "required": ["location", "unit", "days"],
+}
+SCHEMAS = {
+    "schema flat": (FLAT, {"name": "Ada Lovelace", "email": "ada@example.org", "age": 36, "active": True}),
+    "schema nested": (NESTED, {"order_id": "A-1042", "items": [{"sku": "pen-01", "quantity": 3, "price": 1.25},
+                                                               {"sku": "ink-7", "quantity": 1, "price": 9.5}],
+                               "tags": ["office", "gift"]}),
+    "schema recursive": (TREE, {"name": "root", "children": [{"name": "a", "children": []},
+                                                             {"name": "b", "children": [{"name": "b1",
+                                                                                         "children": []}]}]}),
+    "schema enums": (ENUMS, {"country": "New Zealand", "currency": "NOK", "weekday": "thursday", "size": "xl",
+                             "priority": 4}),
+    "schema tool": (TOOL, {"location": "San Francisco, CA", "unit": "celsius", "days": 3}),
+}
 CASES = {
     "phone": ("regex", r"[0-9]{3}-[0-9]{4}", "555-1234"),
     "email": ("regex", r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,4}", "ada.lovelace@example.org"),
     "freetext": ("regex", r"[^\n]{0,60}", "Free text, with ünïcode & 😀 symbols!"),
     "json": ("gbnf", JSON_GBNF, '{"name": "Ada Lovelace", "age": 36, "tags": ["math", "poetry"], '
                                 '"address": {"city": "London", "zip": "W1"}, "ok": true}'),
+    **{name: ("schema", json.dumps(schema), json.dumps(instance)) for name, (schema, instance) in SCHEMAS.items()},
 }
 for name in CASES:
     RATIOS.extend([
         (f"mask {name}: llguidance p50 / native p50", f"mask {name} llguidance p50 s", f"mask {name} native p50 s", 1.0),
         (f"mask {name}: 2x llguidance p99 / native p99", f"mask {name} 2x llguidance p99 s",
          f"mask {name} native p99 s", 1.0),
+        (f"mask {name}: 2x fastest peer compile / native", f"mask {name} 2x fastest peer compile s",
+         f"mask {name} native compile s", 1.0),
         (f"mask {name}: python twin / native (first steps)", f"mask {name} python first s",
          f"mask {name} native first s", 50.0),
     ])
@@ -60,6 +151,15 @@ def qwen():
     return tok, vocab
 
 
+_TABLES: dict[str, object] = {}  # impl -> its tokenizer-level tables, built once per run
+
+
+def _tables(impl, vocab, build):
+    if impl not in _TABLES:
+        _TABLES[impl] = build()
+    return _TABLES[impl]
+
+
 def _walk(fill, accept, ids, steps=None):
     """Per-token mask latencies (seconds) along `ids`."""
     times = []
@@ -76,51 +176,133 @@ def _record(record, name, impl, compile_s, times):
     record(f"mask {name} {impl} compile s", compile_s)
     record(f"mask {name} {impl} p50 s", float(np.percentile(times, 50)))
     record(f"mask {name} {impl} p99 s", float(np.percentile(times, 99)))
+    peers = [RESULTS[f"mask {name} {p} compile s"] for p in PEERS if f"mask {name} {p} compile s" in RESULTS]
+    if peers:
+        record(f"mask {name} 2x fastest peer compile s", 2 * min(peers))
 
 
-@pytest.mark.parametrize("impl", ["native", "python", "llguidance"])
+def _llguidance(vocab, kind, source):
+    llguidance = pytest.importorskip("llguidance")
+    llg_numpy = pytest.importorskip("llguidance.numpy")
+    ll_tok = _tables("llguidance", vocab, lambda: llguidance.LLTokenizer(QWEN.read_text()))
+    words = llg_numpy.allocate_token_bitmask(1, len(vocab))
+
+    def compile_():
+        if kind == "regex":
+            return llguidance.grammar_from("regex", source)
+        if kind == "gbnf":
+            return llguidance.grammar_from("lark", llguidance.gbnf_to_lark.gbnf_to_lark(source))
+        return llguidance.JsonCompiler(whitespace_flexible=True).compile(source)
+
+    def new(g):
+        m = llguidance.LLMatcher(ll_tok, g)
+        if m.is_error():
+            raise AssertionError(m.get_error())
+        return m
+
+    def fill_accept(m):
+        return lambda: llg_numpy.fill_next_token_bitmask(m, words, 0), m.consume_token
+    return compile_, new, fill_accept
+
+
+def _xgrammar(vocab, kind, source):
+    xgr = pytest.importorskip("xgrammar")
+
+    def info():
+        transformers = pytest.importorskip("transformers")
+        hf = transformers.PreTrainedTokenizerFast(tokenizer_file=str(QWEN))
+        return xgr.TokenizerInfo.from_huggingface(hf, vocab_size=len(vocab), stop_token_ids=[EOS])
+    compiler = xgr.GrammarCompiler(_tables("xgrammar", vocab, info), cache_enabled=False)
+    bitmask = xgr.allocate_token_bitmask(1, len(vocab))
+
+    def compile_():
+        if kind == "regex":
+            return compiler.compile_regex(source)
+        if kind == "gbnf":  # its EBNF parser wants an explicit "" for the empty alternative
+            return compiler.compile_grammar(source.replace("ws ::= |", 'ws ::= "" |'))
+        return compiler.compile_json_schema(source, any_whitespace=True)
+
+    def fill_accept(m):
+        return lambda: m.fill_next_token_bitmask(bitmask), m.accept_token
+    return compile_, xgr.GrammarMatcher, fill_accept
+
+
+def _outlines(vocab, kind, source):
+    oc = pytest.importorskip("outlines_core")
+    if kind == "gbnf":
+        pytest.skip("outlines-core has no GBNF front end")
+
+    def vocabulary():
+        tokens: dict[bytes, list[int]] = {}
+        for i, piece in enumerate(vocab):
+            if piece is not None and i != EOS:
+                tokens.setdefault(bytes(piece), []).append(i)
+        return oc.Vocabulary(EOS, tokens)
+    ov = _tables("outlines", vocab, vocabulary)
+    words = np.zeros((len(vocab) + 31) // 32, dtype=np.int32)
+
+    def compile_():
+        regex = source if kind == "regex" else oc.json_schema.build_regex_from_schema(source)
+        return oc.Index(regex, ov)
+
+    def fill_accept(m):
+        def accept(token):
+            if token == EOS:  # a final state allows EOS, but the Guide has no state past it
+                return m.is_finished()
+            m.advance(token, return_tokens=False)
+            return True
+        return lambda: m.write_mask_into(words.ctypes.data, words.size, 4), accept
+    return compile_, oc.Guide, fill_accept
+
+
+def _ours(vocab, kind, source, impl):
+    if impl == "native" and matcher.NATIVE_KERNELS is None:
+        pytest.skip("needs the compiled extension")
+    trie_cls, matcher_cls = matcher.select(impl)
+    trie = _tables(impl, vocab, lambda: trie_cls(vocab))
+    words = np.zeros((len(vocab) + 31) // 32, dtype=np.int32)
+
+    def compile_():
+        if kind == "regex":
+            return regex_grammar(source)
+        if kind == "gbnf":
+            return ebnf_grammar(source)
+        return json_schema_grammar(source, JsonOptions())
+
+    def fill_accept(m):
+        return lambda: m.fill_bitmask(words), m.accept_token
+    return compile_, lambda g: matcher_cls(g, trie, [EOS]), fill_accept
+
+
+@pytest.mark.parametrize("impl", ["native", "python", *PEERS])
 @pytest.mark.parametrize("name", list(CASES))
 def test_mask_latency(benchmark, record, qwen, name, impl):
     tok, vocab = qwen
     kind, source, text = CASES[name]
-    eos = 151643  # <|endoftext|>, llguidance's EOS for this tokenizer
-    ids = tok.encode(text).ids + [eos]
+    ids = tok.encode(text).ids + [EOS]
     if impl == "llguidance":
-        llguidance = pytest.importorskip("llguidance")
-        llg_numpy = pytest.importorskip("llguidance.numpy")
-        ll_tok = llguidance.LLTokenizer(QWEN.read_text())
-        words = llg_numpy.allocate_token_bitmask(1, len(vocab))
-
-        def build():
-            g = (llguidance.grammar_from("regex", source) if kind == "regex"
-                 else llguidance.grammar_from("lark", llguidance.gbnf_to_lark.gbnf_to_lark(source)))
-            return llguidance.LLMatcher(ll_tok, g)
-
-        def run(m, steps=None):
-            return _walk(lambda: llg_numpy.fill_next_token_bitmask(m, words, 0), m.consume_token, ids, steps)
+        compile_, new, fill_accept = _llguidance(vocab, kind, source)
+    elif impl == "xgrammar":
+        compile_, new, fill_accept = _xgrammar(vocab, kind, source)
+    elif impl == "outlines":
+        compile_, new, fill_accept = _outlines(vocab, kind, source)
     else:
-        if impl == "native" and matcher.NATIVE_KERNELS is None:
-            pytest.skip("needs the compiled extension")
-        trie_cls, matcher_cls = matcher.select(impl)
-        trie = trie_cls(vocab)
-        words = np.zeros((len(vocab) + 31) // 32, dtype=np.int32)
+        compile_, new, fill_accept = _ours(vocab, kind, source, impl)
 
-        def build():
-            g = regex_grammar(source) if kind == "regex" else ebnf_grammar(source)
-            return matcher_cls(g, trie, [eos])
-
-        def run(m, steps=None):
-            return _walk(lambda: m.fill_bitmask(words), m.accept_token, ids, steps)
+    def run(steps=None):  # a fresh matcher on the compiled grammar, walked along `ids`
+        return _walk(*fill_accept(new(compiled)), ids, steps)
 
     t0 = time.perf_counter()
-    build()
+    compiled = compile_()
+    new(compiled)
     compile_s = time.perf_counter() - t0
     if impl == "python":
-        times = benchmark.pedantic(lambda: run(build(), PY_STEPS), rounds=1, iterations=1)
+        times = benchmark.pedantic(lambda: run(PY_STEPS), rounds=1, iterations=1)
         record(f"mask {name} python first s", float(times.mean()))
         return
-    times = benchmark.pedantic(lambda: run(build()), rounds=5, iterations=1)
+    times = benchmark.pedantic(run, rounds=3, iterations=1)
     _record(record, name, impl, compile_s, times)
-    record(f"mask {name} {impl} first s", float(run(build(), PY_STEPS).mean()))
+    if impl == "native":
+        record(f"mask {name} native first s", float(run(PY_STEPS).mean()))
     if impl == "llguidance":
         record(f"mask {name} 2x llguidance p99 s", 2 * float(np.percentile(times, 99)))
