@@ -25,6 +25,7 @@ Limits (each raises `GrammarLimitError`, which the server turns into a 400):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Union
 
@@ -209,17 +210,10 @@ class GrammarBuilder:
         if negate:
             points = _complement(points)
         points = _complement(_complement(points))  # drops the surrogates, which UTF-8 cannot encode
-        single: list[tuple[int, int]] = []
-        multi: list[tuple[Element, ...]] = []
-        for seq in utf8_sequences(points):
-            if len(seq) == 1:
-                single.append(seq[0])
-            else:
-                multi.append(tuple(ByteSet(((lo, hi),)) for lo, hi in seq))
-        alternatives = ([(ByteSet.of(single),)] if single else []) + multi
+        alternatives = _utf8_alternatives(tuple(points))
         if not alternatives:
             return ByteSet(())  # the empty class: matches nothing
-        return self._anonymous_rule(alternatives)
+        return self._anonymous_rule(list(alternatives))
 
     def any_char(self) -> Element:
         """Any Unicode scalar value, as valid UTF-8."""
@@ -305,6 +299,20 @@ class GrammarBuilder:
         if sum(len(a) for alts in rules.values() for a in alts) > MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         return Grammar(rules, start_name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _utf8_alternatives(points: tuple[tuple[int, int], ...]) -> tuple[tuple[Element, ...], ...]:
+    """A code point class as alternatives of byte sequences: one ByteSet for its ASCII/1-byte
+    part, then one sequence per run of 2-4 byte encodings. Cached: schemas repeat their classes."""
+    single: list[tuple[int, int]] = []
+    multi: list[tuple[Element, ...]] = []
+    for seq in utf8_sequences(list(points)):
+        if len(seq) == 1:
+            single.append(seq[0])
+        else:
+            multi.append(tuple(ByteSet(((lo, hi),)) for lo, hi in seq))
+    return tuple(([(ByteSet.of(single),)] if single else []) + multi)
 
 
 def choice_grammar(strings: list[str]) -> Grammar:

@@ -607,9 +607,13 @@ class _Compiler:
         excluded = {ord(u) for u in units if not u.startswith("\\")}
         ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
         parts = [b.char_class(ranges)] if ranges else []
-        escapes = [e for e in ('\\"', "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t") if e not in units]
-        escapes += ["\\u%04x" % c for c in range(0x20) if c not in _ESCAPES and "\\u%04x" % c not in units]
-        parts += [b.literal(e) for e in escapes]
+        if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
+            if "key_escapes" not in self.shared:
+                name = b.new_rule("key_escape")
+                b.define(name, b.alt(*(b.literal(e) for e in _key_escapes([]))))
+                self.shared["key_escapes"] = name
+            return b.alt(*parts, b.ref(self.shared["key_escapes"]))
+        parts += [b.literal(e) for e in _key_escapes(units)]
         return b.alt(*parts) if parts else None
 
     # -- any value ---------------------------------------------------------------------------------
@@ -880,6 +884,12 @@ def _subtract_points(ranges: list[tuple[int, int]], points: set[int]) -> list[tu
         if lo <= hi:
             out.append((lo, hi))
     return out
+
+
+def _key_escapes(units: list[str]) -> list[str]:
+    """The escapes a canonical key may use (json.dumps' short forms and \\u00XX), minus `units`."""
+    escapes = [e for e in ('\\"', "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t") if e not in units]
+    return escapes + ["\\u%04x" % c for c in range(0x20) if c not in _ESCAPES and "\\u%04x" % c not in units]
 
 
 def _units(text: str) -> list[str]:
