@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="generate text offline and print it")
     gen.add_argument("--model", default=None, help="Hugging Face checkpoint folder")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    gen.add_argument("--chat", action="store_true", help="wrap each prompt as a user chat message")
+    gen.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                     help="wrap each prompt as a user chat message (default: on for the embedded demo "
+                          "model, a chat model; off for --model)")
     gen.add_argument("--max-tokens", type=int, default=32)
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--top-p", type=float, default=1.0)
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded = time.perf_counter()
         params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
-        prompts = args.prompt or ["Once upon a time"]
-        if args.chat:
+        chat = args.chat if args.chat is not None else args.model is None and DEFAULT_MODEL == DEMO_MODEL
+        prompts = args.prompt or (["Tell me a short story."] if chat else ["Once upon a time"])
+        if chat:
             outputs = llm.chat([[{"role": "user", "content": p}] for p in prompts], params)
         else:
             outputs = llm.generate(prompts, params)
