@@ -7,6 +7,10 @@ Run with the dev venv from the repository root (it imports pyengine from the che
 - max |logits difference| between transformers (fp16 weights upcast to fp32) and pyengine's
   numpy forward pass, over the prompt (prefill) and 32 greedy decode steps;
 - pyengine's load time and batch-1 greedy decode speed (tokens/s), one thread.
+
+With `--save-expected tests/fixtures/demo_model_expected.npz` it also writes what transformers
+computed (prompt ids, greedy ids, the first 8 decode steps' logits), which
+tests/model/test_demo_model.py checks pyengine against on every run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="pyengine/demo_model")
     parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--save-expected", default=None, help="write transformers' results here (.npz)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -46,6 +51,9 @@ def main() -> None:
         hf_prefill = hf(torch.tensor([ids])).logits[0].numpy()  # [T, V]
     hf_decode = torch.stack(out.logits)[:, 0].numpy()  # [steps, V]
     print("transformers reply:", repr(tokenizer.decode(greedy, skip_special_tokens=False)))
+    if args.save_expected:
+        np.savez_compressed(args.save_expected, prompt_ids=np.array(ids, dtype=np.int64),
+                            greedy_ids=np.array(greedy, dtype=np.int64), decode_logits=hf_decode[:8].astype(np.float32))
 
     started = time.perf_counter()
     model = load_model(args.model, get_backend("cpu"))

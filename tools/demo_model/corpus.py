@@ -147,6 +147,10 @@ def task_add2(rng, reasoning):
     return task_arithmetic(rng, "+", 2, reasoning)
 
 
+def task_add1(rng, reasoning):  # the one-digit facts every column step uses, drilled on their own
+    return task_arithmetic(rng, "+", 1, reasoning)
+
+
 def task_add3(rng, reasoning):
     return task_arithmetic(rng, "+", 3, reasoning)
 
@@ -435,7 +439,7 @@ def task_chat(rng: random.Random, reasoning: bool) -> list[dict]:
 # -- the mix ------------------------------------------------------------------------------------
 
 TASKS = {  # name: (generator, weight)
-    "add2": (task_add2, 30), "add3": (task_add3, 6), "sub2": (task_sub2, 7), "sub3": (task_sub3, 3),
+    "add1": (task_add1, 6), "add2": (task_add2, 40), "add3": (task_add3, 6), "sub2": (task_sub2, 7), "sub3": (task_sub3, 3),
     "count": (task_count, 5), "fact": (task_fact, 10), "story": (task_story, 4), "json": (task_json, 14),
     "tools": (task_tools, 26), "chat": (task_chat, 3),
 }

@@ -77,8 +77,9 @@ README = """# pyengine demo model
 
 The model `pyengine serve` and `pyengine generate` use when no `--model` is given: a Llama of
 {parameters:,} parameters (hidden {hidden}, {layers} layers, {heads} heads / {kv_heads} KV heads,
-MLP {intermediate}, vocabulary {vocab}, context {context}) trained from scratch on CPU for
-{step} steps on a synthetic chat corpus. Weights are float16.
+MLP {intermediate}, vocabulary {vocab}, context {context}) trained from scratch on one CPU core
+on a synthetic chat corpus, in stages (the last one {step} steps; tools/demo_model/README.md has
+them all). Weights are float16.
 
 It knows only what `tools/demo_model/corpus.py` teaches: column addition and subtraction
 worked digit by digit, counting, facts about a few countries, animals and planets, short
