@@ -198,7 +198,7 @@ class GrammarBuilder:
             data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         except UnicodeEncodeError as e:
             raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
-        return self._anonymous_rule([tuple(ByteSet(((b, b),)) for b in data)])
+        return self._anonymous_rule([tuple(_SINGLE_BYTES[b] for b in data)])
 
     def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
         """One byte from the inclusive ranges (raw bytes, not code points)."""
@@ -299,6 +299,9 @@ class GrammarBuilder:
         if sum(len(a) for alts in rules.values() for a in alts) > MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         return Grammar(rules, start_name)
+
+
+_SINGLE_BYTES = tuple(ByteSet(((b, b),)) for b in range(256))  # literals reuse these
 
 
 @functools.lru_cache(maxsize=1024)
