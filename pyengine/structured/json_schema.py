@@ -601,12 +601,24 @@ class _Compiler:
             self.shared["key_char"] = name
         return self.b.ref(self.shared["key_char"])
 
+    def _non_ascii_char(self) -> Any:
+        """Any character past ASCII (its 2-4 UTF-8 bytes), one rule shared by the whole grammar."""
+        if "non_ascii" not in self.shared:
+            name = self.b.new_rule("non_ascii")
+            self.b.define(name, self.b.char_class([(0x80, 0x10FFFF)]))
+            self.shared["non_ascii"] = name
+        return self.b.ref(self.shared["non_ascii"])
+
     def key_char_except(self, units: list[str]) -> Any:
         """One canonical character unit of a key (raw char or short escape) not in `units`."""
         b = self.b
         excluded = {ord(u) for u in units if not u.startswith("\\")}
-        ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
-        parts = [b.char_class(ranges)] if ranges else []
+        if all(point < 0x80 for point in excluded):  # the usual case: one byte set + the shared non-ASCII rule
+            ascii_ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)], excluded)
+            parts = ([b.byte_set(ascii_ranges)] if ascii_ranges else []) + [self._non_ascii_char()]
+        else:
+            ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
+            parts = [b.char_class(ranges)] if ranges else []
         if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
             if "key_escapes" not in self.shared:
                 name = b.new_rule("key_escape")
