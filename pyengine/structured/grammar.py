@@ -97,22 +97,30 @@ class Grammar:
 
         Rules are numbered in `self.rules` order (`names[i]` is rule i). `rule_alts` lists, for
         every alternative, `[lhs, sym, sym, ...]`: a symbol `s >= 0` is rule `s`, `s < 0` is
-        `byte_sets[-s - 1]`.
+        `byte_sets[-s - 1]`. Computed once per grammar (a grammar is not changed after `build`).
         """
+        flat = self.__dict__.get("_flat")  # built once: every matcher of this grammar needs it
+        if flat is not None:
+            return flat
         names = list(self.rules)
         index = {name: i for i, name in enumerate(names)}
-        byte_sets: dict[ByteSet, int] = {}
+        byte_sets: dict[tuple, int] = {}  # keyed by the ranges: a tuple hashes in C, the dataclass in Python
         alts = []
         for name, alternatives in self.rules.items():
+            lhs = index[name]
             for alt in alternatives:
-                row = [index[name]]
+                row = [lhs]
                 for e in alt:
-                    if isinstance(e, Ref):
+                    if e.__class__ is Ref:
                         row.append(index[e.name])
                     else:
-                        row.append(-byte_sets.setdefault(e, len(byte_sets)) - 1)
+                        k = byte_sets.get(e.ranges)
+                        if k is None:
+                            k = byte_sets[e.ranges] = len(byte_sets)
+                        row.append(-k - 1)
                 alts.append(row)
-        return index[self.start], alts, [list(bs.ranges) for bs in byte_sets], names
+        self.__dict__["_flat"] = flat = (index[self.start], alts, [list(ranges) for ranges in byte_sets], names)
+        return flat
 
     def __str__(self) -> str:
         """GBNF-like text, one rule per line, start rule first."""

@@ -577,18 +577,18 @@ class _Compiler:
                 node = node.setdefault(unit, {})
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
+        rest = b.star(key_char)  # any key characters: one rule shared by every branch below
 
         def rule_for(node: dict) -> Any:
             children = [u for u in node if u is not None]
             if not children:
-                free = b.star(key_char)
-                return free if None not in node else b.plus(key_char)
+                return rest if None not in node else b.seq(key_char, rest)
             parts = [] if None in node else [b.seq()]
             for unit in children:
                 parts.append(b.seq(b.literal(unit), rule_for(node[unit])))
             other = self.key_char_except(children)
             if other is not None:
-                parts.append(b.seq(other, b.star(key_char)))
+                parts.append(b.seq(other, rest))
             return b.alt(*parts)
 
         return b.seq(b.literal('"'), rule_for(trie), b.literal('"'))
