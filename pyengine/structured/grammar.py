@@ -75,7 +75,23 @@ class Ref:
     name: str
 
 
-Element = Union[ByteSet, Ref]
+class _Anonymous:
+    """A piece built by `GrammarBuilder.seq` / `alt` (and literals, classes): its alternatives, not a rule yet.
+
+    Most pieces are only ever copied into their users (a sequence's elements spliced into a longer
+    sequence, an alternation's branches into a larger alternation), so none becomes a rule; the
+    builder gives a piece a rule, once, only where it must be referenced (`_rule_of`). Never part of
+    a built `Grammar`.
+    """
+
+    __slots__ = ("alternatives", "ref")
+
+    def __init__(self, alternatives: list[tuple["Element", ...]]) -> None:
+        self.alternatives = alternatives
+        self.ref: Ref | None = None  # its rule, once it has one
+
+
+Element = Union[ByteSet, Ref, _Anonymous]  # a built Grammar holds only ByteSet and Ref
 
 
 @dataclasses.dataclass
@@ -148,7 +164,7 @@ class GrammarBuilder:
 
     def __init__(self) -> None:
         self.rules: dict[str, list[tuple[Element, ...]]] = {}
-        self._anonymous: set[str] = set()  # rules made by seq/alt: no recursion, safe to inline
+        self._pieces: dict[str, _Anonymous] = {}  # rule name -> the anonymous piece it was made for
         self._counter = itertools.count()
         self._symbols = 0
 
@@ -171,33 +187,53 @@ class GrammarBuilder:
         return Ref(name)
 
     def _set(self, name: str, alternatives: list[tuple[Element, ...]]) -> None:
-        # A memory guard while building (inlined helper rules count too); `build` checks the limits.
-        self._symbols += sum(len(a) for a in alternatives) + 1
-        if self._symbols > 4 * MAX_SYMBOLS:
-            raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
+        self._count(alternatives)
         self.rules[name] = alternatives
 
+    def _count(self, alternatives: list[tuple[Element, ...]]) -> None:
+        # A memory guard while building (inlined helper pieces count too); `build` checks the limits.
+        self._symbols += sum(map(len, alternatives)) + 1
+        if self._symbols > 4 * MAX_SYMBOLS:
+            raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
+
     def _anonymous_rule(self, alternatives: list[tuple[Element, ...]]) -> Element:
+        """The result of seq/alt/literal/char_class: one element, else an `_Anonymous` piece."""
         if len(alternatives) == 1 and len(alternatives[0]) == 1:
             return alternatives[0][0]
-        name = self.new_rule("_")
-        self._anonymous.add(name)
-        self._set(name, alternatives)
-        return Ref(name)
+        self._count(alternatives)
+        return _Anonymous(alternatives)
+
+    def _piece(self, e: Element) -> _Anonymous | None:
+        """The anonymous piece `e` is, or references (a piece stays inlinable once it has a rule)."""
+        if e.__class__ is _Anonymous:
+            return e
+        if e.__class__ is Ref:
+            return self._pieces.get(e.name)
+        return None
 
     def _alternatives(self, e: Element) -> list[tuple[Element, ...]]:
-        """The alternatives `e` stands for (an anonymous rule's own, else `e` alone)."""
-        if isinstance(e, Ref) and e.name in self._anonymous:
-            return list(self.rules[e.name])
-        return [(e,)]
+        """The alternatives `e` stands for (an anonymous piece's own, else `e` alone)."""
+        piece = self._piece(e)
+        return [(e,)] if piece is None else list(piece.alternatives)
 
     def _items(self, e: Element) -> tuple[Element, ...]:
         """`e` as the elements of a sequence (a small anonymous sequence is copied in)."""
-        if isinstance(e, Ref) and e.name in self._anonymous:
-            alts = self.rules[e.name]
-            if len(alts) == 1 and len(alts[0]) <= MAX_INLINE:
-                return alts[0]
-        return (e,)
+        piece = self._piece(e)
+        if piece is None:
+            return (e,)
+        alts = piece.alternatives
+        if len(alts) == 1 and len(alts[0]) <= MAX_INLINE:
+            return alts[0]
+        return (self._rule_of(piece),)
+
+    def _rule_of(self, piece: _Anonymous) -> Ref:
+        """A rule for an anonymous piece that must be referenced, made once however often it is used."""
+        if piece.ref is None:
+            name = self.new_rule("_")
+            self.rules[name] = piece.alternatives
+            self._pieces[name] = piece
+            piece.ref = Ref(name)
+        return piece.ref
 
     # -- terminals --------------------------------------------------------------------------------
     def literal(self, text: str | bytes) -> Element:
