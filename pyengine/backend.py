@@ -105,6 +105,36 @@ def _blas_threads() -> int:
     return _initial_blas_threads
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+_heap_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory in the process rather than hand it back to the OS (numpy backend).
+
+    A decode step allocates the same large temporaries every layer: the gathered keys and values of
+    a batch of 32 are two 4.7 MB arrays. By default glibc returns such blocks to the OS when they
+    are freed (mmap'd chunks, and a heap top trimmed past twice the last one's size), so the next
+    layer's copy into fresh memory page-faults on every 4 KB page: that doubles the cost of the
+    gather. Raising both thresholds (mmap at 32 MB, glibc's ceiling; trim at 1 GB) makes such
+    blocks come back from the heap already mapped. The price is that the process keeps its peak
+    temporary memory, as GPU engines keep their memory pools. Returns False (and changes nothing)
+    where the C library is not glibc.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        kept = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
+    except (OSError, AttributeError):
+        return False
+    _heap_kept = bool(kept)
+    return _heap_kept
+
+
 def get_backend(device: str = "cpu") -> Backend:
     """Return the backend for `device` ("cpu", "cuda" or "fake").
 

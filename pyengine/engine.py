@@ -16,7 +16,7 @@ import dataclasses
 import itertools
 from typing import Any
 
-from pyengine.backend import blas_threads_for, get_backend, host_numpy, set_blas_threads
+from pyengine.backend import blas_threads_for, get_backend, host_numpy, keep_freed_memory, set_blas_threads
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
@@ -48,6 +48,7 @@ class Engine:
         mc = self.model.config
         if self.backend.name == "cpu":
             set_blas_threads(blas_threads_for(mc.hidden_size, mc.intermediate_size, config.cpu_threads))
+            keep_freed_memory()  # big per-layer temporaries come back without page faults
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
