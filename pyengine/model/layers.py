@@ -66,9 +66,10 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
     xp = array_module(x)
     x32 = x.astype(xp.float32, copy=False)
-    # sum / D rather than .mean(): same value, without numpy's slower generic mean wrapper
-    variance = (x32 * x32).sum(axis=-1, keepdims=True) * (1.0 / x.shape[-1])  # [..., 1]
-    return (x32 / xp.sqrt(variance + eps)).astype(x.dtype, copy=False) * weight  # [..., D]
+    # einsum sums each row's squares in one pass, without an [..., D] temporary of squares
+    variance = xp.einsum("...i,...i->...", x32, x32)[..., None] * (1.0 / x.shape[-1])  # [..., 1]
+    normed = x32 * (1.0 / xp.sqrt(variance + eps))  # [..., D]: one pass over x, scaled per row
+    return normed.astype(x.dtype, copy=False) * weight  # [..., D]
 
 
 def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> Any:
@@ -146,7 +147,13 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]  # [N, heads, Dh/2] each
     c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, Dh/2]
-    return xp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)  # [N, heads, Dh]
+    out = xp.empty_like(x)  # [N, heads, Dh]: both halves written in place (no concatenate pass)
+    first, second = out[..., :half], out[..., half:]
+    xp.multiply(x1, c, out=first)
+    first -= x2 * s  # x1 cos - x2 sin
+    xp.multiply(x2, c, out=second)
+    second += x1 * s  # x2 cos + x1 sin
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
