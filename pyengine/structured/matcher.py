@@ -17,9 +17,10 @@ boundary is just a longer walk.
 Earley details: items are (alternative, dot, origin); prediction of a nullable rule also moves the
 dot past it (Aycock & Horspool), so completion never needs to revisit the current set.
 
-The Rust side adds two optimizations with identical results: hash-consed Earley sets with cached
-transitions and masks, and a "slicer" (tokens made only of characters a state loops on are allowed
-wholesale; only the rest of the trie is walked; see rust/grammar/mod.rs).
+The Rust side adds optimizations with identical results: hash-consed Earley sets with cached
+transitions and masks (closures memoized by their seeds), and a "slicer" (tokens made only of
+characters a state loops on are allowed wholesale; the rest are walked from where they leave that
+class), and wide trie nodes that jump to the children a state can scan; see rust/grammar/mod.rs.
 
 Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
 """

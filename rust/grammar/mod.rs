@@ -11,8 +11,12 @@
 //! The *slicer* keeps broad states cheap: if every character of a class (a byte set, plus maybe
 //! every multi-byte UTF-8 character) leads from a state along one chain of states (a loop such as
 //! JSON string content or `[^\n]*`, or a counted `{0,n}`: a [`Run`]), the tokens made of that
-//! class are allowed wholesale, up to the run's length ([`Slice`], a mask per trie and class), and
-//! only the residual trie of the other tokens is walked. Masks are identical to the plain walk.
+//! class are allowed wholesale, up to the run's length ([`Slice`], a mask per trie and class). Every
+//! other token leaves the class after some k characters; after those the state is the run's k-th
+//! one, so the walk starts there, at the token's exit byte, never visiting the class prefixes
+//! (the slice groups exits by (k, byte): a byte the k-th state rejects drops its group at once).
+//! Walks over the whole trie jump straight to the children a state can scan at wide nodes
+//! ([`trie::Fan`]). Masks are identical to the plain walk.
 //!
 //! Limits (a [`KernelError`] whose message contains "limit"; Python raises GrammarLimitError):
 //! [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets per matcher.
@@ -26,7 +30,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::KernelError;
-pub use trie::{Slice, SliceKey, TokenTrie};
+pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
 pub const MAX_STATES: usize = 500_000;
@@ -38,6 +42,7 @@ const SELF: u32 = u32::MAX; // origin: the set being built
 const UNKNOWN: u32 = u32::MAX; // transition not computed yet
 const DEAD: u32 = u32::MAX - 1; // byte rejected
 const ROOT: u32 = 0; // the initial state's id
+const COMPLETED: u32 = 1 << 31; // seed-key tag: a completed item, keyed by its rule (see `close`)
 
 /// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
 pub struct CompiledGrammar {
@@ -58,7 +63,7 @@ impl CompiledGrammar {
     pub fn new(start: i64, alts: Vec<Vec<i64>>, byte_sets: Vec<Vec<(i64, i64)>>) -> Result<Self, KernelError> {
         let err = |m: &str| Err(KernelError(format!("invalid flat grammar: {m}")));
         let n_rules = alts.iter().filter_map(|a| a.first()).copied().max().map_or(0, |m| m + 1).max(start + 1);
-        if start < 0 || n_rules > u32::MAX as i64 / 2 || byte_sets.len() > i32::MAX as usize / 2 {
+        if start < 0 || n_rules > u32::MAX as i64 / 2 || alts.len() > u32::MAX as usize / 2 || byte_sets.len() > i32::MAX as usize / 2 {
             return err("bad start rule or size");
         }
         let mut sets = Vec::with_capacity(byte_sets.len());
@@ -168,6 +173,8 @@ struct Automaton {
     g: Arc<CompiledGrammar>,
     states: Vec<State>,
     intern: FxMap<Box<[Item]>, u32>,
+    by_seeds: FxMap<Box<[Item]>, u32>, // canonical seeds (see `close`) -> their closure's state
+    seed_key: Vec<Item>,
     seen: FxMap<Item, ()>,
     work: Vec<Item>,
     items: Vec<Item>,
@@ -179,6 +186,8 @@ impl Automaton {
             g,
             states: Vec::new(),
             intern: FxMap::default(),
+            by_seeds: FxMap::default(),
+            seed_key: Vec::new(),
             seen: FxMap::default(),
             work: Vec::new(),
             items: Vec::new(),
@@ -212,13 +221,23 @@ impl Automaton {
         let t = if seeds.is_empty() { DEAD } else { self.close(&seeds)? };
         // Every byte that belongs to exactly the same scanned byte sets leads to the same state:
         // fill them all now (a class like [^"] costs one closure, not 200).
+        // (the bytes in every scanned set that holds `byte` and in no other scanned set)
         let g = &self.g;
         let st = &mut self.states[s as usize];
-        let same = |b: u8| st.scans.iter().all(|(set, _)| has_byte(&g.byte_sets[*set as usize], b) == has_byte(&g.byte_sets[*set as usize], byte));
+        let mut same = st.scan_bytes;
+        for (set, _) in st.scans.iter() {
+            let bits = &g.byte_sets[*set as usize];
+            let inside = has_byte(bits, byte);
+            for (w, x) in same.iter_mut().zip(bits) {
+                *w &= if inside { *x } else { !*x };
+            }
+        }
         let mut row = st.next.take().unwrap_or_else(|| Box::new([UNKNOWN; 256]));
-        for b in 0..=255u8 {
-            if row[b as usize] == UNKNOWN && has_byte(&st.scan_bytes, b) && same(b) {
-                row[b as usize] = t;
+        for (w, &word) in same.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                row[w * 64 + bits.trailing_zeros() as usize] = t;
+                bits &= bits - 1;
             }
         }
         row[byte as usize] = t;
@@ -264,12 +283,17 @@ impl Automaton {
         let mut seen: Vec<(u32, u8)> = Vec::new();
         while let Some((u, d)) = todo.pop() {
             let bytes = if d == 0 { 0xC2..=0xF4u8 } else { 0x80..=0xBFu8 };
+            let mut last = (DEAD, trie::OUT);
             for b in bytes {
                 let d2 = key.step(d, b);
                 if d2 == trie::OUT {
                     continue;
                 }
                 let u2 = self.step(u, b)?;
+                if (u2, d2) == last {
+                    continue; // same as the byte before (a byte class): checked already
+                }
+                last = (u2, d2);
                 if u2 == DEAD || (d2 == 0 && u2 != t) {
                     return Ok(false);
                 }
@@ -296,7 +320,29 @@ impl Automaton {
     }
 
     /// Close `seeds` under prediction and completion; intern the set; return its id.
+    ///
+    /// Closures are memoized by their seeds. A completed seed matters only through its rule and
+    /// origin (what it completes, and whether the set accepts), so it is keyed as that: the bytes
+    /// that end different alternatives of one rule (the last byte of a 1-, 2-, 3- or 4-byte UTF-8
+    /// character, say) then share one closure instead of computing the same set again.
     fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+        self.seed_key.clear();
+        for &it in seeds {
+            let done = it.dot as usize == self.g.alt_rhs(it.alt).len();
+            let lhs = self.g.lhs[it.alt as usize];
+            self.seed_key.push(if done { Item { alt: COMPLETED | lhs, dot: 0, origin: it.origin } } else { it });
+        }
+        self.seed_key.sort_unstable();
+        self.seed_key.dedup();
+        if let Some(&id) = self.by_seeds.get(self.seed_key.as_slice()) {
+            return Ok(id);
+        }
+        let id = self.close_uncached(seeds)?;
+        self.by_seeds.insert(self.seed_key.as_slice().into(), id);
+        Ok(id)
+    }
+
+    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
         let g = self.g.clone();
         let is_root = self.states.is_empty();
         self.seen.clear();
@@ -318,7 +364,7 @@ impl Automaton {
                 )));
             }
             let rhs = g.alt_rhs(it.alt);
-            let mut add = |n: Item, seen: &mut FxMap<Item, ()>, work: &mut Vec<Item>| {
+            let add = |n: Item, seen: &mut FxMap<Item, ()>, work: &mut Vec<Item>| {
                 if seen.insert(n, ()).is_none() {
                     work.push(n);
                 }
@@ -396,6 +442,7 @@ struct Run {
     key: SliceKey,
     chars: u32,
     exact: bool,
+    next: u32, // the state after any one character of `key`
 }
 
 const UNBOUNDED: u32 = u32::MAX;
@@ -413,7 +460,13 @@ pub struct GrammarMatcher {
     masks: FxMap<u32, Box<[u32]>>, // committed state -> allowed text tokens (EOS excluded)
     runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
     slices: FxMap<u32, Option<(Arc<Slice>, usize)>>, // state -> its slice and run length
-    path: Vec<u32>,                // walk scratch: state per trie depth
+    frames: Vec<(u32, Kids)>,      // walk scratch: per depth, the state and the children left
+}
+
+/// The children of a trie node still to visit in a walk (see [`GrammarMatcher::children`]).
+enum Kids {
+    Range { next: usize, to: usize },
+    Fan { fan: usize, word: usize, todo: Option<u64>, rank: usize },
 }
 
 impl GrammarMatcher {
@@ -444,7 +497,7 @@ impl GrammarMatcher {
             masks: FxMap::default(),
             runs: FxMap::default(),
             slices: FxMap::default(),
-            path: Vec::new(),
+            frames: Vec::new(),
         })
     }
 
@@ -475,7 +528,7 @@ impl GrammarMatcher {
         }
         let r = match self.auto.first_step(s)? {
             None => None,
-            Some((key, t)) if t == s => Some(Run { key, chars: UNBOUNDED, exact: true }),
+            Some((key, t)) if t == s => Some(Run { key, chars: UNBOUNDED, exact: true, next: t }),
             Some((key, t)) => {
                 let tail = if depth >= MAX_RUN_DEPTH { None } else { self.run_of(t, depth + 1)? };
                 let (chars, exact) = match tail {
@@ -483,7 +536,7 @@ impl GrammarMatcher {
                     _ if self.auto.rejects(t, &key)? => (1, true),
                     _ => (1, false),
                 };
-                Some(Run { key, chars, exact })
+                Some(Run { key, chars, exact, next: t })
             }
         };
         if depth < MAX_RUN_DEPTH {
@@ -497,7 +550,7 @@ impl GrammarMatcher {
         let Some(run) = self.run_of(s, 0)? else { return Ok(None) };
         let Some(slice) = self.trie.slice(run.key) else { return Ok(None) };
         let chars = run.chars as usize;
-        Ok((run.exact || chars >= slice.upto.len()).then_some((slice, chars)))
+        Ok((run.exact || chars >= slice.max_chars).then_some((slice, chars)))
     }
 
     /// The mask of text tokens allowed from state `s` ([ceil(V/32)] words), computed once per state.
@@ -511,47 +564,40 @@ impl GrammarMatcher {
                     slice
                 }
             };
+            let words = (self.trie.vocab_size + 31) / 32;
             let mut mask = match &slice {
-                Some((sl, chars)) => sl.mask(*chars).map_or_else(
-                    || vec![0u32; (self.trie.vocab_size + 31) / 32].into_boxed_slice(),
-                    |m| m.into(),
-                ),
-                None => vec![0u32; (self.trie.vocab_size + 31) / 32].into_boxed_slice(),
+                Some((sl, chars)) => sl.mask(*chars).map_or_else(|| vec![0u32; words].into_boxed_slice(), |m| m.into()),
+                None => vec![0u32; words].into_boxed_slice(),
             };
-            let slice = slice.map(|(sl, _)| sl);
-            let full = self.trie.clone();
-            let trie = slice.as_ref().map_or(&*full, |sl| &sl.residual);
-            self.path.clear();
-            self.path.resize(trie.max_depth + 1, DEAD);
-            self.path[0] = s;
-            let n = trie.len();
-            let mut i = 0usize;
-            while i < n {
-                let depth = trie.depth[i] as usize;
-                let (parent, byte) = (self.path[depth - 1], trie.byte[i]);
-                let st = &self.auto.states[parent as usize];
-                // Fast path: a byte no item can scan, or a transition already known.
-                let known = if !has_byte(&st.scan_bytes, byte) {
-                    DEAD
-                } else {
-                    st.next.as_ref().map_or(UNKNOWN, |t| t[byte as usize])
-                };
-                let next = if known == UNKNOWN { self.auto.step(parent, byte)? } else { known };
-                if next == DEAD {
-                    i = trie.end[i] as usize;
-                    continue;
+            match slice {
+                None => {
+                    let trie = self.trie.clone();
+                    self.walk(&trie, None, s, &mut mask)?;
                 }
-                self.path[depth] = next;
-                for &t in &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize] {
-                    if !self.is_eos[t as usize] {
-                        mask[(t >> 5) as usize] |= 1 << (t & 31);
+                Some((sl, chars)) => {
+                    // The tokens outside the class: each exit group from the run's state after
+                    // its class prefix (`chain[k]`: the state after k characters of the class).
+                    let mut chain = vec![s];
+                    for g in &sl.groups {
+                        let k = g.chars as usize;
+                        if k > chars {
+                            break; // an exact run dies on a longer prefix (groups go by k)
+                        }
+                        while chain.len() <= k {
+                            let last = chain[chain.len() - 1];
+                            let Some(run) = self.run_of(last, 0)? else {
+                                return Err(KernelError("internal error: a run ended early".into()));
+                            };
+                            chain.push(run.next);
+                        }
+                        let from = chain[k];
+                        if self.auto.step(from, g.byte)? != DEAD {
+                            self.walk_from(&sl.exits, g.from as usize, g.to as usize, from, &mut mask)?;
+                        }
                     }
-                }
-                i += 1;
-            }
-            if slice.is_some() {
-                for &t in &self.eos {
-                    mask[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+                    for &t in &self.eos {
+                        mask[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+                    }
                 }
             }
             if self.masks.len() >= MAX_CACHED_MASKS {
@@ -560,6 +606,90 @@ impl GrammarMatcher {
             self.masks.insert(s, mask);
         }
         Ok(self.masks.get(&s).map(|m| &m[..]).unwrap_or(&[]))
+    }
+
+    /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
+    fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, mask: &mut [u32]) -> Result<(), KernelError> {
+        self.frames.clear();
+        self.frames.push((s, Self::children(trie, node)));
+        self.walk_frames(trie, mask)
+    }
+
+    /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
+    fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, mask: &mut [u32]) -> Result<(), KernelError> {
+        self.frames.clear();
+        self.frames.push((s, Kids::Range { next: from, to }));
+        self.walk_frames(trie, mask)
+    }
+
+    /// How to go over the children of `node`: all of them in order, or, for a wide node, only
+    /// those whose byte the state can scan (looked up in its [`trie::Fan`]).
+    fn children(trie: &TokenTrie, node: Option<usize>) -> Kids {
+        let (fan, from, to) = match node {
+            Some(i) => (trie.fan[i], i + 1, trie.end[i] as usize),
+            None => (trie.root_fan, 0, trie.len()),
+        };
+        if fan == NO_FAN {
+            Kids::Range { next: from, to }
+        } else {
+            Kids::Fan { fan: fan as usize, word: 0, todo: None, rank: trie.fans[fan as usize].first as usize }
+        }
+    }
+
+    /// The depth-first walk: `frames` holds, per depth, the state there and the children left.
+    /// A rejected byte skips the node's whole subtree; every accepted node allows its tokens.
+    fn walk_frames(&mut self, trie: &TokenTrie, mask: &mut [u32]) -> Result<(), KernelError> {
+        while let Some(top) = self.frames.len().checked_sub(1) {
+            let (s, kids) = &mut self.frames[top];
+            let s = *s;
+            let i = match kids {
+                Kids::Range { next, to } => {
+                    if *next >= *to {
+                        self.frames.pop();
+                        continue;
+                    }
+                    let i = *next;
+                    *next = trie.end[i] as usize;
+                    i
+                }
+                Kids::Fan { fan, word, todo, rank } => {
+                    let f = &trie.fans[*fan];
+                    // candidates: the fan's bytes that the state scans, one 64-byte word at a time
+                    let mut bits = match *todo {
+                        Some(bits) => bits,
+                        None if *word < 4 => f.bits[*word] & self.auto.states[s as usize].scan_bytes[*word],
+                        None => {
+                            self.frames.pop();
+                            continue;
+                        }
+                    };
+                    if bits == 0 {
+                        *rank += f.bits[*word].count_ones() as usize;
+                        *word += 1;
+                        *todo = None;
+                        continue;
+                    }
+                    let b = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    *todo = Some(bits);
+                    let below = f.bits[*word] & ((1u64 << b) - 1);
+                    trie.fan_children[*rank + below.count_ones() as usize] as usize
+                }
+            };
+            let next = self.auto.step(s, trie.byte[i])?;
+            if next == DEAD {
+                continue;
+            }
+            for &t in &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize] {
+                if !self.is_eos[t as usize] {
+                    mask[(t >> 5) as usize] |= 1 << (t & 31);
+                }
+            }
+            if i + 1 < trie.end[i] as usize {
+                self.frames.push((next, Self::children(trie, Some(i))));
+            }
+        }
+        Ok(())
     }
 
     /// Write the allowed tokens into `out` (bit t % 32 of word t / 32).

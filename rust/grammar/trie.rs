@@ -3,7 +3,12 @@
 //! Node `i` stands for the byte string of its path: `depth[i]` is its length, `byte[i]` its last
 //! byte, `end[i]` the first node after its subtree, and `token_ids[tok_start[i]..tok_start[i+1]]`
 //! the tokens whose bytes end there. A walk visits nodes in index order and skips a rejected
-//! subtree with `i = end[i]`.
+//! subtree with `i = end[i]` (the next sibling).
+//!
+//! A *wide* node (at least [`FAN_MIN_CHILDREN`] children: the root, `" "`, `"\n"`, ...) also has
+//! a [`Fan`]: the set of its children's bytes and their indices, so that a walk can go straight to
+//! the children whose byte the grammar state can scan instead of visiting (and rejecting) all of
+//! them. Most masks after `{`, `,` or `:` would otherwise spend their time on such rejections.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +16,18 @@ use crate::KernelError;
 
 /// Slices cached per trie (each holds a mask and a residual trie: a few MB at most).
 pub const MAX_SLICES: usize = 8;
+/// A node with at least this many children gets a [`Fan`].
+pub const FAN_MIN_CHILDREN: usize = 8;
+/// `fan` entry of a node without a [`Fan`].
+pub const NO_FAN: u32 = u32::MAX;
+
+/// The children of a wide node: the bytes they start with, and their node indices in byte order
+/// at `children[first..]` (the child for byte `b` is at `first` + the number of bytes below `b`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fan {
+    pub bits: [u64; 4],
+    pub first: u32,
+}
 
 /// The byte trie of a vocabulary; tokens with no bytes (None or empty) are not in it.
 #[derive(Debug, Default)]
@@ -25,6 +42,11 @@ pub struct TokenTrie {
     pub max_depth: usize,
     /// Each token's bytes (empty for tokens that never match), for `accept_token`.
     pub token_bytes: Vec<Vec<u8>>,
+    /// Per node, its index in `fans` or [`NO_FAN`]; `root_fan` for the (implicit) root.
+    pub fan: Vec<u32>,
+    pub root_fan: u32,
+    pub fans: Vec<Fan>,
+    pub fan_children: Vec<u32>,
     /// Slices built so far (see [`Slice`]), shared by every matcher on this vocabulary.
     slices: Mutex<Vec<Arc<Slice>>>,
 }
@@ -77,16 +99,37 @@ impl SliceKey {
     }
 }
 
-/// The vocabulary split by a [`SliceKey`]: `mask` has the tokens whose bytes are a string of the
-/// class (a grammar state that loops on the class allows them all), `residual` the trie of the rest.
+/// The vocabulary split by a [`SliceKey`]: `upto` has the tokens whose bytes are a string of the
+/// class (a grammar state that runs on the class allows them all), `exits` the rest.
+///
+/// Every other token starts with `k` whole characters of the class (maybe none) and then leaves
+/// it: its *exit* node is the first byte that is not a whole class character. A state that runs on
+/// the class is, after those `k` characters, a known state of its run, whatever the characters
+/// were; so the walk needs no visit to the class prefixes. `exits` holds the exit nodes' subtrees
+/// (pruned to the tokens outside the class) as one trie whose top-level nodes are the exit nodes,
+/// ordered by (k, exit byte); `groups` gives each (k, byte) its range of top-level nodes, so a byte
+/// the run's k-th state rejects skips the whole group with one lookup.
 #[derive(Debug)]
 pub struct Slice {
     pub key: SliceKey,
-    /// `upto[n - 1]`: the tokens of the class that are at most `n` characters long; the last
-    /// entry has them all.
+    /// `upto[n - 1]`: the tokens of the class that are at most `n` characters long (a token that
+    /// ends inside a character counts that character); the last entry has them all.
     pub upto: Vec<Box<[u32]>>,
     pub n_in: usize,
-    pub residual: TokenTrie,
+    pub exits: TokenTrie,
+    pub groups: Vec<ExitGroup>,
+    /// The longest class prefix, in characters, of any token (in the class or not).
+    pub max_chars: usize,
+}
+
+/// The exit nodes after `chars` class characters whose byte is `byte`: nodes `from..to` of
+/// [`Slice::exits`] (siblings at depth 1).
+#[derive(Debug, Clone, Copy)]
+pub struct ExitGroup {
+    pub chars: u32,
+    pub byte: u8,
+    pub from: u32,
+    pub to: u32,
 }
 
 impl Slice {
@@ -144,6 +187,7 @@ impl TokenTrie {
         }
         t.max_depth = t.depth.iter().copied().max().unwrap_or(0) as usize;
         t.token_bytes = token_bytes;
+        t.index_fans();
         // The classes most grammars loop on, sliced up front (a few ms each) so that no mask pays
         // for them: JSON string content (with and without DEL, as JSON Schema and GBNF write it)
         // and "anything but a newline" (regex `.` and `[^\n]`).
@@ -185,24 +229,45 @@ impl TokenTrie {
         let n = self.len();
         let mut by_len: Vec<Vec<u32>> = Vec::new(); // the class's tokens by length in characters
         let mut n_in = 0;
-        let mut path = vec![(0u8, 0u32); self.max_depth + 1]; // (class walk state, chars) per depth
-        let mut own = vec![0u32; n + 1]; // prefix count of nodes holding residual tokens
+        // Per depth on the current path: (class walk state, whole class characters, node).
+        let mut path = vec![(0u8, 0u32, u32::MAX); self.max_depth + 1];
+        // Per node: its exit (u32::MAX for a node whose path is whole class characters), whether
+        // its part of the exit's subtree holds a residual token, and its parent.
+        let mut exit_of = vec![u32::MAX; n];
+        let mut keep = vec![false; n];
+        let mut parent = vec![u32::MAX; n];
+        let mut prefix_chars = vec![0u32; n]; // per exit node: the class characters before it
         for i in 0..n {
             let d = self.depth[i] as usize;
-            let (ps, pc) = path[d - 1];
+            let (ps, pc, p) = path[d - 1];
             let st = if ps == OUT { OUT } else { key.step(ps, self.byte[i]) };
             let chars = pc + (st == 0) as u32;
-            path[d] = (st, chars);
+            path[d] = (st, chars, i as u32);
+            parent[i] = p;
+            if st != 0 {
+                exit_of[i] = if ps == 0 { i as u32 } else { exit_of[p as usize] };
+                prefix_chars[i] = pc;
+            }
             let toks = &self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize];
-            let residual = st != 0 && !toks.is_empty();
-            if st == 0 && !toks.is_empty() {
-                if by_len.len() < chars as usize {
-                    by_len.resize(chars as usize, Vec::new());
+            // A token that ends inside a character of the class (k whole characters, then the
+            // first bytes of one more) is allowed exactly where k + 1 characters are: a run's
+            // states pass only live states inside a character (see `chars_lead_to`). So it
+            // counts as a token of k + 1 characters.
+            let partial = st != 0 && st != OUT;
+            let len = chars + partial as u32;
+            if (st == 0 || partial) && !toks.is_empty() {
+                if by_len.len() < len as usize {
+                    by_len.resize(len as usize, Vec::new());
                 }
-                by_len[chars as usize - 1].extend_from_slice(toks);
+                by_len[len as usize - 1].extend_from_slice(toks);
                 n_in += toks.len();
             }
-            own[i + 1] = own[i] + residual as u32;
+            keep[i] = st == OUT && !toks.is_empty();
+        }
+        for i in (0..n).rev() {
+            if keep[i] && exit_of[i] != i as u32 {
+                keep[parent[i] as usize] = true; // (a non-exit node of an exit has a parent in it)
+            }
         }
         let mut upto: Vec<Box<[u32]>> = Vec::with_capacity(by_len.len());
         let mut mask = vec![0u32; (self.vocab_size + 31) / 32].into_boxed_slice();
@@ -212,28 +277,85 @@ impl TokenTrie {
             }
             upto.push(mask.clone());
         }
-        // keep a node iff its subtree holds a residual token; renumber the kept nodes in preorder
-        let mut kept = vec![0u32; n + 1];
-        for i in 0..n {
-            let keep = own[self.end[i] as usize] > own[i];
-            kept[i + 1] = kept[i] + keep as u32;
-        }
+        // The kept exit nodes by (class characters before them, byte); then each one's subtree,
+        // the kept nodes of that exit only, copied in that order.
+        let mut exit_nodes: Vec<(u32, u8, usize)> =
+            (0..n).filter(|&i| exit_of[i] == i as u32 && keep[i]).map(|e| (prefix_chars[e], self.byte[e], e)).collect();
+        exit_nodes.sort_unstable();
         let mut r = TokenTrie { vocab_size: self.vocab_size, ..Default::default() };
         r.tok_start.push(0);
-        for i in 0..n {
-            if kept[i + 1] == kept[i] {
-                continue;
+        let mut groups: Vec<ExitGroup> = Vec::new();
+        for &(chars, byte, e) in &exit_nodes {
+            let from = r.len() as u32;
+            match groups.last_mut() {
+                Some(g) if g.chars == chars && g.byte == byte => {}
+                _ => groups.push(ExitGroup { chars, byte, from, to: from }),
             }
-            r.byte.push(self.byte[i]);
-            r.depth.push(self.depth[i]);
-            r.end.push(kept[self.end[i] as usize]);
-            if own[i + 1] > own[i] {
+            let base = self.depth[e] - 1;
+            let mut open: Vec<usize> = Vec::new(); // copied nodes whose `end` is not known yet
+            for i in e..self.end[e] as usize {
+                if exit_of[i] != e as u32 || !keep[i] {
+                    continue;
+                }
+                let depth = self.depth[i] - base;
+                while open.last().is_some_and(|&o| r.depth[o] >= depth) {
+                    if let Some(o) = open.pop() {
+                        r.end[o] = r.len() as u32;
+                    }
+                }
+                open.push(r.len());
+                r.byte.push(self.byte[i]);
+                r.depth.push(depth);
+                r.end.push(0);
                 r.token_ids.extend_from_slice(&self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize]);
+                r.tok_start.push(r.token_ids.len() as u32);
             }
-            r.tok_start.push(r.token_ids.len() as u32);
+            for o in open {
+                r.end[o] = r.len() as u32;
+            }
+            if let Some(g) = groups.last_mut() {
+                g.to = r.len() as u32;
+            }
         }
         r.max_depth = r.depth.iter().copied().max().unwrap_or(0) as usize;
-        Slice { key, upto, n_in, residual: r }
+        r.index_fans();
+        let max_chars = groups.iter().map(|g| g.chars as usize).max().unwrap_or(0).max(upto.len());
+        Slice { key, upto, n_in, exits: r, groups, max_chars }
+    }
+
+    /// Build the [`Fan`]s of the wide nodes (and of the root).
+    fn index_fans(&mut self) {
+        let n = self.len();
+        self.fan = vec![NO_FAN; n];
+        self.root_fan = NO_FAN;
+        let mut kids: Vec<u32> = Vec::new();
+        for node in std::iter::once(None).chain((0..n).map(Some)) {
+            let (from, to) = match node {
+                Some(i) => (i + 1, self.end[i] as usize),
+                None => (0, n),
+            };
+            kids.clear();
+            let mut c = from;
+            while c < to {
+                kids.push(c as u32);
+                c = self.end[c] as usize;
+            }
+            if kids.len() < FAN_MIN_CHILDREN {
+                continue;
+            }
+            let mut fan = Fan { bits: [0; 4], first: self.fan_children.len() as u32 };
+            for &k in &kids {
+                let b = self.byte[k as usize];
+                fan.bits[(b >> 6) as usize] |= 1 << (b & 63);
+            }
+            self.fan_children.extend_from_slice(&kids); // children are in byte order (preorder)
+            let id = self.fans.len() as u32;
+            self.fans.push(fan);
+            match node {
+                Some(i) => self.fan[i] = id,
+                None => self.root_fan = id,
+            }
+        }
     }
 
     /// Number of nodes.
