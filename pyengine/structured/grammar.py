@@ -235,6 +235,36 @@ class GrammarBuilder:
             piece.ref = Ref(name)
         return piece.ref
 
+    def copy_in(self, source: "GrammarBuilder", e: Element, copied: dict[str, Ref]) -> Element:
+        """`e`, built by the builder `source`, with every rule it reaches copied into this builder.
+
+        Copies get fresh names; `copied` maps the `source` rule names already copied to their copies
+        (pass the same dict on every call, so that pieces sharing a rule share its one copy). This
+        is how a front end reuses prebuilt, input-independent rules (JSON's string characters, any
+        value) without rebuilding them through the combinators each compile.
+        """
+        def element(x: Element) -> Element:
+            if x.__class__ is not Ref:
+                return x  # a ByteSet (immutable, shared as is)
+            ref = copied.get(x.name)
+            if ref is None:
+                ref = copied[x.name] = Ref(self.new_rule(x.name.rpartition("_")[0] or x.name))
+                todo.append(x.name)
+            return ref
+
+        todo: list[str] = []
+        if e.__class__ is _Anonymous:
+            out: Element = _Anonymous([tuple(map(element, alt)) for alt in e.alternatives])
+        else:
+            out = element(e)
+        while todo:
+            name = todo.pop()
+            alternatives = source.rules[name]
+            if not alternatives:
+                raise GrammarError(f"rule '{name}' is referenced but never defined")
+            self._set(copied[name].name, [tuple(map(element, alt)) for alt in alternatives])
+        return out
+
     # -- terminals --------------------------------------------------------------------------------
     def literal(self, text: str | bytes) -> Element:
         """Exactly these bytes (a str is UTF-8 encoded); "" is epsilon."""

@@ -47,6 +47,7 @@ import dataclasses
 import json
 import math
 import re
+import threading
 from typing import Any
 from urllib.parse import unquote
 
@@ -191,12 +192,17 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
 
 
 class _Compiler:
-    def __init__(self, root: dict | bool, options: JsonOptions, builder: GrammarBuilder | None = None):
+    def __init__(self, root: dict | bool, options: JsonOptions, builder: GrammarBuilder | None = None,
+                 use_library: bool = True):
         self.root = root
         self.options = options
         self.b = builder or GrammarBuilder()
         self.ref_rules: dict[str, str] = {}  # "#/$defs/x" -> rule name
-        self.shared: dict[str, str] = {}  # "value", "string", ... -> rule name, built once
+        self.shared: dict[str, Any] = {}  # "value", "string", ... -> its element, built (or copied in) once
+        # The shared pieces are copied in from the library of prebuilt ones for these options (see
+        # `_library`), or, with no library, built here.
+        self.library = _library(options) if use_library else None
+        self.copied: dict[str, Any] = {}  # library rule name -> its copy in self.b
         self.depth = 0
 
     def compile_root(self) -> Grammar:
@@ -269,7 +275,7 @@ class _Compiler:
             return b.alt(b.literal("true"), b.literal("false"))
         if type_ == "integer":
             lo, hi = _bounds(schema, integer=True)
-            return self.integer(lo, hi)
+            return self._shared("integer") if lo is None and hi is None else self.integer(lo, hi)
         if type_ == "number":
             return self.number(schema)
         if type_ == "string":
@@ -372,13 +378,10 @@ class _Compiler:
 
     def number(self, schema: dict) -> Any:
         """JSON numbers; with bounds, integer-valued bounds are exact, others rounded inward."""
-        b = self.b
-        digits = b.plus(b.char_class([(48, 57)]))
-        fraction = b.seq(b.literal("."), digits)
         if not any(k in schema for k in TYPE_KEYWORDS["number"]):
-            exponent = b.seq(b.char_class([(ord("e"), ord("e")), (ord("E"), ord("E"))]),
-                             b.opt(b.char_class([(ord("+"), ord("+")), (ord("-"), ord("-"))])), digits)
-            return b.seq(b.opt(b.literal("-")), self.naturals(0, None), b.opt(fraction), b.opt(exponent))
+            return self._shared("number")
+        b = self.b
+        fraction = b.seq(b.literal("."), b.plus(b.char_class([(48, 57)])))
         lo, lo_open, hi, hi_open = _real_bounds(schema)
         if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_open or hi_open))):
             return None
@@ -396,6 +399,15 @@ class _Compiler:
             parts += self._magnitudes(m_lo, m_lo_open, None if lo is None else -lo, lo_open, "-", fraction,
                                       zero_fraction, nonzero_fraction)
         return self.alt(parts)
+
+    def _any_number(self) -> Any:
+        """Every JSON number (shared: see `_shared`)."""
+        b = self.b
+        digits = b.plus(b.char_class([(48, 57)]))
+        fraction = b.seq(b.literal("."), digits)
+        exponent = b.seq(b.char_class([(ord("e"), ord("e")), (ord("E"), ord("E"))]),
+                         b.opt(b.char_class([(ord("+"), ord("+")), (ord("-"), ord("-"))])), digits)
+        return b.seq(b.opt(b.literal("-")), self.naturals(0, None), b.opt(fraction), b.opt(exponent))
 
     def _magnitudes(self, lo: int, lo_open: bool, hi: int | None, hi_open: bool, sign: str,
                     fraction: Any, zero_fraction: Any, nonzero_fraction: Any) -> list[Any]:
@@ -437,24 +449,31 @@ class _Compiler:
             if min_len or max_len is not None:
                 raise GrammarError("a string with 'pattern'/'format' and 'minLength'/'maxLength' is not supported")
             return b.seq(quote, self.embed_regex(regexes[0], json_string=True), quote)
-        return b.seq(quote, b.repeat(self.string_char(), min_len, max_len), quote)
+        if min_len == 0 and max_len is None:
+            return self._shared("string")
+        return self._string_of_length(min_len, max_len)
+
+    def _string_of_length(self, min_len: int, max_len: int | None) -> Any:
+        quote = self.b.literal('"')
+        return self.b.seq(quote, self.b.repeat(self.string_char(), min_len, max_len), quote)
 
     def string_char(self) -> Any:
         """One character of a JSON string's content: unescaped or an escape sequence."""
-        if "char" not in self.shared:
-            b = self.b
-            name = b.new_rule("json_char")
-            self.shared["char"] = name
-            hexd = b.char_class([(48, 57), (65, 70), (97, 102)])
-            cls = lambda text: b.char_class([(ord(c), ord(c)) for c in text])  # noqa: E731
-            hex2 = b.repeat(hexd, 2, 2)
-            # \uXXXX outside the surrogates, or a surrogate pair: one character either way.
-            bmp = b.alt(b.seq(cls("0123456789abcABC"), hexd, hex2), b.seq(cls("dD"), cls("01234567"), hex2),
-                        b.seq(cls("efEF"), hexd, hex2))
-            pair = b.seq(cls("dD"), cls("89abAB"), hex2, b.literal("\\u"), cls("dD"), cls("cdefCDEF"), hex2)
-            escape = b.seq(b.literal("\\"), b.alt(cls('"/\\bfnrt'), b.seq(b.literal("u"), b.alt(bmp, pair))))
-            b.define(name, b.alt(b.char_class([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)]), escape))
-        return self.b.ref(self.shared["char"])
+        return self._shared("char")
+
+    def _string_char(self) -> Any:
+        b = self.b
+        name = b.new_rule("json_char")
+        hexd = b.char_class([(48, 57), (65, 70), (97, 102)])
+        cls = lambda text: b.char_class([(ord(c), ord(c)) for c in text])  # noqa: E731
+        hex2 = b.repeat(hexd, 2, 2)
+        # \uXXXX outside the surrogates, or a surrogate pair: one character either way.
+        bmp = b.alt(b.seq(cls("0123456789abcABC"), hexd, hex2), b.seq(cls("dD"), cls("01234567"), hex2),
+                    b.seq(cls("efEF"), hexd, hex2))
+        pair = b.seq(cls("dD"), cls("89abAB"), hex2, b.literal("\\u"), cls("dD"), cls("cdefCDEF"), hex2)
+        escape = b.seq(b.literal("\\"), b.alt(cls('"/\\bfnrt'), b.seq(b.literal("u"), b.alt(bmp, pair))))
+        b.define(name, b.alt(b.char_class([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)]), escape))
+        return b.ref(name)
 
     def embed_regex(self, pattern: str, json_string: bool = False) -> Any:
         """The regex front end's grammar for `pattern`, inside this one (see `embed_grammar`)."""
@@ -465,17 +484,19 @@ class _Compiler:
     # -- containers --------------------------------------------------------------------------------
 
     def ws(self) -> Any:
+        """Whitespace between tokens, as the options say (one rule per grammar)."""
+        return self._shared("ws")
+
+    def _ws(self) -> Any:
         b = self.b
-        if "ws" not in self.shared:
-            name = b.new_rule("ws")
-            self.shared["ws"] = name
-            if self.options.whitespace == "compact":
-                b.define(name, b.seq())
-            elif self.options.whitespace == "pattern":
-                b.define(name, self.embed_regex(self.options.whitespace_pattern or ""))
-            else:
-                b.define(name, b.star(b.char_class(list(_WS_CHARS))))
-        return b.ref(self.shared["ws"])
+        name = b.new_rule("ws")
+        if self.options.whitespace == "compact":
+            b.define(name, b.seq())
+        elif self.options.whitespace == "pattern":
+            b.define(name, self.embed_regex(self.options.whitespace_pattern or ""))
+        else:
+            b.define(name, b.star(b.char_class(list(_WS_CHARS))))
+        return b.ref(name)
 
     def token(self, text: str) -> Any:
         """A structural character with the whitespace that may surround it inside a document."""
@@ -594,20 +615,15 @@ class _Compiler:
         return b.seq(b.literal('"'), rule_for(trie), b.literal('"'))
 
     def key_char_any(self) -> Any:
-        if "key_char" not in self.shared:
-            expr = self.key_char_except([])
-            name = self.b.new_rule("key_char")
-            self.b.define(name, expr)
-            self.shared["key_char"] = name
-        return self.b.ref(self.shared["key_char"])
+        """Any canonical character unit of a key (one rule per grammar)."""
+        return self._shared("key_char")
+
+    def _key_char_any(self) -> Any:
+        return self._rule("key_char", self.key_char_except([]))
 
     def _non_ascii_char(self) -> Any:
-        """Any character past ASCII (its 2-4 UTF-8 bytes), one rule shared by the whole grammar."""
-        if "non_ascii" not in self.shared:
-            name = self.b.new_rule("non_ascii")
-            self.b.define(name, self.b.char_class([(0x80, 0x10FFFF)]))
-            self.shared["non_ascii"] = name
-        return self.b.ref(self.shared["non_ascii"])
+        """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
+        return self._shared("non_ascii")
 
     def key_char_except(self, units: list[str]) -> Any:
         """One canonical character unit of a key (raw char or short escape) not in `units`."""
@@ -620,33 +636,64 @@ class _Compiler:
             ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
             parts = [b.char_class(ranges)] if ranges else []
         if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
-            if "key_escapes" not in self.shared:
-                name = b.new_rule("key_escape")
-                b.define(name, b.alt(*(b.literal(e) for e in _key_escapes([]))))
-                self.shared["key_escapes"] = name
-            return b.alt(*parts, b.ref(self.shared["key_escapes"]))
+            return b.alt(*parts, self._shared("key_escapes"))
         parts += [b.literal(e) for e in _key_escapes(units)]
         return b.alt(*parts) if parts else None
 
     # -- any value ---------------------------------------------------------------------------------
 
     def any_value(self) -> Any:
-        """Any JSON document (one recursive rule)."""
+        """Any JSON document (one recursive rule per grammar)."""
+        return self._shared("value")
+
+    def _any_value(self) -> Any:
         b = self.b
-        if "value" not in self.shared:
-            name = b.new_rule("json_value")
-            self.shared["value"] = name
-            value = b.ref(name)
-            comma = self.token(",")
-            string = self.string({})
-            member = b.seq(string, self.token(":"), value)
-            obj = b.seq(b.literal("{"), self.ws(), b.opt(b.seq(member, b.star(b.seq(comma, member)))),
-                        self.ws(), b.literal("}"))
-            arr = b.seq(b.literal("["), self.ws(), b.opt(b.seq(value, b.star(b.seq(comma, value)))),
-                        self.ws(), b.literal("]"))
-            b.define(name, b.alt(b.literal("null"), b.literal("true"), b.literal("false"),
-                                 self.number({}), string, arr, obj))
-        return b.ref(self.shared["value"])
+        name = b.new_rule("json_value")
+        value = b.ref(name)
+        comma = self.token(",")
+        string = self.string({})
+        member = b.seq(string, self.token(":"), value)
+        obj = b.seq(b.literal("{"), self.ws(), b.opt(b.seq(member, b.star(b.seq(comma, member)))),
+                    self.ws(), b.literal("}"))
+        arr = b.seq(b.literal("["), self.ws(), b.opt(b.seq(value, b.star(b.seq(comma, value)))),
+                    self.ws(), b.literal("]"))
+        b.define(name, b.alt(b.literal("null"), b.literal("true"), b.literal("false"),
+                             self.number({}), string, arr, obj))
+        return value
+
+    # -- shared pieces -----------------------------------------------------------------------------
+    # Rules that do not depend on the schema (whitespace, a JSON string's characters, any value, ...)
+    # are built once per options in a library (`_library`) and copied into each grammar that uses
+    # them: copying a few finished rules costs far less than building them through the combinators.
+
+    def _shared(self, key: str) -> Any:
+        """The schema-independent piece `key` (see SHARED), made at most once per grammar."""
+        element = self.shared.get(key)
+        if element is None:
+            if self.library is None:  # this is the library (or there is none): build it here
+                element = self.SHARED[key](self)
+            else:
+                with _LIBRARY_LOCK:  # the library grows on demand, and compiles may run in threads
+                    element = self.b.copy_in(self.library.b, self.library._shared(key), self.copied)
+            self.shared[key] = element
+        return element
+
+    def _rule(self, hint: str, expr: Any) -> Any:
+        name = self.b.new_rule(hint)
+        self.b.define(name, expr)
+        return self.b.ref(name)
+
+    SHARED = {
+        "ws": _ws,
+        "char": _string_char,
+        "string": lambda self: self._string_of_length(0, None),
+        "number": _any_number,
+        "integer": lambda self: self.integer(None, None),
+        "value": _any_value,
+        "key_char": _key_char_any,
+        "key_escapes": lambda self: self._rule("key_escape", self.b.alt(*map(self.b.literal, _key_escapes([])))),
+        "non_ascii": lambda self: self._rule("non_ascii", self.b.char_class([(0x80, 0x10FFFF)])),
+    }
 
     def value_literal(self, value: Any) -> Any:
         """One JSON value as a grammar (containers with the whitespace policy)."""
@@ -675,6 +722,25 @@ class _Compiler:
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else self.b.alt(*parts)
+
+
+_LIBRARY_LOCK = threading.Lock()
+_LIBRARIES: dict[str, _Compiler] = {}
+
+
+def _library(options: JsonOptions) -> _Compiler | None:
+    """The compiler that holds the prebuilt shared pieces for these options' whitespace.
+
+    Only the two fixed whitespace modes have one (a whitespace pattern is any regex from a request;
+    its grammars build their shared pieces themselves). Pieces are added on first use.
+    """
+    if options.whitespace not in ("flexible", "compact"):
+        return None
+    library = _LIBRARIES.get(options.whitespace)
+    if library is None:
+        library = _LIBRARIES.setdefault(options.whitespace,
+                                           _Compiler(True, JsonOptions(options.whitespace), use_library=False))
+    return library
 
 
 # -- merging (allOf, $ref with siblings, anyOf with siblings) ---------------------------------------
