@@ -175,6 +175,9 @@ struct Automaton {
     intern: FxMap<Box<[Item]>, u32>,
     by_seeds: FxMap<Box<[Item]>, u32>, // canonical seeds (see `close`) -> their closure's state
     seed_key: Vec<Item>,
+    seeds: Vec<Item>,
+    waiting: Vec<(u32, Item)>,
+    scans: Vec<(u32, Item)>,
     seen: FxMap<Item, ()>,
     work: Vec<Item>,
     items: Vec<Item>,
@@ -188,6 +191,9 @@ impl Automaton {
             intern: FxMap::default(),
             by_seeds: FxMap::default(),
             seed_key: Vec::new(),
+            seeds: Vec::new(),
+            waiting: Vec::new(),
+            scans: Vec::new(),
             seen: FxMap::default(),
             work: Vec::new(),
             items: Vec::new(),
@@ -212,13 +218,17 @@ impl Automaton {
             }
         }
         let g = &self.g;
-        let seeds: Vec<Item> = st
-            .scans
-            .iter()
-            .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
-            .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } })
-            .collect();
-        let t = if seeds.is_empty() { DEAD } else { self.close(&seeds)? };
+        let mut seeds = std::mem::take(&mut self.seeds); // (a scratch buffer, given back below)
+        seeds.clear();
+        seeds.extend(
+            st.scans
+                .iter()
+                .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
+                .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } }),
+        );
+        let t = if seeds.is_empty() { Ok(DEAD) } else { self.close(&seeds) };
+        self.seeds = seeds;
+        let t = t?;
         // Every byte that belongs to exactly the same scanned byte sets leads to the same state:
         // fill them all now (a class like [^"] costs one closure, not 200).
         // (the bytes in every scanned set that holds `byte` and in no other scanned set)
@@ -348,8 +358,9 @@ impl Automaton {
         self.seen.clear();
         self.work.clear();
         self.items.clear();
-        let mut waiting: Vec<(u32, Item)> = Vec::new();
-        let mut scans: Vec<(u32, Item)> = Vec::new();
+        let (mut waiting, mut scans) = (std::mem::take(&mut self.waiting), std::mem::take(&mut self.scans));
+        waiting.clear();
+        scans.clear();
         let mut accepting = false;
         for &it in seeds {
             if self.seen.insert(it, ()).is_none() {
@@ -408,29 +419,32 @@ impl Automaton {
         if accepting {
             self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
         }
-        if let Some(&id) = self.intern.get(self.items.as_slice()) {
-            return Ok(id);
-        }
-        if self.states.len() >= MAX_STATES {
-            return Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")));
-        }
+        let known = self.intern.get(self.items.as_slice()).copied();
+        let id = match known {
+            Some(id) => Ok(id),
+            None if self.states.len() >= MAX_STATES => {
+                Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")))
+            }
+            None => Ok(self.new_state(&mut waiting, &scans, accepting)),
+        };
+        (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
+        id
+    }
+
+    /// Store the closure just computed (`self.items` is its key) as a new state.
+    fn new_state(&mut self, waiting: &mut [(u32, Item)], scans: &[(u32, Item)], accepting: bool) -> u32 {
+        let g = &self.g;
         waiting.sort_unstable();
         let mut scan_bytes = [0u64; 4];
-        for (set, _) in &scans {
+        for (set, _) in scans {
             for (w, x) in scan_bytes.iter_mut().zip(&g.byte_sets[*set as usize]) {
                 *w |= x;
             }
         }
         let id = self.states.len() as u32;
-        self.states.push(State {
-            waiting: waiting.into_boxed_slice(),
-            scans: scans.into_boxed_slice(),
-            scan_bytes,
-            accepting,
-            next: None,
-        });
+        self.states.push(State { waiting: waiting.into(), scans: scans.into(), scan_bytes, accepting, next: None });
         self.intern.insert(self.items.as_slice().into(), id);
-        Ok(id)
+        id
     }
 }
 
@@ -452,15 +466,33 @@ const MAX_RUN_DEPTH: usize = 512;
 pub struct GrammarMatcher {
     trie: Arc<TokenTrie>,
     eos: Vec<u32>,
-    is_eos: Vec<bool>,
     auto: Automaton,
     stack: Vec<u32>,               // state after each consumed byte; stack[0] = ROOT
     steps: Vec<(usize, bool)>,     // per accepted token: (stack length before, terminated before)
     terminated: bool,
-    masks: FxMap<u32, Box<[u32]>>, // committed state -> allowed text tokens (EOS excluded)
+    masks: FxMap<u32, TextMask>,   // committed state -> allowed text tokens
     runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
     slices: FxMap<u32, Option<(Arc<Slice>, usize)>>, // state -> its slice and run length
     frames: Vec<(u32, Kids)>,      // walk scratch: per depth, the state and the children left
+}
+
+/// The text tokens a state allows: a slice's tokens of at most `chars` characters (shared with
+/// the slice, not copied) plus the ids a walk found; or, when those ids would take more room than
+/// a bitmask, the bitmask. (A fresh bitmask per state would cost more than the walk itself.)
+enum TextMask {
+    Ids { slice: Option<(Arc<Slice>, usize)>, ids: Vec<u32> },
+    Bits(Box<[u32]>),
+}
+
+/// `out` = the slice's tokens (if any) | `ids`.
+fn write_mask(slice: &Option<(Arc<Slice>, usize)>, ids: &[u32], out: &mut [u32]) {
+    match slice.as_ref().and_then(|(sl, chars)| sl.mask(*chars)) {
+        Some(base) => out.copy_from_slice(base),
+        None => out.fill(0),
+    }
+    for &t in ids {
+        out[(t >> 5) as usize] |= 1 << (t & 31);
+    }
 }
 
 /// The children of a trie node still to visit in a walk (see [`GrammarMatcher::children`]).
@@ -471,7 +503,6 @@ enum Kids {
 
 impl GrammarMatcher {
     pub fn new(g: Arc<CompiledGrammar>, trie: Arc<TokenTrie>, eos_token_ids: &[i64]) -> Result<Self, KernelError> {
-        let mut is_eos = vec![false; trie.vocab_size];
         let mut eos = Vec::new();
         for &t in eos_token_ids {
             if t < 0 || t as usize >= trie.vocab_size {
@@ -480,16 +511,13 @@ impl GrammarMatcher {
                     trie.vocab_size
                 )));
             }
-            if !is_eos[t as usize] {
-                is_eos[t as usize] = true;
-                eos.push(t as u32);
-            }
+            eos.push(t as u32);
         }
         eos.sort_unstable();
+        eos.dedup();
         Ok(GrammarMatcher {
             trie,
             eos,
-            is_eos,
             auto: Automaton::new(g)?,
             stack: vec![ROOT],
             steps: Vec::new(),
@@ -553,8 +581,9 @@ impl GrammarMatcher {
         Ok((run.exact || chars >= slice.max_chars).then_some((slice, chars)))
     }
 
-    /// The mask of text tokens allowed from state `s` ([ceil(V/32)] words), computed once per state.
-    fn text_mask(&mut self, s: u32) -> Result<&[u32], KernelError> {
+    /// Write the text tokens allowed from state `s` into `out` (EOS excluded); the tokens are
+    /// computed once per state and kept as a [`TextMask`].
+    fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), KernelError> {
         if !self.masks.contains_key(&s) {
             let slice = match self.slices.get(&s) {
                 Some(slice) => slice.clone(),
@@ -564,62 +593,67 @@ impl GrammarMatcher {
                     slice
                 }
             };
-            let words = (self.trie.vocab_size + 31) / 32;
-            let mut mask = match &slice {
-                Some((sl, chars)) => sl.mask(*chars).map_or_else(|| vec![0u32; words].into_boxed_slice(), |m| m.into()),
-                None => vec![0u32; words].into_boxed_slice(),
-            };
-            match slice {
-                None => {
-                    let trie = self.trie.clone();
-                    self.walk(&trie, None, s, &mut mask)?;
-                }
-                Some((sl, chars)) => {
-                    // The tokens outside the class: each exit group from the run's state after
-                    // its class prefix (`chain[k]`: the state after k characters of the class).
-                    let mut chain = vec![s];
-                    for g in &sl.groups {
-                        let k = g.chars as usize;
-                        if k > chars {
-                            break; // an exact run dies on a longer prefix (groups go by k)
-                        }
-                        while chain.len() <= k {
-                            let last = chain[chain.len() - 1];
-                            let Some(run) = self.run_of(last, 0)? else {
-                                return Err(KernelError("internal error: a run ended early".into()));
-                            };
-                            chain.push(run.next);
-                        }
-                        let from = chain[k];
-                        if self.auto.step(from, g.byte)? != DEAD {
-                            self.walk_from(&sl.exits, g.from as usize, g.to as usize, from, &mut mask)?;
-                        }
+            let mut ids = Vec::new();
+            if let Some((sl, chars)) = &slice {
+                // The tokens outside the class: each exit group from the run's state after
+                // its class prefix (`chain[k]`: the state after k characters of the class).
+                let mut chain = vec![s];
+                for g in &sl.groups {
+                    let k = g.chars as usize;
+                    if k > *chars {
+                        break; // an exact run dies on a longer prefix (groups go by k)
                     }
-                    for &t in &self.eos {
-                        mask[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+                    while chain.len() <= k {
+                        let last = chain[chain.len() - 1];
+                        let Some(run) = self.run_of(last, 0)? else {
+                            return Err(KernelError("internal error: a run ended early".into()));
+                        };
+                        chain.push(run.next);
+                    }
+                    let from = chain[k];
+                    if self.auto.step(from, g.byte)? != DEAD {
+                        self.walk_from(&sl.exits, g.from as usize, g.to as usize, from, &mut ids)?;
                     }
                 }
+            } else {
+                let trie = self.trie.clone();
+                self.walk(&trie, None, s, &mut ids)?;
             }
+            let mask = if ids.len() > out.len() {
+                // more ids than the bitmask has words: keep the bitmask instead
+                write_mask(&slice, &ids, out);
+                TextMask::Bits(out.into())
+            } else {
+                TextMask::Ids { slice, ids }
+            };
             if self.masks.len() >= MAX_CACHED_MASKS {
                 self.masks.clear();
             }
             self.masks.insert(s, mask);
         }
-        Ok(self.masks.get(&s).map(|m| &m[..]).unwrap_or(&[]))
+        match self.masks.get(&s) {
+            Some(TextMask::Bits(bits)) => out.copy_from_slice(bits),
+            Some(TextMask::Ids { slice, ids }) => write_mask(slice, ids, out),
+            None => out.fill(0),
+        }
+        for &t in &self.eos {
+            out[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+        }
+        Ok(())
     }
 
     /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
-    fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, mask: &mut [u32]) -> Result<(), KernelError> {
+    fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
         self.frames.clear();
         self.frames.push((s, Self::children(trie, node)));
-        self.walk_frames(trie, mask)
+        self.walk_frames(trie, ids)
     }
 
     /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
-    fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, mask: &mut [u32]) -> Result<(), KernelError> {
+    fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
         self.frames.clear();
         self.frames.push((s, Kids::Range { next: from, to }));
-        self.walk_frames(trie, mask)
+        self.walk_frames(trie, ids)
     }
 
     /// How to go over the children of `node`: all of them in order, or, for a wide node, only
@@ -638,7 +672,7 @@ impl GrammarMatcher {
 
     /// The depth-first walk: `frames` holds, per depth, the state there and the children left.
     /// A rejected byte skips the node's whole subtree; every accepted node allows its tokens.
-    fn walk_frames(&mut self, trie: &TokenTrie, mask: &mut [u32]) -> Result<(), KernelError> {
+    fn walk_frames(&mut self, trie: &TokenTrie, ids: &mut Vec<u32>) -> Result<(), KernelError> {
         while let Some(top) = self.frames.len().checked_sub(1) {
             let (s, kids) = &mut self.frames[top];
             let s = *s;
@@ -680,11 +714,7 @@ impl GrammarMatcher {
             if next == DEAD {
                 continue;
             }
-            for &t in &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize] {
-                if !self.is_eos[t as usize] {
-                    mask[(t >> 5) as usize] |= 1 << (t & 31);
-                }
-            }
+            ids.extend_from_slice(&trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize]);
             if i + 1 < trie.end[i] as usize {
                 self.frames.push((next, Self::children(trie, Some(i))));
             }
@@ -703,7 +733,7 @@ impl GrammarMatcher {
         } else {
             let s = self.current();
             let accepting = self.is_accepting();
-            out.copy_from_slice(self.text_mask(s)?);
+            self.text_mask(s, out)?;
             if !accepting {
                 return Ok(());
             }
@@ -738,7 +768,7 @@ impl GrammarMatcher {
         if self.terminated {
             return Ok(false);
         }
-        if self.is_eos[token_id as usize] {
+        if self.eos.binary_search(&(token_id as u32)).is_ok() {
             if !self.is_accepting() {
                 return Ok(false);
             }
