@@ -598,7 +598,7 @@ class _Compiler:
                 node = node.setdefault(unit, {})
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
-        rest = b.star(key_char)  # any key characters: one rule shared by every branch below
+        rest = self._shared("key_rest")  # any key characters
 
         def rule_for(node: dict) -> Any:
             children = [u for u in node if u is not None]
@@ -607,10 +607,7 @@ class _Compiler:
             parts = [] if None in node else [b.seq()]
             for unit in children:
                 parts.append(b.seq(b.literal(unit), rule_for(node[unit])))
-            other = self.key_char_except(children)
-            if other is not None:
-                parts.append(b.seq(other, rest))
-            return b.alt(*parts)
+            return b.alt(*parts, *self.key_other(children))
 
         return b.seq(b.literal('"'), rule_for(trie), b.literal('"'))
 
@@ -624,6 +621,16 @@ class _Compiler:
     def _non_ascii_char(self) -> Any:
         """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
         return self._shared("non_ascii")
+
+    def key_other(self, units: list[str]) -> list[Any]:
+        """Branches for a key going on with a character unit not in `units`, then any characters."""
+        b = self.b
+        if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
+            ascii_ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)], {ord(u) for u in units})
+            ascii_ = [b.seq(b.byte_set(ascii_ranges), self._shared("key_rest"))] if ascii_ranges else []
+            return ascii_ + [self._shared("key_tail")]  # non-ASCII and escapes: one rule for every key
+        other = self.key_char_except(units)
+        return [b.seq(other, self._shared("key_rest"))] if other is not None else []
 
     def key_char_except(self, units: list[str]) -> Any:
         """One canonical character unit of a key (raw char or short escape) not in `units`."""
@@ -691,6 +698,11 @@ class _Compiler:
         "integer": lambda self: self.integer(None, None),
         "value": _any_value,
         "key_char": _key_char_any,
+        "key_rest": lambda self: self.b.star(self.key_char_any()),
+        # a key character that is non-ASCII or an escape, then any key characters
+        "key_tail": lambda self: self._rule("key_tail", self.b.alt(
+            self.b.seq(self._non_ascii_char(), self._shared("key_rest")),
+            self.b.seq(self._shared("key_escapes"), self._shared("key_rest")))),
         "key_escapes": lambda self: self._rule("key_escape", self.b.alt(*map(self.b.literal, _key_escapes([])))),
         "non_ascii": lambda self: self._rule("non_ascii", self.b.char_class([(0x80, 0x10FFFF)])),
     }
