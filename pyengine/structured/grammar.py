@@ -186,6 +186,18 @@ class GrammarBuilder:
     def ref(self, name: str) -> Ref:
         return Ref(name)
 
+    def rule(self, alternatives: list[tuple[Element, ...]], hint: str = "r") -> Ref:
+        """A new rule with exactly these alternatives: tuples of ByteSets and Refs, as a `Grammar`
+        holds them (nothing merged or deduplicated). For front ends that generate many alternatives
+        at once, where going through `seq` and `alt` for each would cost more than the result."""
+        name = self.new_rule(hint)
+        self._set(name, alternatives)
+        return Ref(name)
+
+    def as_items(self, e: Element) -> tuple[Element, ...]:
+        """`e` as the elements of a sequence, exactly as `seq` copies it in (for `rule`)."""
+        return self._items(e)
+
     def _set(self, name: str, alternatives: list[tuple[Element, ...]]) -> None:
         self._count(alternatives)
         self.rules[name] = alternatives
@@ -272,7 +284,7 @@ class GrammarBuilder:
             data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         except UnicodeEncodeError as e:
             raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
-        return self._anonymous_rule([tuple(_SINGLE_BYTES[b] for b in data)])
+        return self._anonymous_rule([tuple(map(_SINGLE_BYTES.__getitem__, data))])
 
     def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
         """One byte from the inclusive ranges (raw bytes, not code points)."""
@@ -297,7 +309,10 @@ class GrammarBuilder:
     def seq(self, *elements: Element) -> Element:
         items: list[Element] = []
         for e in elements:
-            items.extend(self._items(e))
+            if e.__class__ is ByteSet:  # the common case, without a call
+                items.append(e)
+            else:
+                items.extend(self._items(e))
         return self._anonymous_rule([tuple(items)])
 
     def alt(self, *elements: Element) -> Element:
@@ -402,18 +417,11 @@ def choice_grammar(strings: list[str]) -> Grammar:
 
 def _merge_alternatives(alternatives: list[tuple[Element, ...]]) -> list[tuple[Element, ...]]:
     """Deduplicate, and merge all one-byte alternatives into a single ByteSet."""
-    single = [a[0] for a in alternatives if len(a) == 1 and isinstance(a[0], ByteSet)]
-    out: list[tuple[Element, ...]] = []
+    single = [a[0] for a in alternatives if len(a) == 1 and a[0].__class__ is ByteSet]
     if len(single) > 1:
-        out.append((ByteSet.of([r for bs in single for r in bs.ranges]),))
-    seen = set(out)
-    for a in alternatives:
-        if len(single) > 1 and len(a) == 1 and isinstance(a[0], ByteSet):
-            continue
-        if a not in seen:
-            seen.add(a)
-            out.append(a)
-    return out
+        merged = (ByteSet.of([r for bs in single for r in bs.ranges]),)
+        alternatives = [merged] + [a for a in alternatives if not (len(a) == 1 and a[0].__class__ is ByteSet)]
+    return list(dict.fromkeys(alternatives))  # first occurrences, in order
 
 
 # -- Unicode code point ranges -> UTF-8 byte-range sequences ----------------------------------------

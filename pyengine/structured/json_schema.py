@@ -51,7 +51,7 @@ import threading
 from typing import Any
 from urllib.parse import unquote
 
-from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, GrammarLimitError
+from pyengine.structured.grammar import ByteSet, Grammar, GrammarBuilder, GrammarError, GrammarLimitError
 
 __all__ = ["FORMATS", "JsonOptions", "UNSUPPORTED_KEYWORDS", "any_json_object_grammar", "embed_grammar",
            "json_schema_expr", "json_schema_grammar"]
@@ -107,6 +107,7 @@ FORMATS = {
     "byte": r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",  # OpenAPI: base64
 }
 _WS_CHARS = ((0x20, 0x20), (0x09, 0x0A), (0x0D, 0x0D))  # space, tab, LF, CR
+_KEY_ASCII = [(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)]  # ASCII a key may hold unescaped (not " or \\)
 _ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
 
@@ -590,7 +591,7 @@ class _Compiler:
     def key_except(self, names: list[str]) -> Any:
         """A JSON string key whose (canonically escaped) text is none of `names`."""
         b = self.b
-        units_of = [_units(json.dumps(n, ensure_ascii=False)[1:-1]) for n in names]
+        units_of = [_units(_json_text(n)[1:-1]) for n in names]
         trie: dict = {}
         for units in units_of:
             node = trie
@@ -600,16 +601,20 @@ class _Compiler:
         key_char = self.key_char_any()
         rest = self._shared("key_rest")  # any key characters
 
-        def rule_for(node: dict) -> Any:
+        # One rule per trie node, its alternatives written out directly (this runs for every object
+        # that allows additional properties, so it skips seq/alt): they are distinct by construction.
+        def after(node: dict) -> tuple:
+            """The elements for the rest of a key, once the units leading to `node` are written."""
             children = [u for u in node if u is not None]
-            if not children:
-                return rest if None not in node else b.seq(key_char, rest)
-            parts = [] if None in node else [b.seq()]
+            if not children:  # past every name: any characters, at least one if a name ends here
+                return (rest,) if None not in node else (key_char, rest)
+            alternatives = [] if None in node else [()]  # the key may end here, unless a name does
             for unit in children:
-                parts.append(b.seq(b.literal(unit), rule_for(node[unit])))
-            return b.alt(*parts, *self.key_other(children))
+                alternatives.append((*b.as_items(b.literal(unit)), *after(node[unit])))
+            alternatives += self.key_other(children)
+            return (b.rule(alternatives, "key"),)
 
-        return b.seq(b.literal('"'), rule_for(trie), b.literal('"'))
+        return b.seq(b.literal('"'), *after(trie), b.literal('"'))
 
     def key_char_any(self) -> Any:
         """Any canonical character unit of a key (one rule per grammar)."""
@@ -622,22 +627,25 @@ class _Compiler:
         """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
         return self._shared("non_ascii")
 
-    def key_other(self, units: list[str]) -> list[Any]:
-        """Branches for a key going on with a character unit not in `units`, then any characters."""
+    def key_other(self, units: list[str]) -> list[tuple]:
+        """Alternatives (for `GrammarBuilder.rule`) of a key going on with a character unit not in
+        `units`, then any characters."""
         b = self.b
+        rest = self._shared("key_rest")
         if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
-            ascii_ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)], {ord(u) for u in units})
-            ascii_ = [b.seq(b.byte_set(ascii_ranges), self._shared("key_rest"))] if ascii_ranges else []
-            return ascii_ + [self._shared("key_tail")]  # non-ASCII and escapes: one rule for every key
+            ascii_ranges = _subtract_points(_KEY_ASCII, {ord(u) for u in units})
+            # Sorted and never adjacent (each cut leaves a gap), so a ByteSet as it is.
+            ascii_ = [(ByteSet(tuple(ascii_ranges)), rest)] if ascii_ranges else []
+            return ascii_ + [(self._shared("key_tail"),)]  # non-ASCII and escapes: one rule for every key
         other = self.key_char_except(units)
-        return [b.seq(other, self._shared("key_rest"))] if other is not None else []
+        return [(*b.as_items(other), rest)] if other is not None else []
 
     def key_char_except(self, units: list[str]) -> Any:
         """One canonical character unit of a key (raw char or short escape) not in `units`."""
         b = self.b
         excluded = {ord(u) for u in units if not u.startswith("\\")}
         if all(point < 0x80 for point in excluded):  # the usual case: one byte set + the shared non-ASCII rule
-            ascii_ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)], excluded)
+            ascii_ranges = _subtract_points(_KEY_ASCII, excluded)
             parts = ([b.byte_set(ascii_ranges)] if ascii_ranges else []) + [self._non_ascii_char()]
         else:
             ranges = _subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
@@ -721,11 +729,11 @@ class _Compiler:
             raise GrammarError(f"{value} is not a JSON value")
         if isinstance(value, str):
             return self.json_string_literal(value)
-        return b.literal(json.dumps(value, ensure_ascii=False))
+        return b.literal(json.dumps(value))  # a number, true, false or null
 
     def json_string_literal(self, text: str) -> Any:
         """A fixed string as JSON writes it: raw UTF-8, or with non-ASCII as \\u escapes (json.dumps)."""
-        raw, ascii_ = json.dumps(text, ensure_ascii=False), json.dumps(text)
+        raw, ascii_ = _json_text(text), json.dumps(text)
         return self.b.literal(raw) if raw == ascii_ else self.b.alt(self.b.literal(raw), self.b.literal(ascii_))
 
     def alt(self, parts: list[Any]) -> Any:
@@ -944,6 +952,11 @@ def _trivial(key: str, schema: dict) -> bool:
     return False
 
 
+def _json_text(text: str) -> str:
+    """`json.dumps(text, ensure_ascii=False)`, without the new encoder that call builds each time."""
+    return json.encoder.encode_basestring(text)
+
+
 def _list(value: Any, key: str) -> list:
     if not isinstance(value, list):
         raise GrammarError(f"{key} must be an array, got {json.dumps(value)[:80]}")
@@ -964,13 +977,15 @@ def _unanchored(pattern: str) -> str:
 
 
 def _subtract_points(ranges: list[tuple[int, int]], points: set[int]) -> list[tuple[int, int]]:
+    """Sorted disjoint `ranges` without `points` (still sorted and disjoint)."""
     out = []
+    cuts = sorted(points)
     for lo, hi in ranges:
-        cuts = sorted(p for p in points if lo <= p <= hi)
         for p in cuts:
-            if lo <= p - 1:
-                out.append((lo, p - 1))
-            lo = p + 1
+            if lo <= p <= hi:
+                if lo < p:
+                    out.append((lo, p - 1))
+                lo = p + 1
         if lo <= hi:
             out.append((lo, hi))
     return out
