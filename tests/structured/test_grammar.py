@@ -93,3 +93,26 @@ def test_errors():
     with pytest.raises(GrammarError, match="defined twice"):
         b.define(r, b.literal("y"))
     assert issubclass(GrammarLimitError, GrammarError) and issubclass(GrammarError, ValueError)
+
+
+def test_rule_and_as_items_write_alternatives_directly():
+    b = GrammarBuilder()
+    digit = b.byte_set([(0x30, 0x39)])
+    r = b.rule([(), (*b.as_items(b.literal("x=")), digit)], "r")  # r ::= "" | "x=" [0-9]
+    g = b.build(b.seq(r, b.literal(";")))
+    assert g.matches(b";") and g.matches(b"x=7;") and not g.matches(b"x=;")
+    assert g.rules[r.name] == [(), (ByteSet(((0x78, 0x78),)), ByteSet(((0x3D, 0x3D),)), digit)]
+
+
+def test_copy_in_copies_reachable_rules_once_under_fresh_names():
+    lib = GrammarBuilder()
+    item = lib.new_rule("item")  # item ::= "a" | "[" item "]"  (recursive)
+    lib.define(item, lib.alt(lib.literal("a"), lib.seq(lib.literal("["), lib.ref(item), lib.literal("]"))))
+    pair = lib.seq(lib.ref(item), lib.literal(","), lib.ref(item))  # an anonymous piece over it
+    b = GrammarBuilder()
+    b.rules["item_0"] = []  # a name the copy must not take
+    copied: dict = {}
+    first, again = b.copy_in(lib, pair, copied), b.copy_in(lib, lib.ref(item), copied)
+    assert list(copied) == [item] and copied[item].name != "item_0" and again == copied[item]
+    g = b.build(b.seq(first, b.literal(";")))
+    assert g.matches(b"a,[[a]];") and not g.matches(b"a,[a;")

@@ -100,6 +100,32 @@ def test_additional_keys_never_repeat_a_declared_name():
     assert not accepts(schema, '{"ab": 1, "ab": "x"}') and not accepts(schema, '{"ab": "x"}')
 
 
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}, "x": {"type": "number"}},
+     "required": ["name"]},
+    {"$defs": {"t": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/t"}}}}},
+     "$ref": "#/$defs/t"},
+    {"type": "object", "properties": {"é\n": {"enum": ["a", 1, None]}}, "additionalProperties": {"type": "string"}},
+    {"type": "array", "items": {}},
+])
+def test_prebuilt_shared_rules_are_only_a_cache(schema):
+    """Copying in the prebuilt schema-independent rules (ws, strings, any value, key characters) gives
+    the very grammar that building them in place gives, rule for rule (only the names differ)."""
+    from pyengine.structured.json_schema import _Compiler
+
+    for options in (JsonOptions(), COMPACT):
+        copied = _Compiler(schema, options).compile_root()
+        built_here = _Compiler(schema, options, use_library=False).compile_root()
+        assert copied.to_flat()[:3] == built_here.to_flat()[:3]
+
+
+def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
+    bad = JsonOptions.from_switches(whitespace_pattern="(")
+    assert json_schema_grammar({"type": "string"}, bad).matches(b'"a"')
+    with pytest.raises(GrammarError):
+        json_schema_grammar({"type": "array"}, bad)
+
+
 @pytest.mark.parametrize("schema, needle", [
     ({"not": {"type": "string"}}, "not"),
     ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties"),
