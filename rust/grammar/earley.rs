@@ -1,0 +1,354 @@
+//! The Earley automaton: interned Earley sets ("states") over a byte-level grammar.
+//!
+//! An Earley item is (alternative, dot, origin). Here the origin is not a position but the id of
+//! the interned set the item started in (or `SELF`, the set being built), so two sets with the same
+//! items behave the same forever after: each is stored once as a [`State`] with a lazily filled
+//! 256-entry transition table. `step(s, byte)` is then usually one array lookup; a new set is made
+//! by [`Automaton::close`] (prediction + completion, memoized by the seeds that start it).
+//! Prediction of a nullable rule also moves the dot past it (Aycock & Horspool), so completion
+//! never revisits the set being built.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use crate::KernelError;
+
+pub const MAX_EARLEY_ITEMS: usize = 100_000;
+pub const MAX_STATES: usize = 500_000;
+
+const SELF: u32 = u32::MAX; // origin: the set being built
+const UNKNOWN: u32 = u32::MAX; // transition not computed yet
+pub(super) const DEAD: u32 = u32::MAX - 1; // byte rejected
+pub(super) const ROOT: u32 = 0; // the initial state's id
+const COMPLETED: u32 = 1 << 31; // seed-key tag: a completed item, keyed by its rule (see `close`)
+
+/// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
+pub struct CompiledGrammar {
+    start: u32,
+    lhs: Vec<u32>,
+    rhs_start: Vec<u32>,
+    rhs: Vec<i32>,
+    rule_alts: Vec<Vec<u32>>,
+    nullable: Vec<bool>,
+    byte_sets: Vec<[u64; 4]>,
+}
+
+pub(super) fn has_byte(set: &[u64; 4], b: u8) -> bool {
+    set[(b >> 6) as usize] >> (b & 63) & 1 == 1
+}
+
+impl CompiledGrammar {
+    pub fn new(start: i64, alts: Vec<Vec<i64>>, byte_sets: Vec<Vec<(i64, i64)>>) -> Result<Self, KernelError> {
+        let err = |m: &str| Err(KernelError(format!("invalid flat grammar: {m}")));
+        let n_rules = alts.iter().filter_map(|a| a.first()).copied().max().map_or(0, |m| m + 1).max(start + 1);
+        if start < 0 || n_rules > u32::MAX as i64 / 2 || alts.len() > u32::MAX as usize / 2 || byte_sets.len() > i32::MAX as usize / 2 {
+            return err("bad start rule or size");
+        }
+        let mut sets = Vec::with_capacity(byte_sets.len());
+        for ranges in &byte_sets {
+            let mut bits = [0u64; 4];
+            for &(lo, hi) in ranges {
+                if !(0 <= lo && lo <= hi && hi <= 255) {
+                    return err("byte range outside 0..=255");
+                }
+                for b in lo..=hi {
+                    bits[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+            }
+            sets.push(bits);
+        }
+        let mut g = CompiledGrammar {
+            start: start as u32,
+            lhs: Vec::new(),
+            rhs_start: vec![0],
+            rhs: Vec::new(),
+            rule_alts: vec![Vec::new(); n_rules as usize],
+            nullable: vec![false; n_rules as usize],
+            byte_sets: sets,
+        };
+        for alt in &alts {
+            let Some((&lhs, syms)) = alt.split_first() else { return err("empty alternative row") };
+            if lhs < 0 {
+                return err("negative rule index");
+            }
+            for &s in syms {
+                if s >= n_rules || (s < 0 && (-s - 1) as usize >= byte_sets.len()) {
+                    return err("symbol out of range");
+                }
+                g.rhs.push(s as i32);
+            }
+            g.rule_alts[lhs as usize].push(g.lhs.len() as u32);
+            g.lhs.push(lhs as u32);
+            g.rhs_start.push(g.rhs.len() as u32);
+        }
+        loop {
+            // fixed point: a rule is nullable if some alternative is all nullable rules
+            let mut changed = false;
+            for a in 0..g.lhs.len() {
+                let l = g.lhs[a] as usize;
+                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| s >= 0 && g.nullable[s as usize]) {
+                    g.nullable[l] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ok(g)
+    }
+
+    fn alt_rhs(&self, alt: u32) -> &[i32] {
+        &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
+    }
+}
+
+/// An Earley item: alternative, dot, and origin state id (or `SELF`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct Item {
+    pub(super) alt: u32,
+    pub(super) dot: u32,
+    pub(super) origin: u32,
+}
+
+/// One interned Earley set.
+pub(super) struct State {
+    waiting: Box<[(u32, Item)]>, // (rule after the dot, item), sorted by rule: for completion
+    scans: Box<[(u32, Item)]>,   // (byte set after the dot, item)
+    pub(super) scan_bytes: [u64; 4],        // union of the scans' byte sets
+    pub(super) accepting: bool,
+    pub(super) next: Option<Box<[u32; 256]>>,
+}
+
+/// FxHash (rustc's hasher): fast for the short integer keys hashed here.
+#[derive(Default)]
+pub(super) struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// The interned Earley sets of one grammar, with their transitions, and scratch buffers.
+pub(super) struct Automaton {
+    pub(super) g: Arc<CompiledGrammar>,
+    pub(super) states: Vec<State>,
+    intern: FxMap<Box<[Item]>, u32>,
+    by_seeds: FxMap<Box<[Item]>, u32>, // canonical seeds (see `close`) -> their closure's state
+    seed_key: Vec<Item>,
+    seeds: Vec<Item>,
+    waiting: Vec<(u32, Item)>,
+    scans: Vec<(u32, Item)>,
+    seen: FxMap<Item, ()>,
+    work: Vec<Item>,
+    items: Vec<Item>,
+}
+
+impl Automaton {
+    pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
+        let mut a = Automaton {
+            g,
+            states: Vec::new(),
+            intern: FxMap::default(),
+            by_seeds: FxMap::default(),
+            seed_key: Vec::new(),
+            seeds: Vec::new(),
+            waiting: Vec::new(),
+            scans: Vec::new(),
+            seen: FxMap::default(),
+            work: Vec::new(),
+            items: Vec::new(),
+        };
+        let seeds: Vec<Item> =
+            a.g.rule_alts[a.g.start as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }).collect();
+        a.close(&seeds)?;
+        Ok(a)
+    }
+
+    /// The state after `byte` from `s`, or DEAD.
+    #[inline]
+    pub(super) fn step(&mut self, s: u32, byte: u8) -> Result<u32, KernelError> {
+        let st = &self.states[s as usize];
+        if !has_byte(&st.scan_bytes, byte) {
+            return Ok(DEAD);
+        }
+        if let Some(next) = &st.next {
+            let t = next[byte as usize];
+            if t != UNKNOWN {
+                return Ok(t);
+            }
+        }
+        let g = &self.g;
+        let mut seeds = std::mem::take(&mut self.seeds); // (a scratch buffer, given back below)
+        seeds.clear();
+        seeds.extend(
+            st.scans
+                .iter()
+                .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
+                .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } }),
+        );
+        let t = if seeds.is_empty() { Ok(DEAD) } else { self.close(&seeds) };
+        self.seeds = seeds;
+        let t = t?;
+        // Every byte that belongs to exactly the same scanned byte sets leads to the same state:
+        // fill them all now (a class like [^"] costs one closure, not 200).
+        // (the bytes in every scanned set that holds `byte` and in no other scanned set)
+        let g = &self.g;
+        let st = &mut self.states[s as usize];
+        let mut same = st.scan_bytes;
+        for (set, _) in st.scans.iter() {
+            let bits = &g.byte_sets[*set as usize];
+            let inside = has_byte(bits, byte);
+            for (w, x) in same.iter_mut().zip(bits) {
+                *w &= if inside { *x } else { !*x };
+            }
+        }
+        let mut row = st.next.take().unwrap_or_else(|| Box::new([UNKNOWN; 256]));
+        for (w, &word) in same.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                row[w * 64 + bits.trailing_zeros() as usize] = t;
+                bits &= bits - 1;
+            }
+        }
+        row[byte as usize] = t;
+        st.next = Some(row);
+        Ok(t)
+    }
+
+    /// Close `seeds` under prediction and completion; intern the set; return its id.
+    ///
+    /// Closures are memoized by their seeds. A completed seed matters only through its rule and
+    /// origin (what it completes, and whether the set accepts), so it is keyed as that: the bytes
+    /// that end different alternatives of one rule (the last byte of a 1-, 2-, 3- or 4-byte UTF-8
+    /// character, say) then share one closure instead of computing the same set again.
+    pub(super) fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+        self.seed_key.clear();
+        for &it in seeds {
+            let done = it.dot as usize == self.g.alt_rhs(it.alt).len();
+            let lhs = self.g.lhs[it.alt as usize];
+            self.seed_key.push(if done { Item { alt: COMPLETED | lhs, dot: 0, origin: it.origin } } else { it });
+        }
+        self.seed_key.sort_unstable();
+        self.seed_key.dedup();
+        if let Some(&id) = self.by_seeds.get(self.seed_key.as_slice()) {
+            return Ok(id);
+        }
+        let id = self.close_uncached(seeds)?;
+        self.by_seeds.insert(self.seed_key.as_slice().into(), id);
+        Ok(id)
+    }
+
+    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+        let g = self.g.clone();
+        let is_root = self.states.is_empty();
+        self.seen.clear();
+        self.work.clear();
+        self.items.clear();
+        let (mut waiting, mut scans) = (std::mem::take(&mut self.waiting), std::mem::take(&mut self.scans));
+        waiting.clear();
+        scans.clear();
+        let mut accepting = false;
+        for &it in seeds {
+            if self.seen.insert(it, ()).is_none() {
+                self.work.push(it);
+            }
+        }
+        while let Some(it) = self.work.pop() {
+            self.items.push(it);
+            if self.items.len() > MAX_EARLEY_ITEMS {
+                return Err(KernelError(format!(
+                    "grammar limit: more than {MAX_EARLEY_ITEMS} Earley items at one position"
+                )));
+            }
+            let rhs = g.alt_rhs(it.alt);
+            let add = |n: Item, seen: &mut FxMap<Item, ()>, work: &mut Vec<Item>| {
+                if seen.insert(n, ()).is_none() {
+                    work.push(n);
+                }
+            };
+            if (it.dot as usize) < rhs.len() {
+                let sym = rhs[it.dot as usize];
+                if sym < 0 {
+                    scans.push(((-sym - 1) as u32, it));
+                    continue;
+                }
+                waiting.push((sym as u32, it));
+                for &alt in &g.rule_alts[sym as usize] {
+                    add(Item { alt, dot: 0, origin: SELF }, &mut self.seen, &mut self.work);
+                }
+                if g.nullable[sym as usize] {
+                    add(Item { dot: it.dot + 1, ..it }, &mut self.seen, &mut self.work);
+                }
+            } else {
+                let lhs = g.lhs[it.alt as usize];
+                if lhs == g.start && (it.origin == ROOT || (is_root && it.origin == SELF)) {
+                    accepting = true;
+                }
+                if it.origin != SELF {
+                    // an empty completion (origin SELF) was handled by `nullable` at prediction
+                    let o = it.origin;
+                    let parents = &self.states[o as usize].waiting;
+                    let from = parents.partition_point(|(r, _)| *r < lhs);
+                    for &(r, p) in &parents[from..] {
+                        if r != lhs {
+                            break;
+                        }
+                        let origin = if p.origin == SELF { o } else { p.origin };
+                        add(Item { alt: p.alt, dot: p.dot + 1, origin }, &mut self.seen, &mut self.work);
+                    }
+                }
+            }
+        }
+        // The key: items that still matter (a completed item has done its work) and acceptance.
+        self.items.retain(|it| (it.dot as usize) < g.alt_rhs(it.alt).len());
+        self.items.sort_unstable();
+        if accepting {
+            self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
+        }
+        let known = self.intern.get(self.items.as_slice()).copied();
+        let id = match known {
+            Some(id) => Ok(id),
+            None if self.states.len() >= MAX_STATES => {
+                Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")))
+            }
+            None => Ok(self.new_state(&mut waiting, &scans, accepting)),
+        };
+        (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
+        id
+    }
+
+    /// Store the closure just computed (`self.items` is its key) as a new state.
+    fn new_state(&mut self, waiting: &mut [(u32, Item)], scans: &[(u32, Item)], accepting: bool) -> u32 {
+        let g = &self.g;
+        waiting.sort_unstable();
+        let mut scan_bytes = [0u64; 4];
+        for (set, _) in scans {
+            for (w, x) in scan_bytes.iter_mut().zip(&g.byte_sets[*set as usize]) {
+                *w |= x;
+            }
+        }
+        let id = self.states.len() as u32;
+        self.states.push(State { waiting: waiting.into(), scans: scans.into(), scan_bytes, accepting, next: None });
+        self.intern.insert(self.items.as_slice().into(), id);
+        id
+    }
+}

@@ -1,0 +1,185 @@
+//! The mask walk: which tokens a state allows, found depth-first along the vocabulary trie.
+//!
+//! One Earley step per trie node; a rejected byte skips the node's whole subtree (`end[i]`), every
+//! accepted node allows the tokens ending there. At wide trie nodes the walk visits only the
+//! children whose byte the state can scan ([`trie::Fan`]). A state with a slice (see `slicer.rs`)
+//! takes its class tokens from the slice and walks only the exit groups of the tokens that leave it.
+//! The result is kept per state as a [`TextMask`].
+
+use std::sync::Arc;
+
+use super::earley::DEAD;
+use super::trie::{Slice, TokenTrie, NO_FAN};
+use super::GrammarMatcher;
+use crate::KernelError;
+
+const MAX_CACHED_MASKS: usize = 256;
+
+/// The text tokens a state allows: a slice's tokens of at most `chars` characters (shared with
+/// the slice, not copied) plus the ids a walk found; or, when those ids would take more room than
+/// a bitmask, the bitmask. (A fresh bitmask per state would cost more than the walk itself.)
+pub(super) enum TextMask {
+    Ids { slice: Option<(Arc<Slice>, usize)>, ids: Vec<u32> },
+    Bits(Box<[u32]>),
+}
+
+/// `out` = the slice's tokens (if any) | `ids`.
+fn write_mask(slice: &Option<(Arc<Slice>, usize)>, ids: &[u32], out: &mut [u32]) {
+    match slice.as_ref().and_then(|(sl, chars)| sl.mask(*chars)) {
+        Some(base) => out.copy_from_slice(base),
+        None => out.fill(0),
+    }
+    for &t in ids {
+        out[(t >> 5) as usize] |= 1 << (t & 31);
+    }
+}
+
+/// The children of a trie node still to visit in a walk (see [`GrammarMatcher::children`]).
+pub(super) enum Kids {
+    Range { next: usize, to: usize },
+    Fan { fan: usize, word: usize, todo: Option<u64>, rank: usize },
+}
+
+impl GrammarMatcher {
+    /// Write the text tokens allowed from state `s` into `out` (EOS excluded); the tokens are
+    /// computed once per state and kept as a [`TextMask`].
+    pub(super) fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), KernelError> {
+        if !self.masks.contains_key(&s) {
+            let slice = match self.slices.get(&s) {
+                Some(slice) => slice.clone(),
+                None => {
+                    let slice = self.slice_of(s)?;
+                    self.slices.insert(s, slice.clone());
+                    slice
+                }
+            };
+            let mut ids = Vec::new();
+            if let Some((sl, chars)) = &slice {
+                // The tokens outside the class: each exit group from the run's state after
+                // its class prefix (`chain[k]`: the state after k characters of the class).
+                let mut chain = vec![s];
+                for g in &sl.groups {
+                    let k = g.chars as usize;
+                    if k > *chars {
+                        break; // an exact run dies on a longer prefix (groups go by k)
+                    }
+                    while chain.len() <= k {
+                        let last = chain[chain.len() - 1];
+                        let Some(run) = self.run_of(last, 0)? else {
+                            return Err(KernelError("internal error: a run ended early".into()));
+                        };
+                        chain.push(run.next);
+                    }
+                    let from = chain[k];
+                    if self.auto.step(from, g.byte)? != DEAD {
+                        self.walk_from(&sl.exits, g.from as usize, g.to as usize, from, &mut ids)?;
+                    }
+                }
+            } else {
+                let trie = self.trie.clone();
+                self.walk(&trie, None, s, &mut ids)?;
+            }
+            let mask = if ids.len() > out.len() {
+                // more ids than the bitmask has words: keep the bitmask instead
+                write_mask(&slice, &ids, out);
+                TextMask::Bits(out.into())
+            } else {
+                TextMask::Ids { slice, ids }
+            };
+            if self.masks.len() >= MAX_CACHED_MASKS {
+                self.masks.clear();
+            }
+            self.masks.insert(s, mask);
+        }
+        match self.masks.get(&s) {
+            Some(TextMask::Bits(bits)) => out.copy_from_slice(bits),
+            Some(TextMask::Ids { slice, ids }) => write_mask(slice, ids, out),
+            None => out.fill(0),
+        }
+        for &t in &self.eos {
+            out[(t >> 5) as usize] &= !(1 << (t & 31)); // text tokens only
+        }
+        Ok(())
+    }
+
+    /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
+    pub(super) fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+        self.frames.clear();
+        self.frames.push((s, Self::children(trie, node)));
+        self.walk_frames(trie, ids)
+    }
+
+    /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
+    pub(super) fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+        self.frames.clear();
+        self.frames.push((s, Kids::Range { next: from, to }));
+        self.walk_frames(trie, ids)
+    }
+
+    /// How to go over the children of `node`: all of them in order, or, for a wide node, only
+    /// those whose byte the state can scan (looked up in its [`trie::Fan`]).
+    pub(super) fn children(trie: &TokenTrie, node: Option<usize>) -> Kids {
+        let (fan, from, to) = match node {
+            Some(i) => (trie.fan[i], i + 1, trie.end[i] as usize),
+            None => (trie.root_fan, 0, trie.len()),
+        };
+        if fan == NO_FAN {
+            Kids::Range { next: from, to }
+        } else {
+            Kids::Fan { fan: fan as usize, word: 0, todo: None, rank: trie.fans[fan as usize].first as usize }
+        }
+    }
+
+    /// The depth-first walk: `frames` holds, per depth, the state there and the children left.
+    /// A rejected byte skips the node's whole subtree; every accepted node allows its tokens.
+    pub(super) fn walk_frames(&mut self, trie: &TokenTrie, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+        while let Some(top) = self.frames.len().checked_sub(1) {
+            let (s, kids) = &mut self.frames[top];
+            let s = *s;
+            let i = match kids {
+                Kids::Range { next, to } => {
+                    if *next >= *to {
+                        self.frames.pop();
+                        continue;
+                    }
+                    let i = *next;
+                    *next = trie.end[i] as usize;
+                    i
+                }
+                Kids::Fan { fan, word, todo, rank } => {
+                    let f = &trie.fans[*fan];
+                    // candidates: the fan's bytes that the state scans, one 64-byte word at a time
+                    let mut bits = match *todo {
+                        Some(bits) => bits,
+                        None if *word < 4 => f.bits[*word] & self.auto.states[s as usize].scan_bytes[*word],
+                        None => {
+                            self.frames.pop();
+                            continue;
+                        }
+                    };
+                    if bits == 0 {
+                        *rank += f.bits[*word].count_ones() as usize;
+                        *word += 1;
+                        *todo = None;
+                        continue;
+                    }
+                    let b = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    *todo = Some(bits);
+                    let below = f.bits[*word] & ((1u64 << b) - 1);
+                    trie.fan_children[*rank + below.count_ones() as usize] as usize
+                }
+            };
+            let next = self.auto.step(s, trie.byte[i])?;
+            if next == DEAD {
+                continue;
+            }
+            ids.extend_from_slice(&trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize]);
+            if i + 1 < trie.end[i] as usize {
+                self.frames.push((next, Self::children(trie, Some(i))));
+            }
+        }
+        Ok(())
+    }
+
+}
