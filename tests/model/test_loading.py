@@ -47,10 +47,15 @@ def test_sharded_checkpoint_equals_single_file(tmp_path):
     np.testing.assert_array_equal(_logits(single), _logits(sharded))
 
 
-def test_tied_embeddings_use_embed_tokens_as_lm_head(tmp_path):
-    path = write_checkpoint(tmp_path / "tied", llama_tensors(tied=True), llama_config(tied=True))
+def test_tied_embeddings_keep_one_table_for_lookup_and_output_head(tmp_path):
+    tensors = llama_tensors(tied=True)
+    table = np.array(tensors["model.embed_tokens.weight"])  # [V, D]
+    path = write_checkpoint(tmp_path / "tied", tensors, llama_config(tied=True))
     model = load_model(path, get_backend("cpu"))
-    assert model.lm_head is model.embed_tokens
+    assert model.embed_tokens is None  # the [D, V] head is the only copy
+    np.testing.assert_array_equal(model.lm_head, table.T)
+    ids = np.array([3, 0, 3, 7])
+    np.testing.assert_array_equal(model.embed(ids), table[ids])  # lookups read its columns
 
 
 def test_untied_checkpoint_without_lm_head_is_an_error(tmp_path):
