@@ -34,7 +34,7 @@ use std::sync::Arc;
 use crate::KernelError;
 pub use earley::{CompiledGrammar, MAX_EARLEY_ITEMS, MAX_STATES};
 use earley::{Automaton, FxMap, DEAD, ROOT};
-use slicer::Run;
+use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 use walk::{Kids, TextMask};
 
@@ -48,7 +48,7 @@ pub struct GrammarMatcher {
     terminated: bool,
     masks: FxMap<u32, TextMask>,   // committed state -> allowed text tokens
     runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
-    slices: FxMap<u32, Option<(Arc<Slice>, usize)>>, // state -> its slice and run length
+    slices: FxMap<u32, Option<SliceUse>>, // state -> how its mask uses a slice
     frames: Vec<(u32, Kids)>,      // walk scratch: per depth, the state and the children left
 }
 

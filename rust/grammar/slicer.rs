@@ -16,6 +16,8 @@ use crate::KernelError;
 
 /// A state loops on fewer single bytes than this (and on no UTF-8 character): no slice.
 const MIN_SLICE_BYTES: u32 = 32;
+/// A closed class (see [`Automaton::closed_class`]) is looked for among this many states at most.
+const MAX_CLOSED_STATES: usize = 16;
 
 impl Automaton {
     /// The first step of a run from `s` (see [`Run`]): the state `t` most ASCII bytes lead to, and
@@ -82,6 +84,40 @@ impl Automaton {
         Ok(true)
     }
 
+    /// The byte class `s` is *closed* under, if any: every state that bytes of `s`'s scan set C
+    /// lead to (from `s`, then from those, ...) scans exactly C again. Then a byte string is
+    /// accepted from `s` if and only if all its bytes are in C: the mask is the slice of C, with
+    /// nothing to walk. (The email regex's domain `[a-z0-9.-]+\.[a-z]{2,4}` is such a state: its
+    /// bytes lead to different states, so it has no [`Run`], but all of them read the same class.)
+    pub(super) fn closed_class(&mut self, s: u32) -> Result<Option<SliceKey>, KernelError> {
+        let class = self.states[s as usize].scan_bytes;
+        if class.iter().map(|w| w.count_ones()).sum::<u32>() < MIN_SLICE_BYTES {
+            return Ok(None);
+        }
+        let mut reached = vec![s];
+        let mut i = 0;
+        while let Some(&u) = reached.get(i) {
+            i += 1;
+            if self.states[u as usize].scan_bytes != class {
+                return Ok(None);
+            }
+            for (w, &word) in class.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let v = self.step(u, (w * 64 + bits.trailing_zeros() as usize) as u8)?;
+                    bits &= bits - 1;
+                    if !reached.contains(&v) {
+                        if reached.len() >= MAX_CLOSED_STATES {
+                            return Ok(None);
+                        }
+                        reached.push(v);
+                    }
+                }
+            }
+        }
+        Ok(Some(SliceKey { bits: class, utf8: false }))
+    }
+
     /// No character of `key` can be read from `s` (checked on first bytes: conservative).
     pub(super) fn rejects(&mut self, s: u32, key: &SliceKey) -> Result<bool, KernelError> {
         for b in 0..=255u8 {
@@ -101,6 +137,15 @@ pub(super) struct Run {
     pub(super) chars: u32,
     pub(super) exact: bool,
     pub(super) next: u32, // the state after any one character of `key`
+}
+
+/// How a state's mask uses a slice: the class tokens of at most `chars` characters, and, if
+/// `exits`, a walk of the exit groups from the run's states.
+#[derive(Clone)]
+pub(super) struct SliceUse {
+    pub(super) slice: Arc<Slice>,
+    pub(super) chars: usize,
+    pub(super) exits: bool,
 }
 
 pub(super) const UNBOUNDED: u32 = u32::MAX;
@@ -131,11 +176,18 @@ impl GrammarMatcher {
         Ok(r)
     }
 
-    /// The slice to mask `s` with, and how many characters of its class `s` accepts.
-    pub(super) fn slice_of(&mut self, s: u32) -> Result<Option<(Arc<Slice>, usize)>, KernelError> {
+    /// The slice to mask `s` with: its class is closed from `s`, or `s` starts a run on it.
+    pub(super) fn slice_of(&mut self, s: u32) -> Result<Option<SliceUse>, KernelError> {
+        if let Some(key) = self.auto.closed_class(s)? {
+            // (only the slice of exactly this class will do: there is no walk to add what a
+            // narrower one misses)
+            if let Some(slice) = self.trie.slice(key).filter(|sl| sl.key == key) {
+                return Ok(Some(SliceUse { slice, chars: UNBOUNDED as usize, exits: false }));
+            }
+        }
         let Some(run) = self.run_of(s, 0)? else { return Ok(None) };
         let Some(slice) = self.trie.slice(run.key) else { return Ok(None) };
         let chars = run.chars as usize;
-        Ok((run.exact || chars >= slice.max_chars).then_some((slice, chars)))
+        Ok((run.exact || chars >= slice.max_chars).then_some(SliceUse { slice, chars, exits: true }))
     }
 }

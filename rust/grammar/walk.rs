@@ -6,10 +6,9 @@
 //! takes its class tokens from the slice and walks only the exit groups of the tokens that leave it.
 //! The result is kept per state as a [`TextMask`].
 
-use std::sync::Arc;
-
 use super::earley::DEAD;
-use super::trie::{Slice, TokenTrie, NO_FAN};
+use super::slicer::SliceUse;
+use super::trie::{TokenTrie, NO_FAN};
 use super::GrammarMatcher;
 use crate::KernelError;
 
@@ -19,13 +18,13 @@ const MAX_CACHED_MASKS: usize = 256;
 /// the slice, not copied) plus the ids a walk found; or, when those ids would take more room than
 /// a bitmask, the bitmask. (A fresh bitmask per state would cost more than the walk itself.)
 pub(super) enum TextMask {
-    Ids { slice: Option<(Arc<Slice>, usize)>, ids: Vec<u32> },
+    Ids { slice: Option<SliceUse>, ids: Vec<u32> },
     Bits(Box<[u32]>),
 }
 
 /// `out` = the slice's tokens (if any) | `ids`.
-fn write_mask(slice: &Option<(Arc<Slice>, usize)>, ids: &[u32], out: &mut [u32]) {
-    match slice.as_ref().and_then(|(sl, chars)| sl.mask(*chars)) {
+fn write_mask(slice: &Option<SliceUse>, ids: &[u32], out: &mut [u32]) {
+    match slice.as_ref().and_then(|u| u.slice.mask(u.chars)) {
         Some(base) => out.copy_from_slice(base),
         None => out.fill(0),
     }
@@ -54,11 +53,12 @@ impl GrammarMatcher {
                 }
             };
             let mut ids = Vec::new();
-            if let Some((sl, chars)) = &slice {
+            if let Some(SliceUse { slice: sl, chars, exits }) = &slice {
                 // The tokens outside the class: each exit group from the run's state after
                 // its class prefix (`chain[k]`: the state after k characters of the class).
                 let mut chain = vec![s];
-                for g in &sl.groups {
+                let groups = if *exits { &sl.groups[..] } else { &[] };
+                for g in groups {
                     let k = g.chars as usize;
                     if k > *chars {
                         break; // an exact run dies on a longer prefix (groups go by k)

@@ -125,10 +125,12 @@ def test_twin_and_rust_agree_on_random_grammars(g, choices, rollbacks):
 
 # The Rust slicer (tokens made of a class a state loops on are allowed without a walk) must give
 # the twin's masks exactly: loops, counted runs, runs entered one step late, UTF-8 and partial UTF-8,
-# tokens that leave the class after k characters (the exit groups) and wide trie nodes (fans).
+# tokens that leave the class after k characters (the exit groups), wide trie nodes (fans) and
+# closed classes.
 SLICER_VOCAB = ([bytes([b]) for b in range(256)]
                 + [w.encode() for w in ["ab", "abc", "hello", " world", "x\n", "\ny", '"', '",', 'a"', "\\n",
-                                        "é", "日本", "語x", "a-b", "0123", "aaaaaaa", "é\n", "ab@cd", ".com"]]
+                                        "é", "日本", "語x", "a-b", "0123", "aaaaaaa", "é\n", "ab@cd", ".com",
+                                        "mail.example", "x.y-z"]]
                 + [b"\xe6\x97", b"\x97\xa5", b"\xc3", "日".encode()[:2] + b"a"]
                 # a wide node (a fan of 12 children), and partial characters after whole ones
                 + [f"q{c}".encode() for c in "abcdefghij\n\""] + [b"ab\xc3", "é".encode() + b"\xe6\x97", b"a\xc3x"]
@@ -139,6 +141,8 @@ SLICER_VOCAB = ([bytes([b]) for b in range(256)]
 @pytest.mark.parametrize("pattern", [
     r"[^\n]{0,5}", r"[^\n]*x", r'"([^"\\]|\\.)*"', r'"([^"\\\x00-\x1f]){0,4}"', r"[a-z0-9._-]+@[a-z]{2,4}",
     r"(ab|[^a])*", r"[ -~]{2,9}", r".{3}", r"[^\n]{0,3}[^\n]*", r"q[a-e\n]*", r"[^\n]{0,2}\n[a-z]*",
+    # closed classes: states that read the same byte class forever, through different states
+    r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,4}", r"([a-z0-9-]+\.)+[a-z]{2,6}", r"[a-z0-9.-]+\.[a-z]{2}x",
 ])
 @settings(max_examples=15, deadline=None)
 @given(choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=10))
