@@ -9,7 +9,7 @@
 //! never revisits the set being built.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::KernelError;
@@ -112,14 +112,18 @@ pub(super) struct Item {
     pub(super) origin: u32,
 }
 
-/// One interned Earley set.
+/// One interned Earley set. Its lists live in the automaton's shared arrays (one allocation for
+/// all states, not several per state): `waiting` and `scans` are ranges of `Automaton::pairs`,
+/// `next` the start of its 256 transitions in `Automaton::next` (NO_ROW until its first step).
 pub(super) struct State {
-    waiting: Box<[(u32, Item)]>, // (rule after the dot, item), sorted by rule: for completion
-    scans: Box<[(u32, Item)]>,   // (byte set after the dot, item)
-    pub(super) scan_bytes: [u64; 4],        // union of the scans' byte sets
+    waiting: (u32, u32), // (rule after the dot, item), sorted by rule: for completion
+    scans: (u32, u32),   // (byte set after the dot, item)
+    pub(super) scan_bytes: [u64; 4], // union of the scans' byte sets
     pub(super) accepting: bool,
-    pub(super) next: Option<Box<[u32; 256]>>,
+    next: u32,
 }
+
+const NO_ROW: u32 = u32::MAX;
 
 /// FxHash (rustc's hasher): fast for the short integer keys hashed here.
 #[derive(Default)]
@@ -151,8 +155,10 @@ pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 pub(super) struct Automaton {
     pub(super) g: Arc<CompiledGrammar>,
     pub(super) states: Vec<State>,
-    intern: FxMap<Box<[Item]>, u32>,
-    by_seeds: FxMap<Box<[Item]>, u32>, // canonical seeds (see `close`) -> their closure's state
+    pairs: Vec<(u32, Item)>, // every state's `waiting` and `scans` lists
+    next: Vec<u32>,          // every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
+    intern: Interner,        // a state's items -> its id
+    by_seeds: Interner,      // canonical seeds (see `close`) -> their closure's state
     seed_key: Vec<Item>,
     seeds: Vec<Item>,
     waiting: Vec<(u32, Item)>,
@@ -167,8 +173,10 @@ impl Automaton {
         let mut a = Automaton {
             g,
             states: Vec::new(),
-            intern: FxMap::default(),
-            by_seeds: FxMap::default(),
+            pairs: Vec::new(),
+            next: Vec::new(),
+            intern: Interner::default(),
+            by_seeds: Interner::default(),
             seed_key: Vec::new(),
             seeds: Vec::new(),
             waiting: Vec::new(),
@@ -190,8 +198,8 @@ impl Automaton {
         if !has_byte(&st.scan_bytes, byte) {
             return Ok(DEAD);
         }
-        if let Some(next) = &st.next {
-            let t = next[byte as usize];
+        if st.next != NO_ROW {
+            let t = self.next[st.next as usize + byte as usize];
             if t != UNKNOWN {
                 return Ok(t);
             }
@@ -200,7 +208,7 @@ impl Automaton {
         let mut seeds = std::mem::take(&mut self.seeds); // (a scratch buffer, given back below)
         seeds.clear();
         seeds.extend(
-            st.scans
+            self.pairs[st.scans.0 as usize..st.scans.1 as usize]
                 .iter()
                 .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
                 .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } }),
@@ -214,14 +222,18 @@ impl Automaton {
         let g = &self.g;
         let st = &mut self.states[s as usize];
         let mut same = st.scan_bytes;
-        for (set, _) in st.scans.iter() {
+        for (set, _) in &self.pairs[st.scans.0 as usize..st.scans.1 as usize] {
             let bits = &g.byte_sets[*set as usize];
             let inside = has_byte(bits, byte);
             for (w, x) in same.iter_mut().zip(bits) {
                 *w &= if inside { *x } else { !*x };
             }
         }
-        let mut row = st.next.take().unwrap_or_else(|| Box::new([UNKNOWN; 256]));
+        if st.next == NO_ROW {
+            st.next = self.next.len() as u32;
+            self.next.resize(self.next.len() + 256, UNKNOWN);
+        }
+        let row = &mut self.next[st.next as usize..st.next as usize + 256];
         for (w, &word) in same.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -230,7 +242,6 @@ impl Automaton {
             }
         }
         row[byte as usize] = t;
-        st.next = Some(row);
         Ok(t)
     }
 
@@ -249,11 +260,11 @@ impl Automaton {
         }
         self.seed_key.sort_unstable();
         self.seed_key.dedup();
-        if let Some(&id) = self.by_seeds.get(self.seed_key.as_slice()) {
+        if let Some(id) = self.by_seeds.get(&self.seed_key) {
             return Ok(id);
         }
         let id = self.close_uncached(seeds)?;
-        self.by_seeds.insert(self.seed_key.as_slice().into(), id);
+        self.by_seeds.insert(&self.seed_key, id);
         Ok(id)
     }
 
@@ -306,7 +317,8 @@ impl Automaton {
                 if it.origin != SELF {
                     // an empty completion (origin SELF) was handled by `nullable` at prediction
                     let o = it.origin;
-                    let parents = &self.states[o as usize].waiting;
+                    let (from, to) = self.states[o as usize].waiting;
+                    let parents = &self.pairs[from as usize..to as usize];
                     let from = parents.partition_point(|(r, _)| *r < lhs);
                     for &(r, p) in &parents[from..] {
                         if r != lhs {
@@ -324,7 +336,7 @@ impl Automaton {
         if accepting {
             self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
         }
-        let known = self.intern.get(self.items.as_slice()).copied();
+        let known = self.intern.get(&self.items);
         let id = match known {
             Some(id) => Ok(id),
             None if self.states.len() >= MAX_STATES => {
@@ -347,8 +359,56 @@ impl Automaton {
             }
         }
         let id = self.states.len() as u32;
-        self.states.push(State { waiting: waiting.into(), scans: scans.into(), scan_bytes, accepting, next: None });
-        self.intern.insert(self.items.as_slice().into(), id);
+        let at = self.pairs.len() as u32;
+        self.pairs.extend_from_slice(waiting);
+        self.pairs.extend_from_slice(scans);
+        let (waiting, scans) = ((at, at + waiting.len() as u32), (at + waiting.len() as u32, self.pairs.len() as u32));
+        self.states.push(State { waiting, scans, scan_bytes, accepting, next: NO_ROW });
+        self.intern.insert(&self.items, id);
         id
+    }
+}
+
+/// A map from item lists to ids that stores every key in one shared array: a lookup hashes the
+/// slice and compares it in place, so neither a lookup nor an insert allocates a key.
+#[derive(Default)]
+struct Interner {
+    heads: FxMap<u64, u32>,   // hash -> the newest entry with that hash
+    entries: Vec<Entry>,      // per entry: its key's range in `keys`, value, older same-hash entry
+    keys: Vec<Item>,
+}
+
+struct Entry {
+    from: u32,
+    to: u32,
+    value: u32,
+    older: u32, // u32::MAX: none
+}
+
+impl Interner {
+    fn hash(key: &[Item]) -> u64 {
+        let mut h = Fx::default();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    fn get(&self, key: &[Item]) -> Option<u32> {
+        let mut e = *self.heads.get(&Self::hash(key))?;
+        while let Some(entry) = self.entries.get(e as usize) {
+            if &self.keys[entry.from as usize..entry.to as usize] == key {
+                return Some(entry.value);
+            }
+            e = entry.older;
+        }
+        None
+    }
+
+    /// Add `key -> value` (`key` must not be in the map yet).
+    fn insert(&mut self, key: &[Item], value: u32) {
+        let from = self.keys.len() as u32;
+        self.keys.extend_from_slice(key);
+        let id = self.entries.len() as u32;
+        let older = self.heads.insert(Self::hash(key), id).unwrap_or(u32::MAX);
+        self.entries.push(Entry { from, to: self.keys.len() as u32, value, older });
     }
 }
