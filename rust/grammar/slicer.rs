@@ -24,6 +24,11 @@ impl Automaton {
     /// the class of the characters that lead there: those bytes, plus every multi-byte UTF-8
     /// character if they all lead there too (else the non-ASCII bytes that do). None if narrow.
     pub(super) fn first_step(&mut self, s: u32) -> Result<Option<(SliceKey, u32)>, KernelError> {
+        // Narrow at a glance: a class needs MIN_SLICE_BYTES bytes, or all 51 UTF-8 lead bytes.
+        // (Most states after `{`, `:` or `,` stop here, before stepping every byte they scan.)
+        if self.states[s as usize].scan_bytes.iter().map(|w| w.count_ones()).sum::<u32>() < MIN_SLICE_BYTES {
+            return Ok(None);
+        }
         let mut targets: Vec<(u32, u32)> = Vec::new(); // (state, bytes leading there)
         let mut to = [DEAD; 256];
         for b in 0..=255u8 {
