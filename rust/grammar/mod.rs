@@ -13,7 +13,8 @@
 //!   straight to the children a state can scan ([`trie::Fan`]). The mask of a state is cached.
 //! - `slicer.rs`: if a state loops on a class of characters (JSON string content, `[^\n]*`, a
 //!   counted `{0,n}`), the tokens made of that class come from a precomputed per-trie table
-//!   ([`Slice`]) and only the tokens leaving the class are walked, from where they leave it.
+//!   ([`Slice`]) and only the tokens leaving the class are walked, from where they leave it; a
+//!   state whose successors all read exactly its class needs no walk at all.
 //! - `trie.rs`: the vocabulary trie, its fans, and the slices.
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!

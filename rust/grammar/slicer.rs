@@ -6,6 +6,10 @@
 //! run's length (a [`Slice`]: masks per trie and class, built once). Every other token leaves the
 //! class after some k characters; after those the state is the run's k-th one, so the walk of
 //! those tokens starts there, at the token's exit byte (see `GrammarMatcher::text_mask`).
+//!
+//! A state may also be *closed* under its byte class: every state its bytes lead to scans exactly
+//! the same class (an email's domain `[a-z0-9.-]+\.[a-z]{2,4}`). Then the tokens allowed are exactly
+//! the tokens of that class, the slice's mask, with no walk at all.
 
 use std::sync::Arc;
 
