@@ -78,23 +78,29 @@ def test_ttft_shared_prefix(benchmark, record, checkpoint, caching):
     record(f"TTFT {'prefix cache hit' if caching else 'no prefix cache'} s", benchmark.stats.stats.median)
 
 
-def test_transformers_padded_batch(benchmark, record):
+def _transformers_model():
+    """transformers' Llama on SmolLM2-135M's shapes (random weights), fp32, 2 threads, and torch."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.set_num_threads(2)
     fields = {k: v for k, v in SMOLLM2_135M.items() if k not in ("architectures", "torch_dtype")}
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields)).float().eval()
-    prompts = [p["prompt_token_ids"] for p in _prompts(32)]
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields)).float().eval(), torch
+
+
+def _padded_generate(model, torch, prompts, new_tokens):
+    """One static batch: left-padded to its longest prompt, exactly `new_tokens` steps for every row."""
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])  # left padding
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
 
-    def run():
-        with torch.no_grad():
-            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
-                           min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
 
-    benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+def test_transformers_padded_batch(benchmark, record):
+    model, torch = _transformers_model()
+    prompts = [p["prompt_token_ids"] for p in _prompts(32)]
+    benchmark.pedantic(lambda: _padded_generate(model, torch, prompts, NEW_TOKENS), rounds=1, warmup_rounds=0)
     record("transformers tok/s at 32", 32 * NEW_TOKENS / benchmark.stats.stats.median)
 
 
@@ -112,24 +118,14 @@ def test_throughput_mixed_replies(benchmark, record, checkpoint):
 
 
 def test_transformers_static_batches_mixed_replies(benchmark, record):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.set_num_threads(2)
-    fields = {k: v for k, v in SMOLLM2_135M.items() if k not in ("architectures", "torch_dtype")}
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields)).float().eval()
+    model, torch = _transformers_model()
     prompts = [p["prompt_token_ids"] for p in _prompts(STREAM, seed=3)]
     lengths = _reply_lengths(STREAM)
 
     def run():
         for start in range(0, STREAM, IN_FLIGHT):  # arrival order, 32 at a time
-            batch = prompts[start:start + IN_FLIGHT]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[0] * (width - len(p)) + p for p in batch])  # left padding
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
-            steps = max(lengths[start:start + IN_FLIGHT])  # the batch runs until its longest reply
-            with torch.no_grad():
-                model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps,
-                               min_new_tokens=steps, do_sample=False, pad_token_id=0)
+            end = start + IN_FLIGHT  # each batch runs until its longest reply
+            _padded_generate(model, torch, prompts[start:end], max(lengths[start:end]))
 
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
     record("transformers tok/s mixed replies", sum(lengths) / benchmark.stats.stats.median)
