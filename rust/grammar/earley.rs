@@ -21,7 +21,9 @@ const SELF: u32 = u32::MAX; // origin: the set being built
 const UNKNOWN: u32 = u32::MAX; // transition not computed yet
 pub(super) const DEAD: u32 = u32::MAX - 1; // byte rejected
 pub(super) const ROOT: u32 = 0; // the initial state's id
-const COMPLETED: u32 = 1 << 31; // seed-key tag: a completed item, keyed by its rule (see `close`)
+const COMPLETED: u32 = 1 << 31;
+const INITIAL_STATES: usize = 256; // states (and interner entries) reserved by `Automaton::new`
+const INITIAL_ROWS: usize = 64; // transition rows (256 entries each) reserved by `Automaton::new` // seed-key tag: a completed item, keyed by its rule (see `close`)
 
 /// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
 pub struct CompiledGrammar {
@@ -172,18 +174,21 @@ impl Automaton {
     pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
         let mut a = Automaton {
             g,
-            states: Vec::new(),
-            pairs: Vec::new(),
-            next: Vec::new(),
-            intern: Interner::default(),
-            by_seeds: Interner::default(),
-            seed_key: Vec::new(),
-            seeds: Vec::new(),
-            waiting: Vec::new(),
-            scans: Vec::new(),
-            seen: FxMap::default(),
-            work: Vec::new(),
-            items: Vec::new(),
+            // Room for the states of a few first masks, allocated now rather than grown (and
+            // copied) a little at a time while those masks are made. Each stays below glibc's
+            // mmap threshold (128 KiB), so it comes from the heap, not from fresh pages.
+            states: Vec::with_capacity(INITIAL_STATES),
+            pairs: Vec::with_capacity(INITIAL_STATES * 16),
+            next: Vec::with_capacity(INITIAL_ROWS * 256),
+            intern: Interner::with_capacity(INITIAL_STATES),
+            by_seeds: Interner::with_capacity(INITIAL_STATES),
+            seed_key: Vec::with_capacity(64),
+            seeds: Vec::with_capacity(64),
+            waiting: Vec::with_capacity(64),
+            scans: Vec::with_capacity(64),
+            seen: FxMap::with_capacity_and_hasher(128, Default::default()),
+            work: Vec::with_capacity(128),
+            items: Vec::with_capacity(128),
         };
         let seeds: Vec<Item> =
             a.g.rule_alts[a.g.start as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }).collect();
@@ -386,6 +391,14 @@ struct Entry {
 }
 
 impl Interner {
+    fn with_capacity(n: usize) -> Self {
+        Interner {
+            heads: FxMap::with_capacity_and_hasher(n, Default::default()),
+            entries: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n * 8),
+        }
+    }
+
     fn hash(key: &[Item]) -> u64 {
         let mut h = Fx::default();
         key.hash(&mut h);

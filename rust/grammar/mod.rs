@@ -74,10 +74,10 @@ impl GrammarMatcher {
             stack: vec![ROOT],
             steps: Vec::new(),
             terminated: false,
-            masks: FxMap::default(),
-            runs: FxMap::default(),
-            slices: FxMap::default(),
-            frames: Vec::new(),
+            masks: FxMap::with_capacity_and_hasher(64, Default::default()),
+            runs: FxMap::with_capacity_and_hasher(64, Default::default()),
+            slices: FxMap::with_capacity_and_hasher(64, Default::default()),
+            frames: Vec::with_capacity(64),
         })
     }
 
