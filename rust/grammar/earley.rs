@@ -166,12 +166,15 @@ pub(super) struct Automaton {
     waiting: Vec<(u32, Item)>,
     scans: Vec<(u32, Item)>,
     seen: FxMap<Item, ()>,
+    predicted: Vec<u32>, // per rule: the `gen` of the last closure that predicted it
+    gen: u32,            // this closure's stamp (see `close_uncached`)
     work: Vec<Item>,
     items: Vec<Item>,
 }
 
 impl Automaton {
     pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
+        let n_rules = g.rule_alts.len();
         let mut a = Automaton {
             g,
             // Room for the states of a few first masks, allocated now rather than grown (and
@@ -187,6 +190,8 @@ impl Automaton {
             waiting: Vec::with_capacity(64),
             scans: Vec::with_capacity(64),
             seen: FxMap::with_capacity_and_hasher(128, Default::default()),
+            predicted: vec![0; n_rules],
+            gen: 0,
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
@@ -283,8 +288,19 @@ impl Automaton {
         waiting.clear();
         scans.clear();
         let mut accepting = false;
+        // A predicted item (dot 0, origin SELF) comes only with all its rule's alternatives, so
+        // prediction is deduplicated per rule with a stamp (`predicted[rule] == gen`), not per
+        // item; `seen` holds the other items. (The root's seeds are its start rule predicted.)
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.predicted.fill(0); // the stamps wrapped around: start again from a clean table
+            self.gen = 1;
+        }
         for &it in seeds {
-            if self.seen.insert(it, ()).is_none() {
+            if it.dot == 0 && it.origin == SELF {
+                self.predicted[g.lhs[it.alt as usize] as usize] = self.gen;
+                self.work.push(it);
+            } else if self.seen.insert(it, ()).is_none() {
                 self.work.push(it);
             }
         }
@@ -308,8 +324,9 @@ impl Automaton {
                     continue;
                 }
                 waiting.push((sym as u32, it));
-                for &alt in &g.rule_alts[sym as usize] {
-                    add(Item { alt, dot: 0, origin: SELF }, &mut self.seen, &mut self.work);
+                if self.predicted[sym as usize] != self.gen {
+                    self.predicted[sym as usize] = self.gen;
+                    self.work.extend(g.rule_alts[sym as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }));
                 }
                 if g.nullable[sym as usize] {
                     add(Item { dot: it.dot + 1, ..it }, &mut self.seen, &mut self.work);
