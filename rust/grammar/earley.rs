@@ -101,6 +101,11 @@ impl CompiledGrammar {
         Ok(g)
     }
 
+    /// A number per (alternative, dot), dot in 0..=len: `0..rhs.len() + lhs.len()`.
+    fn position(&self, it: Item) -> usize {
+        (self.rhs_start[it.alt as usize] + it.alt + it.dot) as usize
+    }
+
     fn alt_rhs(&self, alt: u32) -> &[i32] {
         &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
     }
@@ -165,7 +170,7 @@ pub(super) struct Automaton {
     seeds: Vec<Item>,
     waiting: Vec<(u32, Item)>,
     scans: Vec<(u32, Item)>,
-    seen: FxMap<Item, ()>,
+    seen: Seen,
     predicted: Vec<u32>, // per rule: the `gen` of the last closure that predicted it
     gen: u32,            // this closure's stamp (see `close_uncached`)
     work: Vec<Item>,
@@ -175,6 +180,7 @@ pub(super) struct Automaton {
 impl Automaton {
     pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
         let n_rules = g.rule_alts.len();
+        let seen = Seen { at: vec![(0, 0); g.rhs.len() + g.lhs.len()], more: FxMap::with_capacity_and_hasher(64, Default::default()) };
         let mut a = Automaton {
             g,
             // Room for the states of a few first masks, allocated now rather than grown (and
@@ -189,7 +195,7 @@ impl Automaton {
             seeds: Vec::with_capacity(64),
             waiting: Vec::with_capacity(64),
             scans: Vec::with_capacity(64),
-            seen: FxMap::with_capacity_and_hasher(128, Default::default()),
+            seen,
             predicted: vec![0; n_rules],
             gen: 0,
             work: Vec::with_capacity(128),
@@ -270,18 +276,19 @@ impl Automaton {
         }
         self.seed_key.sort_unstable();
         self.seed_key.dedup();
-        if let Some(id) = self.by_seeds.get(&self.seed_key) {
-            return Ok(id);
-        }
+        let hash = match self.by_seeds.get(&self.seed_key) {
+            Ok(id) => return Ok(id),
+            Err(hash) => hash,
+        };
         let id = self.close_uncached(seeds)?;
-        self.by_seeds.insert(&self.seed_key, id);
+        self.by_seeds.insert(&self.seed_key, hash, id);
         Ok(id)
     }
 
     fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
         let g = self.g.clone();
         let is_root = self.states.is_empty();
-        self.seen.clear();
+        self.seen.more.clear();
         self.work.clear();
         self.items.clear();
         let (mut waiting, mut scans) = (std::mem::take(&mut self.waiting), std::mem::take(&mut self.scans));
@@ -293,14 +300,17 @@ impl Automaton {
         // item; `seen` holds the other items. (The root's seeds are its start rule predicted.)
         self.gen = self.gen.wrapping_add(1);
         if self.gen == 0 {
-            self.predicted.fill(0); // the stamps wrapped around: start again from a clean table
+            // the stamps wrapped around: start again from clean tables
+            self.predicted.fill(0);
+            self.seen.at.fill((0, 0));
             self.gen = 1;
         }
+        let gen = self.gen;
         for &it in seeds {
             if it.dot == 0 && it.origin == SELF {
                 self.predicted[g.lhs[it.alt as usize] as usize] = self.gen;
                 self.work.push(it);
-            } else if self.seen.insert(it, ()).is_none() {
+            } else if self.seen.insert(g.position(it), it, gen) {
                 self.work.push(it);
             }
         }
@@ -312,8 +322,8 @@ impl Automaton {
                 )));
             }
             let rhs = g.alt_rhs(it.alt);
-            let add = |n: Item, seen: &mut FxMap<Item, ()>, work: &mut Vec<Item>| {
-                if seen.insert(n, ()).is_none() {
+            let add = |n: Item, seen: &mut Seen, work: &mut Vec<Item>| {
+                if seen.insert(g.position(n), n, gen) {
                     work.push(n);
                 }
             };
@@ -358,20 +368,19 @@ impl Automaton {
         if accepting {
             self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
         }
-        let known = self.intern.get(&self.items);
-        let id = match known {
-            Some(id) => Ok(id),
-            None if self.states.len() >= MAX_STATES => {
+        let id = match self.intern.get(&self.items) {
+            Ok(id) => Ok(id),
+            Err(_) if self.states.len() >= MAX_STATES => {
                 Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")))
             }
-            None => Ok(self.new_state(&mut waiting, &scans, accepting)),
+            Err(hash) => Ok(self.new_state(&mut waiting, &scans, accepting, hash)),
         };
         (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
         id
     }
 
-    /// Store the closure just computed (`self.items` is its key) as a new state.
-    fn new_state(&mut self, waiting: &mut [(u32, Item)], scans: &[(u32, Item)], accepting: bool) -> u32 {
+    /// Store the closure just computed (`self.items` is its key, `hash` the key's hash) as a new state.
+    fn new_state(&mut self, waiting: &mut [(u32, Item)], scans: &[(u32, Item)], accepting: bool, hash: u64) -> u32 {
         let g = &self.g;
         waiting.sort_unstable();
         let mut scan_bytes = [0u64; 4];
@@ -386,8 +395,28 @@ impl Automaton {
         self.pairs.extend_from_slice(scans);
         let (waiting, scans) = ((at, at + waiting.len() as u32), (at + waiting.len() as u32, self.pairs.len() as u32));
         self.states.push(State { waiting, scans, scan_bytes, accepting, next: NO_ROW });
-        self.intern.insert(&self.items, id);
+        self.intern.insert(&self.items, hash, id);
         id
+    }
+}
+
+/// The items of the closure being built, other than predicted ones (see `close_uncached`).
+/// Most differ in (alternative, dot), so a table stamped per position finds a repeat with one
+/// lookup; an item at a position already taken by another origin goes to the map `more`.
+struct Seen {
+    at: Vec<(u32, u32)>, // per (alternative, dot) position: (closure stamp, origin)
+    more: FxMap<Item, ()>,
+}
+
+impl Seen {
+    /// Add `it` (at `position`) to the closure stamped `gen`; false if it was there already.
+    fn insert(&mut self, position: usize, it: Item, gen: u32) -> bool {
+        let (stamp, origin) = &mut self.at[position];
+        if *stamp != gen {
+            (*stamp, *origin) = (gen, it.origin);
+            return true;
+        }
+        *origin != it.origin && self.more.insert(it, ()).is_none()
     }
 }
 
@@ -416,29 +445,36 @@ impl Interner {
         }
     }
 
+    /// FxHash of the items, two words per item (alternative and dot packed in one).
     fn hash(key: &[Item]) -> u64 {
         let mut h = Fx::default();
-        key.hash(&mut h);
+        h.write_usize(key.len());
+        for it in key {
+            h.write_u64((it.alt as u64) << 32 | it.dot as u64);
+            h.write_u32(it.origin);
+        }
         h.finish()
     }
 
-    fn get(&self, key: &[Item]) -> Option<u32> {
-        let mut e = *self.heads.get(&Self::hash(key))?;
+    /// The value of `key`, or, if it has none, the key's hash (for `insert`).
+    fn get(&self, key: &[Item]) -> Result<u32, u64> {
+        let hash = Self::hash(key);
+        let mut e = *self.heads.get(&hash).ok_or(hash)?;
         while let Some(entry) = self.entries.get(e as usize) {
             if &self.keys[entry.from as usize..entry.to as usize] == key {
-                return Some(entry.value);
+                return Ok(entry.value);
             }
             e = entry.older;
         }
-        None
+        Err(hash)
     }
 
-    /// Add `key -> value` (`key` must not be in the map yet).
-    fn insert(&mut self, key: &[Item], value: u32) {
+    /// Add `key -> value`; `hash` is what `get` returned for it (`key` must not be in the map).
+    fn insert(&mut self, key: &[Item], hash: u64, value: u32) {
         let from = self.keys.len() as u32;
         self.keys.extend_from_slice(key);
         let id = self.entries.len() as u32;
-        let older = self.heads.insert(Self::hash(key), id).unwrap_or(u32::MAX);
+        let older = self.heads.insert(hash, id).unwrap_or(u32::MAX);
         self.entries.push(Entry { from, to: self.keys.len() as u32, value, older });
     }
 }
