@@ -7,6 +7,11 @@
 //! by [`Automaton::close`] (prediction + completion, memoized by the seeds that start it).
 //! Prediction of a nullable rule also moves the dot past it (Aycock & Horspool), so completion
 //! never revisits the set being built.
+//!
+//! A fresh matcher's first masks create most of their states, so making a state is kept cheap:
+//! the tables are reserved when the automaton is made, a closure finds repeated items with stamp
+//! tables (per rule for predictions, per (alternative, dot) for the rest) rather than hashing each
+//! item, and an interned key is hashed once.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
