@@ -319,9 +319,10 @@ impl Automaton {
                 self.work.push(it);
             }
         }
+        let mut n_items = 0; // every item, completed ones too (`items` keeps only the others)
         while let Some(it) = self.work.pop() {
-            self.items.push(it);
-            if self.items.len() > MAX_EARLEY_ITEMS {
+            n_items += 1;
+            if n_items > MAX_EARLEY_ITEMS {
                 return Err(KernelError(format!(
                     "grammar limit: more than {MAX_EARLEY_ITEMS} Earley items at one position"
                 )));
@@ -333,6 +334,7 @@ impl Automaton {
                 }
             };
             if (it.dot as usize) < rhs.len() {
+                self.items.push(it);
                 let sym = rhs[it.dot as usize];
                 if sym < 0 {
                     scans.push(((-sym - 1) as u32, it));
@@ -368,7 +370,6 @@ impl Automaton {
             }
         }
         // The key: items that still matter (a completed item has done its work) and acceptance.
-        self.items.retain(|it| (it.dot as usize) < g.alt_rhs(it.alt).len());
         self.items.sort_unstable();
         if accepting {
             self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
