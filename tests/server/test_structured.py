@@ -68,6 +68,51 @@ def test_structured_outputs_regex_choice_grammar(client, constraint, check):
         assert choice.finish_reason == "stop" and check(choice.message.content), choice.message.content
 
 
+
+TAG_SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+              "additionalProperties": False}
+LEGACY_TAG = {"type": "structural_tag", "structures": [{"begin": "<f>", "schema": TAG_SCHEMA, "end": "</f>"}],
+              "triggers": ["<f"]}
+FORMAT_TAG = {"type": "structural_tag", "format": {
+    "type": "triggered_tags", "triggers": ["<f"],
+    "tags": [{"begin": "<f>", "content": {"type": "json_schema", "json_schema": TAG_SCHEMA}, "end": "</f>"}]}}
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    dict(response_format=LEGACY_TAG),
+    dict(response_format=FORMAT_TAG),
+    dict(extra_body={"structured_outputs": {"structural_tag": json.dumps(LEGACY_TAG)}}),
+], ids=["response_format legacy", "response_format format", "structured_outputs"])
+def test_structural_tag_spans_match_their_schema(client, request_kwargs):
+    kwargs = {**request_kwargs, "max_tokens": 100}
+    body = {**kwargs.pop("extra_body", {})}
+    body.setdefault("structured_outputs", {}).update(disable_any_whitespace=True)
+    # the fixture's tokenizer spells "<f" as "<" "f": a bias makes the random model write them often
+    kwargs["logit_bias"] = {"27": 4, "69": 4}
+    spans = 0
+    # free text may open a tag at any point; whatever follows "<f" must be "<f>{...}</f>"
+    for choice in create(client, n=4, extra_body=body, **kwargs).choices:
+        text = choice.message.content
+        for start in [m.start() for m in re.finditer("<f", text)]:
+            span = re.match(r"<f>(.*?)</f>", text[start:], re.S)
+            if span is None:  # only a reply cut off by max_tokens may end inside a tag
+                assert choice.finish_reason == "length", text
+                continue
+            jsonschema.validate(json.loads(span.group(1)), TAG_SCHEMA)
+            spans += 1
+    assert spans > 0  # the tags were exercised
+
+
+def test_whitespace_pattern_and_additional_properties_switches(client):
+    schema = {"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"type": "boolean"}},
+              "required": ["a", "b"]}  # additionalProperties not set: extra keys are allowed
+    switches = {"whitespace_pattern": "[ ]{2}", "disable_additional_properties": True}
+    for choice in create(client, n=3, extra_body={"structured_outputs": {"json": schema, **switches}}).choices:
+        value = json.loads(choice.message.content)
+        assert set(value) == {"a", "b"}  # no extra keys: disable_additional_properties
+        outside = re.sub(r'"[^"]*"', "s", choice.message.content)  # whitespace between tokens only
+        assert set(re.findall(r"\s+", outside)) <= {"  "}, choice.message.content
+
 def _check_call(call):
     arguments = json.loads(call.function.arguments)
     schema = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}[call.function.name]
