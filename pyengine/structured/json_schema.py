@@ -86,7 +86,14 @@ HANDLED = frozenset(k for ks in TYPE_KEYWORDS.values() for k in ks) | {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
-_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+# A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
+# centuries only when divisible by 400), and years 0001 to 9999, as Python's date.fromisoformat
+# (jsonschema's check) wants.
+_YEAR = r"([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+_DAY_28 = r"(0[1-9]|1[0-9]|2[0-8])"
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_DATE = (r"(" + _YEAR + r"-((0[13578]|1[02])-(" + _DAY_28 + r"|29|3[01])|(0[469]|11)-(" + _DAY_28 + r"|29|30)|02-"
+         + _DAY_28 + r")|" + _LEAP_YEAR + r"-02-29)")
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
