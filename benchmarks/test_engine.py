@@ -7,6 +7,8 @@
   without prefix caching;
 - with torch + transformers installed (dev-only): transformers' padded batch `generate` on the
   same prompts;
+- one decode step's attention (one layer) for one 2,000-token conversation among 31 short ones,
+  as one padded product and as the engine's decode groups (informational, no target);
 - a stream of 96 requests whose replies differ in length too (8 to 128 new tokens), at most 32 in
   flight: the engine admits a waiting request as soon as one finishes; transformers runs them as
   three static padded batches of 32, each for as many steps as its longest reply (a static batch
@@ -26,6 +28,8 @@ from safetensors.numpy import save_file
 from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM, SamplingParams
+from pyengine.backend import keep_freed_memory
+from pyengine.model.layers import AttentionInputs, DecodeGroup, batched_decode_attention, decode_groups
 
 NEW_TOKENS = 64
 RATIOS.extend([
@@ -34,6 +38,8 @@ RATIOS.extend([
     ("engine 32 concurrent / transformers batch 32", "engine tok/s at 32", "transformers tok/s at 32", 2.0),
     ("mixed replies: engine / transformers static batches", "engine tok/s mixed replies",
      "transformers tok/s mixed replies", 2.0),
+    ("decode attention, one long among short: one product / groups", "attention one product s",
+     "attention decode groups s", None),
 ])
 STREAM, IN_FLIGHT = 96, 32  # the mixed-reply stream: requests, and at most this many at once
 
@@ -136,3 +142,28 @@ def test_transformers_static_batches_mixed_replies(benchmark, record):
 
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
     record("transformers tok/s mixed replies", sum(lengths) / benchmark.stats.stats.median)
+
+
+@pytest.mark.parametrize("grouping", ["one product", "decode groups"])
+def test_decode_attention_one_long_among_short(benchmark, record, grouping):
+    keep_freed_memory()  # as the engine runs (fresh temporaries would page-fault)
+    heads, kv_heads, head_dim, block = 9, 3, 64, 16  # SmolLM2-135M's attention
+    rng = np.random.default_rng(0)
+    caches = [rng.standard_normal((1024, block, kv_heads, head_dim), dtype=np.float32) for _ in range(2)]
+    lens = [2000] + rng.integers(80, 192, size=31).tolist()
+    free = iter(rng.permutation(1024).tolist())
+    tables = [[next(free) for _ in range(-(-n // block))] for n in lens]
+    if grouping == "decode groups":
+        groups = decode_groups(tables, lens, np.asarray)
+    else:
+        padded = np.zeros((len(lens), max(map(len, tables))), dtype=np.int64)
+        for row, table in enumerate(tables):
+            padded[row, :len(table)] = table
+        groups = (DecodeGroup(rows=None, tables=padded, lens=np.array(lens)),)
+    attn = AttentionInputs(positions=np.array(lens) - 1, slot_mapping=np.zeros(len(lens), np.int64),
+                           block_tables=tuple(map(np.array, tables)), query_start_loc=tuple(range(len(lens) + 1)),
+                           context_lens=tuple(lens), decode_groups=groups)
+    q = rng.standard_normal((len(lens), heads, head_dim), dtype=np.float32)
+    benchmark.pedantic(lambda: batched_decode_attention(q, *caches, attn, head_dim ** -0.5),
+                       rounds=30, warmup_rounds=3)
+    record(f"attention {grouping} s", benchmark.stats.stats.median)

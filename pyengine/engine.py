@@ -20,7 +20,7 @@ from pyengine.backend import blas_threads_for, get_backend, host_numpy, keep_fre
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
-from pyengine.model import AttentionInputs, load_model
+from pyengine.model import AttentionInputs, decode_groups, load_model
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
@@ -177,12 +177,8 @@ class Engine:
             context_lens=tuple(s.seq.num_computed_tokens + s.num_new_tokens for s in plan.scheduled),
         )
         if len(plan.scheduled) > 1 and len(ids) == len(plan.scheduled):  # a pure decode batch
-            width = max(len(s.seq.block_table) for s in plan.scheduled)
-            tables = np.zeros((len(plan.scheduled), width), dtype=np.int64)  # [B, max_blocks]
-            for row, item in enumerate(plan.scheduled):
-                tables[row, :len(item.seq.block_table)] = item.seq.block_table
-            attn = dataclasses.replace(attn, decode_tables=to_device(tables),
-                                       decode_lens=to_device(np.array(attn.context_lens, dtype=np.int64)))
+            groups = decode_groups([s.seq.block_table for s in plan.scheduled], attn.context_lens, to_device)
+            attn = dataclasses.replace(attn, decode_groups=groups)
         return to_device(np.array(ids, dtype=np.int64)), attn
 
     def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, attn: AttentionInputs) -> None:

@@ -12,14 +12,14 @@ from typing import Any
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
 from pyengine.model.gpt2 import GPT2Model
-from pyengine.model.layers import AttentionInputs
+from pyengine.model.layers import AttentionInputs, decode_groups
 from pyengine.model.llama import LlamaModel
 from pyengine.model.loader import CheckpointError, load_tensors
 
 FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
 
 __all__ = [
-    "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES",
+    "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES", "decode_groups",
     "load_model",
 ]
 

@@ -7,7 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pyengine.model.layers import AttentionInputs, batched_decode_attention, paged_attention, softmax
+from pyengine.model.layers import (
+    GROUP_COST_BLOCKS,
+    AttentionInputs,
+    batched_decode_attention,
+    decode_groups,
+    paged_attention,
+    softmax,
+)
 
 BLOCK = 4
 
@@ -19,14 +26,10 @@ def _setup(lengths, seed=0, num_heads=4, num_kv_heads=2, head_dim=8, num_blocks=
     free = list(rng.permutation(num_blocks))
     tables = [[int(free.pop()) for _ in range(-(-n // BLOCK))] for n in lengths]
     q = rng.standard_normal((len(lengths), num_heads, head_dim)).astype(np.float32)
-    width = max(len(t) for t in tables)
-    padded = np.zeros((len(lengths), width), dtype=np.int64)
-    for row, t in enumerate(tables):
-        padded[row, :len(t)] = t
     attn = AttentionInputs(
         positions=np.array([n - 1 for n in lengths]), slot_mapping=np.zeros(len(lengths), np.int64),
         block_tables=tuple(np.array(t) for t in tables), query_start_loc=tuple(range(len(lengths) + 1)),
-        context_lens=tuple(lengths), decode_tables=padded, decode_lens=np.array(lengths))
+        context_lens=tuple(lengths), decode_groups=decode_groups(tables, lengths, np.asarray))
     return q, key_cache, value_cache, tables, attn
 
 
@@ -44,12 +47,38 @@ def _dense(q, key_cache, value_cache, tables, lengths, window=None):
     return np.stack(out)
 
 
+@pytest.mark.parametrize("lengths", [[5, 1, 13, 8], [13, 9, 16, 11]], ids=["three groups", "one group"])
 @pytest.mark.parametrize("window", [None, 3, 6])
-def test_batched_decode_equals_per_sequence_and_dense(window):
-    lengths = [5, 1, 13, 8]
+def test_batched_decode_equals_per_sequence_and_dense(window, lengths):
     q, kc, vc, tables, attn = _setup(lengths)
     scale = q.shape[-1] ** -0.5
     batched = batched_decode_attention(q, kc, vc, attn, scale, window)
-    looped = paged_attention(q, kc, vc, dataclasses.replace(attn, decode_tables=None), scale, window)
+    looped = paged_attention(q, kc, vc, dataclasses.replace(attn, decode_groups=None), scale, window)
     np.testing.assert_allclose(batched, looped, atol=1e-5)
     np.testing.assert_allclose(batched, _dense(q, kc, vc, tables, lengths, window), atol=1e-5)
+
+
+@pytest.mark.parametrize("blocks, one_product_over", [
+    ([250] + [2, 3, 5, 8] * 8, 10),  # one long conversation among short ones: 1/10 of one product
+    ([int(n) for n in np.random.default_rng(3).integers(1, 300, size=40)], 1.3),
+])
+def test_decode_groups_bound_padding_and_cover_every_row_once(blocks, one_product_over):
+    tables = [list(range(100 * i, 100 * i + n)) for i, n in enumerate(blocks)]
+    groups = decode_groups(tables, [4 * n for n in blocks], np.asarray)
+    rows = np.concatenate([g.rows for g in groups])
+    assert sorted(rows.tolist()) == list(range(len(blocks)))  # every sequence exactly once
+    padded = sum(g.tables.size for g in groups)
+    buckets = int(np.log2(max(blocks) / min(blocks))) + 1
+    assert padded <= 2 * sum(blocks) + GROUP_COST_BLOCKS * buckets  # one product pays max x B
+    assert padded * one_product_over <= max(blocks) * len(blocks)
+    for g in groups:
+        assert g.tables.shape[1] == max(blocks[r] for r in g.rows)
+        assert g.lens.tolist() == [4 * blocks[r] for r in g.rows]
+        for row, table in zip(g.rows, g.tables):
+            assert table[:blocks[row]].tolist() == tables[row]
+
+
+def test_decode_groups_keep_one_group_in_batch_order():
+    [group] = decode_groups([[7, 8], [9], [1, 2, 3]], [6, 2, 9], np.asarray)  # too few blocks to split
+    assert group.rows is None
+    assert group.tables.tolist() == [[7, 8, 0], [9, 0, 0], [1, 2, 3]] and group.lens.tolist() == [6, 2, 9]
