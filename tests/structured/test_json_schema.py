@@ -38,7 +38,8 @@ def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
     ({"type": "string", "format": "date"}, ['"2024-02-29"', '"2000-02-29"', '"2023-12-31"', '"2023-04-30"'],
      ['"2024-13-01"', '"24-01-01"', '"2023-02-29"', '"1900-02-29"', '"2024-02-30"', '"2024-04-31"', '"0000-01-01"']),
     ({"type": "string", "format": "date-time"}, ['"2020-01-02T10:00:00Z"', '"2020-01-02T10:00:00.5+01:00"'],
-     ['"2020-01-02 10:00:00Z"']),
+     ['"2020-01-02 10:00:00Z"', '"2020-02-30T10:00:00Z"']),
+    ({"type": "string", "format": "time"}, ['"23:59:59Z"', '"00:00:00.25-05:30"'], ['"12:00:60Z"', '"12:00:00"']),
     ({"type": "string", "format": "uuid"}, ['"123e4567-e89b-12d3-a456-426614174000"'], ['"123e4567"']),
     ({"type": "string", "format": "ipv4"}, ['"192.168.0.255"'], ['"256.1.1.1"', '"1.2.3"']),
     ({"type": "string", "format": "email"}, ['"a.b@example.com"'], ['"a@b"', '"@x.com"']),
@@ -78,6 +79,28 @@ def test_keywords(schema, good, bad):
         assert grammar.matches(text.encode()), text
     for text in bad:
         assert not grammar.matches(text.encode()), text
+
+
+@pytest.mark.parametrize("fmt, good, bad", [
+    ("date", ["2024-02-29", "2000-02-29", "0001-01-01", "9999-12-31"],
+     ["2023-02-29", "1900-02-29", "2024-04-31", "2024-06-31", "0000-01-01", "2024-00-10"]),
+    ("time", ["23:59:59Z", "00:00:00.25-05:30", "12:30:00z"], ["12:00:60Z", "23:59:60Z", "24:00:00Z", "12:00:00"]),
+    ("date-time", ["2024-02-29T23:59:59.5+01:00"], ["2023-02-29T10:00:00Z", "2024-01-01T10:00:60Z"]),
+    ("uuid", ["123e4567-e89b-12d3-a456-426614174000"], ["123e4567-e89b-12d3-a456-42661417400"]),
+    ("ipv4", ["0.0.0.0", "255.255.255.255"], ["256.1.1.1", "01.2.3.4"]),
+])
+def test_formats_agree_with_jsonschema_format_checker(fmt, good, bad):
+    """What the grammar lets a model write passes the check users run: jsonschema's format checker."""
+    schema = {"type": "string", "format": fmt}
+    grammar = json_schema_grammar(schema)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    for value in good:
+        assert grammar.matches(json.dumps(value).encode()), value
+        jsonschema.validate(value, schema, format_checker=checker)
+    for value in bad:
+        assert not grammar.matches(json.dumps(value).encode()), value
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, schema, format_checker=checker)
 
 
 def test_whitespace_policies():
