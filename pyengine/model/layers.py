@@ -82,34 +82,33 @@ def decode_groups(block_tables: list[list[int]], context_lens: list[int],
     conversation among 31 short ones, 32 times the work of the long one alone. With tables sorted
     longest first, a bucket ends where a table is at most half the bucket's longest, which bounds
     padding to 2x in at most log2(longest / shortest) + 1 buckets. But a group has a fixed cost
-    too (its own dozen array calls and a gather of its queries: ~0.2 ms a layer, what about
+    too (its own dozen array calls and a gather of its queries: ~0.2 ms a layer, about what
     GROUP_COST_BLOCKS padded blocks cost), so a bucket joins the group before it when the padding
     that adds is cheaper. A batch of similar lengths stays one group, in batch order (rows None).
     """
-    def width(row: int) -> int:
+    def blocks(row: int) -> int:
         return len(block_tables[row])
 
     buckets: list[list[int]] = []
-    for row in sorted(range(len(block_tables)), key=lambda r: -width(r)):
-        if buckets and 2 * width(row) > width(buckets[-1][0]):
+    for row in sorted(range(len(block_tables)), key=lambda r: -blocks(r)):
+        if buckets and 2 * blocks(row) > blocks(buckets[-1][0]):
             buckets[-1].append(row)
         else:
             buckets.append([row])
     grouped = [buckets[0]]
     for bucket in buckets[1:]:
-        padding = (width(grouped[-1][0]) - width(bucket[0])) * len(bucket)  # blocks added by joining
+        padding = (blocks(grouped[-1][0]) - blocks(bucket[0])) * len(bucket)  # blocks added by joining
         if padding < GROUP_COST_BLOCKS:
             grouped[-1].extend(bucket)
         else:
             grouped.append(bucket)
     if len(grouped) == 1:
-        grouped = [list(range(len(block_tables)))]
+        grouped = [list(range(len(block_tables)))]  # batch order: no gather of queries needed
     groups = []
     for rows in grouped:
-        width = len(block_tables[rows[0]]) if len(grouped) > 1 else max(len(t) for t in block_tables)
-        tables = np.zeros((len(rows), width), dtype=np.int64)  # [b, width]
+        tables = np.zeros((len(rows), max(blocks(r) for r in rows)), dtype=np.int64)  # [b, width]
         for i, row in enumerate(rows):
-            tables[i, :len(block_tables[row])] = block_tables[row]
+            tables[i, :blocks(row)] = block_tables[row]
         groups.append(DecodeGroup(
             rows=None if len(grouped) == 1 else to_device(np.array(rows, dtype=np.int64)),
             tables=to_device(tables), lens=to_device(np.array([context_lens[r] for r in rows], dtype=np.int64))))
