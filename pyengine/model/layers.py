@@ -322,15 +322,15 @@ def padded_decode_attention(q: Any, key_cache: Any, value_cache: Any, group: Dec
     if sliding_window is not None:
         visible = visible & (key_pos >= group.lens[:, None] - sliding_window)
     scores += xp.where(visible, 0.0, -xp.inf).astype(xp.float32)[:, None, None, :]  # mask: [b, 1, 1, S]
-    scores -= scores.max(axis=-1, keepdims=True)  # softmax over keys, in place
-    xp.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    context = scores.astype(q.dtype, copy=False) @ values.transpose(0, 2, 1, 3)  # [b, Hkv, G, Dh]
+    probs = softmax(scores, out=scores)  # over keys, in place
+    context = probs.astype(q.dtype, copy=False) @ values.transpose(0, 2, 1, 3)  # [b, Hkv, G, Dh]
     return context.reshape(batch, num_heads, head_dim)
 
 
-def softmax(x: Any) -> Any:
-    """[..., S] -> [..., S]: exp(x - max) / sum, along the last axis."""
+def softmax(x: Any, out: Any = None) -> Any:
+    """[..., S] -> [..., S]: exp(x - max) / sum, along the last axis (in `out` when given, e.g. x)."""
     xp = array_module(x)
-    shifted = xp.exp(x - x.max(axis=-1, keepdims=True))  # [..., S]
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    shifted = xp.subtract(x, x.max(axis=-1, keepdims=True), out=out)  # [..., S]
+    xp.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=-1, keepdims=True)
+    return shifted
