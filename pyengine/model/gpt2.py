@@ -7,8 +7,8 @@
         x = x + gelu_new(ln_2(x) @ c_fc + b) @ c_proj + b    # [N, D]
     logits = ln_f(x) @ wte.T                                 # [N, V]   (tied)
 
-GPT-2's "Conv1D" layers store weights as [in, out], the transpose of nn.Linear and already the
-layout `linear` wants (the Llama loader transposes its weights to it). Reference: transformers'
+GPT-2's "Conv1D" layers store weights as [in, out], the transpose of nn.Linear; the loader
+transposes them once to the [out, in] layout `linear` takes. Reference: transformers'
 `modeling_gpt2.py` and picoGPT.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend
+from pyengine.backend import Backend, host_numpy
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import (
     ACTIVATIONS,
@@ -37,15 +37,15 @@ class GPT2Block:
 
     ln_1_weight: Any  # [D]
     ln_1_bias: Any  # [D]
-    c_attn_weight: Any  # [D, 3D]   (Conv1D weights are [in, out], the layout linear() wants)
+    c_attn_weight: Any  # [3D, D]   ([out, in], as linear() takes: Conv1D's transposed)
     c_attn_bias: Any  # [3D]
     attn_c_proj_weight: Any  # [D, D]
     attn_c_proj_bias: Any  # [D]
     ln_2_weight: Any  # [D]
     ln_2_bias: Any  # [D]
-    c_fc_weight: Any  # [D, F]
+    c_fc_weight: Any  # [F, D]
     c_fc_bias: Any  # [F]
-    mlp_c_proj_weight: Any  # [F, D]
+    mlp_c_proj_weight: Any  # [D, F]
     mlp_c_proj_bias: Any  # [D]
 
 
@@ -103,8 +103,8 @@ class GPT2Model:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
-        def take_conv1d(name: str, shape: tuple[int, ...]) -> Any:  # Conv1D is already [in, out]
-            return take(name, shape)
+        def take_conv1d(name: str, shape: tuple[int, int]) -> Any:  # Conv1D's [in, out] -> [out, in]
+            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         blocks = []
         for i in range(c.num_hidden_layers):

@@ -174,15 +174,25 @@ def gelu_new(x: Any) -> Any:
 ACTIVATIONS = {"silu": silu, "gelu_new": gelu_new, "gelu_pytorch_tanh": gelu_new}
 
 
-def linear(x: Any, weight: Any, bias: Any = None) -> Any:
-    """[N, in] @ [in, out] (+ [out]) -> [N, out].
+SMALL_BATCH = 128  # rows up to which `linear` puts the weight on the left (see there)
 
-    Weights are stored transposed from the checkpoint's [out, in] (the loaders do it once), so
-    that batches read them as BLAS likes best: a [32, 576] x [576, 3072] product runs about 30%
-    faster this way than against the [out, in] layout, and one token (a matrix-vector product,
-    which only streams the weight once) runs at the same speed either way.
+
+def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    """[N, in] @ [out, in].T (+ [out]) -> [N, out]: a projection, weights as checkpoints store them.
+
+    Which operand BLAS sees as "left" matters on a CPU. OpenBLAS repacks both operands into
+    cache-sized panels and walks them in a fixed order, which suits a tall left matrix. A decode
+    batch is short: 32 rows. Computed as `weight @ x.T` ([out, N], the weight on the left) and
+    read back through a transposed view, the same product runs about 1.5x faster at 32 rows than
+    as `x @ weight.T` or against weights stored [in, out], and no slower for one row (measured on
+    SmolLM2-135M's shapes, two threads). The result is then column-major, which the small arrays
+    of a decode step do not mind; past SMALL_BATCH rows the two orders run alike, and a prefill
+    takes the row-major form, so its long elementwise passes stay contiguous.
     """
-    y = x @ weight  # [N, out]
+    if x.shape[0] <= SMALL_BATCH:
+        y = (weight @ x.T).T  # [N, out]: a view of the [out, N] product
+    else:
+        y = x @ weight.T  # [N, out]
     return y if bias is None else y + bias
 
 

@@ -14,10 +14,11 @@
 The four architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
 sliding window), so one implementation with parameters serves them all. Weights keep the
 checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
-gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product; and
-every projection is stored transposed, [in, out], which batched products read faster (layers.linear).
-The output head too: `lm_head` is [D, V]; with tied embeddings (SmolLM2, Qwen2.5-0.5B) it is the
-only copy of the table, and `embed` reads token columns of it (see `embed`).
+gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product.
+Projections keep the checkpoint's [out, in] layout (see layers.linear for why that suits batches).
+The output head does not: `lm_head` is stored [D, V], which `hidden @ lm_head` reads fastest;
+with tied embeddings (SmolLM2, Qwen2.5-0.5B) it is the only copy of the table, and `embed` reads
+token columns of it (see `embed`).
 Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
 `modeling_mistral.py`, which the parity tests match to 1e-4.
 """
@@ -49,15 +50,15 @@ class LlamaLayer:
     """One decoder layer's weights (device arrays), named after the checkpoint's tensors."""
 
     input_layernorm: Any  # [D]
-    qkv_proj: Any  # [D, (H + 2 Hkv) Dh]   q_proj | k_proj | v_proj, stacked (weights are [in, out])
+    qkv_proj: Any  # [(H + 2 Hkv) Dh, D]   q_proj | k_proj | v_proj, stacked (weights are [out, in])
     qkv_bias: Any  # [(H + 2 Hkv) Dh] or None
     qk_norm: Any  # [H + Hkv, Dh] or None (Qwen3): q_norm repeated per q head, then k_norm per kv head
-    o_proj: Any  # [H Dh, D]
+    o_proj: Any  # [D, H Dh]
     o_bias: Any  # [D] or None
     post_attention_layernorm: Any  # [D]
-    gate_up_proj: Any  # [D, 2F]              gate_proj | up_proj, stacked
+    gate_up_proj: Any  # [2F, D]              gate_proj | up_proj, stacked
     gate_up_bias: Any  # [2F] or None
-    down_proj: Any  # [F, D]
+    down_proj: Any  # [D, F]
     down_bias: Any  # [D] or None
 
 
@@ -71,7 +72,7 @@ class LlamaModel:
         self.embed_tokens = embed_tokens  # [V, D], or None when tied: then lm_head holds the table
         self.layers = layers
         self.norm = norm  # [D]
-        self.lm_head = lm_head  # [D, V]: the output head, stored [in, out] like every projection
+        self.lm_head = lm_head  # [D, V]: the output head, stored [in, out] (unlike the projections)
         self.rotary = RotaryEmbedding(config, backend.xp)
         self.act = ACTIVATIONS[config.hidden_act]
         self.scale = config.head_dim ** -0.5
@@ -114,7 +115,8 @@ class LlamaModel:
 
     def compute_logits(self, hidden: Any) -> Any:
         """[M, D] -> [M, V] float32 logits."""
-        return linear(hidden, self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
+        # [M, D] @ [D, V]: row-major logits, which the sampler reads row by row
+        return (hidden @ self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     def _attention(self, h: Any, layer: LlamaLayer, index: int, cos: Any, sin: Any,
                    attn: AttentionInputs, kv_cache: Any) -> Any:
@@ -157,10 +159,12 @@ class LlamaModel:
         def take(name: str, shape: tuple[int, ...]) -> Any:
             return backend.to_device(take_tensor(tensors, name, shape))
 
-        def take_t(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [in, sum out]
+        def take_stacked(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [sum out, in]
             host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
-            stacked = host[0] if len(host) == 1 else host_numpy().concatenate(host, axis=0)
-            return backend.to_device(host_numpy().ascontiguousarray(stacked.T))
+            return backend.to_device(host[0] if len(host) == 1 else host_numpy().concatenate(host, axis=0))
+
+        def take_t(name: str, shape: tuple[int, int]) -> Any:  # [out, in] -> [in, out]: the output head
+            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         def bias(name: str, size: int, present: bool) -> Any:
             return take(name, (size,)) if present else None
@@ -168,12 +172,13 @@ class LlamaModel:
         layers = []
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
-            qkv = take_t([p + f"self_attn.{n}_proj.weight" for n in "qkv"], [(q_out, d), (kv_out, d), (kv_out, d)])
+            qkv = take_stacked([p + f"self_attn.{n}_proj.weight" for n in "qkv"],
+                               [(q_out, d), (kv_out, d), (kv_out, d)])
             qkv_bias = None
             if c.qkv_bias:
                 qkv_bias = xp.concatenate([take(p + f"self_attn.{n}_proj.bias", (o,))
                                            for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))])
-            gate_up = take_t([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [(f, d), (f, d)])
+            gate_up = take_stacked([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [(f, d), (f, d)])
             gate_up_bias = None
             if c.mlp_bias:
                 gate_up_bias = xp.concatenate([take(p + f"mlp.{n}_proj.bias", (f,)) for n in ("gate", "up")])
@@ -182,22 +187,22 @@ class LlamaModel:
                 qkv_proj=qkv,
                 qkv_bias=qkv_bias,
                 qk_norm=_stacked_qk_norm(take, p, c) if c.qk_norm else None,
-                o_proj=take_t([p + "self_attn.o_proj.weight"], [(d, q_out)]),
+                o_proj=take(p + "self_attn.o_proj.weight", (d, q_out)),
                 o_bias=bias(p + "self_attn.o_proj.bias", d, c.o_bias),
                 post_attention_layernorm=take(p + "post_attention_layernorm.weight", (d,)),
                 gate_up_proj=gate_up,
                 gate_up_bias=gate_up_bias,
-                down_proj=take_t([p + "mlp.down_proj.weight"], [(d, f)]),
+                down_proj=take(p + "mlp.down_proj.weight", (d, f)),
                 down_bias=bias(p + "mlp.down_proj.bias", d, c.mlp_bias),
             ))
         norm = take("model.norm.weight", (d,))
         if "lm_head.weight" in tensors and not c.tie_word_embeddings:
             embed = take("model.embed_tokens.weight", (c.vocab_size, d))
-            lm_head = take_t(["lm_head.weight"], [(c.vocab_size, d)])  # [D, V]
+            lm_head = take_t("lm_head.weight", (c.vocab_size, d))  # [D, V]
         elif c.tie_word_embeddings:
             tensors.pop("lm_head.weight", None)  # some tied checkpoints store a copy
             embed = None  # one table: the [D, V] head, read by columns for lookups (see `embed`)
-            lm_head = take_t(["model.embed_tokens.weight"], [(c.vocab_size, d)])
+            lm_head = take_t("model.embed_tokens.weight", (c.vocab_size, d))
         else:
             raise CheckpointError("checkpoint has no 'lm_head.weight' and tie_word_embeddings is false")
         _reject_leftovers(tensors)
