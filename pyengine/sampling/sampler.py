@@ -66,7 +66,7 @@ class SamplingRow:
 @dataclasses.dataclass
 class SamplerOutput:
     token_ids: list[int]  # one sampled token per row
-    sampled_logprobs: list[float]  # raw logprob of each sampled token (for cumulative_logprob)
+    sampled_logprobs: list[float | None]  # raw logprob of each sampled token; None where not asked
     logprobs: list[RowLogprobs | None]  # per row: chosen + top-k entries, None where not asked
 
 
@@ -126,25 +126,29 @@ class Sampler:
         return xp.where(self.backend.to_device(np.array(greedy)), greedy_ids, sampled)
 
     def gather(self, raw: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
-        """Step 5: sampled logprobs for every row, chosen + top-k for the rows that asked; one copy."""
-        xp = self.xp
+        """Step 5: for the rows that asked for logprobs, the sampled token's and the top-k; one copy.
+
+        Rows that did not ask get None (their requests report no `cumulative_logprob`, as in
+        vLLM), and when no row asked, no log-softmax is computed: over a [32, 49,152] batch that
+        is ~2% of a decode step.
+        """
         batch = len(rows)
-        lse = logsumexp(raw)  # [B, 1]
-        sampled = xp.take_along_axis(raw, token_ids[:, None], axis=-1) - lse  # [B, 1] raw logprobs
         wanted = [row.params.num_top_logprobs(self.vocab_size) for row in rows]
         asking = [b for b, k in enumerate(wanted) if k is not None]
-        arrays, shapes = [token_ids, sampled[:, 0]], [(batch,), (batch,)]
+        arrays, shapes = [token_ids], [(batch,)]
         if asking:
             k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
-            arrays += chosen_and_top(raw[index], lse[index], token_ids[index], k)
+            chosen_raw = raw[index]  # [Bq, V]
+            arrays += chosen_and_top(chosen_raw, logsumexp(chosen_raw), token_ids[index], k)
             shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
         host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
-        out = SamplerOutput(ids, host[1].tolist(), [None] * batch)
+        out = SamplerOutput(ids, [None] * batch, [None] * batch)
         if asking:
-            chosen, ranks, top_ids, top_values = host[2:]
+            chosen, ranks, top_ids, top_values = host[1:]
             for i, b in enumerate(asking):
+                out.sampled_logprobs[b] = float(chosen[i])
                 out.logprobs[b] = row_logprobs(ids[b], chosen[i], ranks[i], top_ids[i, :wanted[b]].astype(np.int64),
                                                top_values[i, :wanted[b]])
         return out
