@@ -64,7 +64,7 @@ def server_url(checkpoint):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "pyengine.cli", "serve", "--model", checkpoint, "--port", str(port),
+    command = [sys.executable, "-m", "server", "serve", "--model", checkpoint, "--port", str(port),
                "--served-model-name", "bench", "--num-kv-blocks", "512", "--log-level", "warning"]
     process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
