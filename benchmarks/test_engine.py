@@ -14,6 +14,11 @@
   flight: the engine admits a waiting request as soon as one finishes; transformers runs them as
   three static padded batches of 32, each for as many steps as its longest reply (a static batch
   cannot drop finished rows), and both are credited only the tokens asked for.
+- the products-only bound: the same rounds' matrix products alone (every layer's projections and
+  the output head, on the model's own weights, for the rows each step has: the prompts' tokens
+  in the prefill step, then 63 decode steps of one row per request) and nothing else. Its ratio
+  32 / 1 is the most that 32 concurrent requests can give over one on this machine's BLAS, and
+  engine / bound says how much of the bound the whole engine reaches.
 Targets (issue #5): 32 concurrent >= 8x batch-1 throughput; a prefix hit cuts TTFT >= 5x;
 32 concurrent >= 2x transformers' padded batch generate.
 """
@@ -30,7 +35,7 @@ from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM, SamplingParams
 from pyengine.backend import keep_freed_memory
-from pyengine.model.layers import AttentionInputs, DecodeGroup, batched_decode_attention, decode_groups
+from pyengine.model.layers import AttentionInputs, DecodeGroup, batched_decode_attention, decode_groups, linear
 
 NEW_TOKENS = 64
 RATIOS.extend([
@@ -41,6 +46,10 @@ RATIOS.extend([
      "transformers tok/s mixed replies", 2.0),
     ("decode attention, one long among short: one product / groups", "attention one product s",
      "attention decode groups s", None),
+    ("products-only bound: 32 / 1 (the most 32 concurrent can give)", "products-only tok/s at 32",
+     "products-only tok/s at 1", None),
+    ("engine at 32 / its products-only bound", "engine tok/s at 32", "products-only tok/s at 32", None),
+    ("engine at 1 / its products-only bound", "engine tok/s at 1", "products-only tok/s at 1", None),
 ])
 STREAM, IN_FLIGHT = 96, 32  # the mixed-reply stream: requests, and at most this many at once
 
@@ -85,6 +94,33 @@ def test_throughput(benchmark, record, checkpoint, concurrency):
     prompt_sets = (_prompts(concurrency, seed=seed) for seed in range(100, 110))
     benchmark.pedantic(lambda: llm.generate(next(prompt_sets), params), rounds=3, warmup_rounds=1)
     record(f"engine tok/s at {concurrency}", concurrency * NEW_TOKENS / benchmark.stats.stats.median)
+
+
+@pytest.mark.parametrize("concurrency", [1, 32])
+def test_products_only_bound(benchmark, record, checkpoint, concurrency):
+    """test_throughput's rounds with only their matrix products: what the BLAS alone allows."""
+    model = LLM(model=checkpoint, skip_tokenizer_init=True, num_kv_blocks=16).llm_engine.model
+    keep_freed_memory()  # as the engine runs
+    c = model.config
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((128 * concurrency, c.hidden_size), dtype=np.float32)  # >= any step's rows
+    inner = rng.standard_normal((128 * concurrency, c.intermediate_size), dtype=np.float32)
+
+    def products(rows):  # one forward's projections, on `rows` tokens
+        h, f = hidden[:rows], inner[:rows]
+        for layer in model.layers:
+            linear(h, layer.qkv_proj), linear(h, layer.o_proj)
+            linear(h, layer.gate_up_proj), linear(f, layer.down_proj)
+        return h
+
+    def run(prompts):
+        model.compute_logits(products(sum(len(p["prompt_token_ids"]) for p in prompts))[:len(prompts)])
+        for _ in range(NEW_TOKENS - 1):  # the decode steps: one row per request
+            model.compute_logits(products(len(prompts)))
+
+    prompt_sets = (_prompts(concurrency, seed=seed) for seed in range(100, 110))  # test_throughput's
+    benchmark.pedantic(lambda: run(next(prompt_sets)), rounds=3, warmup_rounds=1)
+    record(f"products-only tok/s at {concurrency}", concurrency * NEW_TOKENS / benchmark.stats.stats.median)
 
 
 @pytest.mark.parametrize("caching", [False, True])
