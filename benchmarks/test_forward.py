@@ -22,6 +22,8 @@ RATIOS.extend([
     ("decode batch 1 / roofline", "pyengine decode tok/s", "roofline decode tok/s", 0.75),
     ("decode batch 1 / transformers", "pyengine decode tok/s", "transformers decode tok/s", 1.0),
     ("prefill / transformers", "pyengine prefill tok/s", "transformers prefill tok/s", None),
+    ("32-row products: activations on the left / weight on the left", "products x @ W.T s",
+     "products W @ x.T s", None),
 ])
 
 
@@ -74,3 +76,26 @@ def test_transformers_peer(benchmark, record):
             times.append(time.perf_counter() - start)
             past = out.past_key_values
         record("transformers decode tok/s", 1 / float(np.median(times[2:])))
+
+
+@pytest.mark.parametrize("order", ["W @ x.T", "x @ W.T"])
+def test_product_order_at_32_rows(benchmark, record, model, order):
+    """A decode step's projections for 32 rows, in the two operand orders `linear` chooses between.
+
+    Informational, to recheck `linear`'s choice on another machine: every layer's weights in turn
+    (they come from memory, as in the engine), the weight on the left (`linear` up to SMALL_BATCH
+    rows) or the activations on the left (its form for longer batches).
+    """
+    rng = np.random.default_rng(0)
+    inputs = {n: rng.standard_normal((32, n), dtype=np.float32) for n in (576, 1536)}
+    weights = [w for layer in model.layers for w in (layer.qkv_proj, layer.o_proj, layer.gate_up_proj, layer.down_proj)]
+    if order == "W @ x.T":
+        def run():
+            for w in weights:
+                (w @ inputs[w.shape[1]].T).T
+    else:
+        def run():
+            for w in weights:
+                inputs[w.shape[1]] @ w.T
+    benchmark.pedantic(run, rounds=15, warmup_rounds=2)
+    record(f"products {order} s", benchmark.stats.stats.median)

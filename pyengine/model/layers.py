@@ -183,11 +183,13 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     Which operand BLAS sees as "left" matters on a CPU. OpenBLAS repacks both operands into
     cache-sized panels and walks them in a fixed order, which suits a tall left matrix. A decode
     batch is short: 32 rows. Computed as `weight @ x.T` ([out, N], the weight on the left) and
-    read back through a transposed view, the same product runs about 1.5x faster at 32 rows than
-    as `x @ weight.T` or against weights stored [in, out], and no slower for one row (measured on
-    SmolLM2-135M's shapes, two threads of an AMD EPYC, OpenBLAS's SkylakeX kernels). The result is then column-major, which the small arrays
-    of a decode step do not mind; past SMALL_BATCH rows the two orders run alike, and a prefill
-    takes the row-major form, so its long elementwise passes stay contiguous.
+    read back through a transposed view, the same product runs ~1.35x faster at 32 rows than as
+    `x @ weight.T` on weights that come from memory (~1.5x on weights already in cache), beats
+    weights stored [in, out] too, and is no slower for one row (SmolLM2-135M's shapes, two
+    threads of an AMD EPYC, OpenBLAS's SkylakeX kernels; `benchmarks/test_forward.py` rechecks
+    it on any machine). The result is then column-major, which the small arrays of a decode step
+    do not mind; past SMALL_BATCH rows the two orders run alike, and a prefill takes the
+    row-major form, so its long elementwise passes stay contiguous.
     """
     if x.shape[0] <= SMALL_BATCH:
         y = (weight @ x.T).T  # [N, out]: a view of the [out, N] product
