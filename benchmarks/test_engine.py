@@ -16,9 +16,10 @@
   cannot drop finished rows), and both are credited only the tokens asked for.
 - the products-only bound: the same rounds' matrix products alone (every layer's projections and
   the output head, on the model's own weights, for the rows each step has: the prompts' tokens
-  in the prefill step, then 63 decode steps of one row per request) and nothing else. Its ratio
-  32 / 1 is the most that 32 concurrent requests can give over one on this machine's BLAS, and
-  engine / bound says how much of the bound the whole engine reaches.
+  in the prefill step, then 63 decode steps of one row per request) and nothing else: the
+  engine's tok/s if everything but the products were free. engine / bound says how much of it
+  the whole engine reaches, and 8 x (engine at 1) / (bound at 32) is the share of the bound the
+  engine at 32 must reach for the 8x target on this machine.
 Targets (issue #5): 32 concurrent >= 8x batch-1 throughput; a prefix hit cuts TTFT >= 5x;
 32 concurrent >= 2x transformers' padded batch generate.
 """
@@ -29,7 +30,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import RATIOS
+from conftest import RATIOS, RESULTS
 from safetensors.numpy import save_file
 from smollm2 import SMOLLM2_135M, random_tensors
 
@@ -46,8 +47,7 @@ RATIOS.extend([
      "transformers tok/s mixed replies", 2.0),
     ("decode attention, one long among short: one product / groups", "attention one product s",
      "attention decode groups s", None),
-    ("products-only bound: 32 / 1 (the most 32 concurrent can give)", "products-only tok/s at 32",
-     "products-only tok/s at 1", None),
+    ("products only: 32 / 1 (all but products free)", "products-only tok/s at 32", "products-only tok/s at 1", None),
     ("engine at 32 / its products-only bound", "engine tok/s at 32", "products-only tok/s at 32", None),
     ("engine at 1 / its products-only bound", "engine tok/s at 1", "products-only tok/s at 1", None),
 ])
@@ -120,7 +120,10 @@ def test_products_only_bound(benchmark, record, checkpoint, concurrency):
 
     prompt_sets = (_prompts(concurrency, seed=seed) for seed in range(100, 110))  # test_throughput's
     benchmark.pedantic(lambda: run(next(prompt_sets)), rounds=3, warmup_rounds=1)
-    record(f"products-only tok/s at {concurrency}", concurrency * NEW_TOKENS / benchmark.stats.stats.median)
+    bound = concurrency * NEW_TOKENS / benchmark.stats.stats.median
+    record(f"products-only tok/s at {concurrency}", bound)
+    if concurrency == 32 and "engine tok/s at 1" in RESULTS:
+        record("share of its bound at 32 that 8x needs", 8 * RESULTS["engine tok/s at 1"] / bound)
 
 
 @pytest.mark.parametrize("caching", [False, True])
