@@ -161,7 +161,7 @@ class LlamaModel:
 
         def take_stacked(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [sum out, in]
             host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
-            return backend.to_device(host[0] if len(host) == 1 else host_numpy().concatenate(host, axis=0))
+            return backend.to_device(host_numpy().concatenate(host))
 
         def take_t(name: str, shape: tuple[int, int]) -> Any:  # [out, in] -> [in, out]: the output head
             return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))

@@ -139,8 +139,8 @@ class Sampler:
         if asking:
             k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
-            chosen_raw = raw[index]  # [Bq, V]
-            arrays += chosen_and_top(chosen_raw, logsumexp(chosen_raw), token_ids[index], k)
+            asking_raw = raw[index]  # [Bq, V]
+            arrays += chosen_and_top(asking_raw, logsumexp(asking_raw), token_ids[index], k)
             shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
         host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
