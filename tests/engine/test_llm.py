@@ -203,3 +203,22 @@ def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
     assert blas_threads_for(576, 1536, None) == default  # SmolLM2-135M's sizes keep the default
     with pytest.raises(ValueError, match="cpu_threads"):
         LLM(model=path, cpu_threads=0)
+
+
+def test_the_kv_cache_budget_sets_the_number_of_blocks():
+    """--num-kv-blocks wins, else --kv-cache-memory in bytes, else a share of free memory (capped)."""
+    from pyengine.cache import KVCache
+    from pyengine.config import MAX_DEFAULT_KV_CACHE_BYTES
+
+    def blocks(**kwargs):
+        return LLM(model=str(FIXTURES / "llama"), **kwargs).llm_engine.blocks.num_free_blocks
+
+    default = LLM(model=str(FIXTURES / "llama")).llm_engine
+    c = default.model.config
+    per_block = KVCache.bytes_per_block(c.num_hidden_layers, default.config.block_size, c.num_key_value_heads,
+                                        c.head_dim)
+    assert 1 <= default.blocks.num_free_blocks <= MAX_DEFAULT_KV_CACHE_BYTES // per_block
+    assert blocks(kv_cache_memory=10 * per_block + per_block // 2) == 10  # whole blocks within the budget
+    assert blocks(num_kv_blocks=7, kv_cache_memory=10 * per_block) == 7
+    with pytest.raises(ValueError, match="holds no block"):
+        blocks(kv_cache_memory=per_block // 2)
