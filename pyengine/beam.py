@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pyengine.backend import host_numpy
+import numpy as np  # host: the [W, V] logprob rows the search reads
+
 from pyengine.outputs import CompletionOutput, RequestOutput
 from pyengine.sampling import SamplingParams, beam_search
 
-np = host_numpy()
 
 RunStep = Callable[[list[list[int]], SamplingParams], list[RequestOutput]]
 

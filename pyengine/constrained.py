@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from pyengine.backend import host_numpy
+import numpy as np  # host: the per-step token masks
+
 from pyengine.sampling import SamplingParams
 from pyengine.structured import GrammarError, JsonOptions, compile_grammar
 from pyengine.structured.matcher import select
 from pyengine.text.token_bytes import token_pieces
-
-np = host_numpy()
 
 
 class ConstrainedDecoding:

@@ -16,7 +16,9 @@ import dataclasses
 import itertools
 from typing import Any
 
-from pyengine.backend import blas_threads_for, get_backend, host_numpy, keep_freed_memory, set_blas_threads
+import numpy as np  # host-side index arrays for the model inputs
+
+from pyengine.backend import blas_threads_for, get_backend, keep_freed_memory, set_blas_threads
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
@@ -34,8 +36,6 @@ from pyengine.sampling import (
 from pyengine.scheduler import BatchPlan, Scheduler
 from pyengine.sequence import Request, Sequence, SequenceStatus
 from pyengine.text import Tokenizer, kernels
-
-np = host_numpy()  # host-side index arrays for the model inputs
 
 
 class Engine:

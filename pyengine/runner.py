@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyengine.backend import host_numpy
+import numpy as np  # host: index arrays before their copy to the device
+
 from pyengine.cache import BlockManager, KVCache
 from pyengine.model import AttentionInputs
-
-np = host_numpy()
 
 
 class SingleSequence:

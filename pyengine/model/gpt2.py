@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend, host_numpy
+import numpy as np  # host: weight preparation before the copy to the device
+
+from pyengine.backend import Backend
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import (
     ACTIVATIONS,
@@ -104,7 +106,7 @@ class GPT2Model:
             return backend.to_device(take_tensor(tensors, name, shape))
 
         def take_conv1d(name: str, shape: tuple[int, int]) -> Any:  # Conv1D's [in, out] -> [out, in]
-            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
+            return backend.to_device(np.ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         blocks = []
         for i in range(c.num_hidden_layers):

@@ -19,9 +19,10 @@ import dataclasses
 import math
 from typing import Any
 
-from pyengine.backend import array_module, host_numpy
+import numpy as np  # host-side index arrays (decode_groups)
 
-np = host_numpy()  # host-side index arrays (decode_groups)
+from pyengine.backend import array_module
+
 
 # ------------------------------------------------------------------------------------------------
 # Per-step attention metadata

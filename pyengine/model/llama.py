@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend, array_module, host_numpy
+import numpy as np  # host: weight preparation before the copy to the device
+
+from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import (
     ACTIVATIONS,
@@ -161,10 +163,10 @@ class LlamaModel:
 
         def take_stacked(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [sum out, in]
             host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
-            return backend.to_device(host_numpy().concatenate(host))
+            return backend.to_device(np.concatenate(host))
 
         def take_t(name: str, shape: tuple[int, int]) -> Any:  # [out, in] -> [in, out]: the output head
-            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
+            return backend.to_device(np.ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         def bias(name: str, size: int, present: bool) -> Any:
             return take(name, (size,)) if present else None

@@ -1,7 +1,7 @@
 """Reading a checkpoint's tensors from safetensors files into host (numpy) arrays.
 
-Host-side file I/O, so this is the one module of `model/` that uses numpy directly (through
-`host_numpy`); the weights go to the device afterwards, in the model's `from_tensors`.
+Host-side file I/O, so it imports numpy by name (`tests/test_architecture.py` lists the
+modules of `model/` allowed to); the weights go to the device afterwards, in `from_tensors`.
 
 Handles a single `model.safetensors` or shards listed in `model.safetensors.index.json`, and
 float32/float16/bfloat16 tensors. numpy has no bfloat16: a bf16 value is the top 16 bits of a
@@ -15,11 +15,15 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np  # host arrays: tensors as read from the files
 from safetensors import SafetensorError, safe_open
 
-from pyengine.backend import float32_from_bfloat16, host_numpy
 
-np = host_numpy()
+def float32_from_bfloat16(raw: np.ndarray) -> np.ndarray:
+    """Host: bf16 bit patterns stored as uint16 -> float32 (exact; bf16 is fp32's top half)."""
+    if raw.dtype != np.uint16:
+        raise TypeError(f"expected uint16 bf16 bit patterns, got {raw.dtype}")
+    return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
 class CheckpointError(ValueError):

@@ -25,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from pyengine.backend import Backend, array_module, host_numpy
+import numpy as np  # the search itself runs on the host over [W, 2W] candidates
+
+from pyengine.backend import Backend, array_module
 from pyengine.sampling.logprobs import RowLogprobs, row_logprobs
 from pyengine.sampling.topk import top_k_sorted
-
-np = host_numpy()  # the search itself runs on the host over [W, 2W] candidates
 
 
 @dataclasses.dataclass

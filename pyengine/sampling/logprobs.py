@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import Backend, array_module, host_numpy
+import numpy as np  # host: unpacking the one copied-back array
+
+from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import TILE
 from pyengine.sampling.topk import top_k_sorted
-
-np = host_numpy()  # host: unpacking the one copied-back array
 
 
 @dataclasses.dataclass

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pyengine.backend import array_module, host_numpy
+import numpy as np  # host side: per-row token lists -> (row, token) index arrays
 
-np = host_numpy()  # host side: per-row token lists -> (row, token) index arrays
+from pyengine.backend import array_module
 
 
 def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:

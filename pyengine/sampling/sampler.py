@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import Backend, host_numpy
+import numpy as np  # host: per-row parameter columns and random numbers
+
+from pyengine.backend import Backend
 from pyengine.sampling.draw import make_generator, sample_truncated
 from pyengine.sampling.logprobs import (
     RowLogprobs,
@@ -45,7 +47,6 @@ from pyengine.sampling.processors import (
 )
 from pyengine.sampling.truncation import NUM_CANDIDATES, apply_temperature, mask_below, truncate
 
-np = host_numpy()  # host: per-row parameter columns and random numbers
 
 __all__ = ["RowLogprobs", "Sampler", "SamplerOutput", "SamplingRow", "compute_prompt_logprobs", "make_generator"]
 

@@ -190,7 +190,7 @@ def _blas_threads() -> int:
 
 
 def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
-    from pyengine.backend import _blas_threads as initial, blas_threads_for, set_blas_threads
+    from pyengine.backend.cpu_tuning import _blas_threads as initial, blas_threads_for, set_blas_threads
 
     path, default = str(FIXTURES / "llama"), initial()
     try:
