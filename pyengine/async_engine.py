@@ -39,7 +39,10 @@ class AsyncEngine:
     """Runs `Engine.step()` in a background thread and streams outputs to asyncio consumers."""
 
     def __init__(self, config: EngineConfig | None = None, engine: Engine | None = None):
-        self.engine = engine or Engine(config)
+        if engine is None:  # this process's engine: tune the process for it
+            engine = Engine(config)
+            engine.tune_process()
+        self.engine = engine
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
         self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._stopping = threading.Event()

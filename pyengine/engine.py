@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np  # host-side index arrays for the model inputs
 
-from pyengine.backend import blas_threads_for, get_backend, keep_freed_memory, set_blas_threads
+from pyengine.backend import get_backend, tune_cpu_process
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
@@ -46,9 +46,6 @@ class Engine:
         self.backend = get_backend(config.device)
         self.model = load_model(config.model, self.backend)
         mc = self.model.config
-        if self.backend.name == "cpu":
-            set_blas_threads(blas_threads_for(mc.hidden_size, mc.intermediate_size, config.cpu_threads))
-            keep_freed_memory()  # big per-layer temporaries come back without page faults
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
@@ -70,17 +67,28 @@ class Engine:
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
         self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
-        text_kernels = kernels.select(config.kernels)  # the Rust kernels, or their Python twins
+        text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
         # those ids decode to nothing, as tokenizer.decode does, instead of failing the step.
         table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
             self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids, vocab_size=self.vocab_size)
         self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
         self.constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size,  # structured outputs
-                                               ({self.eos_token_id} | self.extra_eos_ids) - {None}, config.kernels)
+                                               ({self.eos_token_id} | self.extra_eos_ids) - {None},
+                                               config.twins.grammar)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
+
+    def tune_process(self) -> None:
+        """Start-up tuning of the process for this model on the CPU: BLAS threads, freed memory kept.
+
+        Process-wide settings, so the code that starts the process's engine calls this once
+        (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
+        """
+        if self.backend.name == "cpu":
+            mc = self.model.config
+            tune_cpu_process(mc.hidden_size, mc.intermediate_size, self.config.cpu_threads)
 
     # -- requests ----------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class LLM:
 
     def __init__(self, model: str, **kwargs: Any):
         self.llm_engine = Engine(EngineConfig.from_kwargs(model, **kwargs))
+        self.llm_engine.tune_process()
         self._request_counter = itertools.count()
 
     def get_tokenizer(self) -> Any:

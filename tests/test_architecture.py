@@ -41,7 +41,7 @@ def _layer(module: str) -> tuple[str, str | None]:
     head = parts[1]
     if head in COMPONENTS:
         return "component", head
-    if head in ("backend", "_native"):
+    if head in ("backend", "_native", "settings"):
         return "backend", head
     if head in ENGINE_MODULES:
         return "engine", head
@@ -54,6 +54,8 @@ def _imports(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "pyengine" and node.level == 0:
+            names += [f"pyengine.{alias.name}" for alias in node.names]  # `from pyengine import settings`
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
     return names

@@ -222,3 +222,22 @@ def test_the_kv_cache_budget_sets_the_number_of_blocks():
     assert blocks(num_kv_blocks=7, kv_cache_memory=10 * per_block) == 7
     with pytest.raises(ValueError, match="holds no block"):
         blocks(kv_cache_memory=per_block // 2)
+
+
+def test_the_environment_picks_every_twin_and_engine_config_fields_win():
+    """PYENGINE_KERNELS is read in one place; its words and pairs give each twin; a bad value names the valid ones."""
+    from pyengine import settings
+    from pyengine.config import EngineConfig
+
+    assert settings.parse("reference") == settings.Twins("python", "python", "reference", "reference")
+    assert settings.parse("python") == settings.Twins("python", "python", "fast", "fast")
+    assert settings.parse("text=python,sampler=reference").sampler == "reference"
+    assert settings.parse("text=python,sampler=reference").text == "python"
+    for bad in ("fast", "sampler=slow", "colour=blue"):
+        with pytest.raises(ValueError, match="must be"):
+            settings.parse(bad)
+    config = EngineConfig(model="m", kernels="python", sampler="reference", attention="reference")
+    assert config.twins == settings.Twins("python", "python", "reference", "reference")
+    with pytest.raises(ValueError, match="sampler must be 'fast' or 'reference'"):
+        EngineConfig(model="m", sampler="textbook")
+    assert "twins" not in str(pytest.raises(TypeError, EngineConfig.from_kwargs, "m", twins=None).value).split("valid")[1]
