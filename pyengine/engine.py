@@ -12,29 +12,29 @@ It deals in token ids; text goes in through the tokenizer and out through the de
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Any
 
-import numpy as np  # host-side index arrays for the model inputs
+import numpy as np  # host: the row index of each sampling sequence
 
 from pyengine.backend import get_backend, tune_cpu_process
 from pyengine.cache import BlockManager, KVCache
 from pyengine.config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
-from pyengine.model import AttentionInputs, decode_groups, load_model
+from pyengine.model import load_model
+from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
     Sampler,
+    SamplerOutput,
     SamplingParams,
     SamplingRow,
-    compute_prompt_logprobs,
     make_generator,
     tokenize_bad_words,
 )
 from pyengine.scheduler import BatchPlan, Scheduler
-from pyengine.sequence import Request, Sequence, SequenceStatus
+from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
 
 
@@ -64,6 +64,7 @@ class Engine:
         self.kv_cache = KVCache(self.backend, mc.num_hidden_layers, config.resolve_num_blocks(bytes_per_block),
                                 config.block_size, mc.num_key_value_heads, mc.head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.runner = ModelRunner(self.model, self.kv_cache, config.twins.attention)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
         self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
@@ -96,6 +97,8 @@ class Engine:
                     cache_salt: str | None = None) -> None:
         """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
 
+        `params` is only read: one SamplingParams may serve many requests at once.
+
         Raises:
             ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
                 fit this model (token ids outside the vocabulary, too many logprobs, ...).
@@ -106,15 +109,13 @@ class Engine:
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        if params.bad_words:
-            if self.tokenizer is None:
-                raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
-            params.bad_words_token_ids = tokenize_bad_words(
-                params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
+        bad_words_token_ids = self._bad_words_token_ids(params)
         grammar = self.constrained.grammar_for(params)  # a bad constraint fails here, alone
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
+        request.needs_prompt_logprobs = params.prompt_logprobs is not None
+        request.bad_words_token_ids = bad_words_token_ids
         for index in range(1 if params.use_beam_search else params.n):
             seed = None if params.seed is None else params.seed + index
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
@@ -123,7 +124,7 @@ class Engine:
             seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar, params, prompt_ids)
             request.sequences.append(seq)
         self.requests[request_id] = request
-        # Sequences 1..n-1 wait for sequence 0's prefill and then copy its cache (see _fork).
+        # Sequences 1..n-1 wait for sequence 0's prefill and then share its cache (Scheduler.fork).
         self.scheduler.add(request.sequences[0])
 
     def abort_request(self, request_ids: str | list[str]) -> None:
@@ -131,7 +132,7 @@ class Engine:
         for request_id in [request_ids] if isinstance(request_ids, str) else request_ids:
             request = self.requests.pop(request_id, None)
             for seq in request.sequences if request else ():
-                self._finish(seq, seq.finish_reason or "abort")
+                self.scheduler.finish(seq, seq.finish_reason or "abort")
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests)
@@ -143,72 +144,39 @@ class Engine:
         plan = self.scheduler.schedule()  # 1. who runs, with how many tokens
         if plan.is_empty():
             return self._fail_unschedulable()
-        input_ids, attn = self._model_inputs(plan)  # 2. packed ids, positions, block tables
-        hidden = self.model.forward(input_ids, attn, self.kv_cache)  # 3. [N, D]
+        inputs = self.runner.prepare([(item.new_token_ids, item.seq.num_computed_tokens, item.seq.block_table)
+                                      for item in plan.scheduled])  # 2. packed ids, positions, block tables
+        hidden = self.runner.forward(inputs)  # 3. [N, D]
         sampling = [i for i, item in enumerate(plan.scheduled) if item.completes_prompt]
-        last_rows = [attn.query_start_loc[i + 1] - 1 for i in sampling]
-        logits = self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])  # [B, V]
-        self._prompt_logprobs(plan, hidden, attn)
+        logits = self.runner.last_token_logits(hidden, inputs, sampling)  # [B, V]
+        self._prompt_logprobs(plan, hidden, inputs)
         self.scheduler.after_step(plan)  # the cache now holds this step's keys and values
         seqs, rows_index = self._sampling_rows(plan, sampling)  # 4. n > 1 siblings join here
-        rows = [self._sampling_row(seq) for seq in seqs]
-        mask = self.constrained.mask([seq.matcher for seq in seqs])  # 5. grammar masks, then sample
-        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows,
-                               None if mask is None else self.backend.to_device(mask)) if seqs else None
-        touched: dict[str, Request] = {}
+        sampled = self._sample(logits, seqs, rows_index)  # 5. grammar masks, then the sampler
         for i, seq in enumerate(seqs):  # 6-7. append, detokenize, check stops
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
-            touched[seq.request.request_id] = seq.request
+        self.scheduler.postprocess(seqs)  # finished sequences leave and free their blocks
+        touched = {seq.request.request_id: seq.request for seq in seqs}
         return [self._request_output(r) for r in touched.values()]  # 8.
 
     # -- step helpers ------------------------------------------------------------------------------
 
-    def _model_inputs(self, plan: BatchPlan) -> tuple[Any, AttentionInputs]:
-        ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        starts = [0]
-        for item in plan.scheduled:
-            seq, first = item.seq, item.seq.num_computed_tokens
-            new_positions = range(first, first + item.num_new_tokens)
-            tokens = seq.all_token_ids
-            ids.extend(tokens[p] for p in new_positions)
-            positions.extend(new_positions)
-            slots.extend(self.kv_cache.slot(seq.block_table, p) for p in new_positions)
-            starts.append(len(ids))
-        to_device = self.backend.to_device
-        attn = AttentionInputs(
-            positions=to_device(np.array(positions, dtype=np.int64)),
-            slot_mapping=to_device(np.array(slots, dtype=np.int64)),
-            block_tables=tuple(to_device(np.array(s.seq.block_table, dtype=np.int64)) for s in plan.scheduled),
-            query_start_loc=tuple(starts),
-            context_lens=tuple(s.seq.num_computed_tokens + s.num_new_tokens for s in plan.scheduled),
-        )
-        if len(plan.scheduled) > 1 and len(ids) == len(plan.scheduled):  # a pure decode batch
-            groups = decode_groups([s.seq.block_table for s in plan.scheduled], attn.context_lens, to_device)
-            attn = dataclasses.replace(attn, decode_groups=groups)
-        return to_device(np.array(ids, dtype=np.int64)), attn
-
-    def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, attn: AttentionInputs) -> None:
+    def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, inputs: ModelInputs) -> None:
         """Prompt logprobs, chunk by chunk: logits at position p score prompt token p + 1."""
         for i, item in enumerate(plan.scheduled):
             seq, request = item.seq, item.seq.request
-            num_top = request.params.prompt_logprobs
-            prompt_len = len(request.prompt_token_ids)
-            if num_top is None or seq.index != 0:
+            if not request.needs_prompt_logprobs or seq.index != 0:
                 continue
             if request.prompt_logprobs is None:
                 request.prompt_logprobs = [None]  # the first token has no context
             first = seq.num_computed_tokens  # this chunk covers positions first .. first + n - 1
             if first + 1 != len(request.prompt_logprobs):
                 continue  # already computed (a recompute after preemption), or out of order
-            last = min(first + item.num_new_tokens, prompt_len - 1)  # exclusive end of scored positions
+            last = min(first + item.num_new_tokens, len(request.prompt_token_ids) - 1)  # exclusive end
             if last <= first:
                 continue
-            start = attn.query_start_loc[i]
-            logits = self.model.compute_logits(hidden[start:start + last - first])  # [n, V]
-            targets = request.prompt_token_ids[first:last + 1]  # the chunk's tokens and the next one
-            rows = compute_prompt_logprobs(logits, targets, num_top, self.backend)[1:]
+            rows = self.runner.prompt_logprobs(hidden, inputs, i, first, last, request.prompt_token_ids,
+                                               request.params.prompt_logprobs)
             request.prompt_logprobs += [self._logprobs_dict(seq, r) for r in rows]
 
     def _sampling_rows(self, plan: BatchPlan, sampling: list[int]) -> tuple[list[Sequence], list[int]]:
@@ -219,38 +187,22 @@ class Engine:
             seqs.append(seq)
             rows.append(row)
             if seq.index == 0 and not seq.output_token_ids:
-                for sibling in self._fork(seq):
-                    seqs.append(sibling)
-                    rows.append(row)  # the same prompt logits: the prefill is shared
+                siblings, copies = self.scheduler.fork(seq)
+                for source, target in copies:
+                    self.kv_cache.copy_blocks(source, target)
+                seqs += siblings
+                rows += [row] * len(siblings)  # the same prompt logits: the prefill is shared
         return seqs, rows
 
-    def _fork(self, parent: Sequence) -> list[Sequence]:
-        """n > 1: siblings share the parent's full prompt blocks and copy its partial last block.
-
-        Shared blocks are never written again (new tokens go to later blocks), so sharing is
-        copy-on-write with nothing left to copy but the one block the sequences will diverge in.
-        """
-        siblings = [s for s in parent.request.sequences[1:]
-                    if s.status is SequenceStatus.WAITING and not s.block_table and not s.output_token_ids
-                    and s not in self.scheduler.waiting]
-        num_full = parent.num_computed_tokens // self.config.block_size
-        shared, partial = parent.block_table[:num_full], parent.block_table[num_full:]
-        forked = []
-        for sibling in siblings:
-            if len(self.scheduler.running) >= self.config.max_num_seqs or \
-                    not self.blocks.can_allocate(len(partial)):
-                self.scheduler.add(sibling)  # no room now: it prefills on its own later
-                continue
-            self.blocks.take(shared)
-            copies = self.blocks.allocate(len(partial))
-            self.kv_cache.copy_blocks(partial, copies)
-            sibling.block_table = shared + copies
-            sibling.block_hashes = list(parent.block_hashes)
-            sibling.num_computed_tokens = parent.num_computed_tokens
-            sibling.status = SequenceStatus.RUNNING
-            self.scheduler.running.append(sibling)
-            forked.append(sibling)
-        return forked
+    def _sample(self, logits: Any, seqs: list[Sequence], rows_index: list[int]) -> SamplerOutput | None:
+        """The grammar masks of the rows that have one, then one token per sequence."""
+        if not seqs:
+            return None
+        rows = [self._sampling_row(seq) for seq in seqs]
+        mask = self.constrained.mask([seq.matcher for seq in seqs])  # [B, V] host bool, or None
+        to_device = self.backend.to_device
+        return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
+                            None if mask is None else to_device(mask))
 
     def _sampling_row(self, seq: Sequence) -> SamplingRow:
         return SamplingRow(
@@ -259,10 +211,11 @@ class Engine:
             output_token_ids=seq.output_token_ids,
             generator=seq.generator,
             stop_token_ids=seq.request.stop_token_ids | {self.eos_token_id} - {None},
+            bad_words_token_ids=seq.request.bad_words_token_ids,
         )
 
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
-        """Append a sampled token and run the stop checks; a finished sequence frees its blocks."""
+        """Append a sampled token and run the stop checks (which may set its finish reason)."""
         seq.output_token_ids.append(token_id)
         if logprob is not None:  # computed for requests with logprobs, as in vLLM
             seq.cumulative_logprob += logprob
@@ -272,8 +225,6 @@ class Engine:
         if seq.matcher is not None and not self.constrained.advance(seq.matcher, token_id) \
                 and seq.finish_reason is None:
             seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
-        if seq.finish_reason is not None:
-            self._finish(seq, seq.finish_reason)
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
         """vLLM's dict: chosen token first, then the top-k; built as vLLM builds it, so a token
@@ -282,17 +233,21 @@ class Engine:
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
 
-    def _finish(self, seq: Sequence, reason: str) -> None:
-        seq.finish_reason = reason
-        seq.status = SequenceStatus.FINISHED
-        self.scheduler.finish(seq)
+    def _bad_words_token_ids(self, params: SamplingParams) -> list[list[int]]:
+        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary)."""
+        if not params.bad_words:
+            return []
+        if self.tokenizer is None:
+            raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
+        return tokenize_bad_words(params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False),
+                                  self.vocab_size)
 
     def _fail_unschedulable(self) -> list[RequestOutput]:
         """Nothing fits even in an empty batch: end the blocked sequence rather than spin."""
-        seq = self.scheduler.waiting[0] if self.scheduler.waiting else None
-        if seq is None or self.scheduler.running:
+        seq = self.scheduler.blocked_sequence()
+        if seq is None:
             return []
-        self._finish(seq, "length")  # vLLM reports a prompt the engine cannot hold as "length"
+        self.scheduler.finish(seq, "length")  # vLLM reports a prompt the engine cannot hold as "length"
         return [self._request_output(seq.request)]
 
     def _request_output(self, request: Request) -> RequestOutput:

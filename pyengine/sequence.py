@@ -73,8 +73,10 @@ class Request:
     sequences: list[Sequence] = dataclasses.field(default_factory=list)
     prompt_logprobs: list[LogprobsDict | None] | None = None
     num_cached_tokens: int = 0
-    # stop_token_ids plus the model's extra eos ids (unless ignore_eos), set by the engine
-    stop_token_ids: frozenset[int] = frozenset()
+    # Set by the engine from the parameters, so the scheduler and sampler need not read them:
+    stop_token_ids: frozenset[int] = frozenset()  # stop_token_ids plus the model's extra eos ids (unless ignore_eos)
+    needs_prompt_logprobs: bool = False  # every prompt position computed (no prefix-cache hit)
+    bad_words_token_ids: list[list[int]] = dataclasses.field(default_factory=list)  # bad_words, tokenized
 
     @property
     def is_finished(self) -> bool:

@@ -5,7 +5,8 @@ raises `ValueError` with a message that names the field and its range, worded as
 the server turns these into HTTP 400s. Checks that need the model (token ids inside the
 vocabulary, the logprobs cap) live in `SamplingParams.verify`, which the engine calls when a
 request arrives. `tokenize_bad_words` turns `bad_words` into token sequences (§3.9); the engine
-calls it with the tokenizer's `encode` and stores the result in `bad_words_token_ids`.
+calls it with the tokenizer's `encode` and keeps the result on its request, never on the params
+(one SamplingParams may serve many requests, and the engine only reads it).
 
 vLLM's API keeps two "-1 means all/off" values (`top_k=-1`, `logprobs=-1`); `top_k=-1` is
 normalised to 0 here and `seed=-1` to None, so code past this file sees one spelling of "off".
@@ -127,8 +128,6 @@ class SamplingParams:
     use_beam_search: bool = False
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
     structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
-    # Filled by the engine from `bad_words` with the model's tokenizer (tokenize_bad_words).
-    bad_words_token_ids: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -256,10 +255,6 @@ class SamplingParams:
             bad = [i for i in ids if not 0 <= i < vocab_size]
             _check(not bad, f"token_id(s) {bad} in {name} contain out-of-vocab token ids. "
                             f"Vocabulary size: {vocab_size}")
-        bad_words = [t for word in self.bad_words_token_ids or () for t in word if not 0 <= t < vocab_size]
-        _check(not bad_words, f"The model vocabulary size is {vocab_size}, but the following tokens were "
-                              f"specified as bad: {bad_words}. All token id values should be integers "
-                              f"satisfying: 0 <= token_id <= {vocab_size - 1}.")
         cap = vocab_size if max_logprobs == -1 else max_logprobs
         for name, kind in (("logprobs", "sample"), ("prompt_logprobs", "prompt")):
             requested = getattr(self, name)

@@ -62,6 +62,7 @@ class SamplingRow:
     output_token_ids: Sequence[int]
     generator: Any = None  # make_generator(seed), or None: draw from the sampler's generator
     stop_token_ids: frozenset[int] = frozenset()  # masked while len(output) < min_tokens
+    bad_words_token_ids: Sequence[Sequence[int]] = ()  # params.bad_words, tokenized (tokenize_bad_words)
 
 
 @dataclasses.dataclass

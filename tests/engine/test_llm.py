@@ -241,3 +241,21 @@ def test_the_environment_picks_every_twin_and_engine_config_fields_win():
     with pytest.raises(ValueError, match="sampler must be 'fast' or 'reference'"):
         EngineConfig(model="m", sampler="textbook")
     assert "twins" not in str(pytest.raises(TypeError, EngineConfig.from_kwargs, "m", twins=None).value).split("valid")[1]
+
+
+def test_one_params_object_serves_many_prompts_and_stays_as_given(llama):
+    """The engine only reads SamplingParams: bad_words are tokenized per request, the params stay unchanged."""
+    import copy
+
+    prompts = ["Hello there", "The quick brown fox", "a"]
+    free = llama.generate(prompts, SamplingParams(max_tokens=4, **GREEDY))
+    tokenizer = llama.get_tokenizer()
+    word = tokenizer.decode([free[0].outputs[0].token_ids[0]]).strip() or "x"
+    params = SamplingParams(max_tokens=4, bad_words=[word], **GREEDY)
+    given = copy.deepcopy(params)
+    outs = llama.generate(prompts, params)  # one object for all three prompts
+    assert params == given
+    banned = {ids[-1] for ids in (tokenizer.encode(word, add_special_tokens=False),
+                                  tokenizer.encode(" " + word, add_special_tokens=False)) if len(ids) == 1}
+    assert banned and all(not banned & set(out.outputs[0].token_ids) for out in outs)
+    assert outs[0].outputs[0].token_ids != free[0].outputs[0].token_ids  # the ban changed the first token
