@@ -26,7 +26,7 @@ from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
-    Sampler,
+    SAMPLERS,
     SamplerOutput,
     SamplingParams,
     SamplingRow,
@@ -44,7 +44,7 @@ class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
         self.backend = get_backend(config.device)
-        self.model = load_model(config.model, self.backend)
+        self.model = load_model(config.model, self.backend, config.twins.attention)
         mc = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
@@ -67,7 +67,7 @@ class Engine:
         self.runner = ModelRunner(self.model, self.kv_cache, config.twins.attention)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
-        self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
+        self.sampler = SAMPLERS[config.twins.sampler](self.backend, self.vocab_size, seed=config.seed)
         text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
         # those ids decode to nothing, as tokenizer.decode does, instead of failing the step.

@@ -20,7 +20,7 @@ HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/loader.py": "safetensors files read into host arrays",
     "pyengine/model/llama.py": "weights fused and transposed on the host before their copy to the device",
     "pyengine/model/gpt2.py": "weights transposed on the host before their copy to the device",
-    "pyengine/model/layers.py": "decode groups: padded block tables built on the host",
+    "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",
     "pyengine/sampling/processors.py": "per-row token lists turned into (row, token) index arrays",
     "pyengine/sampling/draw.py": "the seeded random generators",
     "pyengine/sampling/sampler.py": "per-row parameter columns and the uniform numbers",

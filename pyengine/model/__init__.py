@@ -12,7 +12,8 @@ from typing import Any
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
 from pyengine.model.gpt2 import GPT2Model
-from pyengine.model.layers import AttentionInputs, decode_groups
+from pyengine.model.fast_path import FAST, decode_groups
+from pyengine.model.layers import REFERENCE, AttentionInputs
 from pyengine.model.llama import LlamaModel
 from pyengine.model.loader import CheckpointError, load_tensors
 
@@ -24,11 +25,13 @@ __all__ = [
 ]
 
 
-def load_model(path: str | Path, backend: Backend) -> Any:
+def load_model(path: str | Path, backend: Backend, attention: str = "fast") -> Any:
     """Load the checkpoint at `path` onto `backend`; returns a model with `.config`.
 
     Weights are upcast to float32 on the CPU (numpy has no fast half precision); on a GPU
     half-precision checkpoints stay float16 (bf16 is rounded to fp16, which cupy supports).
+    `attention` picks the model's projection and attention functions: "fast" (fast_path.py) or
+    "reference" (the equations of layers.py).
 
     Raises:
         ConfigError: config.json missing/malformed, or an unsupported architecture.
@@ -40,4 +43,6 @@ def load_model(path: str | Path, backend: Backend) -> Any:
     config = ModelConfig.from_pretrained(path)
     dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
     tensors = load_tensors(path, dtype)
-    return FAMILIES[config.family].from_tensors(config, tensors, backend)
+    model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+    model.ops = FAST if attention == "fast" else REFERENCE
+    return model

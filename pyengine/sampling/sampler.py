@@ -142,7 +142,7 @@ class Sampler:
             k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
             asking_raw = raw[index]  # [Bq, V]
-            arrays += chosen_and_top(asking_raw, logsumexp(asking_raw), token_ids[index], k)
+            arrays += self.logprob_arrays(asking_raw, token_ids[index], k)
             shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
         host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
@@ -154,6 +154,13 @@ class Sampler:
                 out.logprobs[b] = row_logprobs(ids[b], chosen[i], ranks[i], top_ids[i, :wanted[b]].astype(np.int64),
                                                top_values[i, :wanted[b]])
         return out
+
+    def logprob_arrays(self, raw: Any, chosen_ids: Any, k: int) -> list[Any]:
+        """[Bq, V] raw logits, [Bq] sampled ids -> [chosen logprob [Bq], rank [Bq], top ids [Bq, k], top [Bq, k]].
+
+        One tiled pass for the logsumexp, and the top k found among candidates (topk.py).
+        """
+        return chosen_and_top(raw, logsumexp(raw), chosen_ids, k)
 
     # -- per-row columns (host -> device) ----------------------------------------------------------
 

@@ -259,3 +259,17 @@ def test_one_params_object_serves_many_prompts_and_stays_as_given(llama):
                                   tokenizer.encode(" " + word, add_special_tokens=False)) if len(ids) == 1}
     assert banned and all(not banned & set(out.outputs[0].token_ids) for out in outs)
     assert outs[0].outputs[0].token_ids != free[0].outputs[0].token_ids  # the ban changed the first token
+
+
+def test_the_reference_sampler_and_attention_run_in_the_engine_with_the_same_tokens():
+    """EngineConfig picks the textbook twins; seeded and greedy requests give the tuned twins' tokens."""
+    prompts = [{"prompt_token_ids": list(range(3, 40))}] + [{"prompt_token_ids": [5 + i, 9, 11]} for i in range(4)]
+    params = [SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)] + [
+        SamplingParams(temperature=0.9, top_p=0.9, top_k=40, seed=i, max_tokens=6, ignore_eos=True) for i in range(4)]
+    tuned = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, block_size=4)
+    textbook = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, block_size=4, sampler="reference",
+                   attention="reference")
+    assert type(textbook.llm_engine.sampler).__name__ == "ReferenceSampler"
+    assert textbook.llm_engine.model.ops.linear.__module__ == "pyengine.model.layers"
+    assert [o.outputs[0].token_ids for o in textbook.generate(prompts, params)] == \
+        [o.outputs[0].token_ids for o in tuned.generate(prompts, params)]
