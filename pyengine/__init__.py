@@ -19,6 +19,7 @@ _PUBLIC = {
     "EngineConfig": "pyengine.config",
     "SamplingParams": "pyengine.sampling",
     "StructuredOutputsParams": "pyengine.sampling",
+    "RequestOutputKind": "pyengine.sampling",
     "RequestOutput": "pyengine.outputs",
     "CompletionOutput": "pyengine.outputs",
     "Logprob": "pyengine.outputs",

@@ -1,8 +1,12 @@
 """The async engine: the main loop on a background thread, one async stream per request.
 
     engine = AsyncEngine(EngineConfig(model=...))
-    async for output in engine.generate("r1", prompt, params):   # RequestOutputs as they grow
+    async for output in engine.generate("r1", prompt, params):   # a RequestOutput per step
         ...
+
+Each output is what `params.output_kind` asks for: the whole request so far (CUMULATIVE, the
+default), or only what the step added (DELTA, what a streaming server wants: no step copies a
+whole output), or one output at the end (FINAL_ONLY).
 
 The loop thread owns the `Engine` (which is not thread-safe): requests, aborts and their
 answers cross over through a command queue and `call_soon_threadsafe`. Numpy releases the GIL

@@ -27,6 +27,7 @@ from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
     SAMPLERS,
+    RequestOutputKind,
     SamplerOutput,
     SamplingParams,
     SamplingRow,
@@ -157,7 +158,8 @@ class Engine:
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
         self.scheduler.postprocess(seqs)  # finished sequences leave and free their blocks
         touched = {seq.request.request_id: seq.request for seq in seqs}
-        return [self._request_output(r) for r in touched.values()]  # 8.
+        return [self._request_output(r) for r in touched.values()  # 8.
+                if r.params.output_kind is not RequestOutputKind.FINAL_ONLY or r.is_finished]
 
     # -- step helpers ------------------------------------------------------------------------------
 
@@ -251,18 +253,28 @@ class Engine:
         return [self._request_output(seq.request)]
 
     def _request_output(self, request: Request) -> RequestOutput:
-        outputs = [
-            CompletionOutput(index=s.index, text=s.text, token_ids=list(s.output_token_ids),
-                             cumulative_logprob=None if s.logprobs is None else s.cumulative_logprob,
-                             logprobs=s.logprobs,
-                             finish_reason=s.finish_reason, stop_reason=s.stop_reason)
-            for s in request.sequences
-        ]
+        """The request's state as its output kind asks: everything so far, or this step's part only."""
+        delta = request.params.output_kind is RequestOutputKind.DELTA
+        outputs = [self._completion_output(seq, delta) for seq in request.sequences]
+        prompt_logprobs = None if delta and request.num_outputs else request.prompt_logprobs
+        request.num_outputs += 1
         finished = request.is_finished
         if finished:
             self.requests.pop(request.request_id, None)
-        return RequestOutput(request.request_id, request.prompt, list(request.prompt_token_ids),
-                             request.prompt_logprobs, outputs, finished, request.num_cached_tokens)
+        prompt_ids = request.prompt_token_ids if delta else list(request.prompt_token_ids)
+        return RequestOutput(request.request_id, request.prompt, prompt_ids, prompt_logprobs, outputs, finished,
+                             request.num_cached_tokens)
+
+    @staticmethod
+    def _completion_output(seq: Sequence, delta: bool) -> CompletionOutput:
+        """One choice: all its tokens and text so far, or (delta) those not yet in an output."""
+        first_token, first_char = (seq.num_sent_tokens, seq.num_sent_chars) if delta else (0, 0)
+        seq.num_sent_tokens, seq.num_sent_chars = len(seq.output_token_ids), len(seq.text)
+        return CompletionOutput(
+            index=seq.index, text=seq.text[first_char:], token_ids=seq.output_token_ids[first_token:],
+            cumulative_logprob=None if seq.logprobs is None else seq.cumulative_logprob,
+            logprobs=seq.logprobs[first_token:] if delta and seq.logprobs is not None else seq.logprobs,
+            finish_reason=seq.finish_reason, stop_reason=seq.stop_reason)
 
     def prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
         """Tokenize and check a prompt (string, ids, or {"prompt_token_ids": ...}) -> (text, ids)."""

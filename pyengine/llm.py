@@ -11,6 +11,7 @@ all are done, so the prompts are batched together (continuous batching).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Sequence
 
@@ -18,7 +19,7 @@ from pyengine.config import EngineConfig
 from pyengine.engine import Engine
 from pyengine.beam import run_beam_search
 from pyengine.outputs import RequestOutput
-from pyengine.sampling import SamplingParams
+from pyengine.sampling import RequestOutputKind, SamplingParams
 
 PromptType = Any  # str | list[int] | {"prompt_token_ids": [...], "prompt": str?}
 
@@ -50,6 +51,9 @@ class LLM:
                        else [sampling_params] * len(prompt_list))
         if len(params_list) != len(prompt_list):
             raise ValueError(f"got {len(prompt_list)} prompts but {len(params_list)} sampling params")
+        # generate returns each request's whole output: a DELTA request runs as CUMULATIVE (a copy)
+        params_list = [dataclasses.replace(p, output_kind=RequestOutputKind.CUMULATIVE)
+                       if p.output_kind is RequestOutputKind.DELTA else p for p in params_list]
         if any(p.use_beam_search for p in params_list):
             return [self._beam_search(prompt, p) if p.use_beam_search else self._run([prompt], [p])[0]
                     for prompt, p in zip(prompt_list, params_list)]

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyengine import RequestOutput, SamplingParams
+from pyengine import RequestOutput, RequestOutputKind, SamplingParams
 from pyengine.async_engine import AsyncEngine, EngineDeadError
 from server import params as request_params
 from server.errors import APIError, bad_request, validation_error
@@ -102,11 +102,14 @@ class ChatService:
         self.num_pending += 1
         handed_off = False  # a stream releases its slot when it closes
         try:
+            streamed = job.request.stream and not forced_choice_needs_whole_output(job.tools)
+            if streamed:  # each engine output carries that step's tokens and text (chat_stream appends them)
+                job.params.output_kind = RequestOutputKind.DELTA
             stream = self.engine.generate(job.engine_request_id, {"prompt_token_ids": job.prompt.token_ids},
                                           job.params, priority=job.request.priority,
                                           cache_salt=job.request.cache_salt)
             first = await self._first_output(job, stream)
-            if job.request.stream and not forced_choice_needs_whole_output(job.tools):
+            if streamed:
                 response = EventStreamResponse(chat_stream(self, job, stream, first),
                                                on_close=lambda: self._close(job, stream))
                 handed_off = True

@@ -13,14 +13,20 @@ for the engine's `sampler` setting.
 from pyengine.sampling.beam_search import BeamSequence, beam_search
 from pyengine.sampling.draw import make_generator
 from pyengine.sampling.logprobs import RowLogprobs, compute_prompt_logprobs
-from pyengine.sampling.params import RepetitionDetectionParams, SamplingParams, StructuredOutputsParams, tokenize_bad_words
+from pyengine.sampling.params import (
+    RepetitionDetectionParams,
+    RequestOutputKind,
+    SamplingParams,
+    StructuredOutputsParams,
+    tokenize_bad_words,
+)
 from pyengine.sampling.reference import ReferenceSampler
 from pyengine.sampling.sampler import Sampler, SamplerOutput, SamplingRow
 
 SAMPLERS = {"fast": Sampler, "reference": ReferenceSampler}
 
 __all__ = [
-    "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RowLogprobs", "Sampler",
+    "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "Sampler",
     "SamplerOutput", "SamplingParams", "SamplingRow", "StructuredOutputsParams", "beam_search",
     "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
 ]

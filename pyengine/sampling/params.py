@@ -15,6 +15,7 @@ normalised to 0 here and `seed=-1` to None, so code past this file sees one spel
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import numbers
 from typing import Any, Callable
@@ -24,6 +25,20 @@ GREEDY_EPSILON = 1e-5  # vLLM's _SAMPLING_EPS: temperature below this is greedy
 MAX_N = 16384  # vLLM's VLLM_MAX_N_SEQUENCES default
 MAX_LOGIT_BIAS = 100.0  # bias values are clamped to [-100, 100] (§3.6)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RequestOutputKind(enum.Enum):
+    """What each RequestOutput of a request carries (vLLM's names).
+
+    CUMULATIVE: everything so far (text, token ids, logprobs), every step.
+    DELTA: only what this step added (prompt logprobs in the first output only): a streaming
+        client appends each output to the last, and no step copies a whole output.
+    FINAL_ONLY: one output, when the request finishes.
+    """
+
+    CUMULATIVE = 0
+    DELTA = 1
+    FINAL_ONLY = 2
 
 
 @dataclasses.dataclass
@@ -128,6 +143,7 @@ class SamplingParams:
     use_beam_search: bool = False
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
     structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
+    output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE  # what each step's RequestOutput carries
 
     def __post_init__(self) -> None:
         self._normalise()

@@ -273,3 +273,32 @@ def test_the_reference_sampler_and_attention_run_in_the_engine_with_the_same_tok
     assert textbook.llm_engine.model.ops.linear.__module__ == "pyengine.model.layers"
     assert [o.outputs[0].token_ids for o in textbook.generate(prompts, params)] == \
         [o.outputs[0].token_ids for o in tuned.generate(prompts, params)]
+
+
+def test_delta_outputs_add_up_to_the_cumulative_ones(llama):
+    """RequestOutputKind.DELTA: each step's output carries that step's tokens, text and logprobs only."""
+    from pyengine.sampling import RequestOutputKind
+
+    engine = llama.llm_engine
+    outputs = {}
+    for kind in (RequestOutputKind.CUMULATIVE, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY):
+        params = SamplingParams(n=2, temperature=0.8, seed=3, max_tokens=7, logprobs=1, prompt_logprobs=1,
+                                ignore_eos=True, output_kind=kind)
+        engine.add_request(kind.name, "The quick brown fox", params)
+        steps = []
+        while engine.has_unfinished_requests():
+            steps += engine.step()
+        outputs[kind] = steps
+    cumulative, delta, final = (outputs[k] for k in RequestOutputKind)
+    assert len(final) == 1 and final[0].finished and len(delta) == len(cumulative) > 2
+    assert [len(o.outputs[0].token_ids) for o in delta[:2]] == [1, 1]
+    assert delta[0].prompt_logprobs == cumulative[0].prompt_logprobs and delta[1].prompt_logprobs is None
+    for index in range(2):
+        whole = cumulative[-1].outputs[index]
+        assert "".join(o.outputs[index].text for o in delta) == whole.text == final[0].outputs[index].text
+        assert sum((o.outputs[index].token_ids for o in delta), []) == whole.token_ids
+        assert sum((o.outputs[index].logprobs for o in delta), []) == whole.logprobs
+        assert delta[-1].outputs[index].cumulative_logprob == whole.cumulative_logprob
+    shared = SamplingParams(max_tokens=3, output_kind=RequestOutputKind.DELTA, **GREEDY)
+    [whole] = llama.generate("Hello", shared)  # generate returns the whole output for any kind
+    assert len(whole.outputs[0].token_ids) == 3 and shared.output_kind is RequestOutputKind.DELTA
