@@ -27,7 +27,7 @@ import threading
 from typing import Any, AsyncIterator, Callable
 
 from pyengine.config import EngineConfig
-from pyengine.beam import run_beam_search
+from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import SamplingParams
@@ -81,9 +81,8 @@ class AsyncEngine:
 
     async def _beam_search(self, request_id: str, prompt: Any, params: SamplingParams, priority: int,
                            cache_salt: str | None) -> RequestOutput:
-        """Beam search (pyengine/beam.py) with its steps as concurrent requests on this engine."""
+        """Beam search (pyengine/beam_requests.py), each step's requests run concurrently on this engine."""
         text, prompt_ids = await self._call(lambda: self.engine.prompt_ids(prompt, params))
-        loop = asyncio.get_running_loop()
         counter = itertools.count()
 
         async def last_output(seq: list[int], step: SamplingParams) -> RequestOutput:
@@ -93,14 +92,14 @@ class AsyncEngine:
                 pass
             return final
 
-        async def run_all(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return list(await asyncio.gather(*(last_output(seq, step) for seq in sequences)))
-
-        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return asyncio.run_coroutine_threadsafe(run_all(sequences, step), loop).result()
-
-        # The search is synchronous code; it runs on a worker thread and submits each step here.
-        return await asyncio.to_thread(run_beam_search, request_id, text, prompt_ids, params, self.engine, run_step)
+        driver = beam_search_requests(request_id, text, prompt_ids, params, self.engine)
+        sequences, step = next(driver)
+        while True:
+            outputs = list(await asyncio.gather(*(last_output(seq, step) for seq in sequences)))
+            try:
+                sequences, step = driver.send(outputs)
+            except StopIteration as done:
+                return done.value
 
     def abort(self, request_id: str) -> None:
         self._commands.put(lambda: self._abort(request_id))

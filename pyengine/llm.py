@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from pyengine.config import EngineConfig
 from pyengine.engine import Engine
-from pyengine.beam import run_beam_search
+from pyengine.beam_requests import beam_search_requests
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import RequestOutputKind, SamplingParams
 
@@ -103,16 +103,17 @@ class LLM:
             raise
         return [finished[r] for r in request_ids]
 
-
     def _beam_search(self, prompt: PromptType, params: SamplingParams) -> RequestOutput:
-        """use_beam_search: vLLM's beam search, each step a batch of one-token requests."""
+        """use_beam_search: vLLM's beam search, each step a batch of one-token requests run here."""
         text, prompt_ids = self.llm_engine.prompt_ids(prompt, params)
-
-        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
-
-        return run_beam_search(str(next(self._request_counter)), text, prompt_ids, params,
-                               self.llm_engine, run_step)
+        driver = beam_search_requests(str(next(self._request_counter)), text, prompt_ids, params, self.llm_engine)
+        sequences, step = next(driver)
+        while True:
+            outputs = self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
+            try:
+                sequences, step = driver.send(outputs)
+            except StopIteration as done:
+                return done.value
 
 
 def _is_single_prompt(prompts: Any) -> bool:

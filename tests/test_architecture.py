@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "config", "cli",
-                  "async_engine", "model_runner", "beam", "constrained"}
+                  "async_engine", "model_runner", "beam_requests", "constrained"}
 NUMPY_FREE = {"model", "cache", "sampling"}
 HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/loader.py": "safetensors files read into host arrays",

@@ -10,7 +10,7 @@ Two twins run the pipeline: `ReferenceSampler` (reference.py: the textbook, full
 for the engine's `sampler` setting.
 """
 
-from pyengine.sampling.beam_search import BeamSequence, beam_search
+from pyengine.sampling.beam_search import BeamSequence, beam_search, beam_search_steps
 from pyengine.sampling.draw import make_generator
 from pyengine.sampling.logprobs import RowLogprobs, compute_prompt_logprobs
 from pyengine.sampling.params import (
@@ -27,6 +27,6 @@ SAMPLERS = {"fast": Sampler, "reference": ReferenceSampler}
 
 __all__ = [
     "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "Sampler",
-    "SamplerOutput", "SamplingParams", "SamplingRow", "StructuredOutputsParams", "beam_search",
+    "SamplerOutput", "SamplingParams", "SamplingRow", "StructuredOutputsParams", "beam_search", "beam_search_steps",
     "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
 ]

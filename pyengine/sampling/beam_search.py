@@ -14,8 +14,10 @@ W is the beam width (the request's `n`). vLLM's code attributes candidates to pa
 index arithmetic that breaks when a step returns 2W + 1 entries; here each candidate carries
 its parent. Penalties, bias, top-k/p and stop strings do not apply (vLLM skips them too).
 
-The model sits behind `next_token_logprobs`, so this file is pure search over numbers: the
-engine implements it with its forward pass and KV cache, tests with toy functions.
+The model sits outside: `beam_search_steps` is a generator that yields the sequences to score
+and receives their next-token logprobs, so this file is pure search over numbers. The engine
+scores them with its forward pass and KV cache (pyengine/beam_requests.py), tests with toy
+functions through `beam_search`.
 
 Shapes: W live beams, V vocabulary, 2W candidates per beam.
 """
@@ -23,7 +25,7 @@ Shapes: W live beams, V vocabulary, 2W candidates per beam.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np  # the search itself runs on the host over [W, 2W] candidates
 
@@ -44,9 +46,8 @@ class BeamSequence:
     logprobs: list[RowLogprobs] = dataclasses.field(default_factory=list)  # per step: chosen + top 2W
 
 
-def beam_search(
+def beam_search_steps(
     prompt_token_ids: Sequence[int],
-    next_token_logprobs: Callable[[list[list[int]]], Any],
     *,
     beam_width: int,
     max_tokens: int,
@@ -55,12 +56,17 @@ def beam_search(
     ignore_eos: bool = False,
     include_stop_str_in_output: bool = False,
     backend: Backend | None = None,
-) -> list[BeamSequence]:
-    """The best `beam_width` hypotheses, best first.
+) -> Generator[list[list[int]], Any, list[BeamSequence]]:
+    """The search as a generator: it yields the live beams' token lists, receives their logprobs.
 
-    `next_token_logprobs(sequences)` gets the full token lists (prompt + generated) of the live
-    beams and returns their next-token log-softmax rows, an array [W_live, V]: a host array, or
+        search = beam_search_steps(prompt, beam_width=2, max_tokens=8, eos_token_id=eos)
+        sequences = next(search)                       # prompt + generated, one list per live beam
+        sequences = search.send(logprobs)              # [W_live, V] log-softmax rows, one per sequence
+        ...                                            # until StopIteration: its value is the result
+    The result is the best `beam_width` hypotheses, best first. The rows may be a host array, or
     a device array when `backend` is given (then only the [W, 2W] candidates are copied back).
+    Whoever drives it decides how to score: `beam_search` with a function, the engine with
+    requests (pyengine/beam_requests.py), synchronously or with `await`.
     """
     if beam_width < 1 or max_tokens < 1:
         raise ValueError(f"beam search needs beam_width >= 1 and max_tokens >= 1, got beam_width={beam_width}, "
@@ -69,7 +75,7 @@ def beam_search(
     beams = [BeamSequence([], 0.0)]
     finished: list[BeamSequence] = []
     for _ in range(max_tokens):
-        logprobs = next_token_logprobs([prompt + beam.token_ids for beam in beams])  # [W, V]
+        logprobs = yield [prompt + beam.token_ids for beam in beams]  # [W, V]
         if len(logprobs.shape) != 2 or logprobs.shape[0] != len(beams):
             raise ValueError(f"next_token_logprobs returned shape {tuple(logprobs.shape)} for {len(beams)} beams; "
                              f"expected [{len(beams)}, V]")
@@ -92,6 +98,21 @@ def beam_search(
         h.score = beam_score(prompt + h.token_ids, h.cum_logprob, eos_token_id, length_penalty)
     hypotheses.sort(key=lambda h: h.score, reverse=True)  # stable: earlier hypotheses win ties
     return hypotheses[:beam_width]
+
+
+def beam_search(prompt_token_ids: Sequence[int], next_token_logprobs: Callable[[list[list[int]]], Any],
+                **options: Any) -> list[BeamSequence]:
+    """`beam_search_steps` driven by a function: `next_token_logprobs(sequences)` -> [W_live, V] rows.
+
+    `options` are `beam_search_steps`'s keyword arguments (beam_width, max_tokens, eos_token_id, ...).
+    """
+    search = beam_search_steps(prompt_token_ids, **options)
+    sequences = next(search)
+    while True:
+        try:
+            sequences = search.send(next_token_logprobs(sequences))
+        except StopIteration as done:
+            return done.value
 
 
 def beam_score(token_ids: Sequence[int], cum_logprob: float, eos_token_id: int | None,
