@@ -26,7 +26,8 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Callable
 
-from pyengine.config import EngineConfig
+from pyengine.engine_config import EngineConfig
+from pyengine.model_info import ModelInfo
 from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
 from pyengine.outputs import RequestOutput
@@ -47,6 +48,7 @@ class AsyncEngine:
             engine = Engine(config)
             engine.tune_process()
         self.engine = engine
+        self.model_info = ModelInfo.of(engine)  # read once: what a server needs to know of the model
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
         self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._stopping = threading.Event()

@@ -19,7 +19,7 @@ import numpy as np  # host: the row index of each sampling sequence
 
 from pyengine.backend import get_backend, tune_cpu_process
 from pyengine.cache import BlockManager, KVCache
-from pyengine.config import EngineConfig
+from pyengine.engine_config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
 from pyengine.model import load_model
 from pyengine.model_runner import ModelInputs, ModelRunner
@@ -46,24 +46,25 @@ class Engine:
         self.config = config
         self.backend = get_backend(config.device)
         self.model = load_model(config.model, self.backend, config.twins.attention)
-        mc = self.model.config
+        model_config = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
-        self.vocab_size = mc.vocab_size
-        self.max_model_len = min(config.max_model_len or mc.max_position_embeddings,
-                                 mc.max_position_embeddings)
+        self.vocab_size = model_config.vocab_size
+        self.max_model_len = min(config.max_model_len or model_config.max_position_embeddings,
+                                 model_config.max_position_embeddings)
         # The tokenizer's EOS ends a sequence with stop_reason None; the config's other eos ids
         # become stop tokens (stop_reason = the id), as vLLM does (api-semantics §4.5).
         self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None
-        if self.eos_token_id is None and mc.eos_token_ids:
-            self.eos_token_id = mc.eos_token_ids[0]
-        self.extra_eos_ids = frozenset(mc.eos_token_ids) - {self.eos_token_id}
+        if self.eos_token_id is None and model_config.eos_token_ids:
+            self.eos_token_id = model_config.eos_token_ids[0]
+        self.extra_eos_ids = frozenset(model_config.eos_token_ids) - {self.eos_token_id}
         cache_dtype = self.model.dtype  # float32 on numpy; a half-precision model's dtype on cupy
-        bytes_per_block = KVCache.bytes_per_block(mc.num_hidden_layers, config.block_size,
-                                                  mc.num_key_value_heads, mc.head_dim, cache_dtype.itemsize)
-        self.kv_cache = KVCache(self.backend, mc.num_hidden_layers, config.resolve_num_blocks(bytes_per_block),
-                                config.block_size, mc.num_key_value_heads, mc.head_dim, cache_dtype)
+        layers, kv_heads, head_dim = (model_config.num_hidden_layers, model_config.num_key_value_heads,
+                                      model_config.head_dim)
+        bytes_per_block = KVCache.bytes_per_block(layers, config.block_size, kv_heads, head_dim, cache_dtype.itemsize)
+        self.kv_cache = KVCache(self.backend, layers, config.resolve_num_blocks(bytes_per_block), config.block_size,
+                                kv_heads, head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
         self.runner = ModelRunner(self.model, self.kv_cache, config.twins.attention)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
@@ -89,8 +90,8 @@ class Engine:
         (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
         """
         if self.backend.name == "cpu":
-            mc = self.model.config
-            tune_cpu_process(mc.hidden_size, mc.intermediate_size, self.config.cpu_threads)
+            model_config = self.model.config
+            tune_cpu_process(model_config.hidden_size, model_config.intermediate_size, self.config.cpu_threads)
 
     # -- requests ----------------------------------------------------------------------------------
 

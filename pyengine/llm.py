@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 from typing import Any, Sequence
 
-from pyengine.config import EngineConfig
+from pyengine.engine_config import EngineConfig
 from pyengine.engine import Engine
 from pyengine.beam_requests import beam_search_requests
 from pyengine.outputs import RequestOutput

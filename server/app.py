@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pyengine
-from pyengine.async_engine import AsyncEngine
+from pyengine import AsyncEngine
 from server.errors import APIError, RequestValidationError, parse_json_body, validation_error
 from server.openapi import openapi_document
 from server.prompt import render

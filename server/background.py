@@ -18,8 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from pyengine import EngineConfig
-from pyengine.async_engine import AsyncEngine
+from pyengine import AsyncEngine, EngineConfig
 from server.app import build_app
 from server.serving_chat import ServingConfig
 

@@ -74,7 +74,7 @@ def entry(argv: list[str] | None = None) -> int:
     """The `pyengine` console script: `serve` runs here, other commands go to pyengine's CLI."""
     import sys  # noqa: PLC0415
 
-    from pyengine import cli  # noqa: PLC0415
+    from pyengine import generate_cli as cli  # noqa: PLC0415
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
 
-    from pyengine import EngineConfig  # noqa: PLC0415
-    from pyengine.async_engine import AsyncEngine  # noqa: PLC0415
+    from pyengine import AsyncEngine, EngineConfig  # noqa: PLC0415
     from server.app import build_app  # noqa: PLC0415
     from server.serving_chat import ServingConfig  # noqa: PLC0415
 

@@ -25,8 +25,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyengine import RequestOutput, RequestOutputKind, SamplingParams
-from pyengine.async_engine import AsyncEngine, EngineDeadError
+from pyengine import AsyncEngine, EngineDeadError, RequestOutput, RequestOutputKind, SamplingParams
 from server import params as request_params
 from server.errors import APIError, bad_request, validation_error
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage

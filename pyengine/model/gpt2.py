@@ -73,18 +73,18 @@ class GPT2Model:
         c = self.config
         n, eps = input_ids.shape[0], c.rms_norm_eps
         x = self.wte[input_ids] + self.wpe[attn.positions]  # [N, D]
-        for index, blk in enumerate(self.blocks):
-            h = layer_norm(x, blk.ln_1_weight, blk.ln_1_bias, eps)  # [N, D]
-            qkv = self.ops.linear(h, blk.c_attn_weight, blk.c_attn_bias)  # [N, 3D]
+        for index, layer in enumerate(self.blocks):
+            h = layer_norm(x, layer.ln_1_weight, layer.ln_1_bias, eps)  # [N, D]
+            qkv = self.ops.linear(h, layer.c_attn_weight, layer.c_attn_bias)  # [N, 3D]
             q, k, v = (qkv[:, i * c.hidden_size:(i + 1) * c.hidden_size]
                        .reshape(n, c.num_attention_heads, c.head_dim) for i in range(3))  # [N, H, Dh]
             key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
             write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
             out = self.ops.attention(q, key_cache, value_cache, attn, self.scale)  # [N, H, Dh]
-            x = x + self.ops.linear(out.reshape(n, c.hidden_size), blk.attn_c_proj_weight, blk.attn_c_proj_bias)
-            h = layer_norm(x, blk.ln_2_weight, blk.ln_2_bias, eps)  # [N, D]
-            h = self.act(self.ops.linear(h, blk.c_fc_weight, blk.c_fc_bias))  # [N, F]
-            x = x + self.ops.linear(h, blk.mlp_c_proj_weight, blk.mlp_c_proj_bias)  # [N, D]
+            x = x + self.ops.linear(out.reshape(n, c.hidden_size), layer.attn_c_proj_weight, layer.attn_c_proj_bias)
+            h = layer_norm(x, layer.ln_2_weight, layer.ln_2_bias, eps)  # [N, D]
+            h = self.act(self.ops.linear(h, layer.c_fc_weight, layer.c_fc_bias))  # [N, F]
+            x = x + self.ops.linear(h, layer.mlp_c_proj_weight, layer.mlp_c_proj_bias)  # [N, D]
         return layer_norm(x, self.ln_f_weight, self.ln_f_bias, eps)  # [N, D]
 
     @property

@@ -42,7 +42,7 @@ class AttentionInputs:
     positions:       device int64 [N]   position of each token in its sequence
     slot_mapping:    device int64 [N]   flat cache slot (block_id * Bs + offset) for its k/v
     block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
-    query_start_loc: host ints [B + 1]  tokens of sequence b are rows qsl[b]:qsl[b+1] of N
+    query_start_loc: host ints [B + 1]  tokens of sequence b are rows query_start_loc[b]:[b + 1] of N
     context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
     decode_groups:   the fast path's grouping of a pure decode batch (model/fast_path.py):
                      `DecodeGroup`s whose sequences attend in one padded product; None otherwise

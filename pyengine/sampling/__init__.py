@@ -26,7 +26,8 @@ from pyengine.sampling.sampler import Sampler, SamplerOutput, SamplingRow
 SAMPLERS = {"fast": Sampler, "reference": ReferenceSampler}
 
 __all__ = [
-    "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "Sampler",
+    "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs",
+    "Sampler",
     "SamplerOutput", "SamplingParams", "SamplingRow", "StructuredOutputsParams", "beam_search", "beam_search_steps",
     "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
 ]

@@ -3,7 +3,7 @@
     beams = [prompt]; finished = []
     repeat max_tokens times (no early stopping):
         every live beam proposes its 2W most likely next tokens (raw log-softmax scores,
-            so temperature changes nothing): candidate = (beam, token, beam.cum + logprob)
+            so temperature changes nothing): candidate = (beam, token, beam.cum_logprob + logprob)
         unless ignore_eos, an EOS candidate becomes a finished hypothesis ("stop")
         the W best remaining candidates by cumulative logprob are the new beams
     finished += beams ("length"); rank everything by
@@ -80,16 +80,16 @@ def beam_search_steps(
             raise ValueError(f"next_token_logprobs returned shape {tuple(logprobs.shape)} for {len(beams)} beams; "
                              f"expected [{len(beams)}, V]")
         top_ids, top_values = _candidates(logprobs, 2 * beam_width, backend)  # [W, 2W] each, host
-        cum = np.array([beam.cum_logprob for beam in beams])[:, None] + top_values  # [W, 2W]
+        cumulative = np.array([beam.cum_logprob for beam in beams])[:, None] + top_values  # [W, 2W]
         is_eos = (top_ids == eos_token_id) & (not ignore_eos)  # [W, 2W]
-        for w, j in zip(*np.nonzero(is_eos & np.isfinite(cum))):  # finished hypotheses, in (beam, rank) order
+        for w, j in zip(*np.nonzero(is_eos & np.isfinite(cumulative))):  # finished hypotheses, in (beam, rank) order
             step = _step_logprobs(top_ids[w], top_values[w], j)
             tokens = beams[w].token_ids + ([int(top_ids[w, j])] if include_stop_str_in_output else [])
-            finished.append(BeamSequence(tokens, float(cum[w, j]), finish_reason="stop", stop_reason=eos_token_id,
-                                         logprobs=beams[w].logprobs + [step]))
-        live = np.where(is_eos | ~np.isfinite(cum), -np.inf, cum).reshape(-1)  # [W * 2W]
+            finished.append(BeamSequence(tokens, float(cumulative[w, j]), finish_reason="stop",
+                                         stop_reason=eos_token_id, logprobs=beams[w].logprobs + [step]))
+        live = np.where(is_eos | ~np.isfinite(cumulative), -np.inf, cumulative).reshape(-1)  # [W * 2W]
         best = [i for i in np.argsort(-live, kind="stable")[:beam_width] if np.isfinite(live[i])]
-        beams = [_extend(beams[i // top_ids.shape[1]], top_ids, top_values, cum, *divmod(i, top_ids.shape[1]))
+        beams = [_extend(beams[i // top_ids.shape[1]], top_ids, top_values, cumulative, *divmod(i, top_ids.shape[1]))
                  for i in best]
         if not beams:
             break
@@ -134,10 +134,11 @@ def _candidates(logprobs: Any, k: int, backend: Backend | None) -> tuple[Any, An
     return host[0].astype(np.int64), host[1]
 
 
-def _extend(parent: BeamSequence, top_ids: Any, top_values: Any, cum: Any, w: int, j: int) -> BeamSequence:
+def _extend(parent: BeamSequence, top_ids: Any, top_values: Any, cumulative: Any, w: int, j: int) -> BeamSequence:
     """The parent beam plus its j-th candidate token."""
     step = _step_logprobs(top_ids[w], top_values[w], j)
-    return BeamSequence(parent.token_ids + [int(top_ids[w, j])], float(cum[w, j]), logprobs=parent.logprobs + [step])
+    return BeamSequence(parent.token_ids + [int(top_ids[w, j])], float(cumulative[w, j]),
+                        logprobs=parent.logprobs + [step])
 
 
 def _step_logprobs(top_ids: Any, top_values: Any, j: int) -> RowLogprobs:

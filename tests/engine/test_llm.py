@@ -208,7 +208,7 @@ def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
 def test_the_kv_cache_budget_sets_the_number_of_blocks():
     """--num-kv-blocks wins, else --kv-cache-memory in bytes, else a share of free memory (capped)."""
     from pyengine.cache import KVCache
-    from pyengine.config import MAX_DEFAULT_KV_CACHE_BYTES
+    from pyengine.engine_config import MAX_DEFAULT_KV_CACHE_BYTES
 
     def blocks(**kwargs):
         return LLM(model=str(FIXTURES / "llama"), **kwargs).llm_engine.blocks.num_free_blocks
@@ -227,7 +227,7 @@ def test_the_kv_cache_budget_sets_the_number_of_blocks():
 def test_the_environment_picks_every_twin_and_engine_config_fields_win():
     """PYENGINE_KERNELS is read in one place; its words and pairs give each twin; a bad value names the valid ones."""
     from pyengine import settings
-    from pyengine.config import EngineConfig
+    from pyengine.engine_config import EngineConfig
 
     assert settings.parse("reference") == settings.Twins("python", "python", "reference", "reference")
     assert settings.parse("python") == settings.Twins("python", "python", "fast", "fast")

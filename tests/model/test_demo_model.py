@@ -95,7 +95,7 @@ def test_it_thinks_first_when_asked_to(llm):
 
 
 def test_pyengine_generate_chats_with_the_demo_model_by_default(capsys):
-    from pyengine.cli import main
+    from pyengine.generate_cli import main
 
     assert main(["generate", "--prompt", "What is 23 + 45?", "--max-tokens", "64"]) == 0
     completion = capsys.readouterr().out.split("completion: ", 1)[1]
