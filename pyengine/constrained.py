@@ -15,8 +15,10 @@ the reasoning section to end, as vLLM's does: `AfterReasoning` lets the first to
 block, lets anything through until the block closes, and only then starts the grammar; a prompt
 that already opened the block (Qwen3-style templates) starts inside it.
 
-The `TokenTrie` (the vocabulary's bytes as the detokenizer sees them: special tokens and ids
-past the tokenizer never match grammar text) is built on first use, once per engine.
+`pyengine.structured` (the grammar compilers and matchers) is imported by the first request
+with a constraint, so an engine that never sees one never loads it. The `TokenTrie` (the
+vocabulary's bytes as the detokenizer sees them: special tokens and ids past the tokenizer never
+match grammar text) is built on first use, once per engine.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from typing import Any, Iterable
 import numpy as np  # host: the per-step token masks
 
 from pyengine.sampling import SamplingParams
-from pyengine.structured import GrammarError, JsonOptions, compile_grammar
-from pyengine.structured.matcher import select
 from pyengine.text.token_bytes import token_pieces
 
 
@@ -45,6 +45,8 @@ class ConstrainedDecoding:
     def trie(self) -> Any:
         """The TokenTrie of the chosen kernels (Rust or the Python twin), built on first use."""
         if self._trie is None:
+            from pyengine.structured.matcher import select  # noqa: PLC0415  (loaded with the first constraint)
+
             trie_class, _ = select(self.kernels)
             self._trie = trie_class(vocabulary_bytes(self.tokenizer, self.vocab_size))
         return self._trie
@@ -56,6 +58,8 @@ class ConstrainedDecoding:
             return None
         if self.tokenizer is None:
             raise ValueError("structured outputs need a tokenizer (the engine runs with skip_tokenizer_init)")
+        from pyengine.structured import JsonOptions, compile_grammar  # noqa: PLC0415  (the first constraint loads it)
+
         options = JsonOptions.from_switches(so.disable_any_whitespace, so.whitespace_pattern,
                                             so.disable_additional_properties)
         spec = so.spec
@@ -66,6 +70,8 @@ class ConstrainedDecoding:
 
     def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: list[int] = ()) -> Any:
         """A fresh matcher for one sequence; after the reasoning section when the params ask so."""
+        from pyengine.structured.matcher import select  # noqa: PLC0415
+
         _, matcher_class = select(self.kernels)
         matcher = matcher_class(grammar, self.trie, self.eos_token_ids)
         tags = None if params is None or params.structured_outputs is None else params.structured_outputs.reasoning_tags
@@ -155,4 +161,4 @@ def vocabulary_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     return out
 
 
-__all__ = ["AfterReasoning", "ConstrainedDecoding", "GrammarError", "vocabulary_bytes"]
+__all__ = ["AfterReasoning", "ConstrainedDecoding", "vocabulary_bytes"]
