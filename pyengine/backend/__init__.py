@@ -2,6 +2,7 @@
 
     arrays.py       Backend (xp, to_device, to_host), get_backend, array_module
     fake_device.py  the strict fake device: cupy's refusals on numpy, with transfer counts
+                    (loaded by get_backend("fake"))
     cpu_tuning.py   BLAS threads and glibc thresholds, set once per process at start-up
 
 Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `xp` or
@@ -9,11 +10,10 @@ Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `
 `tests/test_architecture.py` lists them.
 """
 
-from pyengine.backend.arrays import SUPPORTED_DEVICES, Backend, array_module, get_backend
+from pyengine.backend.arrays import SUPPORTED_DEVICES, Backend, TransferCounter, array_module, get_backend
 from pyengine.backend.cpu_tuning import blas_threads_for, keep_freed_memory, set_blas_threads, tune_cpu_process
-from pyengine.backend.fake_device import DeviceMixingError, FakeDeviceArray, FakeDeviceModule, TransferCounter
 
 __all__ = [
-    "SUPPORTED_DEVICES", "Backend", "DeviceMixingError", "FakeDeviceArray", "FakeDeviceModule", "TransferCounter",
-    "array_module", "blas_threads_for", "get_backend", "keep_freed_memory", "set_blas_threads", "tune_cpu_process",
+    "SUPPORTED_DEVICES", "Backend", "TransferCounter", "array_module", "blas_threads_for", "get_backend",
+    "keep_freed_memory", "set_blas_threads", "tune_cpu_process",
 ]

@@ -15,9 +15,19 @@ from typing import Any
 
 import numpy
 
-from pyengine.backend.fake_device import FakeDeviceArray, FakeDeviceModule, TransferCounter
-
 SUPPORTED_DEVICES = ("cpu", "cuda", "fake")
+
+
+@dataclasses.dataclass
+class TransferCounter:
+    """Counts explicit copies between host and the (fake) device."""
+
+    device_to_host: int = 0
+    host_to_device: int = 0
+
+    def reset(self) -> None:
+        self.device_to_host = 0
+        self.host_to_device = 0
 
 
 @dataclasses.dataclass
@@ -61,6 +71,8 @@ def get_backend(device: str = "cpu") -> Backend:
     if device == "cpu":
         return Backend("cpu", numpy)
     if device == "fake":
+        from pyengine.backend.fake_device import FakeDeviceModule  # noqa: PLC0415  (test tooling, loaded when asked for)
+
         counter = TransferCounter()
         return Backend("fake", FakeDeviceModule(counter), counter)
     if device == "cuda":
@@ -76,9 +88,9 @@ def get_backend(device: str = "cpu") -> Backend:
 
 def array_module(array: Any) -> Any:
     """The array module (`numpy`, `cupy` or the fake device's) that owns `array`."""
-    if isinstance(array, FakeDeviceArray):
-        return array._module
     module_name = type(array).__module__
+    if module_name == "pyengine.backend.fake_device":  # a FakeDeviceArray knows its module
+        return array._module
     if module_name.startswith("cupy"):
         import cupy  # noqa: PLC0415
 

@@ -10,22 +10,11 @@ to a NumPy array is not allowed").
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy
 
-
-@dataclasses.dataclass
-class TransferCounter:
-    """Counts explicit copies between host and the (fake) device."""
-
-    device_to_host: int = 0
-    host_to_device: int = 0
-
-    def reset(self) -> None:
-        self.device_to_host = 0
-        self.host_to_device = 0
+from pyengine.backend.arrays import TransferCounter
 
 
 class DeviceMixingError(TypeError):
