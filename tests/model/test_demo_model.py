@@ -1,4 +1,4 @@
-"""The embedded demo model (issue #7): shipped in the package, small, and really answering.
+"""The embedded demo model: shipped in the package, small, and really answering.
 
 The behaviour tests use greedy decoding, so they are deterministic; each checks something a
 user of the README's first command sees: an addition answered right, a JSON answer that parses,
