@@ -1,9 +1,12 @@
-"""Benchmark helpers: collect medians across tests and print the ratios the issues ask for.
+"""Benchmark helpers: collect numbers across tests, print the ratios the targets name, and add
+them to pytest-benchmark's JSON so `benchmarks/report.py` can write docs/08-performance.md.
 
-Run the suites with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that command only
-(they slow a current numpy; see ../shared/docs/baselines.md):
+    python -m pytest benchmarks/ --benchmark-only --benchmark-json=bench.json
+    python benchmarks/report.py bench.json
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/ --benchmark-only
+If your environment sets OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE (some images pin an older
+processor's kernels that way), unset them for that command (`env -u OPENBLAS_CORETYPE -u
+OPENBLAS_L2_SIZE ...`): a current numpy's OpenBLAS then picks slower kernels.
 """
 
 from __future__ import annotations
