@@ -45,3 +45,17 @@ def pytest_terminal_summary(terminalreporter):
         if name in RESULTS:
             met = RESULTS[name] <= bound if op == "<=" else RESULTS[name] >= bound
             tr.write_line(f"{name:48s} {RESULTS[name]:12.4g}  (target {op} {bound:g}: {'met' if met else 'NOT met'})")
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Add this run's measurements and ratios to --benchmark-json's file, for `report.py`."""
+    import numpy
+
+    ratios = []
+    for label, num, den, target in RATIOS:
+        if num in RESULTS and den in RESULTS and RESULTS[den]:
+            value = RESULTS[num] / RESULTS[den]
+            ratios.append({"label": label, "value": value, "target": target,
+                           "met": None if target is None else value >= target})
+    output_json["pyengine"] = {"numpy": numpy.__version__, "results": dict(RESULTS), "ratios": ratios}
+    output_json["machine_info"].pop("node", None)  # the host's name says nothing to a reader
