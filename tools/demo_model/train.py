@@ -1,6 +1,6 @@
 """Train the demo model: a few-million-parameter Llama on the synthetic chat corpus, on one CPU core.
 
-Dev-only (torch + transformers from the dev venv, never project dependencies):
+Dev-only (torch + transformers, never project dependencies):
 
     OMP_NUM_THREADS=1 python tools/demo_model/train.py --corpus runs/corpus.jsonl \
         --tokenizer runs/tokenizer.json --workdir runs --steps 3000
