@@ -53,8 +53,9 @@ def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
                            reasoning: bool = False) -> StructuredOutputsParams | None:
     """The request's one output constraint, compiled once to check it; None when there is none.
 
-    With `reasoning` (the server parses <think> blocks for this model) the constraint starts
-    after the reasoning section, as vLLM's does with a reasoning parser.
+    With `reasoning` (the server parses <think> blocks for this model) the model may think
+    first: the engine holds the whole output to an optional think block, then the constraint,
+    so it can neither end inside the block nor answer outside the constraint.
 
     Raises:
         APIError: 400 for conflicting constraints, or one that does not compile (the reason, and
