@@ -6,7 +6,7 @@ compiles it; docs/06-structured-outputs.md):
 - `response_format`: `text` (nothing), `json_object` (any JSON object), `json_schema` (its
   `schema`; `name`/`strict` ignored, as vLLM does), `structural_tag` (either shape, passed on as
   JSON text).
-- `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF),
+- `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF, or Lark without `::=`),
   `json_object`, `structural_tag`, plus the switches `disable_any_whitespace`,
   `whitespace_pattern`, `disable_additional_properties`, which work per request here (vLLM V1
   reads them from the server config). A `structured_outputs` with only switches
