@@ -32,7 +32,7 @@ from server.errors import APIError, bad_request, validation_error
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage
 from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
-from server.reasoning import ThinkReasoningParser, template_uses_reasoning
+from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, template_uses_reasoning
 from server.streaming import EventStreamResponse, chat_stream, replay_stream
 from server.structured import forced_choice_needs_whole_output, structured_outputs_for
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
@@ -87,8 +87,9 @@ class ChatService:
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning = config.reasoning_parser == "think" or (
             config.reasoning_parser == "auto" and template_uses_reasoning(template))
-        # a constraint then covers the whole output: an optional think block, then the answer
-        self.constrain_after_reasoning = self.reasoning
+        # a constraint then covers an optional think block first, when the tags are single tokens
+        self.constrain_after_reasoning = self.reasoning and all(
+            len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0
 
     # -- the endpoint ------------------------------------------------------------------------------
