@@ -58,7 +58,7 @@ class StructuredOutputsParams:
     (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
     sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
     and set by the server when it parses reasoning: ("<think>", "</think>"); the whole output is
-    then an optional think block followed by the constraint (pyengine.structured.reasoning).
+    then an optional think block followed by the constraint (pyengine.constrained).
     """
 
     json: Any = None
