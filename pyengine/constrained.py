@@ -17,16 +17,16 @@ optional think block, then the constraint: `ThinkingMatcher` wraps the grammar's
     prompt ...                            the model may write
     does not open a think block           the constraint, or <think> free text </think> constraint
     ends inside an open block             free text </think> constraint
-      (the template opened it, Qwen3)
+      (the template opened it, as DeepSeek-R1's does)
     ends with a closed block              the constraint (the template turned thinking off,
                                             as Qwen3's enable_thinking=false does)
 
-Inside the block every text token is allowed except EOS and any token that would spell
-`</think>` in pieces: the block ends only with the closing tag's own token, exactly where the
-server's reasoning parser ends it. The model cannot end inside the block; where it would (its
-EOS wins the draw), the sampled EOS becomes the closing tag (`output_token`): the model is done
-thinking, and the answer follows under the constraint. So a constrained sequence ends "stop"
-only with an answer the constraint accepts, or "length" when max_tokens runs out first.
+Inside the block every text token is allowed except one that would spell `</think>` in pieces:
+the block ends only with the closing tag's own token, exactly where the server's reasoning
+parser ends it. The model cannot end inside the block: there EOS stands for the closing tag
+(`output_token`), so where the model would stop (its EOS wins the draw) it is done thinking,
+and its answer follows under the constraint. So a constrained sequence ends "stop" only with an
+answer the constraint accepts, or "length" when max_tokens runs out first.
 
 The `TokenTrie` (the vocabulary's bytes as the detokenizer sees them: special tokens and ids
 past the tokenizer never match grammar text) is built on first use, once per engine.
@@ -114,7 +114,7 @@ class ConstrainedDecoding:
     def _single_token(self, text: str) -> int:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
-            raise ValueError(f"structured outputs after reasoning need {text!r} to be one token of the "
+            raise ValueError(f"structured outputs with reasoning need {text!r} to be one token of the "
                              f"vocabulary; it encodes to {len(ids)} tokens")
         return ids[0]
 

@@ -151,3 +151,16 @@ def test_the_demo_model_always_answers_under_the_constraint_after_thinking():
             assert answer in LANGUAGES, o.text
             thought += reasoning.startswith("<think>")
     assert thought >= 4  # the model did think, and still answered
+
+
+def test_logprobs_name_the_closing_tag_where_eos_closed_the_block():
+    """Where EOS was drawn inside the block, the output holds </think>, and so do its logprobs."""
+    llm = LLM(model="pyengine/demo_model")
+    structured = StructuredOutputsParams(choice=LANGUAGES, reasoning_tags=TAGS)
+    messages = [{"role": "system", "content": "you are a helpful assistant"},
+                {"role": "user", "content": "The best language for type-safe systems programming is "}]
+    params = SamplingParams(n=8, temperature=1.0, seed=0, max_tokens=300, logprobs=2, structured_outputs=structured)
+    [out] = llm.chat(messages, params)
+    for o in out.outputs:
+        for token_id, step in zip(o.token_ids, o.logprobs):
+            assert next(iter(step)) == token_id  # the chosen token comes first, as vLLM lists it

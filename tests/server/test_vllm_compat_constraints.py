@@ -162,6 +162,22 @@ def test_a_named_tool_choice_covers_the_think_block(client):
     assert sum(c.finish_reason == "stop" for c in choices) >= 6
 
 
+def test_streaming_gives_the_same_answers(client):
+    """The same seeds streamed: reasoning deltas, then the constrained answer, and the same finish."""
+    for seed in range(4):
+        whole = choice_request(client, seed)[1]
+        stream = client.chat.completions.create(messages=CHOICE_MESSAGES, stream=True, **sampling(seed),
+                                                extra_body={"structured_outputs": {"choice": LANGUAGES}})
+        content, reasoning, finish = "", "", None
+        for chunk in stream:
+            for c in chunk.choices:
+                content += c.delta.content or ""
+                reasoning += getattr(c.delta, "reasoning", None) or ""
+                finish = c.finish_reason or finish
+        assert (content, reasoning, finish) == (whole.message.content or "", whole.message.reasoning or "",
+                                                whole.finish_reason)
+
+
 # -- the template decides: thinking off, or a block the prompt opens -------------------------------------
 
 def _template_reading_enable_thinking() -> str:
