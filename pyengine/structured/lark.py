@@ -26,7 +26,6 @@ directives (%import, %ignore, %declare, %override, %extend), templates (`name{x}
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import re
 
@@ -47,6 +46,10 @@ _TOKEN = re.compile(r"""
   | (?P<number>[0-9]+)
   | (?P<op>\.\.|->|[:|()\[\]?*+~%{}.!,])
 """, re.VERBOSE)
+
+
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.DOTALL)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 
 
 @dataclasses.dataclass
@@ -276,14 +279,18 @@ class _Parser:
                             if c.lower() != c.upper() else self.b.literal(c) for c in text])
 
     def literal(self, token: _Token) -> tuple[str, bool]:
-        """The text of a string token (Python's escapes) and whether it has the `i` flag."""
+        """The text of a string token and whether it has the `i` flag. Escapes are Python's:
+        \\n \\t \\r \\\\ \\" \\' \\xhh \\uhhhh \\Uhhhhhhhh; any other backslash stays a backslash."""
         raw, insensitive = token.text, token.text.endswith("i")
         if insensitive:
             raw = raw[:-1]
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError) as exc:
-            raise self.error(f"bad string {raw}: {exc}", token.offset) from None
-        if not isinstance(value, str):
-            raise self.error(f"bad string {raw}", token.offset)
-        return value, insensitive
+
+        def unescape(m: re.Match) -> str:
+            e = m.group(1)
+            if e[0] in "xuU":
+                if len(e) == 1 or int(e[1:], 16) > 0x10FFFF:
+                    raise self.error(f"bad escape \\{e} in {raw}", token.offset)
+                return chr(int(e[1:], 16))
+            return _ESCAPES.get(e, "\\" + e)
+
+        return _ESCAPE.sub(unescape, raw[1:-1]), insensitive

@@ -46,6 +46,7 @@ number: "1" | "2"
     ('A: "a"\nb: A "b"', [b"ab"], [b"a"]),  # terminals first: the first *rule* starts
     ('start: x\n    | y   # alternatives on lines of their own\nx: "1"\ny: "2" // comment', [b"1", b"2"], [b"12"]),
     ('start: "C#" "\\n" "\\u00e9"', ["C#\né".encode()], [b"C"]),  # '#' in a string is no comment
+    (r'start: "\d" "\x41"', [b"\\dA"], [b"1A"]),  # an unknown escape keeps its backslash, as in Python
 ])
 def test_lark_grammars_accept_exactly_their_language(text, good, bad):
     grammar = lark_grammar(text)
@@ -104,6 +105,7 @@ def test_unsupported_features_are_named(text, named):
     ('start: "b".."a"', "two single characters, in order"),
     ("start: /(?=a)a/", "regex"),
     ("just words", "expected a definition"),
+    (r'start: "\x4"', "bad escape"),
 ])
 def test_mistakes_are_grammar_errors_with_a_position(text, message):
     with pytest.raises(GrammarError, match=r"^Lark grammar line \d+, column \d+: ") as info:
