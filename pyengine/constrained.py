@@ -34,7 +34,7 @@ past the tokenizer never match grammar text) is built on first use, once per eng
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from pyengine.backend import host_numpy
 from pyengine.sampling import SamplingParams
@@ -87,10 +87,10 @@ class ConstrainedDecoding:
             tools, min_calls, max_calls = spec
             spec = (tuple((name, schema) for name, schema in tools), min_calls, max_calls)
         if so.reasoning_tags is not None:
-            self.think_block(tuple(so.reasoning_tags))  # checks the tags: a bad pair fails the request here
+            self.think_block(so.reasoning_tags)  # checks the tags: a bad pair fails the request here
         return compile_grammar(so.kind, spec, options)
 
-    def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: list[int] = ()) -> Any:
+    def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: Sequence[int] = ()) -> Any:
         """A fresh matcher for one sequence: the grammar's, behind a think block when the params ask so."""
         _, matcher_class = select(self.kernels)
         matcher = matcher_class(grammar, self.trie, self.eos_token_ids)
@@ -100,10 +100,11 @@ class ConstrainedDecoding:
         mode = reasoning_mode(self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False), tags)
         if mode == "off":
             return matcher
-        return ThinkingMatcher(matcher, self.think_block(tuple(tags)), inside=mode == "inside")
+        return ThinkingMatcher(matcher, self.think_block(tags), inside=mode == "inside")
 
     def think_block(self, tags: tuple[str, str]) -> "ThinkBlock":
         """The token tables of a think block with these tags (built once per pair). Raises ValueError."""
+        tags = (tags[0], tags[1])  # a list from JSON works too
         block = self._think_blocks.get(tags)
         if block is None:
             open_id, close_id = (self._single_token(tag) for tag in tags)
@@ -179,15 +180,15 @@ class ThinkBlock:
         self.close = close
         is_text = np.array([b is not None for b in token_bytes], dtype=bool)  # [V]
         tag_bytes = set(close)
-        candidates = [t for t, b in enumerate(token_bytes)
+        candidates = [(t, b) for t, b in enumerate(token_bytes)
                       if b is not None and (b[0] in tag_bytes or close[0] in b)]
         self.next_state: list[dict[int, int]] = []  # per state: token -> next state (absent: 0)
         self.allowed: list[Any] = []
         for q in range(len(close)):
             allowed = is_text.copy()
             moves = {}
-            for t in candidates:
-                after = self._run(q, token_bytes[t])
+            for t, data in candidates:
+                after = self._run(q, data)
                 if after is None:
                     allowed[t] = False
                 elif after:

@@ -93,9 +93,16 @@ class _Parser:
                 self.tokens, self.i = [], 0
                 raise self.error(f"unexpected {text[i]!r}", i)
             if m.lastgroup != "space":
-                tokens.append(_Token(m.lastgroup, m.group(), i))
+                tokens.append(_Token(str(m.lastgroup), m.group(), i))
             i = m.end()
         return tokens
+
+    def current(self) -> _Token:
+        """The next token; the end of the text here is an error."""
+        token = self.peek()
+        if token is None:
+            raise self.error("unexpected end of the grammar")
+        return token
 
     def peek(self, ahead: int = 0) -> _Token | None:
         j = self.i + ahead
@@ -141,7 +148,7 @@ class _Parser:
                 raise self.error("expected a definition 'name: ...'")
             if self.at("?") or self.at("!"):
                 self.i += 1
-            token = self.peek()
+            token = self.current()
             name = token.text
             self.i += 1
             if self.at("{"):
@@ -156,7 +163,7 @@ class _Parser:
             self.take(":")
             self.b.define(name, self.alternation())
             if self.at(")") or self.at("]"):
-                raise self.error(f"unbalanced {self.peek().text!r}")
+                raise self.error(f"unbalanced {self.current().text!r}")
         if not defined:
             raise GrammarError("the Lark grammar defines no rule")
         start = "start" if "start" in defined else first_rule or names[0]
@@ -167,7 +174,7 @@ class _Parser:
         out, saved = [], self.i
         for self.i in range(len(self.tokens)):
             if self.definition_ahead():
-                name = self.peek(1 if self.at("?") or self.at("!") else 0).text
+                name = self.tokens[self.i + (1 if self.at("?") or self.at("!") else 0)].text
                 if name not in out:
                     out.append(name)
         self.i = saved
@@ -230,7 +237,7 @@ class _Parser:
         return int(token.text)
 
     def atom(self) -> Element:
-        token = self.peek()
+        token = self.current()
         if token.kind == "op" and token.text in ("(", "["):
             self.i += 1
             self.depth += 1
