@@ -256,6 +256,11 @@ class Engine:
 
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks; a finished sequence frees its blocks."""
+        if seq.matcher is not None:  # EOS inside a think block stands for the closing tag
+            chosen = self.constrained.output_token(seq.matcher, token_id)
+            if chosen != token_id and row_logprobs is not None:
+                row_logprobs = dataclasses.replace(row_logprobs, token_ids=[chosen, *row_logprobs.token_ids[1:]])
+            token_id = chosen
         seq.output_token_ids.append(token_id)
         if logprob is not None:  # computed for requests with logprobs, as in vLLM
             seq.cumulative_logprob += logprob

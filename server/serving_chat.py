@@ -87,7 +87,7 @@ class ChatService:
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning = config.reasoning_parser == "think" or (
             config.reasoning_parser == "auto" and template_uses_reasoning(template))
-        # structured outputs wait for </think> when the tags are tokens the engine can watch for
+        # a constraint then covers an optional think block first, when the tags are single tokens
         self.constrain_after_reasoning = self.reasoning and all(
             len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0

@@ -57,8 +57,8 @@ class StructuredOutputsParams:
     separators), `whitespace_pattern` (a regex for whitespace), `disable_additional_properties`
     (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
     sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
-    and set by the server when it parses reasoning: ("<think>", "</think>"), each one token; the
-    constraint then starts after the reasoning section, as vLLM's does with a reasoning parser.
+    and set by the server when it parses reasoning: ("<think>", "</think>"); the whole output is
+    then an optional think block followed by the constraint (pyengine.constrained).
     """
 
     json: Any = None
