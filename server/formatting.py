@@ -61,9 +61,13 @@ def prompt_logprobs_json(prompt_logprobs: list[dict[int, Logprob] | None] | None
 
 
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None) -> dict[str, Any]:
-    """`UsageInfo`; `prompt_tokens_details` whenever prefix caching is on (decision D6)."""
+    """`UsageInfo`. `prompt_tokens_details` is null unless `cached_tokens` is a positive count.
+
+    The caller passes None unless the server runs with `--enable-prompt-tokens-details`; like
+    vLLM, a request that found nothing in the prefix cache reports null details even then.
+    """
     out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
                            "completion_tokens": completion_tokens, "prompt_tokens_details": None}
-    if cached_tokens is not None:
+    if cached_tokens:
         out["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return out

@@ -20,7 +20,7 @@ from server.openapi import openapi_document  # noqa: E402
 from tests.server.conftest import serve  # noqa: E402
 
 KEY = "fuzz-key"
-schema = schemathesis.openapi.from_dict(openapi_document())
+schema = schemathesis.openapi.from_dict(openapi_document(secured=True))
 
 
 @pytest.fixture(scope="module")
