@@ -135,7 +135,11 @@ class Server:
         return JSONResponse({"prompt": self.chat.tokenizer.decode(parsed.tokens)})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(secured=self.api_key is not None))
+        document = openapi_document(secured=self.api_key is not None)
+        root_path = request.scope.get("root_path", "")
+        if root_path:  # behind a proxy that strips this prefix (--root-path): clients must add it
+            document = {**document, "servers": [{"url": root_path}]}
+        return JSONResponse(document)
 
 
 # -- error handlers --------------------------------------------------------------------------------

@@ -201,48 +201,58 @@ def entry(argv: list[str] | None = None) -> int:
     return cli.main(argv)
 
 
+def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    """The parsed command line -> (EngineConfig, ServingConfig, the flags that change nothing here).
+
+    Raises:
+        ValueError: a value this engine cannot honour (see `check_vllm_flags`).
+    """
+    from pyengine import EngineConfig  # noqa: PLC0415
+    from server.serving_chat import ServingConfig  # noqa: PLC0415
+
+    inert = check_vllm_flags(args)
+    kv_cache_memory = args.kv_cache_memory
+    if args.device == "cuda" and args.gpu_memory_utilization is not None and kv_cache_memory is None:
+        kv_cache_memory = kv_cache_bytes_for_utilization(args.gpu_memory_utilization)
+    model = str(args.model_tag or args.model or default_model())
+    engine = EngineConfig(
+        model=model, tokenizer=args.tokenizer, device=args.device, max_model_len=args.max_model_len,
+        block_size=args.block_size, num_kv_blocks=args.num_kv_blocks, kv_cache_memory=kv_cache_memory,
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+        max_logprobs=args.max_logprobs, enable_prefix_caching=args.enable_prefix_caching,
+        scheduling_policy=args.scheduling_policy, seed=args.seed,
+    )
+    serving = ServingConfig(
+        served_model_names=args.served_model_name or [model],
+        chat_template=load_chat_template(args.chat_template),
+        trust_request_chat_template=args.trust_request_chat_template,
+        tool_call_parser=None if args.tool_call_parser == "none" else args.tool_call_parser,
+        reasoning_parser="think" if args.reasoning_parser in THINK_PARSERS else args.reasoning_parser,
+        max_n=args.max_n, max_pending_requests=args.max_pending_requests,
+        return_tokens_as_token_ids=args.return_tokens_as_token_ids, response_role=args.response_role,
+        generation_config=args.generation_config, override_generation_config=args.override_generation_config,
+        enable_prompt_tokens_details=args.enable_prompt_tokens_details,
+        enable_force_include_usage=args.enable_force_include_usage, log_requests=args.log_requests,
+    )
+    return engine, serving, inert
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
 
-    from pyengine import EngineConfig  # noqa: PLC0415
     from pyengine.async_engine import AsyncEngine  # noqa: PLC0415
     from server.app import build_app  # noqa: PLC0415
-    from server.serving_chat import ServingConfig  # noqa: PLC0415
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logger = logging.getLogger("server")
     try:
-        inert = check_vllm_flags(args)
-        kv_cache_memory = args.kv_cache_memory
-        if args.device == "cuda" and args.gpu_memory_utilization is not None and kv_cache_memory is None:
-            kv_cache_memory = kv_cache_bytes_for_utilization(args.gpu_memory_utilization)
+        engine_config, serving, inert = configs(args)
         if inert:
-            logger.info("accepted for vLLM compatibility, changing nothing here: %s", "; ".join(inert))
-        model = str(args.model_tag or args.model or default_model())
-        config = EngineConfig(
-            model=model, tokenizer=args.tokenizer, device=args.device, max_model_len=args.max_model_len,
-            block_size=args.block_size, num_kv_blocks=args.num_kv_blocks, kv_cache_memory=kv_cache_memory,
-            max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-            max_logprobs=args.max_logprobs, enable_prefix_caching=args.enable_prefix_caching,
-            scheduling_policy=args.scheduling_policy, seed=args.seed,
-        )
-        serving = ServingConfig(
-            served_model_names=args.served_model_name or [model],
-            chat_template=load_chat_template(args.chat_template),
-            trust_request_chat_template=args.trust_request_chat_template,
-            tool_call_parser=None if args.tool_call_parser == "none" else args.tool_call_parser,
-            reasoning_parser="think" if args.reasoning_parser in THINK_PARSERS else args.reasoning_parser,
-            max_n=args.max_n,
-            max_pending_requests=args.max_pending_requests,
-            return_tokens_as_token_ids=args.return_tokens_as_token_ids, response_role=args.response_role,
-            generation_config=args.generation_config, override_generation_config=args.override_generation_config,
-            enable_prompt_tokens_details=args.enable_prompt_tokens_details,
-            enable_force_include_usage=args.enable_force_include_usage, log_requests=args.log_requests,
-        )
+            logging.getLogger("server").info("accepted for vLLM compatibility, changing nothing here: %s",
+                                             "; ".join(inert))
         api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-        app = build_app(AsyncEngine(config), serving, api_key=api_key)
+        app = build_app(AsyncEngine(engine_config), serving, api_key=api_key)
     except (ValueError, OSError) as exc:  # a setting or a model we cannot serve: say which, no traceback
         parser.exit(2, f"pyengine serve: error: {exc}\n")
     uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path,
