@@ -11,7 +11,7 @@ slash the spec shows), `POST /invocations` (SageMaker's route: the same handler)
 With an API key set, every `/v1` path and `/invocations` need `Authorization: Bearer <key>`
 (compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
 that do not fit the schema, `{"error": {...}}` for the rest; an unexpected exception is logged
-and answered 500, never 200 (vLLM's bug, api-semantics.md §13).
+and answered 500, never 200 (vLLM's bug, not copied).
 """
 
 from __future__ import annotations

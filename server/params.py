@@ -20,7 +20,7 @@ from pyengine import SamplingParams
 from server.errors import bad_request
 from server.protocol import ChatCompletionRequest
 
-# Fields filled from generation_config.json when the request leaves them out (vLLM §2.1).
+# Fields filled from generation_config.json when the request leaves them out (as vLLM does).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
@@ -112,7 +112,7 @@ def _is_token_id_text(key: str) -> bool:
 
 
 def _check_unsupported(request: ChatCompletionRequest) -> None:
-    """Spec fields whose feature this server does not have: a 400 that says why (D3)."""
+    """Spec fields whose feature this server does not have: a 400 that says why."""
     if request.kv_transfer_params:
         raise bad_request("kv_transfer_params needs a KV-transfer connector (disaggregated serving), "
                           "which this server does not have", "kv_transfer_params")
@@ -136,7 +136,7 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
 
     prompt_logprobs = request.prompt_logprobs
     if prompt_logprobs is None and request.echo and logprobs_for_echo:
-        prompt_logprobs = request.top_logprobs  # vLLM quirk §15.15: echo turns on prompt logprobs
+        prompt_logprobs = request.top_logprobs  # vLLM's quirk: echo turns on prompt logprobs
     repetition = request.repetition_detection
     return SamplingParams(
         n=request.n if request.n is not None else 1,

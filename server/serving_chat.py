@@ -1,6 +1,6 @@
 """`POST /v1/chat/completions`: validate, render, generate, and answer whole or streamed.
 
-The order of checks is vLLM's (api-semantics.md §1), so the same bad request gets the same
+The order of checks is vLLM's, so the same bad request gets the same
 error: schema (422) -> field rules (400) -> model name (404) -> tools -> structured outputs ->
 chat template and tokens -> context length -> SamplingParams -> the engine's own checks.
 Everything up to the engine's first output happens before a status line is sent, so every
