@@ -1,7 +1,7 @@
 """Constrained decoding in the engine: one grammar matcher per sequence, one mask per step.
 
 The engine's glue between `pyengine.structured` (grammars, matchers) and the sampler, which only
-sees a `[B, V]` boolean mask (step 0 of its pipeline). Per request:
+sees a `[B, V]` boolean mask (step 7a of its pipeline). Per request:
 
     add_request   compile the constraint (cached by kind, spec and switches; a GrammarError is a
                   ValueError, so a bad schema fails that request only) and give every sequence

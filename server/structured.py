@@ -1,6 +1,6 @@
 """Structured outputs: a request's `response_format`, `structured_outputs` and forced tool choice -> one constraint.
 
-What the server accepts (api-semantics.md §8, §9) and what each becomes (pyengine.structured
+What the server accepts (vLLM's fields) and what each becomes (pyengine.structured
 compiles it; docs/06-structured-outputs.md):
 
 - `response_format`: `text` (nothing), `json_object` (any JSON object), `json_schema` (its
@@ -8,8 +8,8 @@ compiles it; docs/06-structured-outputs.md):
   JSON text).
 - `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF),
   `json_object`, `structural_tag`, plus the switches `disable_any_whitespace`,
-  `whitespace_pattern`, `disable_additional_properties`, which work per request here (decision
-  D4; vLLM V1 reads them from the server config). A `structured_outputs` with only switches
+  `whitespace_pattern`, `disable_additional_properties`, which work per request here (vLLM V1
+  reads them from the server config). A `structured_outputs` with only switches
   takes its constraint from `response_format`; two constraints at once are a 400.
 - `tool_choice: "required"` or a named function: the output is forced to Hermes tool-call blocks
   (the format of this server's tool parser and of the demo model), each naming a tool and with
