@@ -54,8 +54,10 @@ class Engine:
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
         self.vocab_size = mc.vocab_size
-        self.max_model_len = min(config.max_model_len or mc.max_position_embeddings,
-                                 mc.max_position_embeddings)
+        if config.max_model_len is not None and config.max_model_len > mc.max_position_embeddings:
+            raise ValueError(f"max_model_len {config.max_model_len} is greater than the model's context of "
+                             f"{mc.max_position_embeddings} tokens (max_position_embeddings in config.json)")
+        self.max_model_len = config.max_model_len or mc.max_position_embeddings
         # The tokenizer's EOS ends a sequence with stop_reason None; the config's other eos ids
         # become stop tokens (stop_reason = the id), as vLLM does.
         self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None

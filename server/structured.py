@@ -46,7 +46,8 @@ def check_structured_outputs(request: "ChatCompletionRequest") -> None:
     """The field rules alone (400s); `structured_outputs_for` builds the constraint."""
     response_format = request.response_format
     if response_format is not None and response_format.type == "json_schema" and response_format.json_schema is None:
-        raise bad_request("response_format of type json_schema needs 'json_schema'", "response_format")
+        raise bad_request("response_format type is 'json_schema', so json_schema must be provided",
+                          "response_format")
 
 
 def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
