@@ -17,47 +17,92 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use crate::KernelError;
+use super::error::GrammarError;
 
+/// The most Earley items one set may hold ([`GrammarError::TooManyItems`] beyond).
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
+/// The most distinct Earley sets one matcher may make ([`GrammarError::TooManyStates`] beyond).
 pub const MAX_STATES: usize = 500_000;
 
 const SELF: u32 = u32::MAX; // origin: the set being built
 const UNKNOWN: u32 = u32::MAX; // transition not computed yet
 pub(super) const DEAD: u32 = u32::MAX - 1; // byte rejected
 pub(super) const ROOT: u32 = 0; // the initial state's id
-const COMPLETED: u32 = 1 << 31;
+const COMPLETED: u32 = 1 << 31; // seed-key tag: a completed item, keyed by its rule (see `close`)
 const INITIAL_STATES: usize = 256; // states (and interner entries) reserved by `Automaton::new`
-const INITIAL_ROWS: usize = 64; // transition rows (256 entries each) reserved by `Automaton::new` // seed-key tag: a completed item, keyed by its rule (see `close`)
+const INITIAL_ROWS: usize = 64; // transition rows (256 entries each) reserved by `Automaton::new`
 
-/// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
+/// One symbol of an alternative's right-hand side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symbol {
+    /// The rule with this number (rules are numbered as `Grammar.to_flat()` lists them).
+    Rule(u32),
+    /// One byte of the byte set with this number.
+    Bytes(u32),
+}
+
+impl Symbol {
+    /// The kind `Grammar.to_flat()` writes for a rule (`SymbolKind.RULE`).
+    pub const RULE: u8 = 0;
+    /// The kind `Grammar.to_flat()` writes for a byte set (`SymbolKind.BYTES`).
+    pub const BYTES: u8 = 1;
+
+    /// The symbol written as `(kind, index)` by `Grammar.to_flat()`.
+    pub fn from_flat(kind: u8, index: u32) -> Result<Symbol, GrammarError> {
+        match kind {
+            Symbol::RULE => Ok(Symbol::Rule(index)),
+            Symbol::BYTES => Ok(Symbol::Bytes(index)),
+            _ => Err(GrammarError::InvalidGrammar("unknown symbol kind")),
+        }
+    }
+}
+
+/// A grammar over bytes, as numbers (from `Grammar.to_flat()`), ready for the Earley automaton:
+/// the alternatives' symbols in one array, each rule's alternatives, the nullable rules, and each
+/// byte set as a 256-bit table.
 pub struct CompiledGrammar {
     start: u32,
     lhs: Vec<u32>,
     rhs_start: Vec<u32>,
-    rhs: Vec<i32>,
+    rhs: Vec<Symbol>,
     rule_alts: Vec<Vec<u32>>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
 }
 
+/// Whether byte `b` is in the 256-bit table `set`.
 pub(super) fn has_byte(set: &[u64; 4], b: u8) -> bool {
     set[(b >> 6) as usize] >> (b & 63) & 1 == 1
 }
 
 impl CompiledGrammar {
-    pub fn new(start: i64, alts: Vec<Vec<i64>>, byte_sets: Vec<Vec<(i64, i64)>>) -> Result<Self, KernelError> {
-        let err = |m: &str| Err(KernelError(format!("invalid flat grammar: {m}")));
-        let n_rules = alts.iter().filter_map(|a| a.first()).copied().max().map_or(0, |m| m + 1).max(start + 1);
-        if start < 0 || n_rules > u32::MAX as i64 / 2 || alts.len() > u32::MAX as usize / 2 || byte_sets.len() > i32::MAX as usize / 2 {
-            return err("bad start rule or size");
+    /// The grammar whose start rule is `start`, with `alternatives` as `(lhs, symbols)` (an empty
+    /// `symbols` is epsilon) and `byte_sets` as inclusive byte ranges. Rules are numbered
+    /// `0..=max(start, every lhs)`; a rule with no alternative matches nothing.
+    pub fn new(
+        start: u32,
+        alternatives: Vec<(u32, Vec<Symbol>)>,
+        byte_sets: Vec<Vec<(u8, u8)>>,
+    ) -> Result<Self, GrammarError> {
+        let n_rules = alternatives
+            .iter()
+            .map(|(lhs, _)| *lhs)
+            .chain([start])
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let n_symbols: usize = alternatives.iter().map(|(_, symbols)| symbols.len()).sum();
+        if n_rules > u32::MAX as usize / 2
+            || alternatives.len() + n_symbols > u32::MAX as usize / 2
+            || byte_sets.len() > u32::MAX as usize / 2
+        {
+            return Err(GrammarError::InvalidGrammar("too many rules or symbols"));
         }
         let mut sets = Vec::with_capacity(byte_sets.len());
         for ranges in &byte_sets {
             let mut bits = [0u64; 4];
             for &(lo, hi) in ranges {
-                if !(0 <= lo && lo <= hi && hi <= 255) {
-                    return err("byte range outside 0..=255");
+                if lo > hi {
+                    return Err(GrammarError::InvalidGrammar("an empty byte range"));
                 }
                 for b in lo..=hi {
                     bits[(b >> 6) as usize] |= 1 << (b & 63);
@@ -66,27 +111,27 @@ impl CompiledGrammar {
             sets.push(bits);
         }
         let mut g = CompiledGrammar {
-            start: start as u32,
-            lhs: Vec::new(),
+            start,
+            lhs: Vec::with_capacity(alternatives.len()),
             rhs_start: vec![0],
-            rhs: Vec::new(),
-            rule_alts: vec![Vec::new(); n_rules as usize],
-            nullable: vec![false; n_rules as usize],
+            rhs: Vec::with_capacity(n_symbols),
+            rule_alts: vec![Vec::new(); n_rules],
+            nullable: vec![false; n_rules],
             byte_sets: sets,
         };
-        for alt in &alts {
-            let Some((&lhs, syms)) = alt.split_first() else { return err("empty alternative row") };
-            if lhs < 0 {
-                return err("negative rule index");
-            }
-            for &s in syms {
-                if s >= n_rules || (s < 0 && (-s - 1) as usize >= byte_sets.len()) {
-                    return err("symbol out of range");
+        for (lhs, symbols) in alternatives {
+            for &s in &symbols {
+                let known = match s {
+                    Symbol::Rule(r) => (r as usize) < n_rules,
+                    Symbol::Bytes(k) => (k as usize) < byte_sets.len(),
+                };
+                if !known {
+                    return Err(GrammarError::InvalidGrammar("symbol out of range"));
                 }
-                g.rhs.push(s as i32);
             }
+            g.rhs.extend_from_slice(&symbols);
             g.rule_alts[lhs as usize].push(g.lhs.len() as u32);
-            g.lhs.push(lhs as u32);
+            g.lhs.push(lhs);
             g.rhs_start.push(g.rhs.len() as u32);
         }
         loop {
@@ -94,7 +139,11 @@ impl CompiledGrammar {
             let mut changed = false;
             for a in 0..g.lhs.len() {
                 let l = g.lhs[a] as usize;
-                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| s >= 0 && g.nullable[s as usize]) {
+                if !g.nullable[l]
+                    && g.alt_rhs(a as u32)
+                        .iter()
+                        .all(|&s| matches!(s, Symbol::Rule(r) if g.nullable[r as usize]))
+                {
                     g.nullable[l] = true;
                     changed = true;
                 }
@@ -111,7 +160,8 @@ impl CompiledGrammar {
         (self.rhs_start[it.alt as usize] + it.alt + it.dot) as usize
     }
 
-    fn alt_rhs(&self, alt: u32) -> &[i32] {
+    /// The right-hand side of alternative `alt`.
+    fn alt_rhs(&self, alt: u32) -> &[Symbol] {
         &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
     }
 }
@@ -183,7 +233,7 @@ pub(super) struct Automaton {
 }
 
 impl Automaton {
-    pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
+    pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, GrammarError> {
         let n_rules = g.rule_alts.len();
         let seen = Seen { at: vec![(0, 0); g.rhs.len() + g.lhs.len()], more: FxMap::with_capacity_and_hasher(64, Default::default()) };
         let mut a = Automaton {
@@ -214,7 +264,7 @@ impl Automaton {
 
     /// The state after `byte` from `s`, or DEAD.
     #[inline]
-    pub(super) fn step(&mut self, s: u32, byte: u8) -> Result<u32, KernelError> {
+    pub(super) fn step(&mut self, s: u32, byte: u8) -> Result<u32, GrammarError> {
         let st = &self.states[s as usize];
         if !has_byte(&st.scan_bytes, byte) {
             return Ok(DEAD);
@@ -272,7 +322,7 @@ impl Automaton {
     /// origin (what it completes, and whether the set accepts), so it is keyed as that: the bytes
     /// that end different alternatives of one rule (the last byte of a 1-, 2-, 3- or 4-byte UTF-8
     /// character, say) then share one closure instead of computing the same set again.
-    pub(super) fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+    pub(super) fn close(&mut self, seeds: &[Item]) -> Result<u32, GrammarError> {
         self.seed_key.clear();
         for &it in seeds {
             let done = it.dot as usize == self.g.alt_rhs(it.alt).len();
@@ -290,7 +340,7 @@ impl Automaton {
         Ok(id)
     }
 
-    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, GrammarError> {
         let g = self.g.clone();
         let is_root = self.states.is_empty();
         self.seen.more.clear();
@@ -323,9 +373,7 @@ impl Automaton {
         while let Some(it) = self.work.pop() {
             n_items += 1;
             if n_items > MAX_EARLEY_ITEMS {
-                return Err(KernelError(format!(
-                    "grammar limit: more than {MAX_EARLEY_ITEMS} Earley items at one position"
-                )));
+                return Err(GrammarError::TooManyItems);
             }
             let rhs = g.alt_rhs(it.alt);
             let add = |n: Item, seen: &mut Seen, work: &mut Vec<Item>| {
@@ -335,17 +383,19 @@ impl Automaton {
             };
             if (it.dot as usize) < rhs.len() {
                 self.items.push(it);
-                let sym = rhs[it.dot as usize];
-                if sym < 0 {
-                    scans.push(((-sym - 1) as u32, it));
-                    continue;
+                let rule = match rhs[it.dot as usize] {
+                    Symbol::Bytes(set) => {
+                        scans.push((set, it));
+                        continue;
+                    }
+                    Symbol::Rule(rule) => rule,
+                };
+                waiting.push((rule, it));
+                if self.predicted[rule as usize] != self.gen {
+                    self.predicted[rule as usize] = self.gen;
+                    self.work.extend(g.rule_alts[rule as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }));
                 }
-                waiting.push((sym as u32, it));
-                if self.predicted[sym as usize] != self.gen {
-                    self.predicted[sym as usize] = self.gen;
-                    self.work.extend(g.rule_alts[sym as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }));
-                }
-                if g.nullable[sym as usize] {
+                if g.nullable[rule as usize] {
                     add(Item { dot: it.dot + 1, ..it }, &mut self.seen, &mut self.work);
                 }
             } else {
@@ -377,7 +427,7 @@ impl Automaton {
         let id = match self.intern.get(&self.items) {
             Ok(id) => Ok(id),
             Err(_) if self.states.len() >= MAX_STATES => {
-                Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")))
+                Err(GrammarError::TooManyStates)
             }
             Err(hash) => Ok(self.new_state(&mut waiting, &scans, accepting, hash)),
         };

@@ -20,21 +20,24 @@
 //!
 //! Masks are identical to the plain walk (the twin parity tests check it).
 //!
-//! Limits (a [`KernelError`] whose message contains "limit"; Python raises GrammarLimitError):
-//! [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets per matcher.
+//! Errors are [`GrammarError`]s, one variant per cause; the Python glue raises the exception the
+//! Python twin raises for each. Limits: [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets
+//! per matcher (both `GrammarLimitError` in Python).
+//!
+//! Key types: [`CompiledGrammar`] (a grammar as numbers), [`TokenTrie`] (a vocabulary),
+//! [`GrammarMatcher`] (one request's masks), [`GrammarError`].
 
 mod earley;
+mod error;
 mod slicer;
-mod walk;
 pub mod trie;
-#[cfg(feature = "python")]
-pub mod python;
+mod walk;
 
 use std::sync::Arc;
 
-use crate::KernelError;
-pub use earley::{CompiledGrammar, MAX_EARLEY_ITEMS, MAX_STATES};
+pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 use earley::{Automaton, FxMap, DEAD, ROOT};
+pub use error::{ErrorKind, GrammarError};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 use walk::{Kids, TextMask};
@@ -54,14 +57,20 @@ pub struct GrammarMatcher {
 }
 
 impl GrammarMatcher {
-    pub fn new(g: Arc<CompiledGrammar>, trie: Arc<TokenTrie>, eos_token_ids: &[i64]) -> Result<Self, KernelError> {
+    /// A matcher at the start of grammar `g` over the vocabulary `trie`; `eos_token_ids` are
+    /// allowed wherever the grammar accepts, and accepting one terminates the matcher.
+    pub fn new(
+        g: Arc<CompiledGrammar>,
+        trie: Arc<TokenTrie>,
+        eos_token_ids: &[i64],
+    ) -> Result<Self, GrammarError> {
         let mut eos = Vec::new();
         for &t in eos_token_ids {
             if t < 0 || t as usize >= trie.vocab_size {
-                return Err(KernelError(format!(
-                    "EOS token id {t} is outside the vocabulary of {} tokens",
-                    trie.vocab_size
-                )));
+                return Err(GrammarError::EosOutOfVocabulary {
+                    token_id: t,
+                    vocab_size: trie.vocab_size,
+                });
             }
             eos.push(t as u32);
         }
@@ -81,31 +90,40 @@ impl GrammarMatcher {
         })
     }
 
+    /// The number of tokens in the vocabulary (masks have one bit per token).
     pub fn vocab_size(&self) -> usize {
         self.trie.vocab_size
     }
 
+    /// The state after every byte accepted so far.
     fn current(&self) -> u32 {
         self.stack.last().copied().unwrap_or(ROOT)
     }
 
+    /// Whether the bytes accepted so far are a whole sentence of the grammar (EOS is allowed).
     pub fn is_accepting(&self) -> bool {
         self.auto.states[self.current() as usize].accepting
     }
 
+    /// Whether an EOS token was accepted (then only EOS stays allowed).
     pub fn is_terminated(&self) -> bool {
         self.terminated
     }
 
+    /// The tokens accepted so far (EOS and `accept_bytes` calls included): what `rollback` can undo.
     pub fn num_accepted(&self) -> usize {
         self.steps.len()
     }
 
-    /// Write the allowed tokens into `out` (bit t % 32 of word t / 32).
-    pub fn fill_bitmask(&mut self, out: &mut [u32]) -> Result<(), KernelError> {
-        let words = (self.trie.vocab_size + 31) / 32;
+    /// Write the allowed tokens into `out`, one word per 32 tokens: token t is allowed when bit
+    /// t % 32 of word t / 32 is set.
+    pub fn fill_bitmask(&mut self, out: &mut [u32]) -> Result<(), GrammarError> {
+        let words = self.trie.vocab_size.div_ceil(32);
         if out.len() != words {
-            return Err(KernelError(format!("bitmask must have {words} words, got {}", out.len())));
+            return Err(GrammarError::BitmaskLength {
+                expected: words,
+                got: out.len(),
+            });
         }
         if self.terminated {
             out.fill(0);
@@ -123,8 +141,9 @@ impl GrammarMatcher {
         Ok(())
     }
 
-    pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, KernelError> {
-        let mut mask = vec![0u32; (self.trie.vocab_size + 31) / 32];
+    /// The allowed token ids, ascending.
+    pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, GrammarError> {
+        let mut mask = vec![0u32; self.trie.vocab_size.div_ceil(32)];
         self.fill_bitmask(&mut mask)?;
         let mut ids = Vec::new();
         for (w, &bits) in mask.iter().enumerate() {
@@ -137,12 +156,13 @@ impl GrammarMatcher {
         Ok(ids)
     }
 
-    pub fn accept_token(&mut self, token_id: i64) -> Result<bool, KernelError> {
+    /// Advance by one token; false (and no change) if the grammar does not allow it here.
+    pub fn accept_token(&mut self, token_id: i64) -> Result<bool, GrammarError> {
         if token_id < 0 || token_id as usize >= self.trie.vocab_size {
-            return Err(KernelError(format!(
-                "token id {token_id} is out of range for a vocabulary of {} tokens",
-                self.trie.vocab_size
-            )));
+            return Err(GrammarError::TokenOutOfRange {
+                token_id,
+                vocab_size: self.trie.vocab_size,
+            });
         }
         if self.terminated {
             return Ok(false);
@@ -160,7 +180,8 @@ impl GrammarMatcher {
         Ok(!data.is_empty() && self.accept_bytes(data)?)
     }
 
-    pub fn accept_bytes(&mut self, data: &[u8]) -> Result<bool, KernelError> {
+    /// Advance by raw bytes, one step for `rollback`; false (and no change) if they do not fit.
+    pub fn accept_bytes(&mut self, data: &[u8]) -> Result<bool, GrammarError> {
         if self.terminated {
             return Ok(false);
         }
@@ -179,12 +200,13 @@ impl GrammarMatcher {
         Ok(true)
     }
 
-    pub fn rollback(&mut self, n_tokens: usize) -> Result<(), KernelError> {
+    /// Undo the last `n_tokens` accepted tokens (EOS included).
+    pub fn rollback(&mut self, n_tokens: usize) -> Result<(), GrammarError> {
         if n_tokens > self.steps.len() {
-            return Err(KernelError(format!(
-                "cannot roll back {n_tokens} tokens: {} accepted",
-                self.steps.len()
-            )));
+            return Err(GrammarError::Rollback {
+                requested: n_tokens as i64,
+                accepted: self.steps.len(),
+            });
         }
         if n_tokens == 0 {
             return Ok(());
@@ -196,6 +218,7 @@ impl GrammarMatcher {
         Ok(())
     }
 
+    /// Back to the start of the grammar.
     pub fn reset(&mut self) {
         self.steps.clear();
         self.stack.truncate(1);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::earley::{has_byte, Automaton, DEAD};
 use super::trie::{self, Slice, SliceKey};
 use super::GrammarMatcher;
-use crate::KernelError;
+use super::error::GrammarError;
 
 /// A state loops on fewer single bytes than this (and on no UTF-8 character): no slice.
 const MIN_SLICE_BYTES: u32 = 32;
@@ -27,7 +27,7 @@ impl Automaton {
     /// The first step of a run from `s` (see [`Run`]): the state `t` most ASCII bytes lead to, and
     /// the class of the characters that lead there: those bytes, plus every multi-byte UTF-8
     /// character if they all lead there too (else the non-ASCII bytes that do). None if narrow.
-    pub(super) fn first_step(&mut self, s: u32) -> Result<Option<(SliceKey, u32)>, KernelError> {
+    pub(super) fn first_step(&mut self, s: u32) -> Result<Option<(SliceKey, u32)>, GrammarError> {
         // Narrow at a glance: a class needs MIN_SLICE_BYTES bytes, or all 51 UTF-8 lead bytes.
         // (Most states after `{`, `:` or `,` stop here, before stepping every byte they scan.)
         if self.states[s as usize].scan_bytes.iter().map(|w| w.count_ones()).sum::<u32>() < MIN_SLICE_BYTES {
@@ -62,7 +62,7 @@ impl Automaton {
     }
 
     /// Every valid multi-byte UTF-8 character leads from `s` to `t`.
-    pub(super) fn chars_lead_to(&mut self, s: u32, t: u32, key: &SliceKey) -> Result<bool, KernelError> {
+    pub(super) fn chars_lead_to(&mut self, s: u32, t: u32, key: &SliceKey) -> Result<bool, GrammarError> {
         let mut todo: Vec<(u32, u8)> = vec![(s, 0)];
         let mut seen: Vec<(u32, u8)> = Vec::new();
         while let Some((u, d)) = todo.pop() {
@@ -98,7 +98,7 @@ impl Automaton {
     /// accepted from `s` if and only if all its bytes are in C: the mask is the slice of C, with
     /// nothing to walk. (The email regex's domain `[a-z0-9.-]+\.[a-z]{2,4}` is such a state: its
     /// bytes lead to different states, so it has no [`Run`], but all of them read the same class.)
-    pub(super) fn closed_class(&mut self, s: u32) -> Result<Option<SliceKey>, KernelError> {
+    pub(super) fn closed_class(&mut self, s: u32) -> Result<Option<SliceKey>, GrammarError> {
         let class = self.states[s as usize].scan_bytes;
         if class.iter().map(|w| w.count_ones()).sum::<u32>() < MIN_SLICE_BYTES {
             return Ok(None);
@@ -128,7 +128,7 @@ impl Automaton {
     }
 
     /// No character of `key` can be read from `s` (checked on first bytes: conservative).
-    pub(super) fn rejects(&mut self, s: u32, key: &SliceKey) -> Result<bool, KernelError> {
+    pub(super) fn rejects(&mut self, s: u32, key: &SliceKey) -> Result<bool, GrammarError> {
         for b in 0..=255u8 {
             if key.step(0, b) != trie::OUT && self.step(s, b)? != DEAD {
                 return Ok(false);
@@ -162,7 +162,7 @@ const MAX_RUN_DEPTH: usize = 512;
 
 impl GrammarMatcher {
     /// The run from `s`, memoized (a chain of states, each one step further along the class).
-    pub(super) fn run_of(&mut self, s: u32, depth: usize) -> Result<Option<Run>, KernelError> {
+    pub(super) fn run_of(&mut self, s: u32, depth: usize) -> Result<Option<Run>, GrammarError> {
         if let Some(r) = self.runs.get(&s) {
             return Ok(*r);
         }
@@ -186,7 +186,7 @@ impl GrammarMatcher {
     }
 
     /// The slice to mask `s` with: its class is closed from `s`, or `s` starts a run on it.
-    pub(super) fn slice_of(&mut self, s: u32) -> Result<Option<SliceUse>, KernelError> {
+    pub(super) fn slice_of(&mut self, s: u32) -> Result<Option<SliceUse>, GrammarError> {
         if let Some(key) = self.auto.closed_class(s)? {
             // (only the slice of exactly this class will do: there is no walk to add what a
             // narrower one misses)

@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::KernelError;
+use super::error::GrammarError;
 
 /// Slices cached per trie (each holds a mask and a residual trie: a few MB at most).
 pub const MAX_SLICES: usize = 8;
@@ -140,9 +140,9 @@ impl Slice {
 }
 
 impl TokenTrie {
-    pub fn new(tokens: Vec<Option<Vec<u8>>>) -> Result<Self, KernelError> {
+    pub fn new(tokens: Vec<Option<Vec<u8>>>) -> Result<Self, GrammarError> {
         if tokens.len() > u32::MAX as usize / 2 {
-            return Err(KernelError("vocabulary too large".into()));
+            return Err(GrammarError::VocabularyTooLarge(tokens.len()));
         }
         let vocab_size = tokens.len();
         let token_bytes: Vec<Vec<u8>> = tokens.into_iter().map(|t| t.unwrap_or_default()).collect();
@@ -270,7 +270,7 @@ impl TokenTrie {
             }
         }
         let mut upto: Vec<Box<[u32]>> = Vec::with_capacity(by_len.len());
-        let mut mask = vec![0u32; (self.vocab_size + 31) / 32].into_boxed_slice();
+        let mut mask = vec![0u32; self.vocab_size.div_ceil(32)].into_boxed_slice();
         for toks in &by_len {
             for &t in toks {
                 mask[(t >> 5) as usize] |= 1 << (t & 31);

@@ -10,7 +10,7 @@ use super::earley::DEAD;
 use super::slicer::SliceUse;
 use super::trie::{TokenTrie, NO_FAN};
 use super::GrammarMatcher;
-use crate::KernelError;
+use super::error::GrammarError;
 
 const MAX_CACHED_MASKS: usize = 256;
 
@@ -42,7 +42,7 @@ pub(super) enum Kids {
 impl GrammarMatcher {
     /// Write the text tokens allowed from state `s` into `out` (EOS excluded); the tokens are
     /// computed once per state and kept as a [`TextMask`].
-    pub(super) fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), KernelError> {
+    pub(super) fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), GrammarError> {
         if !self.masks.contains_key(&s) {
             let slice = match self.slices.get(&s) {
                 Some(slice) => slice.clone(),
@@ -66,7 +66,7 @@ impl GrammarMatcher {
                     while chain.len() <= k {
                         let last = chain[chain.len() - 1];
                         let Some(run) = self.run_of(last, 0)? else {
-                            return Err(KernelError("internal error: a run ended early".into()));
+                            return Err(GrammarError::Internal("a run ended early"));
                         };
                         chain.push(run.next);
                     }
@@ -103,14 +103,14 @@ impl GrammarMatcher {
     }
 
     /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
-    pub(super) fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, ids: &mut Vec<u32>) -> Result<(), GrammarError> {
         self.frames.clear();
         self.frames.push((s, Self::children(trie, node)));
         self.walk_frames(trie, ids)
     }
 
     /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
-    pub(super) fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, ids: &mut Vec<u32>) -> Result<(), GrammarError> {
         self.frames.clear();
         self.frames.push((s, Kids::Range { next: from, to }));
         self.walk_frames(trie, ids)
@@ -132,7 +132,7 @@ impl GrammarMatcher {
 
     /// The depth-first walk: `frames` holds, per depth, the state there and the children left.
     /// A rejected byte skips the node's whole subtree; every accepted node allows its tokens.
-    pub(super) fn walk_frames(&mut self, trie: &TokenTrie, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk_frames(&mut self, trie: &TokenTrie, ids: &mut Vec<u32>) -> Result<(), GrammarError> {
         while let Some(top) = self.frames.len().checked_sub(1) {
             let (s, kids) = &mut self.frames[top];
             let s = *s;
