@@ -86,7 +86,10 @@ impl fmt::Display for GrammarError {
         match self {
             GrammarError::InvalidGrammar(what) => write!(f, "invalid flat grammar: {what}"),
             GrammarError::TooManyItems => {
-                write!(f, "more than {MAX_EARLEY_ITEMS} Earley items at one position")
+                write!(
+                    f,
+                    "more than {MAX_EARLEY_ITEMS} Earley items at one position"
+                )
             }
             GrammarError::TooManyStates => write!(f, "more than {MAX_STATES} parser states"),
             GrammarError::EosOutOfVocabulary {

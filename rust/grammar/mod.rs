@@ -27,16 +27,20 @@
 //! Key types: [`CompiledGrammar`] (a grammar as numbers), [`TokenTrie`] (a vocabulary),
 //! [`GrammarMatcher`] (one request's masks), [`GrammarError`].
 
+#![warn(missing_docs)]
+
 mod earley;
 mod error;
 mod slicer;
+#[cfg(test)]
+mod testing;
 pub mod trie;
 mod walk;
 
 use std::sync::Arc;
 
-pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 use earley::{Automaton, FxMap, DEAD, ROOT};
+pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 pub use error::{ErrorKind, GrammarError};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
@@ -47,13 +51,19 @@ pub struct GrammarMatcher {
     trie: Arc<TokenTrie>,
     eos: Vec<u32>,
     auto: Automaton,
-    stack: Vec<u32>,               // state after each consumed byte; stack[0] = ROOT
-    steps: Vec<(usize, bool)>,     // per accepted token: (stack length before, terminated before)
+    /// State after each consumed byte; stack[0] = ROOT
+    stack: Vec<u32>,
+    /// Per accepted token: (stack length before, terminated before)
+    steps: Vec<(usize, bool)>,
     terminated: bool,
-    masks: FxMap<u32, TextMask>,   // committed state -> allowed text tokens
-    runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
-    slices: FxMap<u32, Option<SliceUse>>, // state -> how its mask uses a slice
-    frames: Vec<(u32, Kids)>,      // walk scratch: per depth, the state and the children left
+    /// Committed state -> allowed text tokens
+    masks: FxMap<u32, TextMask>,
+    /// State -> its run (see the module docs)
+    runs: FxMap<u32, Option<Run>>,
+    /// State -> how its mask uses a slice
+    slices: FxMap<u32, Option<SliceUse>>,
+    /// Walk scratch: per depth, the state and the children left
+    frames: Vec<(u32, Kids)>,
 }
 
 impl GrammarMatcher {
@@ -228,44 +238,87 @@ impl GrammarMatcher {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{matcher, Draw};
     use super::*;
 
-    fn lit(b: u8) -> i64 {
-        -(b as i64) - 1 // byte set index == byte value in these tests
+    /// `0 ::= "" | 0 "a"` (a left-recursive star).
+    fn a_star() -> Arc<CompiledGrammar> {
+        let mut d = Draw::default();
+        let a = d.byte(b'a');
+        d.alt(0, &[]);
+        d.alt(0, &[Symbol::Rule(0), a]);
+        d.build(0)
     }
 
-    fn grammar(alts: Vec<Vec<i64>>) -> Arc<CompiledGrammar> {
-        let sets = (0..=255).map(|b| vec![(b, b)]).collect();
-        Arc::new(CompiledGrammar::new(0, alts, sets).unwrap())
-    }
+    //                     0          1           2          3
+    const VOCAB: [Option<&[u8]>; 4] = [Some(b"a"), Some(b"aa"), Some(b"b"), None];
+    const EOS: i64 = 3;
 
     #[test]
-    fn left_recursive_star_and_eos() {
-        // 0 ::= "" | 0 "a"   over the vocabulary a, aa, b, <eos>
-        let g = grammar(vec![vec![0], vec![0, 0, lit(b'a')]]);
-        let trie = Arc::new(TokenTrie::new(vec![Some(b"a".to_vec()), Some(b"aa".to_vec()), Some(b"b".to_vec()), None]).unwrap());
-        let mut m = GrammarMatcher::new(g, trie, &[3]).unwrap();
+    fn eos_only_where_the_grammar_accepts_and_rollback_undoes_it() {
+        let mut m = matcher(a_star(), &VOCAB, &[EOS]);
         assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 3]);
-        assert!(m.accept_token(1).unwrap());
-        assert!(!m.accept_token(2).unwrap());
-        assert!(m.accept_token(3).unwrap());
+        assert!(m.accept_token(1).unwrap()); // "aa"
+        assert!(!m.accept_token(2).unwrap()); // "b" refused, nothing changed
+        assert_eq!(m.num_accepted(), 1);
+        assert!(m.accept_token(EOS).unwrap());
         assert!(m.is_terminated());
         assert_eq!(m.allowed_token_ids().unwrap(), vec![3]);
+        assert!(!m.accept_token(0).unwrap()); // nothing after EOS
         m.rollback(2).unwrap();
         assert!(!m.is_terminated());
         assert_eq!(m.num_accepted(), 0);
     }
 
     #[test]
-    fn errors_not_panics() {
-        assert!(CompiledGrammar::new(0, vec![vec![0, 5]], vec![]).is_err());
-        assert!(CompiledGrammar::new(0, vec![vec![0, -2]], vec![vec![(0, 1)]]).is_err());
-        let g = grammar(vec![vec![0, lit(b'x')]]);
-        let trie = Arc::new(TokenTrie::new(vec![Some(b"x".to_vec())]).unwrap());
-        assert!(GrammarMatcher::new(g.clone(), trie.clone(), &[7]).is_err());
+    fn the_bitmask_has_one_bit_per_token() {
+        let mut m = matcher(a_star(), &VOCAB, &[EOS]);
+        let mut words = [0u32; 1];
+        m.fill_bitmask(&mut words).unwrap();
+        assert_eq!(words[0], 0b1011); // tokens 0, 1 and EOS
+        assert!(m.accept_bytes(b"a").unwrap());
+        assert!(!m.accept_bytes(b"ab").unwrap()); // all or nothing
+        assert_eq!(m.num_accepted(), 1);
+        m.reset();
+        assert_eq!(m.num_accepted(), 0);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        let mut d = Draw::default();
+        let x = d.byte(b'x');
+        d.alt(0, &[x]);
+        let g = d.build(0);
+        let only_x: [Option<&[u8]>; 1] = [Some(b"x")];
+        let trie = testing::trie(&only_x);
+        assert_eq!(
+            GrammarMatcher::new(g.clone(), trie.clone(), &[7]).err(),
+            Some(GrammarError::EosOutOfVocabulary {
+                token_id: 7,
+                vocab_size: 1
+            })
+        );
         let mut m = GrammarMatcher::new(g, trie, &[]).unwrap();
-        assert!(m.accept_token(9).is_err());
-        assert!(m.rollback(1).is_err());
-        assert!(m.fill_bitmask(&mut [0, 0]).is_err());
+        assert_eq!(
+            m.accept_token(9),
+            Err(GrammarError::TokenOutOfRange {
+                token_id: 9,
+                vocab_size: 1
+            })
+        );
+        assert_eq!(
+            m.rollback(1),
+            Err(GrammarError::Rollback {
+                requested: 1,
+                accepted: 0
+            })
+        );
+        assert_eq!(
+            m.fill_bitmask(&mut [0, 0]),
+            Err(GrammarError::BitmaskLength {
+                expected: 1,
+                got: 2
+            })
+        );
     }
 }

@@ -16,9 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyType};
 
-use crate::grammar::{
-    CompiledGrammar, ErrorKind, GrammarError, GrammarMatcher, Symbol, TokenTrie,
-};
+use crate::grammar::{CompiledGrammar, ErrorKind, GrammarError, GrammarMatcher, Symbol, TokenTrie};
 
 /// The module that defines the Python twin's exceptions.
 const ERRORS_MODULE: &str = "pyengine.structured.grammar";
