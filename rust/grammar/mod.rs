@@ -151,6 +151,12 @@ impl GrammarMatcher {
         Ok(())
     }
 
+    /// Whether `fill_bitmask` would only copy a mask computed before (no walk): a call cheap
+    /// enough that releasing the Python interpreter around it would cost more than it saves.
+    pub fn mask_is_cached(&self) -> bool {
+        self.terminated || self.masks.contains_key(&self.current())
+    }
+
     /// The allowed token ids, ascending.
     pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, GrammarError> {
         let mut mask = vec![0u32; self.trie.vocab_size.div_ceil(32)];

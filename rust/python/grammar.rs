@@ -5,8 +5,8 @@
 //! [`ErrorKind`]: `pyengine.structured.grammar.GrammarError` or `GrammarLimitError` (both
 //! `ValueError`s), `ValueError` for a bad argument, `RuntimeError` for a bug. The two Python
 //! classes are looked up once, when the first matcher is made, so raising one imports nothing.
-//! Masks are computed with the interpreter released, so other Python threads (the server's event
-//! loop) run meanwhile.
+//! Masks are computed with the interpreter released (`Python::detach`), so other Python threads
+//! (the server's event loop) run meanwhile; copying a mask computed before does not release it.
 
 use std::sync::Arc;
 
@@ -153,12 +153,16 @@ impl PyGrammarMatcher {
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
         let inner = &mut self.inner;
+        let cached = inner.mask_is_cached(); // a copy: cheaper than releasing the interpreter
         if let Ok(slice) = array.as_slice_mut() {
             // the bits are what matter: the int32 words are read as u32
             let slice: &mut [u32] = bytemuck::cast_slice_mut(slice);
-            return py
-                .detach(|| inner.fill_bitmask(slice))
-                .map_err(|e| to_pyerr(py, e));
+            let filled = if cached {
+                inner.fill_bitmask(slice)
+            } else {
+                py.detach(|| inner.fill_bitmask(slice))
+            };
+            return filled.map_err(|e| to_pyerr(py, e));
         }
         // a strided view: fill a contiguous copy, then write it through the view
         let mut mask = vec![0u32; words];
