@@ -3,14 +3,15 @@
     app = build_app(AsyncEngine(EngineConfig(model=...)), ServingConfig(served_model_names=["m"]))
     uvicorn.run(app)          # or: pyengine serve --model PATH
 
-Routes (vLLM's paths and shapes, api-semantics.md §14): `POST /v1/chat/completions` (with or
+Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or
 without the trailing slash the spec shows), `GET /v1/models`, `GET /health`, `GET /version`,
 `POST /tokenize`, `POST /detokenize`, and `GET /openapi.json`.
 
 With an API key set, every `/v1` path needs `Authorization: Bearer <key>` (compared in constant
 time); others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
 that do not fit the schema, `{"error": {...}}` for the rest; an unexpected exception is logged
-and answered 500, never 200 (vLLM's bug, api-semantics.md §13).
+and answered 500, never 200 (vLLM can answer
+such a failure with a 200; we do not).
 """
 
 from __future__ import annotations

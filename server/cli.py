@@ -17,11 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
 FALLBACK_MODEL = ROOT / "tests" / "fixtures" / "parity" / "qwen2"
 API_KEY_ENV = "PYENGINE_API_KEY"
+DEMO_MODEL_NAME = "pyengine-demo"  # what clients call the embedded demo model unless told otherwise
 
 
 def default_model() -> Path:
     """The embedded demo model when it exists, else the tiny Qwen2 test checkpoint."""
     return DEMO_MODEL if (DEMO_MODEL / "config.json").is_file() else FALLBACK_MODEL
+
+
+def served_model_names(model: str, names: list[str] | None = None) -> list[str]:
+    """The names clients use in `model`: `names` when given; else `pyengine-demo` for the embedded
+    demo model and, for any other checkpoint, its path as given (vLLM's default)."""
+    if names:
+        return list(names)
+    return [DEMO_MODEL_NAME] if Path(model).resolve() == DEMO_MODEL.resolve() else [model]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8000)
     add("--served-model-name", nargs="+", default=None,
-        help="names clients use in `model` (default: the model path); the first is reported")
+        help=f"names clients use in `model` (default: {DEMO_MODEL_NAME} for the demo model, else the "
+             "model path); the first is reported")
     add("--api-key", default=None, help=f"require `Authorization: Bearer KEY` on /v1 (or set {API_KEY_ENV})")
     add("--max-model-len", type=int, default=None)
     add("--device", default="cpu", choices=["cpu", "cuda"])
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduling_policy=args.scheduling_policy, seed=args.seed,
     )
     serving = ServingConfig(
-        served_model_names=args.served_model_name or [model],
+        served_model_names=served_model_names(model, args.served_model_name),
         chat_template=load_chat_template(args.chat_template),
         trust_request_chat_template=args.trust_request_chat_template,
         tool_call_parser=None if args.tool_call_parser == "none" else args.tool_call_parser,

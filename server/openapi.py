@@ -1,7 +1,7 @@
-"""`GET /openapi.json`: the contract (shared/spec/openapi.yaml) plus what this server adds.
+"""`GET /openapi.json`: the contract (`openapi_spec.json`) plus what this server adds.
 
-`openapi_spec.json` beside this file is a verbatim copy of the spec; a test checks that it
-still equals `../shared/spec/openapi.json`. The served document keeps the spec's
+`openapi_spec.json` beside this file is a verbatim copy of vLLM's OpenAPI document for the
+chat endpoint (the tests compare it with the original when that is at hand). The served document keeps the spec's
 `ChatCompletionRequest` / `ChatCompletionResponse` schemas unchanged and adds: the path
 without the trailing slash, the streamed (`text/event-stream`) 200, the OpenAI-style error
 responses (400, 401, 404, 503), and the neighbouring endpoints.

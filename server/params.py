@@ -1,10 +1,10 @@
 """Request checks that pass the schema but not vLLM's rules, and the request -> SamplingParams map.
 
 `check_request` is vLLM's "before" validators plus the fields this server cannot honour
-(all 400, api-semantics.md §13 checklist; decision D3: no field is silently inert).
+(all 400: no field is silently ignored; a field this server cannot honour is refused).
 `sampling_params` builds `SamplingParams` with vLLM's names; its own range checks raise
 ValueError, which the handler answers 400. Omitted sampling fields take the model's
-`generation_config.json` values, as vLLM's `--generation-config auto` does (§2.1).
+`generation_config.json` values, as vLLM's `--generation-config auto` does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pyengine import SamplingParams
 from server.errors import bad_request
 from server.protocol import INT64_MAX, INT64_MIN, ChatCompletionRequest
 
-# Fields filled from generation_config.json when the request leaves them out (vLLM §2.1).
+# Fields filled from generation_config.json when the request leaves them out (as vLLM does).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
@@ -70,7 +70,7 @@ def check_request(request: ChatCompletionRequest, max_n: int) -> None:
 
 
 def _check_unsupported(request: ChatCompletionRequest) -> None:
-    """Spec fields whose feature this server does not have: a 400 that says why (D3)."""
+    """Spec fields whose feature this server does not have: a 400 that says why, never silently ignored."""
     if request.kv_transfer_params:
         raise bad_request("kv_transfer_params needs a KV-transfer connector (disaggregated serving), "
                           "which this server does not have", "kv_transfer_params")
@@ -94,7 +94,7 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
 
     prompt_logprobs = request.prompt_logprobs
     if prompt_logprobs is None and request.echo and logprobs_for_echo:
-        prompt_logprobs = request.top_logprobs  # vLLM quirk §15.15: echo turns on prompt logprobs
+        prompt_logprobs = request.top_logprobs  # as in vLLM, echo turns on prompt logprobs
     logit_bias = None
     if request.logit_bias is not None:
         try:

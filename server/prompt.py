@@ -1,6 +1,6 @@
 """From messages to prompt token ids: content parts, the chat template, truncation, context checks.
 
-Order and rules follow vLLM (api-semantics.md §7, §4.1-4.2):
+Order and rules follow vLLM:
 
 1. Each message becomes the dict a chat template expects. Text parts are joined with "\n"
    (vLLM's "string" content format, which plain templates such as ChatML need). This engine
@@ -152,7 +152,7 @@ def render(request: ChatCompletionRequest, tokenizer: Any, tools: list[dict] | N
 
 def fit_context(request: ChatCompletionRequest, prompt_ids: list[int], max_model_len: int,
                 default_max_tokens: int | None) -> tuple[list[int], int]:
-    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit (§4.1-4.2)."""
+    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit."""
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     requested = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
     if requested is not None and requested < 1:

@@ -1,10 +1,10 @@
 """The request body of `POST /v1/chat/completions`, as pydantic models of the spec.
 
 These models decide one thing: does the JSON body fit `ChatCompletionRequest` of
-`shared/spec/openapi.yaml`? A body that does not is answered 422 with the spec's
-`HTTPValidationError` (decision D1). Types are strict, as JSON Schema is: `"0.5"` is not a
+the OpenAPI contract (`server/openapi_spec.json`)? A body that does not is answered 422 with the
+spec's `HTTPValidationError`, as vLLM answers it. Types are strict, as JSON Schema is: `"0.5"` is not a
 number and `true` is not an integer. Every object allows unknown keys (the spec's
-`additionalProperties: true`, decision D3).
+`additionalProperties: true`; a known field we cannot honour is refused later with a 400).
 
 What a field *means* (ranges, combinations, what this text-only engine cannot do) is checked
 later, in `serving_chat.py` and `params.py`, and answered 400. So these models are as lenient as

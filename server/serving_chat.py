@@ -1,6 +1,6 @@
 """`POST /v1/chat/completions`: validate, render, generate, and answer whole or streamed.
 
-The order of checks is vLLM's (api-semantics.md §1), so the same bad request gets the same
+The order of checks is vLLM's, so the same bad request gets the same
 error: schema (422) -> field rules (400) -> model name (404) -> tools -> structured outputs ->
 chat template and tokens -> context length -> SamplingParams -> the engine's own checks.
 Everything up to the engine's first output happens before a status line is sent, so every
@@ -87,7 +87,7 @@ class ChatService:
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning = config.reasoning_parser == "think" or (
             config.reasoning_parser == "auto" and template_uses_reasoning(template))
-        # structured outputs wait for </think> when the tags are tokens the engine can watch for
+        # a constraint then covers an optional think block first, when the tags are single tokens
         self.constrain_after_reasoning = self.reasoning and all(
             len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0

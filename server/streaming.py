@@ -1,4 +1,4 @@
-"""Server-sent events for `stream: true`, chunk for chunk as vLLM sends them (api-semantics.md §11).
+"""Server-sent events for `stream: true`, chunk for chunk as vLLM sends them.
 
 For each choice: a role chunk (`delta: {"role": "assistant", "content": ""}`) when the first
 engine output arrives; the echoed last message if `echo`; then one chunk per engine step with
@@ -215,7 +215,7 @@ async def replay_stream(service: "ChatService", job: "ChatJob", final: RequestOu
         index = choice["index"]
         calls = []
         for position, call in enumerate(message["tool_calls"]):
-            # vLLM streams a named choice's call under the choice's index (quirk §15.12)
+            # vLLM streams a named choice's call under the choice's index
             calls.append({"index": index if job.tools.choice == "named" else position, **call})
         delta: dict[str, Any] = {"content": message["content"]} if message["content"] else {}
         if calls:

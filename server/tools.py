@@ -1,8 +1,8 @@
 """Tools: check `tools` / `tool_choice` / `parallel_tool_calls` and turn parsed calls into the message.
 
-vLLM's rules (api-semantics.md §8): `tool_choice` absent means `auto` when there are tools and
+vLLM's rules: `tool_choice` absent means `auto` when there are tools and
 `none` otherwise; any choice but `none` needs `tools`; a named choice must name one of them;
-`auto` needs a tool-call parser (we have one on by default, decision D5). `none` never parses:
+`auto` needs a tool-call parser (Hermes is on by default). `none` never parses:
 text that looks like a call stays content. `parallel_tool_calls: false` keeps only the first
 call (it filters the output; it does not change generation).
 

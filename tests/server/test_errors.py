@@ -10,7 +10,7 @@ from tests.server.conftest import MODEL_NAME, chat_body, serve
 URL = "/v1/chat/completions"
 
 
-# -- 422: the body does not fit the schema (decision D1) --------------------------------------------
+# -- 422: the body does not fit the schema (HTTPValidationError) -------------------------------------
 
 
 @pytest.mark.parametrize("body, loc, kind", [
