@@ -20,6 +20,7 @@ import uvicorn
 
 from pyengine import AsyncEngine, EngineConfig
 from server.app import build_app
+from server.cli import served_model_names
 from server.serving_chat import ServingConfig
 
 
@@ -42,7 +43,8 @@ class BackgroundServer:
               serving: dict[str, Any] | None = None, **engine_options: Any) -> "BackgroundServer":
         """Load `model`, start serving it, and return once the server accepts connections."""
         engine = AsyncEngine(EngineConfig(model=model, **engine_options))
-        config = ServingConfig(served_model_names=[served_model_name or model], **(serving or {}))
+        names = served_model_names(model, [served_model_name] if served_model_name else None)
+        config = ServingConfig(served_model_names=names, **(serving or {}))
         return cls(engine, config, api_key).run()
 
     def run(self) -> "BackgroundServer":

@@ -3,7 +3,8 @@
 Each model family writes calls in its own format; a parser turns that text into OpenAI tool
 calls. They are pluggable: a parser class registers under a name (`@register("hermes")`) and
 `pyengine serve --tool-call-parser NAME` picks one. Hermes-style `<tool_call>{...}</tool_call>`
-(Qwen2.5, Qwen3, Hermes, many fine-tunes) is the default (decision D5).
+(Qwen2.5, Qwen3, Hermes, many fine-tunes) is the default, so a
+chat request with `tools` gets its calls parsed without any flag.
 """
 
 from __future__ import annotations
