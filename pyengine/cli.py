@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyengine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate text offline and print it")
-    gen.add_argument("--model", default=None, help="Hugging Face checkpoint folder")
+    gen.add_argument("--model", default=None, help="checkpoint folder or hub id 'org/name' (read from the hub cache)")
+    gen.add_argument("--revision", default=None, help="hub branch, tag or commit of --model")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                      help="wrap each prompt as a user chat message (default: on for the embedded demo "
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)
+    from pyengine.model.hub import resolve_model  # noqa: PLC0415
 
-    model = args.model or str(DEFAULT_MODEL)
     try:
+        model = str(resolve_model(args.model, revision=args.revision)) if args.model else str(DEFAULT_MODEL)
         start = time.perf_counter()
         llm = LLM(model=model, device=args.device)
         loaded = time.perf_counter()

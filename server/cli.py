@@ -1,6 +1,10 @@
 """`pyengine serve`: run the OpenAI-compatible server (Starlette app on uvicorn).
 
-    pyengine serve --model PATH [--port 8000] [--api-key KEY] [--max-model-len N] ...
+    pyengine serve [MODEL] [--port 8000] [--api-key KEY] [--max-model-len N] ...
+
+MODEL (or `--model MODEL`) is a checkpoint folder or a Hugging Face hub id such as
+`HuggingFaceTB/SmolLM2-135M-Instruct`, fetched into the hub cache ($HF_HOME; nothing is fetched
+with HF_HUB_OFFLINE=1). Without one, the embedded demo model is served.
 
 Flag names are vLLM's where vLLM has the same knob (`docs/05-server.md` has the table), so a
 command line moves to `vllm serve` with few changes.
@@ -30,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyengine serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--model", default=None, help="Hugging Face checkpoint folder (default: the demo model)")
-    add("--tokenizer", default=None, help="tokenizer folder (default: --model)")
+    # -- which model: a folder or a hub id (pyengine.model.hub resolves it) --
+    add("model_tag", nargs="?", default=None, metavar="MODEL",
+        help="checkpoint folder or hub id (as `vllm serve MODEL`); the same as --model")
+    add("--model", default=None, help="checkpoint folder or hub id 'org/name' (default: the demo model)")
+    add("--revision", default=None, help="hub branch, tag or commit of the model (default: main)")
+    add("--tokenizer", default=None, help="tokenizer folder or hub id (default: the model's)")
+    add("--tokenizer-revision", default=None, help="hub revision of --tokenizer (default: main)")
+    add("--download-dir", default=None,
+        help="hub cache to download into and read from (default: $HF_HUB_CACHE or $HF_HOME/hub)")
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8000)
     add("--served-model-name", nargs="+", default=None,
@@ -82,8 +93,33 @@ def entry(argv: list[str] | None = None) -> int:
     return cli.main(argv)
 
 
+def resolve_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str | None, str]:
+    """(model folder, tokenizer folder or None, default served name) from MODEL/--model/--tokenizer.
+
+    A hub id is fetched (or found offline) in the hub cache and served under its id, as vLLM
+    does; a folder is served under the name given on the command line. A model that cannot be
+    found exits with a one-line error, never a traceback.
+    """
+    from pyengine.model.hub import ModelNotFoundError, is_local, resolve_model  # noqa: PLC0415
+
+    if args.model_tag and args.model and args.model_tag != args.model:
+        parser.error(f"MODEL {args.model_tag!r} and --model {args.model!r} disagree: give one")
+    name = args.model_tag or args.model
+    if name is None:
+        return str(default_model()), args.tokenizer, str(default_model())
+    try:
+        model = resolve_model(name, revision=args.revision, download_dir=args.download_dir)
+        tokenizer = None if args.tokenizer is None else resolve_model(
+            args.tokenizer, revision=args.tokenizer_revision, download_dir=args.download_dir)
+    except ModelNotFoundError as exc:
+        parser.exit(2, f"pyengine serve: error: {exc}\n")
+    return str(model), None if tokenizer is None else str(tokenizer), name if not is_local(name) else str(name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    model, tokenizer, served_name = resolve_model_args(parser, args)
     import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
 
     from pyengine import EngineConfig  # noqa: PLC0415
@@ -92,16 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     from server.serving_chat import ServingConfig  # noqa: PLC0415
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    model = str(args.model or default_model())
     config = EngineConfig(
-        model=model, tokenizer=args.tokenizer, device=args.device, max_model_len=args.max_model_len,
+        model=model, tokenizer=tokenizer, device=args.device, max_model_len=args.max_model_len,
         block_size=args.block_size, num_kv_blocks=args.num_kv_blocks, kv_cache_memory=args.kv_cache_memory,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         max_logprobs=args.max_logprobs, enable_prefix_caching=args.enable_prefix_caching,
         scheduling_policy=args.scheduling_policy, seed=args.seed,
     )
     serving = ServingConfig(
-        served_model_names=args.served_model_name or [model],
+        served_model_names=args.served_model_name or [served_name],
         chat_template=load_chat_template(args.chat_template),
         trust_request_chat_template=args.trust_request_chat_template,
         tool_call_parser=None if args.tool_call_parser == "none" else args.tool_call_parser,
