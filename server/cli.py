@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
 FALLBACK_MODEL = ROOT / "tests" / "fixtures" / "parity" / "qwen2"
 API_KEY_ENV = "PYENGINE_API_KEY"
+STATS_INTERVAL_S = 5.0  # vLLM's default interval for its stats line
 
 
 def default_model() -> Path:
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tokenizer-revision", default=None, help="hub revision of --tokenizer (default: main)")
     add("--download-dir", default=None,
         help="hub cache to download into and read from (default: $HF_HUB_CACHE or $HF_HOME/hub)")
+    add("--disable-log-stats", action="store_true",
+        help="no periodic stats line (throughput, queue, KV cache use) while serving")
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8000)
     add("--served-model-name", nargs="+", default=None,
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return_tokens_as_token_ids=args.return_tokens_as_token_ids,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    app = build_app(AsyncEngine(config), serving, api_key=api_key)
+    app = build_app(AsyncEngine(config), serving, api_key=api_key,
+                    log_stats_interval=None if args.disable_log_stats else STATS_INTERVAL_S)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
