@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--trust-request-chat-template", action="store_true",
         help="accept `chat_template` from requests (a template is code: off by default)")
     add("--tool-call-parser", default="hermes", choices=[*tool_parser_names(), "none"])
-    add("--reasoning-parser", default="auto", choices=["auto", "think", "none"],
-        help="auto: parse <think> blocks when the chat template uses them")
+    add("--reasoning-parser", default="auto", choices=["auto", "think", "deepseek_r1", "qwen3", "none"],
+        help="auto: parse <think> blocks when the chat template uses them (server/reasoning.py has the rules)")
     add("--return-tokens-as-token-ids", action="store_true")
     add("--max-pending-requests", type=int, default=256, help="requests in flight before answering 503")
     add("--max-n", type=int, default=128, help="largest `n` a request may ask for")
