@@ -36,13 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="cpu", choices=["cpu", "cuda", "fake"])
     commands.add_parser("serve", add_help=False,
                         help="run the OpenAI-compatible HTTP server (see `pyengine serve --help`)")
+    commands.add_parser("chat", add_help=False, help="chat with a running server in the terminal")
+    commands.add_parser("complete", add_help=False, help="complete prompts with a running server")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":  # reached only through `python -m pyengine.cli`
-        print("pyengine: `serve` is provided by the server package: run the `pyengine` command",
+    if args.command in ("serve", "chat", "complete"):  # reached only through `python -m pyengine.cli`
+        print(f"pyengine: `{args.command}` is provided by the server package: run the `pyengine` command",
               file=sys.stderr)
         return 2
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)

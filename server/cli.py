@@ -85,7 +85,8 @@ def load_chat_template(value: str | None) -> str | None:
 
 
 def entry(argv: list[str] | None = None) -> int:
-    """The `pyengine` console script: `serve` runs here, other commands go to pyengine's CLI."""
+    """The `pyengine` console script: `serve`, `chat` and `complete` run here, other commands go to
+    pyengine's CLI."""
     import sys  # noqa: PLC0415
 
     from pyengine import cli  # noqa: PLC0415
@@ -93,6 +94,10 @@ def entry(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
         return main(argv[1:])
+    if argv[:1] in (["chat"], ["complete"]):  # terminal clients of a running server
+        from server import client  # noqa: PLC0415
+
+        return client.main(argv)
     return cli.main(argv)
 
 
