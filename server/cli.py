@@ -16,6 +16,10 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyengine.async_engine import AsyncEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
@@ -124,6 +128,17 @@ def resolve_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     return str(model), None if tokenizer is None else str(tokenizer), name if not is_local(name) else str(name)
 
 
+def capacity_summary(engine: AsyncEngine, name: str) -> str:
+    """The startup line vLLM users look for: the model, and how many tokens and requests fit."""
+    core = engine.engine
+    blocks = core.blocks.num_blocks
+    tokens = blocks * core.blocks.block_size
+    mc = core.model.config
+    return (f"Serving {name} ({mc.architecture}, {core.model.dtype}): KV cache of {tokens:,} tokens "
+            f"({blocks:,} blocks of {core.blocks.block_size}); maximum concurrency for "
+            f"{core.max_model_len:,} tokens per request: {tokens / core.max_model_len:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -153,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         return_tokens_as_token_ids=args.return_tokens_as_token_ids,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    app = build_app(AsyncEngine(config), serving, api_key=api_key,
+    if args.disable_log_stats:  # quiet: no loading progress bar either
+        logging.getLogger("pyengine.model.loader").setLevel(logging.WARNING)
+    engine = AsyncEngine(config)
+    logging.getLogger("server").info("%s", capacity_summary(engine, served_name))
+    app = build_app(engine, serving, api_key=api_key,
                     log_stats_interval=None if args.disable_log_stats else STATS_INTERVAL_S)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
