@@ -121,8 +121,10 @@ def resolve_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         return str(default_model()), args.tokenizer, str(default_model())
     try:
         model = resolve_model(name, revision=args.revision, download_dir=args.download_dir)
-        tokenizer = None if args.tokenizer is None else resolve_model(
-            args.tokenizer, revision=args.tokenizer_revision, download_dir=args.download_dir)
+        # --tokenizer-revision alone picks another revision of the model's own tokenizer
+        tokenizer_name = args.tokenizer or (name if args.tokenizer_revision and not is_local(name) else None)
+        tokenizer = None if tokenizer_name is None else resolve_model(
+            tokenizer_name, revision=args.tokenizer_revision, download_dir=args.download_dir)
     except ModelNotFoundError as exc:
         parser.exit(2, f"pyengine serve: error: {exc}\n")
     return str(model), None if tokenizer is None else str(tokenizer), name if not is_local(name) else str(name)

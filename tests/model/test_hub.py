@@ -103,6 +103,16 @@ def test_serve_resolves_model_and_tokenizer_ids_and_serves_under_the_id(hf_home,
     assert seen["serving"].served_model_names == ["org/weights"]
 
 
+def test_tokenizer_revision_alone_applies_to_the_models_tokenizer(hf_home, monkeypatch):
+    weights = add_snapshot(hf_home, "org/m", folder_files(LLAMA_FIXTURE), REV_A)
+    other = add_snapshot(hf_home, "org/m", folder_files(LLAMA_FIXTURE), REV_B, branch=None)
+    parser = serve_cli.build_parser()
+    args = parser.parse_args(["org/m", "--tokenizer-revision", REV_B])
+    assert serve_cli.resolve_model_args(parser, args) == (str(weights), str(other), "org/m")
+    args = parser.parse_args(["org/m"])
+    assert serve_cli.resolve_model_args(parser, args) == (str(weights), None, "org/m")
+
+
 def test_positional_and_flag_must_agree(hf_home, capsys):
     with pytest.raises(SystemExit):
         serve_cli.main(["org/a", "--model", "org/b"])
