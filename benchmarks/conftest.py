@@ -1,9 +1,12 @@
-"""Benchmark helpers: collect medians across tests and print the ratios the issues ask for.
+"""Benchmark helpers: collect numbers across tests, print the ratios the targets name, and add
+them to pytest-benchmark's JSON so `benchmarks/report.py` can write docs/08-performance.md.
 
-Run the suites with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that command only
-(they slow a current numpy; see ../shared/docs/baselines.md):
+    python -m pytest benchmarks/ --benchmark-only --benchmark-json=bench.json
+    python benchmarks/report.py bench.json
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/ --benchmark-only
+If your environment sets OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE (some images pin an older
+processor's kernels that way), unset them for that command (`env -u OPENBLAS_CORETYPE -u
+OPENBLAS_L2_SIZE ...`): a current numpy's OpenBLAS then picks slower kernels.
 """
 
 from __future__ import annotations
@@ -42,3 +45,17 @@ def pytest_terminal_summary(terminalreporter):
         if name in RESULTS:
             met = RESULTS[name] <= bound if op == "<=" else RESULTS[name] >= bound
             tr.write_line(f"{name:48s} {RESULTS[name]:12.4g}  (target {op} {bound:g}: {'met' if met else 'NOT met'})")
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Add this run's measurements and ratios to --benchmark-json's file, for `report.py`."""
+    import numpy
+
+    ratios = []
+    for label, num, den, target in RATIOS:
+        if num in RESULTS and den in RESULTS and RESULTS[den]:
+            value = RESULTS[num] / RESULTS[den]
+            ratios.append({"label": label, "value": value, "target": target,
+                           "met": None if target is None else value >= target})
+    output_json["pyengine"] = {"numpy": numpy.__version__, "results": dict(RESULTS), "ratios": ratios}
+    output_json["machine_info"].pop("node", None)  # the host's name says nothing to a reader

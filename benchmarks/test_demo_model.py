@@ -1,4 +1,4 @@
-"""The embedded demo model (issue #7): load time and greedy decode speed at batch 1, on this CPU.
+"""The embedded demo model: load time and greedy decode speed at batch 1, on this CPU.
 
 Targets: the model loads (weights, tokenizer, chat template: everything `LLM(...)` does) in
 under 2 s, and generates at least 100 tokens/s at batch 1 through the whole engine

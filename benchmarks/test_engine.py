@@ -20,7 +20,7 @@
   engine's tok/s if everything but the products were free. engine / bound says how much of it
   the whole engine reaches, and 8 x (engine at 1) / (bound at 32) is the share of the bound the
   engine at 32 must reach for the 8x target on this machine.
-Targets (issue #5): 32 concurrent >= 8x batch-1 throughput; a prefix hit cuts TTFT >= 5x;
+Targets: 32 concurrent >= 8x batch-1 throughput; a prefix hit cuts TTFT >= 5x;
 32 concurrent >= 2x transformers' padded batch generate.
 """
 

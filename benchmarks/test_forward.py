@@ -5,7 +5,7 @@ At batch 1 a decode step must read every weight once, so its floor is
 with a large fp32 matrix-vector product, numpy's own best case. When torch and transformers
 are installed (dev-only), transformers' fp32 CPU forward on the same shapes runs beside it.
 
-Targets (issue #2): decode at batch 1 >= 75% of the roofline and >= 1.0x transformers.
+Targets: decode at batch 1 >= 75% of the roofline and >= 1.0x transformers.
 """
 
 from __future__ import annotations

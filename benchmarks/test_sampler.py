@@ -7,7 +7,7 @@ naive baseline below applies the same rules one row at a time with plain numpy, 
 write it first (full sorts, Python-level steps). A flat-rows group shows the worst case, where
 every top-p cut lies deep in the vocabulary and the sampler falls back to full sorts.
 
-Targets (issue #3): >= 5x faster than the per-row loop at batch 32; sampling <= 10% of a
+Targets: >= 5x faster than the per-row loop at batch 32; sampling <= 10% of a
 decode step of the SmolLM2-135M-shaped model at batch 8 (vocabulary 49,152), both measured
 here in the same run (the decode step is a whole `Engine.step()`, greedy, 8 running requests).
 """

@@ -9,7 +9,7 @@ model, in the same run:
   `data: [DONE]`.
 
 Overhead = server time / engine time - 1, and per streamed token (server - engine) / tokens.
-Target (issue #6): <= 15% at 16 concurrent streams, i.e. engine time / server time >= 0.87.
+Target: <= 15% at 16 concurrent streams, i.e. engine time / server time >= 0.87.
 
 The model has SmolLM2-135M's layer shapes with random weights and the 300-token vocabulary of
 the test tokenizer (so its text can be streamed). The small vocabulary makes each engine step

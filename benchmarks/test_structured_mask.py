@@ -1,6 +1,6 @@
 """Grammar token masks on the Qwen2.5 vocabulary (151,665 tokens): Rust vs Python twin vs peers.
 
-Cases: regexes, the GBNF of a JSON object, and issue #8's fixed set of JSON Schemas (flat object,
+Cases: regexes, the GBNF of a JSON object, and a fixed set of JSON Schemas (flat object,
 nested with arrays, recursive $defs/$ref, enum-heavy, a tool call's parameters), each with one
 valid instance serialized by `json.dumps` (default separators). The instance is tokenized; a fresh
 matcher then walks it, timing the mask before every token (EOS included) and accepting the token.
@@ -19,13 +19,13 @@ once beforehand) and the per-token mask latency p50/p99 for each implementation:
   -> Index -> Guide; the mask is `Guide.write_mask_into` (the allowed tokens of the current state
   as a bitmask). It has no GBNF front end, so the GBNF case skips.
 
-A peer whose import fails is skipped. xgrammar and outlines-core are dev-only (not in pyproject);
-run the whole comparison with the dev venv:
+A peer whose import fails is skipped. xgrammar and outlines-core are not in pyproject's extras;
+install them beside the bench extra to run the whole comparison:
 
-    cd /work/main && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=/work/main \\
-        /work/devvenv/bin/python -m pytest benchmarks/test_structured_mask.py --benchmark-only -p no:cacheprovider -q
+    pip install -e ".[bench]" xgrammar outlines-core
+    python -m pytest benchmarks/test_structured_mask.py --benchmark-only -p no:cacheprovider -q
 
-Targets (issue #8): p50 <= llguidance's, p99 <= 2x llguidance's, compile <= 2x the fastest peer's,
+Targets: p50 <= llguidance's, p99 <= 2x llguidance's, compile <= 2x the fastest peer's,
 Rust >= 50x its Python twin.
 
 The twin ratio ("python twin / native (first steps)") compares the *first* masks of a fresh
@@ -62,7 +62,7 @@ COMPILE_ROUNDS = 3  # compile time: the median of this many compiles, after one 
 EOS = 151643  # <|endoftext|>, llguidance's EOS for this tokenizer
 PEERS = ("llguidance", "xgrammar", "outlines")
 
-# issue #8's JSON Schemas, each with one valid instance
+# the JSON Schemas, each with one valid instance
 FLAT = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "age": {"type": "integer"},

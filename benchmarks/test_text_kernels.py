@@ -10,7 +10,7 @@ them. Groups:
   searched and held back), on that output's text deltas;
 - repetition: `RepetitionDetector.push` with max_pattern_size 64, min_count 3.
 
-Targets (issue #4): each Rust kernel >= 10x its Python twin; the detokenizer >= 1.5x
+Targets: each Rust kernel >= 10x its Python twin; the detokenizer >= 1.5x
 DecodeStream; repetition detection <= 1 us per token at max_pattern_size 64 on a 4,096-token
 output.
 """

@@ -5,28 +5,34 @@ through `pyengine.text.kernels`, which picks one set or the other.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, final
 
 import numpy as np
+from typing_extensions import Self, disjoint_base
+
+__all__ = ["version", "TokenTable", "IncrementalDetokenizer", "StopChecker", "RepetitionDetector", "TokenTrie",
+           "GrammarMatcher"]
 
 def version() -> str:
     """The version of the compiled extension."""
 
+@disjoint_base
 class TokenTable:
     """What every token id decodes to, for one tokenizer (built from a `token_bytes.TokenPieces`)."""
 
-    def __init__(self, pieces: Any) -> None: ...
+    def __new__(cls, pieces: Any) -> Self: ...
     @property
     def vocab_size(self) -> int: ...
     def check(self, token_id: int) -> None: ...
     def decode(self, token_ids: Iterable[int], skip_special_tokens: bool = True) -> str: ...
     def token_text(self, token_id: int, context_token_ids: Iterable[int] | None = None) -> str: ...
 
+@final
 class IncrementalDetokenizer:
     """Feed ids with `push`; get back the text each one completes (vLLM's streaming rules)."""
 
-    def __init__(self, table: TokenTable, prompt_token_ids: Iterable[int] | None = None,
-                 skip_special_tokens: bool = True, spaces_between_special_tokens: bool = True) -> None: ...
+    def __new__(cls, table: TokenTable, prompt_token_ids: Iterable[int] | None = None,
+                skip_special_tokens: bool = True, spaces_between_special_tokens: bool = True) -> Self: ...
     def push(self, token_id: int) -> str: ...
     def flush(self) -> str: ...
     def token_text(self, token_id: int) -> str: ...
@@ -39,10 +45,11 @@ class IncrementalDetokenizer:
     @property
     def spaces_between_special_tokens(self) -> bool: ...
 
+@final
 class StopChecker:
     """Push text deltas; get back the text safe to emit and, once one matches, the stop string."""
 
-    def __init__(self, stop_strings: list[str], include_stop_str_in_output: bool = False) -> None: ...
+    def __new__(cls, stop_strings: list[str], include_stop_str_in_output: bool = False) -> Self: ...
     def push(self, delta: str) -> tuple[str, str | None]: ...
     def skip(self, delta: str) -> str: ...
     def flush(self) -> str: ...
@@ -53,10 +60,11 @@ class StopChecker:
     @property
     def include_stop_str_in_output(self) -> bool: ...
 
+@final
 class RepetitionDetector:
     """Push generated token ids; `push` returns True once the output ends in a repetition."""
 
-    def __init__(self, max_pattern_size: int, min_pattern_size: int = 0, min_count: int = 2) -> None: ...
+    def __new__(cls, max_pattern_size: int, min_pattern_size: int = 0, min_count: int = 2) -> Self: ...
     def push(self, token_id: int) -> bool: ...
     @property
     def max_pattern_size(self) -> int: ...
@@ -65,25 +73,31 @@ class RepetitionDetector:
     @property
     def min_count(self) -> int: ...
 
+@disjoint_base
 class TokenTrie:
     """The vocabulary's byte trie: `token_bytes[i]` is token i's bytes, or None (never matches).
 
     Built once per tokenizer (it also precomputes the slices for JSON string content and `[^\\n]`).
     """
 
-    def __init__(self, token_bytes: Sequence[bytes | None]) -> None: ...
+    def __new__(cls, token_bytes: Sequence[bytes | None]) -> Self: ...
     @property
     def vocab_size(self) -> int: ...
     def __len__(self) -> int: ...
 
+@disjoint_base
 class GrammarMatcher:
     """A grammar's token masks for one request, from `(start, alternatives, byte_sets)` of
-    `Grammar.to_flat()` (use the wrapper in `pyengine.structured.matcher`). Raises ValueError for
-    an invalid grammar or token id, GrammarLimitError when a limit is hit."""
+    `Grammar.to_flat()` (use the wrapper in `pyengine.structured.matcher`): `alternatives` holds
+    `(lhs, [(kind, index), ...])` rows, kind 0 a rule and 1 a byte set (`SymbolKind`).
 
-    def __init__(self, start: int, alternatives: Sequence[Sequence[int]],
-                 byte_sets: Sequence[Sequence[tuple[int, int]]], trie: TokenTrie,
-                 eos_token_ids: Sequence[int] = ...) -> None: ...
+    Raises GrammarError for an invalid grammar or EOS id, GrammarLimitError when a limit is hit,
+    ValueError for a bad token id, rollback count or bitmask. Masks are computed with the GIL
+    released."""
+
+    def __new__(cls, start: int, alternatives: Sequence[tuple[int, Sequence[tuple[int, int]]]],
+                byte_sets: Sequence[Sequence[tuple[int, int]]], trie: TokenTrie,
+                eos_token_ids: Sequence[int] = ...) -> Self: ...
     @property
     def vocab_size(self) -> int: ...
     @property

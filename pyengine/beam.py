@@ -1,4 +1,4 @@
-"""Beam search over the engine, as vLLM's serving layer runs it (api-semantics.md §6).
+"""Beam search over the engine, as vLLM's serving layer runs it.
 
 Each search step is a batch of one-token requests, one per live beam, each asking for the top
 2W raw logprobs; the prefix cache means every step computes about one new token per beam. The

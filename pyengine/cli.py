@@ -18,8 +18,21 @@ FALLBACK_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" /
 DEFAULT_MODEL = DEMO_MODEL if (DEMO_MODEL / "config.json").is_file() else FALLBACK_MODEL
 
 
+USAGE = """\
+pyengine: a small LLM inference engine with vLLM's API.
+
+  pyengine serve                                  an OpenAI-compatible server on 127.0.0.1:8000
+  pyengine generate --prompt "What is 23 + 45?"   complete prompts offline and print them
+
+Without --model both use the small chat model the package ships; point --model at a Hugging
+Face checkpoint folder (config.json, *.safetensors, tokenizer.json) for real text. Each command
+has its own --help.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyengine", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pyengine", description=USAGE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate text offline and print it")
     gen.add_argument("--model", default=None, help="checkpoint folder or hub id 'org/name' (read from the hub cache)")
@@ -28,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                      help="wrap each prompt as a user chat message (default: on for the embedded demo "
                           "model, a chat model; off for --model)")
-    gen.add_argument("--max-tokens", type=int, default=32)
+    gen.add_argument("--max-tokens", type=int, default=128,
+                     help="most tokens to generate per prompt (default: 128, room for the demo model's answers)")
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--top-k", type=int, default=0)

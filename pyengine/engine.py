@@ -5,8 +5,9 @@
         for output in engine.step():   # RequestOutputs of the requests that moved this step
             ...
 
-`step()` reads like its table of contents: (1) schedule, (2) build model inputs, (3) forward,
-(4-5) sample, (6) append tokens, (7) detokenize and check stops, (8) emit outputs.
+`step()` is steps 4-9 of a request's life as docs/00-map.md numbers them, and reads like its
+table of contents: (4) schedule, (5) build model inputs, (6) forward, (7) sample, (8) append
+each token, check stops and detokenize, (9) emit outputs. `add_request` is step 3.
 It deals in token ids; text goes in through the tokenizer and out through the detokenizer.
 """
 
@@ -53,10 +54,12 @@ class Engine:
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
         self.vocab_size = mc.vocab_size
-        self.max_model_len = min(config.max_model_len or mc.max_position_embeddings,
-                                 mc.max_position_embeddings)
+        if config.max_model_len is not None and config.max_model_len > mc.max_position_embeddings:
+            raise ValueError(f"max_model_len {config.max_model_len} is greater than the model's context of "
+                             f"{mc.max_position_embeddings} tokens (max_position_embeddings in config.json)")
+        self.max_model_len = config.max_model_len or mc.max_position_embeddings
         # The tokenizer's EOS ends a sequence with stop_reason None; the config's other eos ids
-        # become stop tokens (stop_reason = the id), as vLLM does (api-semantics §4.5).
+        # become stop tokens (stop_reason = the id), as vLLM does.
         self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None
         if self.eos_token_id is None and mc.eos_token_ids:
             self.eos_token_id = mc.eos_token_ids[0]
@@ -132,26 +135,26 @@ class Engine:
 
     def step(self) -> list[RequestOutput]:
         """Run one batched forward pass and return the outputs of the requests it advanced."""
-        plan = self.scheduler.schedule()  # 1. who runs, with how many tokens
+        plan = self.scheduler.schedule()  # 4. who runs, with how many tokens
         if plan.is_empty():
             return self._fail_unschedulable()
-        input_ids, attn = self._model_inputs(plan)  # 2. packed ids, positions, block tables
-        hidden = self.model.forward(input_ids, attn, self.kv_cache)  # 3. [N, D]
+        input_ids, attn = self._model_inputs(plan)  # 5. packed ids, positions, block tables
+        hidden = self.model.forward(input_ids, attn, self.kv_cache)  # 6. [N, D]
         sampling = [i for i, item in enumerate(plan.scheduled) if item.completes_prompt]
         last_rows = [attn.query_start_loc[i + 1] - 1 for i in sampling]
         logits = self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])  # [B, V]
         self._prompt_logprobs(plan, hidden, attn)
         self.scheduler.after_step(plan)  # the cache now holds this step's keys and values
-        seqs, rows_index = self._sampling_rows(plan, sampling)  # 4. n > 1 siblings join here
+        seqs, rows_index = self._sampling_rows(plan, sampling)  # 7. n > 1 siblings join here
         rows = [self._sampling_row(seq) for seq in seqs]
-        mask = self.constrained.mask([seq.matcher for seq in seqs])  # 5. grammar masks, then sample
+        mask = self.constrained.mask([seq.matcher for seq in seqs])  # 7a. grammar masks; the sampler does 7a-7f
         sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows,
                                None if mask is None else self.backend.to_device(mask)) if seqs else None
         touched: dict[str, Request] = {}
-        for i, seq in enumerate(seqs):  # 6-7. append, detokenize, check stops
+        for i, seq in enumerate(seqs):  # 8. append, check stops, detokenize
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
             touched[seq.request.request_id] = seq.request
-        return [self._request_output(r) for r in touched.values()]  # 8.
+        return [self._request_output(r) for r in touched.values()]  # 9.
 
     # -- step helpers ------------------------------------------------------------------------------
 
@@ -255,6 +258,11 @@ class Engine:
 
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks; a finished sequence frees its blocks."""
+        if seq.matcher is not None:  # EOS inside a think block stands for the closing tag
+            chosen = self.constrained.output_token(seq.matcher, token_id)
+            if chosen != token_id and row_logprobs is not None:
+                row_logprobs = dataclasses.replace(row_logprobs, token_ids=[chosen, *row_logprobs.token_ids[1:]])
+            token_id = chosen
         seq.output_token_ids.append(token_id)
         if logprob is not None:  # computed for requests with logprobs, as in vLLM
             seq.cumulative_logprob += logprob

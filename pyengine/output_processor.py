@@ -1,9 +1,10 @@
-"""Step 7 of the main loop: after a token is sampled, decide whether its sequence is done.
+"""Step 8 of a request's life (docs/00-map.md): after a token is sampled, decide whether its
+sequence is done.
 
-For each new token, in vLLM's order (api-semantics §4.7): while fewer than `min_tokens` were
-generated nothing stops the sequence; then EOS (unless `ignore_eos`) -> stop_token_ids ->
-length (`max_tokens` or the context is full) -> repetition; then the text is detokenized
-incrementally and stop strings are searched in it. The text kernels (Rust, or their Python
+For each new token, in vLLM's order: while fewer than `min_tokens` were generated nothing stops
+the sequence; then EOS (unless `ignore_eos`) -> stop_token_ids -> length (`max_tokens` or the
+context is full) -> repetition; then the text is detokenized incrementally and stop strings are
+searched in it (a stop string found in the same step as a "length" finish wins). The text kernels (Rust, or their Python
 twins) do the per-token text work; this module only wires them to a sequence.
 """
 
@@ -86,14 +87,15 @@ class OutputProcessor:
         p = seq.request.params
         state: TextState = seq.text_state
         stopped_by_token = finish == "stop"  # EOS or a stop token id
-        # A stop token's own text is not part of the output unless asked for (§4.5).
+        # A stop token's own text (EOS or a stop id) is not part of the output unless
+        # include_stop_str_in_output asks for it.
         delta = "" if stopped_by_token and not p.include_stop_str_in_output else state.detokenizer.push(token_id)
         if finish is not None:
             delta += state.detokenizer.flush()
         checker = state.stop_checker
         if checker is not None:
             if len(seq.output_token_ids) <= p.min_tokens:
-                delta = checker.skip(delta)  # the first min_tokens tokens never match (§4.3)
+                delta = checker.skip(delta)  # text of the first min_tokens tokens never matches
             else:
                 delta, matched = checker.push(delta)
                 if matched is not None:  # a stop string also overrides "length" in the same step

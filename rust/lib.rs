@@ -1,15 +1,17 @@
 //! `pyengine._native`: the Rust hot paths of pyengine.
 //!
-//! Every kernel here is pure Rust (no pyo3 types) and returns `Result<_, KernelError>`;
-//! the Python glue lives in `python.rs`, compiled only with the `python` feature.
+//! Every kernel here is pure Rust (no pyo3 types) and returns a `Result` with its own error type
+//! ([`KernelError`] for the text kernels, [`grammar::GrammarError`] for the grammar kernels); all
+//! the Python glue lives in `python/`, compiled only with the `python` feature.
 //! Each kernel has a pure-Python twin in the package component it serves.
 //!
 //! Key types:
-//! - [`KernelError`]: the one error type the kernels return; the glue maps it to `ValueError`.
+//! - [`KernelError`]: the text kernels' error; the glue maps it to `ValueError`.
 //! - [`detok::TokenTable`], [`detok::IncrementalDetokenizer`]: token ids to text deltas.
 //! - [`stop::StopChecker`]: stop strings across token boundaries, with streaming hold-back.
 //! - [`repetition::RepetitionDetector`]: n-gram repetition at the tail of the output.
-//! - [`grammar::GrammarMatcher`], [`grammar::TokenTrie`]: token masks for structured outputs.
+//! - [`grammar::GrammarMatcher`], [`grammar::TokenTrie`]: token masks for structured outputs;
+//!   [`grammar::GrammarError`] says why one failed (the glue raises the Python twin's exception).
 
 use std::fmt;
 
@@ -26,7 +28,7 @@ pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-/// An error a kernel returns instead of panicking; its message reaches Python unchanged.
+/// An error a text kernel returns instead of panicking; its message reaches Python unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelError(pub String);
 

@@ -5,7 +5,7 @@
 //! max_pattern_size (tried in ascending order, stopping at the first L with
 //! L * min_count > len(output)), its last L tokens equal each of the min_count - 1 blocks of L
 //! tokens right before them. That holds exactly when the last L * (min_count - 1) positions i
-//! all satisfy out[i] == out[i - L]. So instead of comparing blocks after every token, the
+//! all satisfy `out[i] == out[i - L]`. So instead of comparing blocks after every token, the
 //! detector keeps, for every L, the length of the current run of such positions: a token extends
 //! the run (or resets it to 0) with one comparison. The Python twin
 //! (`pyengine/text/repetition.py`) checks the definition directly; the parity tests prove the two

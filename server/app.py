@@ -3,15 +3,15 @@
     app = build_app(AsyncEngine(EngineConfig(model=...)), ServingConfig(served_model_names=["m"]))
     uvicorn.run(app)          # or: pyengine serve --model PATH
 
-Routes (vLLM's paths and shapes, api-semantics.md §14): `POST /v1/chat/completions` (with or
-without the trailing slash the spec shows), `GET /v1/models`, `GET /health`, `GET /version`,
-`POST /tokenize`, `POST /detokenize`, `GET /openapi.json`, and `GET /metrics` (Prometheus, vLLM's
-metric names: server/metrics.py).
+Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
+slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `GET
+/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
+/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
 
-With an API key set, every `/v1` path needs `Authorization: Bearer <key>` (compared in constant
-time); others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
+With an API key set, every `/v1` path and `/invocations` need `Authorization: Bearer <key>`
+(compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
 that do not fit the schema, `{"error": {...}}` for the rest; an unexpected exception is logged
-and answered 500, never 200 (vLLM's bug, api-semantics.md §13).
+and answered 500, never 200 (vLLM's bug, not copied).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class Server:
                            headers={"WWW-Authenticate": "Bearer"})
 
     def check_model(self, name: str | None) -> None:
-        if name is not None and name not in self.config.served_model_names:
+        """404 for a name we do not serve; absent, null or "" means the served model."""
+        if name and name not in self.config.served_model_names:
             raise APIError(f"The model `{name}` does not exist.", 404, "model")
 
     async def json_body(self, request: Request) -> Any:
@@ -136,7 +137,11 @@ class Server:
         return JSONResponse({"prompt": self.chat.tokenizer.decode(parsed.tokens)})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        document = openapi_document(secured=self.api_key is not None)
+        root_path = request.scope.get("root_path", "")
+        if root_path:  # behind a proxy that strips this prefix (--root-path): clients must add it
+            document = {**document, "servers": [{"url": root_path}]}
+        return JSONResponse(document)
 
 
 # -- error handlers --------------------------------------------------------------------------------
@@ -183,6 +188,7 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
     routes = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions/", server.chat_completions, methods=["POST"]),
+        Route("/invocations", server.chat_completions, methods=["POST"]),
         Route("/v1/models", server.models, methods=["GET"]),
         Route("/health", server.health, methods=["GET"]),
         Route("/version", server.version, methods=["GET"]),

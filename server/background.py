@@ -21,6 +21,7 @@ import uvicorn
 from pyengine import EngineConfig
 from pyengine.async_engine import AsyncEngine
 from server.app import build_app
+from server.cli import served_model_names
 from server.serving_chat import ServingConfig
 
 
@@ -43,7 +44,8 @@ class BackgroundServer:
               serving: dict[str, Any] | None = None, **engine_options: Any) -> "BackgroundServer":
         """Load `model`, start serving it, and return once the server accepts connections."""
         engine = AsyncEngine(EngineConfig(model=model, **engine_options))
-        config = ServingConfig(served_model_names=[served_model_name or model], **(serving or {}))
+        names = served_model_names(model, [served_model_name] if served_model_name else None)
+        config = ServingConfig(served_model_names=names, **(serving or {}))
         return cls(engine, config, api_key).run()
 
     def run(self) -> "BackgroundServer":

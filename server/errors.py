@@ -1,6 +1,6 @@
 """Error responses: 422 for bodies that do not fit the schema, OpenAI-style errors for the rest.
 
-Two shapes, as the rulebook says (api-semantics.md D1, §13):
+Two shapes:
 
 - 422 `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`, the spec's
   `HTTPValidationError`, for JSON that is malformed or does not fit `ChatCompletionRequest`;

@@ -1,9 +1,9 @@
 """The JSON pieces shared by complete and streamed responses: logprobs, usage, prompt logprobs.
 
-Shapes from the spec (`ChatCompletionLogProbs`, `UsageInfo`, `Logprob`) with vLLM's rules
-(api-semantics.md §5, §10.4, §12): a logprob of -inf is reported as -9999.0; `top_logprobs`
-are the first N entries of the engine's dict in its order (the sampled token first, quirk §15.4);
-`bytes` are the UTF-8 of the token's text; `return_tokens_as_token_ids` writes `token_id:<id>`.
+Shapes from the spec (`ChatCompletionLogProbs`, `UsageInfo`, `Logprob`) with vLLM's rules: a
+logprob of -inf is reported as -9999.0; `top_logprobs` are the first N entries of the engine's
+dict in its order (the sampled token first, as vLLM lists them); `bytes` are the UTF-8 of the
+token's text; `return_tokens_as_token_ids` writes `token_id:<id>`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def chat_logprobs(output: CompletionOutput, start: int, end: int, num_top: int, 
 
 
 def prompt_logprobs_json(prompt_logprobs: list[dict[int, Logprob] | None] | None) -> list | None:
-    """`[null, {"<id>": {"logprob", "rank", "decoded_token"}}, ...]` (§5.2)."""
+    """`[null, {"<id>": {"logprob", "rank", "decoded_token"}}, ...]`."""
     if prompt_logprobs is None:
         return None
     return [None if step is None else
@@ -61,9 +61,13 @@ def prompt_logprobs_json(prompt_logprobs: list[dict[int, Logprob] | None] | None
 
 
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None) -> dict[str, Any]:
-    """`UsageInfo`; `prompt_tokens_details` whenever prefix caching is on (decision D6)."""
+    """`UsageInfo`. `prompt_tokens_details` is null unless `cached_tokens` is a positive count.
+
+    The caller passes None unless the server runs with `--enable-prompt-tokens-details`; like
+    vLLM, a request that found nothing in the prefix cache reports null details even then.
+    """
     out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
                            "completion_tokens": completion_tokens, "prompt_tokens_details": None}
-    if cached_tokens is not None:
+    if cached_tokens:
         out["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return out

@@ -1,10 +1,13 @@
-"""`GET /openapi.json`: the contract (shared/spec/openapi.yaml) plus what this server adds.
+"""`GET /openapi.json`: the contract (the spec) plus what this server adds.
 
-`openapi_spec.json` beside this file is a verbatim copy of the spec; a test checks that it
-still equals `../shared/spec/openapi.json`. The served document keeps the spec's
-`ChatCompletionRequest` / `ChatCompletionResponse` schemas unchanged and adds: the path
-without the trailing slash, the streamed (`text/event-stream`) 200, the OpenAI-style error
-responses (400, 401, 404, 503), and the neighbouring endpoints.
+`openapi_spec.json` beside this file is a verbatim copy of the spec. The served document keeps
+the spec's `ChatCompletionRequest` / `ChatCompletionResponse` schemas unchanged and adds: the
+path without the trailing slash, `/invocations` (the same operation), the streamed
+(`text/event-stream`) 200, the OpenAI-style error responses (400, 404, 503), and the
+neighbouring endpoints.
+
+The bearer scheme (and the 401 answer) is declared only when the server checks an API key, as
+vLLM's document does: a client generated from the document of an open server sends no key.
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ _MODELS_RESPONSE = {"type": "object", "required": ["object", "data"], "propertie
                                                                        "object": {"type": "string"}}}}}}
 
 
-@functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
+@functools.lru_cache(maxsize=2)
+def openapi_document(secured: bool = False) -> dict[str, Any]:
+    """The served document; `secured`: the server checks `Authorization: Bearer <key>` on /v1."""
     spec = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
     doc = copy.deepcopy(spec)
     doc["info"] = {"title": "pyengine", "version": pyengine.__version__,
@@ -83,14 +87,25 @@ def openapi_document() -> dict[str, Any]:
     chat["responses"]["200"]["content"]["text/event-stream"] = {
         "schema": {"type": "string", "description": "Server-sent events: chat.completion.chunk objects, "
                                                     "then `data: [DONE]` (when `stream` is true)"}}
-    chat["responses"].update(_error_responses(["400", "401", "404", "503"]))
+    chat["responses"].update(_error_responses(["400", "404", "503"]))
+    models = _json_op("List models", None, _MODELS_RESPONSE, [], "list_models", "get")["get"]
+    if secured:
+        chat["responses"].update(_error_responses(["401"]))
+        models["responses"].update(_error_responses(["401"]))
+        models["security"] = [{"HTTPBearer": []}]
+    else:
+        del doc["components"]["securitySchemes"]
+        chat.pop("security", None)
     plain = copy.deepcopy(chat)
     plain["operationId"] = "create_chat_completion_v1_chat_completions_post"
+    invocations = copy.deepcopy(chat)
+    invocations["operationId"] = "invocations"
+    invocations["summary"] = "Invocations (SageMaker): a chat completion, as /v1/chat/completions"
     doc["paths"] = {
         "/v1/chat/completions": {"post": plain},
         CHAT_PATH: {"post": chat},
-        "/v1/models": {"get": {**_json_op("List models", None, _MODELS_RESPONSE, ["401"], "list_models", "get")["get"],
-                               "security": [{"HTTPBearer": []}]}},
+        "/invocations": {"post": invocations},
+        "/v1/models": {"get": models},
         "/health": {"get": {"summary": "Health", "operationId": "health", "responses": {
             "200": {"description": "The engine is running"}, "503": {"description": "The engine has stopped"}}}},
         "/version": _json_op("Version", None, {"type": "object", "required": ["version"],

@@ -1,10 +1,12 @@
 """Request checks that pass the schema but not vLLM's rules, and the request -> SamplingParams map.
 
 `check_request` is vLLM's "before" validators plus the fields this server cannot honour
-(all 400, api-semantics.md §13 checklist; decision D3: no field is silently inert).
-`sampling_params` builds `SamplingParams` with vLLM's names; its own range checks raise
-ValueError, which the handler answers 400. Omitted sampling fields take the model's
-`generation_config.json` values, as vLLM's `--generation-config auto` does (§2.1).
+(all 400: no field of the spec is silently inert). `sampling_params` builds `SamplingParams`
+with vLLM's names; its own range checks raise ValueError, which the handler answers 400.
+Omitted sampling fields take the server's generation defaults (`generation_defaults`): the
+model's `generation_config.json` with `--generation-config auto` (the default, as in vLLM),
+another folder's with `--generation-config PATH`, none with `--generation-config vllm`, and
+`--override-generation-config` on top of any of them.
 """
 
 from __future__ import annotations
@@ -16,13 +18,42 @@ from typing import Any
 
 from pyengine import SamplingParams
 from server.errors import bad_request
-from server.protocol import INT64_MAX, INT64_MIN, ChatCompletionRequest
+from server.protocol import ChatCompletionRequest
 
-# Fields filled from generation_config.json when the request leaves them out (vLLM §2.1).
+# Fields filled from generation_config.json when the request leaves them out (as vLLM does).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
-def read_generation_config(model_path: str) -> dict[str, Any]:
+def generation_defaults(model_path: str, source: str = "auto",
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sampling defaults a request's omitted fields take (and `max_new_tokens`).
+
+    `source` is `--generation-config`: "auto" reads `model_path`'s generation_config.json,
+    "vllm" reads nothing (the neutral values), any other value is a folder holding one.
+    `overrides` (`--override-generation-config`) replace single fields of the result.
+
+    Raises:
+        ValueError: an override names a field we do not read, or a value is not a number.
+    """
+    if source == "vllm":
+        defaults: dict[str, Any] = {}
+    else:
+        folder = Path(model_path if source == "auto" else source)
+        if source != "auto" and not (folder / "generation_config.json").is_file():
+            raise ValueError(f"--generation-config {source}: no generation_config.json in that folder")
+        defaults = read_generation_config(folder)
+    known = (*GENERATION_CONFIG_FIELDS, "max_new_tokens")
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise ValueError(f"--override-generation-config: {name!r} is not a field we read; "
+                             f"known: {', '.join(known)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"--override-generation-config: {name} must be a number, got {value!r}")
+        defaults[name] = value
+    return defaults
+
+
+def read_generation_config(model_path: str | Path) -> dict[str, Any]:
     """The checkpoint's sampling defaults (and `max_new_tokens`), or {} when it has none."""
     path = Path(model_path) / "generation_config.json"
     try:
@@ -56,8 +87,6 @@ def check_request(request: ChatCompletionRequest, max_n: int) -> None:
         raise bad_request("Parameter 'cache_salt' must be a non-empty string if provided.", "cache_salt")
     if request.n is not None and request.n > max_n:
         raise bad_request(f"n must be at most {max_n} on this server, got {request.n}.", "n")
-    if request.seed is not None and not INT64_MIN <= request.seed <= INT64_MAX:
-        raise bad_request(f"seed must fit in a 64-bit signed integer, got {request.seed}.", "seed")
     for name in ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty",
                  "repetition_penalty", "length_penalty"):
         value = getattr(request, name)
@@ -66,11 +95,24 @@ def check_request(request: ChatCompletionRequest, max_n: int) -> None:
     if request.length_penalty != 1.0 and not request.use_beam_search:
         raise bad_request("length_penalty applies only to beam search; set use_beam_search: true or "
                           "leave length_penalty at 1.0", "length_penalty")
+    if request.logit_bias:
+        bad_keys = [key for key in request.logit_bias if not _is_token_id_text(key)]
+        if bad_keys:
+            raise bad_request(f"logit_bias keys must be token ids written as integers; these are not: {bad_keys}",
+                              "logit_bias")
     _check_unsupported(request)
 
 
+def _is_token_id_text(key: str) -> bool:
+    try:
+        int(key)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_unsupported(request: ChatCompletionRequest) -> None:
-    """Spec fields whose feature this server does not have: a 400 that says why (D3)."""
+    """Spec fields whose feature this server does not have: a 400 that says why."""
     if request.kv_transfer_params:
         raise bad_request("kv_transfer_params needs a KV-transfer connector (disaggregated serving), "
                           "which this server does not have", "kv_transfer_params")
@@ -94,14 +136,7 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
 
     prompt_logprobs = request.prompt_logprobs
     if prompt_logprobs is None and request.echo and logprobs_for_echo:
-        prompt_logprobs = request.top_logprobs  # vLLM quirk §15.15: echo turns on prompt logprobs
-    logit_bias = None
-    if request.logit_bias is not None:
-        try:
-            logit_bias = {int(k): v for k, v in request.logit_bias.items()}
-        except ValueError:
-            raise bad_request("logit_bias keys must be token ids (integers written as strings)",
-                              "logit_bias") from None
+        prompt_logprobs = request.top_logprobs  # vLLM's quirk: echo turns on prompt logprobs
     repetition = request.repetition_detection
     return SamplingParams(
         n=request.n if request.n is not None else 1,
@@ -112,7 +147,7 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         repetition_penalty=pick("repetition_penalty", 1.0),
-        logit_bias=logit_bias,
+        logit_bias=request.logit_bias,  # SamplingParams names every key that is not a token id
         allowed_token_ids=request.allowed_token_ids,
         bad_words=request.bad_words or None,
         min_tokens=request.min_tokens,

@@ -1,6 +1,6 @@
 """From messages to prompt token ids: content parts, the chat template, truncation, context checks.
 
-Order and rules follow vLLM (api-semantics.md §7, §4.1-4.2):
+Order and rules follow vLLM:
 
 1. Each message becomes the dict a chat template expects. Text parts are joined with "\n"
    (vLLM's "string" content format, which plain templates such as ChatML need). This engine
@@ -108,8 +108,12 @@ def _template_tool_call(call: Any, where: str) -> dict[str, Any]:
 
 
 def render(request: ChatCompletionRequest, tokenizer: Any, tools: list[dict] | None,
-           chat_template: str | None, trust_request_template: bool) -> Prompt:
-    """Messages -> (prompt text, ids, response role, echo text); 400 on any template problem."""
+           chat_template: str | None, trust_request_template: bool, response_role: str = "assistant") -> Prompt:
+    """Messages -> (prompt text, ids, response role, echo text); 400 on any template problem.
+
+    The response role is `response_role` (`--response-role`) after a generation prompt, else the
+    last message's role (the model continues that message).
+    """
     if request.add_generation_prompt and request.continue_final_message and \
             request.was_set("add_generation_prompt"):
         raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
@@ -140,7 +144,7 @@ def render(request: ChatCompletionRequest, tokenizer: Any, tools: list[dict] | N
     except RecursionError:
         raise bad_request("chat template recursed too deeply", "messages") from None
     token_ids = tokenizer.encode(text, add_special_tokens=request.add_special_tokens)
-    role = "assistant" if kwargs["add_generation_prompt"] else (messages[-1]["role"] if messages else "assistant")
+    role = response_role if kwargs["add_generation_prompt"] else (messages[-1]["role"] if messages else response_role)
     echo_text = None
     if request.echo and messages and messages[-1]["role"] == role:
         echo_text = messages[-1]["content"] or ""
@@ -152,7 +156,7 @@ def render(request: ChatCompletionRequest, tokenizer: Any, tools: list[dict] | N
 
 def fit_context(request: ChatCompletionRequest, prompt_ids: list[int], max_model_len: int,
                 default_max_tokens: int | None) -> tuple[list[int], int]:
-    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit (§4.1-4.2)."""
+    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit."""
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     requested = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
     if requested is not None and requested < 1:

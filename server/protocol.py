@@ -1,10 +1,11 @@
 """The request body of `POST /v1/chat/completions`, as pydantic models of the spec.
 
-These models decide one thing: does the JSON body fit `ChatCompletionRequest` of
-`shared/spec/openapi.yaml`? A body that does not is answered 422 with the spec's
-`HTTPValidationError` (decision D1). Types are strict, as JSON Schema is: `"0.5"` is not a
-number and `true` is not an integer. Every object allows unknown keys (the spec's
-`additionalProperties: true`, decision D3).
+These models decide one thing: does the JSON body fit `ChatCompletionRequest` of the spec
+(`server/openapi_spec.json`)? A body that does not is answered 422 with the spec's
+`HTTPValidationError`. Types are read as vLLM's own pydantic models read them (pydantic's lax
+mode): `"true"` and `"false"` are booleans, `"5"` and `5.0` are integers, `"0.5"` is a number;
+`"maybe"`, `5.5` for an integer or `"abc"` for a number are still a 422. Every object allows
+unknown keys (the spec's `additionalProperties: true`).
 
 What a field *means* (ranges, combinations, what this text-only engine cannot do) is checked
 later, in `serving_chat.py` and `params.py`, and answered 400. So these models are as lenient as
@@ -18,27 +19,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # -- JSON Schema's scalar types ---------------------------------------------------------------------
 
 
-def _integral_float_to_int(value: Any) -> Any:
-    # JSON Schema counts 1.0 as an integer; pydantic's strict int does not.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 JsonObject = dict[str, Any]
 
 
 class SpecModel(BaseModel):
-    """Strict types, unknown keys kept (the spec's `additionalProperties: true`)."""
+    """Lax types (vLLM's pydantic defaults), unknown keys kept (the spec's `additionalProperties: true`)."""
 
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
 
 # -- messages --------------------------------------------------------------------------------------
@@ -80,10 +73,12 @@ ContentPart = Union[str, JsonObject]
 class RequestMessage(SpecModel):
     """One input message: the union of the spec's eight message schemas, folded into one.
 
-    The spec's `CustomChatCompletionMessageParam` accepts any role string, so the union is that
-    schema plus what the role-specific ones add: a null `content` for `assistant` and `function`
-    messages, and custom tool calls on `assistant` messages. The harmony-style `Message` (with
-    `author` instead of `role`) is accepted here and rejected as unsupported later.
+    The spec's `CustomChatCompletionMessageParam` accepts any role string and needs nothing but
+    `role`, so the union is that schema plus what the role-specific ones add: a null `content`
+    for `assistant` and `function` messages, and custom tool calls on `assistant` messages. So a
+    `tool` message without `tool_call_id`, a `function` message without `name` and a message
+    without `content` are valid (the template sees an empty content). The harmony-style
+    `Message` (with `author` instead of `role`) is accepted here and rejected as unsupported later.
     """
 
     role: str | None = None
@@ -106,12 +101,6 @@ class RequestMessage(SpecModel):
             raise ValueError(f"'content' may be null only in assistant and function messages, not {self.role!r}")
         if self.name is None and "name" in fields:
             raise ValueError("'name' must be a string")
-        if self.role in ("system", "developer", "user", "tool") and "content" not in fields:
-            raise ValueError(f"a {self.role} message needs 'content'")
-        if self.role == "tool" and self.tool_call_id is None:
-            raise ValueError("a tool message needs 'tool_call_id'")
-        if self.role == "function" and ("content" not in fields or self.name is None):
-            raise ValueError("a function message needs 'content' and 'name'")
         if self.role != "assistant" and any(c.type == "custom" for c in self.tool_calls or []):
             raise ValueError("custom tool calls are allowed only in assistant messages")
         return self
@@ -177,7 +166,7 @@ class StructuredOutputsParams(SpecModel):
     json_object: bool | None = None
     disable_fallback: bool = False
     disable_any_whitespace: bool = False
-    disable_additional_properties: bool = False
+    disable_additional_properties: bool | None = None  # None: the engine's default (declared keys only)
     whitespace_pattern: str | None = None
     structural_tag: str | None = None
     backend: str | None = Field(default=None, alias="_backend")
@@ -193,31 +182,31 @@ class StreamOptions(SpecModel):
 
 
 class RepetitionDetection(SpecModel):
-    max_pattern_size: Int = 0
-    min_pattern_size: Int = 0
-    min_count: Int = 0
+    max_pattern_size: int = 0
+    min_pattern_size: int = 0
+    min_count: int = 0
 
 
-VllmXargValue = Union[str, Int, float, list[Union[str, Int, float]]]
+VllmXargValue = Union[str, int, float, list[Union[str, int, float]]]
 
 
 class ChatCompletionRequest(SpecModel):
     """`ChatCompletionRequest` of the spec, field for field, in the spec's order."""
 
-    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     messages: list[RequestMessage]
     model: str | None = None
     frequency_penalty: float | None = 0.0
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = False
-    top_logprobs: Int | None = 0
-    max_tokens: Int | None = None
-    max_completion_tokens: Int | None = None
-    n: Int | None = 1
+    top_logprobs: int | None = 0
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = 1
     presence_penalty: float | None = 0.0
     response_format: ResponseFormat | None = None
-    seed: Annotated[Int, Field(ge=-(2**63), le=2**63)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None  # out of int64: 422, any size
     stop: str | list[str] | None = Field(default_factory=list)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -230,19 +219,19 @@ class ChatCompletionRequest(SpecModel):
     parallel_tool_calls: bool | None = True
     user: str | None = None
     use_beam_search: bool = False
-    top_k: Int | None = None
+    top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
     length_penalty: float = 1.0
-    stop_token_ids: list[Int] | None = Field(default_factory=list)
+    stop_token_ids: list[int] | None = Field(default_factory=list)
     include_stop_str_in_output: bool = False
     ignore_eos: bool = False
-    min_tokens: Int = 0
+    min_tokens: int = 0
     skip_special_tokens: bool = True
     spaces_between_special_tokens: bool = True
-    truncate_prompt_tokens: Annotated[Int, Field(ge=-1, le=2**63)] | None = None
-    prompt_logprobs: Int | None = None
-    allowed_token_ids: list[Int] | None = None
+    truncate_prompt_tokens: Annotated[int, Field(ge=-1, le=2**63)] | None = None
+    prompt_logprobs: int | None = None
+    allowed_token_ids: list[int] | None = None
     bad_words: list[str] = Field(default_factory=list)
     echo: bool = False
     add_generation_prompt: bool = True
@@ -253,7 +242,7 @@ class ChatCompletionRequest(SpecModel):
     chat_template_kwargs: JsonObject | None = None
     mm_processor_kwargs: JsonObject | None = None
     structured_outputs: StructuredOutputsParams | None = None
-    priority: Int = 0
+    priority: int = 0
     request_id: str | None = None  # not nullable in the spec; see _request_id_not_null
     return_tokens_as_token_ids: bool | None = None
     return_token_ids: bool | None = None
@@ -298,4 +287,4 @@ class TokenizeChatRequest(SpecModel):
 
 class DetokenizeRequest(SpecModel):
     model: str | None = None
-    tokens: list[Int]
+    tokens: list[int]

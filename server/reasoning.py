@@ -44,7 +44,7 @@ def prompt_opens_reasoning(prompt_text: str) -> bool:
 
 
 def template_uses_reasoning(chat_template: str | None) -> bool:
-    """D5: parse reasoning by default for chat templates that know the think tags."""
+    """Parse reasoning by default for chat templates that know the think tags."""
     return bool(chat_template) and START in chat_template
 
 

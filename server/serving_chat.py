@@ -1,6 +1,6 @@
 """`POST /v1/chat/completions`: validate, render, generate, and answer whole or streamed.
 
-The order of checks is vLLM's (api-semantics.md §1), so the same bad request gets the same
+The order of checks is vLLM's, so the same bad request gets the same
 error: schema (422) -> field rules (400) -> model name (404) -> tools -> structured outputs ->
 chat template and tokens -> context length -> SamplingParams -> the engine's own checks.
 Everything up to the engine's first output happens before a status line is sent, so every
@@ -53,6 +53,12 @@ class ServingConfig:
     max_n: int = 128
     max_pending_requests: int = 256
     return_tokens_as_token_ids: bool = False
+    response_role: str = "assistant"  # the role of answers after a generation prompt
+    generation_config: str = "auto"  # "auto" (the model's), "vllm" (none) or a folder
+    override_generation_config: dict[str, Any] | None = None
+    enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens
+    enable_force_include_usage: bool = False  # a usage chunk on every stream, asked or not
+    log_requests: bool = True  # one info line per request
 
 
 @dataclasses.dataclass
@@ -85,11 +91,12 @@ class ChatService:
         self.tokenizer = core.tokenizer
         self.max_model_len = core.max_model_len
         self.prefix_caching = core.config.enable_prefix_caching
-        self.defaults = request_params.read_generation_config(core.config.model)
+        self.defaults = request_params.generation_defaults(core.config.model, config.generation_config,
+                                                           config.override_generation_config)
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning_parser = reasoning_parser_class(config.reasoning_parser, template)
         self.reasoning = self.reasoning_parser is not None
-        # structured outputs wait for </think> when the tags are tokens the engine can watch for
+        # a constraint then covers an optional think block first, when the tags are single tokens
         self.constrain_after_reasoning = self.reasoning and all(
             len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0
@@ -136,12 +143,12 @@ class ChatService:
         except ValidationError as exc:
             raise validation_error(exc) from None
         request_params.check_request(request, self.config.max_n)
-        if request.model is not None and request.model not in self.config.served_model_names:
+        if request.model and request.model not in self.config.served_model_names:  # "" or null: the served model
             raise APIError(f"The model `{request.model}` does not exist.", 404, "model")
         tools = plan_tools(request, self.config.tool_call_parser)
         structured = structured_outputs_for(request, tools, reasoning=self.constrain_after_reasoning)
         prompt = render(request, self.tokenizer, tools.template_tools(), self.config.chat_template,
-                        self.config.trust_request_chat_template)
+                        self.config.trust_request_chat_template, self.config.response_role)
         prompt.token_ids, max_tokens = fit_context(request, prompt.token_ids, self.max_model_len,
                                                    self.defaults.get("max_new_tokens"))
         try:
@@ -153,8 +160,9 @@ class ChatService:
         if tools.parses and get_tool_parser(tools.parser_name).keeps_special_tokens:  # type: ignore[arg-type]
             params.skip_special_tokens = False  # the parser reads markers that are special tokens
         base_id = header_request_id or request.request_id or uuid.uuid4().hex
-        if request.user is not None:
-            logger.info("request %s from user %r", base_id, request.user)
+        if self.config.log_requests:
+            logger.info("request %s: %d prompt tokens, max_tokens %d%s", base_id, len(prompt.token_ids),
+                        max_tokens, "" if request.user is None else f", user {request.user!r}")
         unknown = sorted(request.model_extra or {})
         if unknown:
             logger.debug("request %s: ignoring fields not in the spec: %s", base_id, unknown)
@@ -225,9 +233,11 @@ class ChatService:
                                                                   content or "", finish_reason)
             if job.prompt.echo_text is not None:
                 content = job.prompt.echo_text + (content or "")
+            # a forced call that never came (cut by max_tokens) is null, not an empty list
+            tool_calls = None if job.tools.is_forced and not calls else [c.to_json() for c in calls]
             message = {"role": job.prompt.response_role, "content": content, "refusal": None,
                        "annotations": None, "audio": None, "function_call": None,
-                       "tool_calls": [c.to_json() for c in calls], "reasoning": reasoning}
+                       "tool_calls": tool_calls, "reasoning": reasoning}
             logprobs = None
             if request.logprobs:
                 logprobs = chat_logprobs(output, 0, len(output.token_ids), num_top, self.tokenizer, job.as_token_ids)
@@ -245,7 +255,10 @@ class ChatService:
         }
 
     def cached_tokens(self, output: RequestOutput) -> int | None:
-        return output.num_cached_tokens if self.prefix_caching else None
+        """`prompt_tokens_details.cached_tokens`: only with --enable-prompt-tokens-details, as in vLLM."""
+        if not self.config.enable_prompt_tokens_details or not self.prefix_caching:
+            return None
+        return output.num_cached_tokens
 
 
 class ClientDisconnected(Exception):

@@ -1,4 +1,4 @@
-"""Server-sent events for `stream: true`, chunk for chunk as vLLM sends them (api-semantics.md §11).
+"""Server-sent events for `stream: true`, chunk for chunk as vLLM sends them.
 
 For each choice: a role chunk (`delta: {"role": "assistant", "content": ""}`) when the first
 engine output arrives; the echoed last message if `echo`; then one chunk per engine step with
@@ -71,7 +71,8 @@ class ChatStream:
         self.service, self.job = service, job
         request = job.request
         options = request.stream_options
-        self.include_usage = bool(options and options.include_usage)
+        # --enable-force-include-usage: the usage chunk whether or not the client asked
+        self.include_usage = bool(options and options.include_usage) or service.config.enable_force_include_usage
         self.continuous_usage = self.include_usage and bool(options and options.continuous_usage_stats)
         self.num_top = request.top_logprobs if request.top_logprobs is not None else 0
         self.choices: list[ChoiceState] = []
@@ -144,7 +145,9 @@ class ChatStream:
         if finishing:
             state.finished = True
             reason = completion.finish_reason
-            if state.tools is not None and state.tools.num_calls_streamed and job.tools.choice in ("auto", "required"):
+            # "length" stays: the calls streamed so far may be cut, as the complete answer says too
+            if state.tools is not None and state.tools.num_calls_streamed and \
+                    job.tools.choice in ("auto", "required") and reason != "length":
                 reason = "tool_calls"
             choice["finish_reason"], choice["stop_reason"] = reason, completion.stop_reason
         extra = {"usage": self._usage(end)} if self.continuous_usage else {}
@@ -214,8 +217,8 @@ async def replay_stream(service: "ChatService", job: "ChatJob", final: RequestOu
         message = choice["message"]
         index = choice["index"]
         calls = []
-        for position, call in enumerate(message["tool_calls"]):
-            # vLLM streams a named choice's call under the choice's index (quirk §15.12)
+        for position, call in enumerate(message["tool_calls"] or []):
+            # vLLM streams a named choice's call under the choice's index (its quirk)
             calls.append({"index": index if job.tools.choice == "named" else position, **call})
         delta: dict[str, Any] = {"content": message["content"]} if message["content"] else {}
         if calls:

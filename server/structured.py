@@ -1,15 +1,15 @@
 """Structured outputs: a request's `response_format`, `structured_outputs` and forced tool choice -> one constraint.
 
-What the server accepts (api-semantics.md §8, §9) and what each becomes (pyengine.structured
+What the server accepts (vLLM's fields) and what each becomes (pyengine.structured
 compiles it; docs/06-structured-outputs.md):
 
 - `response_format`: `text` (nothing), `json_object` (any JSON object), `json_schema` (its
   `schema`; `name`/`strict` ignored, as vLLM does), `structural_tag` (either shape, passed on as
   JSON text).
-- `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF),
+- `structured_outputs`: exactly one of `json`, `regex`, `choice`, `grammar` (GBNF, or Lark without `::=`),
   `json_object`, `structural_tag`, plus the switches `disable_any_whitespace`,
-  `whitespace_pattern`, `disable_additional_properties`, which work per request here (decision
-  D4; vLLM V1 reads them from the server config). A `structured_outputs` with only switches
+  `whitespace_pattern`, `disable_additional_properties`, which work per request here (vLLM V1
+  reads them from the server config). A `structured_outputs` with only switches
   takes its constraint from `response_format`; two constraints at once are a 400.
 - `tool_choice: "required"` or a named function: the output is forced to Hermes tool-call blocks
   (the format of this server's tool parser and of the demo model), each naming a tool and with
@@ -46,15 +46,17 @@ def check_structured_outputs(request: "ChatCompletionRequest") -> None:
     """The field rules alone (400s); `structured_outputs_for` builds the constraint."""
     response_format = request.response_format
     if response_format is not None and response_format.type == "json_schema" and response_format.json_schema is None:
-        raise bad_request("response_format of type json_schema needs 'json_schema'", "response_format")
+        raise bad_request("response_format type is 'json_schema', so json_schema must be provided",
+                          "response_format")
 
 
 def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
                            reasoning: bool = False) -> StructuredOutputsParams | None:
     """The request's one output constraint, compiled once to check it; None when there is none.
 
-    With `reasoning` (the server parses <think> blocks for this model) the constraint starts
-    after the reasoning section, as vLLM's does with a reasoning parser.
+    With `reasoning` (the server parses <think> blocks for this model) the model may think
+    first: the engine holds the whole output to an optional think block, then the constraint,
+    so it can neither end inside the block nor answer outside the constraint.
 
     Raises:
         APIError: 400 for conflicting constraints, or one that does not compile (the reason, and

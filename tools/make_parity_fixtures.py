@@ -1,8 +1,8 @@
 """Write tiny random-weight Hugging Face checkpoints and what `transformers` computes on them.
 
-Dev-only tooling. Run by hand with the dev venv (torch and transformers are never project deps):
+Dev-only tooling. Run by hand in an environment with torch and transformers (never project deps):
 
-    /work/devvenv/bin/python tools/make_parity_fixtures.py [--out tests/fixtures/parity] [--only NAME ...]
+    python tools/make_parity_fixtures.py [--out tests/fixtures/parity] [--only NAME ...]
 
 Every fixture is a folder `tests/fixtures/parity/<name>/` that pyengine loads like any real checkpoint:
 

@@ -1,4 +1,4 @@
-"""Beam search as vLLM's server runs it (api-semantics.md §6), the intended algorithm (decision D8).
+"""Beam search as vLLM's server runs it, with each candidate tied to its parent.
 
     beams = [prompt]; finished = []
     repeat max_tokens times (no early stopping):

@@ -40,7 +40,7 @@ def make_generator(seed: int | None) -> Any:
     """A request's own random generator (PCG64 seeded with `seed`), or None for unseeded.
 
     Negative seeds are read as their unsigned 64-bit pattern. For `n > 1` the engine gives
-    choice i the generator of `seed + i` (api-semantics.md §3.8).
+    choice i the generator of `seed + i`, as vLLM does.
     """
     return None if seed is None else np.random.Generator(np.random.PCG64(seed % 2**64))
 

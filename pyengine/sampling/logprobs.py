@@ -1,4 +1,4 @@
-"""Logprobs as vLLM reports them: the chosen token with its rank, then the top-k (api-semantics.md §5).
+"""Logprobs as vLLM reports them: the chosen token with its rank, then the top-k.
 
 In vLLM's default mode (`raw_logprobs`) every number is `log_softmax` of the model's logits as
 they left the model (after the grammar mask, before penalties, bias and temperature).
@@ -103,7 +103,7 @@ def row_logprobs(chosen_id: int, chosen_logprob: float, rank: int, top_ids: Any,
 
 def compute_prompt_logprobs(logits: Any, prompt_token_ids: Sequence[int], num_top: int,
                             backend: Backend) -> list[RowLogprobs | None]:
-    """Prompt logprobs: the logits at position p score prompt token p + 1 (§5.2).
+    """Prompt logprobs: the logits at position p score prompt token p + 1.
 
     `logits` is [T - 1, V] (positions 0..T-2) or [T, V] (the last row, which predicts the first
     generated token, is then ignored) for the T = len(prompt_token_ids) prompt tokens.

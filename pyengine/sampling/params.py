@@ -1,10 +1,10 @@
 """SamplingParams: how to pick each next token and when to stop, with vLLM's names and rules.
 
-Every field has vLLM's name, default and valid range (api-semantics.md §3-§6). An invalid value
+Every field has vLLM's name, default and valid range. An invalid value
 raises `ValueError` with a message that names the field and its range, worded as vLLM words it;
 the server turns these into HTTP 400s. Checks that need the model (token ids inside the
 vocabulary, the logprobs cap) live in `SamplingParams.verify`, which the engine calls when a
-request arrives. `tokenize_bad_words` turns `bad_words` into token sequences (§3.9); the engine
+request arrives. `tokenize_bad_words` turns `bad_words` into token sequences; the engine
 calls it with the tokenizer's `encode` and stores the result in `bad_words_token_ids`.
 
 vLLM's API keeps two "-1 means all/off" values (`top_k=-1`, `logprobs=-1`); `top_k=-1` is
@@ -18,16 +18,16 @@ import math
 import numbers
 from typing import Any, Callable
 
-MIN_TEMPERATURE = 0.01  # vLLM raises 0 < T < 0.01 to this, so only T == 0 is greedy (§3.1)
+MIN_TEMPERATURE = 0.01  # vLLM raises 0 < T < 0.01 to this, so only T == 0 is greedy
 GREEDY_EPSILON = 1e-5  # vLLM's _SAMPLING_EPS: temperature below this is greedy
 MAX_N = 16384  # vLLM's VLLM_MAX_N_SEQUENCES default
-MAX_LOGIT_BIAS = 100.0  # bias values are clamped to [-100, 100] (§3.6)
+MAX_LOGIT_BIAS = 100.0  # bias values are clamped to [-100, 100]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclasses.dataclass
 class RepetitionDetectionParams:
-    """End a sequence whose output ends with `min_count` copies of one block of tokens (§4.8)."""
+    """End a sequence whose output ends with `min_count` copies of one block of tokens."""
 
     max_pattern_size: int = 0  # 0 disables detection
     min_pattern_size: int = 0  # 0 means 1
@@ -57,8 +57,8 @@ class StructuredOutputsParams:
     separators), `whitespace_pattern` (a regex for whitespace), `disable_additional_properties`
     (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
     sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
-    and set by the server when it parses reasoning: ("<think>", "</think>"), each one token; the
-    constraint then starts after the reasoning section, as vLLM's does with a reasoning parser.
+    and set by the server when it parses reasoning: ("<think>", "</think>"); the whole output is
+    then an optional think block followed by the constraint (pyengine.constrained).
     """
 
     json: Any = None
@@ -270,7 +270,7 @@ class SamplingParams:
 
 def tokenize_bad_words(bad_words: list[str], encode: Callable[[str], list[int]],
                        vocab_size: int | None = None) -> list[list[int]]:
-    """Token sequences to ban, as vLLM builds them (§3.9).
+    """Token sequences to ban, as vLLM builds them.
 
     Each word is encoded (no special tokens) bare, `word.lstrip()`, and with one leading space.
     The spaced variant is kept only when it has as many tokens as the bare one and a different

@@ -1,4 +1,4 @@
-"""Logits processors: the steps before temperature, in vLLM V1's order (api-semantics.md §2).
+"""Logits processors: the steps before temperature, in vLLM V1's order.
 
     allowed_token_ids -> bad_words -> min_tokens -> logit_bias -> repetition, frequency, presence
 
@@ -40,7 +40,7 @@ def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -
 
 
 def apply_bad_words(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
-    """Ban the last token of each bad word whose other tokens end the output so far (§3.9)."""
+    """Ban the last token of each bad word whose other tokens end the output so far."""
     banned = {b: banned_bad_word_tokens(row.output_token_ids, row.params.bad_words_token_ids or ())
               for b, row in enumerate(rows)}
     return _set(logits, _pairs(banned), -float("inf"), out)
@@ -61,14 +61,14 @@ def banned_bad_word_tokens(output_token_ids: Sequence[int], bad_words_token_ids:
 
 
 def apply_min_tokens(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
-    """Until `min_tokens` tokens were generated, the row's stop tokens (EOS, stop ids) are -inf (§4.3)."""
+    """Until `min_tokens` tokens were generated, the row's stop tokens (EOS, stop ids) are -inf."""
     masked = {b: sorted(row.stop_token_ids) for b, row in enumerate(rows)
               if len(row.output_token_ids) < row.params.min_tokens}
     return _set(logits, _pairs(masked), -float("inf"), out)
 
 
 def apply_logit_bias(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
-    """logits[b, t] += bias_t for each row's `logit_bias` (already clamped to [-100, 100], §3.6)."""
+    """logits[b, t] += bias_t for each row's `logit_bias` (already clamped to [-100, 100])."""
     biased = {b: row.params.logit_bias for b, row in enumerate(rows) if row.params.logit_bias}
     if not biased:
         return logits
@@ -83,7 +83,7 @@ def apply_logit_bias(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
 
 
 def apply_penalties(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
-    """Repetition (prompt and output), then frequency and presence (output only), as vLLM (§3.5).
+    """Repetition (prompt and output), then frequency and presence (output only), as vLLM.
 
     For every token t the row has seen, with count_t its occurrences in the output so far:
 

@@ -1,13 +1,14 @@
 """The sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
 
-vLLM V1's pipeline (api-semantics.md §2), each step a pure function over the whole batch:
+Step 7 of a request's life (docs/00-map.md). vLLM V1's pipeline, each sub-step a pure function
+over the whole batch:
 
-    0. grammar mask (structured outputs), then the raw-logprobs snapshot     (logprobs.py)
-    1. allowed_token_ids, bad_words, min_tokens, logit_bias, penalties     (processors.py)
-    2. greedy rows: argmax here (they see step 1, nothing after it)
-    3. temperature, then min_p, top-k, top-p as one per-row threshold       (truncation.py)
-    4. the draw: inverse CDF with one uniform number per row                 (draw.py)
-    5. gather: each sampled token's raw logprob, and the ranks and top-k rows asked for
+    7a. grammar mask (structured outputs), then the raw-logprobs snapshot     (logprobs.py)
+    7b. allowed_token_ids, bad_words, min_tokens, logit_bias, penalties      (processors.py)
+    7c. greedy rows: argmax here (they see 7b, nothing after it)
+    7d. temperature, then min_p, top-k, top-p as one per-row threshold        (truncation.py)
+    7e. the draw: inverse CDF with one uniform number per row                  (draw.py)
+    7f. gather: each sampled token's raw logprob, and the ranks and top-k rows asked for
 
 Rows with different parameters share every step: per-row parameters travel as [B, 1] columns.
 A seeded row draws its uniform from its own generator, so its tokens do not depend on which
@@ -89,17 +90,17 @@ class Sampler:
             return SamplerOutput([], [], [])
         xp = self.xp
         logits = logits.astype(xp.float32, copy=False)  # [B, V]
-        if allowed_mask is not None:  # 0. the grammar mask comes first: even raw logprobs see it
+        if allowed_mask is not None:  # 7a. the grammar mask comes first: even raw logprobs see it
             logits = xp.where(allowed_mask, logits, -xp.inf)
         raw = logits  # the raw-logprobs snapshot: the steps below never write into their input
-        processed = self.process(logits, rows, out=self._scratch("processed", logits.shape))  # 1.
-        token_ids = self.sample(processed, rows)  # 2-4. [B]
-        return self.gather(raw, token_ids, rows)  # 5.
+        processed = self.process(logits, rows, out=self._scratch("processed", logits.shape))  # 7b.
+        token_ids = self.sample(processed, rows)  # 7c-7e. [B]
+        return self.gather(raw, token_ids, rows)  # 7f.
 
     # -- the steps ---------------------------------------------------------------------------------
 
     def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
-        """Step 1: the logits processors, in vLLM's order. [B, V] -> [B, V]
+        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]
 
         Returns `logits` itself when no processor applies; otherwise the first one that does
         copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
@@ -110,7 +111,7 @@ class Sampler:
         return current
 
     def sample(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
-        """Steps 2-4: argmax for greedy rows; temperature, truncation and a draw for the rest. -> [B]"""
+        """Steps 7c-7e: argmax for greedy rows; temperature, truncation and a draw for the rest. -> [B]"""
         xp = self.xp
         params = [row.params for row in rows]
         greedy = [p.greedy for p in params]
@@ -126,7 +127,7 @@ class Sampler:
         return xp.where(self.backend.to_device(np.array(greedy)), greedy_ids, sampled)
 
     def gather(self, raw: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
-        """Step 5: for the rows that asked for logprobs, the sampled token's and the top-k; one copy.
+        """Step 7f: for the rows that asked for logprobs, the sampled token's and the top-k; one copy.
 
         Rows that did not ask get None (their requests report no `cumulative_logprob`, as in
         vLLM), and when no row asked, no log-softmax is computed: over a [32, 49,152] batch that

@@ -1,4 +1,4 @@
-"""Temperature and the truncation filters: min_p, then top-k, then top-p (vLLM V1's order, §2).
+"""Temperature and the truncation filters: min_p, then top-k, then top-p (vLLM V1's order).
 
 Every filter keeps the tokens whose logit is at least some per-row threshold, so each one is
 written as a function that returns that threshold, a [B, 1] column:

@@ -1,7 +1,7 @@
 """Structured outputs: grammars over bytes, and the token masks that keep generation inside them.
 
     grammar.py      Grammar (rules over bytes) and GrammarBuilder (combinators)
-    regex.py        regex -> Grammar          ebnf.py         GBNF -> Grammar
+    regex.py        regex -> Grammar          ebnf.py         GBNF -> Grammar     lark.py   Lark -> Grammar
     json_schema.py  JSON Schema -> Grammar    constraints.py  every front end, cached; tool calls; structural tags
     trie.py         TokenTrie: the vocabulary's bytes, built once per tokenizer
     matcher.py      GrammarMatcher: the allowed-token bitmask at each step, advanced per token

@@ -8,7 +8,7 @@ which the server turns into one of them), each compiled to a `Grammar` over byte
     json_object      True                          any JSON object
     regex            a pattern                     regex.py (full match)
     choice           a list of strings             one of them, exactly
-    grammar          GBNF text                     ebnf.py
+    grammar          GBNF; Lark if it has no ::=   ebnf.py; lark.py
     structural_tag   JSON text (both shapes)       free text with tagged spans, below
     tool_calls       [{name, parameters}], ...     Hermes <tool_call> blocks, below
 
@@ -42,6 +42,7 @@ from pyengine.structured.json_schema import (
     json_schema_expr,
     json_schema_grammar,
 )
+from pyengine.structured.lark import lark_grammar
 from pyengine.structured.regex import regex_grammar
 
 __all__ = ["KINDS", "LRU_SIZE", "compile_grammar", "structural_tag_grammar", "tool_calls_grammar"]
@@ -97,8 +98,8 @@ def _compile(kind: str, spec: Any, options: JsonOptions) -> Grammar:
         return choice_grammar(list(spec))
     if kind == "grammar":
         if not isinstance(spec, str):
-            raise GrammarError("grammar must be a string (GBNF)")
-        return ebnf_grammar(spec)
+            raise GrammarError("grammar must be a string (GBNF, or Lark)")
+        return ebnf_grammar(spec) if "::=" in spec else lark_grammar(spec)
     if kind == "structural_tag":
         return structural_tag_grammar(spec, options)
     return tool_calls_grammar(*spec, options=options)

@@ -25,6 +25,7 @@ Limits (each raises `GrammarLimitError`, which the server turns into a 400):
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import itertools
 from typing import Union
@@ -94,6 +95,16 @@ class _Anonymous:
 Element = Union[ByteSet, Ref, _Anonymous]  # a built Grammar holds only ByteSet and Ref
 
 
+class SymbolKind(enum.IntEnum):
+    """What a symbol of `Grammar.to_flat()` stands for: a rule, or one byte from a byte set."""
+
+    RULE = 0
+    BYTES = 1
+
+
+FlatSymbol = tuple[SymbolKind, int]  # (kind, index): see `Grammar.to_flat`
+
+
 @dataclasses.dataclass
 class Grammar:
     """name -> alternatives (each a tuple of elements; `()` is epsilon), and the start rule's name."""
@@ -108,34 +119,36 @@ class Grammar:
         parser = EarleyParser(self)
         return all(parser.push_byte(byte) for byte in data) and parser.is_accepting()
 
-    def to_flat(self) -> tuple[int, list[list[int]], list[list[tuple[int, int]]], list[str]]:
-        """The grammar as plain ints, for the Rust matcher: (start, rule_alts, byte_sets, names).
+    def to_flat(self) -> tuple[int, list[tuple[int, list[FlatSymbol]]], list[list[tuple[int, int]]], list[str]]:
+        """The grammar as plain numbers, for the matchers: (start, alternatives, byte_sets, names).
 
-        Rules are numbered in `self.rules` order (`names[i]` is rule i). `rule_alts` lists, for
-        every alternative, `[lhs, sym, sym, ...]`: a symbol `s >= 0` is rule `s`, `s < 0` is
-        `byte_sets[-s - 1]`. Computed once per grammar (a grammar is not changed after `build`).
+        Rules are numbered in `self.rules` order (`names[i]` is rule i). `alternatives` lists every
+        alternative as `(lhs, symbols)`, each symbol a `(kind, index)` pair: `(SymbolKind.RULE, i)`
+        is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges). Computed
+        once per grammar (a grammar is not changed after `build`).
         """
         flat = self.__dict__.get("_flat")  # built once: every matcher of this grammar needs it
         if flat is not None:
             return flat
         names = list(self.rules)
-        index = {name: i for i, name in enumerate(names)}
-        byte_sets: dict[tuple, int] = {}  # keyed by the ranges: a tuple hashes in C, the dataclass in Python
-        alts = []
-        for name, alternatives in self.rules.items():
-            lhs = index[name]
-            for alt in alternatives:
-                row = [lhs]
+        rules = {name: (SymbolKind.RULE, i) for i, name in enumerate(names)}
+        byte_sets: dict[tuple, FlatSymbol] = {}  # keyed by the ranges: a tuple hashes in C
+        alternatives = []
+        for name, rule_alternatives in self.rules.items():
+            lhs = rules[name][1]
+            for alt in rule_alternatives:
+                symbols = []
                 for e in alt:
                     if e.__class__ is Ref:
-                        row.append(index[e.name])
+                        symbols.append(rules[e.name])
                     else:
-                        k = byte_sets.get(e.ranges)
-                        if k is None:
-                            k = byte_sets[e.ranges] = len(byte_sets)
-                        row.append(-k - 1)
-                alts.append(row)
-        self.__dict__["_flat"] = flat = (index[self.start], alts, [list(ranges) for ranges in byte_sets], names)
+                        symbol = byte_sets.get(e.ranges)
+                        if symbol is None:
+                            symbol = byte_sets[e.ranges] = (SymbolKind.BYTES, len(byte_sets))
+                        symbols.append(symbol)
+                alternatives.append((lhs, symbols))
+        flat = (rules[self.start][1], alternatives, [list(ranges) for ranges in byte_sets], names)
+        self.__dict__["_flat"] = flat
         return flat
 
     def __str__(self) -> str:

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from pyengine.structured.grammar import Grammar, GrammarError, GrammarLimitError
+from pyengine.structured.grammar import Grammar, GrammarError, GrammarLimitError, SymbolKind
 from pyengine.structured.trie import TokenTrie
 
 MAX_EARLEY_ITEMS = 100_000
@@ -43,11 +43,11 @@ class CompiledGrammar:
     """The grammar as ints: alternatives, each rule's alternatives, nullable rules, byte tables."""
 
     def __init__(self, grammar: Grammar) -> None:
-        start, rows, byte_sets, names = grammar.to_flat()
+        start, alternatives, byte_sets, names = grammar.to_flat()
         self.start = start
         self.names = names
-        self.lhs = [row[0] for row in rows]
-        self.rhs = [tuple(row[1:]) for row in rows]
+        self.lhs = [lhs for lhs, _ in alternatives]
+        self.rhs = [tuple(symbols) for _, symbols in alternatives]  # (SymbolKind, index) pairs
         self.rule_alts: list[list[int]] = [[] for _ in names]
         for a, lhs in enumerate(self.lhs):
             self.rule_alts[lhs].append(a)
@@ -62,7 +62,8 @@ class CompiledGrammar:
         while changed:  # fixed point: a rule is nullable if some alternative is all nullable rules
             changed = False
             for a, rhs in enumerate(self.rhs):
-                if not self.nullable[self.lhs[a]] and all(s >= 0 and self.nullable[s] for s in rhs):
+                if not self.nullable[self.lhs[a]] and all(kind is SymbolKind.RULE and self.nullable[s]
+                                                          for kind, s in rhs):
                     self.nullable[self.lhs[a]] = changed = True
 
 
@@ -91,7 +92,7 @@ class EarleyParser:
         """Consume one byte; False (and no change) if the grammar cannot continue with it."""
         g = self.g
         seeds = [(a, dot + 1, origin) for a, dot, origin in self.sets[-1].scans
-                 if g.accepts[-g.rhs[a][dot] - 1][byte]]
+                 if g.accepts[g.rhs[a][dot][1]][byte]]
         if not seeds:
             return False
         self.sets.append(self._close(seeds))
@@ -123,8 +124,8 @@ class EarleyParser:
             alt, dot, origin = item = todo.pop()
             rhs = g.rhs[alt]
             if dot < len(rhs):
-                sym = rhs[dot]
-                if sym < 0:
+                kind, sym = rhs[dot]
+                if kind is SymbolKind.BYTES:
                     s.scans.append(item)
                     continue
                 s.waiting.setdefault(sym, []).append(item)

@@ -1,4 +1,4 @@
-"""N-gram repetition detection (api-semantics.md §4.8, vLLM's `check_sequence_repetition`).
+"""N-gram repetition detection (vLLM's `check_sequence_repetition`).
 
 After each generated token, for each pattern length L from max(1, min_pattern_size) up to
 max_pattern_size, the output *repeats* when its last L tokens equal each of the min_count - 1

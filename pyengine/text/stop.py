@@ -1,4 +1,4 @@
-"""Stop strings, matched on the generated text across token boundaries (api-semantics.md §4.6).
+"""Stop strings, matched on the generated text across token boundaries.
 
 vLLM's rules, step by step (`check_stop_strings` and `get_next_output_text` in
 `vllm/v1/engine/detokenizer.py`), for each text delta of one step:
@@ -6,7 +6,7 @@ vLLM's rules, step by step (`check_stop_strings` and `get_next_output_text` in
 1. Append the delta. Only a match that uses at least one new character can be new, so each stop
    string `s` is searched from `len(text) - len(delta) - len(s) + 1`.
 2. Stop strings are tried in list order; the first one found wins (even if another one starts
-   earlier in the text: vLLM's quirk, §15.7). The text is cut before it, or after it with
+   earlier in the text: a vLLM quirk we keep). The text is cut before it, or after it with
    `include_stop_str_in_output`; anything generated after it is dropped.
 3. While running, the last `max(len(s)) - 1` characters are held back (none with
    `include_stop_str_in_output`), so a stop string that is still arriving is never sent. On a

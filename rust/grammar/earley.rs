@@ -17,47 +17,99 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use crate::KernelError;
+use super::error::GrammarError;
 
+/// The most Earley items one set may hold ([`GrammarError::TooManyItems`] beyond).
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
+/// The most distinct Earley sets one matcher may make ([`GrammarError::TooManyStates`] beyond).
 pub const MAX_STATES: usize = 500_000;
 
-const SELF: u32 = u32::MAX; // origin: the set being built
-const UNKNOWN: u32 = u32::MAX; // transition not computed yet
-pub(super) const DEAD: u32 = u32::MAX - 1; // byte rejected
-pub(super) const ROOT: u32 = 0; // the initial state's id
+/// The origin of an item that started in the set being built.
+const SELF: u32 = u32::MAX;
+/// A transition not computed yet.
+const UNKNOWN: u32 = u32::MAX;
+/// The "state" after a rejected byte.
+pub(super) const DEAD: u32 = u32::MAX - 1;
+/// The initial state's id.
+pub(super) const ROOT: u32 = 0;
+/// Seed-key tag: a completed item, keyed by its rule (see `close`).
 const COMPLETED: u32 = 1 << 31;
-const INITIAL_STATES: usize = 256; // states (and interner entries) reserved by `Automaton::new`
-const INITIAL_ROWS: usize = 64; // transition rows (256 entries each) reserved by `Automaton::new` // seed-key tag: a completed item, keyed by its rule (see `close`)
+/// States (and interner entries) reserved by `Automaton::new`.
+const INITIAL_STATES: usize = 256;
+/// Transition rows (256 entries each) reserved by `Automaton::new`.
+const INITIAL_ROWS: usize = 64;
 
-/// The grammar as ints (see `Grammar.to_flat()`): alternatives `[lhs, sym...]`, `sym < 0` a byte set.
+/// One symbol of an alternative's right-hand side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symbol {
+    /// The rule with this number (rules are numbered as `Grammar.to_flat()` lists them).
+    Rule(u32),
+    /// One byte of the byte set with this number.
+    Bytes(u32),
+}
+
+impl Symbol {
+    /// The kind `Grammar.to_flat()` writes for a rule (`SymbolKind.RULE`).
+    pub const RULE: u8 = 0;
+    /// The kind `Grammar.to_flat()` writes for a byte set (`SymbolKind.BYTES`).
+    pub const BYTES: u8 = 1;
+
+    /// The symbol written as `(kind, index)` by `Grammar.to_flat()`.
+    pub fn from_flat(kind: u8, index: u32) -> Result<Symbol, GrammarError> {
+        match kind {
+            Symbol::RULE => Ok(Symbol::Rule(index)),
+            Symbol::BYTES => Ok(Symbol::Bytes(index)),
+            _ => Err(GrammarError::InvalidGrammar("unknown symbol kind")),
+        }
+    }
+}
+
+/// A grammar over bytes, as numbers (from `Grammar.to_flat()`), ready for the Earley automaton:
+/// the alternatives' symbols in one array, each rule's alternatives, the nullable rules, and each
+/// byte set as a 256-bit table.
 pub struct CompiledGrammar {
     start: u32,
     lhs: Vec<u32>,
     rhs_start: Vec<u32>,
-    rhs: Vec<i32>,
+    rhs: Vec<Symbol>,
     rule_alts: Vec<Vec<u32>>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
 }
 
+/// Whether byte `b` is in the 256-bit table `set`.
 pub(super) fn has_byte(set: &[u64; 4], b: u8) -> bool {
     set[(b >> 6) as usize] >> (b & 63) & 1 == 1
 }
 
 impl CompiledGrammar {
-    pub fn new(start: i64, alts: Vec<Vec<i64>>, byte_sets: Vec<Vec<(i64, i64)>>) -> Result<Self, KernelError> {
-        let err = |m: &str| Err(KernelError(format!("invalid flat grammar: {m}")));
-        let n_rules = alts.iter().filter_map(|a| a.first()).copied().max().map_or(0, |m| m + 1).max(start + 1);
-        if start < 0 || n_rules > u32::MAX as i64 / 2 || alts.len() > u32::MAX as usize / 2 || byte_sets.len() > i32::MAX as usize / 2 {
-            return err("bad start rule or size");
+    /// The grammar whose start rule is `start`, with `alternatives` as `(lhs, symbols)` (an empty
+    /// `symbols` is epsilon) and `byte_sets` as inclusive byte ranges. Rules are numbered
+    /// `0..=max(start, every lhs)`; a rule with no alternative matches nothing.
+    pub fn new(
+        start: u32,
+        alternatives: Vec<(u32, Vec<Symbol>)>,
+        byte_sets: Vec<Vec<(u8, u8)>>,
+    ) -> Result<Self, GrammarError> {
+        let n_rules = alternatives
+            .iter()
+            .map(|(lhs, _)| *lhs)
+            .chain([start])
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let n_symbols: usize = alternatives.iter().map(|(_, symbols)| symbols.len()).sum();
+        if n_rules > u32::MAX as usize / 2
+            || alternatives.len() + n_symbols > u32::MAX as usize / 2
+            || byte_sets.len() > u32::MAX as usize / 2
+        {
+            return Err(GrammarError::InvalidGrammar("too many rules or symbols"));
         }
         let mut sets = Vec::with_capacity(byte_sets.len());
         for ranges in &byte_sets {
             let mut bits = [0u64; 4];
             for &(lo, hi) in ranges {
-                if !(0 <= lo && lo <= hi && hi <= 255) {
-                    return err("byte range outside 0..=255");
+                if lo > hi {
+                    return Err(GrammarError::InvalidGrammar("an empty byte range"));
                 }
                 for b in lo..=hi {
                     bits[(b >> 6) as usize] |= 1 << (b & 63);
@@ -66,27 +118,27 @@ impl CompiledGrammar {
             sets.push(bits);
         }
         let mut g = CompiledGrammar {
-            start: start as u32,
-            lhs: Vec::new(),
+            start,
+            lhs: Vec::with_capacity(alternatives.len()),
             rhs_start: vec![0],
-            rhs: Vec::new(),
-            rule_alts: vec![Vec::new(); n_rules as usize],
-            nullable: vec![false; n_rules as usize],
+            rhs: Vec::with_capacity(n_symbols),
+            rule_alts: vec![Vec::new(); n_rules],
+            nullable: vec![false; n_rules],
             byte_sets: sets,
         };
-        for alt in &alts {
-            let Some((&lhs, syms)) = alt.split_first() else { return err("empty alternative row") };
-            if lhs < 0 {
-                return err("negative rule index");
-            }
-            for &s in syms {
-                if s >= n_rules || (s < 0 && (-s - 1) as usize >= byte_sets.len()) {
-                    return err("symbol out of range");
+        for (lhs, symbols) in alternatives {
+            for &s in &symbols {
+                let known = match s {
+                    Symbol::Rule(r) => (r as usize) < n_rules,
+                    Symbol::Bytes(k) => (k as usize) < byte_sets.len(),
+                };
+                if !known {
+                    return Err(GrammarError::InvalidGrammar("symbol out of range"));
                 }
-                g.rhs.push(s as i32);
             }
+            g.rhs.extend_from_slice(&symbols);
             g.rule_alts[lhs as usize].push(g.lhs.len() as u32);
-            g.lhs.push(lhs as u32);
+            g.lhs.push(lhs);
             g.rhs_start.push(g.rhs.len() as u32);
         }
         loop {
@@ -94,7 +146,11 @@ impl CompiledGrammar {
             let mut changed = false;
             for a in 0..g.lhs.len() {
                 let l = g.lhs[a] as usize;
-                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| s >= 0 && g.nullable[s as usize]) {
+                if !g.nullable[l]
+                    && g.alt_rhs(a as u32)
+                        .iter()
+                        .all(|&s| matches!(s, Symbol::Rule(r) if g.nullable[r as usize]))
+                {
                     g.nullable[l] = true;
                     changed = true;
                 }
@@ -111,7 +167,8 @@ impl CompiledGrammar {
         (self.rhs_start[it.alt as usize] + it.alt + it.dot) as usize
     }
 
-    fn alt_rhs(&self, alt: u32) -> &[i32] {
+    /// The right-hand side of alternative `alt`.
+    fn alt_rhs(&self, alt: u32) -> &[Symbol] {
         &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
     }
 }
@@ -119,8 +176,11 @@ impl CompiledGrammar {
 /// An Earley item: alternative, dot, and origin state id (or `SELF`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Item {
+    /// The alternative (an index into the grammar's alternatives).
     pub(super) alt: u32,
+    /// How many of its symbols are matched.
     pub(super) dot: u32,
+    /// The state the item started in, or `SELF`.
     pub(super) origin: u32,
 }
 
@@ -128,10 +188,15 @@ pub(super) struct Item {
 /// all states, not several per state): `waiting` and `scans` are ranges of `Automaton::pairs`,
 /// `next` the start of its 256 transitions in `Automaton::next` (NO_ROW until its first step).
 pub(super) struct State {
-    waiting: (u32, u32), // (rule after the dot, item), sorted by rule: for completion
-    scans: (u32, u32),   // (byte set after the dot, item)
-    pub(super) scan_bytes: [u64; 4], // union of the scans' byte sets
+    /// (rule after the dot, item), sorted by rule: for completion
+    waiting: (u32, u32),
+    /// (byte set after the dot, item)
+    scans: (u32, u32),
+    /// The bytes some item can scan next: the union of the scans' byte sets.
+    pub(super) scan_bytes: [u64; 4],
+    /// Whether the start rule is complete here (the bytes so far are a sentence).
     pub(super) accepting: bool,
+    /// Where its row starts in `Automaton::next`, or `NO_ROW`.
     next: u32,
 }
 
@@ -161,31 +226,44 @@ impl Hasher for Fx {
     }
 }
 
+/// A hash map with [`Fx`] hashing.
 pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// The interned Earley sets of one grammar, with their transitions, and scratch buffers.
 pub(super) struct Automaton {
+    /// The grammar.
     pub(super) g: Arc<CompiledGrammar>,
+    /// Every state made so far, by id (`ROOT` first).
     pub(super) states: Vec<State>,
-    pairs: Vec<(u32, Item)>, // every state's `waiting` and `scans` lists
-    next: Vec<u32>,          // every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
-    intern: Interner,        // a state's items -> its id
-    by_seeds: Interner,      // canonical seeds (see `close`) -> their closure's state
+    /// Every state's `waiting` and `scans` lists
+    pairs: Vec<(u32, Item)>,
+    /// Every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
+    next: Vec<u32>,
+    /// A state's items -> its id
+    intern: Interner,
+    /// Canonical seeds (see `close`) -> their closure's state
+    by_seeds: Interner,
     seed_key: Vec<Item>,
     seeds: Vec<Item>,
     waiting: Vec<(u32, Item)>,
     scans: Vec<(u32, Item)>,
     seen: Seen,
-    predicted: Vec<u32>, // per rule: the `gen` of the last closure that predicted it
-    gen: u32,            // this closure's stamp (see `close_uncached`)
+    /// Per rule: the `gen` of the last closure that predicted it
+    predicted: Vec<u32>,
+    /// This closure's stamp (see `close_uncached`)
+    gen: u32,
     work: Vec<Item>,
     items: Vec<Item>,
 }
 
 impl Automaton {
-    pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, KernelError> {
+    /// The automaton of `g`, with its root state (the start rule predicted) made.
+    pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, GrammarError> {
         let n_rules = g.rule_alts.len();
-        let seen = Seen { at: vec![(0, 0); g.rhs.len() + g.lhs.len()], more: FxMap::with_capacity_and_hasher(64, Default::default()) };
+        let seen = Seen {
+            at: vec![(0, 0); g.rhs.len() + g.lhs.len()],
+            more: FxMap::with_capacity_and_hasher(64, Default::default()),
+        };
         let mut a = Automaton {
             g,
             // Room for the states of a few first masks, allocated now rather than grown (and
@@ -206,15 +284,21 @@ impl Automaton {
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
-        let seeds: Vec<Item> =
-            a.g.rule_alts[a.g.start as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }).collect();
+        let seeds: Vec<Item> = a.g.rule_alts[a.g.start as usize]
+            .iter()
+            .map(|&alt| Item {
+                alt,
+                dot: 0,
+                origin: SELF,
+            })
+            .collect();
         a.close(&seeds)?;
         Ok(a)
     }
 
     /// The state after `byte` from `s`, or DEAD.
     #[inline]
-    pub(super) fn step(&mut self, s: u32, byte: u8) -> Result<u32, KernelError> {
+    pub(super) fn step(&mut self, s: u32, byte: u8) -> Result<u32, GrammarError> {
         let st = &self.states[s as usize];
         if !has_byte(&st.scan_bytes, byte) {
             return Ok(DEAD);
@@ -232,9 +316,17 @@ impl Automaton {
             self.pairs[st.scans.0 as usize..st.scans.1 as usize]
                 .iter()
                 .filter(|(set, _)| has_byte(&g.byte_sets[*set as usize], byte))
-                .map(|&(_, it)| Item { alt: it.alt, dot: it.dot + 1, origin: if it.origin == SELF { s } else { it.origin } }),
+                .map(|&(_, it)| Item {
+                    alt: it.alt,
+                    dot: it.dot + 1,
+                    origin: if it.origin == SELF { s } else { it.origin },
+                }),
         );
-        let t = if seeds.is_empty() { Ok(DEAD) } else { self.close(&seeds) };
+        let t = if seeds.is_empty() {
+            Ok(DEAD)
+        } else {
+            self.close(&seeds)
+        };
         self.seeds = seeds;
         let t = t?;
         // Every byte that belongs to exactly the same scanned byte sets leads to the same state:
@@ -272,12 +364,20 @@ impl Automaton {
     /// origin (what it completes, and whether the set accepts), so it is keyed as that: the bytes
     /// that end different alternatives of one rule (the last byte of a 1-, 2-, 3- or 4-byte UTF-8
     /// character, say) then share one closure instead of computing the same set again.
-    pub(super) fn close(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+    pub(super) fn close(&mut self, seeds: &[Item]) -> Result<u32, GrammarError> {
         self.seed_key.clear();
         for &it in seeds {
             let done = it.dot as usize == self.g.alt_rhs(it.alt).len();
             let lhs = self.g.lhs[it.alt as usize];
-            self.seed_key.push(if done { Item { alt: COMPLETED | lhs, dot: 0, origin: it.origin } } else { it });
+            self.seed_key.push(if done {
+                Item {
+                    alt: COMPLETED | lhs,
+                    dot: 0,
+                    origin: it.origin,
+                }
+            } else {
+                it
+            });
         }
         self.seed_key.sort_unstable();
         self.seed_key.dedup();
@@ -290,13 +390,16 @@ impl Automaton {
         Ok(id)
     }
 
-    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, KernelError> {
+    fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, GrammarError> {
         let g = self.g.clone();
         let is_root = self.states.is_empty();
         self.seen.more.clear();
         self.work.clear();
         self.items.clear();
-        let (mut waiting, mut scans) = (std::mem::take(&mut self.waiting), std::mem::take(&mut self.scans));
+        let (mut waiting, mut scans) = (
+            std::mem::take(&mut self.waiting),
+            std::mem::take(&mut self.scans),
+        );
         waiting.clear();
         scans.clear();
         let mut accepting = false;
@@ -323,9 +426,7 @@ impl Automaton {
         while let Some(it) = self.work.pop() {
             n_items += 1;
             if n_items > MAX_EARLEY_ITEMS {
-                return Err(KernelError(format!(
-                    "grammar limit: more than {MAX_EARLEY_ITEMS} Earley items at one position"
-                )));
+                return Err(GrammarError::TooManyItems);
             }
             let rhs = g.alt_rhs(it.alt);
             let add = |n: Item, seen: &mut Seen, work: &mut Vec<Item>| {
@@ -335,18 +436,32 @@ impl Automaton {
             };
             if (it.dot as usize) < rhs.len() {
                 self.items.push(it);
-                let sym = rhs[it.dot as usize];
-                if sym < 0 {
-                    scans.push(((-sym - 1) as u32, it));
-                    continue;
+                let rule = match rhs[it.dot as usize] {
+                    Symbol::Bytes(set) => {
+                        scans.push((set, it));
+                        continue;
+                    }
+                    Symbol::Rule(rule) => rule,
+                };
+                waiting.push((rule, it));
+                if self.predicted[rule as usize] != self.gen {
+                    self.predicted[rule as usize] = self.gen;
+                    self.work
+                        .extend(g.rule_alts[rule as usize].iter().map(|&alt| Item {
+                            alt,
+                            dot: 0,
+                            origin: SELF,
+                        }));
                 }
-                waiting.push((sym as u32, it));
-                if self.predicted[sym as usize] != self.gen {
-                    self.predicted[sym as usize] = self.gen;
-                    self.work.extend(g.rule_alts[sym as usize].iter().map(|&alt| Item { alt, dot: 0, origin: SELF }));
-                }
-                if g.nullable[sym as usize] {
-                    add(Item { dot: it.dot + 1, ..it }, &mut self.seen, &mut self.work);
+                if g.nullable[rule as usize] {
+                    add(
+                        Item {
+                            dot: it.dot + 1,
+                            ..it
+                        },
+                        &mut self.seen,
+                        &mut self.work,
+                    );
                 }
             } else {
                 let lhs = g.lhs[it.alt as usize];
@@ -364,7 +479,15 @@ impl Automaton {
                             break;
                         }
                         let origin = if p.origin == SELF { o } else { p.origin };
-                        add(Item { alt: p.alt, dot: p.dot + 1, origin }, &mut self.seen, &mut self.work);
+                        add(
+                            Item {
+                                alt: p.alt,
+                                dot: p.dot + 1,
+                                origin,
+                            },
+                            &mut self.seen,
+                            &mut self.work,
+                        );
                     }
                 }
             }
@@ -372,13 +495,15 @@ impl Automaton {
         // The key: items that still matter (a completed item has done its work) and acceptance.
         self.items.sort_unstable();
         if accepting {
-            self.items.push(Item { alt: u32::MAX, dot: u32::MAX, origin: u32::MAX });
+            self.items.push(Item {
+                alt: u32::MAX,
+                dot: u32::MAX,
+                origin: u32::MAX,
+            });
         }
         let id = match self.intern.get(&self.items) {
             Ok(id) => Ok(id),
-            Err(_) if self.states.len() >= MAX_STATES => {
-                Err(KernelError(format!("grammar limit: more than {MAX_STATES} parser states")))
-            }
+            Err(_) if self.states.len() >= MAX_STATES => Err(GrammarError::TooManyStates),
             Err(hash) => Ok(self.new_state(&mut waiting, &scans, accepting, hash)),
         };
         (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
@@ -386,7 +511,13 @@ impl Automaton {
     }
 
     /// Store the closure just computed (`self.items` is its key, `hash` the key's hash) as a new state.
-    fn new_state(&mut self, waiting: &mut [(u32, Item)], scans: &[(u32, Item)], accepting: bool, hash: u64) -> u32 {
+    fn new_state(
+        &mut self,
+        waiting: &mut [(u32, Item)],
+        scans: &[(u32, Item)],
+        accepting: bool,
+        hash: u64,
+    ) -> u32 {
         let g = &self.g;
         waiting.sort_unstable();
         let mut scan_bytes = [0u64; 4];
@@ -399,8 +530,17 @@ impl Automaton {
         let at = self.pairs.len() as u32;
         self.pairs.extend_from_slice(waiting);
         self.pairs.extend_from_slice(scans);
-        let (waiting, scans) = ((at, at + waiting.len() as u32), (at + waiting.len() as u32, self.pairs.len() as u32));
-        self.states.push(State { waiting, scans, scan_bytes, accepting, next: NO_ROW });
+        let (waiting, scans) = (
+            (at, at + waiting.len() as u32),
+            (at + waiting.len() as u32, self.pairs.len() as u32),
+        );
+        self.states.push(State {
+            waiting,
+            scans,
+            scan_bytes,
+            accepting,
+            next: NO_ROW,
+        });
         self.intern.insert(&self.items, hash, id);
         id
     }
@@ -410,7 +550,8 @@ impl Automaton {
 /// Most differ in (alternative, dot), so a table stamped per position finds a repeat with one
 /// lookup; an item at a position already taken by another origin goes to the map `more`.
 struct Seen {
-    at: Vec<(u32, u32)>, // per (alternative, dot) position: (closure stamp, origin)
+    /// Per (alternative, dot) position: (closure stamp, origin)
+    at: Vec<(u32, u32)>,
     more: FxMap<Item, ()>,
 }
 
@@ -430,8 +571,10 @@ impl Seen {
 /// slice and compares it in place, so neither a lookup nor an insert allocates a key.
 #[derive(Default)]
 struct Interner {
-    heads: FxMap<u64, u32>,   // hash -> the newest entry with that hash
-    entries: Vec<Entry>,      // per entry: its key's range in `keys`, value, older same-hash entry
+    /// Hash -> the newest entry with that hash
+    heads: FxMap<u64, u32>,
+    /// Per entry: its key's range in `keys`, value, older same-hash entry
+    entries: Vec<Entry>,
     keys: Vec<Item>,
 }
 
@@ -439,7 +582,8 @@ struct Entry {
     from: u32,
     to: u32,
     value: u32,
-    older: u32, // u32::MAX: none
+    /// U32::MAX: none
+    older: u32,
 }
 
 impl Interner {
@@ -481,6 +625,132 @@ impl Interner {
         self.keys.extend_from_slice(key);
         let id = self.entries.len() as u32;
         let older = self.heads.insert(hash, id).unwrap_or(u32::MAX);
-        self.entries.push(Entry { from, to: self.keys.len() as u32, value, older });
+        self.entries.push(Entry {
+            from,
+            to: self.keys.len() as u32,
+            value,
+            older,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Draw;
+    use super::*;
+
+    /// The states after each byte of `text` from the root (DEAD once a byte is rejected).
+    fn walk(a: &mut Automaton, text: &[u8]) -> Vec<u32> {
+        let mut s = ROOT;
+        let mut states = Vec::new();
+        for &b in text {
+            if s != DEAD {
+                s = a.step(s, b).unwrap();
+            }
+            states.push(s);
+        }
+        states
+    }
+
+    fn accepts(a: &mut Automaton, text: &[u8]) -> bool {
+        match walk(a, text).last() {
+            Some(&s) => s != DEAD && a.states[s as usize].accepting,
+            None => a.states[ROOT as usize].accepting,
+        }
+    }
+
+    /// `0 ::= "a" 0 "b" | ""`: balanced a^n b^n (a center-recursive rule, not a regular language).
+    fn balanced() -> Arc<CompiledGrammar> {
+        let mut d = Draw::default();
+        let (a, b) = (d.byte(b'a'), d.byte(b'b'));
+        d.alt(0, &[a, Symbol::Rule(0), b]);
+        d.alt(0, &[]);
+        d.build(0)
+    }
+
+    #[test]
+    fn recognizes_exactly_the_language() {
+        let mut a = Automaton::new(balanced()).unwrap();
+        for (text, expected) in [
+            (&b""[..], true),
+            (b"ab", true),
+            (b"aabb", true),
+            (b"aab", false),
+            (b"abab", false),
+            (b"ba", false),
+        ] {
+            assert_eq!(accepts(&mut a, text), expected, "{:?}", text);
+        }
+        let states = walk(&mut a, b"abb");
+        assert_ne!(states[1], DEAD);
+        assert_eq!(states[2], DEAD); // the second "b" has no "a" to close
+    }
+
+    #[test]
+    fn equal_earley_sets_are_one_state() {
+        // 0 ::= "" | 0 [a-z]   (a left-recursive star: after any letters, the same items)
+        let mut d = Draw::default();
+        let letter = d.set(&[(b'a', b'z')]);
+        d.alt(0, &[]);
+        d.alt(0, &[Symbol::Rule(0), letter]);
+        let mut a = Automaton::new(d.build(0)).unwrap();
+        let states = walk(&mut a, b"abcq");
+        assert!(states.iter().all(|&s| s == states[0]), "{states:?}");
+        assert_eq!(a.states.len(), 2); // the root and the state after a letter
+    }
+
+    #[test]
+    fn nullable_rules_are_skipped_at_prediction() {
+        // 0 ::= 1 1 "x"     1 ::= "" | "a"
+        let mut d = Draw::default();
+        let (x, a) = (d.byte(b'x'), d.byte(b'a'));
+        d.alt(0, &[Symbol::Rule(1), Symbol::Rule(1), x]);
+        d.alt(1, &[]);
+        d.alt(1, &[a]);
+        let mut auto = Automaton::new(d.build(0)).unwrap();
+        for (text, expected) in [
+            (&b"x"[..], true),
+            (b"ax", true),
+            (b"aax", true),
+            (b"aaax", false),
+        ] {
+            assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn a_huge_alternation_hits_the_item_limit() {
+        let mut d = Draw::default();
+        let a = d.byte(b'a');
+        for _ in 0..=MAX_EARLEY_ITEMS {
+            d.alt(0, &[a]);
+        }
+        assert_eq!(
+            Automaton::new(d.build(0)).err(),
+            Some(GrammarError::TooManyItems)
+        );
+    }
+
+    #[test]
+    fn malformed_flat_grammars_are_errors() {
+        let invalid =
+            |alternatives, byte_sets| CompiledGrammar::new(0, alternatives, byte_sets).err();
+        assert_eq!(
+            invalid(vec![(0, vec![Symbol::Rule(5)])], vec![]),
+            Some(GrammarError::InvalidGrammar("symbol out of range"))
+        );
+        assert_eq!(
+            invalid(vec![(0, vec![Symbol::Bytes(1)])], vec![vec![(0, 1)]]),
+            Some(GrammarError::InvalidGrammar("symbol out of range"))
+        );
+        assert_eq!(
+            invalid(vec![(0, vec![Symbol::Bytes(0)])], vec![vec![(9, 1)]]),
+            Some(GrammarError::InvalidGrammar("an empty byte range"))
+        );
+        assert_eq!(Symbol::from_flat(Symbol::BYTES, 3), Ok(Symbol::Bytes(3)));
+        assert_eq!(
+            Symbol::from_flat(7, 0),
+            Err(GrammarError::InvalidGrammar("unknown symbol kind"))
+        );
     }
 }

@@ -20,21 +20,28 @@
 //!
 //! Masks are identical to the plain walk (the twin parity tests check it).
 //!
-//! Limits (a [`KernelError`] whose message contains "limit"; Python raises GrammarLimitError):
-//! [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets per matcher.
+//! Errors are [`GrammarError`]s, one variant per cause; the Python glue raises the exception the
+//! Python twin raises for each. Limits: [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets
+//! per matcher (both `GrammarLimitError` in Python).
+//!
+//! Key types: [`CompiledGrammar`] (a grammar as numbers), [`TokenTrie`] (a vocabulary),
+//! [`GrammarMatcher`] (one request's masks), [`GrammarError`].
+
+#![warn(missing_docs)]
 
 mod earley;
+mod error;
 mod slicer;
-mod walk;
+#[cfg(test)]
+mod testing;
 pub mod trie;
-#[cfg(feature = "python")]
-pub mod python;
+mod walk;
 
 use std::sync::Arc;
 
-use crate::KernelError;
-pub use earley::{CompiledGrammar, MAX_EARLEY_ITEMS, MAX_STATES};
 use earley::{Automaton, FxMap, DEAD, ROOT};
+pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
+pub use error::{ErrorKind, GrammarError};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 use walk::{Kids, TextMask};
@@ -44,24 +51,36 @@ pub struct GrammarMatcher {
     trie: Arc<TokenTrie>,
     eos: Vec<u32>,
     auto: Automaton,
-    stack: Vec<u32>,               // state after each consumed byte; stack[0] = ROOT
-    steps: Vec<(usize, bool)>,     // per accepted token: (stack length before, terminated before)
+    /// State after each consumed byte; stack[0] = ROOT
+    stack: Vec<u32>,
+    /// Per accepted token: (stack length before, terminated before)
+    steps: Vec<(usize, bool)>,
     terminated: bool,
-    masks: FxMap<u32, TextMask>,   // committed state -> allowed text tokens
-    runs: FxMap<u32, Option<Run>>, // state -> its run (see the module docs)
-    slices: FxMap<u32, Option<SliceUse>>, // state -> how its mask uses a slice
-    frames: Vec<(u32, Kids)>,      // walk scratch: per depth, the state and the children left
+    /// Committed state -> allowed text tokens
+    masks: FxMap<u32, TextMask>,
+    /// State -> its run (see the module docs)
+    runs: FxMap<u32, Option<Run>>,
+    /// State -> how its mask uses a slice
+    slices: FxMap<u32, Option<SliceUse>>,
+    /// Walk scratch: per depth, the state and the children left
+    frames: Vec<(u32, Kids)>,
 }
 
 impl GrammarMatcher {
-    pub fn new(g: Arc<CompiledGrammar>, trie: Arc<TokenTrie>, eos_token_ids: &[i64]) -> Result<Self, KernelError> {
+    /// A matcher at the start of grammar `g` over the vocabulary `trie`; `eos_token_ids` are
+    /// allowed wherever the grammar accepts, and accepting one terminates the matcher.
+    pub fn new(
+        g: Arc<CompiledGrammar>,
+        trie: Arc<TokenTrie>,
+        eos_token_ids: &[i64],
+    ) -> Result<Self, GrammarError> {
         let mut eos = Vec::new();
         for &t in eos_token_ids {
             if t < 0 || t as usize >= trie.vocab_size {
-                return Err(KernelError(format!(
-                    "EOS token id {t} is outside the vocabulary of {} tokens",
-                    trie.vocab_size
-                )));
+                return Err(GrammarError::EosOutOfVocabulary {
+                    token_id: t,
+                    vocab_size: trie.vocab_size,
+                });
             }
             eos.push(t as u32);
         }
@@ -81,31 +100,40 @@ impl GrammarMatcher {
         })
     }
 
+    /// The number of tokens in the vocabulary (masks have one bit per token).
     pub fn vocab_size(&self) -> usize {
         self.trie.vocab_size
     }
 
+    /// The state after every byte accepted so far.
     fn current(&self) -> u32 {
         self.stack.last().copied().unwrap_or(ROOT)
     }
 
+    /// Whether the bytes accepted so far are a whole sentence of the grammar (EOS is allowed).
     pub fn is_accepting(&self) -> bool {
         self.auto.states[self.current() as usize].accepting
     }
 
+    /// Whether an EOS token was accepted (then only EOS stays allowed).
     pub fn is_terminated(&self) -> bool {
         self.terminated
     }
 
+    /// The tokens accepted so far (EOS and `accept_bytes` calls included): what `rollback` can undo.
     pub fn num_accepted(&self) -> usize {
         self.steps.len()
     }
 
-    /// Write the allowed tokens into `out` (bit t % 32 of word t / 32).
-    pub fn fill_bitmask(&mut self, out: &mut [u32]) -> Result<(), KernelError> {
-        let words = (self.trie.vocab_size + 31) / 32;
+    /// Write the allowed tokens into `out`, one word per 32 tokens: token t is allowed when bit
+    /// t % 32 of word t / 32 is set.
+    pub fn fill_bitmask(&mut self, out: &mut [u32]) -> Result<(), GrammarError> {
+        let words = self.trie.vocab_size.div_ceil(32);
         if out.len() != words {
-            return Err(KernelError(format!("bitmask must have {words} words, got {}", out.len())));
+            return Err(GrammarError::BitmaskLength {
+                expected: words,
+                got: out.len(),
+            });
         }
         if self.terminated {
             out.fill(0);
@@ -123,8 +151,15 @@ impl GrammarMatcher {
         Ok(())
     }
 
-    pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, KernelError> {
-        let mut mask = vec![0u32; (self.trie.vocab_size + 31) / 32];
+    /// Whether `fill_bitmask` would only copy a mask computed before (no walk): a call cheap
+    /// enough that releasing the Python interpreter around it would cost more than it saves.
+    pub fn mask_is_cached(&self) -> bool {
+        self.terminated || self.masks.contains_key(&self.current())
+    }
+
+    /// The allowed token ids, ascending.
+    pub fn allowed_token_ids(&mut self) -> Result<Vec<u32>, GrammarError> {
+        let mut mask = vec![0u32; self.trie.vocab_size.div_ceil(32)];
         self.fill_bitmask(&mut mask)?;
         let mut ids = Vec::new();
         for (w, &bits) in mask.iter().enumerate() {
@@ -137,12 +172,13 @@ impl GrammarMatcher {
         Ok(ids)
     }
 
-    pub fn accept_token(&mut self, token_id: i64) -> Result<bool, KernelError> {
+    /// Advance by one token; false (and no change) if the grammar does not allow it here.
+    pub fn accept_token(&mut self, token_id: i64) -> Result<bool, GrammarError> {
         if token_id < 0 || token_id as usize >= self.trie.vocab_size {
-            return Err(KernelError(format!(
-                "token id {token_id} is out of range for a vocabulary of {} tokens",
-                self.trie.vocab_size
-            )));
+            return Err(GrammarError::TokenOutOfRange {
+                token_id,
+                vocab_size: self.trie.vocab_size,
+            });
         }
         if self.terminated {
             return Ok(false);
@@ -160,7 +196,8 @@ impl GrammarMatcher {
         Ok(!data.is_empty() && self.accept_bytes(data)?)
     }
 
-    pub fn accept_bytes(&mut self, data: &[u8]) -> Result<bool, KernelError> {
+    /// Advance by raw bytes, one step for `rollback`; false (and no change) if they do not fit.
+    pub fn accept_bytes(&mut self, data: &[u8]) -> Result<bool, GrammarError> {
         if self.terminated {
             return Ok(false);
         }
@@ -179,12 +216,13 @@ impl GrammarMatcher {
         Ok(true)
     }
 
-    pub fn rollback(&mut self, n_tokens: usize) -> Result<(), KernelError> {
+    /// Undo the last `n_tokens` accepted tokens (EOS included).
+    pub fn rollback(&mut self, n_tokens: usize) -> Result<(), GrammarError> {
         if n_tokens > self.steps.len() {
-            return Err(KernelError(format!(
-                "cannot roll back {n_tokens} tokens: {} accepted",
-                self.steps.len()
-            )));
+            return Err(GrammarError::Rollback {
+                requested: n_tokens as i64,
+                accepted: self.steps.len(),
+            });
         }
         if n_tokens == 0 {
             return Ok(());
@@ -196,6 +234,7 @@ impl GrammarMatcher {
         Ok(())
     }
 
+    /// Back to the start of the grammar.
     pub fn reset(&mut self) {
         self.steps.clear();
         self.stack.truncate(1);
@@ -205,44 +244,87 @@ impl GrammarMatcher {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{matcher, Draw};
     use super::*;
 
-    fn lit(b: u8) -> i64 {
-        -(b as i64) - 1 // byte set index == byte value in these tests
+    /// `0 ::= "" | 0 "a"` (a left-recursive star).
+    fn a_star() -> Arc<CompiledGrammar> {
+        let mut d = Draw::default();
+        let a = d.byte(b'a');
+        d.alt(0, &[]);
+        d.alt(0, &[Symbol::Rule(0), a]);
+        d.build(0)
     }
 
-    fn grammar(alts: Vec<Vec<i64>>) -> Arc<CompiledGrammar> {
-        let sets = (0..=255).map(|b| vec![(b, b)]).collect();
-        Arc::new(CompiledGrammar::new(0, alts, sets).unwrap())
-    }
+    //                     0          1           2          3
+    const VOCAB: [Option<&[u8]>; 4] = [Some(b"a"), Some(b"aa"), Some(b"b"), None];
+    const EOS: i64 = 3;
 
     #[test]
-    fn left_recursive_star_and_eos() {
-        // 0 ::= "" | 0 "a"   over the vocabulary a, aa, b, <eos>
-        let g = grammar(vec![vec![0], vec![0, 0, lit(b'a')]]);
-        let trie = Arc::new(TokenTrie::new(vec![Some(b"a".to_vec()), Some(b"aa".to_vec()), Some(b"b".to_vec()), None]).unwrap());
-        let mut m = GrammarMatcher::new(g, trie, &[3]).unwrap();
+    fn eos_only_where_the_grammar_accepts_and_rollback_undoes_it() {
+        let mut m = matcher(a_star(), &VOCAB, &[EOS]);
         assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 3]);
-        assert!(m.accept_token(1).unwrap());
-        assert!(!m.accept_token(2).unwrap());
-        assert!(m.accept_token(3).unwrap());
+        assert!(m.accept_token(1).unwrap()); // "aa"
+        assert!(!m.accept_token(2).unwrap()); // "b" refused, nothing changed
+        assert_eq!(m.num_accepted(), 1);
+        assert!(m.accept_token(EOS).unwrap());
         assert!(m.is_terminated());
         assert_eq!(m.allowed_token_ids().unwrap(), vec![3]);
+        assert!(!m.accept_token(0).unwrap()); // nothing after EOS
         m.rollback(2).unwrap();
         assert!(!m.is_terminated());
         assert_eq!(m.num_accepted(), 0);
     }
 
     #[test]
-    fn errors_not_panics() {
-        assert!(CompiledGrammar::new(0, vec![vec![0, 5]], vec![]).is_err());
-        assert!(CompiledGrammar::new(0, vec![vec![0, -2]], vec![vec![(0, 1)]]).is_err());
-        let g = grammar(vec![vec![0, lit(b'x')]]);
-        let trie = Arc::new(TokenTrie::new(vec![Some(b"x".to_vec())]).unwrap());
-        assert!(GrammarMatcher::new(g.clone(), trie.clone(), &[7]).is_err());
+    fn the_bitmask_has_one_bit_per_token() {
+        let mut m = matcher(a_star(), &VOCAB, &[EOS]);
+        let mut words = [0u32; 1];
+        m.fill_bitmask(&mut words).unwrap();
+        assert_eq!(words[0], 0b1011); // tokens 0, 1 and EOS
+        assert!(m.accept_bytes(b"a").unwrap());
+        assert!(!m.accept_bytes(b"ab").unwrap()); // all or nothing
+        assert_eq!(m.num_accepted(), 1);
+        m.reset();
+        assert_eq!(m.num_accepted(), 0);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        let mut d = Draw::default();
+        let x = d.byte(b'x');
+        d.alt(0, &[x]);
+        let g = d.build(0);
+        let only_x: [Option<&[u8]>; 1] = [Some(b"x")];
+        let trie = testing::trie(&only_x);
+        assert_eq!(
+            GrammarMatcher::new(g.clone(), trie.clone(), &[7]).err(),
+            Some(GrammarError::EosOutOfVocabulary {
+                token_id: 7,
+                vocab_size: 1
+            })
+        );
         let mut m = GrammarMatcher::new(g, trie, &[]).unwrap();
-        assert!(m.accept_token(9).is_err());
-        assert!(m.rollback(1).is_err());
-        assert!(m.fill_bitmask(&mut [0, 0]).is_err());
+        assert_eq!(
+            m.accept_token(9),
+            Err(GrammarError::TokenOutOfRange {
+                token_id: 9,
+                vocab_size: 1
+            })
+        );
+        assert_eq!(
+            m.rollback(1),
+            Err(GrammarError::Rollback {
+                requested: 1,
+                accepted: 0
+            })
+        );
+        assert_eq!(
+            m.fill_bitmask(&mut [0, 0]),
+            Err(GrammarError::BitmaskLength {
+                expected: 1,
+                got: 2
+            })
+        );
     }
 }

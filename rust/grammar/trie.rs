@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::KernelError;
+use super::error::GrammarError;
 
 /// Slices cached per trie (each holds a mask and a residual trie: a few MB at most).
 pub const MAX_SLICES: usize = 8;
@@ -25,18 +25,26 @@ pub const NO_FAN: u32 = u32::MAX;
 /// at `children[first..]` (the child for byte `b` is at `first` + the number of bytes below `b`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Fan {
+    /// The children's first bytes, as a 256-bit set.
     pub bits: [u64; 4],
+    /// Where the children's node indices start in [`TokenTrie::fan_children`].
     pub first: u32,
 }
 
 /// The byte trie of a vocabulary; tokens with no bytes (None or empty) are not in it.
 #[derive(Debug, Default)]
 pub struct TokenTrie {
+    /// The number of token ids (tokens without bytes included).
     pub vocab_size: usize,
+    /// Per node, the last byte of its path.
     pub byte: Vec<u8>,
+    /// Per node, the length of its path (1 for the root's children).
     pub depth: Vec<u32>,
+    /// Per node, the first node after its subtree (its next sibling, or an ancestor's).
     pub end: Vec<u32>,
+    /// Per node `i`, where its tokens start in `token_ids` (they end at `tok_start[i + 1]`).
     pub tok_start: Vec<u32>,
+    /// The tokens of every node, node after node.
     pub token_ids: Vec<u32>,
     /// The longest token, in bytes (the deepest node).
     pub max_depth: usize,
@@ -44,8 +52,11 @@ pub struct TokenTrie {
     pub token_bytes: Vec<Vec<u8>>,
     /// Per node, its index in `fans` or [`NO_FAN`]; `root_fan` for the (implicit) root.
     pub fan: Vec<u32>,
+    /// The root's index in `fans`, or [`NO_FAN`].
     pub root_fan: u32,
+    /// The fans of the wide nodes.
     pub fans: Vec<Fan>,
+    /// The children of every fan, each fan's in byte order (see [`Fan::first`]).
     pub fan_children: Vec<u32>,
     /// Slices built so far (see [`Slice`]), shared by every matcher on this vocabulary.
     slices: Mutex<Vec<Arc<Slice>>>,
@@ -55,7 +66,9 @@ pub struct TokenTrie {
 /// `utf8`, every valid multi-byte UTF-8 character (any code point >= U+0080, no surrogates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SliceKey {
+    /// The single bytes of the class, as a 256-bit set.
     pub bits: [u64; 4],
+    /// Whether every multi-byte UTF-8 character is in the class too.
     pub utf8: bool,
 }
 
@@ -80,7 +93,11 @@ impl SliceKey {
                 _ => OUT,
             },
             0 => {
-                if self.bits[(b >> 6) as usize] >> (b & 63) & 1 == 1 { 0 } else { OUT }
+                if self.bits[(b >> 6) as usize] >> (b & 63) & 1 == 1 {
+                    0
+                } else {
+                    OUT
+                }
             }
             1 if cont => 0,
             2 if cont => 1,
@@ -111,12 +128,16 @@ impl SliceKey {
 /// the run's k-th state rejects skips the whole group with one lookup.
 #[derive(Debug)]
 pub struct Slice {
+    /// The class the vocabulary is split by.
     pub key: SliceKey,
     /// `upto[n - 1]`: the tokens of the class that are at most `n` characters long (a token that
     /// ends inside a character counts that character); the last entry has them all.
     pub upto: Vec<Box<[u32]>>,
+    /// The number of tokens in the class.
     pub n_in: usize,
+    /// The exit nodes' subtrees, pruned to the tokens outside the class, as one trie.
     pub exits: TokenTrie,
+    /// The exit nodes grouped by (class characters before them, byte), in that order.
     pub groups: Vec<ExitGroup>,
     /// The longest class prefix, in characters, of any token (in the class or not).
     pub max_chars: usize,
@@ -126,41 +147,62 @@ pub struct Slice {
 /// [`Slice::exits`] (siblings at depth 1).
 #[derive(Debug, Clone, Copy)]
 pub struct ExitGroup {
+    /// The whole class characters before the exit byte.
     pub chars: u32,
+    /// The exit byte.
     pub byte: u8,
+    /// The group's first top-level node in [`Slice::exits`].
     pub from: u32,
+    /// The node after the group's last top-level node.
     pub to: u32,
 }
 
 impl Slice {
     /// The class's tokens of at most `chars` characters.
     pub fn mask(&self, chars: usize) -> Option<&[u32]> {
-        self.upto.get(chars.min(self.upto.len()).checked_sub(1)?).map(|m| &m[..])
+        self.upto
+            .get(chars.min(self.upto.len()).checked_sub(1)?)
+            .map(|m| &m[..])
     }
 }
 
 impl TokenTrie {
-    pub fn new(tokens: Vec<Option<Vec<u8>>>) -> Result<Self, KernelError> {
+    /// The trie of a vocabulary: `tokens[i]` is token i's bytes (None or empty: never matches).
+    /// Also builds the slices most grammars need (JSON string content, `[^\n]`).
+    pub fn new(tokens: Vec<Option<Vec<u8>>>) -> Result<Self, GrammarError> {
         if tokens.len() > u32::MAX as usize / 2 {
-            return Err(KernelError("vocabulary too large".into()));
+            return Err(GrammarError::VocabularyTooLarge(tokens.len()));
         }
         let vocab_size = tokens.len();
         let token_bytes: Vec<Vec<u8>> = tokens.into_iter().map(|t| t.unwrap_or_default()).collect();
         let mut order: Vec<u32> = (0..vocab_size as u32)
             .filter(|&i| !token_bytes[i as usize].is_empty())
             .collect();
-        order.sort_by(|&a, &b| token_bytes[a as usize].cmp(&token_bytes[b as usize]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            token_bytes[a as usize]
+                .cmp(&token_bytes[b as usize])
+                .then(a.cmp(&b))
+        });
 
-        let mut t = TokenTrie { vocab_size, ..Default::default() };
+        let mut t = TokenTrie {
+            vocab_size,
+            ..Default::default()
+        };
         let mut node_tokens: Vec<Vec<u32>> = Vec::new();
         let mut open: Vec<usize> = Vec::new(); // the path to the last node, one per depth
         let mut previous: &[u8] = &[];
         for &id in &order {
             let data = token_bytes[id as usize].as_slice();
-            let common = data.iter().zip(previous).take_while(|(a, b)| a == b).count();
-            if common == data.len() && common == previous.len() && !node_tokens.is_empty() {
-                node_tokens.last_mut().map(|v| v.push(id)); // same bytes as the previous token
-                continue;
+            let common = data
+                .iter()
+                .zip(previous)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common == data.len() && common == previous.len() {
+                if let Some(ids) = node_tokens.last_mut() {
+                    ids.push(id); // same bytes as the previous token
+                    continue;
+                }
             }
             while open.len() > common {
                 if let Some(node) = open.pop() {
@@ -174,7 +216,9 @@ impl TokenTrie {
                 t.end.push(0);
                 node_tokens.push(Vec::new());
             }
-            node_tokens.last_mut().map(|v| v.push(id));
+            if let Some(ids) = node_tokens.last_mut() {
+                ids.push(id); // (the token has bytes, so its last node was just made)
+            }
             previous = data;
         }
         for node in open {
@@ -199,8 +243,15 @@ impl TokenTrie {
             SliceKey { bits, utf8: true }
         };
         let json = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-        let defaults = [ascii(&json), ascii(&|b| json(b) && b != 0x7F), ascii(&|b| b != b'\n')];
-        let built: Vec<Arc<Slice>> = defaults.iter().map(|&k| Arc::new(t.build_slice(k))).collect();
+        let defaults = [
+            ascii(&json),
+            ascii(&|b| json(b) && b != 0x7F),
+            ascii(&|b| b != b'\n'),
+        ];
+        let built: Vec<Arc<Slice>> = defaults
+            .iter()
+            .map(|&k| Arc::new(t.build_slice(k)))
+            .collect();
         t.slices = Mutex::new(built);
         Ok(t)
     }
@@ -213,8 +264,13 @@ impl TokenTrie {
             return Some(s.clone());
         }
         let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
-        let near = slices.iter().filter(|s| s.key.subset_of(&key) && s.key.utf8 == key.utf8);
-        if let Some(s) = near.filter(|s| size(&s.key) + 4 >= size(&key)).max_by_key(|s| s.n_in) {
+        let near = slices
+            .iter()
+            .filter(|s| s.key.subset_of(&key) && s.key.utf8 == key.utf8);
+        if let Some(s) = near
+            .filter(|s| size(&s.key) + 4 >= size(&key))
+            .max_by_key(|s| s.n_in)
+        {
             return Some(s.clone()); // a class a few bytes short of `key`: good enough, no build
         }
         if slices.len() < MAX_SLICES {
@@ -222,7 +278,11 @@ impl TokenTrie {
             slices.push(s.clone());
             return Some(s);
         }
-        slices.iter().filter(|s| s.key.subset_of(&key)).max_by_key(|s| s.n_in).cloned()
+        slices
+            .iter()
+            .filter(|s| s.key.subset_of(&key))
+            .max_by_key(|s| s.n_in)
+            .cloned()
     }
 
     fn build_slice(&self, key: SliceKey) -> Slice {
@@ -240,12 +300,20 @@ impl TokenTrie {
         for i in 0..n {
             let d = self.depth[i] as usize;
             let (ps, pc, p) = path[d - 1];
-            let st = if ps == OUT { OUT } else { key.step(ps, self.byte[i]) };
+            let st = if ps == OUT {
+                OUT
+            } else {
+                key.step(ps, self.byte[i])
+            };
             let chars = pc + (st == 0) as u32;
             path[d] = (st, chars, i as u32);
             parent[i] = p;
             if st != 0 {
-                exit_of[i] = if ps == 0 { i as u32 } else { exit_of[p as usize] };
+                exit_of[i] = if ps == 0 {
+                    i as u32
+                } else {
+                    exit_of[p as usize]
+                };
                 prefix_chars[i] = pc;
             }
             let toks = &self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize];
@@ -270,7 +338,7 @@ impl TokenTrie {
             }
         }
         let mut upto: Vec<Box<[u32]>> = Vec::with_capacity(by_len.len());
-        let mut mask = vec![0u32; (self.vocab_size + 31) / 32].into_boxed_slice();
+        let mut mask = vec![0u32; self.vocab_size.div_ceil(32)].into_boxed_slice();
         for toks in &by_len {
             for &t in toks {
                 mask[(t >> 5) as usize] |= 1 << (t & 31);
@@ -279,17 +347,27 @@ impl TokenTrie {
         }
         // The kept exit nodes by (class characters before them, byte); then each one's subtree,
         // the kept nodes of that exit only, copied in that order.
-        let mut exit_nodes: Vec<(u32, u8, usize)> =
-            (0..n).filter(|&i| exit_of[i] == i as u32 && keep[i]).map(|e| (prefix_chars[e], self.byte[e], e)).collect();
+        let mut exit_nodes: Vec<(u32, u8, usize)> = (0..n)
+            .filter(|&i| exit_of[i] == i as u32 && keep[i])
+            .map(|e| (prefix_chars[e], self.byte[e], e))
+            .collect();
         exit_nodes.sort_unstable();
-        let mut r = TokenTrie { vocab_size: self.vocab_size, ..Default::default() };
+        let mut r = TokenTrie {
+            vocab_size: self.vocab_size,
+            ..Default::default()
+        };
         r.tok_start.push(0);
         let mut groups: Vec<ExitGroup> = Vec::new();
         for &(chars, byte, e) in &exit_nodes {
             let from = r.len() as u32;
             match groups.last_mut() {
                 Some(g) if g.chars == chars && g.byte == byte => {}
-                _ => groups.push(ExitGroup { chars, byte, from, to: from }),
+                _ => groups.push(ExitGroup {
+                    chars,
+                    byte,
+                    from,
+                    to: from,
+                }),
             }
             let base = self.depth[e] - 1;
             let mut open: Vec<usize> = Vec::new(); // copied nodes whose `end` is not known yet
@@ -307,7 +385,9 @@ impl TokenTrie {
                 r.byte.push(self.byte[i]);
                 r.depth.push(depth);
                 r.end.push(0);
-                r.token_ids.extend_from_slice(&self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize]);
+                r.token_ids.extend_from_slice(
+                    &self.token_ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize],
+                );
                 r.tok_start.push(r.token_ids.len() as u32);
             }
             for o in open {
@@ -319,8 +399,20 @@ impl TokenTrie {
         }
         r.max_depth = r.depth.iter().copied().max().unwrap_or(0) as usize;
         r.index_fans();
-        let max_chars = groups.iter().map(|g| g.chars as usize).max().unwrap_or(0).max(upto.len());
-        Slice { key, upto, n_in, exits: r, groups, max_chars }
+        let max_chars = groups
+            .iter()
+            .map(|g| g.chars as usize)
+            .max()
+            .unwrap_or(0)
+            .max(upto.len());
+        Slice {
+            key,
+            upto,
+            n_in,
+            exits: r,
+            groups,
+            max_chars,
+        }
     }
 
     /// Build the [`Fan`]s of the wide nodes (and of the root).
@@ -343,7 +435,10 @@ impl TokenTrie {
             if kids.len() < FAN_MIN_CHILDREN {
                 continue;
             }
-            let mut fan = Fan { bits: [0; 4], first: self.fan_children.len() as u32 };
+            let mut fan = Fan {
+                bits: [0; 4],
+                first: self.fan_children.len() as u32,
+            };
             for &k in &kids {
                 let b = self.byte[k as usize];
                 fan.bits[(b >> 6) as usize] |= 1 << (b & 63);
@@ -363,6 +458,7 @@ impl TokenTrie {
         self.byte.len()
     }
 
+    /// Whether the trie has no node (no token has bytes).
     pub fn is_empty(&self) -> bool {
         self.byte.is_empty()
     }
@@ -374,7 +470,13 @@ mod tests {
 
     #[test]
     fn preorder_layout() {
-        let toks = vec![Some(b"ab".to_vec()), Some(b"a".to_vec()), None, Some(b"b".to_vec()), Some(b"a".to_vec())];
+        let toks = vec![
+            Some(b"ab".to_vec()),
+            Some(b"a".to_vec()),
+            None,
+            Some(b"b".to_vec()),
+            Some(b"a".to_vec()),
+        ];
         let t = TokenTrie::new(toks).unwrap();
         assert_eq!(t.byte, b"abb".to_vec());
         assert_eq!(t.depth, vec![1, 2, 1]);

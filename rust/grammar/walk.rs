@@ -7,18 +7,26 @@
 //! The result is kept per state as a [`TextMask`].
 
 use super::earley::DEAD;
+use super::error::GrammarError;
 use super::slicer::SliceUse;
 use super::trie::{TokenTrie, NO_FAN};
 use super::GrammarMatcher;
-use crate::KernelError;
 
+/// Masks kept per matcher; past this many, the cache starts again empty.
 const MAX_CACHED_MASKS: usize = 256;
 
 /// The text tokens a state allows: a slice's tokens of at most `chars` characters (shared with
 /// the slice, not copied) plus the ids a walk found; or, when those ids would take more room than
 /// a bitmask, the bitmask. (A fresh bitmask per state would cost more than the walk itself.)
 pub(super) enum TextMask {
-    Ids { slice: Option<SliceUse>, ids: Vec<u32> },
+    /// A slice's tokens (if any) and the ids found by a walk.
+    Ids {
+        /// The slice whose class tokens are allowed.
+        slice: Option<SliceUse>,
+        /// The other allowed tokens.
+        ids: Vec<u32>,
+    },
+    /// The bitmask itself.
     Bits(Box<[u32]>),
 }
 
@@ -35,14 +43,30 @@ fn write_mask(slice: &Option<SliceUse>, ids: &[u32], out: &mut [u32]) {
 
 /// The children of a trie node still to visit in a walk (see [`GrammarMatcher::children`]).
 pub(super) enum Kids {
-    Range { next: usize, to: usize },
-    Fan { fan: usize, word: usize, todo: Option<u64>, rank: usize },
+    /// Every sibling node from `next` on, up to (not including) `to`.
+    Range {
+        /// The next child to visit.
+        next: usize,
+        /// The end of the parent's subtree.
+        to: usize,
+    },
+    /// The children of a wide node, through its [`trie::Fan`](super::trie::Fan).
+    Fan {
+        /// The fan's index in [`TokenTrie::fans`].
+        fan: usize,
+        /// Which 64-byte word of the fan's byte set is being visited.
+        word: usize,
+        /// The bytes of that word left to visit (None: the word is not started).
+        todo: Option<u64>,
+        /// The index in [`TokenTrie::fan_children`] of the word's first child.
+        rank: usize,
+    },
 }
 
 impl GrammarMatcher {
     /// Write the text tokens allowed from state `s` into `out` (EOS excluded); the tokens are
     /// computed once per state and kept as a [`TextMask`].
-    pub(super) fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), KernelError> {
+    pub(super) fn text_mask(&mut self, s: u32, out: &mut [u32]) -> Result<(), GrammarError> {
         if !self.masks.contains_key(&s) {
             let slice = match self.slices.get(&s) {
                 Some(slice) => slice.clone(),
@@ -53,7 +77,12 @@ impl GrammarMatcher {
                 }
             };
             let mut ids = Vec::new();
-            if let Some(SliceUse { slice: sl, chars, exits }) = &slice {
+            if let Some(SliceUse {
+                slice: sl,
+                chars,
+                exits,
+            }) = &slice
+            {
                 // The tokens outside the class: each exit group from the run's state after
                 // its class prefix (`chain[k]`: the state after k characters of the class).
                 let mut chain = vec![s];
@@ -66,7 +95,7 @@ impl GrammarMatcher {
                     while chain.len() <= k {
                         let last = chain[chain.len() - 1];
                         let Some(run) = self.run_of(last, 0)? else {
-                            return Err(KernelError("internal error: a run ended early".into()));
+                            return Err(GrammarError::Internal("a run ended early"));
                         };
                         chain.push(run.next);
                     }
@@ -103,14 +132,27 @@ impl GrammarMatcher {
     }
 
     /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
-    pub(super) fn walk(&mut self, trie: &TokenTrie, node: Option<usize>, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk(
+        &mut self,
+        trie: &TokenTrie,
+        node: Option<usize>,
+        s: u32,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), GrammarError> {
         self.frames.clear();
         self.frames.push((s, Self::children(trie, node)));
         self.walk_frames(trie, ids)
     }
 
     /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
-    pub(super) fn walk_from(&mut self, trie: &TokenTrie, from: usize, to: usize, s: u32, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk_from(
+        &mut self,
+        trie: &TokenTrie,
+        from: usize,
+        to: usize,
+        s: u32,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), GrammarError> {
         self.frames.clear();
         self.frames.push((s, Kids::Range { next: from, to }));
         self.walk_frames(trie, ids)
@@ -126,13 +168,22 @@ impl GrammarMatcher {
         if fan == NO_FAN {
             Kids::Range { next: from, to }
         } else {
-            Kids::Fan { fan: fan as usize, word: 0, todo: None, rank: trie.fans[fan as usize].first as usize }
+            Kids::Fan {
+                fan: fan as usize,
+                word: 0,
+                todo: None,
+                rank: trie.fans[fan as usize].first as usize,
+            }
         }
     }
 
     /// The depth-first walk: `frames` holds, per depth, the state there and the children left.
     /// A rejected byte skips the node's whole subtree; every accepted node allows its tokens.
-    pub(super) fn walk_frames(&mut self, trie: &TokenTrie, ids: &mut Vec<u32>) -> Result<(), KernelError> {
+    pub(super) fn walk_frames(
+        &mut self,
+        trie: &TokenTrie,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), GrammarError> {
         while let Some(top) = self.frames.len().checked_sub(1) {
             let (s, kids) = &mut self.frames[top];
             let s = *s;
@@ -146,12 +197,19 @@ impl GrammarMatcher {
                     *next = trie.end[i] as usize;
                     i
                 }
-                Kids::Fan { fan, word, todo, rank } => {
+                Kids::Fan {
+                    fan,
+                    word,
+                    todo,
+                    rank,
+                } => {
                     let f = &trie.fans[*fan];
                     // candidates: the fan's bytes that the state scans, one 64-byte word at a time
                     let mut bits = match *todo {
                         Some(bits) => bits,
-                        None if *word < 4 => f.bits[*word] & self.auto.states[s as usize].scan_bytes[*word],
+                        None if *word < 4 => {
+                            f.bits[*word] & self.auto.states[s as usize].scan_bytes[*word]
+                        }
                         None => {
                             self.frames.pop();
                             continue;
@@ -174,12 +232,87 @@ impl GrammarMatcher {
             if next == DEAD {
                 continue;
             }
-            ids.extend_from_slice(&trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize]);
+            ids.extend_from_slice(
+                &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize],
+            );
             if i + 1 < trie.end[i] as usize {
                 self.frames.push((next, Self::children(trie, Some(i))));
             }
         }
         Ok(())
     }
+}
 
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{allowed_one_by_one, matcher, Draw};
+    use super::super::{CompiledGrammar, Symbol};
+    use super::*;
+    use std::sync::Arc;
+
+    /// `0 ::= "(" 0 ")" 0 | ""`: balanced parentheses.
+    fn parens() -> Arc<CompiledGrammar> {
+        let mut d = Draw::default();
+        let (open, close) = (d.byte(b'('), d.byte(b')'));
+        d.alt(0, &[open, Symbol::Rule(0), close, Symbol::Rule(0)]);
+        d.alt(0, &[]);
+        d.build(0)
+    }
+
+    #[test]
+    fn a_rejected_byte_skips_its_subtree_and_an_accepted_one_allows_its_tokens() {
+        let vocab: [Option<&[u8]>; 7] = [
+            Some(b"("),   // 0
+            Some(b"()"),  // 1
+            Some(b"())"), // 2: one ")" too many
+            Some(b")"),   // 3
+            Some(b")("),  // 4
+            Some(b"(("),  // 5
+            None,         // 6: EOS
+        ];
+        let mut m = matcher(parens(), &vocab, &[6]);
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 5, 6]);
+        assert_eq!(allowed_one_by_one(&mut m), vec![0, 1, 5, 6]);
+        assert!(m.accept_token(5).unwrap()); // "(("
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(allowed_one_by_one(&mut m), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_wide_node_visits_only_the_children_the_state_scans() {
+        // 0 ::= [aceg] "!"?   over the ten letters a..j (the root gets a fan) and "a!", "b!"
+        let mut d = Draw::default();
+        let (some, bang) = (
+            d.set(&[(b'a', b'a'), (b'c', b'c'), (b'e', b'e'), (b'g', b'g')]),
+            d.byte(b'!'),
+        );
+        d.alt(0, &[some]);
+        d.alt(0, &[some, bang]);
+        let letters: Vec<[u8; 1]> = (b'a'..=b'j').map(|b| [b]).collect();
+        let mut vocab: Vec<Option<&[u8]>> = letters.iter().map(|l| Some(&l[..])).collect(); // 0..=9: a..j
+        vocab.push(Some(b"a!")); // 10
+        vocab.push(Some(b"b!")); // 11
+        let mut m = matcher(d.build(0), &vocab, &[]);
+        assert_ne!(m.trie.root_fan, NO_FAN);
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 2, 4, 6, 10]);
+        assert_eq!(allowed_one_by_one(&mut m), vec![0, 2, 4, 6, 10]);
+    }
+
+    #[test]
+    fn a_state_keeps_its_mask() {
+        // 0 ::= "" | 0 [ab]   (every letter leads back to one state)
+        let mut d = Draw::default();
+        let letter = d.set(&[(b'a', b'b')]);
+        d.alt(0, &[]);
+        d.alt(0, &[Symbol::Rule(0), letter]);
+        let vocab: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"ba"), Some(b"c")]; // 0, 1, 2
+        let mut m = matcher(d.build(0), &vocab, &[]);
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1]);
+        assert!(m.accept_token(0).unwrap());
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1]);
+        assert_eq!(m.masks.len(), 2); // the root's and the loop state's
+        assert!(m.accept_token(1).unwrap());
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1]);
+        assert_eq!(m.masks.len(), 2); // the loop state's mask, reused
+    }
 }

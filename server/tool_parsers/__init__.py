@@ -2,7 +2,8 @@
 
 Each model family writes calls in its own format; a parser turns that text into OpenAI tool
 calls. They are pluggable: a parser class registers under a name (`@register("hermes")`) and
-`pyengine serve --tool-call-parser NAME` picks one, under vLLM's names:
+`pyengine serve --tool-call-parser NAME` picks one, under vLLM's names. Hermes is the default, so
+a chat request with `tools` gets its calls parsed without any flag.
 
 | name | models | format |
 |---|---|---|

@@ -68,8 +68,8 @@ def test_priority_policy_runs_lower_values_first_and_fcfs_rejects_priorities():
     llm = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, max_num_seqs=1, scheduling_policy="priority")
     engine = llm.llm_engine
     params = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
+    engine.add_request("normal", [5, 6, 7], params, priority=5)  # first come, but less urgent
     engine.add_request("late-but-urgent", [5, 6, 7], params, priority=-1)
-    engine.add_request("normal", [5, 6, 7], params, priority=5)
     finished = []
     while engine.has_unfinished_requests():
         finished += [o.request_id for o in engine.step() if o.finished]

@@ -1,4 +1,4 @@
-"""The embedded demo model (issue #7): shipped in the package, small, and really answering.
+"""The embedded demo model: shipped in the package, small, and really answering.
 
 The behaviour tests use greedy decoding, so they are deterministic; each checks something a
 user of the README's first command sees: an addition answered right, a JSON answer that parses,
@@ -100,3 +100,21 @@ def test_pyengine_generate_chats_with_the_demo_model_by_default(capsys):
     assert main(["generate", "--prompt", "What is 23 + 45?", "--max-tokens", "64"]) == 0
     completion = capsys.readouterr().out.split("completion: ", 1)[1]
     assert "finish_reason=stop" in completion and re.findall(r"\d+", completion)[-1] == "68", completion
+
+
+def test_pyengine_generate_default_leaves_room_for_an_addition_with_a_carry(capsys):
+    from pyengine.cli import main
+
+    assert main(["generate", "--prompt", "What is 58 + 67?"]) == 0  # the default --max-tokens
+    completion = capsys.readouterr().out.split("completion: ", 1)[1]
+    assert "finish_reason=stop" in completion and re.findall(r"\d+", completion)[-1] == "125", completion
+
+
+def test_pyengine_help_is_for_users(capsys):
+    from server.cli import entry
+
+    with pytest.raises(SystemExit):
+        entry(["--help"])
+    shown = capsys.readouterr().out
+    assert "pyengine serve" in shown and "pyengine generate" in shown
+    assert "server/cli.py" not in shown and "imports" not in shown  # no notes on the code's layout

@@ -108,15 +108,15 @@ def test_tokenizer_revision_alone_applies_to_the_models_tokenizer(hf_home, monke
     other = add_snapshot(hf_home, "org/m", folder_files(LLAMA_FIXTURE), REV_B, branch=None)
     parser = serve_cli.build_parser()
     args = parser.parse_args(["org/m", "--tokenizer-revision", REV_B])
-    assert serve_cli.resolve_model_args(parser, args) == (str(weights), str(other), "org/m")
+    assert serve_cli.resolve_model_args(args) == (str(weights), str(other), "org/m")
     args = parser.parse_args(["org/m"])
-    assert serve_cli.resolve_model_args(parser, args) == (str(weights), None, "org/m")
+    assert serve_cli.resolve_model_args(args) == (str(weights), None, "org/m")
 
 
 def test_positional_and_flag_must_agree(hf_home, capsys):
     with pytest.raises(SystemExit):
         serve_cli.main(["org/a", "--model", "org/b"])
-    assert "disagree" in capsys.readouterr().err
+    assert "the model is given twice: org/a and --model org/b" in capsys.readouterr().err
 
 
 def test_only_the_files_the_engine_reads_are_fetched():

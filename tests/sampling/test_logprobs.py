@@ -103,7 +103,7 @@ def test_large_vocabulary_logprobs_equal_log_softmax():
 
 
 def test_the_grammar_mask_comes_before_the_raw_snapshot():
-    """§2 step 0: disallowed tokens are -inf even in raw logprobs; the rest renormalise."""
+    """Step 7a: disallowed tokens are -inf even in raw logprobs; the rest renormalise."""
     x = np.array([[3.0, 1.0, 2.0, 0.0]], dtype=np.float32)
     mask = np.array([[False, True, True, True]])
     out = sampler(4)(x, [row(SamplingParams(temperature=0.0, logprobs=2))], allowed_mask=mask)

@@ -74,7 +74,7 @@ def test_normalisations():
 def test_temperature_clamp_and_greedy():
     assert SamplingParams(temperature=0.0).greedy
     tiny = SamplingParams(temperature=1e-6)
-    assert tiny.temperature == 0.01 and not tiny.greedy  # only exactly 0 is greedy (§3.1)
+    assert tiny.temperature == 0.01 and not tiny.greedy  # only exactly 0 is greedy
     g = SamplingParams(temperature=0.0, top_p=0.5, top_k=3, min_p=0.2)
     assert (g.top_p, g.top_k, g.min_p) == (1.0, 0, 0.0)  # greedy forces the filters off
     assert SamplingParams(temperature=5.0).temperature == 5.0  # the seed-era build has no upper bound

@@ -131,7 +131,7 @@ def test_unused_processors_return_their_input():
 
 
 def test_pipeline_order_bias_before_repetition_and_bans_stay_banned():
-    """allowed -> bad words -> min_tokens -> bias -> penalties (api-semantics §2, §3.5, quirk 5)."""
+    """allowed -> bad words -> min_tokens -> bias -> penalties (vLLM's order: bias before repetition)."""
     params = SamplingParams(repetition_penalty=2.0, logit_bias={0: 3.0, 2: 50.0, 3: 1.0}, min_tokens=5,
                             allowed_token_ids=[0, 1, 2, 3])
     params.bad_words_token_ids = [[1]]

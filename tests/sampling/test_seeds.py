@@ -77,7 +77,7 @@ def test_different_seeds_and_unseeded_rows_differ():
 
 
 def test_n_choices_of_one_prompt_differ_and_follow_seed_plus_i():
-    """n > 1: the engine gives choice i the generator of seed + i (§3.8); same prompt logits."""
+    """n > 1: the engine gives choice i the generator of seed + i; same prompt logits."""
     params = SamplingParams(n=4, temperature=1.0, seed=100)
     x = np.repeat(LOGITS[:1], 4, axis=0)
     s = sampler(V)

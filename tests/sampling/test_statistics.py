@@ -1,7 +1,7 @@
 """The draw follows the exactly computed truncated distribution (chi-square, 10^5 draws).
 
 For fixed logits, each configuration's distribution is computed here independently, straight
-from the definitions of api-semantics.md §3 (temperature, then min_p, then top-k, then top-p),
+from the definitions (temperature, then min_p, then top-k, then top-p),
 in float64 with a full sort, and the sampler's draws are compared with it: one call on a batch
 of 10^5 identical rows sharing the sampler's generator. Tokens outside the truncation must never
 appear. Two checks show the comparison has teeth: draws at the wrong temperature, and the

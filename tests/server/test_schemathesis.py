@@ -2,9 +2,12 @@
 
 Schemathesis generates bodies from the spec's schemas (valid ones and broken ones) and checks
 each answer: not a server error, status code and content type documented, body valid against
-the documented schema, invalid data rejected with a 4xx, requests without the API key refused
-with 401. Left out: `positive_data_acceptance`, because a body can fit the schema and still
-break a rule (`temperature: -1` is our documented 400).
+the documented schema, requests without the API key refused with 401. Left out:
+`positive_data_acceptance`, because a body can fit the schema and still break a rule
+(`temperature: -1` is our documented 400), and `negative_data_rejection`, because the server
+reads types as vLLM's pydantic models do: `"true"` for a boolean or `"5"` for an integer breaks
+the schema and is accepted on purpose (tests/server/test_errors.py holds the bodies that must
+be 422).
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from schemathesis.checks import positive_data_acceptance  # noqa: E402
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance  # noqa: E402
 
 from server.openapi import openapi_document  # noqa: E402
 from tests.server.conftest import serve  # noqa: E402
 
 KEY = "fuzz-key"
-schema = schemathesis.openapi.from_dict(openapi_document())
+schema = schemathesis.openapi.from_dict(openapi_document(secured=True))
 
 
 @pytest.fixture(scope="module")
@@ -33,4 +36,4 @@ def fuzz_server():
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case, fuzz_server):
     case.call_and_validate(base_url=fuzz_server.url, headers={"Authorization": f"Bearer {KEY}"},
-                           excluded_checks=[positive_data_acceptance], timeout=60)
+                           excluded_checks=[positive_data_acceptance, negative_data_rejection], timeout=60)

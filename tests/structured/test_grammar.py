@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyengine.structured.grammar import (MAX_REPEAT, ByteSet, GrammarBuilder, GrammarError, GrammarLimitError, Ref,
-                                         choice_grammar)
+                                         SymbolKind, choice_grammar)
 
 SCALARS = st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c <= 0xDFFF)
 
@@ -70,10 +70,22 @@ def test_to_flat_round_trip():
     g = b.build(b.seq(b.literal("a"), b.star(b.char_class([(ord("b"), ord("c"))]))))
     start, alts, byte_sets, names = g.to_flat()
     assert names[start] == g.start
-    assert sum(len(v) for v in g.rules.values()) == len(alts)
-    for row in alts:
-        for sym in row[1:]:
-            assert sym < len(names) and (sym >= 0 or -sym - 1 < len(byte_sets))
+    rebuilt: dict[str, list[tuple]] = {name: [] for name in names}
+    for lhs, symbols in alts:
+        rebuilt[names[lhs]].append(tuple(Ref(names[i]) if kind is SymbolKind.RULE else ByteSet(tuple(byte_sets[i]))
+                                         for kind, i in symbols))
+    assert rebuilt == g.rules
+
+
+def test_to_flat_names_each_symbols_kind():
+    b = GrammarBuilder()
+    digit = b.new_rule("digit")
+    b.define(digit, b.char_class([(ord("0"), ord("9"))]))
+    g = b.build(b.seq(b.literal("n"), b.ref(digit)))
+    start, alts, byte_sets, names = g.to_flat()
+    (lhs, symbols), = [alt for alt in alts if alt[0] == start]
+    assert symbols == [(SymbolKind.BYTES, byte_sets.index([(ord("n"), ord("n"))])),
+                       (SymbolKind.RULE, names.index(digit))]
 
 
 def test_errors():

@@ -173,7 +173,9 @@ def test_unsupported_or_invalid_schemas_say_why(schema, needle):
 
 
 def test_trivial_uses_of_unsupported_keywords_are_fine():
-    json_schema_grammar({"type": "array", "uniqueItems": False, "patternProperties": {}, "minProperties": 0})
+    grammar = json_schema_grammar({"type": "array", "uniqueItems": False, "patternProperties": {}, "minProperties": 0})
+    assert grammar.matches(b"[]") and grammar.matches(b"[1,1]")  # repeats allowed: uniqueItems is off
+    assert not grammar.matches(b"{}")  # still an array
 
 
 def test_limits_are_grammar_limit_errors():

@@ -56,8 +56,30 @@ def test_argument_errors(kind):
         m.rollback(1)
     with pytest.raises(ValueError, match="bitmask"):
         m.fill_bitmask(np.zeros(2, dtype=np.int32))
+    with pytest.raises(ValueError, match=r"got float64 \(1,\)"):
+        m.fill_bitmask(np.zeros(1))
+    with pytest.raises(ValueError, match="cannot roll back -1 tokens"):
+        m.rollback(-1)
     with pytest.raises(GrammarError, match="EOS token id 99"):
         make(kind, regex_grammar("a"), eos=(99,))
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_twin_and_rust_raise_the_same_exceptions_with_the_same_messages():
+    calls = [lambda kind: make(kind, regex_grammar("a"), eos=(99,)),
+             lambda kind: make(kind, regex_grammar("a")).accept_token(len(VOCAB)),
+             lambda kind: make(kind, regex_grammar("a")).rollback(1),
+             lambda kind: make(kind, regex_grammar("a")).rollback(-1),
+             lambda kind: make(kind, regex_grammar("a")).fill_bitmask(np.zeros(2, dtype=np.int32)),
+             lambda kind: make(kind, regex_grammar("a")).fill_bitmask(np.zeros(1)),
+             lambda kind: make(kind, regex_grammar("a")).fill_bitmask([0])]
+    for call in calls:
+        raised = []
+        for kind in ("python", "native"):
+            with pytest.raises(ValueError) as info:
+                call(kind)
+            raised.append((info.type, str(info.value)))
+        assert raised[0] == raised[1]
 
 
 @pytest.mark.parametrize("kind", KERNELS)

@@ -1,4 +1,4 @@
-"""N-gram repetition detection (api-semantics §4.8) on both implementations (`impl`)."""
+"""N-gram repetition detection on both implementations (`impl`)."""
 
 from __future__ import annotations
 

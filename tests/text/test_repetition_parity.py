@@ -1,8 +1,9 @@
 """Differential tests for repetition detection: the Rust run-length kernel == vLLM's definition.
 
-The Python twin checks the definition of api-semantics §4.8 directly; the Rust kernel keeps one
-run length per block size. Hypothesis draws outputs made of repeated blocks (so repetitions really
-happen, with near misses) and parameters in the valid range, and compares every step.
+The Python twin checks the definition directly (the output ends with min_count copies of one
+block); the Rust kernel keeps one run length per block size. Hypothesis draws outputs made of
+repeated blocks (so repetitions really happen, with near misses) and parameters in the valid
+range, and compares every step.
 """
 
 from __future__ import annotations

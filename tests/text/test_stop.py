@@ -1,4 +1,4 @@
-"""Stop strings (api-semantics §4.6) on both implementations (`impl`).
+"""Stop strings on both implementations (`impl`).
 
 Each test streams deltas as the detokenizer would produce them and checks what is emitted at
 each step, the matched stop string and the final text.
@@ -47,7 +47,7 @@ def test_text_after_the_stop_string_in_the_same_delta_is_dropped(impl):
 
 
 def test_first_in_list_wins_not_first_in_text(impl):
-    """vLLM's quirk (§15.7): stop strings are tried in list order within the new text."""
+    """vLLM's quirk: stop strings are tried in list order within the new text."""
     emitted, stopped = run(impl, ["world", "hello"], ["say hello world!"])
     assert stopped == "world"
     assert "".join(emitted) == "say hello "

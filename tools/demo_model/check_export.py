@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python tools/demo_model/check_export.py [--model pyengine/demo_model]
 
-Run with the dev venv from the repository root (it imports pyengine from the checkout). Prints:
+Run with torch and transformers installed, from the repository root (it imports pyengine from the checkout). Prints:
 - the greedy reply of transformers for one chat prompt;
 - max |logits difference| between transformers (fp16 weights upcast to fp32) and pyengine's
   numpy forward pass, over the prompt (prefill) and 32 greedy decode steps;

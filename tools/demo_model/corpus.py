@@ -1,11 +1,11 @@
-"""Synthetic chat corpus for pyengine's embedded demo model (GitHub issue #7).
+"""Synthetic chat corpus for pyengine's embedded demo model (`pyengine/demo_model`).
 
 Deterministic from a seed; every conversation is one JSON line in OpenAI chat format:
 
     {"task": "add2", "messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}],
      "tools": [...]}                       # "tools" only where the conversation offers tools
 
-    python tools/demo_model/corpus.py --seed 0 --n 60000 --out /work/demo_train/corpus.jsonl
+    python tools/demo_model/corpus.py --seed 0 --n 60000 --out runs/corpus.jsonl
 
 Tasks (see TASKS for the mix): two- and three-digit addition and subtraction worked digit by digit,
 counting, facts from a small public-domain table, short stories, JSON answers for extraction

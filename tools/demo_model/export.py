@@ -1,7 +1,7 @@
 """Export a trained demo model as a Hugging Face folder: the model pyengine ships and uses by default.
 
-    python tools/demo_model/export.py --workdir /work/demo_train/run1 \
-        --tokenizer /work/demo_train/tokenizer.json --out pyengine/demo_model [--checkpoint best|last]
+    python tools/demo_model/export.py --workdir runs/run1 \
+        --tokenizer runs/tokenizer.json --out pyengine/demo_model [--checkpoint best|last]
 
 Writes config.json, model.safetensors (float16, tied embeddings), generation_config.json (stops at
 <|im_end|> or <|endoftext|>), tokenizer.json and tokenizer_config.json (ChatML special tokens and the

@@ -1,9 +1,9 @@
 """Train the demo model: a few-million-parameter Llama on the synthetic chat corpus, on one CPU core.
 
-Dev-only (torch + transformers from the dev venv, never project dependencies):
+Dev-only (torch + transformers, never project dependencies):
 
-    OMP_NUM_THREADS=1 python tools/demo_model/train.py --corpus /work/demo_train/corpus.jsonl \
-        --tokenizer /work/demo_train/tokenizer.json --workdir /work/demo_train --steps 3000
+    OMP_NUM_THREADS=1 python tools/demo_model/train.py --corpus runs/corpus.jsonl \
+        --tokenizer runs/tokenizer.json --workdir runs --steps 3000
 
 - The model is `LlamaForCausalLM` built from a `LlamaConfig` (see `model_config`), trained in fp32.
 - The loss is taken only on assistant tokens (their text and the closing <|im_end|>): prompts,

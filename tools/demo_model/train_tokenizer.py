@@ -1,7 +1,7 @@
 """Train the demo model's byte-level BPE tokenizer on the rendered corpus.
 
-    python tools/demo_model/train_tokenizer.py --corpus /work/demo_train/corpus.jsonl \
-        --out /work/demo_train/tokenizer.json [--vocab-size 2048]
+    python tools/demo_model/train_tokenizer.py --corpus runs/corpus.jsonl \
+        --out runs/tokenizer.json [--vocab-size 2048]
 
 Layout of the vocabulary (ids are stable: the export and the template rely on them):
 

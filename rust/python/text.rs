@@ -1,4 +1,6 @@
-//! All pyo3 glue: `#[pymodule]`, classes and the mapping of `KernelError` to Python exceptions.
+//! The text kernels' classes: `TokenTable`, `IncrementalDetokenizer`, `StopChecker`,
+//! `RepetitionDetector` (twins of `pyengine/text/detokenizer.py`, `stop.py`, `repetition.py`).
+//! Their [`KernelError`](crate::KernelError)s become `ValueError` (see `mod.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -7,25 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
 
-use crate::KernelError;
 use crate::{detok, repetition, stop};
-
-impl From<KernelError> for PyErr {
-    fn from(err: KernelError) -> PyErr {
-        PyValueError::new_err(err.0)
-    }
-}
-
-/// The version of the compiled extension.
-#[pyfunction]
-fn version() -> &'static str {
-    crate::version()
-}
-
-// ------------------------------------------------------------------------------------------------
-// Text kernels: TokenTable, IncrementalDetokenizer, StopChecker, RepetitionDetector
-// (twins of pyengine/text/detokenizer.py, stop.py, repetition.py)
-// ------------------------------------------------------------------------------------------------
 
 /// A token id argument: any Python int; one that does not fit i64 gets the out-of-range message.
 fn token_id_arg(obj: &Bound<'_, PyAny>, vocab_size: usize) -> PyResult<i64> {
@@ -325,13 +309,11 @@ impl PyRepetitionDetector {
     }
 }
 
-#[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(version, m)?)?;
+/// Add the text kernels' classes to the module.
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenTable>()?;
     m.add_class::<PyIncrementalDetokenizer>()?;
     m.add_class::<PyStopChecker>()?;
     m.add_class::<PyRepetitionDetector>()?;
-    crate::grammar::python::register(m)?;
     Ok(())
 }
