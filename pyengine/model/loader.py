@@ -24,7 +24,7 @@ import os
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from pyengine.backend import host_numpy
 
@@ -167,7 +167,7 @@ def _read_header(file: Path) -> dict[str, Any]:
     return header
 
 
-def _numel(shape: list[int]) -> int:
+def _numel(shape: Sequence[int]) -> int:
     count = 1
     for size in shape:
         count *= size
@@ -214,7 +214,7 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
         progress = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
     if not progress or total == 0:
         return None
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
 
     return tqdm(total=total, unit="tensor", file=sys.stderr, desc="Loading", dynamic_ncols=True)
 

@@ -59,8 +59,7 @@ class Llama3JsonToolParser(ToolParser):
             if pos == len(body):
                 return ExtractedToolCalls(True, calls, None)
             decoded = decode_object(body, pos)
-            call = None if decoded is None else call_from_object(decoded[0])
-            if call is None:
+            if decoded is None or (call := call_from_object(decoded[0])) is None:
                 return ExtractedToolCalls(False, [], text)
             calls.append(call)
             pos = decoded[1]

@@ -98,7 +98,7 @@ class MistralToolParser(ToolParser):
         if self.mode == "after":
             return "", []
         self.buffer += delta
-        content, deltas = "", []
+        content, deltas = "", list[ToolCallDelta]()
         while True:
             if self.mode == "content":
                 start = self.buffer.find(MARKER)

@@ -179,3 +179,13 @@ def test_pyengine_serve_unknown_id_offline_exits_with_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr == f"pyengine serve: error: model 'org/absent' is not in the hub cache {tmp_path / 'hub'} " \
                           "and offline (HF_HUB_OFFLINE is set)\n"
+
+
+def test_pyengine_generate_takes_a_hub_id(hf_home, capsys):
+    from pyengine import cli
+
+    add_snapshot(hf_home, "pyengine/demo", folder_files(DEMO), REV_A)
+    assert cli.main(["generate", "--model", "pyengine/demo", "--prompt", "2 + 3 =", "--max-tokens", "3"]) == 0
+    assert "prompt: '2 + 3 ='" in capsys.readouterr().out
+    assert cli.main(["generate", "--model", "pyengine/absent", "--prompt", "x"]) == 2
+    assert "'pyengine/absent' is not in the hub cache" in capsys.readouterr().err
