@@ -5,8 +5,8 @@
 
 Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
 slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `GET
-/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, and `GET
-/openapi.json`.
+/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
+/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
 
 With an API key set, every `/v1` path and `/invocations` need `Authorization: Bearer <key>`
 (compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
@@ -16,6 +16,7 @@ and answered 500, never 200 (vLLM's bug, not copied).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -32,6 +33,7 @@ from starlette.routing import Route
 import pyengine
 from pyengine.async_engine import AsyncEngine
 from server.errors import APIError, RequestValidationError, parse_json_body, validation_error
+from server.metrics import Metrics
 from server.openapi import openapi_document
 from server.prompt import render
 from server.protocol import ChatCompletionRequest, DetokenizeRequest, TokenizeChatRequest, TokenizeCompletionRequest
@@ -170,9 +172,19 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = None,
-              model_path: str | None = None) -> Starlette:
-    """The ASGI app for one engine; shutting the app down shuts the engine down."""
-    server = Server(engine, config, api_key, model_path)
+              model_path: str | None = None, log_stats_interval: float | None = 5.0) -> Starlette:
+    """The ASGI app for one engine; shutting the app down shuts the engine down.
+
+    Every request the routes send to the engine feeds the metrics at /metrics; while the app
+    runs, the stats line is logged every `log_stats_interval` seconds when busy (None: never).
+    """
+    metrics = Metrics(engine, config.served_model_names[0])
+    server = Server(metrics.metered(engine), config, api_key, model_path or engine.engine.config.model)
+
+    async def scrape(request: Request) -> Response:
+        body, content_type = await metrics.exposition()
+        return Response(body, media_type=content_type)
+
     routes = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions/", server.chat_completions, methods=["POST"]),
@@ -183,11 +195,16 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
         Route("/tokenize", server.tokenize, methods=["POST"]),
         Route("/detokenize", server.detokenize, methods=["POST"]),
         Route("/openapi.json", server.openapi, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        stats = None if log_stats_interval is None else asyncio.create_task(
+            metrics.log_stats_forever(log_stats_interval))
         yield
+        if stats is not None:
+            stats.cancel()
         engine.shutdown()
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

@@ -32,9 +32,10 @@ from server.errors import APIError, bad_request, validation_error
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage
 from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
-from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, template_uses_reasoning
+from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, reasoning_parser_class
 from server.streaming import EventStreamResponse, chat_stream, replay_stream
 from server.structured import forced_choice_needs_whole_output, structured_outputs_for
+from server.tool_parsers import get_tool_parser
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
 
 logger = logging.getLogger("server.chat")
@@ -48,7 +49,7 @@ class ServingConfig:
     chat_template: str | None = None  # overrides the tokenizer's
     trust_request_chat_template: bool = False
     tool_call_parser: str | None = "hermes"  # None: no auto tool choice
-    reasoning_parser: str = "auto"  # "auto" (if the template knows <think>), "think" or "none"
+    reasoning_parser: str = "auto"  # "auto" (think, if the template knows <think>), "none", or a parser's name
     max_n: int = 128
     max_pending_requests: int = 256
     return_tokens_as_token_ids: bool = False
@@ -74,9 +75,10 @@ class ChatJob:
     model: str
     reasoning: bool  # parse <think> blocks
     as_token_ids: bool
+    reasoning_parser: type[ThinkReasoningParser] = ThinkReasoningParser
 
     def new_reasoning_parser(self) -> ThinkReasoningParser | None:
-        return ThinkReasoningParser(self.prompt.text) if self.reasoning else None
+        return self.reasoning_parser(self.prompt.text) if self.reasoning else None
 
 
 class ChatService:
@@ -92,8 +94,8 @@ class ChatService:
         self.defaults = request_params.generation_defaults(core.config.model, config.generation_config,
                                                            config.override_generation_config)
         template = config.chat_template or self.tokenizer.chat_template
-        self.reasoning = config.reasoning_parser == "think" or (
-            config.reasoning_parser == "auto" and template_uses_reasoning(template))
+        self.reasoning_parser = reasoning_parser_class(config.reasoning_parser, template)
+        self.reasoning = self.reasoning_parser is not None
         # a constraint then covers an optional think block first, when the tags are single tokens
         self.constrain_after_reasoning = self.reasoning and all(
             len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
@@ -155,6 +157,8 @@ class ChatService:
                                                     structured_outputs=structured)
         except ValueError as exc:
             raise bad_request(str(exc)) from None
+        if tools.parses and get_tool_parser(tools.parser_name).keeps_special_tokens:  # type: ignore[arg-type]
+            params.skip_special_tokens = False  # the parser reads markers that are special tokens
         base_id = header_request_id or request.request_id or uuid.uuid4().hex
         if self.config.log_requests:
             logger.info("request %s: %d prompt tokens, max_tokens %d%s", base_id, len(prompt.token_ids),
@@ -168,6 +172,7 @@ class ChatService:
             engine_request_id=f"{base_id}-{uuid.uuid4().hex[:8]}",  # duplicate client ids never collide
             response_id=f"chatcmpl-{base_id}", created=int(time.time()), model=self.config.served_model_names[0],
             reasoning=self.reasoning, as_token_ids=self.config.return_tokens_as_token_ids if as_ids is None else as_ids,
+            reasoning_parser=self.reasoning_parser or ThinkReasoningParser,
         )
 
     async def _first_output(self, job: ChatJob, stream: AsyncIterator[RequestOutput]) -> RequestOutput:
