@@ -95,8 +95,9 @@ class AsyncEngine:
         # The search is synchronous code; it runs on a worker thread and submits each step here.
         return await asyncio.to_thread(run_beam_search, request_id, text, prompt_ids, params, self.engine, run_step)
 
-    def abort(self, request_id: str) -> None:
-        self._commands.put(lambda: self._abort(request_id))
+    def abort(self, request_id: str, error: BaseException | None = None) -> None:
+        """Drop the request and free its blocks between steps; `error`, if given, is raised to its consumer."""
+        self._commands.put(lambda: self._abort(request_id, error))
 
     async def call(self, function: Callable[[Engine], Any]) -> Any:
         """Run `function(engine)` on the loop thread between steps (e.g. to read counters)."""
@@ -135,8 +136,10 @@ class AsyncEngine:
         self.engine.add_request(request_id, prompt, params, priority=priority, cache_salt=cache_salt)
         self._streams[request_id] = (loop, outputs)
 
-    def _abort(self, request_id: str) -> None:
+    def _abort(self, request_id: str, error: BaseException | None = None) -> None:
         self.engine.abort_request(request_id)
+        if error is not None:
+            self._deliver(request_id, error)
         self._streams.pop(request_id, None)
 
     def _loop(self) -> None:

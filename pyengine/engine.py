@@ -98,7 +98,7 @@ class Engine:
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        if params.bad_words:
+        if params.bad_words and params.bad_words_token_ids is None:  # a server may have tokenized them
             if self.tokenizer is None:
                 raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
             params.bad_words_token_ids = tokenize_bad_words(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--return-tokens-as-token-ids", action="store_true")
     add("--max-pending-requests", type=int, default=256, help="requests in flight before answering 503")
     add("--max-n", type=int, default=128, help="largest `n` a request may ask for")
+    add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024,
+        help="larger request bodies are answered 413 before they are read whole")
+    add("--shutdown-timeout", type=float, default=30.0,
+        help="on SIGTERM/SIGINT, seconds running streams get to finish before they are ended")
+    add("--prepare-timeout", type=float, default=60.0,
+        help="seconds one request may spend in preparation (template, tokens, grammar) before a 400")
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -84,13 +91,14 @@ def entry(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
-
     from pyengine import EngineConfig  # noqa: PLC0415
     from pyengine.async_engine import AsyncEngine  # noqa: PLC0415
     from server.app import build_app  # noqa: PLC0415
+    from server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
     from server.serving_chat import ServingConfig  # noqa: PLC0415
 
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     model = str(args.model or default_model())
     config = EngineConfig(
@@ -108,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         reasoning_parser=args.reasoning_parser, max_n=args.max_n,
         max_pending_requests=args.max_pending_requests,
         return_tokens_as_token_ids=args.return_tokens_as_token_ids,
+        max_request_body_bytes=args.max_request_body_bytes, prepare_timeout=args.prepare_timeout,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     app = build_app(AsyncEngine(config), serving, api_key=api_key)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    server = GracefulServer(uvicorn_config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           shutdown_timeout=args.shutdown_timeout))
+    server.run()  # returns after a graceful shutdown; uvicorn then re-raises the signal it caught
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT outside uvicorn's own handling (loading, or re-raised after shutdown): exit 0."""
+    raise SystemExit(0)
