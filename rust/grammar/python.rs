@@ -69,10 +69,13 @@ impl PyGrammarMatcher {
         trie: &Bound<'_, PyTokenTrie>,
         eos_token_ids: Vec<i64>,
     ) -> PyResult<Self> {
-        let g = CompiledGrammar::new(start, alternatives, byte_sets).map_err(|e| grammar_error(py, e))?;
-        let inner = GrammarMatcher::new(Arc::new(g), trie.get().inner.clone(), &eos_token_ids)
-            .map_err(|e| grammar_error(py, e))?;
-        Ok(Self { inner })
+        // Building a large grammar's first Earley set takes seconds: let other Python threads run.
+        let trie = trie.get().inner.clone();
+        let built = py.detach(move || {
+            let g = CompiledGrammar::new(start, alternatives, byte_sets)?;
+            GrammarMatcher::new(Arc::new(g), trie, &eos_token_ids)
+        });
+        Ok(Self { inner: built.map_err(|e| grammar_error(py, e))? })
     }
 
     #[getter]

@@ -216,13 +216,13 @@ def test_twenty_thousand_bad_words_are_refused_and_do_not_slow_a_neighbour():
 def test_bad_words_up_to_the_cap_are_tokenized_in_the_api_process(small_server, monkeypatch):
     engine = small_server.engine.engine
     seen = []
-    original = engine.add_request
+    original = engine.build_request
 
-    def spy(request_id, prompt, params, **kwargs):
-        seen.append(params.bad_words_token_ids)
-        return original(request_id, prompt, params, **kwargs)
+    def spy(request_id, prompt, params, *args):
+        seen.append(params.bad_words_token_ids)  # before the engine would tokenize them
+        return original(request_id, prompt, params, *args)
 
-    monkeypatch.setattr(engine, "add_request", spy)
+    monkeypatch.setattr(engine, "build_request", spy)
     response = httpx.post(f"{small_server.url}/v1/chat/completions", json=body(bad_words=["ab", "ab "]), timeout=60)
     assert response.status_code == 200
     assert seen and seen[0], "bad words reach the engine already tokenized"
