@@ -13,9 +13,10 @@ bodies that do not fit the schema, `{"error": {...}}` for the rest; an unexpecte
 logged with a request id and answered 500 with a generic message, never 200 and never with the
 exception's text.
 
-Bodies are capped (`max_request_body_bytes`: 413 before the body is read whole), requests with
-more than `MAX_HEADERS` headers get 431, and every handler leaves parsing, tokenization and
-detokenization to the worker threads (server/concurrency.py): the event loop only does I/O.
+Bodies are capped (`max_request_body_bytes`: 413 before the body is read whole); requests with
+more than `MAX_HEADERS` headers get 431, and those with both Content-Length and
+Transfer-Encoding 400, each closing the connection. Every handler leaves parsing, tokenization
+and detokenization to the worker threads (server/concurrency.py): the event loop only does I/O.
 """
 
 from __future__ import annotations
