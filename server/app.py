@@ -139,8 +139,11 @@ class Server:
             raise validation_error(exc) from None
         self.check_model(parsed.model)
         if isinstance(parsed, TokenizeChatRequest):
-            chat = ChatCompletionRequest.model_validate(
-                parsed.model_dump(exclude_unset=True, exclude={"return_token_strs"}, by_alias=True))
+            try:  # extra fields the tokenize schema lets through must still fit a chat request
+                chat = ChatCompletionRequest.model_validate(
+                    parsed.model_dump(exclude_unset=True, exclude={"return_token_strs"}, by_alias=True))
+            except ValidationError as exc:
+                raise validation_error(exc) from None
             tools = [t.model_dump(mode="json", exclude_none=True) for t in parsed.tools or []] or None
             ids = render(chat, tokenizer, tools, self.config.chat_template,
                          self.config.trust_request_chat_template).token_ids

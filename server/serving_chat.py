@@ -35,8 +35,8 @@ from pyengine.sampling import tokenize_bad_words
 from server import params as request_params
 from server.concurrency import DisconnectWatch, Workers
 from server.errors import APIError, bad_request, validation_error
-from server.limits import RequestLimits, check_prompt_chars, decode_json, log_safe, longest_token_chars
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage
+from server.limits import RequestLimits, check_prompt_chars, decode_json, log_safe, longest_token_chars
 from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
 from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, template_uses_reasoning
@@ -106,7 +106,7 @@ class ChatService:
         self.chars_per_token = longest_token_chars(self.tokenizer)
         self.vocab_size = core.vocab_size
         self.shutting_down = False  # no new requests; running streams end at the shutdown deadline
-        self.open_streams: set[str] = set()  # engine request ids of streams being sent
+        self.in_flight: set[str] = set()  # engine request ids of requests handed to the engine
 
     # -- the endpoint ------------------------------------------------------------------------------
 
@@ -120,18 +120,19 @@ class ChatService:
         self.num_pending += 1
         handed_off = False  # a stream releases its slot when it closes
         watch = DisconnectWatch(http_request)
+        job: ChatJob | None = None
         try:
             job = await watch.guard(self.workers.run(self.prepare_body, raw_body,
                                                      http_request.headers.get("x-request-id")))
             stream = self.engine.generate(job.engine_request_id, {"prompt_token_ids": job.prompt.token_ids},
                                           job.params, priority=job.request.priority,
                                           cache_salt=job.request.cache_salt)
+            self.in_flight.add(job.engine_request_id)
             first = await watch.guard(self._first_output(job, stream))  # queued: a hang-up aborts here
             if job.request.stream and not forced_choice_needs_whole_output(job.tools):
                 watch.stop()  # the streaming response notices a hang-up itself
                 response = EventStreamResponse(chat_stream(self, job, stream, first),
                                                on_close=lambda: self._close(job, stream))
-                self.open_streams.add(job.engine_request_id)
                 handed_off = True
                 return response
             final = await self._collect(job, stream, first, watch)
@@ -143,29 +144,32 @@ class ChatService:
             watch.stop()
             if not handed_off:
                 self.num_pending -= 1
+                if job is not None:
+                    self.in_flight.discard(job.engine_request_id)
 
     async def _close(self, job: "ChatJob", stream: AsyncIterator[RequestOutput]) -> None:
         """A stream ended (done, failed or disconnected): free its slot and its KV blocks."""
         self.num_pending -= 1
-        self.open_streams.discard(job.engine_request_id)
+        self.in_flight.discard(job.engine_request_id)
         self.engine.abort(job.engine_request_id)  # first: nothing below may stop it
         with contextlib.suppress(Exception):
             await stream.aclose()
 
     def begin_shutdown(self, timeout: float) -> None:
-        """Refuse new requests; streams still running after `timeout` seconds end with an error event."""
+        """Refuse new requests; those still running after `timeout` seconds end with a 503 (an error
+        event, for a stream)."""
         self.shutting_down = True
-        asyncio.get_running_loop().call_later(timeout, self._end_open_streams)
+        asyncio.get_running_loop().call_later(timeout, self._end_in_flight)
 
-    def _end_open_streams(self) -> None:
-        for request_id in list(self.open_streams):
+    def _end_in_flight(self) -> None:
+        for request_id in list(self.in_flight):
             self.engine.abort(request_id, ServerShuttingDown("the server is shutting down; this stream was "
                                                              "cut off at the shutdown deadline"))
 
     def stream_error(self, job: ChatJob, exc: Exception) -> APIError:
         """The error event for a stream the engine ended early (the 200 status is already sent)."""
         if isinstance(exc, ServerShuttingDown):
-            return APIError(str(exc), 503)
+            return APIError(str(exc), 503, headers={"Retry-After": "5"})
         if isinstance(exc, ValueError):
             return bad_request(str(exc))
         logger.error("request %s: generation failed mid-stream: %s", log_safe(job.engine_request_id), exc)
@@ -309,8 +313,9 @@ async def _engine_result(generation: Awaitable[RequestOutput], request_id: str) 
         return await generation
     except ValueError as exc:  # a request the engine refused after accepting it
         raise bad_request(str(exc)) from None
-    except EngineDeadError as exc:
-        raise APIError(f"the engine has stopped: {exc}", 503, headers={"Retry-After": "5"}) from None
+    except (EngineDeadError, ServerShuttingDown) as exc:
+        raise APIError(str(exc) if isinstance(exc, ServerShuttingDown) else f"the engine has stopped: {exc}", 503,
+                       headers={"Retry-After": "5"}) from None
     except RuntimeError:  # an engine step failed: our fault, not the client's; the log has the details
         logger.exception("request %s: generation failed", log_safe(request_id))
         raise APIError(f"generation failed (request id {log_safe(request_id)}); the server log has the "

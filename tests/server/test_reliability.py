@@ -386,6 +386,12 @@ def test_lone_surrogates_are_a_400_naming_the_field(small_server, where, path, r
     assert small_server.engine.is_running
 
 
+def test_a_tokenize_chat_request_with_a_stray_chat_field_is_a_422_not_a_500(small_server):
+    response = httpx.post(f"{small_server.url}/tokenize", timeout=60,
+                          json={"messages": [{"role": "user", "content": "hi"}], "logit_bias": []})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "logit_bias"]
+
+
 def test_a_500_carries_no_exception_text(small_server, monkeypatch, caplog):
     def broken(*args: Any) -> None:
         raise KeyError("secret internal detail")
