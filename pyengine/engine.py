@@ -95,13 +95,23 @@ class Engine:
             ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
                 fit this model (token ids outside the vocabulary, too many logprobs, ...).
         """
+        self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
+
+    def build_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
+                      cache_salt: str | None = None) -> Request:
+        """All of `add_request` but the queueing: checks, token ids, bad words, grammar, matchers.
+
+        It reads the tokenizer and the grammar cache and changes no scheduler state, so a caller
+        may run it on another thread (building a large grammar's matchers takes seconds) and hand
+        the result to `add_built_request` between steps. Raises what `add_request` raises.
+        """
         if request_id in self.requests:
             raise ValueError(f"request id {request_id!r} is already in use")
         if priority != 0 and self.scheduler.policy != "priority":
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        if params.bad_words:
+        if params.bad_words and params.bad_words_token_ids is None:  # a server may have tokenized them
             if self.tokenizer is None:
                 raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
             params.bad_words_token_ids = tokenize_bad_words(
@@ -117,7 +127,13 @@ class Engine:
             seq.text_state = self.output_processor.new_text_state(seq)
             seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar, params, prompt_ids)
             request.sequences.append(seq)
-        self.requests[request_id] = request
+        return request
+
+    def add_built_request(self, request: Request) -> None:
+        """Queue a request from `build_request`. Raises ValueError if its id is in use."""
+        if request.request_id in self.requests:
+            raise ValueError(f"request id {request.request_id!r} is already in use")
+        self.requests[request.request_id] = request
         # Sequences 1..n-1 wait for sequence 0's prefill and then copy its cache (see _fork).
         self.scheduler.add(request.sequences[0])
 

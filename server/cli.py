@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--enable-force-include-usage", action="store_true", help="send the usage chunk on every stream")
     add("--max-pending-requests", type=int, default=256, help="requests in flight before answering 503")
     add("--max-n", type=int, default=128, help="largest `n` a request may ask for")
+    add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024,
+        help="larger request bodies are answered 413 before they are read whole")
+    add("--shutdown-timeout", type=float, default=30.0,
+        help="on SIGTERM/SIGINT, seconds running streams get to finish before they are ended")
+    add("--prepare-timeout", type=float, default=60.0,
+        help="seconds one request may spend in preparation (template, tokens, grammar) before a 400")
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add("--uvicorn-log-level", default=None, choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="uvicorn's own log level (default: --log-level)")
@@ -296,6 +303,7 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
         generation_config=args.generation_config, override_generation_config=args.override_generation_config,
         enable_prompt_tokens_details=args.enable_prompt_tokens_details,
         enable_force_include_usage=args.enable_force_include_usage, log_requests=args.log_requests,
+        max_request_body_bytes=args.max_request_body_bytes, prepare_timeout=args.prepare_timeout,
     )
     return engine, serving, inert
 
@@ -303,11 +311,12 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
-
-    from pyengine.async_engine import AsyncEngine  # noqa: PLC0415
+    from pyengine.async_engine import AsyncEngine  # noqa: PLC0415  (keeps `--help` fast)
     from server.app import build_app  # noqa: PLC0415
+    from server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
 
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         engine_config, serving, inert = configs(args)
@@ -323,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
                         log_stats_interval=None if args.disable_log_stats else STATS_INTERVAL_S)
     except (ValueError, OSError) as exc:  # a setting or a model we cannot serve: say which, no traceback
         parser.exit(2, f"pyengine serve: error: {exc}\n")
-    uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path,
-                log_level=args.uvicorn_log_level or args.log_level)
+    server = GracefulServer(uvicorn_config(app, host=args.host, port=args.port, root_path=args.root_path,
+                                           log_level=args.uvicorn_log_level or args.log_level,
+                                           shutdown_timeout=args.shutdown_timeout))
+    server.run()  # returns after a graceful shutdown; uvicorn then re-raises the signal it caught
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT outside uvicorn's own handling (loading, or re-raised after shutdown): exit 0."""
+    raise SystemExit(0)

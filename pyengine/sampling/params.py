@@ -127,7 +127,8 @@ class SamplingParams:
     use_beam_search: bool = False
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
     structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
-    # Filled by the engine from `bad_words` with the model's tokenizer (tokenize_bad_words).
+    # Filled from `bad_words` with the model's tokenizer (tokenize_bad_words): by the engine, or
+    # earlier by a server that tokenizes them off the engine thread.
     bad_words_token_ids: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
@@ -278,12 +279,14 @@ def tokenize_bad_words(bad_words: list[str], encode: Callable[[str], list[int]],
     encodes to nothing is an error; `vocab_size`, when given, bounds every token id.
     """
     sequences: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()  # de-duplication in linear time, first occurrence kept
     for word in bad_words:
         bare = list(encode(word.lstrip()))
         _check(bool(bare), "bad_words entries must tokenize to at least one token.")
         spaced = list(encode(" " + word.lstrip()))
         for ids in [bare] + ([spaced] if len(spaced) == len(bare) and spaced[0] != bare[0] else []):
-            if ids not in sequences:
+            if tuple(ids) not in seen:
+                seen.add(tuple(ids))
                 sequences.append(ids)
     if vocab_size is not None:
         bad = [t for ids in sequences for t in ids if not 0 <= t < vocab_size]
