@@ -9,7 +9,9 @@ default), or only what the step added (DELTA, what a streaming server wants: no 
 whole output), or one output at the end (FINAL_ONLY).
 
 The loop thread owns the `Engine` (which is not thread-safe): requests, aborts and their
-answers cross over through a command queue and `call_soon_threadsafe`. Numpy releases the GIL
+answers cross over through a command queue and `call_soon_threadsafe`. A request is built
+(`Engine.build_request`: token ids, grammar matchers) on a worker thread and only queued on
+the loop thread, so one request with a large grammar does not hold up every other's steps. Numpy releases the GIL
 inside its kernels, so the event loop keeps serving HTTP while a step computes.
 
 Cancelling the consumer (a client that disconnects) aborts the request and frees its blocks.
@@ -65,7 +67,9 @@ class AsyncEngine:
             return
         loop = asyncio.get_running_loop()
         outputs: asyncio.Queue = asyncio.Queue()
-        await self._call(lambda: self._add(request_id, prompt, params, priority, cache_salt, loop, outputs))
+        # Built on a worker thread (a large grammar's matchers take seconds), queued between steps.
+        request = await asyncio.to_thread(self.engine.build_request, request_id, prompt, params, priority, cache_salt)
+        await self._call(lambda: self._add(request, loop, outputs))
         finished = False
         try:
             while True:
@@ -103,8 +107,9 @@ class AsyncEngine:
             except StopIteration as done:
                 return done.value
 
-    def abort(self, request_id: str) -> None:
-        self._commands.put(lambda: self._abort(request_id))
+    def abort(self, request_id: str, error: BaseException | None = None) -> None:
+        """Drop the request and free its blocks between steps; `error`, if given, is raised to its consumer."""
+        self._commands.put(lambda: self._abort(request_id, error))
 
     async def call(self, function: Callable[[Engine], Any]) -> Any:
         """Run `function(engine)` on the loop thread between steps (e.g. to read counters)."""
@@ -138,13 +143,14 @@ class AsyncEngine:
         self._commands.put(run)
         return await future
 
-    def _add(self, request_id: str, prompt: Any, params: SamplingParams, priority: int,
-             cache_salt: str | None, loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> None:
-        self.engine.add_request(request_id, prompt, params, priority=priority, cache_salt=cache_salt)
-        self._streams[request_id] = (loop, outputs)
+    def _add(self, request: Any, loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> None:
+        self.engine.add_built_request(request)
+        self._streams[request.request_id] = (loop, outputs)
 
-    def _abort(self, request_id: str) -> None:
+    def _abort(self, request_id: str, error: BaseException | None = None) -> None:
         self.engine.abort_request(request_id)
+        if error is not None:
+            self._deliver(request_id, error)
         self._streams.pop(request_id, None)
 
     def _loop(self) -> None:

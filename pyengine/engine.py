@@ -47,7 +47,7 @@ class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
         self.backend = get_backend(config.device)
-        self.model = load_model(config.model, self.backend, config.twins.attention)
+        self.model = load_model(config.model, self.backend, attention=config.twins.attention)
         model_config = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
@@ -109,6 +109,16 @@ class Engine:
             ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
                 fit this model (token ids outside the vocabulary, too many logprobs, ...).
         """
+        self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
+
+    def build_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
+                      cache_salt: str | None = None) -> Request:
+        """All of `add_request` but the queueing: checks, token ids, bad words, grammar, matchers.
+
+        It reads the tokenizer and the grammar cache and changes no scheduler state, so a caller
+        may run it on another thread (building a large grammar's matchers takes seconds) and hand
+        the result to `add_built_request` between steps. Raises what `add_request` raises.
+        """
         if request_id in self.requests:
             raise ValueError(f"request id {request_id!r} is already in use")
         if priority != 0 and self.scheduler.policy != "priority":
@@ -129,7 +139,13 @@ class Engine:
             seq.text_state = self.output_processor.new_text_state(seq)
             seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar, params, prompt_ids)
             request.sequences.append(seq)
-        self.requests[request_id] = request
+        return request
+
+    def add_built_request(self, request: Request) -> None:
+        """Queue a request from `build_request`. Raises ValueError if its id is in use."""
+        if request.request_id in self.requests:
+            raise ValueError(f"request id {request.request_id!r} is already in use")
+        self.requests[request.request_id] = request
         # Sequences 1..n-1 wait for sequence 0's prefill and then share its cache (Scheduler.fork).
         self.scheduler.add(request.sequences[0])
 
@@ -246,7 +262,10 @@ class Engine:
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
 
     def _bad_words_token_ids(self, params: SamplingParams) -> list[list[int]]:
-        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary)."""
+        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary),
+        or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
+        if params.bad_words_token_ids is not None:
+            return params.bad_words_token_ids
         if not params.bad_words:
             return []
         if self.tokenizer is None:

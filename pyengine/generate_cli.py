@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate text offline and print it")
-    gen.add_argument("--model", default=None, help="Hugging Face checkpoint folder (default: the embedded demo model)")
+    gen.add_argument("--model", default=None, help="checkpoint folder or hub id 'org/name' (read from the hub "
+                                                   "cache; default: the embedded demo model)")
+    gen.add_argument("--revision", default=None, help="hub branch, tag or commit of --model")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                      help="wrap each prompt as a user chat message (default: on for the embedded demo "
@@ -47,22 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="cpu", choices=["cpu", "cuda", "fake"])
     commands.add_parser("serve", add_help=False,
                         help="run the OpenAI-compatible HTTP server (see `pyengine serve --help`)")
+    commands.add_parser("chat", add_help=False, help="chat with a running server in the terminal")
+    commands.add_parser("complete", add_help=False, help="complete prompts with a running server")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":  # reached only through `python -m pyengine.generate_cli`
-        print("pyengine: `serve` is provided by the server package: run the `pyengine` command",
+    if args.command in ("serve", "chat", "complete"):  # reached only through `python -m pyengine.generate_cli`
+        print(f"pyengine: `{args.command}` is provided by the server package: run the `pyengine` command",
               file=sys.stderr)
         return 2
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)
+    from pyengine.model.hub import resolve_model  # noqa: PLC0415
 
     if args.model is None and not (DEMO_MODEL / "config.json").is_file():
         print("pyengine: error: this installation has no embedded demo model; pass --model PATH", file=sys.stderr)
         return 2
-    model = args.model or str(DEMO_MODEL)
     try:
+        model = str(resolve_model(args.model, revision=args.revision)) if args.model else str(DEMO_MODEL)
         start = time.perf_counter()
         llm = LLM(model=model, device=args.device)
         loaded = time.perf_counter()

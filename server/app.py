@@ -5,21 +5,30 @@
 
 Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
 slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `GET
-/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, and `GET
-/openapi.json`.
+/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
+/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
 
-With an API key set, every `/v1` path and `/invocations` need `Authorization: Bearer <key>`
-(compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422 `{"detail": [...]}` for bodies
-that do not fit the schema, `{"error": {...}}` for the rest; an unexpected exception is logged
-and answered 500, never 200 (vLLM's bug, not copied).
+With an API key set, every `/v1` path and `/invocations` need exactly `Authorization: Bearer
+<key>` (compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422
+`{"detail": [...]}` for bodies that do not fit the schema, `{"error": {...}}` for the rest; an
+unexpected exception is logged with a request id and answered 500 with a generic message, never
+200 and never with the exception's text.
+
+Bodies are capped (`max_request_body_bytes`: 413 before the body is read whole); requests with
+more than `MAX_HEADERS` headers get 431, and those with both Content-Length and
+Transfer-Encoding 400, each closing the connection. Every handler leaves parsing, tokenization
+and detokenization to the worker threads (server/concurrency.py): the event loop only does I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
+import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,17 +36,23 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pyengine
 from pyengine import AsyncEngine
-from server.errors import APIError, RequestValidationError, parse_json_body, validation_error
+from server.concurrency import ClientDisconnected
+from server.errors import APIError, RequestValidationError, validation_error
+from server.limits import decode_json, log_safe
+from server.metrics import Metrics
 from server.openapi import openapi_document
 from server.prompt import render
 from server.protocol import ChatCompletionRequest, DetokenizeRequest, TokenizeChatRequest, TokenizeCompletionRequest
-from server.serving_chat import ChatService, ClientDisconnected, ServingConfig
+from server.serving_chat import ChatService, ServingConfig
 
 logger = logging.getLogger("server")
+MAX_HEADERS = 256  # vLLM's cap on the number of request headers
 
 
 class Server:
@@ -58,8 +73,8 @@ class Server:
         if self.api_key is None:
             return
         header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+        scheme, _, token = header.partition(" ")  # exactly one space, no padding around the key
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.api_key.encode()):
             raise APIError("Unauthorized: a valid API key is required (Authorization: Bearer <key>)", 401,
                            headers={"WWW-Authenticate": "Bearer"})
 
@@ -68,12 +83,23 @@ class Server:
         if name and name not in self.config.served_model_names:
             raise APIError(f"The model `{name}` does not exist.", 404, "model")
 
-    async def json_body(self, request: Request) -> Any:
+    async def json_body(self, request: Request) -> bytes:
+        """The raw JSON body (decoded later, on a worker thread); 413 as soon as it passes the cap."""
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise RequestValidationError([{"loc": ["body"], "msg": f"Content-Type must be application/json, "
                                            f"got {content_type!r}", "type": "model_attributes_type"}])
-        return parse_json_body(await request.body())
+        cap = self.config.max_request_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise _too_large(cap)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(cap)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -100,7 +126,13 @@ class Server:
         return JSONResponse({"version": pyengine.__version__})
 
     async def tokenize(self, request: Request) -> Response:
-        body = await self.json_body(request)
+        return _json_bytes(await self.chat.workers.run(self._tokenize, await self.json_body(request)))
+
+    async def detokenize(self, request: Request) -> Response:
+        return _json_bytes(await self.chat.workers.run(self._detokenize, await self.json_body(request)))
+
+    def _tokenize(self, raw: bytes) -> bytes:
+        body = decode_json(raw)
         tokenizer = self.chat.tokenizer
         try:
             if isinstance(body, dict) and "messages" in body:
@@ -111,20 +143,22 @@ class Server:
             raise validation_error(exc) from None
         self.check_model(parsed.model)
         if isinstance(parsed, TokenizeChatRequest):
-            chat = ChatCompletionRequest.model_validate(
-                parsed.model_dump(exclude_unset=True, exclude={"return_token_strs"}, by_alias=True))
+            try:  # extra fields the tokenize schema lets through must still fit a chat request
+                chat = ChatCompletionRequest.model_validate(
+                    parsed.model_dump(exclude_unset=True, exclude={"return_token_strs"}, by_alias=True))
+            except ValidationError as exc:
+                raise validation_error(exc) from None
             tools = [t.model_dump(mode="json", exclude_none=True) for t in parsed.tools or []] or None
             ids = render(chat, tokenizer, tools, self.config.chat_template,
                          self.config.trust_request_chat_template).token_ids
         else:
             ids = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
         strs = tokenizer.convert_ids_to_tokens(ids) if parsed.return_token_strs else None
-        return JSONResponse({"count": len(ids), "max_model_len": self.chat.max_model_len,
-                             "tokens": ids, "token_strs": strs})
+        return _dumps({"count": len(ids), "max_model_len": self.chat.max_model_len, "tokens": ids, "token_strs": strs})
 
-    async def detokenize(self, request: Request) -> Response:
+    def _detokenize(self, raw: bytes) -> bytes:
         try:
-            parsed = DetokenizeRequest.model_validate(await self.json_body(request))
+            parsed = DetokenizeRequest.model_validate(decode_json(raw))
         except ValidationError as exc:
             raise validation_error(exc) from None
         self.check_model(parsed.model)
@@ -132,7 +166,7 @@ class Server:
         bad = [t for t in parsed.tokens if not 0 <= t < vocab_size]
         if bad:
             raise APIError(f"token ids {bad[:5]} are outside the vocabulary [0, {vocab_size})", 400, "tokens")
-        return JSONResponse({"prompt": self.chat.tokenizer.decode(parsed.tokens)})
+        return _dumps({"prompt": self.chat.tokenizer.decode(parsed.tokens)})
 
     async def openapi(self, request: Request) -> Response:
         document = openapi_document(secured=self.api_key is not None)
@@ -140,6 +174,60 @@ class Server:
         if root_path:  # behind a proxy that strips this prefix (--root-path): clients must add it
             document = {**document, "servers": [{"url": root_path}]}
         return JSONResponse(document)
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    """JSON for a response body; long lists are written a slice at a time, so that other threads
+    (the event loop) get their turns while a million token ids are serialized."""
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, list) and len(value) > _SLICE:
+            slices = (json.dumps(value[i:i + _SLICE], ensure_ascii=False, separators=(",", ":"))[1:-1]
+                      for i in range(0, len(value), _SLICE))
+            text = "[" + ",".join(slices) + "]"
+        else:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        parts.append(f"{json.dumps(key)}:{text}")
+    return ("{" + ",".join(parts) + "}").encode()
+
+
+_SLICE = 32_768
+
+
+def _json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+def _too_large(cap: int) -> APIError:
+    return APIError(f"the request body is larger than this server accepts ({cap} bytes)", 413,
+                    headers={"Connection": "close"})
+
+
+class HeaderChecks:
+    """ASGI middleware: requests whose headers are not handled, answered, and the connection closed.
+
+    More than `limit` headers: 431. Both `Content-Length` and `Transfer-Encoding`: 400, since a
+    proxy in front may have framed the body differently (request smuggling).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_HEADERS):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = self.check(scope["headers"]) if scope["type"] == "http" else None
+        if error is not None:
+            await error.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def check(self, headers: list[tuple[bytes, bytes]]) -> APIError | None:
+        close = {"Connection": "close"}
+        if len(headers) > self.limit:
+            return APIError(f"too many request headers ({len(headers)}; at most {self.limit})", 431, headers=close)
+        names = {name.lower() for name, _ in headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            return APIError("a request may not carry both Content-Length and Transfer-Encoding", 400, headers=close)
+        return None
 
 
 # -- error handlers --------------------------------------------------------------------------------
@@ -164,15 +252,50 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)  # nobody is listening; nginx's "client closed request"
 
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unexpected error in %s %s", request.method, request.url.path)
-    return APIError(f"internal server error: {type(exc).__name__}: {exc}", 500).response()
+class InternalErrors:
+    """ASGI middleware for our own bugs: the log gets the traceback once, under a request id; the
+    client gets a generic 500 with that id, and no exception type or message."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:  # noqa: BLE001  (the last line of defence; logged right here)
+            if scope["type"] != "http":
+                raise
+            headers = dict(scope["headers"])
+            error_id = log_safe(headers[b"x-request-id"].decode("latin-1")) if b"x-request-id" in headers \
+                else uuid.uuid4().hex
+            logger.error("unexpected error in %s %s (request id %s)", scope["method"], scope["path"], error_id,
+                         exc_info=exc)
+            if not started:  # once a response has started, closing the connection is all that is left
+                error = APIError(f"internal server error (request id {error_id}); the server log has the details", 500)
+                await error.response()(scope, receive, send)
 
 
 def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = None,
-              model_path: str | None = None) -> Starlette:
-    """The ASGI app for one engine; shutting the app down shuts the engine down."""
-    server = Server(engine, config, api_key, model_path)
+              model_path: str | None = None, log_stats_interval: float | None = 5.0) -> Starlette:
+    """The ASGI app for one engine; shutting the app down shuts the engine down.
+
+    Every request the routes send to the engine feeds the metrics at /metrics; while the app
+    runs, the stats line is logged every `log_stats_interval` seconds when busy (None: never).
+    """
+    metrics = Metrics(engine, config.served_model_names[0])
+    server = Server(metrics.metered(engine), config, api_key, model_path or engine.engine.config.model)
+
+    async def scrape(request: Request) -> Response:
+        body, content_type = await metrics.exposition()
+        return Response(body, media_type=content_type)
+
     routes = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions/", server.chat_completions, methods=["POST"]),
@@ -183,16 +306,22 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
         Route("/tokenize", server.tokenize, methods=["POST"]),
         Route("/detokenize", server.detokenize, methods=["POST"]),
         Route("/openapi.json", server.openapi, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        stats = None if log_stats_interval is None else asyncio.create_task(
+            metrics.log_stats_forever(log_stats_interval))
         yield
+        server.chat.workers.shutdown()
+        if stats is not None:
+            stats.cancel()
         engine.shutdown()
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         APIError: _api_error, RequestValidationError: _validation_error, HTTPException: _http_error,
-        ClientDisconnected: _disconnected, Exception: _internal_error,
-    })
+        ClientDisconnected: _disconnected,
+    }, middleware=[Middleware(HeaderChecks), Middleware(InternalErrors)])
     app.state.server = server
     return app

@@ -5,8 +5,9 @@
     ...
     server.stop()
 
-It is the same app and the same uvicorn that `pyengine serve` runs, bound to a free port on
-127.0.0.1.
+It is the same app and the same uvicorn settings that `pyengine serve` runs, bound to a free port
+on 127.0.0.1; `stop()` is the same graceful shutdown, with `shutdown_timeout` (2 s by default)
+for streams still running.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ import threading
 import time
 from typing import Any
 
-import uvicorn
-
 from pyengine import AsyncEngine, EngineConfig
 from server.app import build_app
 from server.cli import served_model_names
+from server.http_server import HEADER_TIMEOUT, GracefulServer, uvicorn_config
 from server.serving_chat import ServingConfig
 
 
 class BackgroundServer:
     """A uvicorn server on 127.0.0.1:<free port> in a daemon thread; `url` is its base URL."""
 
-    def __init__(self, engine: AsyncEngine, config: ServingConfig, api_key: str | None = None):
+    def __init__(self, engine: AsyncEngine, config: ServingConfig, api_key: str | None = None,
+                 shutdown_timeout: float = 2.0, header_timeout: float = HEADER_TIMEOUT):
         self.engine = engine
         self.app = build_app(engine, config, api_key=api_key)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -35,7 +36,8 @@ class BackgroundServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
+        self.server = GracefulServer(uvicorn_config(self.app, log_level="warning", shutdown_timeout=shutdown_timeout,
+                                                    header_timeout=header_timeout))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     @classmethod
@@ -59,7 +61,7 @@ class BackgroundServer:
     def stop(self) -> None:
         """Stop serving; the app's shutdown also stops the engine."""
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=self.server.config.timeout_graceful_shutdown + 10)
         self.sock.close()
 
     def __enter__(self) -> "BackgroundServer":

@@ -2,6 +2,10 @@
 
     pyengine serve [MODEL] [--port 8000] [--api-key KEY] [--max-model-len N] ...
 
+MODEL (or `--model MODEL`) is a checkpoint folder or a Hugging Face hub id such as
+`HuggingFaceTB/SmolLM2-135M-Instruct`, fetched into the hub cache ($HF_HOME; nothing is fetched
+with HF_HUB_OFFLINE=1) and served under its id. Without one, the embedded demo model is served.
+
 Flag names are vLLM's where vLLM has the same knob (`docs/05-server.md` has the table), so a
 `vllm serve` command line starts pyengine unchanged (with `pyengine serve` in front):
 
@@ -20,13 +24,18 @@ import argparse
 import json
 import logging
 import os
+import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyengine import AsyncEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
 FALLBACK_MODEL = ROOT / "tests" / "fixtures" / "parity" / "qwen2"
 API_KEY_ENV = "PYENGINE_API_KEY"
+STATS_INTERVAL_S = 5.0  # vLLM's default interval for its stats line
 DEMO_MODEL_NAME = "pyengine-demo"  # what clients call the embedded demo model unless told otherwise
 
 
@@ -40,7 +49,6 @@ def default_model() -> Path:
 NO_EFFECT_FLAGS: dict[str, tuple[tuple[Any, ...] | None, str]] = {
     "enforce_eager": (None, "there are no CUDA graphs to capture"),
     "trust_remote_code": (None, "models are read by pyengine's own code, never the checkpoint's"),
-    "disable_log_stats": (None, "there are no periodic stats logs"),
     "disable_custom_all_reduce": (None, "there is one device"),
     "enable_chunked_prefill": (None, "long prompts are always prefilled in chunks"),
     "swap_space": (None, "there is no CPU swap space for the KV cache"),
@@ -53,13 +61,13 @@ NO_EFFECT_FLAGS: dict[str, tuple[tuple[Any, ...] | None, str]] = {
     "tokenizer_mode": (("auto", "hf"), "the tokenizer is read from tokenizer.json"),
     "quantization": ((), "weights are not quantized"),
 }
-THINK_PARSERS = ("qwen3", "deepseek_r1")  # vLLM's parsers of <think> blocks: ours is one parser
+REASONING_PARSERS = ("auto", "think", "deepseek_r1", "qwen3", "none")  # server/reasoning.py has the rules
 DTYPES = {"cpu": ("auto", "float32", "float"), "cuda": ("auto", "float16", "half")}
 
 
 def served_model_names(model: str, names: list[str] | None = None) -> list[str]:
     """The names clients use in `model`: `names` when given; else `pyengine-demo` for the embedded
-    demo model and, for any other checkpoint, its path as given (vLLM's default)."""
+    demo model and, for any other checkpoint, its hub id or its path as given (vLLM's default)."""
     if names:
         return list(names)
     return [DEMO_MODEL_NAME] if Path(model).resolve() == DEMO_MODEL.resolve() else [model]
@@ -71,9 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyengine serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("model_tag", nargs="?", default=None, metavar="MODEL", help="the model folder, as `vllm serve MODEL`")
-    add("--model", default=None, help="Hugging Face checkpoint folder (default: the demo model)")
-    add("--tokenizer", default=None, help="tokenizer folder (default: --model)")
+    # -- which model: a folder or a hub id (pyengine.model.hub resolves it) --
+    add("model_tag", nargs="?", default=None, metavar="MODEL",
+        help="checkpoint folder or hub id 'org/name', as `vllm serve MODEL`; the same as --model")
+    add("--model", default=None, help="checkpoint folder or hub id 'org/name' (default: the demo model)")
+    add("--revision", default=None, help="hub branch, tag or commit of the model (default: main)")
+    add("--tokenizer", default=None, help="tokenizer folder or hub id (default: the model's)")
+    add("--tokenizer-revision", default=None, help="hub revision of the tokenizer (default: main)")
+    add("--download-dir", default=None,
+        help="hub cache to download into and read from (default: $HF_HUB_CACHE or $HF_HOME/hub)")
+    add("--disable-log-stats", action="store_true",
+        help="no periodic stats line (throughput, queues, KV cache use) and no loading progress bar")
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8000)
     add("--root-path", default="", help="the path prefix a proxy in front of the server adds")
@@ -109,23 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tool-call-parser", default="hermes", choices=[*tool_parser_names(), "none"])
     add("--enable-auto-tool-choice", action="store_true",
         help="accepted for vLLM's command lines: `auto` tool choice is on whenever a parser is")
-    add("--reasoning-parser", default="auto", choices=["auto", "think", "none", *THINK_PARSERS],
-        help="auto: parse <think> blocks when the chat template uses them; "
-             f"{', '.join(THINK_PARSERS)}: vLLM's names for think")
+    add("--reasoning-parser", default="auto", choices=REASONING_PARSERS,
+        help="auto: parse <think> blocks when the chat template uses them (think); deepseek_r1 and "
+             "qwen3 as vLLM names them")
     add("--return-tokens-as-token-ids", action="store_true")
     add("--enable-prompt-tokens-details", action="store_true",
         help="report usage.prompt_tokens_details.cached_tokens")
     add("--enable-force-include-usage", action="store_true", help="send the usage chunk on every stream")
     add("--max-pending-requests", type=int, default=256, help="requests in flight before answering 503")
     add("--max-n", type=int, default=128, help="largest `n` a request may ask for")
+    add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024,
+        help="larger request bodies are answered 413 before they are read whole")
+    add("--shutdown-timeout", type=float, default=30.0,
+        help="on SIGTERM/SIGINT, seconds running streams get to finish before they are ended")
+    add("--prepare-timeout", type=float, default=60.0,
+        help="seconds one request may spend in preparation (template, tokens, grammar) before a 400")
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add("--uvicorn-log-level", default=None, choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="uvicorn's own log level (default: --log-level)")
     add("--disable-log-requests", dest="log_requests", action="store_false", default=True,
         help="no log line per request")
     add("--enable-log-requests", dest="log_requests", action="store_true")
-    for flag in ("enforce_eager", "trust_remote_code", "disable_log_stats", "disable_custom_all_reduce",
-                 "enable_chunked_prefill"):
+    for flag in ("enforce_eager", "trust_remote_code", "disable_custom_all_reduce", "enable_chunked_prefill"):
         add("--" + flag.replace("_", "-"), action="store_true", default=None, help=argparse.SUPPRESS)
     add("--swap-space", type=float, default=None, help=argparse.SUPPRESS)
     add("--distributed-executor-backend", default=None, help=argparse.SUPPRESS)
@@ -200,7 +221,8 @@ def load_chat_template(value: str | None) -> str | None:
 
 
 def entry(argv: list[str] | None = None) -> int:
-    """The `pyengine` console script: `serve` runs here, other commands go to pyengine's CLI."""
+    """The `pyengine` console script: `serve`, `chat` and `complete` run here, other commands go to
+    pyengine's CLI."""
     import sys  # noqa: PLC0415
 
     from pyengine import generate_cli as cli  # noqa: PLC0415
@@ -208,7 +230,45 @@ def entry(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
         return main(argv[1:])
+    if argv[:1] in (["chat"], ["complete"]):  # terminal clients of a running server
+        from server import client  # noqa: PLC0415
+
+        return client.main(argv)
     return cli.main(argv)
+
+
+def resolve_model_args(args: argparse.Namespace) -> tuple[str, str | None, str]:
+    """(model folder, tokenizer folder or None, the model's name) from MODEL/--model/--tokenizer.
+
+    A hub id is fetched (or found offline) in the hub cache, and its name is the id, as vLLM
+    serves it; a folder's name is its path as given.
+
+    Raises:
+        ModelNotFoundError: (an OSError) neither a folder nor a hub id that could be found; the
+            message is one line naming the id and the cache.
+    """
+    from pyengine import is_local, resolve_model  # noqa: PLC0415
+
+    name = args.model_tag or args.model
+    if name is None:
+        return str(default_model()), args.tokenizer, str(default_model())
+    model = resolve_model(name, revision=args.revision, download_dir=args.download_dir)
+    # --tokenizer-revision alone picks another revision of the model's own tokenizer
+    tokenizer_name = args.tokenizer or (name if args.tokenizer_revision and not is_local(name) else None)
+    tokenizer = None if tokenizer_name is None else resolve_model(
+        tokenizer_name, revision=args.tokenizer_revision, download_dir=args.download_dir)
+    return str(model), None if tokenizer is None else str(tokenizer), str(name)
+
+
+def capacity_summary(engine: AsyncEngine, name: str) -> str:
+    """The startup line vLLM users look for: the model, and how many tokens and requests fit."""
+    core = engine.engine
+    blocks = core.blocks.num_blocks
+    tokens = blocks * core.blocks.block_size
+    mc = core.model.config
+    return (f"Serving {name} ({mc.architecture}, {core.model.dtype}): KV cache of {tokens:,} tokens "
+            f"({blocks:,} blocks of {core.blocks.block_size}); maximum concurrency for "
+            f"{core.max_model_len:,} tokens per request: {tokens / core.max_model_len:.2f}x")
 
 
 def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
@@ -224,25 +284,26 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
     kv_cache_memory = args.kv_cache_memory
     if args.device == "cuda" and args.gpu_memory_utilization is not None and kv_cache_memory is None:
         kv_cache_memory = kv_cache_bytes_for_utilization(args.gpu_memory_utilization)
-    model = str(args.model_tag or args.model or default_model())
+    model, tokenizer, name = resolve_model_args(args)
     engine = EngineConfig(
-        model=model, tokenizer=args.tokenizer, device=args.device, max_model_len=args.max_model_len,
+        model=model, tokenizer=tokenizer, device=args.device, max_model_len=args.max_model_len,
         block_size=args.block_size, num_kv_blocks=args.num_kv_blocks, kv_cache_memory=kv_cache_memory,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         max_logprobs=args.max_logprobs, enable_prefix_caching=args.enable_prefix_caching,
         scheduling_policy=args.scheduling_policy, seed=args.seed,
     )
     serving = ServingConfig(
-        served_model_names=served_model_names(model, args.served_model_name),
+        served_model_names=served_model_names(name, args.served_model_name),
         chat_template=load_chat_template(args.chat_template),
         trust_request_chat_template=args.trust_request_chat_template,
         tool_call_parser=None if args.tool_call_parser == "none" else args.tool_call_parser,
-        reasoning_parser="think" if args.reasoning_parser in THINK_PARSERS else args.reasoning_parser,
+        reasoning_parser=args.reasoning_parser,
         max_n=args.max_n, max_pending_requests=args.max_pending_requests,
         return_tokens_as_token_ids=args.return_tokens_as_token_ids, response_role=args.response_role,
         generation_config=args.generation_config, override_generation_config=args.override_generation_config,
         enable_prompt_tokens_details=args.enable_prompt_tokens_details,
         enable_force_include_usage=args.enable_force_include_usage, log_requests=args.log_requests,
+        max_request_body_bytes=args.max_request_body_bytes, prepare_timeout=args.prepare_timeout,
     )
     return engine, serving, inert
 
@@ -250,11 +311,12 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import uvicorn  # noqa: PLC0415  (keeps `--help` fast)
-
-    from pyengine import AsyncEngine  # noqa: PLC0415
+    from pyengine import AsyncEngine  # noqa: PLC0415  (keeps `--help` fast)
     from server.app import build_app  # noqa: PLC0415
+    from server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
 
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         engine_config, serving, inert = configs(args)
@@ -262,9 +324,21 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("server").info("accepted for vLLM compatibility, changing nothing here: %s",
                                              "; ".join(inert))
         api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-        app = build_app(AsyncEngine(engine_config), serving, api_key=api_key)
+        if args.disable_log_stats:  # quiet: no loading progress bar either
+            logging.getLogger("pyengine.model.loader").setLevel(logging.WARNING)
+        engine = AsyncEngine(engine_config)
+        logging.getLogger("server").info("%s", capacity_summary(engine, serving.served_model_names[0]))
+        app = build_app(engine, serving, api_key=api_key,
+                        log_stats_interval=None if args.disable_log_stats else STATS_INTERVAL_S)
     except (ValueError, OSError) as exc:  # a setting or a model we cannot serve: say which, no traceback
         parser.exit(2, f"pyengine serve: error: {exc}\n")
-    uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path,
-                log_level=args.uvicorn_log_level or args.log_level)
+    server = GracefulServer(uvicorn_config(app, host=args.host, port=args.port, root_path=args.root_path,
+                                           log_level=args.uvicorn_log_level or args.log_level,
+                                           shutdown_timeout=args.shutdown_timeout))
+    server.run()  # returns after a graceful shutdown; uvicorn then re-raises the signal it caught
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT outside uvicorn's own handling (loading, or re-raised after shutdown): exit 0."""
+    raise SystemExit(0)

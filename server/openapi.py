@@ -33,6 +33,7 @@ _ERRORS = {
     "400": "The request fits the schema but cannot be served as asked",
     "401": "Missing or wrong API key",
     "404": "Unknown model",
+    "413": "The request body is larger than the server's cap (--max-request-body-bytes)",
     "503": "The server is full or its engine has stopped; retry after Retry-After seconds",
 }
 
@@ -87,7 +88,7 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
     chat["responses"]["200"]["content"]["text/event-stream"] = {
         "schema": {"type": "string", "description": "Server-sent events: chat.completion.chunk objects, "
                                                     "then `data: [DONE]` (when `stream` is true)"}}
-    chat["responses"].update(_error_responses(["400", "404", "503"]))
+    chat["responses"].update(_error_responses(["400", "404", "413", "503"]))
     models = _json_op("List models", None, _MODELS_RESPONSE, [], "list_models", "get")["get"]
     if secured:
         chat["responses"].update(_error_responses(["401"]))
@@ -110,10 +111,10 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
             "200": {"description": "The engine is running"}, "503": {"description": "The engine has stopped"}}}},
         "/version": _json_op("Version", None, {"type": "object", "required": ["version"],
                                                "properties": {"version": {"type": "string"}}}, [], "version", "get"),
-        "/tokenize": _json_op("Tokenize", _TOKENIZE_REQUEST, _TOKENIZE_RESPONSE, ["400", "404"], "tokenize"),
+        "/tokenize": _json_op("Tokenize", _TOKENIZE_REQUEST, _TOKENIZE_RESPONSE, ["400", "404", "413"], "tokenize"),
         "/detokenize": _json_op("Detokenize", {"type": "object", "required": ["tokens"], "properties": {
             "model": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "tokens": _INT_LIST}},
             {"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
-            ["400", "404"], "detokenize"),
+            ["400", "404", "413"], "detokenize"),
     }
     return doc

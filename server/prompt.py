@@ -82,7 +82,8 @@ def template_message(message: RequestMessage, index: int) -> dict[str, Any]:
         out["tool_call_id"] = message.tool_call_id
     if message.tool_calls:
         out["tool_calls"] = [_template_tool_call(call, where) for call in message.tool_calls]
-    thinking = [p["thinking"] for p in message.content or [] if isinstance(p, dict)
+    parts = message.content if isinstance(message.content, list) else []  # not the characters of a string
+    thinking = [p["thinking"] for p in parts if isinstance(p, dict)
                 and p.get("type") == "thinking" and isinstance(p.get("thinking"), str)]
     reasoning = message.reasoning if message.reasoning is not None else ("\n".join(thinking) or None)
     if reasoning is not None:

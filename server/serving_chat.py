@@ -7,8 +7,12 @@ Everything up to the engine's first output happens before a status line is sent,
 error in a request is a proper HTTP error; only a failure in the middle of a stream is sent as
 an SSE error event.
 
-A request belongs to its client: if the client disconnects, the request is aborted and its KV
-blocks are freed (the engine generator's `aclose`, plus an explicit abort to be sure).
+Preparation (parsing, validation, the template, tokenization, grammar compilation, bad-words
+tokenization) runs on a worker thread (server/concurrency.py), so the event loop only does I/O.
+
+A request belongs to its client: if the client disconnects at any stage (waiting for a worker,
+being prepared, queued in the engine, generating), the request is aborted and its KV blocks are
+freed (the engine generator's `aclose`, plus an explicit abort to be sure).
 """
 
 from __future__ import annotations
@@ -19,21 +23,31 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyengine import AsyncEngine, EngineDeadError, RequestOutput, RequestOutputKind, SamplingParams
+from pyengine import (
+    AsyncEngine,
+    EngineDeadError,
+    RequestOutput,
+    RequestOutputKind,
+    SamplingParams,
+    tokenize_bad_words,
+)
 from server import params as request_params
+from server.concurrency import DisconnectWatch, Workers
 from server.errors import APIError, bad_request, validation_error
 from server.formatting import chat_logprobs, prompt_logprobs_json, usage
+from server.limits import RequestLimits, check_prompt_chars, decode_json, log_safe, longest_token_chars
 from server.prompt import Prompt, fit_context, render
 from server.protocol import ChatCompletionRequest
-from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, template_uses_reasoning
+from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, reasoning_parser_class
 from server.streaming import EventStreamResponse, chat_stream, replay_stream
 from server.structured import forced_choice_needs_whole_output, structured_outputs_for
+from server.tool_parsers import get_tool_parser
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
 
 logger = logging.getLogger("server.chat")
@@ -47,7 +61,7 @@ class ServingConfig:
     chat_template: str | None = None  # overrides the tokenizer's
     trust_request_chat_template: bool = False
     tool_call_parser: str | None = "hermes"  # None: no auto tool choice
-    reasoning_parser: str = "auto"  # "auto" (if the template knows <think>), "think" or "none"
+    reasoning_parser: str = "auto"  # "auto" (think, if the template knows <think>), "none", or a parser's name
     max_n: int = 128
     max_pending_requests: int = 256
     return_tokens_as_token_ids: bool = False
@@ -57,6 +71,10 @@ class ServingConfig:
     enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens
     enable_force_include_usage: bool = False  # a usage chunk on every stream, asked or not
     log_requests: bool = True  # one info line per request
+    # bounded inputs and bounded waits (server/limits.py, server/concurrency.py)
+    limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
+    max_request_body_bytes: int = 4 * 1024 * 1024
+    prepare_timeout: float = 60.0  # seconds one request may spend in preparation before a 400
 
 
 @dataclasses.dataclass
@@ -73,9 +91,10 @@ class ChatJob:
     model: str
     reasoning: bool  # parse <think> blocks
     as_token_ids: bool
+    reasoning_parser: type[ThinkReasoningParser] = ThinkReasoningParser
 
     def new_reasoning_parser(self) -> ThinkReasoningParser | None:
-        return ThinkReasoningParser(self.prompt.text) if self.reasoning else None
+        return self.reasoning_parser(self.prompt.text) if self.reasoning else None
 
 
 class ChatService:
@@ -91,53 +110,95 @@ class ChatService:
         self.defaults = request_params.generation_defaults(core.config.model, config.generation_config,
                                                            config.override_generation_config)
         template = config.chat_template or self.tokenizer.chat_template
-        self.reasoning = config.reasoning_parser == "think" or (
-            config.reasoning_parser == "auto" and template_uses_reasoning(template))
+        self.reasoning_parser = reasoning_parser_class(config.reasoning_parser, template)
+        self.reasoning = self.reasoning_parser is not None
         # a constraint then covers an optional think block first, when the tags are single tokens
         self.constrain_after_reasoning = self.reasoning and all(
             len(self.tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in (THINK_START, THINK_END))
         self.num_pending = 0
+        self.workers = Workers(time_budget=config.prepare_timeout)
+        self.chars_per_token = longest_token_chars(self.tokenizer)
+        self.vocab_size = core.vocab_size
+        self.shutting_down = False  # no new requests; running streams end at the shutdown deadline
+        self.in_flight: set[str] = set()  # engine request ids of requests handed to the engine
 
     # -- the endpoint ------------------------------------------------------------------------------
 
-    async def create(self, body: Any, http_request: Request) -> Response:
-        job = self.prepare(body, http_request.headers.get("x-request-id"))
-        if self.num_pending >= self.config.max_pending_requests:
+    async def create(self, raw_body: bytes, http_request: Request) -> Response:
+        """Answer one request whose body has been read; every stage stops if the client leaves."""
+        if self.shutting_down:
+            raise APIError("the server is shutting down", 503, headers={"Retry-After": "5"})
+        if self.num_pending >= self.config.max_pending_requests:  # before any work: queues stay bounded
             raise APIError(f"the server is busy ({self.num_pending} requests in flight); retry shortly",
                            503, headers={"Retry-After": "1"})
         self.num_pending += 1
         handed_off = False  # a stream releases its slot when it closes
+        watch = DisconnectWatch(http_request)
+        job: ChatJob | None = None
         try:
+            job = await watch.guard(self.workers.run(self.prepare_body, raw_body,
+                                                     http_request.headers.get("x-request-id")))
             streamed = job.request.stream and not forced_choice_needs_whole_output(job.tools)
             if streamed:  # each engine output carries that step's tokens and text (chat_stream appends them)
                 job.params.output_kind = RequestOutputKind.DELTA
             stream = self.engine.generate(job.engine_request_id, {"prompt_token_ids": job.prompt.token_ids},
                                           job.params, priority=job.request.priority,
                                           cache_salt=job.request.cache_salt)
-            first = await self._first_output(job, stream)
+            self.in_flight.add(job.engine_request_id)
+            first = await watch.guard(self._first_output(job, stream))  # queued: a hang-up aborts here
             if streamed:
+                watch.stop()  # the streaming response notices a hang-up itself
                 response = EventStreamResponse(chat_stream(self, job, stream, first),
                                                on_close=lambda: self._close(job, stream))
                 handed_off = True
                 return response
-            final = await self._collect(job, stream, first, http_request)
+            final = await self._collect(job, stream, first, watch)
             body = self.build_response(job, final)
             if job.request.stream:  # a forced tool choice, checked whole, then replayed as a stream
                 return EventStreamResponse(replay_stream(self, job, final, body))
             return JSONResponse(body)
         finally:
+            watch.stop()
             if not handed_off:
                 self.num_pending -= 1
+                if job is not None:
+                    self.in_flight.discard(job.engine_request_id)
 
     async def _close(self, job: "ChatJob", stream: AsyncIterator[RequestOutput]) -> None:
         """A stream ended (done, failed or disconnected): free its slot and its KV blocks."""
         self.num_pending -= 1
+        self.in_flight.discard(job.engine_request_id)
         self.engine.abort(job.engine_request_id)  # first: nothing below may stop it
         with contextlib.suppress(Exception):
             await stream.aclose()
 
+    def begin_shutdown(self, timeout: float) -> None:
+        """Refuse new requests; those still running after `timeout` seconds end with a 503 (an error
+        event, for a stream)."""
+        self.shutting_down = True
+        asyncio.get_running_loop().call_later(timeout, self._end_in_flight)
+
+    def _end_in_flight(self) -> None:
+        for request_id in list(self.in_flight):
+            self.engine.abort(request_id, ServerShuttingDown("the server is shutting down; this stream was "
+                                                             "cut off at the shutdown deadline"))
+
+    def stream_error(self, job: ChatJob, exc: Exception) -> APIError:
+        """The error event for a stream the engine ended early (the 200 status is already sent)."""
+        if isinstance(exc, ServerShuttingDown):
+            return APIError(str(exc), 503, headers={"Retry-After": "5"})
+        if isinstance(exc, ValueError):
+            return bad_request(str(exc))
+        logger.error("request %s: generation failed mid-stream: %s", log_safe(job.engine_request_id), exc)
+        return APIError(f"generation failed (request id {log_safe(job.engine_request_id)}); the server log "
+                        "has the details", 500)
+
+    def prepare_body(self, raw_body: bytes, header_request_id: str | None) -> ChatJob:
+        """`prepare` from the raw body (decoded here, on the worker thread)."""
+        return self.prepare(decode_json(raw_body), header_request_id)
+
     def prepare(self, body: Any, header_request_id: str | None) -> ChatJob:
-        """Everything before the engine: 422, 400 and 404 errors come from here."""
+        """Everything before the engine: 422, 400 and 404 errors come from here. Blocking work."""
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
@@ -145,6 +206,8 @@ class ChatService:
         request_params.check_request(request, self.config.max_n)
         if request.model and request.model not in self.config.served_model_names:  # "" or null: the served model
             raise APIError(f"The model `{request.model}` does not exist.", 404, "model")
+        self.config.limits.check(request, self.vocab_size)
+        check_prompt_chars(request, self.max_model_len, self.chars_per_token)
         tools = plan_tools(request, self.config.tool_call_parser)
         structured = structured_outputs_for(request, tools, reasoning=self.constrain_after_reasoning)
         prompt = render(request, self.tokenizer, tools.template_tools(), self.config.chat_template,
@@ -157,20 +220,36 @@ class ChatService:
                                                     structured_outputs=structured)
         except ValueError as exc:
             raise bad_request(str(exc)) from None
+        if tools.parses and get_tool_parser(tools.parser_name).keeps_special_tokens:  # type: ignore[arg-type]
+            params.skip_special_tokens = False  # the parser reads markers that are special tokens
+        self._tokenize_bad_words(params)
         base_id = header_request_id or request.request_id or uuid.uuid4().hex
         if self.config.log_requests:
-            logger.info("request %s: %d prompt tokens, max_tokens %d%s", base_id, len(prompt.token_ids),
-                        max_tokens, "" if request.user is None else f", user {request.user!r}")
+            logger.info("request %s: %d prompt tokens, max_tokens %d%s", log_safe(base_id), len(prompt.token_ids),
+                        max_tokens, "" if request.user is None else f", user {log_safe(request.user)}")
         unknown = sorted(request.model_extra or {})
         if unknown:
-            logger.debug("request %s: ignoring fields not in the spec: %s", base_id, unknown)
+            logger.debug("request %s: ignoring fields not in the spec: %s", log_safe(base_id),
+                         [log_safe(name) for name in unknown])
         as_ids = request.return_tokens_as_token_ids
         return ChatJob(
             request=request, prompt=prompt, params=params, tools=tools,
             engine_request_id=f"{base_id}-{uuid.uuid4().hex[:8]}",  # duplicate client ids never collide
             response_id=f"chatcmpl-{base_id}", created=int(time.time()), model=self.config.served_model_names[0],
             reasoning=self.reasoning, as_token_ids=self.config.return_tokens_as_token_ids if as_ids is None else as_ids,
+            reasoning_parser=self.reasoning_parser or ThinkReasoningParser,
         )
+
+    def _tokenize_bad_words(self, params: SamplingParams) -> None:
+        """Bad words as token sequences, here on the worker thread rather than on the engine's."""
+        if not params.bad_words:
+            return
+        encode = self.tokenizer.encode
+        try:
+            params.bad_words_token_ids = tokenize_bad_words(
+                params.bad_words, lambda word: encode(word, add_special_tokens=False), self.vocab_size)
+        except ValueError as exc:
+            raise bad_request(str(exc), "bad_words") from None
 
     async def _first_output(self, job: ChatJob, stream: AsyncIterator[RequestOutput]) -> RequestOutput:
         """Submit the request; the engine's ValueError (bad ids, priority, ...) is a 400."""
@@ -186,7 +265,7 @@ class ChatService:
             raise
 
     async def _collect(self, job: ChatJob, stream: AsyncIterator[RequestOutput], first: RequestOutput,
-                       http_request: Request) -> RequestOutput:
+                       watch: DisconnectWatch) -> RequestOutput:
         """Run to the end; a client that goes away aborts the request."""
 
         async def drain() -> RequestOutput:
@@ -195,16 +274,9 @@ class ChatService:
                 final = await stream.__anext__()
             return final
 
-        generation = asyncio.ensure_future(drain())
-        disconnect = asyncio.ensure_future(_wait_for_disconnect(http_request))
         try:
-            done, _ = await asyncio.wait({generation, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            if generation in done:
-                return _engine_result(generation)
-            raise ClientDisconnected()
+            return await watch.guard(_engine_result(drain(), job.engine_request_id))
         finally:
-            for task in (generation, disconnect):
-                task.cancel()
             self.engine.abort(job.engine_request_id)  # a no-op once the request has finished
             with contextlib.suppress(Exception):
                 await stream.aclose()
@@ -258,23 +330,19 @@ class ChatService:
         return output.num_cached_tokens
 
 
-class ClientDisconnected(Exception):
-    """The client closed the connection before its answer was ready."""
+class ServerShuttingDown(RuntimeError):
+    """The server stopped before this request finished."""
 
 
-async def _wait_for_disconnect(http_request: Request) -> None:
-    while True:
-        message = await http_request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _engine_result(task: asyncio.Future) -> RequestOutput:
+async def _engine_result(generation: Awaitable[RequestOutput], request_id: str) -> RequestOutput:
     try:
-        return task.result()
+        return await generation
     except ValueError as exc:  # a request the engine refused after accepting it
         raise bad_request(str(exc)) from None
-    except EngineDeadError as exc:
-        raise APIError(f"the engine has stopped: {exc}", 503, headers={"Retry-After": "5"}) from None
-    except RuntimeError as exc:  # an engine step failed: our fault, not the client's
-        raise APIError(f"generation failed: {exc}", 500) from None
+    except (EngineDeadError, ServerShuttingDown) as exc:
+        raise APIError(str(exc) if isinstance(exc, ServerShuttingDown) else f"the engine has stopped: {exc}", 503,
+                       headers={"Retry-After": "5"}) from None
+    except RuntimeError:  # an engine step failed: our fault, not the client's; the log has the details
+        logger.exception("request %s: generation failed", log_safe(request_id))
+        raise APIError(f"generation failed (request id {log_safe(request_id)}); the server log has the "
+                       "details", 500) from None

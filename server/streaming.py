@@ -22,7 +22,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pyengine import CompletionOutput, RequestOutput
-from server.errors import APIError, error_chunk
+from server.errors import error_chunk
 from server.formatting import chat_logprobs, usage
 from server.reasoning import ThinkReasoningParser
 from server.tool_parsers import ToolParser
@@ -208,7 +208,7 @@ async def chat_stream(service: "ChatService", job: "ChatJob", stream: AsyncItera
             for event in writer.step(output):
                 yield event
     except (ValueError, RuntimeError) as exc:  # the engine failed this request mid-stream
-        yield error_chunk(APIError(f"generation failed: {exc}", 500))
+        yield error_chunk(service.stream_error(job, exc))
         yield DONE
         return
     for event in writer.end(output):

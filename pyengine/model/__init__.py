@@ -6,18 +6,21 @@ implements the checkpoint's `architectures`, and builds its weights on the backe
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
-from pyengine.model.gpt2 import GPT2Model
 from pyengine.model.fast_path import FAST, decode_groups
+from pyengine.model.gpt2 import GPT2Model
 from pyengine.model.layers import REFERENCE, AttentionInputs
 from pyengine.model.llama import LlamaModel
 from pyengine.model.loader import CheckpointError, load_tensors
 
 FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES", "decode_groups",
@@ -25,11 +28,15 @@ __all__ = [
 ]
 
 
-def load_model(path: str | Path, backend: Backend, attention: str = "fast") -> Any:
+def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
+               attention: str = "fast") -> Any:
     """Load the checkpoint at `path` onto `backend`; returns a model with `.config`.
 
     Weights are upcast to float32 on the CPU (numpy has no fast half precision); on a GPU
     half-precision checkpoints stay float16 (bf16 is rounded to fp16, which cupy supports).
+    Each tensor is read and converted as the model takes it (loader.LazyTensors), with a
+    progress bar when `progress` (None: when stderr is a terminal and INFO is logged). The
+    log says what is loaded (architecture, parameters, dtypes) and how long it took.
     `attention` picks the model's projection and attention functions: "fast" (fast_path.py) or
     "reference" (the equations of layers.py).
 
@@ -42,7 +49,15 @@ def load_model(path: str | Path, backend: Backend, attention: str = "fast") -> A
         raise FileNotFoundError(f"model path {path} is not a directory")
     config = ModelConfig.from_pretrained(path)
     dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
-    tensors = load_tensors(path, dtype)
-    model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+    start = time.perf_counter()
+    tensors = load_tensors(path, dtype, progress)
+    logger.info("Loading %s: %s, %.1fM parameters stored as %s, computed in %s, %d safetensors file(s)",
+                path, config.architecture, tensors.num_parameters / 1e6, "/".join(tensors.stored_dtypes),
+                dtype, len(tensors.files))
+    try:
+        model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+    finally:
+        tensors.close()
+    logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
     model.ops = FAST if attention == "fast" else REFERENCE
     return model

@@ -1,29 +1,38 @@
-"""Reading a checkpoint's tensors from safetensors files into host (numpy) arrays.
+"""Reading a checkpoint's tensors from safetensors files into host (numpy) arrays, one at a time.
 
 Host-side file I/O, so it imports numpy by name (`tests/test_architecture.py` lists the
 modules of `model/` allowed to); the weights go to the device afterwards, in `from_tensors`.
 
 Handles a single `model.safetensors` or shards listed in `model.safetensors.index.json`, and
-float32/float16/bfloat16 tensors. numpy has no bfloat16: a bf16 value is the top 16 bits of a
-float32, so its bits are read as uint16 and shifted into float32 exactly (`float32_from_bfloat16`).
+float32/float16/bfloat16 tensors. `load_tensors` reads only the files' JSON headers and returns
+a `LazyTensors` mapping: a tensor is read (memory-mapped from its file) and converted when the
+model takes it, so at any moment memory holds the weights taken so far plus one tensor in
+conversion, never a second full copy of the checkpoint. numpy has no bfloat16: a bf16 value is
+the top 16 bits of a float32, so its bits are read as uint16 and shifted into float32 exactly.
+
+While tensors are taken, a progress bar (tqdm, on stderr) counts them and names the shard;
+it shows only when stderr is a terminal and this module's logger is enabled for INFO
+(`pyengine serve --disable-log-stats` or `--log-level warning` turn it off).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import json
+import logging
+import os
 import struct
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np  # host arrays: tensors as read from the files
-from safetensors import SafetensorError, safe_open
 
+logger = logging.getLogger(__name__)
 
-def float32_from_bfloat16(raw: np.ndarray) -> np.ndarray:
-    """Host: bf16 bit patterns stored as uint16 -> float32 (exact; bf16 is fp32's top half)."""
-    if raw.dtype != np.uint16:
-        raise TypeError(f"expected uint16 bf16 bit patterns, got {raw.dtype}")
-    return (raw.astype(np.uint32) << 16).view(np.float32)
+# safetensors dtype tag -> (numpy dtype of the stored bytes, bytes per element)
+_STORED = {"F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("uint16", 2)}
+CHECKPOINT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 class CheckpointError(ValueError):
@@ -52,32 +61,89 @@ def checkpoint_files(path: Path) -> list[Path]:
     )
 
 
-def load_tensors(path: str | Path, dtype: str = "float32") -> dict[str, Any]:
-    """All tensors of the checkpoint at `path`, by name, as host numpy arrays of `dtype`.
+class LazyTensors(collections.abc.MutableMapping):
+    """name -> host array of `dtype`, read from its file when asked for (`[name]` or `pop`).
+
+    Reading a tensor twice reads it twice: the model pops each tensor once. Deleting (or
+    popping) a name counts it on the progress bar. Assigning is not supported.
+    """
+
+    def __init__(self, files: list[Path], dtype: str = "float32", progress: bool | None = None):
+        self.dtype = dtype
+        self.files = files
+        self._where: dict[str, tuple[Path, int, dict[str, Any]]] = {}  # name -> (file, data start, entry)
+        for file in files:
+            header = _read_header(file)
+            start = header.pop("__data_start__")
+            size = file.stat().st_size
+            for name, entry in header.items():
+                _check_entry(file, name, entry, size - start)
+                self._where[name] = (file, start, entry)
+        self._bar = _progress_bar(len(self._where), progress)
+
+    # -- what the checkpoint holds, from the headers alone -----------------------------------------
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(_numel(entry["shape"]) for _, _, entry in self._where.values())
+
+    @property
+    def stored_dtypes(self) -> list[str]:
+        """The checkpoint's dtypes as torch names ("bfloat16", ...), most parameters first."""
+        counts: collections.Counter[str] = collections.Counter()
+        for _, _, entry in self._where.values():
+            counts[CHECKPOINT_DTYPES.get(entry["dtype"], entry["dtype"])] += _numel(entry["shape"])
+        return [name for name, _ in counts.most_common()]
+
+    # -- the mapping ---------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Any:
+        file, start, entry = self._where[name]
+        return _read_tensor(file, start, entry, self.dtype)
+
+    def __delitem__(self, name: str) -> None:
+        file, _, _ = self._where.pop(name)
+        if self._bar is not None:
+            self._bar.set_description(f"Loading shard {self.files.index(file) + 1}/{len(self.files)}", refresh=False)
+            self._bar.update(1)
+            if not self._where:
+                self._bar.close()
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        raise TypeError("a checkpoint's tensors are read-only")
+
+    def __contains__(self, name: object) -> bool:  # from the headers: reads nothing
+        return name in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._where))
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def load_tensors(path: str | Path, dtype: str = "float32", progress: bool | None = None) -> LazyTensors:
+    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype`
+    when taken (see LazyTensors).
 
     `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path
-    keeps half precision; bf16 weights are then rounded to fp16).
+    keeps half precision; bf16 weights are then rounded to fp16). `progress`: show the bar
+    (None: when stderr is a terminal and INFO is logged).
+
+    Raises:
+        CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
     """
-    tensors: dict[str, Any] = {}
-    for file in checkpoint_files(Path(path)):
-        for name, array in _read_file(file).items():
-            tensors[name] = array.astype(dtype, copy=False)
-    return tensors
+    return LazyTensors(checkpoint_files(Path(path)), dtype, progress)
 
 
-def _read_file(file: Path) -> dict[str, Any]:
-    header = _read_header(file)
-    out: dict[str, Any] = {}
-    try:
-        with safe_open(str(file), framework="numpy") as handle:
-            for name in handle.keys():
-                if header[name]["dtype"] == "BF16":
-                    out[name] = _read_bf16(file, header, name)
-                else:
-                    out[name] = handle.get_tensor(name)
-    except SafetensorError as exc:
-        raise CheckpointError(f"{file} is not a readable safetensors file: {exc}") from exc
-    return out
+def _read_file(file: Path, dtype: str = "float32") -> dict[str, Any]:
+    """Every tensor of one safetensors file, read now."""
+    tensors = LazyTensors([file], dtype, progress=False)
+    return {name: tensors[name] for name in tensors}
 
 
 def _read_header(file: Path) -> dict[str, Any]:
@@ -93,20 +159,66 @@ def _read_header(file: Path) -> dict[str, Any]:
             header = json.loads(handle.read(length))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{file} has a corrupt safetensors header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{file} has a corrupt safetensors header: not a JSON object")
     header.pop("__metadata__", None)
     header["__data_start__"] = 8 + length
     return header
 
 
-def _read_bf16(file: Path, header: dict[str, Any], name: str) -> Any:
-    entry = header[name]
-    start, end = entry["data_offsets"]
-    raw = np.memmap(file, dtype=np.uint16, mode="r", offset=header["__data_start__"] + start,
-                    shape=((end - start) // 2,))
-    return float32_from_bfloat16(np.array(raw)).reshape(entry["shape"])
+def _numel(shape: Sequence[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
 
 
-def take_tensor(tensors: dict[str, Any], name: str, shape: tuple[int, ...]) -> Any:
+def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
+    """The header's promise about one tensor fits the file: known dtype, size, offsets inside."""
+    try:
+        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        valid = all(isinstance(s, int) and s >= 0 for s in shape) and 0 <= begin <= end
+    except (TypeError, KeyError, ValueError):
+        raise CheckpointError(f"{file} is not a readable safetensors file: bad header entry for {name!r}") from None
+    itemsize = _STORED[dtype][1] if dtype in _STORED else None  # other dtypes fail when read
+    if not valid or (itemsize is not None and end - begin != _numel(shape) * itemsize) or end > data_size:
+        raise CheckpointError(f"{file} is not a readable safetensors file: tensor {name!r} "
+                              f"does not fit its offsets (truncated or corrupt)")
+
+
+def _read_tensor(file: Path, start: int, entry: dict[str, Any], dtype: str) -> Any:
+    """One tensor, memory-mapped and converted into a fresh array of `dtype` (float32/float16)."""
+    if entry["dtype"] not in _STORED:
+        raise CheckpointError(f"{file}: a tensor has dtype {entry['dtype']}; only F32, F16 and BF16 are supported")
+    stored, _ = _STORED[entry["dtype"]]
+    begin, end = entry["data_offsets"]
+    shape = tuple(entry["shape"])
+    if begin == end:
+        return np.zeros(shape, dtype=dtype)
+    raw = np.memmap(file, dtype=stored, mode="r", offset=start + begin, shape=(_numel(shape),)).reshape(shape)
+    try:
+        if entry["dtype"] != "BF16":
+            return np.array(raw, dtype=dtype)  # one copy, out of the mapping
+        out = np.empty(shape, dtype=np.float32)
+        bits = out.view(np.uint32)
+        bits[...] = raw  # widen in place: bf16 is the top half of a float32
+        bits <<= 16
+        return out if dtype == "float32" else out.astype(dtype)
+    finally:
+        del raw  # unmap
+
+
+def _progress_bar(total: int, progress: bool | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
+    if not progress or total == 0:
+        return None
+    from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return tqdm(total=total, unit="tensor", file=sys.stderr, desc="Loading", dynamic_ncols=True)
+
+
+def take_tensor(tensors: collections.abc.MutableMapping, name: str, shape: tuple[int, ...]) -> Any:
     """Pop `name` from `tensors`, checking its shape against what the config implies.
 
     Raises:

@@ -144,6 +144,9 @@ class SamplingParams:
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
     structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE  # what each step's RequestOutput carries
+    # `bad_words` already tokenized by the caller (a server does it off the engine thread, with
+    # tokenize_bad_words); None: the engine tokenizes them for the request. The engine never sets it.
+    bad_words_token_ids: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -271,6 +274,10 @@ class SamplingParams:
             bad = [i for i in ids if not 0 <= i < vocab_size]
             _check(not bad, f"token_id(s) {bad} in {name} contain out-of-vocab token ids. "
                             f"Vocabulary size: {vocab_size}")
+        bad_words = [t for word in self.bad_words_token_ids or () for t in word if not 0 <= t < vocab_size]
+        _check(not bad_words, f"The model vocabulary size is {vocab_size}, but the following tokens were "
+                              f"specified as bad: {bad_words}. All token id values should be integers "
+                              f"satisfying: 0 <= token_id <= {vocab_size - 1}.")
         cap = vocab_size if max_logprobs == -1 else max_logprobs
         for name, kind in (("logprobs", "sample"), ("prompt_logprobs", "prompt")):
             requested = getattr(self, name)
@@ -289,12 +296,14 @@ def tokenize_bad_words(bad_words: list[str], encode: Callable[[str], list[int]],
     encodes to nothing is an error; `vocab_size`, when given, bounds every token id.
     """
     sequences: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()  # de-duplication in linear time, first occurrence kept
     for word in bad_words:
         bare = list(encode(word.lstrip()))
         _check(bool(bare), "bad_words entries must tokenize to at least one token.")
         spaced = list(encode(" " + word.lstrip()))
         for ids in [bare] + ([spaced] if len(spaced) == len(bare) and spaced[0] != bare[0] else []):
-            if ids not in sequences:
+            if tuple(ids) not in seen:
+                seen.add(tuple(ids))
                 sequences.append(ids)
     if vocab_size is not None:
         bad = [t for ids in sequences for t in ids if not 0 <= t < vocab_size]

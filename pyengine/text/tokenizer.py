@@ -124,12 +124,17 @@ class Tokenizer:
         return token_id in self.all_special_ids
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """Text -> ids; `add_special_tokens` lets tokenizer.json's post-processor add BOS/EOS."""
-        return self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        """Text -> ids; `add_special_tokens` lets tokenizer.json's post-processor add BOS/EOS.
+
+        The batch call gives the same ids and lets other Python threads run while it works, so a
+        long text tokenized on a worker thread does not hold up a server's event loop.
+        """
+        return self.backend_tokenizer.encode_batch([text], add_special_tokens=add_special_tokens)[0].ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        """Ids -> text (transformers 5 never applies `clean_up_tokenization_spaces` to BPE)."""
-        return self.backend_tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        """Ids -> text (transformers 5 never applies `clean_up_tokenization_spaces` to BPE); the
+        batch call, for the same reason as `encode`."""
+        return self.backend_tokenizer.decode_batch([[int(i) for i in ids]], skip_special_tokens=skip_special_tokens)[0]
 
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str | None]:
         """Ids -> vocabulary strings ("▁Hello", "Ġworld"); None for an id outside the vocabulary."""

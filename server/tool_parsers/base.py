@@ -68,6 +68,9 @@ class ToolParser(abc.ABC):
     """Base class: subclasses implement `extract`, `feed` and `finish`."""
 
     name = "base"
+    # True when the format's markers are special tokens (Mistral's [TOOL_CALLS]): requests parsed
+    # with this parser then keep special tokens in their text, whatever skip_special_tokens says
+    keeps_special_tokens = False
 
     @abc.abstractmethod
     def extract(self, text: str) -> ExtractedToolCalls:
