@@ -69,7 +69,8 @@ def recorded_bodies(running, monkeypatch) -> list[dict[str, Any]]:
     create, seen = chat.create, []
 
     async def recording(body, http_request):
-        seen.append({"body": body, "auth": http_request.headers.get("authorization")})
+        # the handler receives the raw body (it is decoded on a worker thread)
+        seen.append({"body": json.loads(body), "auth": http_request.headers.get("authorization")})
         return await create(body, http_request)
 
     monkeypatch.setattr(chat, "create", recording)

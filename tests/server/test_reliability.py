@@ -460,7 +460,7 @@ def test_request_ids_are_made_safe_for_the_log(small_server, caplog):
         response = httpx.post(f"{small_server.url}/v1/chat/completions", timeout=60,
                               json=body(user="u\nINFO forged line", request_id="id\u0085with\x1b[31mescape"))
     assert response.status_code == 200
-    lines = [r.getMessage() for r in caplog.records if "from user" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "prompt tokens" in r.getMessage()]
     assert lines and all("\n" not in line and "\x1b" not in line and "\u0085" not in line for line in lines)
 
 
