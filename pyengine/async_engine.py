@@ -28,10 +28,10 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Callable
 
-from pyengine.engine_config import EngineConfig
-from pyengine.model_info import ModelInfo
 from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
+from pyengine.engine_config import EngineConfig
+from pyengine.model_info import ModelInfo
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import SamplingParams
 
