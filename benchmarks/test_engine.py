@@ -36,7 +36,8 @@ from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM, SamplingParams
 from pyengine.backend import keep_freed_memory
-from pyengine.model.layers import AttentionInputs, DecodeGroup, batched_decode_attention, decode_groups, linear
+from pyengine.model.fast_path import DecodeGroup, batched_decode_attention, decode_groups, linear
+from pyengine.model.layers import AttentionInputs
 
 NEW_TOKENS = 64
 RATIOS.extend([

@@ -1,7 +1,11 @@
 """pyengine: a small, readable, real LLM inference engine with vLLM's API.
 
 Public surface (vLLM's names): `LLM`, `SamplingParams`, `RequestOutput`, `CompletionOutput`,
-`Logprob`, `Engine`, `EngineConfig`. Start reading at `docs/00-map.md`.
+`Logprob`, `RequestOutputKind`, `Engine`, `EngineConfig`; for a server: `AsyncEngine` (with its
+`ModelInfo`), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, the hub helpers (`resolve_model`, `is_local`), and the constraint compiler
+(`compile_grammar`, `JsonOptions`) that checks a structured-outputs request before it is queued;
+`pyengine.generate_cli` is the `pyengine generate` command. The server imports nothing else
+(tests/test_architecture.py). Start reading at `docs/00-map.md`.
 
 The names are imported on first use, so `import pyengine.text` (say) does not load the engine.
 """
@@ -16,12 +20,22 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "LLM": "pyengine.llm",
     "Engine": "pyengine.engine",
-    "EngineConfig": "pyengine.config",
+    "EngineConfig": "pyengine.engine_config",
     "SamplingParams": "pyengine.sampling",
     "StructuredOutputsParams": "pyengine.sampling",
+    "RequestOutputKind": "pyengine.sampling",
+    "tokenize_bad_words": "pyengine.sampling",
+    "resolve_model": "pyengine.model.hub",
+    "is_local": "pyengine.model.hub",
     "RequestOutput": "pyengine.outputs",
     "CompletionOutput": "pyengine.outputs",
     "Logprob": "pyengine.outputs",
+    "AsyncEngine": "pyengine.async_engine",
+    "EngineDeadError": "pyengine.async_engine",
+    "ModelInfo": "pyengine.model_info",
+    "ChatTemplateError": "pyengine.text",
+    "JsonOptions": "pyengine.structured",
+    "compile_grammar": "pyengine.structured",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

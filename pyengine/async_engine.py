@@ -1,8 +1,12 @@
 """The async engine: the main loop on a background thread, one async stream per request.
 
     engine = AsyncEngine(EngineConfig(model=...))
-    async for output in engine.generate("r1", prompt, params):   # RequestOutputs as they grow
+    async for output in engine.generate("r1", prompt, params):   # a RequestOutput per step
         ...
+
+Each output is what `params.output_kind` asks for: the whole request so far (CUMULATIVE, the
+default), or only what the step added (DELTA, what a streaming server wants: no step copies a
+whole output), or one output at the end (FINAL_ONLY).
 
 The loop thread owns the `Engine` (which is not thread-safe): requests, aborts and their
 answers cross over through a command queue and `call_soon_threadsafe`. A request is built
@@ -24,9 +28,10 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Callable
 
-from pyengine.config import EngineConfig
-from pyengine.beam import run_beam_search
+from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
+from pyengine.engine_config import EngineConfig
+from pyengine.model_info import ModelInfo
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import SamplingParams
 
@@ -41,7 +46,11 @@ class AsyncEngine:
     """Runs `Engine.step()` in a background thread and streams outputs to asyncio consumers."""
 
     def __init__(self, config: EngineConfig | None = None, engine: Engine | None = None):
-        self.engine = engine or Engine(config)
+        if engine is None:  # this process's engine: tune the process for it
+            engine = Engine(config)
+            engine.tune_process()
+        self.engine = engine
+        self.model_info = ModelInfo.of(engine)  # read once: what a server needs to know of the model
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
         self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._stopping = threading.Event()
@@ -78,9 +87,8 @@ class AsyncEngine:
 
     async def _beam_search(self, request_id: str, prompt: Any, params: SamplingParams, priority: int,
                            cache_salt: str | None) -> RequestOutput:
-        """Beam search (pyengine/beam.py) with its steps as concurrent requests on this engine."""
+        """Beam search (pyengine/beam_requests.py), each step's requests run concurrently on this engine."""
         text, prompt_ids = await self._call(lambda: self.engine.prompt_ids(prompt, params))
-        loop = asyncio.get_running_loop()
         counter = itertools.count()
 
         async def last_output(seq: list[int], step: SamplingParams) -> RequestOutput:
@@ -90,14 +98,14 @@ class AsyncEngine:
                 pass
             return final
 
-        async def run_all(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return list(await asyncio.gather(*(last_output(seq, step) for seq in sequences)))
-
-        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return asyncio.run_coroutine_threadsafe(run_all(sequences, step), loop).result()
-
-        # The search is synchronous code; it runs on a worker thread and submits each step here.
-        return await asyncio.to_thread(run_beam_search, request_id, text, prompt_ids, params, self.engine, run_step)
+        driver = beam_search_requests(request_id, text, prompt_ids, params, self.engine)
+        sequences, step = next(driver)
+        while True:
+            outputs = list(await asyncio.gather(*(last_output(seq, step) for seq in sequences)))
+            try:
+                sequences, step = driver.send(outputs)
+            except StopIteration as done:
+                return done.value
 
     def abort(self, request_id: str, error: BaseException | None = None) -> None:
         """Drop the request and free its blocks between steps; `error`, if given, is raised to its consumer."""

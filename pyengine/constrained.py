@@ -28,21 +28,21 @@ parser ends it. The model cannot end inside the block: there EOS stands for the 
 and its answer follows under the constraint. So a constrained sequence ends "stop" only with an
 answer the constraint accepts, or "length" when max_tokens runs out first.
 
-The `TokenTrie` (the vocabulary's bytes as the detokenizer sees them: special tokens and ids
-past the tokenizer never match grammar text) is built on first use, once per engine.
+`pyengine.structured` (the grammar compilers and matchers) is imported by the first request
+with a constraint, so an engine that never sees one never loads it. The `TokenTrie` (the
+vocabulary's bytes as the detokenizer sees them: special tokens and ids past the tokenizer never
+match grammar text) is built on first use, once per engine.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from pyengine.backend import host_numpy
+import numpy as np  # host: the per-step token masks
+
 from pyengine.sampling import SamplingParams
-from pyengine.structured import GrammarError, JsonOptions, compile_grammar
-from pyengine.structured.matcher import select
 from pyengine.text.token_bytes import token_pieces
 
-np = host_numpy()
 WHITESPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip removes, in ASCII
 
 
@@ -69,6 +69,8 @@ class ConstrainedDecoding:
     def trie(self) -> Any:
         """The TokenTrie of the chosen kernels (Rust or the Python twin), built on first use."""
         if self._trie is None:
+            from pyengine.structured.matcher import select  # noqa: PLC0415  (loaded with the first constraint)
+
             trie_class, _ = select(self.kernels)
             self._trie = trie_class(self.token_bytes)
         return self._trie
@@ -80,6 +82,8 @@ class ConstrainedDecoding:
             return None
         if self.tokenizer is None:
             raise ValueError("structured outputs need a tokenizer (the engine runs with skip_tokenizer_init)")
+        from pyengine.structured import JsonOptions, compile_grammar  # noqa: PLC0415  (the first constraint loads it)
+
         options = JsonOptions.from_switches(so.disable_any_whitespace, so.whitespace_pattern,
                                             so.disable_additional_properties)
         spec = so.spec
@@ -92,6 +96,8 @@ class ConstrainedDecoding:
 
     def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: Sequence[int] = ()) -> Any:
         """A fresh matcher for one sequence: the grammar's, behind a think block when the params ask so."""
+        from pyengine.structured.matcher import select  # noqa: PLC0415
+
         _, matcher_class = select(self.kernels)
         matcher = matcher_class(grammar, self.trie, self.eos_token_ids)
         tags = None if params is None or params.structured_outputs is None else params.structured_outputs.reasoning_tags
@@ -307,4 +313,4 @@ def vocabulary_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     return out
 
 
-__all__ = ["ConstrainedDecoding", "ThinkBlock", "ThinkingMatcher", "GrammarError", "vocabulary_bytes"]
+__all__ = ["ConstrainedDecoding", "ThinkBlock", "ThinkingMatcher", "vocabulary_bytes"]

@@ -17,26 +17,28 @@ import dataclasses
 import itertools
 from typing import Any
 
-from pyengine.backend import blas_threads_for, get_backend, host_numpy, keep_freed_memory, set_blas_threads
+import numpy as np  # host: the row index of each sampling sequence
+
+from pyengine.backend import get_backend, tune_cpu_process
 from pyengine.cache import BlockManager, KVCache
-from pyengine.config import EngineConfig
+from pyengine.engine_config import EngineConfig
 from pyengine.constrained import ConstrainedDecoding
-from pyengine.model import AttentionInputs, decode_groups, load_model
+from pyengine.model import load_model
+from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
-    Sampler,
+    SAMPLERS,
+    RequestOutputKind,
+    SamplerOutput,
     SamplingParams,
     SamplingRow,
-    compute_prompt_logprobs,
     make_generator,
     tokenize_bad_words,
 )
 from pyengine.scheduler import BatchPlan, Scheduler
-from pyengine.sequence import Request, Sequence, SequenceStatus
+from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
-
-np = host_numpy()  # host-side index arrays for the model inputs
 
 
 class Engine:
@@ -45,51 +47,63 @@ class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
         self.backend = get_backend(config.device)
-        self.model = load_model(config.model, self.backend)
-        mc = self.model.config
-        if self.backend.name == "cpu":
-            set_blas_threads(blas_threads_for(mc.hidden_size, mc.intermediate_size, config.cpu_threads))
-            keep_freed_memory()  # big per-layer temporaries come back without page faults
+        self.model = load_model(config.model, self.backend, attention=config.twins.attention)
+        model_config = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
         self.tokenizer = None if config.skip_tokenizer_init else \
             Tokenizer.from_pretrained(config.tokenizer or config.model)
-        self.vocab_size = mc.vocab_size
-        if config.max_model_len is not None and config.max_model_len > mc.max_position_embeddings:
+        self.vocab_size = model_config.vocab_size
+        if config.max_model_len is not None and config.max_model_len > model_config.max_position_embeddings:
             raise ValueError(f"max_model_len {config.max_model_len} is greater than the model's context of "
-                             f"{mc.max_position_embeddings} tokens (max_position_embeddings in config.json)")
-        self.max_model_len = config.max_model_len or mc.max_position_embeddings
+                             f"{model_config.max_position_embeddings} tokens (max_position_embeddings in config.json)")
+        self.max_model_len = config.max_model_len or model_config.max_position_embeddings
         # The tokenizer's EOS ends a sequence with stop_reason None; the config's other eos ids
         # become stop tokens (stop_reason = the id), as vLLM does.
         self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None
-        if self.eos_token_id is None and mc.eos_token_ids:
-            self.eos_token_id = mc.eos_token_ids[0]
-        self.extra_eos_ids = frozenset(mc.eos_token_ids) - {self.eos_token_id}
+        if self.eos_token_id is None and model_config.eos_token_ids:
+            self.eos_token_id = model_config.eos_token_ids[0]
+        self.extra_eos_ids = frozenset(model_config.eos_token_ids) - {self.eos_token_id}
         cache_dtype = self.model.dtype  # float32 on numpy; a half-precision model's dtype on cupy
-        bytes_per_block = KVCache.bytes_per_block(mc.num_hidden_layers, config.block_size,
-                                                  mc.num_key_value_heads, mc.head_dim, cache_dtype.itemsize)
-        self.kv_cache = KVCache(self.backend, mc.num_hidden_layers, config.resolve_num_blocks(bytes_per_block),
-                                config.block_size, mc.num_key_value_heads, mc.head_dim, cache_dtype)
+        layers, kv_heads, head_dim = (model_config.num_hidden_layers, model_config.num_key_value_heads,
+                                      model_config.head_dim)
+        bytes_per_block = KVCache.bytes_per_block(layers, config.block_size, kv_heads, head_dim, cache_dtype.itemsize)
+        self.kv_cache = KVCache(self.backend, layers, config.resolve_num_blocks(bytes_per_block), config.block_size,
+                                kv_heads, head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.runner = ModelRunner(self.model, self.kv_cache, config.twins.attention)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
-        self.sampler = Sampler(self.backend, self.vocab_size, seed=config.seed)
-        text_kernels = kernels.select(config.kernels)  # the Rust kernels, or their Python twins
+        self.sampler = SAMPLERS[config.twins.sampler](self.backend, self.vocab_size, seed=config.seed)
+        text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
         # those ids decode to nothing, as tokenizer.decode does, instead of failing the step.
         table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
             self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids, vocab_size=self.vocab_size)
         self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
         self.constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size,  # structured outputs
-                                               ({self.eos_token_id} | self.extra_eos_ids) - {None}, config.kernels)
+                                               ({self.eos_token_id} | self.extra_eos_ids) - {None},
+                                               config.twins.grammar)
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
+
+    def tune_process(self) -> None:
+        """Start-up tuning of the process for this model on the CPU: BLAS threads, freed memory kept.
+
+        Process-wide settings, so the code that starts the process's engine calls this once
+        (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
+        """
+        if self.backend.name == "cpu":
+            model_config = self.model.config
+            tune_cpu_process(model_config.hidden_size, model_config.intermediate_size, self.config.cpu_threads)
 
     # -- requests ----------------------------------------------------------------------------------
 
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
                     cache_salt: str | None = None) -> None:
         """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
+
+        `params` is only read: one SamplingParams may serve many requests at once.
 
         Raises:
             ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
@@ -111,15 +125,13 @@ class Engine:
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        if params.bad_words and params.bad_words_token_ids is None:  # a server may have tokenized them
-            if self.tokenizer is None:
-                raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
-            params.bad_words_token_ids = tokenize_bad_words(
-                params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
+        bad_words_token_ids = self._bad_words_token_ids(params)
         grammar = self.constrained.grammar_for(params)  # a bad constraint fails here, alone
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
+        request.needs_prompt_logprobs = params.prompt_logprobs is not None
+        request.bad_words_token_ids = bad_words_token_ids
         for index in range(1 if params.use_beam_search else params.n):
             seed = None if params.seed is None else params.seed + index
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
@@ -134,7 +146,7 @@ class Engine:
         if request.request_id in self.requests:
             raise ValueError(f"request id {request.request_id!r} is already in use")
         self.requests[request.request_id] = request
-        # Sequences 1..n-1 wait for sequence 0's prefill and then copy its cache (see _fork).
+        # Sequences 1..n-1 wait for sequence 0's prefill and then share its cache (Scheduler.fork).
         self.scheduler.add(request.sequences[0])
 
     def abort_request(self, request_ids: str | list[str]) -> None:
@@ -142,7 +154,7 @@ class Engine:
         for request_id in [request_ids] if isinstance(request_ids, str) else request_ids:
             request = self.requests.pop(request_id, None)
             for seq in request.sequences if request else ():
-                self._finish(seq, seq.finish_reason or "abort")
+                self.scheduler.finish(seq, seq.finish_reason or "abort")
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests)
@@ -154,72 +166,40 @@ class Engine:
         plan = self.scheduler.schedule()  # 4. who runs, with how many tokens
         if plan.is_empty():
             return self._fail_unschedulable()
-        input_ids, attn = self._model_inputs(plan)  # 5. packed ids, positions, block tables
-        hidden = self.model.forward(input_ids, attn, self.kv_cache)  # 6. [N, D]
+        inputs = self.runner.prepare([(item.new_token_ids, item.seq.num_computed_tokens, item.seq.block_table)
+                                      for item in plan.scheduled])  # 5. packed ids, positions, block tables
+        hidden = self.runner.forward(inputs)  # 6. [N, D]
         sampling = [i for i, item in enumerate(plan.scheduled) if item.completes_prompt]
-        last_rows = [attn.query_start_loc[i + 1] - 1 for i in sampling]
-        logits = self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])  # [B, V]
-        self._prompt_logprobs(plan, hidden, attn)
+        logits = self.runner.last_token_logits(hidden, inputs, sampling)  # [B, V]
+        self._prompt_logprobs(plan, hidden, inputs)
         self.scheduler.after_step(plan)  # the cache now holds this step's keys and values
         seqs, rows_index = self._sampling_rows(plan, sampling)  # 7. n > 1 siblings join here
-        rows = [self._sampling_row(seq) for seq in seqs]
-        mask = self.constrained.mask([seq.matcher for seq in seqs])  # 7a. grammar masks; the sampler does 7a-7f
-        sampled = self.sampler(logits[self.backend.to_device(np.array(rows_index, dtype=np.int64))], rows,
-                               None if mask is None else self.backend.to_device(mask)) if seqs else None
-        touched: dict[str, Request] = {}
+        sampled = self._sample(logits, seqs, rows_index)  # 7a. grammar masks; the sampler does 7a-7f
         for i, seq in enumerate(seqs):  # 8. append, check stops, detokenize
             self._append_token(seq, sampled.token_ids[i], sampled.sampled_logprobs[i], sampled.logprobs[i])
-            touched[seq.request.request_id] = seq.request
-        return [self._request_output(r) for r in touched.values()]  # 9.
+        self.scheduler.postprocess(seqs)  # finished sequences leave and free their blocks
+        touched = {seq.request.request_id: seq.request for seq in seqs}
+        return [self._request_output(r) for r in touched.values()  # 9.
+                if r.params.output_kind is not RequestOutputKind.FINAL_ONLY or r.is_finished]
 
     # -- step helpers ------------------------------------------------------------------------------
 
-    def _model_inputs(self, plan: BatchPlan) -> tuple[Any, AttentionInputs]:
-        ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        starts = [0]
-        for item in plan.scheduled:
-            seq, first = item.seq, item.seq.num_computed_tokens
-            new_positions = range(first, first + item.num_new_tokens)
-            tokens = seq.all_token_ids
-            ids.extend(tokens[p] for p in new_positions)
-            positions.extend(new_positions)
-            slots.extend(self.kv_cache.slot(seq.block_table, p) for p in new_positions)
-            starts.append(len(ids))
-        to_device = self.backend.to_device
-        attn = AttentionInputs(
-            positions=to_device(np.array(positions, dtype=np.int64)),
-            slot_mapping=to_device(np.array(slots, dtype=np.int64)),
-            block_tables=tuple(to_device(np.array(s.seq.block_table, dtype=np.int64)) for s in plan.scheduled),
-            query_start_loc=tuple(starts),
-            context_lens=tuple(s.seq.num_computed_tokens + s.num_new_tokens for s in plan.scheduled),
-        )
-        if len(plan.scheduled) > 1 and len(ids) == len(plan.scheduled):  # a pure decode batch
-            groups = decode_groups([s.seq.block_table for s in plan.scheduled], attn.context_lens, to_device)
-            attn = dataclasses.replace(attn, decode_groups=groups)
-        return to_device(np.array(ids, dtype=np.int64)), attn
-
-    def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, attn: AttentionInputs) -> None:
+    def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, inputs: ModelInputs) -> None:
         """Prompt logprobs, chunk by chunk: logits at position p score prompt token p + 1."""
         for i, item in enumerate(plan.scheduled):
             seq, request = item.seq, item.seq.request
-            num_top = request.params.prompt_logprobs
-            prompt_len = len(request.prompt_token_ids)
-            if num_top is None or seq.index != 0:
+            if not request.needs_prompt_logprobs or seq.index != 0:
                 continue
             if request.prompt_logprobs is None:
                 request.prompt_logprobs = [None]  # the first token has no context
             first = seq.num_computed_tokens  # this chunk covers positions first .. first + n - 1
             if first + 1 != len(request.prompt_logprobs):
                 continue  # already computed (a recompute after preemption), or out of order
-            last = min(first + item.num_new_tokens, prompt_len - 1)  # exclusive end of scored positions
+            last = min(first + item.num_new_tokens, len(request.prompt_token_ids) - 1)  # exclusive end
             if last <= first:
                 continue
-            start = attn.query_start_loc[i]
-            logits = self.model.compute_logits(hidden[start:start + last - first])  # [n, V]
-            targets = request.prompt_token_ids[first:last + 1]  # the chunk's tokens and the next one
-            rows = compute_prompt_logprobs(logits, targets, num_top, self.backend)[1:]
+            rows = self.runner.prompt_logprobs(hidden, inputs, i, first, last, request.prompt_token_ids,
+                                               request.params.prompt_logprobs)
             request.prompt_logprobs += [self._logprobs_dict(seq, r) for r in rows]
 
     def _sampling_rows(self, plan: BatchPlan, sampling: list[int]) -> tuple[list[Sequence], list[int]]:
@@ -230,38 +210,22 @@ class Engine:
             seqs.append(seq)
             rows.append(row)
             if seq.index == 0 and not seq.output_token_ids:
-                for sibling in self._fork(seq):
-                    seqs.append(sibling)
-                    rows.append(row)  # the same prompt logits: the prefill is shared
+                siblings, copies = self.scheduler.fork(seq)
+                for source, target in copies:
+                    self.kv_cache.copy_blocks(source, target)
+                seqs += siblings
+                rows += [row] * len(siblings)  # the same prompt logits: the prefill is shared
         return seqs, rows
 
-    def _fork(self, parent: Sequence) -> list[Sequence]:
-        """n > 1: siblings share the parent's full prompt blocks and copy its partial last block.
-
-        Shared blocks are never written again (new tokens go to later blocks), so sharing is
-        copy-on-write with nothing left to copy but the one block the sequences will diverge in.
-        """
-        siblings = [s for s in parent.request.sequences[1:]
-                    if s.status is SequenceStatus.WAITING and not s.block_table and not s.output_token_ids
-                    and s not in self.scheduler.waiting]
-        num_full = parent.num_computed_tokens // self.config.block_size
-        shared, partial = parent.block_table[:num_full], parent.block_table[num_full:]
-        forked = []
-        for sibling in siblings:
-            if len(self.scheduler.running) >= self.config.max_num_seqs or \
-                    not self.blocks.can_allocate(len(partial)):
-                self.scheduler.add(sibling)  # no room now: it prefills on its own later
-                continue
-            self.blocks.take(shared)
-            copies = self.blocks.allocate(len(partial))
-            self.kv_cache.copy_blocks(partial, copies)
-            sibling.block_table = shared + copies
-            sibling.block_hashes = list(parent.block_hashes)
-            sibling.num_computed_tokens = parent.num_computed_tokens
-            sibling.status = SequenceStatus.RUNNING
-            self.scheduler.running.append(sibling)
-            forked.append(sibling)
-        return forked
+    def _sample(self, logits: Any, seqs: list[Sequence], rows_index: list[int]) -> SamplerOutput | None:
+        """The grammar masks of the rows that have one, then one token per sequence."""
+        if not seqs:
+            return None
+        rows = [self._sampling_row(seq) for seq in seqs]
+        mask = self.constrained.mask([seq.matcher for seq in seqs])  # [B, V] host bool, or None
+        to_device = self.backend.to_device
+        return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
+                            None if mask is None else to_device(mask))
 
     def _sampling_row(self, seq: Sequence) -> SamplingRow:
         return SamplingRow(
@@ -270,10 +234,11 @@ class Engine:
             output_token_ids=seq.output_token_ids,
             generator=seq.generator,
             stop_token_ids=seq.request.stop_token_ids | {self.eos_token_id} - {None},
+            bad_words_token_ids=seq.request.bad_words_token_ids,
         )
 
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
-        """Append a sampled token and run the stop checks; a finished sequence frees its blocks."""
+        """Append a sampled token and run the stop checks (which may set its finish reason)."""
         if seq.matcher is not None:  # EOS inside a think block stands for the closing tag
             chosen = self.constrained.output_token(seq.matcher, token_id)
             if chosen != token_id and row_logprobs is not None:
@@ -288,8 +253,6 @@ class Engine:
         if seq.matcher is not None and not self.constrained.advance(seq.matcher, token_id) \
                 and seq.finish_reason is None:
             seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
-        if seq.finish_reason is not None:
-            self._finish(seq, seq.finish_reason)
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
         """vLLM's dict: chosen token first, then the top-k; built as vLLM builds it, so a token
@@ -298,32 +261,49 @@ class Engine:
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
 
-    def _finish(self, seq: Sequence, reason: str) -> None:
-        seq.finish_reason = reason
-        seq.status = SequenceStatus.FINISHED
-        self.scheduler.finish(seq)
+    def _bad_words_token_ids(self, params: SamplingParams) -> list[list[int]]:
+        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary),
+        or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
+        if params.bad_words_token_ids is not None:
+            return params.bad_words_token_ids
+        if not params.bad_words:
+            return []
+        if self.tokenizer is None:
+            raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
+        return tokenize_bad_words(params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False),
+                                  self.vocab_size)
 
     def _fail_unschedulable(self) -> list[RequestOutput]:
         """Nothing fits even in an empty batch: end the blocked sequence rather than spin."""
-        seq = self.scheduler.waiting[0] if self.scheduler.waiting else None
-        if seq is None or self.scheduler.running:
+        seq = self.scheduler.blocked_sequence()
+        if seq is None:
             return []
-        self._finish(seq, "length")  # vLLM reports a prompt the engine cannot hold as "length"
+        self.scheduler.finish(seq, "length")  # vLLM reports a prompt the engine cannot hold as "length"
         return [self._request_output(seq.request)]
 
     def _request_output(self, request: Request) -> RequestOutput:
-        outputs = [
-            CompletionOutput(index=s.index, text=s.text, token_ids=list(s.output_token_ids),
-                             cumulative_logprob=None if s.logprobs is None else s.cumulative_logprob,
-                             logprobs=s.logprobs,
-                             finish_reason=s.finish_reason, stop_reason=s.stop_reason)
-            for s in request.sequences
-        ]
+        """The request's state as its output kind asks: everything so far, or this step's part only."""
+        delta = request.params.output_kind is RequestOutputKind.DELTA
+        outputs = [self._completion_output(seq, delta) for seq in request.sequences]
+        prompt_logprobs = None if delta and request.num_outputs else request.prompt_logprobs
+        request.num_outputs += 1
         finished = request.is_finished
         if finished:
             self.requests.pop(request.request_id, None)
-        return RequestOutput(request.request_id, request.prompt, list(request.prompt_token_ids),
-                             request.prompt_logprobs, outputs, finished, request.num_cached_tokens)
+        prompt_ids = request.prompt_token_ids if delta else list(request.prompt_token_ids)
+        return RequestOutput(request.request_id, request.prompt, prompt_ids, prompt_logprobs, outputs, finished,
+                             request.num_cached_tokens)
+
+    @staticmethod
+    def _completion_output(seq: Sequence, delta: bool) -> CompletionOutput:
+        """One choice: all its tokens and text so far, or (delta) those not yet in an output."""
+        first_token, first_char = (seq.num_sent_tokens, seq.num_sent_chars) if delta else (0, 0)
+        seq.num_sent_tokens, seq.num_sent_chars = len(seq.output_token_ids), len(seq.text)
+        return CompletionOutput(
+            index=seq.index, text=seq.text[first_char:], token_ids=seq.output_token_ids[first_token:],
+            cumulative_logprob=None if seq.logprobs is None else seq.cumulative_logprob,
+            logprobs=seq.logprobs[first_token:] if delta and seq.logprobs is not None else seq.logprobs,
+            finish_reason=seq.finish_reason, stop_reason=seq.stop_reason)
 
     def prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
         """Tokenize and check a prompt (string, ids, or {"prompt_token_ids": ...}) -> (text, ids)."""

@@ -11,14 +11,15 @@ all are done, so the prompts are batched together (continuous batching).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Sequence
 
-from pyengine.config import EngineConfig
+from pyengine.engine_config import EngineConfig
 from pyengine.engine import Engine
-from pyengine.beam import run_beam_search
+from pyengine.beam_requests import beam_search_requests
 from pyengine.outputs import RequestOutput
-from pyengine.sampling import SamplingParams
+from pyengine.sampling import RequestOutputKind, SamplingParams
 
 PromptType = Any  # str | list[int] | {"prompt_token_ids": [...], "prompt": str?}
 
@@ -28,6 +29,7 @@ class LLM:
 
     def __init__(self, model: str, **kwargs: Any):
         self.llm_engine = Engine(EngineConfig.from_kwargs(model, **kwargs))
+        self.llm_engine.tune_process()
         self._request_counter = itertools.count()
 
     def get_tokenizer(self) -> Any:
@@ -49,6 +51,9 @@ class LLM:
                        else [sampling_params] * len(prompt_list))
         if len(params_list) != len(prompt_list):
             raise ValueError(f"got {len(prompt_list)} prompts but {len(params_list)} sampling params")
+        # generate returns each request's whole output: a DELTA request runs as CUMULATIVE (a copy)
+        params_list = [dataclasses.replace(p, output_kind=RequestOutputKind.CUMULATIVE)
+                       if p.output_kind is RequestOutputKind.DELTA else p for p in params_list]
         if any(p.use_beam_search for p in params_list):
             return [self._beam_search(prompt, p) if p.use_beam_search else self._run([prompt], [p])[0]
                     for prompt, p in zip(prompt_list, params_list)]
@@ -98,16 +103,17 @@ class LLM:
             raise
         return [finished[r] for r in request_ids]
 
-
     def _beam_search(self, prompt: PromptType, params: SamplingParams) -> RequestOutput:
-        """use_beam_search: vLLM's beam search, each step a batch of one-token requests."""
+        """use_beam_search: vLLM's beam search, each step a batch of one-token requests run here."""
         text, prompt_ids = self.llm_engine.prompt_ids(prompt, params)
-
-        def run_step(sequences: list[list[int]], step: SamplingParams) -> list[RequestOutput]:
-            return self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
-
-        return run_beam_search(str(next(self._request_counter)), text, prompt_ids, params,
-                               self.llm_engine, run_step)
+        driver = beam_search_requests(str(next(self._request_counter)), text, prompt_ids, params, self.llm_engine)
+        sequences, step = next(driver)
+        while True:
+            outputs = self._run([{"prompt_token_ids": seq} for seq in sequences], [step] * len(sequences))
+            try:
+                sequences, step = driver.send(outputs)
+            except StopIteration as done:
+                return done.value
 
 
 def _is_single_prompt(prompts: Any) -> bool:

@@ -12,7 +12,10 @@ is *preempted*: its blocks are released and it goes back to the waiting queue, t
 recomputed later (its prefix may still be in the cache then). Policies: "fcfs" (arrival
 order) and "priority" (lower `priority` first, then arrival).
 
-Plain ints and lists only: no arrays. The scheduler owns the block manager.
+Plain ints and lists only: no arrays. The scheduler owns the block manager and the queues: it
+is the only code that moves a sequence between `waiting` and `running`, gives it blocks
+(`schedule`, `fork`) or takes them back (`finish`, `preempt`). It reads no sampling parameters:
+what it needs of a request is on the request (`needs_prompt_logprobs`, `cache_salt`, `priority`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ POLICIES = ("fcfs", "priority")
 class ScheduledSequence:
     seq: Sequence
     num_new_tokens: int  # tokens to run through the model this step (a chunk, or 1 to decode)
+
+    @property
+    def new_token_ids(self) -> list[int]:
+        """The tokens this step runs through the model for the sequence."""
+        first = self.seq.num_computed_tokens
+        return self.seq.all_token_ids[first:first + self.num_new_tokens]
 
     @property
     def completes_prompt(self) -> bool:
@@ -78,6 +87,10 @@ class Scheduler:
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
 
+    def blocked_sequence(self) -> Sequence | None:
+        """The waiting sequence that cannot run even alone (nothing runs and it was not admitted)."""
+        return self.waiting[0] if self.waiting and not self.running else None
+
     # -- the decision ----------------------------------------------------------------------------
 
     def schedule(self) -> BatchPlan:
@@ -119,8 +132,46 @@ class Scheduler:
             seq.num_computed_tokens += item.num_new_tokens
             self._register_full_blocks(seq)
 
-    def finish(self, seq: Sequence) -> None:
-        """Take `seq` out of the queues and release its blocks."""
+    def fork(self, parent: Sequence) -> tuple[list[Sequence], list[tuple[list[int], list[int]]]]:
+        """n > 1: the parent's waiting siblings share its full prompt blocks and copy its partial last one.
+
+        Called when the parent has just computed its prompt. Shared blocks are never written again
+        (new tokens go to later blocks), so sharing is copy-on-write with nothing left to copy but
+        the one block the sequences will diverge in. A sibling with no seat or no block now waits
+        and prefills on its own later. Returns the siblings that now run and the block copies the
+        cache must make for them: (source blocks, target blocks) per sibling.
+        """
+        siblings = [s for s in parent.request.sequences[1:]
+                    if s.status is SequenceStatus.WAITING and not s.block_table and not s.output_token_ids
+                    and s not in self.waiting]
+        num_full = parent.num_computed_tokens // self.blocks.block_size
+        shared, partial = parent.block_table[:num_full], parent.block_table[num_full:]
+        forked, copies = [], []
+        for sibling in siblings:
+            if len(self.running) >= self.max_num_seqs or not self.blocks.can_allocate(len(partial)):
+                self.add(sibling)  # no room now: it prefills on its own later
+                continue
+            self.blocks.take(shared)
+            targets = self.blocks.allocate(len(partial))
+            copies.append((partial, targets))
+            sibling.block_table = shared + targets
+            sibling.block_hashes = list(parent.block_hashes)
+            sibling.num_computed_tokens = parent.num_computed_tokens
+            sibling.status = SequenceStatus.RUNNING
+            self.running.append(sibling)
+            forked.append(sibling)
+        return forked, copies
+
+    def postprocess(self, seqs: list[Sequence]) -> None:
+        """After the step's tokens are appended: sequences that now have a finish reason leave."""
+        for seq in seqs:
+            if seq.finish_reason is not None and not seq.is_finished:
+                self.finish(seq, seq.finish_reason)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """End `seq` with `reason`: out of the queues, its blocks released."""
+        seq.finish_reason = reason
+        seq.status = SequenceStatus.FINISHED
         if seq in self.running:
             self.running.remove(seq)
         if seq in self.waiting:
@@ -154,7 +205,7 @@ class Scheduler:
         """Take the cached prefix blocks and reserve the first chunk's blocks, or change nothing."""
         request = seq.request
         tokens = seq.all_token_ids
-        reads_cache = request.params.prompt_logprobs is None  # prompt logprobs need every position
+        reads_cache = not request.needs_prompt_logprobs  # prompt logprobs need every position computed
         hashes = self.blocks.block_hashes(tokens, request.cache_salt) if self.blocks.enable_prefix_caching else []
         cached = self.blocks.lookup_prefix(hashes, (len(tokens) - 1) // self.blocks.block_size) if reads_cache else []
         num_computed = len(cached) * self.blocks.block_size

@@ -37,6 +37,8 @@ class Sequence:
     cumulative_logprob: float = 0.0
     logprobs: list[LogprobsDict] | None = None
     text: str = ""  # text emitted so far (stop strings already cut)
+    num_sent_tokens: int = 0  # RequestOutputKind.DELTA: token ids (and logprobs) already in an output
+    num_sent_chars: int = 0  # ... and characters of `text`
     finish_reason: str | None = None
     stop_reason: int | str | None = None
     text_state: Any = None  # detokenizer / stop checker / repetition detector, set by the engine
@@ -72,9 +74,12 @@ class Request:
     cache_salt: str | None = None
     sequences: list[Sequence] = dataclasses.field(default_factory=list)
     prompt_logprobs: list[LogprobsDict | None] | None = None
+    num_outputs: int = 0  # RequestOutputs made so far (DELTA sends prompt logprobs in the first only)
     num_cached_tokens: int = 0
-    # stop_token_ids plus the model's extra eos ids (unless ignore_eos), set by the engine
-    stop_token_ids: frozenset[int] = frozenset()
+    # Set by the engine from the parameters, so the scheduler and sampler need not read them:
+    stop_token_ids: frozenset[int] = frozenset()  # stop_token_ids plus the model's extra eos ids (unless ignore_eos)
+    needs_prompt_logprobs: bool = False  # every prompt position computed (no prefix-cache hit)
+    bad_words_token_ids: list[list[int]] = dataclasses.field(default_factory=list)  # bad_words, tokenized
 
     @property
     def is_finished(self) -> bool:

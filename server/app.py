@@ -41,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pyengine
-from pyengine.async_engine import AsyncEngine
+from pyengine import AsyncEngine
 from server.concurrency import ClientDisconnected
 from server.errors import APIError, RequestValidationError, validation_error
 from server.limits import decode_json, log_safe

@@ -17,8 +17,7 @@ import threading
 import time
 from typing import Any
 
-from pyengine import EngineConfig
-from pyengine.async_engine import AsyncEngine
+from pyengine import AsyncEngine, EngineConfig
 from server.app import build_app
 from server.cli import served_model_names
 from server.http_server import HEADER_TIMEOUT, GracefulServer, uvicorn_config

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyengine.async_engine import AsyncEngine
+    from pyengine import AsyncEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
@@ -225,7 +225,7 @@ def entry(argv: list[str] | None = None) -> int:
     pyengine's CLI."""
     import sys  # noqa: PLC0415
 
-    from pyengine import cli  # noqa: PLC0415
+    from pyengine import generate_cli as cli  # noqa: PLC0415
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -247,7 +247,7 @@ def resolve_model_args(args: argparse.Namespace) -> tuple[str, str | None, str]:
         ModelNotFoundError: (an OSError) neither a folder nor a hub id that could be found; the
             message is one line naming the id and the cache.
     """
-    from pyengine.model.hub import is_local, resolve_model  # noqa: PLC0415
+    from pyengine import is_local, resolve_model  # noqa: PLC0415
 
     name = args.model_tag or args.model
     if name is None:
@@ -311,7 +311,7 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pyengine.async_engine import AsyncEngine  # noqa: PLC0415  (keeps `--help` fast)
+    from pyengine import AsyncEngine  # noqa: PLC0415  (keeps `--help` fast)
     from server.app import build_app  # noqa: PLC0415
     from server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
 

@@ -40,8 +40,7 @@ from typing import Any, AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from pyengine.async_engine import AsyncEngine
-from pyengine.outputs import RequestOutput
+from pyengine import AsyncEngine, RequestOutput, RequestOutputKind
 
 logger = logging.getLogger("server.metrics")
 
@@ -185,6 +184,7 @@ class MeteredEngine:
         m = self._metrics
         arrival = last = time.monotonic()
         seen = 0  # tokens generated so far, all choices
+        delta = params.output_kind is RequestOutputKind.DELTA  # each output carries only its step's tokens
         started = finished = False
         try:
             async for output in self._engine.generate(request_id, prompt, params, **options):
@@ -194,7 +194,7 @@ class MeteredEngine:
                     m.prompt_tokens.inc(len(output.prompt_token_ids))
                     m.prefix_queries.inc(len(output.prompt_token_ids))
                     m.prefix_hits.inc(output.num_cached_tokens)
-                total = sum(len(c.token_ids) for c in output.outputs)
+                total = sum(len(c.token_ids) for c in output.outputs) + (seen if delta else 0)
                 if total > seen:
                     (m.itl if seen else m.ttft).observe(now - (last if seen else arrival))
                     m.generation_tokens.inc(total - seen)

@@ -20,7 +20,7 @@ import dataclasses
 import json
 from typing import Any
 
-from pyengine.text import ChatTemplateError
+from pyengine import ChatTemplateError
 from server.errors import bad_request
 from server.protocol import ChatCompletionRequest, RequestMessage
 

@@ -29,9 +29,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyengine import RequestOutput, SamplingParams
-from pyengine.async_engine import AsyncEngine, EngineDeadError
-from pyengine.sampling import tokenize_bad_words
+from pyengine import (
+    AsyncEngine,
+    EngineDeadError,
+    RequestOutput,
+    RequestOutputKind,
+    SamplingParams,
+    tokenize_bad_words,
+)
 from server import params as request_params
 from server.concurrency import DisconnectWatch, Workers
 from server.errors import APIError, bad_request, validation_error
@@ -133,12 +138,15 @@ class ChatService:
         try:
             job = await watch.guard(self.workers.run(self.prepare_body, raw_body,
                                                      http_request.headers.get("x-request-id")))
+            streamed = job.request.stream and not forced_choice_needs_whole_output(job.tools)
+            if streamed:  # each engine output carries that step's tokens and text (chat_stream appends them)
+                job.params.output_kind = RequestOutputKind.DELTA
             stream = self.engine.generate(job.engine_request_id, {"prompt_token_ids": job.prompt.token_ids},
                                           job.params, priority=job.request.priority,
                                           cache_salt=job.request.cache_salt)
             self.in_flight.add(job.engine_request_id)
             first = await watch.guard(self._first_output(job, stream))  # queued: a hang-up aborts here
-            if job.request.stream and not forced_choice_needs_whole_output(job.tools):
+            if streamed:
                 watch.stop()  # the streaming response notices a hang-up itself
                 response = EventStreamResponse(chat_stream(self, job, stream, first),
                                                on_close=lambda: self._close(job, stream))

@@ -7,9 +7,9 @@ finishes the choice carries `finish_reason` and `stop_reason`. After every choic
 the usage chunk (`choices: []`) if `stream_options.include_usage`, then `data: [DONE]`.
 With `continuous_usage_stats`, every chunk also carries that choice's usage so far.
 
-The engine's outputs are cumulative (the whole text so far); each choice remembers how much it
-has sent. Parsers may hold text back (a partial `<tool_call>` tag); the logprobs of tokens
-whose text was held back go out with the next chunk that is sent.
+The engine's outputs are deltas (RequestOutputKind.DELTA: each carries that step's text and
+token ids); each choice counts what it has sent. Parsers may hold text back (a partial
+`<tool_call>` tag); the token ids and logprobs of text held back go out with the next chunk sent.
 """
 
 from __future__ import annotations
@@ -59,13 +59,14 @@ class ChoiceState:
     index: int
     reasoning: ThinkReasoningParser | None
     tools: ToolParser | None
-    num_chars: int = 0  # of the engine's cumulative text
     num_tokens: int = 0  # token ids (and logprobs) sent
+    held_token_ids: list[int] = dataclasses.field(default_factory=list)  # received, not sent yet
+    held_logprobs: list[Any] = dataclasses.field(default_factory=list)  # their logprobs
     finished: bool = False
 
 
 class ChatStream:
-    """Turns one request's cumulative RequestOutputs into SSE events."""
+    """Turns one request's RequestOutputs into SSE events: deltas (`step`), or a whole one (`replay_stream`)."""
 
     def __init__(self, service: "ChatService", job: "ChatJob"):
         self.service, self.job = service, job
@@ -77,6 +78,7 @@ class ChatStream:
         self.num_top = request.top_logprobs if request.top_logprobs is not None else 0
         self.choices: list[ChoiceState] = []
         self.num_prompt_tokens = len(job.prompt.token_ids)
+        self.num_completion_tokens: int | None = None  # counted from the deltas, when `step` consumes them
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.job.response_id, "object": "chat.completion.chunk", "created": self.job.created,
@@ -106,6 +108,9 @@ class ChatStream:
         return events
 
     def step(self, output: RequestOutput) -> list[str]:
+        """Events for one engine output of kind DELTA (this step's tokens and text of each choice)."""
+        self.num_completion_tokens = self.num_completion_tokens or 0
+        self.num_completion_tokens += sum(len(completion.token_ids) for completion in output.outputs)
         events = []
         for completion in output.outputs:
             state = self.choices[completion.index]
@@ -118,10 +123,11 @@ class ChatStream:
     def _choice_event(self, state: ChoiceState, completion: CompletionOutput) -> str | None:
         job, request = self.job, self.job.request
         finishing = completion.finish_reason is not None
-        new_text = completion.text[state.num_chars:]
-        if not new_text and len(completion.token_ids) == state.num_tokens and not finishing:
+        new_text = completion.text  # this step's text
+        state.held_token_ids += completion.token_ids
+        state.held_logprobs += completion.logprobs or []
+        if not new_text and not state.held_token_ids and not finishing:
             return None
-        state.num_chars = len(completion.text)
         delta: dict[str, Any] = {}
         content, reasoning, tool_deltas = self._parse(state, new_text, finishing)
         if reasoning:
@@ -135,13 +141,14 @@ class ChatStream:
                 del delta["tool_calls"]
         if not delta and not finishing and not request.return_token_ids:
             return None  # a parser holds this text back; its logprobs go with the next chunk
-        end = len(completion.token_ids)
+        held = dataclasses.replace(completion, token_ids=state.held_token_ids, logprobs=state.held_logprobs)
+        end = state.num_tokens + len(held.token_ids)
         choice: dict[str, Any] = {"index": state.index, "delta": delta, "logprobs": None, "finish_reason": None}
         if request.logprobs:
-            choice["logprobs"] = chat_logprobs(completion, state.num_tokens, end, self.num_top,
+            choice["logprobs"] = chat_logprobs(held, 0, len(held.token_ids), self.num_top,
                                                self.service.tokenizer, job.as_token_ids)
-        choice["token_ids"] = list(completion.token_ids[state.num_tokens:end]) if request.return_token_ids else None
-        state.num_tokens = end
+        choice["token_ids"] = held.token_ids if request.return_token_ids else None
+        state.num_tokens, state.held_token_ids, state.held_logprobs = end, [], []
         if finishing:
             state.finished = True
             reason = completion.finish_reason
@@ -175,7 +182,9 @@ class ChatStream:
     def end(self, final: RequestOutput | None) -> list[str]:
         events = []
         if self.include_usage and final is not None:
-            num_completion = sum(len(o.token_ids) for o in final.outputs)
+            num_completion = self.num_completion_tokens
+            if num_completion is None:  # a whole output (replay_stream), not deltas
+                num_completion = sum(len(o.token_ids) for o in final.outputs)
             total = usage(self.num_prompt_tokens, num_completion, self.service.cached_tokens(final))
             if total["prompt_tokens_details"] is None:
                 del total["prompt_tokens_details"]

@@ -28,8 +28,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pyengine.sampling import StructuredOutputsParams
-from pyengine.structured import JsonOptions, compile_grammar
+from pyengine import JsonOptions, StructuredOutputsParams, compile_grammar
 from server.errors import APIError, bad_request
 from server.reasoning import END as THINK_END, START as THINK_START
 

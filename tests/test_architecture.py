@@ -1,9 +1,12 @@
-"""The layering of design.md, enforced: server -> engine -> components -> backend.
+"""The layering, enforced: server -> engine -> components -> backend.
 
-Components (model, cache, sampling, text, structured) never import each other; nothing in
+The server imports only pyengine's public API (the names `pyengine` exports, and the
+`pyengine generate` command module). No module-level import circles, found by walking the
+import graph of pyengine and server (imports under `if TYPE_CHECKING:` do not run, so they
+do not count). Components (model, cache, sampling, text, structured) never import each other; nothing in
 pyengine imports server; device code (model, cache, sampling) never imports numpy directly,
-so it cannot bypass the `xp` backend. The one exemption is `model/loader.py`, host-side file
-I/O that reads safetensors into numpy before the weights go to the device.
+so it cannot bypass the `xp` backend. The modules there that handle host arrays on purpose
+import numpy by name and are listed in HOST_NUMPY with what they use it for; any other fails.
 """
 
 from __future__ import annotations
@@ -13,10 +16,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
-ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "config", "cli",
-                  "async_engine", "runner", "beam", "constrained"}
+ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
+                  "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained"}
+PUBLIC_MODULES = {"generate_cli"}  # `from pyengine import generate_cli`: the `pyengine generate` command
 NUMPY_FREE = {"model", "cache", "sampling"}
-NUMPY_EXEMPT = {"pyengine/model/loader.py"}
+HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
+    "pyengine/model/loader.py": "safetensors files read into host arrays",
+    "pyengine/model/llama.py": "weights fused and transposed on the host before their copy to the device",
+    "pyengine/model/gpt2.py": "weights transposed on the host before their copy to the device",
+    "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",
+    "pyengine/sampling/processors.py": "per-row token lists turned into (row, token) index arrays",
+    "pyengine/sampling/draw.py": "the seeded random generators",
+    "pyengine/sampling/sampler.py": "per-row parameter columns and the uniform numbers",
+    "pyengine/sampling/logprobs.py": "unpacking the one array copied back per step",
+    "pyengine/sampling/beam_search.py": "the search over [W, 2W] candidates on the host",
+}
 # The scheduler owns block allocation (style.md: "The scheduler may import cache").
 ALLOWED_EXTRA = {("scheduler", "cache")}
 
@@ -31,7 +45,7 @@ def _layer(module: str) -> tuple[str, str | None]:
     head = parts[1]
     if head in COMPONENTS:
         return "component", head
-    if head in ("backend", "_native"):
+    if head in ("backend", "_native", "settings"):
         return "backend", head
     if head in ENGINE_MODULES:
         return "engine", head
@@ -44,6 +58,8 @@ def _imports(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "pyengine" and node.level == 0:
+            names += [f"pyengine.{alias.name}" for alias in node.names]  # `from pyengine import settings`
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
     return names
@@ -61,7 +77,7 @@ def _violations() -> list[str]:
             here_layer, here_name = _layer(_module_name(path))
             relative = str(path.relative_to(ROOT))
             for imported in _imports(path):
-                if imported.split(".")[0] == "numpy" and here_name in NUMPY_FREE and relative not in NUMPY_EXEMPT:
+                if imported.split(".")[0] == "numpy" and here_name in NUMPY_FREE and relative not in HOST_NUMPY:
                     problems.append(f"{relative}: imports numpy directly (use the xp backend)")
                 there_layer, there_name = _layer(imported)
                 if there_layer == "other" and not imported.startswith(("pyengine", "server")):
@@ -92,3 +108,115 @@ def test_the_checker_catches_a_sideways_import(tmp_path, monkeypatch):
         bad.unlink()
     assert any("_planted_for_test.py: imports numpy" in p for p in problems)
     assert any("_planted_for_test.py: sideways import of pyengine.model" in p for p in problems)
+
+
+# -- the server uses the public API ------------------------------------------------------------------
+
+
+def _server_private_imports() -> list[str]:
+    import pyengine
+
+    public = set(pyengine.__all__) | PUBLIC_MODULES
+    problems = []
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):  # function-level imports too
+            relative = path.relative_to(ROOT)
+            if isinstance(node, ast.Import):
+                problems += [f"{relative}: import {a.name}" for a in node.names if a.name.startswith("pyengine.")]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pyengine."):
+                problems.append(f"{relative}: from {node.module} import ...")
+            elif isinstance(node, ast.ImportFrom) and node.module == "pyengine":
+                problems += [f"{relative}: from pyengine import {a.name}" for a in node.names if a.name not in public]
+    return problems
+
+
+def test_the_server_imports_only_the_public_api():
+    assert _server_private_imports() == []
+
+
+# -- no import circles ---------------------------------------------------------------------------------
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the pyengine/server modules it imports when it runs (module level, not TYPE_CHECKING)."""
+    modules = {_module_name(p): p for package in ("pyengine", "server") for p in (ROOT / package).rglob("*.py")}
+
+    def imported(path: Path, module: str) -> set[str]:
+        found: set[str] = set()
+
+        def visit(body: list[ast.stmt]) -> None:
+            for node in body:
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+                    continue
+                if isinstance(node, ast.Import):
+                    found.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom):
+                    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                    base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
+                        if node.level else node.module
+                    names = [f"{base}.{alias.name}" for alias in node.names]
+                    found.update(n for n in names if n in modules)  # `from package import submodule`
+                    if not any(n in modules for n in names):
+                        found.add(base)
+                elif isinstance(node, (ast.If, ast.Try)):
+                    visit(node.body)
+                    visit(node.orelse)
+                    for handler in getattr(node, "handlers", []):
+                        visit(handler.body)
+
+        visit(ast.parse(path.read_text()).body)
+        return {m for m in found if m in modules and m != module}
+
+    return {module: imported(path, module) for module, path in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_import_circles():
+    assert _circles(_module_graph()) == []
+
+
+def test_the_checkers_catch_a_private_import_and_a_circle():
+    """Plant a server file that reaches inside pyengine, and two modules that import each other."""
+    planted = {ROOT / "server" / "_planted_for_test.py": "from pyengine.engine import Engine\n",
+               ROOT / "pyengine" / "cache" / "_planted_a.py": "from pyengine.cache import _planted_b\n",
+               ROOT / "pyengine" / "cache" / "_planted_b.py": "import pyengine.cache._planted_a\n"}
+    for path, text in planted.items():
+        path.write_text(text)
+    try:
+        private, circles = _server_private_imports(), _circles(_module_graph())
+    finally:
+        for path in planted:
+            path.unlink()
+    assert private == ["server/_planted_for_test.py: from pyengine.engine import ..."]
+    assert circles == [["pyengine.cache._planted_a", "pyengine.cache._planted_b"]]

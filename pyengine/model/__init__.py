@@ -13,8 +13,9 @@ from typing import Any
 
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
+from pyengine.model.fast_path import FAST, decode_groups
 from pyengine.model.gpt2 import GPT2Model
-from pyengine.model.layers import AttentionInputs, decode_groups
+from pyengine.model.layers import REFERENCE, AttentionInputs
 from pyengine.model.llama import LlamaModel
 from pyengine.model.loader import CheckpointError, load_tensors
 
@@ -27,7 +28,8 @@ __all__ = [
 ]
 
 
-def load_model(path: str | Path, backend: Backend, progress: bool | None = None) -> Any:
+def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
+               attention: str = "fast") -> Any:
     """Load the checkpoint at `path` onto `backend`; returns a model with `.config`.
 
     Weights are upcast to float32 on the CPU (numpy has no fast half precision); on a GPU
@@ -35,6 +37,8 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None)
     Each tensor is read and converted as the model takes it (loader.LazyTensors), with a
     progress bar when `progress` (None: when stderr is a terminal and INFO is logged). The
     log says what is loaded (architecture, parameters, dtypes) and how long it took.
+    `attention` picks the model's projection and attention functions: "fast" (fast_path.py) or
+    "reference" (the equations of layers.py).
 
     Raises:
         ConfigError: config.json missing/malformed, or an unsupported architecture.
@@ -55,4 +59,5 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None)
     finally:
         tensors.close()
     logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
+    model.ops = FAST if attention == "fast" else REFERENCE
     return model

@@ -17,15 +17,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend, host_numpy
+import numpy as np  # host: weight preparation before the copy to the device
+
+from pyengine.backend import Backend
 from pyengine.model.config import ModelConfig
+from pyengine.model.fast_path import FAST
 from pyengine.model.layers import (
+    ForwardOps,
     ACTIVATIONS,
     AttentionInputs,
     layer_norm,
-    linear,
     logits_projection,
-    paged_attention,
     write_kv,
 )
 from pyengine.model.loader import take_tensor
@@ -52,6 +54,8 @@ class GPT2Block:
 class GPT2Model:
     """GPT-2 decoder with the same `forward` / `compute_logits` interface as `LlamaModel`."""
 
+    ops: ForwardOps = FAST  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
+
     def __init__(self, config: ModelConfig, backend: Backend, wte: Any, wpe: Any,
                  blocks: list[GPT2Block], ln_f_weight: Any, ln_f_bias: Any, lm_head: Any):
         self.config = config
@@ -69,18 +73,18 @@ class GPT2Model:
         c = self.config
         n, eps = input_ids.shape[0], c.rms_norm_eps
         x = self.wte[input_ids] + self.wpe[attn.positions]  # [N, D]
-        for index, blk in enumerate(self.blocks):
-            h = layer_norm(x, blk.ln_1_weight, blk.ln_1_bias, eps)  # [N, D]
-            qkv = linear(h, blk.c_attn_weight, blk.c_attn_bias)  # [N, 3D]
+        for index, layer in enumerate(self.blocks):
+            h = layer_norm(x, layer.ln_1_weight, layer.ln_1_bias, eps)  # [N, D]
+            qkv = self.ops.linear(h, layer.c_attn_weight, layer.c_attn_bias)  # [N, 3D]
             q, k, v = (qkv[:, i * c.hidden_size:(i + 1) * c.hidden_size]
                        .reshape(n, c.num_attention_heads, c.head_dim) for i in range(3))  # [N, H, Dh]
             key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
             write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
-            out = paged_attention(q, key_cache, value_cache, attn, self.scale)  # [N, H, Dh]
-            x = x + linear(out.reshape(n, c.hidden_size), blk.attn_c_proj_weight, blk.attn_c_proj_bias)
-            h = layer_norm(x, blk.ln_2_weight, blk.ln_2_bias, eps)  # [N, D]
-            h = self.act(linear(h, blk.c_fc_weight, blk.c_fc_bias))  # [N, F]
-            x = x + linear(h, blk.mlp_c_proj_weight, blk.mlp_c_proj_bias)  # [N, D]
+            out = self.ops.attention(q, key_cache, value_cache, attn, self.scale)  # [N, H, Dh]
+            x = x + self.ops.linear(out.reshape(n, c.hidden_size), layer.attn_c_proj_weight, layer.attn_c_proj_bias)
+            h = layer_norm(x, layer.ln_2_weight, layer.ln_2_bias, eps)  # [N, D]
+            h = self.act(self.ops.linear(h, layer.c_fc_weight, layer.c_fc_bias))  # [N, F]
+            x = x + self.ops.linear(h, layer.mlp_c_proj_weight, layer.mlp_c_proj_bias)  # [N, D]
         return layer_norm(x, self.ln_f_weight, self.ln_f_bias, eps)  # [N, D]
 
     @property
@@ -104,7 +108,7 @@ class GPT2Model:
             return backend.to_device(take_tensor(tensors, name, shape))
 
         def take_conv1d(name: str, shape: tuple[int, int]) -> Any:  # Conv1D's [in, out] -> [out, in]
-            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
+            return backend.to_device(np.ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         blocks = []
         for i in range(c.num_hidden_layers):

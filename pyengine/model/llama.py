@@ -15,7 +15,7 @@ The four architectures differ only in flags read from `ModelConfig` (q/k/v biase
 sliding window), so one implementation with parameters serves them all. Weights keep the
 checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
 gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product.
-Projections keep the checkpoint's [out, in] layout (see layers.linear for why that suits batches).
+Projections keep the checkpoint's [out, in] layout (see fast_path.linear for why that suits batches).
 The output head does not: `lm_head` is stored [D, V], which `hidden @ lm_head` reads fastest;
 with tied embeddings (SmolLM2, Qwen2.5-0.5B) it is the only copy of the table, and `embed` reads
 token columns of it (see `embed`).
@@ -28,14 +28,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pyengine.backend import Backend, array_module, host_numpy
+import numpy as np  # host: weight preparation before the copy to the device
+
+from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
+from pyengine.model.fast_path import FAST
 from pyengine.model.layers import (
+    ForwardOps,
     ACTIVATIONS,
     AttentionInputs,
     apply_rope,
-    linear,
-    paged_attention,
     rms_norm,
     silu,
     silu_and_mul,
@@ -64,6 +66,8 @@ class LlamaLayer:
 
 class LlamaModel:
     """A Llama-family decoder: `forward` (ids -> hidden) and `compute_logits` (hidden -> logits)."""
+
+    ops: ForwardOps = FAST  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
 
     def __init__(self, config: ModelConfig, backend: Backend, embed_tokens: Any,
                  layers: list[LlamaLayer], norm: Any, lm_head: Any):
@@ -105,6 +109,8 @@ class LlamaModel:
         """
         if self.embed_tokens is not None:
             return self.embed_tokens[input_ids]  # [N, D]
+        # Tied: the table exists only as the [D, V] output head, so token t's embedding is its
+        # column t: take the columns, [D, N], and lay them out as rows.
         xp = self.backend.xp
         return xp.ascontiguousarray(xp.take(self.lm_head, input_ids, axis=1).T)  # [N, D]
 
@@ -124,7 +130,7 @@ class LlamaModel:
         n = h.shape[0]
         q_size = c.num_attention_heads * c.head_dim
         kv_size = c.num_key_value_heads * c.head_dim
-        qkv = linear(h, layer.qkv_proj, layer.qkv_bias)  # [N, (H + 2 Hkv) Dh]
+        qkv = self.ops.linear(h, layer.qkv_proj, layer.qkv_bias)  # [N, (H + 2 Hkv) Dh]
         # q and k are adjacent in the stacked projection: norm (Qwen3) and rotate them together
         qk = qkv[:, :q_size + kv_size].reshape(n, c.num_attention_heads + c.num_key_value_heads, c.head_dim)
         if c.qk_norm:
@@ -135,17 +141,17 @@ class LlamaModel:
         key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
         write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
         window = c.sliding_window if c.layer_uses_sliding_window[index] else None
-        out = paged_attention(q, key_cache, value_cache, attn, self.scale, window)  # [N, H, Dh]
-        return linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
+        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window)  # [N, H, Dh]
+        return self.ops.linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
 
     def _mlp(self, h: Any, layer: LlamaLayer) -> Any:
-        gate_up = linear(h, layer.gate_up_proj, layer.gate_up_bias)  # [N, 2F]
+        gate_up = self.ops.linear(h, layer.gate_up_proj, layer.gate_up_bias)  # [N, 2F]
         if self.act is silu:
             hidden = silu_and_mul(gate_up)  # [N, F]
         else:
             f = self.config.intermediate_size
             hidden = self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
-        return linear(hidden, layer.down_proj, layer.down_bias)  # [N, D]
+        return self.ops.linear(hidden, layer.down_proj, layer.down_bias)  # [N, D]
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -161,10 +167,10 @@ class LlamaModel:
 
         def take_stacked(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [sum out, in]
             host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
-            return backend.to_device(host_numpy().concatenate(host))
+            return backend.to_device(np.concatenate(host))
 
         def take_t(name: str, shape: tuple[int, int]) -> Any:  # [out, in] -> [in, out]: the output head
-            return backend.to_device(host_numpy().ascontiguousarray(take_tensor(tensors, name, shape).T))
+            return backend.to_device(np.ascontiguousarray(take_tensor(tensors, name, shape).T))
 
         def bias(name: str, size: int, present: bool) -> Any:
             return take(name, (size,)) if present else None

@@ -1,7 +1,7 @@
 """Reading a checkpoint's tensors from safetensors files into host (numpy) arrays, one at a time.
 
-Host-side file I/O, so this is the one module of `model/` that uses numpy directly (through
-`host_numpy`); the weights go to the device afterwards, in the model's `from_tensors`.
+Host-side file I/O, so it imports numpy by name (`tests/test_architecture.py` lists the
+modules of `model/` allowed to); the weights go to the device afterwards, in `from_tensors`.
 
 Handles a single `model.safetensors` or shards listed in `model.safetensors.index.json`, and
 float32/float16/bfloat16 tensors. `load_tensors` reads only the files' JSON headers and returns
@@ -26,9 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from pyengine.backend import host_numpy
+import numpy as np  # host arrays: tensors as read from the files
 
-np = host_numpy()
 logger = logging.getLogger(__name__)
 
 # safetensors dtype tag -> (numpy dtype of the stored bytes, bytes per element)

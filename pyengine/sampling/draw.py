@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pyengine.backend import array_module, host_numpy
+import numpy as np  # host: the random generators
 
-np = host_numpy()  # host: the random generators
+from pyengine.backend import array_module
+
 
 BLOCK = 1024
 TILE = 8192  # columns per tile: at batch 32 a tile's temporaries (1 MiB of float32) stay in cache;

@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import Backend, array_module, host_numpy
+import numpy as np  # host: unpacking the one copied-back array
+
+from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import TILE
 from pyengine.sampling.topk import top_k_sorted
-
-np = host_numpy()  # host: unpacking the one copied-back array
 
 
 @dataclasses.dataclass
@@ -63,11 +63,11 @@ def logsumexp(logits: Any) -> Any:
     return (shift + xp.log(total)).astype(logits.dtype)  # [B, 1]
 
 
-def chosen_and_top(logits: Any, lse: Any, chosen_ids: Any, k: int) -> list[Any]:
+def chosen_and_top(logits: Any, log_normalizer: Any, chosen_ids: Any, k: int) -> list[Any]:
     """Logprobs of the chosen tokens and of each row's top k, with vLLM's ranks.
 
-    logits [B, V] (raw), lse [B, 1] their logsumexp, chosen_ids [B] -> [chosen logprob [B],
-    rank [B], top ids [B, k], top logprobs [B, k]], all on the device. A logprob is logit - lse,
+    logits [B, V] (raw), log_normalizer [B, 1] their logsumexp, chosen_ids [B] -> [chosen logprob [B],
+    rank [B], top ids [B, k], top logprobs [B, k]], all on the device. A logprob is logit - log_normalizer,
     one shift per row, so ranks and the top k are found on the logits themselves (the same
     order, ties included) and only the [B, k] winners are shifted.
     """
@@ -75,7 +75,7 @@ def chosen_and_top(logits: Any, lse: Any, chosen_ids: Any, k: int) -> list[Any]:
     chosen = xp.take_along_axis(logits, chosen_ids[:, None], axis=-1)  # [B, 1]
     ranks = (logits >= chosen).sum(axis=-1)  # [B] tokens at least as likely as the chosen one
     top_ids, top_logits = top_k_sorted(logits, k) if k else (chosen_ids[:, None][:, :0], chosen[:, :0])
-    return [(chosen - lse)[:, 0], ranks, top_ids, top_logits - lse]
+    return [(chosen - log_normalizer)[:, 0], ranks, top_ids, top_logits - log_normalizer]
 
 
 def pack(arrays: Sequence[Any]) -> Any:

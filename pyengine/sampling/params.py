@@ -5,7 +5,8 @@ raises `ValueError` with a message that names the field and its range, worded as
 the server turns these into HTTP 400s. Checks that need the model (token ids inside the
 vocabulary, the logprobs cap) live in `SamplingParams.verify`, which the engine calls when a
 request arrives. `tokenize_bad_words` turns `bad_words` into token sequences; the engine
-calls it with the tokenizer's `encode` and stores the result in `bad_words_token_ids`.
+calls it with the tokenizer's `encode` and keeps the result on its request, never on the params
+(one SamplingParams may serve many requests, and the engine only reads it).
 
 vLLM's API keeps two "-1 means all/off" values (`top_k=-1`, `logprobs=-1`); `top_k=-1` is
 normalised to 0 here and `seed=-1` to None, so code past this file sees one spelling of "off".
@@ -14,6 +15,7 @@ normalised to 0 here and `seed=-1` to None, so code past this file sees one spel
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import numbers
 from typing import Any, Callable
@@ -23,6 +25,20 @@ GREEDY_EPSILON = 1e-5  # vLLM's _SAMPLING_EPS: temperature below this is greedy
 MAX_N = 16384  # vLLM's VLLM_MAX_N_SEQUENCES default
 MAX_LOGIT_BIAS = 100.0  # bias values are clamped to [-100, 100]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RequestOutputKind(enum.Enum):
+    """What each RequestOutput of a request carries (vLLM's names).
+
+    CUMULATIVE: everything so far (text, token ids, logprobs), every step.
+    DELTA: only what this step added (prompt logprobs in the first output only): a streaming
+        client appends each output to the last, and no step copies a whole output.
+    FINAL_ONLY: one output, when the request finishes.
+    """
+
+    CUMULATIVE = 0
+    DELTA = 1
+    FINAL_ONLY = 2
 
 
 @dataclasses.dataclass
@@ -127,8 +143,9 @@ class SamplingParams:
     use_beam_search: bool = False
     length_penalty: float = 1.0  # beam search: score = cum_logprob / length ** length_penalty
     structured_outputs: StructuredOutputsParams | None = None  # a grammar the whole output must match
-    # Filled from `bad_words` with the model's tokenizer (tokenize_bad_words): by the engine, or
-    # earlier by a server that tokenizes them off the engine thread.
+    output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE  # what each step's RequestOutput carries
+    # `bad_words` already tokenized by the caller (a server does it off the engine thread, with
+    # tokenize_bad_words); None: the engine tokenizes them for the request. The engine never sets it.
     bad_words_token_ids: list[list[int]] | None = None
 
     def __post_init__(self) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pyengine.backend import array_module, host_numpy
+import numpy as np  # host side: per-row token lists -> (row, token) index arrays
 
-np = host_numpy()  # host side: per-row token lists -> (row, token) index arrays
+from pyengine.backend import array_module
 
 
 def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
@@ -41,7 +41,7 @@ def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -
 
 def apply_bad_words(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     """Ban the last token of each bad word whose other tokens end the output so far."""
-    banned = {b: banned_bad_word_tokens(row.output_token_ids, row.params.bad_words_token_ids or ())
+    banned = {b: banned_bad_word_tokens(row.output_token_ids, row.bad_words_token_ids)
               for b, row in enumerate(rows)}
     return _set(logits, _pairs(banned), -float("inf"), out)
 

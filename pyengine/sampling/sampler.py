@@ -25,7 +25,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import Backend, host_numpy
+import numpy as np  # host: per-row parameter columns and random numbers
+
+from pyengine.backend import Backend
 from pyengine.sampling.draw import make_generator, sample_truncated
 from pyengine.sampling.logprobs import (
     RowLogprobs,
@@ -46,7 +48,6 @@ from pyengine.sampling.processors import (
 )
 from pyengine.sampling.truncation import NUM_CANDIDATES, apply_temperature, mask_below, truncate
 
-np = host_numpy()  # host: per-row parameter columns and random numbers
 
 __all__ = ["RowLogprobs", "Sampler", "SamplerOutput", "SamplingRow", "compute_prompt_logprobs", "make_generator"]
 
@@ -62,6 +63,7 @@ class SamplingRow:
     output_token_ids: Sequence[int]
     generator: Any = None  # make_generator(seed), or None: draw from the sampler's generator
     stop_token_ids: frozenset[int] = frozenset()  # masked while len(output) < min_tokens
+    bad_words_token_ids: Sequence[Sequence[int]] = ()  # params.bad_words, tokenized (tokenize_bad_words)
 
 
 @dataclasses.dataclass
@@ -141,7 +143,7 @@ class Sampler:
             k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
             asking_raw = raw[index]  # [Bq, V]
-            arrays += chosen_and_top(asking_raw, logsumexp(asking_raw), token_ids[index], k)
+            arrays += self.logprob_arrays(asking_raw, token_ids[index], k)
             shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
         host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
@@ -153,6 +155,13 @@ class Sampler:
                 out.logprobs[b] = row_logprobs(ids[b], chosen[i], ranks[i], top_ids[i, :wanted[b]].astype(np.int64),
                                                top_values[i, :wanted[b]])
         return out
+
+    def logprob_arrays(self, raw: Any, chosen_ids: Any, k: int) -> list[Any]:
+        """[Bq, V] raw logits, [Bq] sampled ids -> [chosen logprob [Bq], rank [Bq], top ids [Bq, k], top [Bq, k]].
+
+        One tiled pass for the logsumexp, and the top k found among candidates (topk.py).
+        """
+        return chosen_and_top(raw, logsumexp(raw), chosen_ids, k)
 
     # -- per-row columns (host -> device) ----------------------------------------------------------
 

@@ -52,8 +52,8 @@ def min_p_threshold(logits: Any, min_p: Any) -> Any:
 def top_k_threshold(ranked: Any, top_k: Any) -> Any:
     """[B, C] sorted logits, [B, 1] int k -> [B, 1]: the k-th largest logit, or -inf where k is 0."""
     xp = array_module(ranked)
-    kth = xp.take_along_axis(ranked, xp.clip(top_k - 1, 0, ranked.shape[-1] - 1), axis=-1)  # [B, 1]
-    return xp.where(top_k > 0, kth, -xp.inf)
+    kth_largest = xp.take_along_axis(ranked, xp.clip(top_k - 1, 0, ranked.shape[-1] - 1), axis=-1)  # [B, 1]
+    return xp.where(top_k > 0, kth_largest, -xp.inf)
 
 
 def top_p_threshold(ranked: Any, kept_mass: Any, lower: Any, top_p: Any) -> tuple[Any, Any]:

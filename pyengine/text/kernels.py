@@ -1,8 +1,8 @@
 """The one place that picks the text kernels: native (Rust, `pyengine._native`) or the Python twins.
 
 `PYENGINE_KERNELS=python` selects the twins (to step through them in a debugger); `native`
-selects the Rust kernels; unset, the native kernels are used when the extension provides them.
-The variable is read once, when this module is imported. Both sets expose the same classes:
+selects the Rust kernels; unset, the native kernels are used when the extension provides them
+(`pyengine.settings` reads the variable, once). Both sets expose the same classes:
 
     TokenTable.from_tokenizer(backend, special_ids, vocab_size=None)     once per tokenizer
     IncrementalDetokenizer(table, prompt_token_ids, skip_special_tokens, spaces_between_special_tokens)
@@ -18,11 +18,11 @@ The variable is read once, when this module is imported. Both sets expose the sa
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Iterable
 
 from tokenizers import Tokenizer as BackendTokenizer
 
+from pyengine import settings
 from pyengine.text import detokenizer, repetition, stop
 from pyengine.text.token_bytes import token_pieces
 
@@ -63,12 +63,7 @@ if _native is not None and hasattr(_native, "IncrementalDetokenizer"):
     NATIVE = Kernels("native", NativeTokenTable, _native.IncrementalDetokenizer, _native.StopChecker,
                      _native.RepetitionDetector)
 
-KERNELS = os.environ.get("PYENGINE_KERNELS", "native" if NATIVE is not None else "python")
-if KERNELS not in ("native", "python"):
-    raise ValueError(f"PYENGINE_KERNELS must be 'native' or 'python', got {KERNELS!r}")
-if KERNELS == "native" and NATIVE is None:
-    raise ImportError("PYENGINE_KERNELS=native but pyengine._native has no text kernels; "
-                      "rebuild it with `pip install -e .`")
+KERNELS = settings.from_environment().text  # "native" or "python"
 SELECTED: Kernels = NATIVE if KERNELS == "native" and NATIVE is not None else PYTHON
 
 

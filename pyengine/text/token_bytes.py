@@ -94,13 +94,13 @@ def token_pieces(backend: BackendTokenizer, special_ids: Iterable[int] = (),
         value = _byte_fallback_value(token) if byte_fallback else None
         if value is not None:
             byte_values[token_id] = value
-    special = {i for i, tok in added.items() if tok.special} | {int(i) for i in special_ids}
+    special = {i for i, token in added.items() if token.special} | {int(i) for i in special_ids}
     return TokenPieces(
         pieces=pieces,
         first_pieces=None if first is None or first_pieces == pieces else first_pieces,
         byte_values=byte_values,
         special_ids=frozenset(i for i in special if 0 <= i < size),
-        added_tokens={i: tok.content for i, tok in added.items()},
+        added_tokens={i: token.content for i, token in added.items()},
         missing_ids=frozenset(missing),
         strip_char=strip[0] if strip else None,
         strip_count=strip[1] if strip else 0,

@@ -53,7 +53,7 @@ class Tokenizer:
         self.backend_tokenizer = backend
         self.config = config
         named = {name: _token_content(config.get(name)) for name in SPECIAL_TOKEN_NAMES}
-        self.special_tokens: dict[str, str] = {name: tok for name, tok in named.items() if tok is not None}
+        self.special_tokens: dict[str, str] = {name: token for name, token in named.items() if token is not None}
         self.chat_templates = dict(chat_templates) if chat_templates is not None else \
             _named_templates(config.get("chat_template"), "tokenizer_config.json")
         self.model_max_length: int | None = config.get("model_max_length")

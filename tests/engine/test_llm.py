@@ -193,7 +193,7 @@ def _blas_threads() -> int:
 
 
 def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
-    from pyengine.backend import _blas_threads as initial, blas_threads_for, set_blas_threads
+    from pyengine.backend.cpu_tuning import _blas_threads as initial, blas_threads_for, set_blas_threads
 
     path, default = str(FIXTURES / "llama"), initial()
     try:
@@ -211,7 +211,7 @@ def test_small_models_run_blas_on_one_thread_unless_told_otherwise():
 def test_the_kv_cache_budget_sets_the_number_of_blocks():
     """--num-kv-blocks wins, else --kv-cache-memory in bytes, else a share of free memory (capped)."""
     from pyengine.cache import KVCache
-    from pyengine.config import MAX_DEFAULT_KV_CACHE_BYTES
+    from pyengine.engine_config import MAX_DEFAULT_KV_CACHE_BYTES
 
     def blocks(**kwargs):
         return LLM(model=str(FIXTURES / "llama"), **kwargs).llm_engine.blocks.num_free_blocks
@@ -225,3 +225,83 @@ def test_the_kv_cache_budget_sets_the_number_of_blocks():
     assert blocks(num_kv_blocks=7, kv_cache_memory=10 * per_block) == 7
     with pytest.raises(ValueError, match="holds no block"):
         blocks(kv_cache_memory=per_block // 2)
+
+
+def test_the_environment_picks_every_twin_and_engine_config_fields_win():
+    """PYENGINE_KERNELS is read in one place; its words and pairs give each twin; a bad value names the valid ones."""
+    from pyengine import settings
+    from pyengine.engine_config import EngineConfig
+
+    assert settings.parse("reference") == settings.Twins("python", "python", "reference", "reference")
+    assert settings.parse("python") == settings.Twins("python", "python", "fast", "fast")
+    assert settings.parse("text=python,sampler=reference").sampler == "reference"
+    assert settings.parse("text=python,sampler=reference").text == "python"
+    for bad in ("fast", "sampler=slow", "colour=blue"):
+        with pytest.raises(ValueError, match="must be"):
+            settings.parse(bad)
+    config = EngineConfig(model="m", kernels="python", sampler="reference", attention="reference")
+    assert config.twins == settings.Twins("python", "python", "reference", "reference")
+    with pytest.raises(ValueError, match="sampler must be 'fast' or 'reference'"):
+        EngineConfig(model="m", sampler="textbook")
+    assert "twins" not in str(pytest.raises(TypeError, EngineConfig.from_kwargs, "m", twins=None).value).split("valid")[1]
+
+
+def test_one_params_object_serves_many_prompts_and_stays_as_given(llama):
+    """The engine only reads SamplingParams: bad_words are tokenized per request, the params stay unchanged."""
+    import copy
+
+    prompts = ["Hello there", "The quick brown fox", "a"]
+    free = llama.generate(prompts, SamplingParams(max_tokens=4, **GREEDY))
+    tokenizer = llama.get_tokenizer()
+    word = tokenizer.decode([free[0].outputs[0].token_ids[0]]).strip() or "x"
+    params = SamplingParams(max_tokens=4, bad_words=[word], **GREEDY)
+    given = copy.deepcopy(params)
+    outs = llama.generate(prompts, params)  # one object for all three prompts
+    assert params == given
+    banned = {ids[-1] for ids in (tokenizer.encode(word, add_special_tokens=False),
+                                  tokenizer.encode(" " + word, add_special_tokens=False)) if len(ids) == 1}
+    assert banned and all(not banned & set(out.outputs[0].token_ids) for out in outs)
+    assert outs[0].outputs[0].token_ids != free[0].outputs[0].token_ids  # the ban changed the first token
+
+
+def test_the_reference_sampler_and_attention_run_in_the_engine_with_the_same_tokens():
+    """EngineConfig picks the textbook twins; seeded and greedy requests give the tuned twins' tokens."""
+    prompts = [{"prompt_token_ids": list(range(3, 40))}] + [{"prompt_token_ids": [5 + i, 9, 11]} for i in range(4)]
+    params = [SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)] + [
+        SamplingParams(temperature=0.9, top_p=0.9, top_k=40, seed=i, max_tokens=6, ignore_eos=True) for i in range(4)]
+    tuned = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, block_size=4)
+    textbook = LLM(model=str(FIXTURES / "llama"), num_kv_blocks=64, block_size=4, sampler="reference",
+                   attention="reference")
+    assert type(textbook.llm_engine.sampler).__name__ == "ReferenceSampler"
+    assert textbook.llm_engine.model.ops.linear.__module__ == "pyengine.model.layers"
+    assert [o.outputs[0].token_ids for o in textbook.generate(prompts, params)] == \
+        [o.outputs[0].token_ids for o in tuned.generate(prompts, params)]
+
+
+def test_delta_outputs_add_up_to_the_cumulative_ones(llama):
+    """RequestOutputKind.DELTA: each step's output carries that step's tokens, text and logprobs only."""
+    from pyengine.sampling import RequestOutputKind
+
+    engine = llama.llm_engine
+    outputs = {}
+    for kind in (RequestOutputKind.CUMULATIVE, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY):
+        params = SamplingParams(n=2, temperature=0.8, seed=3, max_tokens=7, logprobs=1, prompt_logprobs=1,
+                                ignore_eos=True, output_kind=kind)
+        engine.add_request(kind.name, "The quick brown fox", params)
+        steps = []
+        while engine.has_unfinished_requests():
+            steps += engine.step()
+        outputs[kind] = steps
+    cumulative, delta, final = (outputs[k] for k in RequestOutputKind)
+    assert len(final) == 1 and final[0].finished and len(delta) == len(cumulative) > 2
+    assert [len(o.outputs[0].token_ids) for o in delta[:2]] == [1, 1]
+    assert delta[0].prompt_logprobs == cumulative[0].prompt_logprobs and delta[1].prompt_logprobs is None
+    for index in range(2):
+        whole = cumulative[-1].outputs[index]
+        assert "".join(o.outputs[index].text for o in delta) == whole.text == final[0].outputs[index].text
+        assert sum((o.outputs[index].token_ids for o in delta), []) == whole.token_ids
+        assert sum((o.outputs[index].logprobs for o in delta), []) == whole.logprobs
+        assert delta[-1].outputs[index].cumulative_logprob == whole.cumulative_logprob
+    shared = SamplingParams(max_tokens=3, output_kind=RequestOutputKind.DELTA, **GREEDY)
+    [whole] = llama.generate("Hello", shared)  # generate returns the whole output for any kind
+    assert len(whole.outputs[0].token_ids) == 3 and shared.output_kind is RequestOutputKind.DELTA

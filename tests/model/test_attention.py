@@ -1,4 +1,4 @@
-"""Paged attention: the batched decode path equals the per-sequence path and a dense reference."""
+"""Paged attention: the fast path's batched decode equals the per-sequence equations and a dense reference."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pyengine.model.layers import (
-    GROUP_COST_BLOCKS,
-    AttentionInputs,
-    batched_decode_attention,
-    decode_groups,
-    paged_attention,
-    softmax,
-)
+from pyengine.model.fast_path import GROUP_COST_BLOCKS, batched_decode_attention, decode_groups
+from pyengine.model.layers import AttentionInputs, paged_attention, softmax
 
 BLOCK = 4
 

@@ -47,7 +47,7 @@ def test_logits_match_transformers():
 
     from pyengine.backend import get_backend
     from pyengine.model import load_model
-    from pyengine.runner import SingleSequence
+    from pyengine.model_runner import SingleSequence
 
     expected = np.load(ROOT / "tests" / "fixtures" / "demo_model_expected.npz")
     seq = SingleSequence(load_model(str(DEMO), get_backend("cpu")))
@@ -95,7 +95,7 @@ def test_it_thinks_first_when_asked_to(llm):
 
 
 def test_pyengine_generate_chats_with_the_demo_model_by_default(capsys):
-    from pyengine.cli import main
+    from pyengine.generate_cli import main
 
     assert main(["generate", "--prompt", "What is 23 + 45?", "--max-tokens", "64"]) == 0
     completion = capsys.readouterr().out.split("completion: ", 1)[1]
@@ -103,7 +103,7 @@ def test_pyengine_generate_chats_with_the_demo_model_by_default(capsys):
 
 
 def test_pyengine_generate_default_leaves_room_for_an_addition_with_a_carry(capsys):
-    from pyengine.cli import main
+    from pyengine.generate_cli import main
 
     assert main(["generate", "--prompt", "What is 58 + 67?"]) == 0  # the default --max-tokens
     completion = capsys.readouterr().out.split("completion: ", 1)[1]

@@ -182,7 +182,7 @@ def test_pyengine_serve_unknown_id_offline_exits_with_one_line(tmp_path):
 
 
 def test_pyengine_generate_takes_a_hub_id(hf_home, capsys):
-    from pyengine import cli
+    from pyengine import generate_cli as cli
 
     add_snapshot(hf_home, "pyengine/demo", folder_files(DEMO), REV_A)
     assert cli.main(["generate", "--model", "pyengine/demo", "--prompt", "2 + 3 =", "--max-tokens", "3"]) == 0

@@ -1,22 +1,25 @@
-"""`linear`: both of its product orders give the projection a checkpoint means, rows independent."""
+"""`linear`: the equation and the fast path's two product orders give the projection a checkpoint means."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pyengine.model.layers import SMALL_BATCH, linear, rms_norm
+from pyengine.model import fast_path, layers
+from pyengine.model.fast_path import SMALL_BATCH, linear
+from pyengine.model.layers import rms_norm
 
 
 @pytest.mark.parametrize("rows", [1, 7, 32, SMALL_BATCH, SMALL_BATCH + 1, 300])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_linear_is_x_times_the_transposed_checkpoint_weight(rows, with_bias):
+@pytest.mark.parametrize("projection", [layers.linear, fast_path.linear], ids=["reference", "fast"])
+def test_linear_is_x_times_the_transposed_checkpoint_weight(rows, with_bias, projection):
     rng = np.random.default_rng(rows)
     weight = rng.standard_normal((48, 40)).astype(np.float32)  # [out, in], as nn.Linear stores it
     bias = rng.standard_normal(48).astype(np.float32) if with_bias else None
     x = rng.standard_normal((rows, 40)).astype(np.float32)
     expected = x.astype(np.float64) @ weight.T.astype(np.float64) + (0 if bias is None else bias)
-    y = linear(x, weight, bias)
+    y = projection(x, weight, bias)
     assert y.shape == (rows, 48)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 

@@ -17,7 +17,7 @@ import pytest
 from pyengine.backend import get_backend
 from pyengine.model import load_model
 
-from pyengine.runner import SingleSequence
+from pyengine.model_runner import SingleSequence
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.npz").is_file()) if FIXTURES.is_dir() else []

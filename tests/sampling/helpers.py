@@ -10,8 +10,8 @@ from pyengine.sampling import Sampler, SamplingParams, SamplingRow, make_generat
 BACKEND = get_backend("cpu")
 
 
-def row(params: SamplingParams, prompt=(1, 2), output=(), seed=None, stop_ids=frozenset()):
-    return SamplingRow(params, list(prompt), list(output), make_generator(seed), frozenset(stop_ids))
+def row(params: SamplingParams, prompt=(1, 2), output=(), seed=None, stop_ids=frozenset(), bad_words=()):
+    return SamplingRow(params, list(prompt), list(output), make_generator(seed), frozenset(stop_ids), bad_words)
 
 
 def sampler(vocab: int, seed: int = 0, device: str = "cpu") -> Sampler:

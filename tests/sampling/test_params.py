@@ -104,11 +104,11 @@ def test_verify_against_the_vocabulary_and_logprobs_cap():
         SamplingParams(logprobs=6).verify(1000, max_logprobs=5)
 
 
-def test_verify_checks_bad_word_token_ids():
-    p = SamplingParams(bad_words=["x"])
-    p.bad_words_token_ids = [[3, 12]]
+def test_bad_word_token_ids_are_checked_against_the_model_vocabulary():
+    """The engine tokenizes bad_words with the model's vocabulary size; ids past it are a ValueError."""
+    encode = {"x": [3, 12], " x": [3, 12]}.__getitem__
     with pytest.raises(ValueError, match=r"specified as bad: \[12\].*0 <= token_id <= 9"):
-        p.verify(10)
+        tokenize_bad_words(["x"], encode, vocab_size=10)
 
 
 def test_repetition_detection_validation():

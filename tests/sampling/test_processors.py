@@ -80,9 +80,10 @@ def test_allowed_token_ids_mask_everything_else():
 
 def test_bad_words_ban_the_completing_token_only_after_the_prefix():
     params = SamplingParams()
-    params.bad_words_token_ids = [[5], [1, 2, 3]]  # a one-token word and a three-token word
+    words = [[5], [1, 2, 3]]  # a one-token word and a three-token word
     x = logits(*[[0.0] * 6] * 3)
-    rows = [row(params, output=[]), row(params, output=[4, 1, 2]), row(params, output=[1, 2, 0])]
+    rows = [row(params, output=[], bad_words=words), row(params, output=[4, 1, 2], bad_words=words),
+            row(params, output=[1, 2, 0], bad_words=words)]
     out = apply_bad_words(x, rows)
     assert out[0, 5] == NEG_INF and out[0, 3] == 0.0  # prefix [1, 2] not generated yet
     assert out[1, 5] == NEG_INF and out[1, 3] == NEG_INF  # output ends with [1, 2]
@@ -134,9 +135,8 @@ def test_pipeline_order_bias_before_repetition_and_bans_stay_banned():
     """allowed -> bad words -> min_tokens -> bias -> penalties (vLLM's order: bias before repetition)."""
     params = SamplingParams(repetition_penalty=2.0, logit_bias={0: 3.0, 2: 50.0, 3: 1.0}, min_tokens=5,
                             allowed_token_ids=[0, 1, 2, 3])
-    params.bad_words_token_ids = [[1]]
     x = logits([1.0, 5.0, 0.0, -3.0, 9.0])
-    out = sampler(5).process(x, [row(params, prompt=[0, 3], output=[], stop_ids={2})])
+    out = sampler(5).process(x, [row(params, prompt=[0, 3], output=[], stop_ids={2}, bad_words=[[1]])])
     # 0: (1 + 3) / 2 = 2, bias then repetition;  1: bad word;  2: stop token under min_tokens,
     # bias cannot lift -inf;  3: (-3 + 1) * 2 = -4;  4: not allowed
     np.testing.assert_array_equal(out, [[2.0, NEG_INF, NEG_INF, -4.0, NEG_INF]])

@@ -36,8 +36,7 @@ def test_one_device_to_host_copy_per_step_on_the_strict_fake_device(vocab):
             row(SamplingParams(temperature=1.2, logit_bias={3: 5.0})),
             row(SamplingParams(repetition_penalty=1.3, allowed_token_ids=[1, 2, 3, 4], min_tokens=3),
                 stop_ids={2}),
-            row(SamplingParams(logprobs=0, bad_words=["x"]))]
-    rows[5].params.bad_words_token_ids = [[7]]
+            row(SamplingParams(logprobs=0, bad_words=["x"]), bad_words=[[7]])]
     before = s.backend.transfers.device_to_host
     out = s(x, rows)
     assert s.backend.transfers.device_to_host - before == 1

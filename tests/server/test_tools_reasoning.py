@@ -81,12 +81,14 @@ def service():
 
 
 def outputs_for(text: str, cuts: list[int], finish_reason: str = "stop") -> list[RequestOutput]:
-    """Cumulative engine outputs for `text` arriving in pieces cut at `cuts` (one token per piece)."""
+    """Engine outputs of kind DELTA for `text` arriving in pieces cut at `cuts` (one token per piece);
+    with no cuts, the one output is also the whole (cumulative) one."""
     ends = [*cuts, len(text)]
     result = []
     for step, end in enumerate(ends):
         last = step == len(ends) - 1
-        completion = CompletionOutput(0, text[:end], list(range(1, step + 2)), None, None,
+        start = ends[step - 1] if step else 0
+        completion = CompletionOutput(0, text[start:end], [step + 1], None, None,
                                       finish_reason if last else None, None)
         result.append(RequestOutput("r", None, [1, 2, 3], None, [completion], last, 0))
     return result

@@ -158,17 +158,15 @@ def test_model_vocabulary_larger_than_the_tokenizer(impl, tiny_tokenizer):
 
 def test_native_is_the_default_when_built(monkeypatch):
     """What the engine gets: the Rust kernels unless PYENGINE_KERNELS=python asks for the twins."""
-    import importlib
     import os
+
+    from pyengine import settings
 
     assert kernels.SELECTED.name == kernels.KERNELS
     if kernels.NATIVE is not None and "PYENGINE_KERNELS" not in os.environ:
         assert kernels.IncrementalDetokenizer is kernels.NATIVE.IncrementalDetokenizer
-    monkeypatch.setenv("PYENGINE_KERNELS", "fast")
     with pytest.raises(ValueError, match="PYENGINE_KERNELS must be 'native' or 'python'"):
-        importlib.reload(kernels)
-    monkeypatch.delenv("PYENGINE_KERNELS")
-    importlib.reload(kernels)
+        settings.parse("fast")
 
 
 # -- logprob decoded_token --------------------------------------------------------------------------

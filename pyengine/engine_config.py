@@ -1,12 +1,16 @@
 """EngineConfig: the engine's knobs, with vLLM's names.
 
 `LLM(model=..., **kwargs)` maps its keyword arguments onto these fields and rejects unknown
-ones with the list of valid names. Environment variables are read here, once, and nowhere else.
+ones with the list of valid names. The environment is read by `pyengine.settings`, once; the
+twin choices it gives are the defaults of `kernels`, `sampler` and `attention` here, resolved
+into `twins` when the config is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from pyengine import settings
 
 DEFAULT_KV_CACHE_FRACTION = 0.25  # of available memory, when neither size is given
 MAX_DEFAULT_KV_CACHE_BYTES = 4 << 30
@@ -30,8 +34,11 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     scheduling_policy: str = "fcfs"  # or "priority": lower `priority` values run first
     seed: int = 0
-    kernels: str | None = None  # "native" (Rust) or "python" (the twins); None: PYENGINE_KERNELS
+    kernels: str | None = None  # text and grammar kernels: "native" (Rust) or "python"; None: PYENGINE_KERNELS
+    sampler: str | None = None  # "fast" or "reference" (sampling/reference.py); None: PYENGINE_KERNELS
+    attention: str | None = None  # "fast" (model/fast_path.py) or "reference"; None: PYENGINE_KERNELS
     cpu_threads: int | None = None  # BLAS threads on the CPU; None: 1 for small models, else BLAS's default
+    twins: settings.Twins = dataclasses.field(init=False, repr=False)  # the resolved choices of the three above
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
@@ -46,12 +53,17 @@ class EngineConfig:
             raise ValueError(f"max_model_len must be positive, got {self.max_model_len}")
         if self.scheduling_policy not in ("fcfs", "priority"):
             raise ValueError(f"scheduling_policy must be 'fcfs' or 'priority', got {self.scheduling_policy!r}")
-        if self.kernels not in (None, "native", "python"):
-            raise ValueError(f"kernels must be 'native' or 'python', got {self.kernels!r}")
+        defaults = settings.from_environment()
+        self.twins = settings.Twins(
+            text=settings.check("text", self.kernels) if self.kernels else defaults.text,
+            grammar=settings.check("grammar", self.kernels) if self.kernels else defaults.grammar,
+            sampler=settings.check("sampler", self.sampler) if self.sampler else defaults.sampler,
+            attention=settings.check("attention", self.attention) if self.attention else defaults.attention,
+        )
 
     @classmethod
     def from_kwargs(cls, model: str, **kwargs: object) -> "EngineConfig":
-        names = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        names = {f.name for f in dataclasses.fields(cls) if f.init} - {"model"}
         unknown = sorted(set(kwargs) - names)
         if unknown:
             raise TypeError(f"unknown engine argument(s) {unknown}; valid: {sorted(names)}")

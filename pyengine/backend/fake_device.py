@@ -1,190 +1,20 @@
-"""The array backend: numpy on the CPU, cupy on a GPU, or a strict fake device for tests.
+"""The strict fake device: numpy arrays that behave like cupy's, for tests of the GPU discipline.
 
-Every array operation in the model, cache and sampler goes through an array module `xp`
-obtained here, never through `import numpy` directly. On a GPU, `xp` is cupy and arrays live
-in device memory; the only device→host transfers a decode step may make are the sampled token
-ids (and any logprobs a request asked for), and they go through `Backend.to_host`.
-
-The fake device (`--device fake`) lets a CPU-only machine prove that discipline: its arrays
+`--device fake` lets a CPU-only machine prove that the engine keeps data on the device: its arrays
 refuse implicit conversion to numpy and refuse to mix with numpy arrays, exactly as cupy's do,
 and it counts every device→host transfer, so a test can assert how many a decode step made.
 
-References: cupy's `get_array_module` idiom; cupy's rule that `numpy.asarray(cupy_array)`
-raises `TypeError` ("Implicit conversion to a NumPy array is not allowed").
+Reference: cupy's rule that `numpy.asarray(cupy_array)` raises `TypeError` ("Implicit conversion
+to a NumPy array is not allowed").
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
 from typing import Any
 
 import numpy
 
-SUPPORTED_DEVICES = ("cpu", "cuda", "fake")
-
-
-@dataclasses.dataclass
-class TransferCounter:
-    """Counts explicit copies between host and the (fake) device."""
-
-    device_to_host: int = 0
-    host_to_device: int = 0
-
-    def reset(self) -> None:
-        self.device_to_host = 0
-        self.host_to_device = 0
-
-
-@dataclasses.dataclass
-class Backend:
-    """One array backend: the module `xp` plus the two explicit copy functions.
-
-    `to_device(host_array)` copies a numpy array onto the device; `to_host(array)` copies a
-    device array back into numpy. On the CPU both are no-ops (no copy).
-    """
-
-    name: str
-    xp: Any
-    transfers: TransferCounter = dataclasses.field(default_factory=TransferCounter)
-
-    def to_device(self, host_array: Any, dtype: Any = None) -> Any:
-        """Host (numpy, list or scalar) -> device array."""
-        if self.name != "cpu":
-            self.transfers.host_to_device += 1
-        return self.xp.asarray(host_array, dtype=dtype)
-
-    def to_host(self, array: Any) -> numpy.ndarray:
-        """Device array -> numpy array (the one explicit device→host copy)."""
-        if self.name == "cpu":
-            return numpy.asarray(array)
-        if self.name == "cuda":
-            self.transfers.device_to_host += 1
-        return array.get()  # the fake device counts its own transfers in get()
-
-    @property
-    def is_gpu(self) -> bool:
-        return self.name == "cuda"
-
-
-SMALL_MODEL_MATRIX = 1 << 19  # elements: below this, one BLAS thread beats several (see blas_threads_for)
-_initial_blas_threads: int | None = None
-
-
-def blas_threads_for(hidden_size: int, intermediate_size: int, requested: int | None = None) -> int:
-    """How many BLAS threads the numpy backend should use for a model of these sizes.
-
-    `requested` wins when given. Otherwise a model whose MLP matrix (hidden x intermediate) has
-    under half a million elements gets one thread: each of its products takes a few microseconds, less
-    than waking and joining a second thread, and on a machine whose other core is busy the
-    join can cost milliseconds (the 3.7M-parameter demo model decodes about 4x faster with one
-    thread than with two on a busy 2-core machine). Larger models keep the BLAS default.
-    """
-    if requested is not None:
-        return requested
-    initial = _blas_threads()
-    return 1 if hidden_size * intermediate_size < SMALL_MODEL_MATRIX else initial
-
-
-def set_blas_threads(count: int) -> None:
-    """Set the process's BLAS thread count (numpy backend; one setting per process)."""
-    from threadpoolctl import threadpool_limits
-
-    _blas_threads()  # remember the default before the first change
-    threadpool_limits(limits=count, user_api="blas")
-
-
-def _blas_threads() -> int:
-    """The BLAS thread count the process started with (OPENBLAS_NUM_THREADS etc. included)."""
-    global _initial_blas_threads
-    if _initial_blas_threads is None:
-        from threadpoolctl import threadpool_info
-
-        counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
-        _initial_blas_threads = max(counts, default=1)
-    return _initial_blas_threads
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
-_heap_kept = False
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed memory in the process rather than hand it back to the OS (numpy backend).
-
-    A decode step allocates the same large temporaries every layer: the gathered keys and values of
-    a batch of 32 are two 4.7 MB arrays. By default glibc returns such blocks to the OS when they
-    are freed (mmap'd chunks, and a heap top trimmed past twice the last one's size), so the next
-    layer's copy into fresh memory page-faults on every 4 KB page: that doubles the cost of the
-    gather. Raising both thresholds (mmap at 32 MB, glibc's ceiling; trim at 1 GB) makes such
-    blocks come back from the heap already mapped. The price is that the process keeps its peak
-    temporary memory, as GPU engines keep their memory pools. Returns False (and changes nothing)
-    where the C library is not glibc.
-    """
-    global _heap_kept
-    if _heap_kept:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        kept = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
-    except (OSError, AttributeError):
-        return False
-    _heap_kept = bool(kept)
-    return _heap_kept
-
-
-def get_backend(device: str = "cpu") -> Backend:
-    """Return the backend for `device` ("cpu", "cuda" or "fake").
-
-    Raises:
-        ValueError: unknown device name.
-        RuntimeError: "cuda" asked for but cupy (or a CUDA device) is not available.
-    """
-    if device == "cpu":
-        return Backend("cpu", numpy)
-    if device == "fake":
-        counter = TransferCounter()
-        return Backend("fake", FakeDeviceModule(counter), counter)
-    if device == "cuda":
-        try:
-            import cupy  # noqa: PLC0415  (optional dependency, imported only when asked for)
-        except ImportError as exc:
-            raise RuntimeError(
-                "device 'cuda' needs cupy: pip install 'pyengine[cuda]' on a machine with CUDA"
-            ) from exc
-        return Backend("cuda", cupy)
-    raise ValueError(f"unknown device {device!r}; supported: {', '.join(SUPPORTED_DEVICES)}")
-
-
-def array_module(array: Any) -> Any:
-    """The array module (`numpy`, `cupy` or the fake device's) that owns `array`."""
-    if isinstance(array, FakeDeviceArray):
-        return array._module
-    module_name = type(array).__module__
-    if module_name.startswith("cupy"):
-        import cupy  # noqa: PLC0415
-
-        return cupy
-    return numpy
-
-
-def host_numpy() -> types.ModuleType:
-    """numpy, for host-side code (weight loading, tokenizer tables) that never runs on device."""
-    return numpy
-
-
-def float32_from_bfloat16(raw: numpy.ndarray) -> numpy.ndarray:
-    """Host: bf16 bit patterns stored as uint16 -> float32 (exact; bf16 is fp32's top half)."""
-    if raw.dtype != numpy.uint16:
-        raise TypeError(f"expected uint16 bf16 bit patterns, got {raw.dtype}")
-    return (raw.astype(numpy.uint32) << 16).view(numpy.float32)
-
-
-# ----------------------------------------------------------------------------------------------
-# The strict fake device
-# ----------------------------------------------------------------------------------------------
+from pyengine.backend.arrays import TransferCounter
 
 
 class DeviceMixingError(TypeError):

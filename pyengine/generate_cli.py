@@ -13,9 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # the embedded demo model, when shipped
-FALLBACK_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "parity" / "llama"
-DEFAULT_MODEL = DEMO_MODEL if (DEMO_MODEL / "config.json").is_file() else FALLBACK_MODEL
+DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # the embedded demo model, the default
 
 
 USAGE = """\
@@ -35,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate text offline and print it")
-    gen.add_argument("--model", default=None, help="checkpoint folder or hub id 'org/name' (read from the hub cache)")
+    gen.add_argument("--model", default=None, help="checkpoint folder or hub id 'org/name' (read from the hub "
+                                                   "cache; default: the embedded demo model)")
     gen.add_argument("--revision", default=None, help="hub branch, tag or commit of --model")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
@@ -57,21 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("serve", "chat", "complete"):  # reached only through `python -m pyengine.cli`
+    if args.command in ("serve", "chat", "complete"):  # reached only through `python -m pyengine.generate_cli`
         print(f"pyengine: `{args.command}` is provided by the server package: run the `pyengine` command",
               file=sys.stderr)
         return 2
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (keeps `--help` fast)
     from pyengine.model.hub import resolve_model  # noqa: PLC0415
 
+    if args.model is None and not (DEMO_MODEL / "config.json").is_file():
+        print("pyengine: error: this installation has no embedded demo model; pass --model PATH", file=sys.stderr)
+        return 2
     try:
-        model = str(resolve_model(args.model, revision=args.revision)) if args.model else str(DEFAULT_MODEL)
+        model = str(resolve_model(args.model, revision=args.revision)) if args.model else str(DEMO_MODEL)
         start = time.perf_counter()
         llm = LLM(model=model, device=args.device)
         loaded = time.perf_counter()
         params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
-        chat = args.chat if args.chat is not None else args.model is None and DEFAULT_MODEL == DEMO_MODEL
+        chat = args.chat if args.chat is not None else args.model is None
         prompts = args.prompt or (["Tell me a short story."] if chat else ["Once upon a time"])
         if chat:
             outputs = llm.chat([[{"role": "user", "content": p}] for p in prompts], params)

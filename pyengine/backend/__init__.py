@@ -1,0 +1,19 @@
+"""The array backend: `xp` (numpy | cupy | the strict fake device) and CPU process tuning.
+
+    arrays.py       Backend (xp, to_device, to_host), get_backend, array_module
+    fake_device.py  the strict fake device: cupy's refusals on numpy, with transfer counts
+                    (loaded by get_backend("fake"))
+    cpu_tuning.py   BLAS threads and glibc thresholds, set once per process at start-up
+
+Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `xp` or
+`array_module`; the few modules there that handle host arrays import numpy by name, and
+`tests/test_architecture.py` lists them.
+"""
+
+from pyengine.backend.arrays import SUPPORTED_DEVICES, Backend, TransferCounter, array_module, get_backend
+from pyengine.backend.cpu_tuning import blas_threads_for, keep_freed_memory, set_blas_threads, tune_cpu_process
+
+__all__ = [
+    "SUPPORTED_DEVICES", "Backend", "TransferCounter", "array_module", "blas_threads_for", "get_backend",
+    "keep_freed_memory", "set_blas_threads", "tune_cpu_process",
+]

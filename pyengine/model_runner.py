@@ -1,0 +1,124 @@
+"""The model runner: a step's token chunks in, the model's inputs built, logits out.
+
+    runner = ModelRunner(model, kv_cache)
+    inputs = runner.prepare([(new_token_ids, first_position, block_table), ...])  # one chunk a sequence
+    hidden = runner.forward(inputs)                      # [N, D], keys and values written to the cache
+    logits = runner.last_token_logits(hidden, inputs, [0, 2])     # [B, V]: rows of chunks 0 and 2
+
+`prepare` packs every chunk's tokens into one [N] array and writes the `AttentionInputs`:
+positions, cache slots, block tables and per-chunk offsets. With the fast attention twin
+(`attention="fast"`) a batch of single-token decodes also gets its decode groups
+(model/fast_path.py); with "reference" every sequence attends on its own (model/layers.py).
+
+The engine runs a batch of the scheduler's plan through it; `SingleSequence` below, the
+smallest driver of a model (one sequence, no scheduler, no sampler), runs its own chunks through
+the same code, for the forward-pass walkthrough, the parity tests and the forward benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np  # host: index arrays before their copy to the device
+
+from pyengine.cache import BlockManager, KVCache
+from pyengine.model import AttentionInputs, decode_groups
+from pyengine.sampling import compute_prompt_logprobs
+
+Chunk = tuple[Sequence[int], int, list[int]]  # (new token ids, position of the first, block table)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """One forward pass's inputs: the packed token ids (device int64 [N]) and where each sits."""
+
+    input_ids: Any
+    attn: AttentionInputs
+
+
+class ModelRunner:
+    """Builds a step's model inputs over a paged KV cache and runs the model on them."""
+
+    def __init__(self, model: Any, kv_cache: KVCache, attention: str = "fast"):
+        self.model, self.kv_cache, self.backend = model, kv_cache, model.backend
+        self.attention = attention  # "fast": decode batches get decode groups; "reference": never
+
+    def prepare(self, chunks: Sequence[Chunk]) -> ModelInputs:
+        """Pack each chunk's tokens and write their positions, cache slots and block tables."""
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        starts = [0]
+        for new_ids, first, block_table in chunks:
+            new_positions = range(first, first + len(new_ids))
+            ids.extend(new_ids)
+            positions.extend(new_positions)
+            slots.extend(self.kv_cache.slot(block_table, p) for p in new_positions)
+            starts.append(len(ids))
+        to_device = self.backend.to_device
+        attn = AttentionInputs(
+            positions=to_device(np.array(positions, dtype=np.int64)),  # [N]
+            slot_mapping=to_device(np.array(slots, dtype=np.int64)),  # [N]
+            block_tables=tuple(to_device(np.array(table, dtype=np.int64)) for _, _, table in chunks),
+            query_start_loc=tuple(starts),
+            context_lens=tuple(first + len(new_ids) for new_ids, first, _ in chunks),
+        )
+        if self.attention == "fast" and len(chunks) > 1 and len(ids) == len(chunks):  # a pure decode batch
+            groups = decode_groups([table for _, _, table in chunks], attn.context_lens, to_device)
+            attn = dataclasses.replace(attn, decode_groups=groups)
+        return ModelInputs(to_device(np.array(ids, dtype=np.int64)), attn)  # ids: [N]
+
+    def forward(self, inputs: ModelInputs) -> Any:
+        """Run every layer on the packed batch, writing its keys and values to the cache. -> [N, D]"""
+        return self.model.forward(inputs.input_ids, inputs.attn, self.kv_cache)
+
+    def last_token_logits(self, hidden: Any, inputs: ModelInputs, chunk_indices: Sequence[int]) -> Any:
+        """[N, D] -> [B, V]: the logits of the last token of each chunk in `chunk_indices`."""
+        starts = inputs.attn.query_start_loc
+        last_rows = [starts[i + 1] - 1 for i in chunk_indices]
+        return self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])
+
+    def prompt_logprobs(self, hidden: Any, inputs: ModelInputs, chunk_index: int, first: int, last: int,
+                        prompt_token_ids: Sequence[int], num_top: int) -> list[Any]:
+        """Logprob rows of prompt tokens first + 1 .. last, from chunk `chunk_index` of the batch.
+
+        The chunk's row for position p scores prompt token p + 1 (the first token has no context):
+        positions first .. last - 1 give one `RowLogprobs` each, with `num_top` top entries.
+        """
+        start = inputs.attn.query_start_loc[chunk_index]
+        logits = self.model.compute_logits(hidden[start:start + last - first])  # [n, V]
+        targets = prompt_token_ids[first:last + 1]  # the chunk's tokens and the next one
+        return compute_prompt_logprobs(logits, targets, num_top, self.backend)[1:]
+
+
+class SingleSequence:
+    """One growing sequence over its own small paged KV cache: tokens in, logits out.
+
+        seq = SingleSequence(model)
+        logits = seq.run(prompt_ids)      # prefill: [T, V], one row per prompt token
+        logits = seq.run([next_id])       # decode: [1, V], reading the cached keys/values
+    """
+
+    def __init__(self, model: Any, num_blocks: int = 64, block_size: int = 16):
+        c = model.config
+        kv_cache = KVCache(model.backend, c.num_hidden_layers, num_blocks, block_size,
+                           c.num_key_value_heads, c.head_dim, model.dtype)
+        self.runner = ModelRunner(model, kv_cache)
+        self.blocks = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
+        self.block_table: list[int] = []
+        self.num_tokens = 0
+
+    @property
+    def kv_cache(self) -> KVCache:
+        return self.runner.kv_cache
+
+    def run(self, token_ids: list[int]) -> Any:
+        """Feed `token_ids` after the cached ones; returns their logits, [T, V] float32."""
+        missing = self.blocks.blocks_needed(self.num_tokens + len(token_ids)) - len(self.block_table)
+        if missing > 0:
+            self.block_table += self.blocks.allocate(missing)
+        hidden = self.runner.forward(self.runner.prepare([(token_ids, self.num_tokens, self.block_table)]))
+        self.num_tokens += len(token_ids)
+        return self.runner.model.compute_logits(hidden)  # [T, V]
+
