@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -93,9 +94,10 @@ def test_serve_resolves_model_and_tokenizer_ids_and_serves_under_the_id(hf_home,
     tok_main = add_snapshot(hf_home, "org/tok", folder_files(DEMO), REV_A)
     tok_b = add_snapshot(hf_home, "org/tok", folder_files(LLAMA_FIXTURE), REV_B, branch=None)
     seen = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app))
     monkeypatch.setattr("server.app.build_app", lambda engine, serving, **kw: seen.update(
         engine=engine, serving=serving) or engine.shutdown())
+    monkeypatch.setattr("server.http_server.uvicorn_config", lambda app, **kw: seen.update(app=app))
+    monkeypatch.setattr("server.http_server.GracefulServer", lambda config: types.SimpleNamespace(run=lambda: None))
     assert serve_cli.main(["--model", "org/weights", "--tokenizer", "org/tok", "--tokenizer-revision", REV_B,
                            "--num-kv-blocks", "8"]) == 0
     config = seen["engine"].engine.config
