@@ -28,11 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +43,9 @@ from pyengine import EngineConfig  # noqa: E402
 from pyengine.async_engine import AsyncEngine  # noqa: E402
 from server.background import BackgroundServer  # noqa: E402
 from server.serving_chat import ServingConfig  # noqa: E402
+from tests.server.probes import (  # noqa: E402
+    abandon_while_queued, never_reading_client, pace_during, rss_mib, sigterm, slow_steps, stream_round)
+from tests.server.serve_command import pyengine_serve  # noqa: E402
 
 MODEL = ROOT / "tests" / "fixtures" / "parity" / "qwen2"
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"  # the stall probes: a real tokenizer
@@ -57,13 +56,7 @@ STEP_SLEEP = 0.03  # seconds added to every engine step: a stream of 100 tokens 
 def start_server(step_sleep: float = STEP_SLEEP, model: Path = MODEL, **options: Any) -> BackgroundServer:
     engine_options = {"num_kv_blocks": 512, "max_num_seqs": 128, **options}
     engine = AsyncEngine(EngineConfig(model=str(model), **engine_options))
-    step = engine.engine.step
-
-    def slow_step():
-        time.sleep(step_sleep)
-        return step()
-
-    engine.engine.step = slow_step
+    slow_steps(engine, step_sleep)
     return BackgroundServer(engine, ServingConfig(served_model_names=[NAME], max_n=4)).run()
 
 
@@ -74,44 +67,11 @@ def body(content: str = "hello", **fields: Any) -> dict[str, Any]:
 # -- stall ------------------------------------------------------------------------------------------
 
 
-async def watch_stream(http: httpx.AsyncClient, arrivals: list[float], stop: asyncio.Event) -> None:
-    """Streams, one after another until `stop`, noting when each event arrives."""
-    while not stop.is_set():
-        request = body("x", max_tokens=100, ignore_eos=True, stream=True)
-        async with http.stream("POST", "/v1/chat/completions", json=request) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    arrivals.append(time.monotonic())
-
-
-async def poll_health(http: httpx.AsyncClient, latencies: list[tuple[float, float]], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        start = time.monotonic()
-        await http.get("/health")
-        latencies.append((start, time.monotonic() - start))
-        await asyncio.sleep(0.05)
-
-
-async def stall(url: str, method: str, path: str, payload: Any) -> dict[str, float]:
-    """The heavy request's own time, and the worst stream gap and /health latency meanwhile."""
-    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
-        arrivals: list[float] = []
-        latencies: list[tuple[float, float]] = []
-        stop = asyncio.Event()
-        stream = asyncio.create_task(watch_stream(http, arrivals, stop))
-        health = asyncio.create_task(poll_health(http, latencies, stop))
-        while len(arrivals) < 5:
-            await asyncio.sleep(0.01)
-        raw = json.dumps(payload).encode()  # serialized before the clock starts: this process is the client too
-        start = time.monotonic()
-        response = await http.request(method, path, content=raw, headers={"Content-Type": "application/json"})
-        end = time.monotonic()
-        stop.set()
-        await asyncio.gather(stream, health)
-    window = [start] + [t for t in arrivals if start < t < end] + [min(t for t in arrivals if t >= end)]
-    gaps = [b - a for a, b in zip(window, window[1:])]
-    return {"status": response.status_code, "heavy_s": end - start, "max_gap_s": max(gaps),
-            "max_health_s": max((lat for t, lat in latencies if start - 0.05 <= t <= end), default=0.0)}
+def stall(url: str, path: str, payload: Any) -> dict[str, float]:
+    """The heavy request's own time (a POST to `path`), and the worst stream gap and /health latency meanwhile."""
+    stream = body("x", max_tokens=100, ignore_eos=True, stream=True)
+    response, seconds, (gap, health), _ = asyncio.run(pace_during(url, path, payload, stream, timeout=600))
+    return {"status": response.status_code, "heavy_s": seconds, "max_gap_s": gap, "max_health_s": health}
 
 
 def schema_with_properties(count: int) -> dict[str, Any]:
@@ -121,15 +81,15 @@ def schema_with_properties(count: int) -> dict[str, Any]:
 def stall_probes(url: str) -> list[tuple[str, dict[str, float]]]:
     big = "hello world " * 250_000  # 3 MB
     probes = [
-        ("3 MB message", "POST", "/v1/chat/completions", body(big)),
-        ("3 MB message, truncate_prompt_tokens", "POST", "/v1/chat/completions",
+        ("3 MB message", "/v1/chat/completions", body(big)),
+        ("3 MB message, truncate_prompt_tokens", "/v1/chat/completions",
          body(big, truncate_prompt_tokens=32)),
-        ("2 MB /tokenize", "POST", "/tokenize", {"model": NAME, "prompt": big[:2_000_000]}),
-        ("10k-property JSON schema", "POST", "/v1/chat/completions",
+        ("2 MB /tokenize", "/tokenize", {"model": NAME, "prompt": big[:2_000_000]}),
+        ("10k-property JSON schema", "/v1/chat/completions",
          body(response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema_with_properties(10_000)}})),
-        ("20k bad_words", "POST", "/v1/chat/completions", body(bad_words=[f"w{i}x" for i in range(20_000)])),
+        ("20k bad_words", "/v1/chat/completions", body(bad_words=[f"w{i}x" for i in range(20_000)])),
     ]
-    return [(name, asyncio.run(stall(url, *probe))) for name, *probe in probes]
+    return [(name, stall(url, *probe)) for name, *probe in probes]
 
 
 # -- abort while queued -----------------------------------------------------------------------------
@@ -137,88 +97,26 @@ def stall_probes(url: str) -> list[tuple[str, dict[str, float]]]:
 
 def queued_abort(server: BackgroundServer, num_waiting: int = 6) -> dict[str, float]:
     """One request fills the batch; others queue behind it, and their clients give up."""
-    engine = server.engine.engine
-    prefilled: set[str] = set()
-    step = engine.step
-
-    def recording_step():
-        outputs = step()
-        prefilled.update(o.request_id for o in outputs)
-        return outputs
-
-    engine.step = recording_step
-
-    async def run() -> dict[str, float]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
-            blocker = asyncio.create_task(http.post("/v1/chat/completions", json=body(max_tokens=100, ignore_eos=True)))
-            while not engine.requests:
-                await asyncio.sleep(0.01)
-            blocker_id = next(iter(engine.requests))
-            async with httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(30, read=0.5)) as quitter:
-                waiting = [asyncio.create_task(quitter.post("/v1/chat/completions", json=body(f"q{i}")))
-                           for i in range(num_waiting)]
-                await asyncio.gather(*waiting, return_exceptions=True)
-            gave_up = time.monotonic()
-            while len(engine.requests) > 1 and time.monotonic() - gave_up < 30:
-                await asyncio.sleep(0.005)
-            dropped = time.monotonic() - gave_up
-            await blocker
-        return {"waiting": num_waiting, "prefilled": len(prefilled - {blocker_id}), "drop_s": dropped}
-
-    try:
-        return asyncio.run(run())
-    finally:
-        engine.step = step
+    seen = asyncio.run(abandon_while_queued(server.url, server.engine, body(max_tokens=100, ignore_eos=True),
+                                            [body(f"q{i}") for i in range(num_waiting)]))
+    return {"waiting": num_waiting, "prefilled": len(seen.stepped - {seen.blocker_id}), "drop_s": seen.drop_s}
 
 
 # -- shutdown ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def shutdown_probe(limit: float = 45.0, extra: list[str] | None = None) -> dict[str, float]:
     """SIGTERM while a client streams and never reads; seconds until the process exits."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port),  # the demo model
-                                "--served-model-name", NAME, "--log-level", "warning", *(extra or [])],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start")
+    args = ["--served-model-name", NAME, "--log-level", "warning", *(extra or [])]  # the demo model
+    with pyengine_serve(args) as (url, process):
         # ~15 MB of events over several seconds (16 choices, 20 top logprobs per token): far more
         # than the socket buffers hold
-        request = json.dumps(body("x", max_tokens=400, ignore_eos=True, stream=True, n=16, logprobs=True,
-                                  top_logprobs=20)).encode()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(request) + request)
+        sock = never_reading_client(url, body("x", max_tokens=400, ignore_eos=True, stream=True, n=16, logprobs=True,
+                                              top_logprobs=20))
         time.sleep(1.0)  # the stream is running and this client reads nothing
-        start = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            code = None
-        elapsed = time.monotonic() - start
+        elapsed, code = sigterm(process, limit)
         sock.close()
-        return {"exit_s": elapsed, "exit_code": code if code is not None else float("nan")}
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return {"exit_s": elapsed, "exit_code": code if code is not None else float("nan")}
 
 
 # -- surrogates -------------------------------------------------------------------------------------
@@ -251,41 +149,15 @@ def surrogate_probes(url: str) -> list[tuple[str, int | str, bool]]:
 # -- rounds of 64 streams ---------------------------------------------------------------------------
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def one_round(url: str, seed: int, num_streams: int = 64) -> int:
-    rng = random.Random(seed)
-
-    async def client(http: httpx.AsyncClient, index: int) -> bool:
-        leaves = index % 3 == 0
-        request = body(f"round {seed} client {index}", max_tokens=rng.randint(4, 40), ignore_eos=True, stream=True)
-        async with http.stream("POST", "/v1/chat/completions", json=request) as response:
-            events, done = 0, False
-            async for line in response.aiter_lines():
-                events += line.startswith("data: ")
-                done = done or line == "data: [DONE]"
-                if leaves and events == 2:
-                    return False
-            return done
-
-    limits = httpx.Limits(max_connections=num_streams + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        results = await asyncio.gather(*(client(http, i) for i in range(num_streams)))
-    return sum(results)
-
-
 def rounds_probe(server: BackgroundServer, rounds: int) -> list[tuple[int, int, int, float]]:
     """(round, streams completed, KV blocks not free after the round, RSS MiB) per round."""
     out = []
     blocks = server.engine.engine.blocks
     for index in range(rounds):
-        completed = asyncio.run(one_round(server.url, index))
+        rng = random.Random(index)
+        requests = [body(f"round {index} client {i}", max_tokens=rng.randint(4, 40), ignore_eos=True, stream=True)
+                    for i in range(64)]
+        completed = asyncio.run(stream_round(server.url, requests))
         deadline = time.monotonic() + 10
         while server.engine.engine.requests and time.monotonic() < deadline:
             time.sleep(0.02)

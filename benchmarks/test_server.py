@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -37,6 +33,9 @@ from smollm2 import SMOLLM2_135M, random_tensors
 from pyengine import LLM, SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.server.serve_command import pyengine_serve  # noqa: E402
+
 TOKENIZER = ROOT / "tests" / "fixtures" / "parity" / "qwen2"
 NUM_STREAMS = 16
 NEW_TOKENS = 32
@@ -61,26 +60,9 @@ def _messages(i: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def server_url(checkpoint):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "server", "serve", "--model", checkpoint, "--port", str(port),
-               "--served-model-name", "bench", "--num-kv-blocks", "512", "--log-level", "warning"]
-    process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the benchmark server did not start")
-        time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    args = ["--model", checkpoint, "--served-model-name", "bench", "--num-kv-blocks", "512", "--log-level", "warning"]
+    with pyengine_serve(args, timeout=120) as (url, _):
+        yield url
 
 
 async def _stream_all(url: str) -> int:

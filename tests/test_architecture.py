@@ -137,34 +137,45 @@ def test_the_server_imports_only_the_public_api():
 # -- no import circles ---------------------------------------------------------------------------------
 
 
+def module_level_imports(path: Path, module: str) -> list[tuple[str, list[str]]]:
+    """What `module` (the file `path`) imports when it runs: (module, names taken from it) per import.
+
+    Top-level imports count, those under `if` and `try` included; those under `if TYPE_CHECKING:`
+    do not run, and imports inside functions run only when called. Relative imports are resolved
+    against `module`'s package; `import a.b` gives ("a.b", []).
+    """
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found.extend((alias.name, []) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
+                    if node.level else node.module
+                found.append((base, [alias.name for alias in node.names]))
+            elif isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(node.orelse)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text()).body)
+    return found
+
+
 def _module_graph() -> dict[str, set[str]]:
     """Module -> the pyengine/server modules it imports when it runs (module level, not TYPE_CHECKING)."""
     modules = {_module_name(p): p for package in ("pyengine", "server") for p in (ROOT / package).rglob("*.py")}
 
     def imported(path: Path, module: str) -> set[str]:
         found: set[str] = set()
-
-        def visit(body: list[ast.stmt]) -> None:
-            for node in body:
-                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
-                    continue
-                if isinstance(node, ast.Import):
-                    found.update(alias.name for alias in node.names)
-                elif isinstance(node, ast.ImportFrom):
-                    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-                    base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
-                        if node.level else node.module
-                    names = [f"{base}.{alias.name}" for alias in node.names]
-                    found.update(n for n in names if n in modules)  # `from package import submodule`
-                    if not any(n in modules for n in names):
-                        found.add(base)
-                elif isinstance(node, (ast.If, ast.Try)):
-                    visit(node.body)
-                    visit(node.orelse)
-                    for handler in getattr(node, "handlers", []):
-                        visit(handler.body)
-
-        visit(ast.parse(path.read_text()).body)
+        for base, names in module_level_imports(path, module):
+            submodules = [f"{base}.{name}" for name in names if f"{base}.{name}" in modules]
+            found.update(submodules or [base])  # `from package import submodule`
         return {m for m in found if m in modules and m != module}
 
     return {module: imported(path, module) for module, path in modules.items()}

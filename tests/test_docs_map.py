@@ -11,9 +11,10 @@ line count (within 10%), and their total stays within BUDGET.
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from tests.test_architecture import module_level_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| (pyengine/\S+\.py) \| (\d+) \|$", re.MULTILINE)
@@ -29,32 +30,6 @@ def _path(module: str) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def _module_level_imports(path: Path, module: str) -> list[str]:
-    """Modules imported when `module` runs: its top-level imports, those under if/try included."""
-    names: list[str] = []
-
-    def visit(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
-                continue
-            if isinstance(node, ast.Import):
-                names.extend(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-                base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
-                    if node.level else node.module
-                names.append(base)
-                names.extend(f"{base}.{alias.name}" for alias in node.names)  # `from package import module`
-            elif isinstance(node, (ast.If, ast.Try)):
-                visit(node.body)
-                visit(node.orelse)
-                for handler in getattr(node, "handlers", []):
-                    visit(handler.body)
-
-    visit(ast.parse(path.read_text()).body)
-    return names
 
 
 def core_closure() -> dict[str, int]:
@@ -73,7 +48,8 @@ def core_closure() -> dict[str, int]:
         files[str(path.relative_to(ROOT))] = len(path.read_text().splitlines())
         parts = module.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # a module runs its packages first
-        todo += _module_level_imports(path, module)
+        for base, names in module_level_imports(path, module):
+            todo += [base] + [f"{base}.{name}" for name in names]  # `from package import module` too
     return files
 
 

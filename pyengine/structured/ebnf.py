@@ -22,6 +22,7 @@ with the line and column; nesting deeper than MAX_EBNF_DEPTH is a `GrammarLimitE
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from pyengine.structured.grammar import Element, Grammar, GrammarBuilder, GrammarError, GrammarLimitError
 
@@ -41,7 +42,22 @@ def ebnf_grammar(text: str, start: str = "root") -> Grammar:
     return _Parser(text).parse(start)
 
 
-class _Parser:
+class GroupDepth:
+    """How deep a grammar parser is in nested groups; past MAX_EBNF_DEPTH the grammar is refused."""
+
+    depth = 0
+
+    def nested(self, parse: Callable[[], Element]) -> Element:
+        """`parse()`, one group deeper."""
+        self.depth += 1
+        if self.depth > MAX_EBNF_DEPTH:
+            raise GrammarLimitError(f"grammar nests groups deeper than {MAX_EBNF_DEPTH}")
+        e = parse()
+        self.depth -= 1
+        return e
+
+
+class _Parser(GroupDepth):
     def __init__(self, text: str) -> None:
         self.t, self.i, self.depth = text, 0, 0
         self.b = GrammarBuilder()
@@ -139,11 +155,7 @@ class _Parser:
             return self.b.any_char()
         if c == "(":
             self.i += 1
-            self.depth += 1
-            if self.depth > MAX_EBNF_DEPTH:
-                raise GrammarLimitError(f"grammar nests groups deeper than {MAX_EBNF_DEPTH}")
-            e = self.alternation()
-            self.depth -= 1
+            e = self.nested(self.alternation)
             if self.peek() != ")":
                 raise self.error("expected ')'")
             self.i += 1

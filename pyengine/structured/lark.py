@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from pyengine.structured.ebnf import MAX_EBNF_DEPTH, MAX_EBNF_LENGTH
+from pyengine.structured.ebnf import MAX_EBNF_LENGTH, GroupDepth
 from pyengine.structured.grammar import Element, Grammar, GrammarBuilder, GrammarError, GrammarLimitError
 from pyengine.structured.regex import regex_element
 
@@ -66,7 +66,7 @@ def lark_grammar(text: str) -> Grammar:
     return _Parser(text).parse()
 
 
-class _Parser:
+class _Parser(GroupDepth):
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = self._tokenize(text)
@@ -111,6 +111,13 @@ class _Parser:
     def at(self, text: str, ahead: int = 0) -> bool:
         token = self.peek(ahead)
         return token is not None and token.kind in ("op", "name") and token.text == text
+
+    def accept(self, text: str) -> bool:
+        """Takes the token `text` if it comes next; whether it did."""
+        if self.at(text):
+            self.i += 1
+            return True
+        return False
 
     def take(self, text: str) -> _Token:
         if not self.at(text):
@@ -208,26 +215,20 @@ class _Parser:
 
     def repetition(self, e: Element) -> Element:
         while True:
-            if self.at("?"):
+            if self.accept("?"):
                 e = self.b.opt(e)
-            elif self.at("*"):
+            elif self.accept("*"):
                 e = self.b.star(e)
-            elif self.at("+"):
+            elif self.accept("+"):
                 e = self.b.plus(e)
-            elif self.at("~"):
-                self.i += 1
+            elif self.accept("~"):
                 lo = self.number()
-                hi = lo
-                if self.at(".."):
-                    self.i += 1
-                    hi = self.number()
+                hi = self.number() if self.accept("..") else lo
                 if hi < lo:
                     raise self.error(f"repetition ~ {lo}..{hi}: the upper bound is below the lower one")
                 e = self.b.repeat(e, lo, hi)
-                continue
             else:
                 return e
-            self.i += 1
 
     def number(self) -> int:
         token = self.peek()
@@ -240,11 +241,7 @@ class _Parser:
         token = self.current()
         if token.kind == "op" and token.text in ("(", "["):
             self.i += 1
-            self.depth += 1
-            if self.depth > MAX_EBNF_DEPTH:
-                raise GrammarLimitError(f"grammar nests groups deeper than {MAX_EBNF_DEPTH}")
-            e = self.alternation()
-            self.depth -= 1
+            e = self.nested(self.alternation)
             self.take(")" if token.text == "(" else "]")
             return e if token.text == "(" else self.b.opt(e)
         if token.kind == "string":

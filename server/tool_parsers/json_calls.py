@@ -1,4 +1,4 @@
-"""Shared pieces of the parsers whose calls are JSON objects (llama3_json, mistral).
+"""Shared pieces of the parsers that stream a list of calls (llama3_json, mistral, pythonic).
 
 `CallStream` streams one call the way the Hermes parser does: the header delta (`id`, `type`,
 `name`) once the name is known, then the newly stable prefix of the canonical arguments text
@@ -7,6 +7,8 @@ concatenate to the non-streaming `arguments`.
 
 `decode_object(text, start)` reads one complete JSON value starting at `start` (whitespace
 skipped), or says it is not complete yet.
+
+`CallListParser` holds what those parsers track while streaming, and steps them share.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from server.tool_parsers.base import ToolCall, ToolCallDelta, make_tool_call_id
+from server.tool_parsers.base import ToolCall, ToolCallDelta, ToolParser, make_tool_call_id
 from server.tool_parsers.partial_json import arguments_start, stable_prefix
 
 _DECODER = json.JSONDecoder()
@@ -103,3 +105,83 @@ def partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:size]):
             return size
     return 0
+
+
+class CallListParser(ToolParser):
+    """The streaming state of a parser whose answer is a list of calls, streamed call by call.
+
+    `raw` is every character fed so far, `buffer` the text being read as calls and `pos` where
+    the next call starts in it; `streams` holds one CallStream per call begun, `current` the
+    one still open. The default `feed` serves formats whose first characters decide, in mode
+    "start", between content (mode "content", streamed as it comes) and calls (mode "calls",
+    `buffer` read by `_advance`); mode "after" drops the rest.
+    """
+
+    def __init__(self) -> None:
+        self.mode = "start"
+        self.raw = ""
+        self.buffer = ""
+        self.pos = 0
+        self.streams: list[CallStream] = []
+        self.current: CallStream | None = None
+
+    @property
+    def num_calls_streamed(self) -> int:
+        return sum(s.header_sent for s in self.streams)
+
+    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
+        self.raw += delta
+        if self.mode == "content":
+            return delta, []
+        if self.mode == "after":
+            return "", []
+        if self.mode == "start":
+            held = self._start()
+            if held is not None:
+                return held
+        else:
+            self.buffer += delta
+        return self._advance()
+
+    def _start(self) -> tuple[str, list[ToolCallDelta]] | None:
+        """Mode "start": what to send now, or None once mode "calls" has begun with `buffer` set."""
+        raise NotImplementedError
+
+    def _advance(self) -> tuple[str, list[ToolCallDelta]]:
+        """Mode "calls": read `buffer` from `pos` on as far as it goes."""
+        raise NotImplementedError
+
+    def _new_stream(self) -> CallStream:
+        stream = CallStream(len(self.streams))
+        self.streams.append(stream)
+        return stream
+
+    def _next_char(self, separators: str) -> str:
+        """Moves `pos` past `separators`; the character there, or "" at the end of `buffer`."""
+        while self.pos < len(self.buffer) and self.buffer[self.pos] in separators:
+            self.pos += 1
+        return self.buffer[self.pos:self.pos + 1]
+
+    def _next_in_list(self) -> str:
+        """Moves `pos` past whitespace and commas to the next call of a list: its first character,
+        or "" when `buffer` ends there or the list closes (then mode "after")."""
+        char = self._next_char(WHITESPACE + ",")
+        if char == "]":
+            self.mode = "after"
+            return ""
+        return char
+
+    def _stream_object(self) -> tuple[list[ToolCallDelta], bool] | None:
+        """The JSON call object at `pos`: (its deltas, whether it is complete), or None when it is
+        complete but not a call. A complete call closes `current` and moves `pos` past it."""
+        if self.current is None:
+            self.current = self._new_stream()
+        decoded = decode_object(self.buffer, self.pos)
+        if decoded is None:  # cut off (or malformed: told at the end)
+            return self.current.partial_object(self.buffer[self.pos:]), False
+        call = call_from_object(decoded[0])
+        if call is None:
+            return None
+        deltas = self.current.close(call)
+        self.current, self.pos = None, decoded[1]
+        return deltas, True

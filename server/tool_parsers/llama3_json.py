@@ -19,8 +19,8 @@ sent call is dropped, since a stream cannot take back what it sent.
 
 from __future__ import annotations
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, register
-from server.tool_parsers.json_calls import WHITESPACE, CallStream, call_from_object, decode_object
+from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
+from server.tool_parsers.json_calls import WHITESPACE, CallListParser, call_from_object, decode_object
 
 PYTHON_TAG = "<|python_tag|>"
 SEPARATORS = WHITESPACE + ";"
@@ -34,16 +34,11 @@ def _strip_prefix(text: str) -> str:
 
 
 @register("llama3_json")
-class Llama3JsonToolParser(ToolParser):
-    """Semicolon-separated JSON call objects; see the module docstring for the rules."""
+class Llama3JsonToolParser(CallListParser):
+    """Semicolon-separated JSON call objects; see the module docstring for the rules.
 
-    def __init__(self) -> None:
-        self.mode = "start"  # start | content | calls | after
-        self.raw = ""  # every character fed so far
-        self.buffer = ""  # calls mode: the text from the first "{" on
-        self.pos = 0  # calls mode: where the next call starts in buffer
-        self.streams: list[CallStream] = []
-        self.current: CallStream | None = None
+    In mode "calls", `buffer` is the text from the first "{" on.
+    """
 
     # -- whole output ------------------------------------------------------------------------------
 
@@ -66,28 +61,16 @@ class Llama3JsonToolParser(ToolParser):
 
     # -- streaming ---------------------------------------------------------------------------------
 
-    @property
-    def num_calls_streamed(self) -> int:
-        return sum(s.header_sent for s in self.streams)
-
-    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
-        self.raw += delta
-        if self.mode == "content":
-            return delta, []
-        if self.mode == "after":
-            return "", []
-        if self.mode == "start":
-            body = _strip_prefix(self.raw)
-            stripped = self.raw.lstrip(WHITESPACE)
-            if not body or (PYTHON_TAG.startswith(stripped) and stripped != PYTHON_TAG):
-                return "", []  # blank, or a partial <|python_tag|>: wait
-            if not body.startswith("{"):
-                self.mode = "content"
-                return self.raw, []
-            self.mode, self.buffer = "calls", body
-        else:
-            self.buffer += delta
-        return self._advance()
+    def _start(self) -> tuple[str, list[ToolCallDelta]] | None:
+        body = _strip_prefix(self.raw)
+        stripped = self.raw.lstrip(WHITESPACE)
+        if not body or (PYTHON_TAG.startswith(stripped) and stripped != PYTHON_TAG):
+            return "", []  # blank, or a partial <|python_tag|>: wait
+        if not body.startswith("{"):
+            self.mode = "content"
+            return self.raw, []
+        self.mode, self.buffer = "calls", body
+        return None
 
     def finish(self) -> tuple[str, list[ToolCallDelta]]:
         if self.mode == "start":
@@ -100,25 +83,16 @@ class Llama3JsonToolParser(ToolParser):
     def _advance(self) -> tuple[str, list[ToolCallDelta]]:
         deltas: list[ToolCallDelta] = []
         while True:
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in SEPARATORS:
-                self.pos += 1
-            if self.pos == len(self.buffer):
+            char = self._next_char(SEPARATORS)
+            if not char:
                 return "", deltas
-            if self.buffer[self.pos] != "{":
+            streamed = self._stream_object() if char == "{" else None
+            if streamed is None:
                 content, more = self._give_up()
                 return content, deltas + more
-            if self.current is None:
-                self.current = CallStream(len(self.streams))
-                self.streams.append(self.current)
-            decoded = decode_object(self.buffer, self.pos)
-            if decoded is None:  # cut off (or malformed: told at the end)
-                return "", deltas + self.current.partial_object(self.buffer[self.pos:])
-            call = call_from_object(decoded[0])
-            if call is None:
-                content, more = self._give_up()
-                return content, deltas + more
-            deltas += self.current.close(call)
-            self.current, self.pos = None, decoded[1]
+            deltas += streamed[0]
+            if not streamed[1]:
+                return "", deltas
 
     def _give_up(self) -> tuple[str, list[ToolCallDelta]]:
         """Not calls after all: all of it is content if nothing was sent, else the rest is dropped."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, register
+from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
 from server.tool_parsers.json_calls import (
-    WHITESPACE, CallStream, call_from_object, decode_object, partial_suffix)
+    WHITESPACE, CallListParser, call_from_object, decode_object, partial_suffix)
 
 MARKER, ARGS = "[TOOL_CALLS]", "[ARGS]"
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -50,20 +50,16 @@ def _list_calls(piece: str) -> list[ToolCall] | None:
 
 
 @register("mistral")
-class MistralToolParser(ToolParser):
+class MistralToolParser(CallListParser):
     """`[TOOL_CALLS]` calls in either Mistral format; see the module docstring for the rules."""
 
     keeps_special_tokens = True
 
     def __init__(self) -> None:
+        super().__init__()
         # content | marker (just past [TOOL_CALLS]) | list | name | args | between | after | rest (content again)
         self.mode = "content"
-        self.raw = ""  # every character fed so far
         self.content_sent = 0  # raw[:content_sent] went out as content
-        self.buffer = ""
-        self.pos = 0
-        self.streams: list[CallStream] = []
-        self.current: CallStream | None = None
         self.name = ""
 
     # -- whole output ------------------------------------------------------------------------------
@@ -86,10 +82,6 @@ class MistralToolParser(ToolParser):
         return ExtractedToolCalls(True, calls, text[:start] or None)
 
     # -- streaming ---------------------------------------------------------------------------------
-
-    @property
-    def num_calls_streamed(self) -> int:
-        return sum(s.header_sent for s in self.streams)
 
     def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
         self.raw += delta
@@ -129,8 +121,7 @@ class MistralToolParser(ToolParser):
                 self.name = self.buffer[:end].strip(WHITESPACE)
                 if not _FUNCTION_NAME.fullmatch(self.name):
                     return self._give_up(content, deltas)
-                self.current = CallStream(len(self.streams))
-                self.streams.append(self.current)
+                self.current = self._new_stream()
                 deltas += self.current.header(self.name)
                 self.buffer, self.mode = self.buffer[end + len(ARGS):], "args"
             elif self.mode == "args":
@@ -164,26 +155,15 @@ class MistralToolParser(ToolParser):
         """The list form: complete objects close their call, a cut-off one streams what it has."""
         deltas: list[ToolCallDelta] = []
         while True:
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in WHITESPACE + ",":
-                self.pos += 1
-            if self.pos == len(self.buffer):
+            char = self._next_in_list()
+            if not char:
                 return "", deltas
-            if self.buffer[self.pos] == "]":
-                self.mode = "after"
+            streamed = self._stream_object() if char == "{" else None
+            if streamed is None:
+                return self._give_up("", deltas)
+            deltas += streamed[0]
+            if not streamed[1]:
                 return "", deltas
-            if self.buffer[self.pos] != "{":
-                return self._give_up("", deltas)
-            if self.current is None:
-                self.current = CallStream(len(self.streams))
-                self.streams.append(self.current)
-            decoded = decode_object(self.buffer, self.pos)
-            if decoded is None:
-                return "", deltas + self.current.partial_object(self.buffer[self.pos:])
-            call = call_from_object(decoded[0])
-            if call is None:
-                return self._give_up("", deltas)
-            deltas += self.current.close(call)
-            self.current, self.pos = None, decoded[1]
 
     def _content_to(self, end: int) -> str:
         piece = self.raw[self.content_sent:end]

@@ -23,8 +23,8 @@ import json
 import re
 from typing import Any
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, register
-from server.tool_parsers.json_calls import WHITESPACE, CallStream
+from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
+from server.tool_parsers.json_calls import WHITESPACE, CallListParser
 
 START_TAG, END_TAG = "<|python_start|>", "<|python_end|>"
 _HEAD = re.compile(r"\[\s*[A-Za-z_]\w*\s*\(")  # the start of a call list
@@ -96,15 +96,11 @@ def call_end(text: str, start: int) -> int | None:
 
 
 @register("pythonic")
-class PythonicToolParser(ToolParser):
-    """A Python list of keyword-argument calls; see the module docstring for the rules."""
+class PythonicToolParser(CallListParser):
+    """A Python list of keyword-argument calls; see the module docstring for the rules.
 
-    def __init__(self) -> None:
-        self.mode = "start"  # start | content | calls | after
-        self.raw = ""
-        self.buffer = ""  # calls mode: the text after the list's "["
-        self.pos = 0
-        self.streams: list[CallStream] = []
+    In mode "calls", `buffer` is the text after the list's "[".
+    """
 
     def extract(self, text: str) -> ExtractedToolCalls:
         calls = parse_call_list(_unwrap(text))
@@ -112,32 +108,19 @@ class PythonicToolParser(ToolParser):
             return ExtractedToolCalls(False, [], text)
         return ExtractedToolCalls(True, calls, None)
 
-    @property
-    def num_calls_streamed(self) -> int:
-        return len(self.streams)
-
-    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
-        self.raw += delta
-        if self.mode == "content":
-            return delta, []
-        if self.mode == "after":
+    def _start(self) -> tuple[str, list[ToolCallDelta]] | None:
+        body = self.raw.lstrip(WHITESPACE)
+        if START_TAG.startswith(body):
             return "", []
-        if self.mode == "start":
-            body = self.raw.lstrip(WHITESPACE)
-            if START_TAG.startswith(body):
-                return "", []
-            if body.startswith(START_TAG):
-                body = body[len(START_TAG):].lstrip(WHITESPACE)
-            if _HEAD.match(body):
-                self.mode, self.buffer = "calls", body[1:]
-            elif not body or _MAYBE_HEAD.fullmatch(body):
-                return "", []
-            else:
-                self.mode = "content"
-                return self.raw, []
-        else:
-            self.buffer += delta
-        return self._advance()
+        if body.startswith(START_TAG):
+            body = body[len(START_TAG):].lstrip(WHITESPACE)
+        if _HEAD.match(body):
+            self.mode, self.buffer = "calls", body[1:]
+            return None
+        if not body or _MAYBE_HEAD.fullmatch(body):
+            return "", []
+        self.mode = "content"
+        return self.raw, []
 
     def finish(self) -> tuple[str, list[ToolCallDelta]]:
         if self.mode == "start" or (self.mode == "calls" and not self.streams):
@@ -148,12 +131,8 @@ class PythonicToolParser(ToolParser):
     def _advance(self) -> tuple[str, list[ToolCallDelta]]:
         deltas: list[ToolCallDelta] = []
         while True:
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in WHITESPACE + ",":
-                self.pos += 1
-            if self.pos == len(self.buffer):
-                return "", deltas
-            if self.buffer[self.pos] == "]":
-                self.mode = "after"
+            char = self._next_in_list()
+            if not char:
                 return "", deltas
             end = call_end(self.buffer, self.pos)
             if end is None:
@@ -165,7 +144,5 @@ class PythonicToolParser(ToolParser):
                     return "", deltas
                 self.mode = "content"
                 return self.raw, deltas
-            stream = CallStream(len(self.streams))
-            self.streams.append(stream)
-            deltas += stream.close(calls[0])
+            deltas += self._new_stream().close(calls[0])
             self.pos = end

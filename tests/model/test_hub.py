@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from pyengine import LLM, SamplingParams
 from pyengine.model.hub import HUB_FILES, ModelNotFoundError, hub_cache_dir, resolve_model
 from server import cli as serve_cli
+from tests.server.serve_command import pyengine_serve
 
 from .hub_cache import LLAMA_FIXTURE, ROOT, SMOLLM2_ID, add_snapshot, folder_files, smollm2_files
 
@@ -142,25 +141,10 @@ def test_pyengine_serve_smollm2_by_id_from_an_offline_cache(tmp_path):
     """
     home = tmp_path / "hf"
     add_snapshot(home, SMOLLM2_ID, smollm2_files(), REV_A)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("HF_HUB_CACHE", None)
-    command = [sys.executable, "-m", "server", "serve", SMOLLM2_ID, "--port", str(port),
-               "--num-kv-blocks", "32", "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
-            time.sleep(0.2)
+    args = [SMOLLM2_ID, "--num-kv-blocks", "32", "--log-level", "warning"]
+    with pyengine_serve(args, env=env, log=tmp_path / "serve.log") as (url, _):
         assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == [SMOLLM2_ID]
         body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
                 "ignore_eos": True}
@@ -168,9 +152,6 @@ def test_pyengine_serve_smollm2_by_id_from_an_offline_cache(tmp_path):
         assert answer.status_code == 200, answer.text
         assert answer.json()["usage"]["completion_tokens"] == 3
         assert json.loads(answer.text)["model"] == SMOLLM2_ID
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_pyengine_serve_unknown_id_offline_exits_with_one_line(tmp_path):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
+import os
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 import pyengine
 from server.openapi import SPEC_FILE
 from tests.server.conftest import MODEL_NAME, QWEN2
+from tests.server.serve_command import pyengine_serve
 
 SHARED_SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "openapi.json"
 
@@ -63,30 +62,10 @@ def test_the_spec_copy_is_the_shared_spec():
 
 def test_pyengine_serve_command(tmp_path):
     """`pyengine serve` starts, answers, checks the key from the environment, and stops on SIGTERM."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "server", "serve", "--model", str(QWEN2), "--port", str(port),
-               "--served-model-name", "tiny", "--num-kv-blocks", "32", "--log-level", "warning"]
-    process = subprocess.Popen(command, env={**__import__("os").environ, "PYENGINE_API_KEY": "k"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
-            time.sleep(0.2)
+    args = ["--model", str(QWEN2), "--served-model-name", "tiny", "--num-kv-blocks", "32", "--log-level", "warning"]
+    env = {**os.environ, "PYENGINE_API_KEY": "k"}
+    with pyengine_serve(args, env=env, log=tmp_path / "serve.log") as (url, _):
         body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
         ok = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"})
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=20)

@@ -13,35 +13,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.reasoning import ThinkReasoningParser, prompt_opens_reasoning, template_uses_reasoning
-from server.tool_parsers import HermesToolParser, get_tool_parser, tool_parser_names
+from server.tool_parsers import HermesToolParser, ToolParser, get_tool_parser, tool_parser_names
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "°C"}}\n</tool_call>'
 
 
-def stream_tools(text: str, cuts: list[int]) -> tuple[str, dict[int, dict]]:
-    """Feed `text` cut at `cuts`; return the content and the calls assembled from the deltas."""
-    parser = HermesToolParser()
+def stream(parser: ToolParser, pieces: list[str]) -> tuple[str, dict[int, dict]]:
+    """Feed `pieces`, then finish; the content and the calls assembled from the deltas."""
     content, calls = "", {}
-    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
-    for piece in pieces:
-        text_out, deltas = parser.feed(piece)
-        content += text_out
+    for out_text, deltas in [parser.feed(p) for p in pieces] + [parser.finish()]:
+        content += out_text
         for d in deltas:
-            _merge(calls, d)
-    text_out, deltas = parser.finish()
-    content += text_out
-    for d in deltas:
-        _merge(calls, d)
+            call = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+            if d.id is not None:
+                assert call["id"] is None, "the header is sent once"
+                call["id"], call["name"] = d.id, d.name
+            if d.arguments is not None:
+                call["arguments"] += d.arguments
     return content, calls
 
 
-def _merge(calls: dict[int, dict], delta) -> None:
-    call = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
-    if delta.id is not None:
-        assert call["id"] is None, "the header is sent once"
-        call["id"], call["name"] = delta.id, delta.name
-    if delta.arguments is not None:
-        call["arguments"] += delta.arguments
+def stream_tools(text: str, cuts: list[int]) -> tuple[str, dict[int, dict]]:
+    """Feed `text` cut at `cuts` to a Hermes parser; the content and the calls assembled from the deltas."""
+    return stream(HermesToolParser(), [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])])
 
 
 # -- hermes, whole output --------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from server.reasoning import (
     DeepSeekR1ReasoningParser, Qwen3ReasoningParser, ThinkReasoningParser, reasoning_parser_class)
 from server.tool_parsers import (
-    Llama3JsonToolParser, MistralToolParser, PythonicToolParser, ToolParser, get_tool_parser, tool_parser_names)
+    Llama3JsonToolParser, MistralToolParser, PythonicToolParser, get_tool_parser, tool_parser_names)
 
 from .conftest import chat_body, serve
+from .test_parsers import stream
 
 # -- recorded outputs, in the formats of the model cards ---------------------------------------------
 
@@ -70,21 +71,6 @@ MALFORMED = [
     (PythonicToolParser, "[get_weather(city=open('x'))]"),  # not a literal: never evaluated
     (PythonicToolParser, "get_weather(city='Paris')"),  # not a list
 ]
-
-
-def stream(parser: ToolParser, pieces: list[str]) -> tuple[str, dict[int, dict]]:
-    """Feed `pieces`, then finish; the content and the calls assembled from the deltas."""
-    content, calls = "", {}
-    for out_text, deltas in [parser.feed(p) for p in pieces] + [parser.finish()]:
-        content += out_text
-        for d in deltas:
-            call = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
-            if d.id is not None:
-                assert call["id"] is None, "the header is sent once"
-                call["id"], call["name"] = d.id, d.name
-            if d.arguments is not None:
-                call["arguments"] += d.arguments
-    return content, calls
 
 
 def cuts_of(text: str) -> list[list[str]]:

@@ -28,10 +28,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -45,6 +42,9 @@ from pyengine.async_engine import AsyncEngine
 from server.limits import RequestLimits
 from server.serving_chat import ServingConfig
 from tests.server.conftest import MODEL_NAME, QWEN2, RunningServer
+from tests.server.probes import (
+    abandon_while_queued, never_reading_client, pace_during, rss_mib, sigterm, slow_steps, stream_round)
+from tests.server.serve_command import pyengine_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = ROOT / "pyengine" / "demo_model"
@@ -66,13 +66,7 @@ def running(model: Path = QWEN2, step_sleep: float = 0.0, engine_options: dict |
     options = {"num_kv_blocks": 256, "max_num_seqs": 64, **(engine_options or {})}
     engine = AsyncEngine(EngineConfig(model=str(model), **options))
     if step_sleep:
-        step = engine.engine.step
-
-        def slow_step():
-            time.sleep(step_sleep)
-            return step()
-
-        engine.engine.step = slow_step
+        slow_steps(engine, step_sleep)
     config = ServingConfig(served_model_names=[MODEL_NAME], **serving)
     server = RunningServer(engine, config, shutdown_timeout=shutdown_timeout, header_timeout=header_timeout)
     with server.run() as live:
@@ -86,52 +80,10 @@ def body(content: str = "Hello", **fields: Any) -> dict[str, Any]:
 # -- 1. the event loop only does I/O --------------------------------------------------------------
 
 
-def _worst(arrivals: list[float], health: list[tuple[float, float]], start: float, end: float) -> tuple[float, float]:
-    """The longest gap between stream events and the slowest /health answer in [start, end]."""
-    points = [start] + [t for t in arrivals if start < t < end] + [min(t for t in arrivals if t >= end)]
-    gap = max(b - a for a, b in zip(points, points[1:]))
-    return gap, max((latency for t, latency in health if start <= t <= end), default=0.0)
-
-
-async def _pace_during(url: str, path: str, payload: dict) -> tuple[httpx.Response, float, tuple, tuple]:
-    """(heavy response, its seconds, (gap, /health) while it ran, (gap, /health) in a quiet window before).
-
-    The quiet window measures what the loaded test machine does to a stream on its own, so the
-    comparison holds on a busy CI box: a request prepared on the event loop adds its whole
-    preparation time (seconds) to the gap, one prepared on a worker thread adds nothing.
-    """
-    arrivals: list[float] = []
-    health: list[tuple[float, float]] = []
-    stop = asyncio.Event()
-
-    async def stream(http: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            request = body("x", max_tokens=100, ignore_eos=True, stream=True)
-            async with http.stream("POST", "/v1/chat/completions", json=request) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        arrivals.append(time.monotonic())
-
-    async def poll(http: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            start = time.monotonic()
-            assert (await http.get("/health")).status_code == 200
-            health.append((start, time.monotonic() - start))
-            await asyncio.sleep(0.05)
-
-    raw = json.dumps(payload).encode()  # serialized before the clock starts: this process is the client too
-    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
-        tasks = [asyncio.create_task(stream(http)), asyncio.create_task(poll(http))]
-        while len(arrivals) < 5:
-            await asyncio.sleep(0.01)
-        quiet_start = time.monotonic()
-        await asyncio.sleep(QUIET)
-        start = time.monotonic()
-        response = await http.post(path, content=raw, headers={"Content-Type": "application/json"})
-        end = time.monotonic()
-        stop.set()
-        await asyncio.gather(*tasks)
-    return response, end - start, _worst(arrivals, health, start, end), _worst(arrivals, health, quiet_start, start)
+def _pace_during(url: str, path: str, payload: dict) -> tuple[httpx.Response, float, tuple, tuple]:
+    """probes.pace_during, a 100-token stream running beside the heavy request, after QUIET seconds."""
+    stream = body("x", max_tokens=100, ignore_eos=True, stream=True)
+    return asyncio.run(pace_during(url, path, payload, stream, quiet=QUIET))
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +100,8 @@ def test_streams_and_health_keep_their_pace_while_a_heavy_request_is_prepared(de
     else:
         schema = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(10_000)}}
         payload = body(response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
-    response, seconds, (gap, health), (quiet_gap, quiet_health) = asyncio.run(
-        _pace_during(demo_server.url, "/v1/chat/completions", payload))
+    response, seconds, (gap, health), (quiet_gap, quiet_health) = _pace_during(
+        demo_server.url, "/v1/chat/completions", payload)
     assert response.status_code == 200, response.text
     assert seconds > PACE, "the heavy request was too quick to measure anything"
     assert gap < allowance(quiet_gap, seconds), \
@@ -158,8 +110,8 @@ def test_streams_and_health_keep_their_pace_while_a_heavy_request_is_prepared(de
 
 
 def test_a_large_tokenize_runs_off_the_event_loop(demo_server):
-    response, seconds, (gap, health), (quiet_gap, quiet_health) = asyncio.run(
-        _pace_during(demo_server.url, "/tokenize", {"model": MODEL_NAME, "prompt": "hello world " * 150_000}))
+    response, seconds, (gap, health), (quiet_gap, quiet_health) = _pace_during(
+        demo_server.url, "/tokenize", {"model": MODEL_NAME, "prompt": "hello world " * 150_000})
     assert response.status_code == 200 and response.json()["count"] > 100_000
     assert gap < allowance(quiet_gap, seconds) and health < allowance(quiet_health, seconds), \
         (seconds, gap, quiet_gap, health, quiet_health)
@@ -256,39 +208,13 @@ def test_a_prompt_that_cannot_fit_is_refused_by_its_length_before_tokenizing(sma
 @pytest.mark.parametrize("stream", [False, True])
 def test_requests_abandoned_while_queued_never_reach_prefill(stream):
     with running(step_sleep=0.02, engine_options={"max_num_seqs": 1}) as live:
-        engine = live.engine.engine
-        advanced: set[str] = set()
-        step = engine.step
-
-        def recording_step():
-            outputs = step()
-            advanced.update(output.request_id for output in outputs)
-            return outputs
-
-        engine.step = recording_step
-
-        async def scenario() -> tuple[str, float]:
-            async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
-                blocker = asyncio.create_task(http.post("/v1/chat/completions",
-                                                        json=body(max_tokens=100, ignore_eos=True)))
-                while not engine.requests:
-                    await asyncio.sleep(0.01)
-                blocker_id = next(iter(engine.requests))
-                async with httpx.AsyncClient(base_url=live.url, timeout=httpx.Timeout(30, read=0.5)) as quitters:
-                    gave_up = await asyncio.gather(*(quitters.post("/v1/chat/completions", json=body(f"q{i}", stream=stream))
-                                                     for i in range(5)), return_exceptions=True)
-                assert all(isinstance(result, httpx.ReadTimeout) for result in gave_up), gave_up
-                left = time.monotonic()
-                while len(engine.requests) > 1:
-                    await asyncio.sleep(0.005)
-                dropped = time.monotonic() - left
-                assert (await blocker).status_code == 200
-                return blocker_id, dropped
-
-        blocker_id, dropped = asyncio.run(scenario())
+        seen = asyncio.run(abandon_while_queued(live.url, live.engine, body(max_tokens=100, ignore_eos=True),
+                                                [body(f"q{i}", stream=stream) for i in range(5)]))
+        assert all(isinstance(result, httpx.ReadTimeout) for result in seen.gave_up), seen.gave_up
+        assert seen.blocker.status_code == 200
         live.wait_idle()
-        assert advanced == {blocker_id}, "an abandoned request reached prefill"
-        assert dropped < 2.0, f"the engine held abandoned requests {dropped:.2f} s after their clients left"
+        assert seen.stepped == {seen.blocker_id}, "an abandoned request reached prefill"
+        assert seen.drop_s < 2.0, f"the engine held abandoned requests {seen.drop_s:.2f} s after their clients left"
         free, total = live.free_blocks()
         assert free == total
 
@@ -296,50 +222,20 @@ def test_requests_abandoned_while_queued_never_reach_prefill(stream):
 # -- 4. graceful shutdown with a bound -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_sigterm_with_a_client_that_never_reads_exits_within_the_bound():
-    port, bound = _free_port(), 2.0
-    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port), "--served-model-name",
-                                MODEL_NAME, "--shutdown-timeout", str(bound), "--log-level", "warning"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
+def test_sigterm_with_a_client_that_never_reads_exits_within_the_bound(tmp_path):
+    bound, log = 2.0, tmp_path / "serve.log"
+    args = ["--served-model-name", MODEL_NAME, "--shutdown-timeout", str(bound), "--log-level", "warning"]
+    with pyengine_serve(args, env={**os.environ, "PYTHONPATH": str(ROOT)}, log=log, timeout=120) as (url, process):
         # Megabytes of events (16 choices, 20 top logprobs per token) to a socket nobody reads.
-        payload = json.dumps(body("x", max_tokens=400, ignore_eos=True, stream=True, n=16, logprobs=True,
-                                  top_logprobs=20)).encode()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+        sock = never_reading_client(url, body("x", max_tokens=400, ignore_eos=True, stream=True, n=16, logprobs=True,
+                                              top_logprobs=20))
         time.sleep(1.0)
         assert process.poll() is None
-        start = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=bound + 20)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {bound + 20:.0f} s after SIGTERM (shutdown timeout {bound} s)")
-        elapsed = time.monotonic() - start
+        elapsed, code = sigterm(process, bound + 20)
         sock.close()
-        assert code == 0, process.stderr.read().decode(errors="replace")[-2000:]
+        assert code is not None, f"still running {bound + 20:.0f} s after SIGTERM (shutdown timeout {bound} s)"
+        assert code == 0, log.read_text(errors="replace")[-2000:]
         assert elapsed >= bound * 0.9, "the stream was given its time to finish"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_stream_still_running_at_the_shutdown_deadline_ends_with_an_error_event():
@@ -467,35 +363,19 @@ def test_request_ids_are_made_safe_for_the_log(small_server, caplog):
 # -- 7. rounds of streams: KV blocks and memory ----------------------------------------------------
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-
-
 def test_rounds_of_streams_with_a_third_hanging_up_free_every_block_and_keep_rss_flat():
     with running(engine_options={"num_kv_blocks": 512, "max_num_seqs": 64}) as live:
 
-        async def one_round(seed: int) -> int:
-            async def client(http: httpx.AsyncClient, index: int) -> bool:
-                request = body(f"round {seed} client {index}", max_tokens=8 + index % 16, ignore_eos=True, stream=True)
-                async with http.stream("POST", "/v1/chat/completions", json=request) as response:
-                    events = 0
-                    async for line in response.aiter_lines():
-                        events += line.startswith("data: ")
-                        if index % 3 == 0 and events == 2:
-                            return False  # hangs up mid-stream
-                        if line == "data: [DONE]":
-                            return True
-                return False
-
-            async with httpx.AsyncClient(base_url=live.url, timeout=120, limits=httpx.Limits(max_connections=40)) as http:
-                return sum(await asyncio.gather(*(client(http, i) for i in range(32))))
+        def one_round(seed: int) -> int:
+            requests = [body(f"round {seed} client {i}", max_tokens=8 + i % 16, ignore_eos=True, stream=True)
+                        for i in range(32)]
+            return asyncio.run(stream_round(live.url, requests))
 
         rss = []
         for seed in range(4):
-            assert asyncio.run(one_round(seed)) == 21
+            assert one_round(seed) == 21
             live.wait_idle()
             free, total = live.free_blocks()
             assert live.engine.engine.requests == {} and free == total, f"round {seed}: {total - free} blocks held"
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
     assert rss[-1] - rss[1] < 64, f"RSS grew over the rounds: {rss}"

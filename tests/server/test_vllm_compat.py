@@ -12,16 +12,12 @@ doing, and every cut is max_tokens'.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 import types
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -30,6 +26,7 @@ import pytest
 from server.cli import build_parser, configs
 from server.params import generation_defaults
 from tests.server.conftest import MODEL_NAME, QWEN2, chat_body, serve
+from tests.server.serve_command import free_port, pyengine_serve
 
 HELLO = [{"role": "user", "content": "Hello"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -146,37 +143,9 @@ def test_invocations_answers_as_chat_completions(http):
 # -- vLLM command lines --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def pyengine_serve(args: list[str], log: Path) -> Iterator[str]:
-    """`pyengine serve ARGS` in a subprocess; yields its URL once /health answers; log to `log`."""
-    port = _free_port()
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "server", "serve", *args, "--port", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
 def start_error(args: list[str]) -> str:
     """`pyengine serve ARGS` must refuse to start: its exit status is 2; returns what it printed."""
-    done = subprocess.run([sys.executable, "-m", "server", "serve", *args, "--port", str(_free_port())],
+    done = subprocess.run([sys.executable, "-m", "server", "serve", *args, "--port", str(free_port())],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
@@ -196,7 +165,7 @@ def test_the_tool_calling_command_line_of_vllms_docs_starts_pyengine(tmp_path):
             "--response-role", "bot", "--root-path", "/proxy", "--enable-prompt-tokens-details",
             "--enable-force-include-usage", "--uvicorn-log-level", "warning", "--disable-log-requests",
             "--gpu-memory-utilization", "0.5", "--num-kv-blocks", "32"]
-    with pyengine_serve(args, log) as url, httpx.Client(base_url=url, timeout=60) as http:
+    with pyengine_serve(args, log=log, timeout=90) as (url, _), httpx.Client(base_url=url, timeout=60) as http:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         model = client.models.list().data[0].id
         assert model == str(QWEN2)  # the positional model, as `vllm serve MODEL`
