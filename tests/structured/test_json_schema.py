@@ -136,11 +136,11 @@ def test_additional_keys_never_repeat_a_declared_name():
 def test_prebuilt_shared_rules_are_only_a_cache(schema):
     """Copying in the prebuilt schema-independent rules (ws, strings, any value, key characters) gives
     the very grammar that building them in place gives, rule for rule (only the names differ)."""
-    from pyengine.structured.json_schema import _Compiler
+    from pyengine.structured.json_schema import SchemaCompiler
 
     for options in (JsonOptions(), COMPACT):
-        copied = _Compiler(schema, options).compile_root()
-        built_here = _Compiler(schema, options, use_library=False).compile_root()
+        copied = SchemaCompiler(schema, options).compile_root()
+        built_here = SchemaCompiler(schema, options, use_library=False).compile_root()
         assert copied.to_flat()[:3] == built_here.to_flat()[:3]
 
 

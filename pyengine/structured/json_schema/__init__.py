@@ -1,0 +1,56 @@
+"""JSON Schema -> Grammar: what each keyword becomes, through `GrammarBuilder`.
+
+    grammar = json_schema_grammar({"type": "object", "properties": {"a": {"type": "integer"}}})
+    grammar.matches(b'{"a": 12}')  # True
+
+The guiding rule: the grammar never accepts a document the schema rejects. Where a keyword can be
+expressed exactly it is; where only a stricter language can be written (a bounded float, an
+escaped object key) the grammar is stricter and the docs say so; where neither is possible the
+compile fails with `GrammarError` naming the keyword. Nothing is silently dropped.
+
+What each part becomes (docs/06-structured-outputs.md walks through one example):
+
+- types: `null`, `boolean`, `integer` (`-?(0|[1-9][0-9]*)`, no `1.0`), `number` (JSON's number),
+  `string` (JSON's string, escapes included), `array`, `object`; a list of types is an alternation;
+  no `type` means every type, each still subject to its own keywords (JSON Schema's rule).
+- `enum` / `const`: the values, serialised as JSON (objects and arrays with the whitespace policy).
+- `anyOf`, and `oneOf` compiled as `anyOf` (an instance matching two branches is accepted; oneOf
+  is only exact when the branches are disjoint, which holds for the usual tagged unions).
+- `allOf`: merged into one schema (types intersected, properties merged per name, `required`
+  united, bounds tightened); keywords that cannot be merged are a `GrammarError`.
+- `$ref` (`#`, `#/$defs/..`, `#/definitions/..`, any local JSON pointer): one rule per target, so
+  recursive schemas are recursive rules. Remote references are an error.
+- objects: declared `properties` in schema order, required ones mandatory, optional ones optional,
+  then additional properties (allowed unless `additionalProperties: false` or the
+  `disable_additional_properties` option), whose keys exclude the declared names. Additional keys
+  use canonical escapes only (no `\\u` escapes for printable characters), so that "not a declared
+  name" can be decided on the text.
+- arrays: `prefixItems` (or draft-4 `items: [...]` + `additionalItems`), `items`, `minItems`,
+  `maxItems` exactly.
+- strings: `minLength` / `maxLength` in characters (an escape is one character), `pattern` (the
+  regex front end's dialect, unanchored as JSON Schema says unless `^`/`$` anchor it), and the
+  formats date, time, date-time, uuid, email, ipv4, hostname, uri, uri-reference, byte (FORMATS),
+  enforced (as llguidance does); any other format is a `GrammarError`, not an annotation.
+- integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` exactly (a digit-range
+  grammar, any size). numbers: the same bounds rounded inward to integers, and no exponent when
+  bounded (exact for integer bounds; stricter for fractional ones).
+
+Whitespace (`JsonOptions.whitespace`): "flexible" (the default, llguidance's and xgrammar's):
+any run of space, tab, CR, LF between tokens, none before the first or after the last token;
+"compact" (`disable_any_whitespace`): exactly `json.dumps(separators=(",", ":"))`; or a regex
+(`whitespace_pattern`) used at every place whitespace may go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from pyengine.structured.json_schema.compiler import (SchemaCompiler, any_json_object_grammar, json_schema_expr,
+                                                      json_schema_grammar)
+from pyengine.structured.json_schema.keywords import UNSUPPORTED_KEYWORDS, JsonOptions
+from pyengine.structured.json_schema.merge import merge
+from pyengine.structured.json_schema.strings import FORMATS, embed_grammar
+
+__all__ = ["FORMATS", "JsonOptions", "SchemaCompiler", "UNSUPPORTED_KEYWORDS", "any_json_object_grammar",
+           "embed_grammar", "json_schema_expr", "json_schema_grammar", "merge"]

@@ -1,0 +1,98 @@
+"""Merging two schemas into one that accepts exactly what both accept (allOf, $ref with siblings,
+anyOf with siblings), or a GrammarError naming the keyword that cannot be merged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyengine.structured.grammar import GrammarError, GrammarLimitError
+from pyengine.structured.json_schema.keywords import (ANNOTATIONS, HANDLED, MAX_SCHEMA_DEPTH, TYPES,
+                                                      UNSUPPORTED_KEYWORDS, as_list, schema_types)
+
+
+def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
+    """One schema that accepts exactly what both accept, or GrammarError when this cannot be written."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise GrammarLimitError("allOf/$ref merging nests too deep (a recursive $ref inside allOf?)")
+    if a is True or a == {}:
+        return b
+    if b is True or b == {}:
+        return a
+    if a is False or b is False:
+        return False
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        raise GrammarError("allOf entries must be schemas (objects or booleans)")
+    a, b = _expand(a, compiler, depth), _expand(b, compiler, depth)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return merge(a, b, compiler, depth + 1)
+    if "anyOf" in a or "oneOf" in a or "anyOf" in b or "oneOf" in b:
+        # (A1 | A2) & B = (A1 & B) | (A2 & B)
+        outer, other = (a, b) if ("anyOf" in a or "oneOf" in a) else (b, a)
+        key = "anyOf" if "anyOf" in outer else "oneOf"
+        rest = {k: v for k, v in outer.items() if k != key}
+        return {"anyOf": [merge(merge(rest, branch, compiler, depth + 1), other, compiler, depth + 1)
+                          for branch in as_list(outer[key], key)]}
+    out = dict(a)
+    for key, value in b.items():
+        if key in ("properties", "additionalProperties", "exclusiveMinimum", "exclusiveMaximum"):
+            continue
+        if key in ANNOTATIONS or (key not in HANDLED and key not in UNSUPPORTED_KEYWORDS):
+            continue  # annotations and unknown keywords (x-...) constrain nothing
+        if key not in out:
+            out[key] = value
+            continue
+        mine = out[key]
+        if mine == value:
+            continue
+        if key == "type":
+            ta, tb = set(schema_types({"type": mine})), set(schema_types({"type": value}))
+            both = ta & tb
+            if "number" in ta and "integer" in tb or "integer" in ta and "number" in tb:
+                both.add("integer")
+            out[key] = [t for t in TYPES if t in both]
+            if not out[key]:
+                return False
+        elif key == "required":
+            out[key] = list(dict.fromkeys(list(mine) + list(value)))
+        elif key in ("minimum", "minLength", "minItems"):
+            out[key] = max(mine, value)
+        elif key in ("maximum", "maxLength", "maxItems"):
+            out[key] = min(mine, value)
+        elif key == "enum":
+            out[key] = [v for v in mine if v in value]
+        elif key == "const":
+            return False
+        elif key in ("items", "additionalItems") and isinstance(mine, (dict, bool)) and isinstance(value, (dict, bool)):
+            out[key] = merge(mine, value, compiler, depth + 1)
+        else:
+            raise GrammarError(f"allOf: cannot merge two different {key!r} constraints")
+    if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
+        pa, pb = a.get("properties") or {}, b.get("properties") or {}
+        xa, xb = a.get("additionalProperties", True), b.get("additionalProperties", True)
+        props = {}
+        for name in list(pa) + [n for n in pb if n not in pa]:
+            props[name] = merge(pa.get(name, xa), pb.get(name, xb), compiler, depth + 1)
+        out["properties"] = props
+        out["additionalProperties"] = merge(xa, xb, compiler, depth + 1)
+    for key in ("exclusiveMinimum", "exclusiveMaximum"):
+        if key in b and key not in a:
+            out[key] = b[key]
+        elif key in a and key in b and a[key] != b[key]:
+            if isinstance(a[key], bool) or isinstance(b[key], bool):
+                raise GrammarError(f"allOf: cannot merge two different {key!r} constraints")
+            out[key] = max(a[key], b[key]) if key == "exclusiveMinimum" else min(a[key], b[key])
+    return out
+
+
+def _expand(schema: dict, compiler: Any, depth: int) -> Any:
+    """A schema with its $ref and allOf folded in (so it can be merged key by key); may be a bool."""
+    schema = dict(schema)
+    if "$ref" in schema:
+        target = compiler.resolve(schema.pop("$ref"))
+        schema = merge(target, schema, compiler, depth + 1)
+    if isinstance(schema, dict) and "allOf" in schema:
+        parts = as_list(schema.pop("allOf"), "allOf")
+        for part in parts:
+            schema = merge(schema, part, compiler, depth + 1)
+    return schema
+

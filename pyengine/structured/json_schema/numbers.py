@@ -1,0 +1,152 @@
+"""Integers and numbers with bounds: decimal digit-range grammars, exact at any size."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pyengine.structured.grammar import GrammarError, GrammarLimitError
+from pyengine.structured.json_schema.keywords import TYPE_KEYWORDS
+
+MAX_INT_DIGITS = 400  # integer bounds larger than this many digits are an error (limits the rules)
+
+
+class Numbers:
+    """The integer and number grammars (a mixin of `SchemaCompiler`: uses its builder `b`)."""
+
+    def integer(self, lo: int | None, hi: int | None) -> Any:
+        if lo is not None and hi is not None and lo > hi:
+            return None
+        for bound in (lo, hi):
+            if bound is not None and len(str(abs(bound))) > MAX_INT_DIGITS:
+                raise GrammarLimitError(f"integer bound {bound} has more than {MAX_INT_DIGITS} digits")
+        parts = []
+        if lo is None or lo < 0:  # negative part: '-' and a magnitude in [max(1, -hi), -lo]
+            mag_lo = 1 if hi is None or hi >= 0 else -hi
+            mag_hi = None if lo is None else -lo
+            if mag_hi is None or mag_lo <= mag_hi:
+                parts.append(self.b.seq(self.b.literal("-"), self.naturals(mag_lo, mag_hi)))
+        if hi is None or hi >= 0:
+            parts.append(self.naturals(max(lo or 0, 0), hi))
+        return self.alt(parts)
+
+    def naturals(self, lo: int, hi: int | None) -> Any:
+        """Decimal naturals in [lo, hi] (hi None: unbounded), without leading zeros."""
+        b = self.b
+        digit = b.char_class([(ord("0"), ord("9"))])
+        nonzero = b.char_class([(ord("1"), ord("9"))])
+        parts = []
+        top = len(str(hi)) if hi is not None else len(str(lo))
+        for width in range(len(str(lo)), top + 1):
+            low = lo if width == len(str(lo)) else 10 ** (width - 1)
+            high = hi if hi is not None and width == len(str(hi)) else 10 ** width - 1
+            if low <= high:
+                parts.append(self.digit_range(str(low), str(high)))
+        if hi is None:  # every longer number
+            parts.append(b.seq(nonzero, b.repeat(digit, len(str(lo)), None)))
+        return self.alt(parts)
+
+    def digit_range(self, low: str, high: str) -> Any:
+        """Strings of len(low) digits between low and high (equal lengths) in numeric order."""
+        b = self.b
+        if len(low) == 1:
+            return b.char_class([(ord(low), ord(high))])
+        if low[0] == high[0]:
+            return b.seq(b.literal(low[0]), self.digit_range(low[1:], high[1:]))
+        rest = len(low) - 1
+        if low[1:] == "0" * rest and high[1:] == "9" * rest:
+            return b.seq(b.char_class([(ord(low[0]), ord(high[0]))]), b.repeat(b.char_class([(48, 57)]), rest, rest))
+        parts = [b.seq(b.literal(low[0]), self.digit_range(low[1:], "9" * rest))]
+        if ord(high[0]) - ord(low[0]) > 1:
+            parts.append(b.seq(b.char_class([(ord(low[0]) + 1, ord(high[0]) - 1)]),
+                               b.repeat(b.char_class([(48, 57)]), rest, rest)))
+        parts.append(b.seq(b.literal(high[0]), self.digit_range("0" * rest, high[1:])))
+        return b.alt(*parts)
+
+    def number(self, schema: dict) -> Any:
+        """JSON numbers; with bounds, integer-valued bounds are exact, others rounded inward."""
+        if not any(k in schema for k in TYPE_KEYWORDS["number"]):
+            return self._shared("number")
+        b = self.b
+        fraction = b.seq(b.literal("."), b.plus(b.char_class([(48, 57)])))
+        lo, lo_open, hi, hi_open = real_bounds(schema)
+        if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_open or hi_open))):
+            return None
+        zero_fraction = b.seq(b.literal("."), b.plus(b.literal("0")))
+        nonzero_fraction = b.seq(b.literal("."), b.star(b.char_class([(48, 57)])), b.char_class([(49, 57)]),
+                                 b.star(b.char_class([(48, 57)])))
+        parts = []
+        # x >= 0 written I.F: I >= a (or I == a with F > 0 when open); I <= b - 1, or I == b with F == 0.
+        if hi is None or hi > 0 or (hi == 0 and not hi_open):
+            parts += self._magnitudes(max(lo, 0) if lo is not None else 0, lo_open and lo is not None and lo >= 0,
+                                      hi, hi_open, "", fraction, zero_fraction, nonzero_fraction)
+        if lo is None or lo < 0:  # x < 0 written -(I.F), |x| in (max(0, -hi), -lo]
+            m_lo = 0 if hi is None or hi >= 0 else -hi
+            m_lo_open = True if hi is None or hi >= 0 else hi_open
+            parts += self._magnitudes(m_lo, m_lo_open, None if lo is None else -lo, lo_open, "-", fraction,
+                                      zero_fraction, nonzero_fraction)
+        return self.alt(parts)
+
+    def _any_number(self) -> Any:
+        """Every JSON number (shared: see `_shared`)."""
+        b = self.b
+        digits = b.plus(b.char_class([(48, 57)]))
+        fraction = b.seq(b.literal("."), digits)
+        exponent = b.seq(b.char_class([(ord("e"), ord("e")), (ord("E"), ord("E"))]),
+                         b.opt(b.char_class([(ord("+"), ord("+")), (ord("-"), ord("-"))])), digits)
+        return b.seq(b.opt(b.literal("-")), self.naturals(0, None), b.opt(fraction), b.opt(exponent))
+
+    def _magnitudes(self, lo: int, lo_open: bool, hi: int | None, hi_open: bool, sign: str,
+                    fraction: Any, zero_fraction: Any, nonzero_fraction: Any) -> list[Any]:
+        """Numbers `sign I[.F]` whose magnitude I.F lies between integer bounds lo and hi."""
+        b = self.b
+        prefix = [b.literal(sign)] if sign else []
+        parts = []
+        first_any = lo + 1 if lo_open else lo  # I from here on takes any fraction
+        last_any = None if hi is None else hi - 1  # ... up to here
+        if last_any is None or first_any <= last_any:
+            parts.append(b.seq(*prefix, self.naturals(first_any, last_any), b.opt(fraction)))
+        if lo_open and (hi is None or lo < hi):  # I == lo, F > 0
+            parts.append(b.seq(*prefix, self.naturals(lo, lo), nonzero_fraction))
+        if hi is not None and not hi_open and hi >= first_any:  # I == hi, F == 0
+            if not (sign and hi == 0):  # -0 is written 0
+                parts.append(b.seq(*prefix, self.naturals(hi, hi), b.opt(zero_fraction)))
+        return parts
+
+
+def integer_bounds(schema: dict, integer: bool) -> tuple[int | None, int | None]:
+    """Integer bounds, closed: an open bound moves one step inward."""
+    lo, lo_open, hi, hi_open = real_bounds(schema)
+    if lo is not None and lo_open:
+        lo += 1
+    if hi is not None and hi_open:
+        hi -= 1
+    return lo, hi
+
+
+def real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
+    """(lo, lo exclusive, hi, hi exclusive) from both the draft-4 and the draft-6+ spellings."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        value = schema.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise GrammarError(f"{key} must be a finite number, got {value!r}")
+    if isinstance(schema.get("minimum"), (int, float)):
+        lo, lo_open = schema["minimum"], schema.get("exclusiveMinimum") is True
+    if isinstance(schema.get("maximum"), (int, float)):
+        hi, hi_open = schema["maximum"], schema.get("exclusiveMaximum") is True
+    ex_lo, ex_hi = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    if isinstance(ex_lo, (int, float)) and not isinstance(ex_lo, bool) and (lo is None or ex_lo >= lo):
+        lo, lo_open = ex_lo, True
+    if isinstance(ex_hi, (int, float)) and not isinstance(ex_hi, bool) and (hi is None or ex_hi <= hi):
+        hi, hi_open = ex_hi, True
+    # Fractional bounds are rounded inward to integers, closed (stricter, never looser).
+    if isinstance(lo, float) and not lo.is_integer():
+        lo, lo_open = math.ceil(lo), False
+    if isinstance(hi, float) and not hi.is_integer():
+        hi, hi_open = math.floor(hi), False
+    return (None if lo is None else int(lo)), lo_open, (None if hi is None else int(hi)), hi_open
+
