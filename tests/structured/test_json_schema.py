@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 
 from pyengine.structured import GrammarError, GrammarLimitError, JsonOptions, compile_grammar, json_schema_grammar
 from pyengine.structured.constraints import cache_info
+from pyengine.structured.matcher import matches
 
 COMPACT = JsonOptions("compact")
 
 
 def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
-    return json_schema_grammar(schema, options).matches(text.encode())
+    return matches(json_schema_grammar(schema, options), text.encode())
 
 
 @pytest.mark.parametrize("schema, good, bad", [
@@ -76,9 +77,9 @@ def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
 def test_keywords(schema, good, bad):
     grammar = json_schema_grammar(schema)
     for text in good:
-        assert grammar.matches(text.encode()), text
+        assert matches(grammar, text.encode()), text
     for text in bad:
-        assert not grammar.matches(text.encode()), text
+        assert not matches(grammar, text.encode()), text
 
 
 @pytest.mark.parametrize("fmt, good, bad", [
@@ -96,10 +97,10 @@ def test_formats_agree_with_jsonschema_format_checker(fmt, good, bad):
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     assert fmt in checker.checkers, f"jsonschema cannot check {fmt!r} here (time needs rfc3339-validator)"
     for value in good:
-        assert grammar.matches(json.dumps(value).encode()), value
+        assert matches(grammar, json.dumps(value).encode()), value
         jsonschema.validate(value, schema, format_checker=checker)
     for value in bad:
-        assert not grammar.matches(json.dumps(value).encode()), value
+        assert not matches(grammar, json.dumps(value).encode()), value
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(value, schema, format_checker=checker)
 
@@ -146,7 +147,7 @@ def test_prebuilt_shared_rules_are_only_a_cache(schema):
 
 def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
     bad = JsonOptions.from_switches(whitespace_pattern="(")
-    assert json_schema_grammar({"type": "string"}, bad).matches(b'"a"')
+    assert matches(json_schema_grammar({"type": "string"}, bad), b'"a"')
     with pytest.raises(GrammarError):
         json_schema_grammar({"type": "array"}, bad)
 
