@@ -58,7 +58,7 @@ class ConstrainedDecoding:
         if self.tokenizer is None:
             raise ValueError("structured outputs need a tokenizer (the engine runs with skip_tokenizer_init)")
         options = JsonOptions.from_switches(so.disable_any_whitespace, so.whitespace_pattern,
-                                            so.disable_additional_properties)
+                                            so.disable_additional_properties, so.unsound_one_of)
         spec = so.spec
         if so.kind == "tool_calls":
             tools, min_calls, max_calls = spec

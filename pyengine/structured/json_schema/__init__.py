@@ -14,8 +14,10 @@ What each part becomes (docs/06-structured-outputs.md walks through one example)
   `string` (JSON's string, escapes included), `array`, `object`; a list of types is an alternation;
   no `type` means every type, each still subject to its own keywords (JSON Schema's rule).
 - `enum` / `const`: the values, serialised as JSON (objects and arrays with the whitespace policy).
-- `anyOf`, and `oneOf` compiled as `anyOf` (an instance matching two branches is accepted; oneOf
-  is only exact when the branches are disjoint, which holds for the usual tagged unions).
+- `anyOf`; `oneOf` as the same union, but only where its branches are proven disjoint (oneof.py:
+  different types, const tags, a required key the other branch forbids, ranges that do not meet,
+  ...), else a `GrammarError` naming the schema path; `JsonOptions.unsound_one_of` reads it as
+  `anyOf` instead (a document valid under two branches is then accepted, which oneOf rejects).
 - `allOf`: merged into one schema (types intersected, properties merged per name, `required`
   united, bounds tightened); keywords that cannot be merged are a `GrammarError`.
 - `$ref` (`#`, `#/$defs/..`, `#/definitions/..`, any local JSON pointer): one rule per target, so

@@ -3,6 +3,7 @@ modules (numbers, strings, objects), arrays and any value here, shared pieces co
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -11,12 +12,13 @@ from urllib.parse import unquote
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, GrammarLimitError
 from pyengine.structured.json_schema.keywords import (ANNOTATIONS, MAX_SCHEMA_DEPTH, TYPE_KEYWORDS, TYPES,
-                                                      UNSUPPORTED_KEYWORDS, JsonOptions, rule_hint, joined,
-                                                      json_text, json_type_ok, as_list, nonneg_int,
-                                                      satisfies, trivially_true, schema_types)
+                                                      UNSUPPORTED_KEYWORDS, JsonOptions, as_list, joined, json_equal,
+                                                      json_text, json_type_ok, nonneg_int, rule_hint, satisfies,
+                                                      schema_types, trivially_true)
 from pyengine.structured.json_schema.merge import merge
 from pyengine.structured.json_schema.numbers import Numbers, integer_bounds
 from pyengine.structured.json_schema.objects import Objects, key_escapes
+from pyengine.structured.json_schema.oneof import disjoint, schema_path
 from pyengine.structured.json_schema.strings import Strings
 
 _WS_CHARS = ((0x20, 0x20), (0x09, 0x0A), (0x0D, 0x0D))  # space, tab, LF, CR
@@ -121,17 +123,30 @@ class SchemaCompiler(Numbers, Strings, Objects):
                 branches = as_list(schema[key], key)
                 if any(k not in ANNOTATIONS for k in rest):  # siblings constrain every branch
                     branches = [merge(rest, branch, self) for branch in branches]
+                if key == "oneOf":
+                    self.check_one_of(schema[key], branches)
                 return self.alt([self.schema(branch) for branch in branches])
         return self.typed(schema)
 
+    def check_one_of(self, written: list, branches: list) -> None:
+        """A union is `oneOf` only when no two branches overlap: prove it, or refuse (see oneof.py)."""
+        if self.options.unsound_one_of:
+            return
+        for i, j in itertools.combinations(range(len(branches)), 2):
+            if not disjoint(branches[i], branches[j], self):
+                raise GrammarError(
+                    f"oneOf at {schema_path(self.root, written)}: branches {i} and {j} may both match one "
+                    "document, and a grammar cannot reject a document for matching two branches; make the "
+                    "branches exclusive (a distinct const tag, a required key the other forbids, ...), use anyOf, "
+                    "or opt in to reading oneOf as anyOf (unsound_one_of)")
+
     def typed(self, schema: dict) -> Any:
         types = schema_types(schema)
-        if "const" in schema:
-            values = [schema["const"]]
-        elif "enum" in schema:
+        values = None
+        if "enum" in schema:
             values = as_list(schema["enum"], "enum")
-        else:
-            values = None
+        if "const" in schema:  # with an enum too (a merge), the const only if the enum has it
+            values = [v for v in ([schema["const"]] if values is None else values) if json_equal(v, schema["const"])]
         if values is not None:
             values = [v for v in values if json_type_ok(v, types)]
             if any(k in schema for ks in TYPE_KEYWORDS.values() for k in ks):

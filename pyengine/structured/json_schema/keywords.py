@@ -49,14 +49,15 @@ class JsonOptions:
     whitespace: str = "flexible"  # "flexible" | "compact" | "pattern"
     whitespace_pattern: str | None = None  # the regex, when whitespace == "pattern"
     disable_additional_properties: bool = False
+    # Read oneOf as anyOf where its branches are not proven disjoint. Unsound: a document valid under
+    # two branches, which oneOf rejects, is then accepted. Off, such a oneOf is a GrammarError.
+    unsound_one_of: bool = False
 
     @classmethod
     def from_switches(cls, disable_any_whitespace: bool = False, whitespace_pattern: str | None = None,
-                      disable_additional_properties: bool = False) -> "JsonOptions":
-        if whitespace_pattern is not None:
-            return cls("pattern", whitespace_pattern, disable_additional_properties)
-        return cls("compact" if disable_any_whitespace else "flexible", None, disable_additional_properties)
-
+                      disable_additional_properties: bool = False, unsound_one_of: bool = False) -> "JsonOptions":
+        whitespace = "pattern" if whitespace_pattern is not None else "compact" if disable_any_whitespace else "flexible"
+        return cls(whitespace, whitespace_pattern, disable_additional_properties, unsound_one_of)
 
 
 def schema_types(schema: dict) -> list[str]:
@@ -64,6 +65,19 @@ def schema_types(schema: dict) -> list[str]:
     if t is None:
         return list(TYPES)
     return [t] if isinstance(t, str) else list(t)
+
+
+def json_equal(x: Any, y: Any) -> bool:
+    """JSON Schema's equality: 1 == 1.0, but true is not 1; containers element by element."""
+    if isinstance(x, bool) or isinstance(y, bool):
+        return type(x) is type(y) and x == y
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+        return x == y
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(json_equal(a, b) for a, b in zip(x, y))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(json_equal(x[k], y[k]) for k in x)
+    return type(x) is type(y) and x == y
 
 
 def json_type_ok(value: Any, types: list[str]) -> bool:

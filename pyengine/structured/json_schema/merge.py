@@ -7,7 +7,7 @@ from typing import Any
 
 from pyengine.structured.grammar import GrammarError, GrammarLimitError
 from pyengine.structured.json_schema.keywords import (ANNOTATIONS, HANDLED, MAX_SCHEMA_DEPTH, TYPES,
-                                                      UNSUPPORTED_KEYWORDS, as_list, schema_types)
+                                                      UNSUPPORTED_KEYWORDS, as_list, json_equal, schema_types)
 
 
 def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
@@ -22,15 +22,15 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         return False
     if not isinstance(a, dict) or not isinstance(b, dict):
         raise GrammarError("allOf entries must be schemas (objects or booleans)")
-    a, b = _expand(a, compiler, depth), _expand(b, compiler, depth)
+    a, b = expand(a, compiler, depth), expand(b, compiler, depth)
     if isinstance(a, bool) or isinstance(b, bool):
         return merge(a, b, compiler, depth + 1)
     if "anyOf" in a or "oneOf" in a or "anyOf" in b or "oneOf" in b:
-        # (A1 | A2) & B = (A1 & B) | (A2 & B)
+        # (A1 | A2) & B = (A1 & B) | (A2 & B); oneOf likewise (B false makes every branch false)
         outer, other = (a, b) if ("anyOf" in a or "oneOf" in a) else (b, a)
         key = "anyOf" if "anyOf" in outer else "oneOf"
         rest = {k: v for k, v in outer.items() if k != key}
-        return {"anyOf": [merge(merge(rest, branch, compiler, depth + 1), other, compiler, depth + 1)
+        return {key: [merge(merge(rest, branch, compiler, depth + 1), other, compiler, depth + 1)
                           for branch in as_list(outer[key], key)]}
     out = dict(a)
     for key, value in b.items():
@@ -42,7 +42,7 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
             out[key] = value
             continue
         mine = out[key]
-        if mine == value:
+        if json_equal(mine, value):
             continue
         if key == "type":
             ta, tb = set(schema_types({"type": mine})), set(schema_types({"type": value}))
@@ -59,7 +59,7 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         elif key in ("maximum", "maxLength", "maxItems"):
             out[key] = min(mine, value)
         elif key == "enum":
-            out[key] = [v for v in mine if v in value]
+            out[key] = [v for v in mine if any(json_equal(v, w) for w in value)]
         elif key == "const":
             return False
         elif key in ("items", "additionalItems") and isinstance(mine, (dict, bool)) and isinstance(value, (dict, bool)):
@@ -84,7 +84,7 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
     return out
 
 
-def _expand(schema: dict, compiler: Any, depth: int) -> Any:
+def expand(schema: dict, compiler: Any, depth: int) -> Any:
     """A schema with its $ref and allOf folded in (so it can be merged key by key); may be a bool."""
     schema = dict(schema)
     if "$ref" in schema:

@@ -125,7 +125,18 @@ def integer_bounds(schema: dict, integer: bool) -> tuple[int | None, int | None]
 
 
 def real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
-    """(lo, lo exclusive, hi, hi exclusive) from both the draft-4 and the draft-6+ spellings."""
+    """`exact_bounds` with fractional bounds rounded inward to integers (closed)."""
+    lo, lo_open, hi, hi_open = exact_bounds(schema)
+    # Fractional bounds are rounded inward to integers, closed (stricter, never looser).
+    if isinstance(lo, float) and not lo.is_integer():
+        lo, lo_open = math.ceil(lo), False
+    if isinstance(hi, float) and not hi.is_integer():
+        hi, hi_open = math.floor(hi), False
+    return (None if lo is None else int(lo)), lo_open, (None if hi is None else int(hi)), hi_open
+
+
+def exact_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
+    """(lo, lo exclusive, hi, hi exclusive) from both the draft-4 and the draft-6+ spellings, as written."""
     lo = hi = None
     lo_open = hi_open = False
     for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -143,10 +154,4 @@ def real_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
         lo, lo_open = ex_lo, True
     if isinstance(ex_hi, (int, float)) and not isinstance(ex_hi, bool) and (hi is None or ex_hi <= hi):
         hi, hi_open = ex_hi, True
-    # Fractional bounds are rounded inward to integers, closed (stricter, never looser).
-    if isinstance(lo, float) and not lo.is_integer():
-        lo, lo_open = math.ceil(lo), False
-    if isinstance(hi, float) and not hi.is_integer():
-        hi, hi_open = math.floor(hi), False
-    return (None if lo is None else int(lo)), lo_open, (None if hi is None else int(hi)), hi_open
-
+    return lo, lo_open, hi, hi_open
