@@ -123,7 +123,7 @@ def tool_calls_grammar(tools: tuple[tuple[str, Any], ...], min_calls: int = 1, m
         </tool_call>
 
     `tools` is ((name, parameters schema or None), ...); each call names one tool and its
-    arguments match that tool's schema (None: any object). `max_calls=1` for
+    arguments match that tool's schema (None or {}: no arguments, `{}`, with strict objects). `max_calls=1` for
     `parallel_tool_calls: false` and for a named tool choice.
     """
     if not tools:
@@ -131,7 +131,8 @@ def tool_calls_grammar(tools: tuple[tuple[str, Any], ...], min_calls: int = 1, m
     b = GrammarBuilder()
     calls = []
     for name, parameters in tools:
-        schema = {"type": "object"} if parameters is None else parameters
+        # No parameters: an empty object under strict objects (the default), any object otherwise.
+        schema = {"type": "object", "properties": {}} if parameters is None or parameters == {} else parameters
         try:
             arguments = json_schema_expr(b, schema, options)
         except GrammarError as exc:

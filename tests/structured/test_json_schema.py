@@ -19,6 +19,7 @@ from pyengine.structured.constraints import cache_info
 from pyengine.structured.matcher import matches
 
 COMPACT = JsonOptions("compact")
+PLAIN = JsonOptions(disable_additional_properties=False)  # JSON Schema's own semantics, undeclared keys allowed
 
 
 def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
@@ -75,7 +76,7 @@ def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
     (True, ['{"a": [1, {"b": null}]}', "1", '"x"'], ["{", "nul"]),
 ])
 def test_keywords(schema, good, bad):
-    grammar = json_schema_grammar(schema)
+    grammar = json_schema_grammar(schema, PLAIN)
     for text in good:
         assert matches(grammar, text.encode()), text
     for text in bad:
@@ -114,10 +115,22 @@ def test_whitespace_policies():
     assert accepts(schema, '{-"a"-:-[1,-2]-}', dashes) and not accepts(schema, '{ "a": []}', dashes)
 
 
-def test_disable_additional_properties():
+def test_objects_take_only_declared_keys_unless_plain_semantics_are_asked_for():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    plain = JsonOptions.from_switches(disable_additional_properties=False)
     strict = JsonOptions.from_switches(disable_additional_properties=True)
-    assert accepts(schema, '{"a": 1, "b": 2}') and not accepts(schema, '{"a": 1, "b": 2}', strict)
+    assert JsonOptions() == strict  # the default
+    assert not accepts(schema, '{"a": 1, "b": 2}') and not accepts(schema, '{"a": 1, "b": 2}', strict)
+    assert accepts(schema, '{"a": 1, "b": 2}', plain)
+    assert accepts(schema, '{"a": 1}') and accepts(schema, "{}")
+    # What the schema says is kept: additional keys allowed, or held to a schema.
+    assert accepts(dict(schema, additionalProperties=True), '{"a": 1, "b": 2}')
+    typed = dict(schema, additionalProperties={"type": "string"})
+    assert accepts(typed, '{"a": 1, "b": "x"}') and not accepts(typed, '{"a": 1, "b": 2}')
+    # An object schema without properties is any object; allOf parts are closed once merged.
+    assert accepts({"type": "object"}, '{"z": [1]}')
+    both = {"allOf": [schema, {"properties": {"b": {"type": "integer"}}}]}
+    assert accepts(both, '{"a": 1, "b": 2}') and not accepts(both, '{"a": 1, "c": 2}')
 
 
 def test_additional_keys_never_repeat_a_declared_name():
@@ -280,3 +293,20 @@ def test_never_accepts_an_invalid_document(schema, value):
     text = json.dumps(value, ensure_ascii=False)
     if accepts(schema, text):
         jsonschema.validate(json.loads(text), schema)
+
+
+@pytest.mark.parametrize("parameters", [None, {}])
+def test_a_tool_without_parameters_is_called_with_an_empty_object(parameters):
+    calls = compile_grammar("tool_calls", ((("now", parameters),), 1, 1))
+    assert matches(calls, b'<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>')
+    assert not matches(calls, b'<tool_call>\n{"name": "now", "arguments": {"tz": "UTC"}}\n</tool_call>')
+    plain = compile_grammar("tool_calls", ((("now", parameters),), 1, 1), PLAIN)
+    assert matches(plain, b'<tool_call>\n{"name": "now", "arguments": {"tz": "UTC"}}\n</tool_call>')
+
+
+def test_tool_arguments_take_only_declared_keys():
+    tool = ("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    calls = compile_grammar("tool_calls", ((tool,), 1, 1))
+    assert matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
+    assert not matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "x": 1}}'
+                              b'\n</tool_call>')

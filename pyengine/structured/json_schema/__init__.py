@@ -23,10 +23,12 @@ What each part becomes (docs/06-structured-outputs.md walks through one example)
 - `$ref` (`#`, `#/$defs/..`, `#/definitions/..`, any local JSON pointer): one rule per target, so
   recursive schemas are recursive rules. Remote references are an error.
 - objects: declared `properties` in schema order, required ones mandatory, optional ones optional,
-  then additional properties (allowed unless `additionalProperties: false` or the
-  `disable_additional_properties` option), whose keys exclude the declared names. Additional keys
-  use canonical escapes only (no `\\u` escapes for printable characters), so that "not a declared
-  name" can be decided on the text.
+  then additional properties, whose keys exclude the declared names. With strict objects (the
+  default, `JsonOptions.disable_additional_properties` None or True) an object schema that has
+  `properties` and says nothing about `additionalProperties` takes no other key; False gives plain
+  JSON Schema (undeclared keys allowed unless `additionalProperties` says otherwise). Additional
+  keys use canonical escapes only (no `\\u` escapes for printable characters), so that "not a
+  declared name" can be decided on the text.
 - arrays: `prefixItems` (or draft-4 `items: [...]` + `additionalItems`), `items`, `minItems`,
   `maxItems` exactly.
 - strings: `minLength` / `maxLength` in characters (an escape is one character), `pattern` (the

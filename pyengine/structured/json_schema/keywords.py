@@ -44,18 +44,33 @@ HANDLED = frozenset(k for ks in TYPE_KEYWORDS.values() for k in ks) | {
 
 @dataclasses.dataclass(frozen=True)
 class JsonOptions:
-    """How documents are laid out and how strict objects are (vLLM's per-request switches)."""
+    """How documents are laid out and how strict objects are (vLLM's per-request switches).
+
+    `disable_additional_properties`: None (the default) or True reads an object schema that has
+    `properties` and says nothing about `additionalProperties` as closed (only its declared keys,
+    as vLLM's default backend generates); an explicit `additionalProperties` is kept. False gives
+    plain JSON Schema semantics (undeclared keys allowed unless the schema forbids them).
+    """
 
     whitespace: str = "flexible"  # "flexible" | "compact" | "pattern"
     whitespace_pattern: str | None = None  # the regex, when whitespace == "pattern"
-    disable_additional_properties: bool = False
+    disable_additional_properties: bool | None = None
     # Read oneOf as anyOf where its branches are not proven disjoint. Unsound: a document valid under
     # two branches, which oneOf rejects, is then accepted. Off, such a oneOf is a GrammarError.
     unsound_one_of: bool = False
 
+    def __post_init__(self) -> None:
+        if self.disable_additional_properties is None:  # one key per grammar in caches: None means True
+            object.__setattr__(self, "disable_additional_properties", True)
+
+    @property
+    def strict_objects(self) -> bool:
+        """Whether an object schema that says nothing about additionalProperties is closed."""
+        return self.disable_additional_properties is not False
+
     @classmethod
     def from_switches(cls, disable_any_whitespace: bool = False, whitespace_pattern: str | None = None,
-                      disable_additional_properties: bool = False, unsound_one_of: bool = False) -> "JsonOptions":
+                      disable_additional_properties: bool | None = None, unsound_one_of: bool = False) -> "JsonOptions":
         whitespace = "pattern" if whitespace_pattern is not None else "compact" if disable_any_whitespace else "flexible"
         return cls(whitespace, whitespace_pattern, disable_additional_properties, unsound_one_of)
 

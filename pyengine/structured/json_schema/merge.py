@@ -73,7 +73,8 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         for name in list(pa) + [n for n in pb if n not in pa]:
             props[name] = merge(pa.get(name, xa), pb.get(name, xb), compiler, depth + 1)
         out["properties"] = props
-        out["additionalProperties"] = merge(xa, xb, compiler, depth + 1)
+        if "additionalProperties" in a or "additionalProperties" in b:  # absent stays absent (strict objects)
+            out["additionalProperties"] = merge(xa, xb, compiler, depth + 1)
     for key in ("exclusiveMinimum", "exclusiveMaximum"):
         if key in b and key not in a:
             out[key] = b[key]

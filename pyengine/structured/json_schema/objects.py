@@ -21,7 +21,8 @@ class Objects:
         if not isinstance(props, dict):
             raise GrammarError("properties must be an object")
         required = as_list(schema.get("required", []), "required")
-        additional = False if self.options.disable_additional_properties else schema.get("additionalProperties", True)
+        additional = schema.get("additionalProperties", False if self.options.strict_objects and "properties" in schema
+                                else True)
         names = list(props) + [r for r in required if r not in props]
         members = []  # (expression, required)
         for name in names:
