@@ -310,3 +310,27 @@ def test_tool_arguments_take_only_declared_keys():
     assert matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
     assert not matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "x": 1}}'
                               b'\n</tool_call>')
+
+
+def _ordered(first_keyword: str) -> dict:
+    """Properties a (own) and b (from allOf), both required, the keyword `first_keyword` written first."""
+    own = {"properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}
+    merged = {"allOf": [{"$ref": "#/$defs/b"}]}
+    parts = [own, merged] if first_keyword == "properties" else [merged, own]
+    return {"type": "object", **parts[0], **parts[1]}
+
+
+@pytest.mark.parametrize("first, order", [("properties", "ab"), ("allOf", "ba")])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_properties_come_in_the_order_their_keywords_stand_at_every_depth(first, order, depth):
+    schema = _ordered(first)
+    for _ in range(depth):  # the same object as a property value, or behind a $ref
+        schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    defs = {"b": {"properties": {"b": {"type": "integer"}}}}
+    grammar = json_schema_grammar({**schema, "$defs": defs})
+    document = {k: 1 for k in order}
+    swapped = {k: 1 for k in reversed(order)}
+    for _ in range(depth):
+        document, swapped = {"x": document}, {"x": swapped}
+    assert matches(grammar, json.dumps(document).encode())
+    assert not matches(grammar, json.dumps(swapped).encode())

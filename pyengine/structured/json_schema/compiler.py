@@ -15,7 +15,7 @@ from pyengine.structured.json_schema.keywords import (ANNOTATIONS, MAX_SCHEMA_DE
                                                       UNSUPPORTED_KEYWORDS, JsonOptions, as_list, joined, json_equal,
                                                       json_text, json_type_ok, nonneg_int, rule_hint, satisfies,
                                                       schema_types, trivially_true)
-from pyengine.structured.json_schema.merge import merge
+from pyengine.structured.json_schema.merge import expand, with_siblings
 from pyengine.structured.json_schema.numbers import Numbers, integer_bounds
 from pyengine.structured.json_schema.objects import Objects, key_escapes
 from pyengine.structured.json_schema.oneof import disjoint, schema_path
@@ -107,22 +107,15 @@ class SchemaCompiler(Numbers, Strings, Objects):
         if not isinstance(schema, dict):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
         self.check_keywords(schema)
-        if "$ref" in schema:
-            rest = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS}
-            if not rest:
-                return self.b.ref(self.ref_rule(schema["$ref"]))
-            return self.schema(merge(self.resolve(schema["$ref"]), rest, self))
-        if "allOf" in schema:
-            merged = {k: v for k, v in schema.items() if k != "allOf"}
-            for part in as_list(schema["allOf"], "allOf"):
-                merged = merge(merged, part, self)
-            return self.schema(merged)
+        if "$ref" in schema and all(k == "$ref" or k in ANNOTATIONS for k in schema):
+            return self.b.ref(self.ref_rule(schema["$ref"]))
+        if "$ref" in schema or "allOf" in schema:
+            return self.schema(expand(schema, self))
         for key in ("anyOf", "oneOf"):
             if key in schema:
-                rest = {k: v for k, v in schema.items() if k != key}
                 branches = as_list(schema[key], key)
-                if any(k not in ANNOTATIONS for k in rest):  # siblings constrain every branch
-                    branches = [merge(rest, branch, self) for branch in branches]
+                if any(k != key and k not in ANNOTATIONS for k in schema):  # siblings constrain every branch
+                    branches = [with_siblings(schema, key, branch, self) for branch in branches]
                 if key == "oneOf":
                     self.check_one_of(schema[key], branches)
                 return self.alt([self.schema(branch) for branch in branches])

@@ -1,5 +1,12 @@
 """Merging two schemas into one that accepts exactly what both accept (allOf, $ref with siblings,
-anyOf with siblings), or a GrammarError naming the keyword that cannot be merged."""
+anyOf with siblings), or a GrammarError naming the keyword that cannot be merged.
+
+Property order, one rule at every depth: properties come in the order their keywords stand in the
+schema, and a merged subschema's properties where that subschema stands. So in
+`{"properties": {"a": ..}, "allOf": [{"properties": {"b": ..}}]}` `a` comes first, and in
+`{"allOf": [..b..], "properties": {..a..}}` `b` does; a `$ref`'s target stands where the `$ref` is,
+and an `anyOf`/`oneOf` branch where its keyword is, relative to the sibling `properties`.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +34,12 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         return merge(a, b, compiler, depth + 1)
     if "anyOf" in a or "oneOf" in a or "anyOf" in b or "oneOf" in b:
         # (A1 | A2) & B = (A1 & B) | (A2 & B); oneOf likewise (B false makes every branch false)
-        outer, other = (a, b) if ("anyOf" in a or "oneOf" in a) else (b, a)
+        first = "anyOf" in a or "oneOf" in a
+        outer, other = (a, b) if first else (b, a)
         key = "anyOf" if "anyOf" in outer else "oneOf"
-        rest = {k: v for k, v in outer.items() if k != key}
-        return {key: [merge(merge(rest, branch, compiler, depth + 1), other, compiler, depth + 1)
-                          for branch in as_list(outer[key], key)]}
+        branches = [with_siblings(outer, key, branch, compiler, depth + 1) for branch in as_list(outer[key], key)]
+        return {key: [merge(branch, other, compiler, depth + 1) if first else merge(other, branch, compiler, depth + 1)
+                      for branch in branches]}
     out = dict(a)
     for key, value in b.items():
         if key in ("properties", "additionalProperties", "exclusiveMinimum", "exclusiveMaximum"):
@@ -85,15 +93,40 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
     return out
 
 
-def expand(schema: dict, compiler: Any, depth: int) -> Any:
+def expand(schema: dict, compiler: Any, depth: int = 0) -> Any:
     """A schema with its $ref and allOf folded in (so it can be merged key by key); may be a bool."""
-    schema = dict(schema)
-    if "$ref" in schema:
-        target = compiler.resolve(schema.pop("$ref"))
-        schema = merge(target, schema, compiler, depth + 1)
-    if isinstance(schema, dict) and "allOf" in schema:
-        parts = as_list(schema.pop("allOf"), "allOf")
-        for part in parts:
-            schema = merge(schema, part, compiler, depth + 1)
-    return schema
+    if "$ref" not in schema and "allOf" not in schema:
+        return schema
+    if depth > MAX_SCHEMA_DEPTH:
+        raise GrammarLimitError("allOf/$ref merging nests too deep (a recursive $ref inside allOf?)")
+    merged: Any = True
+    for part in in_order(schema, compiler):
+        if isinstance(part, dict):
+            part = expand(part, compiler, depth + 1)
+        merged = merge(merged, part, compiler, depth + 1)
+    return merged
 
+
+def in_order(schema: dict, compiler: Any) -> list:
+    """The schemas `schema` is the conjunction of, in the order they stand: its own keywords (where
+    its `properties` stands), each `$ref` target and each `allOf` entry."""
+    own = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
+    parts: list = [] if "properties" in own else [own]
+    for key, value in schema.items():
+        if key == "$ref":
+            parts.append(compiler.resolve(value))
+        elif key == "allOf":
+            parts += as_list(value, "allOf")
+        elif key == "properties":
+            parts.append(own)
+    return parts
+
+
+def with_siblings(schema: dict, key: str, branch: Any, compiler: Any, depth: int = 0) -> Any:
+    """`branch` of the `key` (anyOf/oneOf) of `schema` merged with the keywords beside it, each
+    one's properties first as they stand."""
+    rest = {k: v for k, v in schema.items() if k != key}
+    keys = list(schema)
+    if "properties" in rest and keys.index(key) < keys.index("properties"):
+        return merge(branch, rest, compiler, depth)
+    return merge(rest, branch, compiler, depth)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from pyengine.structured.grammar import GrammarError
 from pyengine.structured.json_schema.keywords import TYPES, json_equal, schema_types
-from pyengine.structured.json_schema.merge import expand, merge
+from pyengine.structured.json_schema.merge import expand, with_siblings
 from pyengine.structured.json_schema.numbers import exact_bounds
 
 MAX_PROOF_DEPTH = 12  # nested subschemas a proof looks into before giving up (not proven)
@@ -188,9 +188,8 @@ def _expanded(schema: Any, compiler: Any) -> Any:
 
 
 def _branches(schema: dict, key: str, compiler: Any) -> list | None:
-    rest = {k: v for k, v in schema.items() if k != key}
     try:
-        return [merge(rest, branch, compiler) for branch in schema[key]]
+        return [with_siblings(schema, key, branch, compiler) for branch in schema[key]]
     except GrammarError:
         return None
 
