@@ -38,8 +38,6 @@ TYPE_KEYWORDS = {
 HANDLED = frozenset(k for ks in TYPE_KEYWORDS.values() for k in ks) | {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}
 
-# Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
-# A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
 
 
 @dataclasses.dataclass(frozen=True)

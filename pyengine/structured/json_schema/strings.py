@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError
+from pyengine.structured import automaton
 from pyengine.structured.json_schema.keywords import nonneg_int, subtract_points
 
+# Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
+# A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
 # centuries only when divisible by 400), and years 0001 to 9999, as Python's date.fromisoformat
 # (jsonschema's check) wants.
 _YEAR = r"([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
@@ -22,6 +25,15 @@ _PCHAR = r"([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
 _URI = r"[A-Za-z][A-Za-z0-9+.-]*:(" + _PCHAR + r"|[/?#])*"  # RFC 3986 characters (no IPv6 literals)
 # A relative reference: a first segment without ':', or one starting with '/', '?' or '#'.
 _RELATIVE = r"((([A-Za-z0-9._~!$&'()*+,;=@-]|%[0-9A-Fa-f]{2})+|[/?#])(" + _PCHAR + r"|[/?#])*)?"
+# IPv6: eight groups, or fewer around one "::", or six (or fewer around "::") before an IPv4 address;
+# no zone index (Python's ipaddress, jsonschema's check, accepts "%zone"; never generated here).
+_H = "[0-9A-Fa-f]{1,4}"
+_V4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+_IPV6 = ("(" + "|".join([
+    rf"({_H}:){{7}}{_H}", rf"({_H}:){{1,7}}:", rf"({_H}:){{1,6}}:{_H}", rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
+    rf"({_H}:){{1,4}}(:{_H}){{1,3}}", rf"({_H}:){{1,3}}(:{_H}){{1,4}}", rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
+    rf"{_H}:(:{_H}){{1,6}}", rf":((:{_H}){{1,7}}|:)", rf"({_H}:){{6}}{_V4}", rf"::({_H}:){{0,5}}{_V4}",
+    rf"({_H}:){{1,5}}:({_H}:){{0,4}}{_V4}"]) + ")")
 FORMATS = {
     "date": _DATE,
     "time": _TIME,
@@ -33,6 +45,7 @@ FORMATS = {
     "uri": _URI,
     "uri-reference": f"({_URI}|{_RELATIVE})",
     "byte": r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",  # OpenAPI: base64
+    "ipv6": _IPV6,
 }
 ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
@@ -71,23 +84,20 @@ class Strings:
         max_len = nonneg_int(schema, "maxLength", None)
         if max_len is not None and min_len > max_len:
             return None
-        regexes = []
-        if "pattern" in schema:
-            if not isinstance(schema["pattern"], str):
-                raise GrammarError("pattern must be a string")
-            regexes.append(_unanchored(schema["pattern"]))
-        fmt = schema.get("format")
-        if fmt is not None:
-            if fmt not in FORMATS:
-                raise GrammarError(f"unsupported string format {fmt!r} (supported: {', '.join(FORMATS)})")
-            regexes.append(FORMATS[fmt])
-        if len(regexes) > 1:
-            raise GrammarError(f"a string with both 'pattern' and format {fmt!r} is not supported")
+        pattern, fmt = schema.get("pattern"), schema.get("format")
+        if pattern is not None and not isinstance(pattern, str):
+            raise GrammarError("pattern must be a string")
+        if fmt is not None and fmt not in FORMATS:
+            raise GrammarError(f"unsupported string format {fmt!r} (supported: {', '.join(FORMATS)})")
         quote = b.literal('"')
-        if regexes:
-            if min_len or max_len is not None:
-                raise GrammarError("a string with 'pattern'/'format' and 'minLength'/'maxLength' is not supported")
-            return b.seq(quote, self.embed_regex(regexes[0], json_string=True), quote)
+        bounded = min_len > 0 or max_len is not None
+        if pattern is not None and fmt is None and not bounded and _simply_anchored(pattern):
+            return b.seq(quote, self.embed_regex(_unanchored(pattern), json_string=True), quote)
+        if fmt is not None and pattern is None and not bounded:
+            return b.seq(quote, self.embed_regex(FORMATS[fmt], json_string=True), quote)
+        if pattern is not None or fmt is not None:  # an intersection, or anchors inside the pattern
+            content = automaton.Automaton(string_term(schema)).element(b, json_string=True)
+            return None if content is None else b.seq(quote, content, quote)
         if min_len == 0 and max_len is None:
             return self._shared("string")
         return self._string_of_length(min_len, max_len)
@@ -119,6 +129,28 @@ class Strings:
         from pyengine.structured.regex import regex_grammar  # the regex front end
 
         return embed_grammar(self.b, regex_grammar(pattern), json_string)
+
+
+def string_term(schema: dict) -> tuple:
+    """The regular language of a string schema's characters (pattern, format, lengths) as one term."""
+    terms = []
+    if isinstance(schema.get("pattern"), str):
+        terms.append(automaton.search(automaton.parse_regex(schema["pattern"])))
+    if schema.get("format") in FORMATS:
+        terms.append(automaton.parse_regex(FORMATS[schema["format"]]))
+    min_len, max_len = nonneg_int(schema, "minLength", 0), nonneg_int(schema, "maxLength", None)
+    if min_len or max_len is not None:
+        terms.append(automaton.length(min_len, max_len))
+    return automaton.both(*terms) if terms else automaton.star(automaton.ANY)
+
+
+def _simply_anchored(pattern: str) -> bool:
+    """No anchor but a leading `^` and a trailing `$` (and then no alternation that they would split)."""
+    inner = pattern[1 if pattern.startswith("^") else 0:]
+    inner = inner[:-1] if inner.endswith("$") and not inner.endswith("\\$") else inner
+    if "^" not in inner.replace("[^", "").replace("\\^", "") and "$" not in inner.replace("\\$", ""):
+        return inner == pattern or "|" not in pattern
+    return False
 
 
 def _unanchored(pattern: str) -> str:
