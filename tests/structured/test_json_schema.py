@@ -167,7 +167,7 @@ def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
 
 @pytest.mark.parametrize("schema, needle", [
     ({"not": {"type": "string"}}, "not"),
-    ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties"),
+    ({"type": "object", "dependentRequired": {"a": ["b"]}}, "dependentRequired"),
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
     ({"if": {}, "then": {}}, "if, then"),
     ({"type": "number", "multipleOf": 3}, "multipleOf"),

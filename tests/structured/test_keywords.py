@@ -63,3 +63,34 @@ def test_ipv6_addresses_are_what_pythons_ipaddress_accepts():
         text = ":".join(groups[:start]) + "::" + ":".join(groups[stop:]) if rng.random() < 0.7 else ":".join(groups)
         if matches(grammar, json.dumps(text).encode()):
             ipaddress.IPv6Address(text)
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "object", "patternProperties": {"^x-": {"type": "integer"}}},
+     [{}, {"x-a": 1}, {"other": "s"}, {"x-a": 1, "y": [1]}], [{"x-a": "s"}]),
+    ({"type": "object", "patternProperties": {"^[a-z]+$": {"type": "string"}}, "additionalProperties": False},
+     [{"ab": "x"}, {}], [{"aB": "x"}, {"ab": 1}, {"1": "x"}]),
+    ({"type": "object", "properties": {"id": {"type": "integer"}}, "patternProperties": {"^d": {"minimum": 5}},
+      "additionalProperties": {"type": "boolean"}, "required": ["id"]},
+     [{"id": 1}, {"id": 2, "d": 7}, {"id": 3, "z": True}], [{"id": 1, "d": 3}, {"id": 1, "z": 1}, {"d": 9}]),
+    ({"type": "object", "patternProperties": {"a": {"type": "integer"}, "b": {"minimum": 0}}},
+     [{"ab": 1}, {"a": -1}, {"b": 0.5}], [{"ab": -1}, {"ab": 0.5}, {"b": -1}]),
+    ({"type": "object", "properties": {"a1": {"type": "integer"}}, "patternProperties": {"[0-9]": {"maximum": 5}}},
+     [{"a1": 5}], [{"a1": 6}]),  # a declared key also meets the patterns it matches
+    ({"type": "object", "propertyNames": {"pattern": "^[a-c]+$", "maxLength": 2}},
+     [{"a": 1}, {"bc": None}], [{"abc": 1}, {"d": 1}]),
+    ({"type": "object", "minProperties": 1, "maxProperties": 2},
+     [{"a": 1}, {"a": 1, "b": 2}], [{}, {"a": 1, "b": 2, "c": 3}]),
+    ({"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "minProperties": 2, "additionalProperties": False},
+     [{"a": 1, "c": 2}, {"a": 1, "b": 2, "c": 3}], [{}, {"b": 1}]),
+    ({"type": "object", "properties": {"a": {}}, "required": ["a"], "maxProperties": 1},
+     [{"a": 1}], [{"a": 1, "b": 2}, {}]),
+])
+def test_object_keywords(schema, good, bad):
+    check(schema, good, bad)
+
+
+def test_strict_objects_keep_pattern_keys():
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}, "patternProperties": {"^x-": {}}}
+    grammar = json_schema_grammar(schema)
+    assert matches(grammar, b'{"id": 1, "x-trace": "t"}') and not matches(grammar, b'{"id": 1, "y": 2}')

@@ -14,10 +14,9 @@ MAX_SCHEMA_DEPTH = 100  # nested subschemas (and $ref merges) before GrammarLimi
 
 # Keywords that validate but that a grammar here cannot express (error unless trivially true).
 UNSUPPORTED_KEYWORDS = (
-    "patternProperties", "propertyNames", "dependencies", "dependentSchemas", "dependentRequired",
-    "if", "then", "else", "not", "uniqueItems", "multipleOf", "contains", "minContains", "maxContains",
-    "minProperties", "maxProperties", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
-    "$recursiveRef",
+    "dependencies", "dependentSchemas", "dependentRequired", "if", "then", "else", "not", "uniqueItems",
+    "multipleOf", "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
+    "$dynamicRef", "$recursiveRef",
 )
 # Keywords that carry no constraint (annotations and structure).
 ANNOTATIONS = frozenset((
@@ -33,7 +32,8 @@ TYPE_KEYWORDS = {
     "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
     "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
     "array": ("items", "prefixItems", "additionalItems", "minItems", "maxItems"),
-    "object": ("properties", "required", "additionalProperties"),
+    "object": ("properties", "required", "additionalProperties", "patternProperties", "propertyNames",
+               "minProperties", "maxProperties"),
 }
 HANDLED = frozenset(k for ks in TYPE_KEYWORDS.values() for k in ks) | {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}
@@ -129,14 +129,12 @@ def nonneg_int(schema: dict, key: str, default: Any) -> Any:
 def trivially_true(key: str, schema: dict) -> bool:
     """Unsupported keywords whose value constrains nothing are allowed."""
     value = schema[key]
-    if key in ("patternProperties", "dependentSchemas", "dependentRequired", "dependencies"):
+    if key in ("dependentSchemas", "dependentRequired", "dependencies"):
         return value == {}
     if key == "uniqueItems":
         return value is False
-    if key in ("minProperties", "minContains"):
+    if key == "minContains":
         return value == 0
-    if key == "propertyNames":
-        return value is True or value == {}
     if key in ("then", "else"):
         return "if" not in schema
     if key == "if":

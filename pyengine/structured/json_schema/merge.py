@@ -10,6 +10,7 @@ and an `anyOf`/`oneOf` branch where its keyword is, relative to the sibling `pro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pyengine.structured.grammar import GrammarError, GrammarLimitError
@@ -42,7 +43,7 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
                       for branch in branches]}
     out = dict(a)
     for key, value in b.items():
-        if key in ("properties", "additionalProperties", "exclusiveMinimum", "exclusiveMaximum"):
+        if key in ("properties", "additionalProperties", "patternProperties", "exclusiveMinimum", "exclusiveMaximum"):
             continue
         if key in ANNOTATIONS or (key not in HANDLED and key not in UNSUPPORTED_KEYWORDS):
             continue  # annotations and unknown keywords (x-...) constrain nothing
@@ -62,9 +63,9 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
                 return False
         elif key == "required":
             out[key] = list(dict.fromkeys(list(mine) + list(value)))
-        elif key in ("minimum", "minLength", "minItems"):
+        elif key in ("minimum", "minLength", "minItems", "minProperties"):
             out[key] = max(mine, value)
-        elif key in ("maximum", "maxLength", "maxItems"):
+        elif key in ("maximum", "maxLength", "maxItems", "maxProperties"):
             out[key] = min(mine, value)
         elif key == "enum":
             out[key] = [v for v in mine if any(json_equal(v, w) for w in value)]
@@ -74,13 +75,22 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
             out[key] = merge(mine, value, compiler, depth + 1)
         else:
             raise GrammarError(f"allOf: cannot merge two different {key!r} constraints")
-    if "properties" in a or "properties" in b or "additionalProperties" in a or "additionalProperties" in b:
+    if any(k in x for x in (a, b) for k in ("properties", "additionalProperties", "patternProperties")):
         pa, pb = a.get("properties") or {}, b.get("properties") or {}
         xa, xb = a.get("additionalProperties", True), b.get("additionalProperties", True)
+        qa, qb = a.get("patternProperties") or {}, b.get("patternProperties") or {}
+        if (xa is not True and xa != {} and any(p not in qa for p in qb)) or \
+                (xb is not True and xb != {} and any(p not in qb for p in qa)):
+            raise GrammarError("allOf: cannot merge patternProperties with another part's additionalProperties")
         props = {}
         for name in list(pa) + [n for n in pb if n not in pa]:
-            props[name] = merge(pa.get(name, xa), pb.get(name, xb), compiler, depth + 1)
+            props[name] = merge(_declared(pa, qa, xa, name), _declared(pb, qb, xb, name), compiler, depth + 1)
         out["properties"] = props
+        if qa or qb:
+            patterns = dict(qa)
+            for pattern, sub in qb.items():
+                patterns[pattern] = merge(qa[pattern], sub, compiler, depth + 1) if pattern in qa else sub
+            out["patternProperties"] = patterns
         if "additionalProperties" in a or "additionalProperties" in b:  # absent stays absent (strict objects)
             out["additionalProperties"] = merge(xa, xb, compiler, depth + 1)
     for key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -91,6 +101,15 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
                 raise GrammarError(f"allOf: cannot merge two different {key!r} constraints")
             out[key] = max(a[key], b[key]) if key == "exclusiveMinimum" else min(a[key], b[key])
     return out
+
+
+def _declared(props: dict, patterns: dict, additional: Any, name: str) -> Any:
+    """What one part says of the property `name` by itself (its patterns apply on top, once merged)."""
+    if name in props:
+        return props[name]
+    if any(re.search(pattern, name) for pattern in patterns):
+        return True
+    return additional
 
 
 def expand(schema: dict, compiler: Any, depth: int = 0) -> Any:

@@ -3,11 +3,18 @@ none of the declared names (decided on the key's canonically escaped text)."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
-from pyengine.structured.grammar import ByteSet, GrammarError
-from pyengine.structured.json_schema.keywords import json_text, as_list, subtract_points
-from pyengine.structured.json_schema.strings import ESCAPES
+from pyengine.structured import automaton
+from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError
+from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int, subtract_points
+from pyengine.structured.json_schema.merge import merge
+from pyengine.structured.json_schema.strings import ESCAPES, string_term
+
+MAX_COUNTED_MEMBERS = 1_000  # minProperties/maxProperties bounds (rules grow with the bound)
+MAX_PATTERNS = 4  # patternProperties in one object (the keys split into 2**n classes)
 
 _KEY_ASCII = [(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)]  # ASCII a key may hold unescaped (not " or \\)
 
@@ -16,45 +23,125 @@ class Objects:
     """The object grammars (a mixin of `SchemaCompiler`: uses its builder `b`, options and shared pieces)."""
 
     def object(self, schema: dict) -> Any:
+        """Declared properties in order (required ones mandatory), then additional keys: those
+        matching a `patternProperties` pattern take its schema, the rest `additionalProperties`;
+        `propertyNames` limits every key; `minProperties`/`maxProperties` count the members."""
         b = self.b
         props = schema.get("properties") or {}
         if not isinstance(props, dict):
             raise GrammarError("properties must be an object")
+        patterns = schema.get("patternProperties") or {}
+        if not isinstance(patterns, dict):
+            raise GrammarError("patternProperties must be an object")
         required = as_list(schema.get("required", []), "required")
         additional = schema.get("additionalProperties", False if self.options.strict_objects and "properties" in schema
                                 else True)
+        key_names = schema.get("propertyNames", True)
         names = list(props) + [r for r in required if r not in props]
         members = []  # (expression, required)
         for name in names:
-            sub = props.get(name, additional if name not in props else None)
-            expr = self.schema(props[name] if name in props else sub)
+            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
+            sub = props[name] if name in props else (True if matching else additional)
+            for extra_schema in matching:  # a declared key also meets every pattern it matches
+                sub = merge(sub, extra_schema, self)
+            expr = self.schema(sub) if _name_allowed(key_names, name) else None
             if expr is None:
                 if name in required:
                     return None  # a required property no value can satisfy
                 continue
             key = self.json_string_literal(name)
             members.append((b.seq(key, self.token(":"), expr), name in required))
-        extra_value = self.schema(additional)
-        extra = None
-        if extra_value is not None:
-            extra = b.seq(self.key_except(names), self.token(":"), extra_value)
-        comma = self.token(",")
-        tail = b.star(b.seq(comma, extra)) if extra is not None else b.seq()
+        if patterns or key_names is not True and key_names != {}:
+            extra = self.pattern_members(names, patterns, additional, key_names)
+        else:
+            extra_value = self.schema(additional)
+            extra = None if extra_value is None else b.seq(self.key_except(names), self.token(":"), extra_value)
+        low = nonneg_int(schema, "minProperties", 0)
+        high = nonneg_int(schema, "maxProperties", None)
+        body = self.members(members, extra, low, high)
+        return None if body is None else b.seq(b.literal("{"), self.ws(), body, self.ws(), b.literal("}"))
 
-        # after[i]: members i.. when one was already written (each after a comma).
-        after: list[Any] = [None] * (len(members) + 1)
-        after[len(members)] = tail
-        for i in range(len(members) - 1, -1, -1):
+    def members(self, members: list[tuple[Any, bool]], extra: Any, low: int, high: int | None) -> Any:
+        """The members in order, each optional one optional, then any number of `extra` ones, with
+        between `low` and `high` members in all (None: when no count can be met)."""
+        b = self.b
+        comma = self.token(",")
+        cap = high if high is not None else low  # counts past `low` are all alike when unbounded
+        if cap > MAX_COUNTED_MEMBERS:
+            raise GrammarLimitError(f"minProperties/maxProperties above {MAX_COUNTED_MEMBERS} are not supported")
+
+        def bump(count: int) -> int | None:  # the count after one more member; None past `high`
+            if high is not None:
+                return count + 1 if count + 1 <= high else None
+            return min(count + 1, low)
+
+        def extras(count: int, lead: bool) -> Any:  # extra members after `count` ones (lead: a comma first)
+            need = max(low - count, 0)
+            most = None if high is None else high - count
+            if most is not None and most < need:
+                return None
+            if extra is None or most == 0:
+                return b.seq() if need == 0 else None
+            step = b.seq(comma, extra)
+            if lead:
+                return b.repeat(step, need, most)
+            run = b.seq(extra, b.repeat(step, max(need - 1, 0), None if most is None else most - 1))
+            return run if need else b.opt(run)
+
+        after_rules: dict[tuple[int, int], Any] = {}
+
+        def after(i: int, count: int) -> Any:  # members i.. once `count` (>= 1) were written
+            key = (i, count)
+            if key not in after_rules:
+                if i == len(members):
+                    after_rules[key] = extras(count, lead=True)
+                else:
+                    expr, req = members[i]
+                    more = bump(count)
+                    take = None if more is None else _seq(b, comma, expr, after(i + 1, more))
+                    body = take if req else self.alt([take, after(i + 1, count)])
+                    after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
+            return after_rules[key]
+
+        def first(i: int) -> Any:  # members i.. when none was written yet
+            if i == len(members):
+                return extras(0, lead=False)
             expr, req = members[i]
-            step = b.seq(comma, expr)
-            after[i] = self._shared_rule("obj_after", b.seq(step if req else b.opt(step), after[i + 1]))
-        # first[i]: members i.. when none was written yet.
-        first = b.opt(b.seq(extra, tail)) if extra is not None else b.seq()
-        for i in range(len(members) - 1, -1, -1):
-            expr, req = members[i]
-            with_it = b.seq(expr, after[i + 1])
-            first = with_it if req else self._shared_rule("obj_first", b.alt(with_it, first))
-        return b.seq(b.literal("{"), self.ws(), first, self.ws(), b.literal("}"))
+            more = bump(0)
+            take = None if more is None else _seq(b, expr, after(i + 1, more))
+            if req:
+                return take
+            body = self.alt([take, first(i + 1)])
+            return None if body is None else self._shared_rule("obj_first", body)
+
+        return first(0)
+
+    def pattern_members(self, names: list[str], patterns: dict, additional: Any, key_names: Any) -> Any:
+        """One member whose key is none of `names`: a key matching some patterns takes all their
+        schemas, a key matching none takes `additional`; every key meets `propertyNames`."""
+        if len(patterns) > MAX_PATTERNS:
+            raise GrammarLimitError(f"more than {MAX_PATTERNS} patternProperties in one object")
+        b = self.b
+        searched = [automaton.search(automaton.parse_regex(p)) for p in patterns]
+        base = [automaton.complement(automaton.alt(*map(automaton.literal, names)))]
+        if key_names is not True and key_names != {}:
+            base.append(_key_names_term(key_names))
+        parts = []
+        for chosen in itertools.product((True, False), repeat=len(patterns)):
+            value: Any = True
+            if not any(chosen):
+                value = additional
+            for yes, sub in zip(chosen, patterns.values()):
+                if yes:
+                    value = merge(value, sub, self)
+            expr = self.schema(value)
+            if expr is None:
+                continue
+            term = automaton.both(*base, *[t if yes else automaton.complement(t) for yes, t in zip(chosen, searched)])
+            key = automaton.Automaton(term).element(b, json_string=True)
+            if key is not None:
+                parts.append(b.seq(b.literal('"'), key, b.literal('"'), self.token(":"), expr))
+        return self.alt(parts)
 
     def _shared_rule(self, hint: str, expr: Any) -> Any:
         """A rule for an expression referenced twice (keeps object grammars linear in size)."""
@@ -150,3 +237,42 @@ def key_units(text: str) -> list[str]:
             i += 1
     return units
 
+
+
+def _seq(b: Any, *parts: Any) -> Any:
+    """A sequence, or None when a part is None (admits nothing)."""
+    return None if any(p is None for p in parts) else b.seq(*parts)
+
+
+def _search(pattern: str, name: str) -> bool:
+    """Whether a declared name matches a pattern, decided as JSON Schema validators do (Python's re)."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        raise GrammarError(f"patternProperties: {pattern!r} is not a regex Python can read") from None
+
+
+def _name_allowed(key_names: Any, name: str) -> bool:
+    """Whether a declared name meets `propertyNames` (a schema for strings)."""
+    if key_names is True or key_names == {}:
+        return True
+    if key_names is False:
+        return False
+    term = _key_names_term(key_names)
+    return not automaton.Automaton(automaton.both(term, automaton.literal(name))).is_empty()
+
+
+def _key_names_term(key_names: Any) -> tuple:
+    """`propertyNames` as the regular language of the keys' text."""
+    if key_names is False:
+        return automaton.NONE
+    if not isinstance(key_names, dict):
+        raise GrammarError("propertyNames must be a schema")
+    known = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const"} | ANNOTATIONS
+    if any(k not in known for k in key_names) or key_names.get("type", "string") != "string":
+        raise GrammarError("propertyNames is supported as a string schema (pattern, format, lengths, enum, const)")
+    term = string_term(key_names)
+    values = [key_names["const"]] if "const" in key_names else key_names.get("enum")
+    if values is not None:
+        term = automaton.both(term, automaton.alt(*[automaton.literal(v) for v in values if isinstance(v, str)]))
+    return term

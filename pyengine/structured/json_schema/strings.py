@@ -102,6 +102,16 @@ class Strings:
             return self._shared("string")
         return self._string_of_length(min_len, max_len)
 
+    def strings_disjoint(self, a: dict, b: dict) -> bool:
+        """Whether no string meets both schemas' pattern/format/lengths (False when not decided)."""
+        if not any(k in s for s in (a, b) for k in ("pattern", "format")):
+            return False
+        try:
+            term = automaton.both(string_term(a), string_term(b))
+            return automaton.Automaton(term, max_states=2_000).is_empty()
+        except GrammarError:
+            return False
+
     def _string_of_length(self, min_len: int, max_len: int | None) -> Any:
         quote = self.b.literal('"')
         return self.b.seq(quote, self.b.repeat(self.string_char(), min_len, max_len), quote)
