@@ -94,3 +94,23 @@ def test_strict_objects_keep_pattern_keys():
     schema = {"type": "object", "properties": {"id": {"type": "integer"}}, "patternProperties": {"^x-": {}}}
     grammar = json_schema_grammar(schema)
     assert matches(grammar, b'{"id": 1, "x-trace": "t"}') and not matches(grammar, b'{"id": 1, "y": 2}')
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "number", "minimum": 0.1, "maximum": 1}, [0.1, 0.5, 1, 0.10001, 1.0], [0.09, 0, 1.01, -0.5]),
+    ({"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 2.25}, [0.51, 1, 2.2499, 2], [0.5, 2.25, 3]),
+    ({"type": "number", "minimum": -1.5, "maximum": -0.25}, [-1.5, -1, -0.25, -0.3], [-1.51, -0.2, 0, 1]),
+    ({"type": "number", "minimum": -0.5, "exclusiveMaximum": 0.5}, [-0.5, 0, 0.49, -0.1], [0.5, -0.51, 1]),
+    ({"type": "number", "exclusiveMinimum": -2.5}, [-2.4, 0, 100.5], [-2.5, -3]),
+    ({"type": "number", "maximum": 99.99}, [99.99, -1000, 0], [100, 99.991]),
+    ({"type": "integer", "minimum": 0.5, "maximum": 3.5}, [1, 3], [0, 4]),
+])
+def test_fractional_bounds_are_exact(schema, good, bad):
+    check(schema, good, bad)
+    grammar = json_schema_grammar(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    rng = random.Random(1)
+    for _ in range(300):  # any decimal text the grammar takes is in range
+        text = f"{rng.uniform(-4, 4):.{rng.randrange(0, 4)}f}"
+        if matches(grammar, text.encode()):
+            assert validator.is_valid(json.loads(text)), text

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
+from pyengine.structured import automaton
+from pyengine.structured.automaton import NONE, alt, both, chars, complement, literal, repeat, seq, star
 from pyengine.structured.grammar import GrammarError, GrammarLimitError
 from pyengine.structured.json_schema.keywords import TYPE_KEYWORDS
 
@@ -64,9 +67,12 @@ class Numbers:
         return b.alt(*parts)
 
     def number(self, schema: dict) -> Any:
-        """JSON numbers; with bounds, integer-valued bounds are exact, others rounded inward."""
+        """JSON numbers; with bounds, exactly the numbers between them, written without an exponent."""
         if not any(k in schema for k in TYPE_KEYWORDS["number"]):
             return self._shared("number")
+        exact = exact_bounds(schema)
+        if any(isinstance(v, float) and not v.is_integer() for v in (exact[0], exact[2])):
+            return automaton.Automaton(bounded_decimals(*exact)).element(self.b)
         b = self.b
         fraction = b.seq(b.literal("."), b.plus(b.char_class([(48, 57)])))
         lo, lo_open, hi, hi_open = real_bounds(schema)
@@ -155,3 +161,102 @@ def exact_bounds(schema: dict) -> tuple[Any, bool, Any, bool]:
     if isinstance(ex_hi, (int, float)) and not isinstance(ex_hi, bool) and (hi is None or ex_hi <= hi):
         hi, hi_open = ex_hi, True
     return lo, lo_open, hi, hi_open
+
+
+# -- decimal bounds as regular languages (automaton terms) -------------------------------------------------
+# A number here is [-]I[.F] (no exponent). Against a bound bI.bF, x >= bound when I > bI, or I == bI
+# and the fraction F compares >= bF digit by digit (missing digits are zeros); likewise >, <=, <.
+
+_DIGIT = chars([(0x30, 0x39)])
+_DIGITS = star(_DIGIT)
+_NATURAL = alt(literal("0"), seq(chars([(0x31, 0x39)]), _DIGITS))  # no leading zeros
+_FRACTION = alt(seq(literal("."), _DIGIT, _DIGITS), seq())  # optional
+
+
+def bounded_decimals(lo: Any, lo_open: bool, hi: Any, hi_open: bool) -> tuple:
+    """The numbers (as text, no exponent) between lo and hi (None: unbounded), exactly."""
+    magnitude = seq(_NATURAL, _FRACTION)
+    lo_d = None if lo is None else _decimal(lo)
+    hi_d = None if hi is None else _decimal(hi)
+    parts = []
+    # x >= 0 (written without '-'): bounds apply to x itself.
+    if hi_d is None or hi_d > 0 or (hi_d == 0 and not hi_open):
+        terms = [magnitude]
+        if lo_d is not None and (lo_d > 0 or (lo_d == 0 and lo_open)):
+            terms.append(_compare(lo_d, ">" if lo_open else ">="))
+        if hi_d is not None:
+            terms.append(_compare(hi_d, "<" if hi_open else "<="))
+        parts.append(both(*terms))
+    # x < 0, written '-' m with m > 0: x >= lo is m <= -lo, x <= hi is m >= -hi.
+    if lo_d is None or lo_d < 0:
+        terms = [magnitude, _compare(Decimal(0), ">")]
+        if lo_d is not None:
+            terms.append(_compare(-lo_d, "<" if lo_open else "<="))
+        if hi_d is not None and hi_d < 0:
+            terms.append(_compare(-hi_d, ">" if hi_open else ">="))
+        parts.append(seq(literal("-"), both(*terms)))
+    return alt(*parts) if parts else NONE
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _compare(bound: Decimal, op: str) -> tuple:
+    """Magnitudes I[.F] (bound >= 0) that compare with `bound` by op (one of > >= < <=)."""
+    text = format(bound, "f")
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0")
+    n = int(whole)
+    if op in (">", ">="):
+        above = both(_NATURAL, complement(_naturals_up_to(n)))  # I > bI
+        return alt(seq(above, _FRACTION), seq(literal(whole), _fraction_at_least(fraction, op == ">")))
+    below = _naturals_up_to(n - 1)  # I < bI
+    return alt(seq(below, _FRACTION), seq(literal(whole), _fraction_at_most(fraction, op == "<")))
+
+
+def _naturals_up_to(n: int) -> tuple:
+    """Naturals (no leading zeros) <= n."""
+    if n < 0:
+        return NONE
+    text = str(n)
+    width = len(text)
+    parts = [seq(chars([(0x31, 0x39)]), repeat(_DIGIT, 0, width - 2))] if width >= 2 else []
+    parts.append(literal("0"))
+    for k in range(width):  # same width: equal up to k, then a smaller digit, then anything
+        low = 0x31 if k == 0 and width > 1 else 0x30
+        if ord(text[k]) - 1 >= low:
+            parts.append(seq(literal(text[:k]), chars([(low, ord(text[k]) - 1)]), repeat(_DIGIT, width - k - 1,
+                                                                                     width - k - 1)))
+    parts.append(literal(text))
+    return alt(*parts)
+
+
+def _fraction_at_least(digits: str, strict: bool) -> tuple:
+    """'' or '.F' with 0.F >= 0.digits (> when strict); digits has no trailing zero."""
+    if not digits:
+        return seq(literal("."), _DIGITS, chars([(0x31, 0x39)]), _DIGITS) if strict else _FRACTION
+    return seq(literal("."), _digits_at_least(digits, strict))
+
+
+def _digits_at_least(digits: str, strict: bool) -> tuple:
+    if not digits:
+        return seq(_DIGITS, chars([(0x31, 0x39)]), _DIGITS) if strict else _DIGITS
+    d = ord(digits[0])
+    bigger = seq(chars([(d + 1, 0x39)]), _DIGITS) if d < 0x39 else NONE
+    return alt(bigger, seq(literal(digits[0]), _digits_at_least(digits[1:], strict)))
+
+
+def _fraction_at_most(digits: str, strict: bool) -> tuple:
+    """'' or '.F' with 0.F <= 0.digits (< when strict); digits has no trailing zero."""
+    if not digits:
+        return NONE if strict else alt(seq(), seq(literal("."), literal("0"), star(literal("0"))))
+    return alt(seq(), seq(literal("."), _digits_at_most(digits, strict)))
+
+
+def _digits_at_most(digits: str, strict: bool) -> tuple:
+    if not digits:
+        return NONE if strict else star(literal("0"))
+    d = ord(digits[0])
+    smaller = seq(chars([(0x30, d - 1)]), _DIGITS) if d > 0x30 else NONE
+    return alt(smaller, seq(literal(digits[0]), _digits_at_most(digits[1:], strict)))
