@@ -28,6 +28,7 @@ MAX_POINT = 0x10FFFF
 # Terms are tuples, interned by the constructors below, so equal terms are equal tuples:
 #   ("none",) ("empty",) ("chars", ranges) ("seq", a, b) ("alt", frozenset) ("and", frozenset)
 #   ("not", a) ("star", a) ("repeat", a, lo, hi) ("start",) ("end",)
+#   ("mod", k, r): decimal digit strings w with (r * 10**len(w) + value(w)) % k == 0
 NONE = ("none",)  # no string
 EMPTY = ("empty",)  # the empty string
 START = ("start",)
@@ -124,6 +125,11 @@ def literal(text: str) -> tuple:
     return seq(*[chars([(ord(c), ord(c))]) for c in text])
 
 
+def multiple_of(k: int) -> tuple:
+    """Decimal digit strings whose value is a multiple of k (k >= 1; one state per remainder)."""
+    return ("mod", k, 0)
+
+
 def search(t: tuple) -> tuple:
     """Strings that contain a match of t anywhere (JSON Schema's `pattern`; anchors still anchor)."""
     return seq(star(ANY), t, star(ANY))
@@ -144,6 +150,8 @@ def _nullable(t: tuple, at_start: bool, at_end: bool) -> bool:
         return True
     if kind in ("none", "chars"):
         return False
+    if kind == "mod":
+        return t[2] == 0
     if kind == "start":
         return at_start
     if kind == "end":
@@ -164,7 +172,7 @@ def _has_anchor(t: tuple) -> bool:
     kind = t[0]
     if kind in ("start", "end"):
         return True
-    if kind in ("none", "empty", "chars"):
+    if kind in ("none", "empty", "chars", "mod"):
         return False
     if kind in ("alt", "and"):
         return any(_has_anchor(m) for m in t[1])
@@ -180,6 +188,8 @@ def derivative(t: tuple, c: int, at_start: bool) -> tuple:
         return NONE
     if kind == "chars":
         return EMPTY if any(lo <= c <= hi for lo, hi in t[1]) else NONE
+    if kind == "mod":
+        return ("mod", t[1], (t[2] * 10 + c - 0x30) % t[1]) if 0x30 <= c <= 0x39 else NONE
     if kind == "seq":
         head = _seq2(derivative(t[1], c, at_start), t[2])
         return alt(head, derivative(t[2], c, at_start)) if _nullable(t[1], at_start, False) else head
@@ -210,6 +220,8 @@ def _boundaries(t: tuple, out: set) -> None:
         _boundaries(t[2], out)
     elif kind in ("not", "star", "repeat"):
         _boundaries(t[1], out)
+    elif kind == "mod":
+        out.update(range(0x30, 0x3B))  # each digit leads to its own remainder
 
 
 class Automaton:

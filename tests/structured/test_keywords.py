@@ -114,3 +114,40 @@ def test_fractional_bounds_are_exact(schema, good, bad):
         text = f"{rng.uniform(-4, 4):.{rng.randrange(0, 4)}f}"
         if matches(grammar, text.encode()):
             assert validator.is_valid(json.loads(text)), text
+
+
+def test_a_ref_may_name_an_anchor():
+    schema = {"type": "object", "properties": {"a": {"$ref": "#pos"}},
+              "$defs": {"p": {"$anchor": "pos", "type": "integer", "minimum": 1}}}
+    check(schema, [{"a": 1}], [{"a": 0}, {"a": "x"}])
+    with pytest.raises(GrammarError, match="anchor 'nope'"):
+        json_schema_grammar({"$ref": "#nope"})
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"if": {"type": "string"}, "then": {"maxLength": 2}, "else": {"type": "integer"}}, ["ab", 3], ["abc", 1.5, None]),
+    ({"if": {"type": "number"}, "then": {"minimum": 0}}, [0, 2.5, "x", None], [-1, -0.5]),
+    ({"type": ["string", "null"], "if": {"type": "null"}, "else": {"minLength": 1}}, [None, "a"], ["", 1]),
+])
+def test_if_then_else_on_a_type_test(schema, good, bad):
+    check(schema, good, bad)
+
+
+def test_if_then_else_on_other_conditions_is_refused():
+    with pytest.raises(GrammarError, match="if, then"):
+        json_schema_grammar({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}})
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "integer", "multipleOf": 7}, [0, 7, -14, 700], [1, -6, 7.5]),
+    ({"type": "integer", "multipleOf": 5, "minimum": 1, "maximum": 20}, [5, 20], [0, 25, 3]),
+    ({"type": "number", "multipleOf": 3, "exclusiveMinimum": -4.5}, [-3, 0, 9], [-6, 4, 1.5]),
+    ({"allOf": [{"type": "integer", "multipleOf": 4}, {"multipleOf": 6}]}, [12, 24, 0], [4, 6, 18]),
+])
+def test_integer_multiples(schema, good, bad):
+    check(schema, good, bad)
+
+
+def test_a_fractional_multiple_of_is_refused():
+    with pytest.raises(GrammarError, match="fractional step"):
+        json_schema_grammar({"type": "number", "multipleOf": 0.01})

@@ -106,6 +106,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
             return None
         if not isinstance(schema, dict):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
+        if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
+            return self.schema(_if_as_any_of(schema))
         self.check_keywords(schema)
         if "$ref" in schema and all(k == "$ref" or k in ANNOTATIONS for k in schema):
             return self.b.ref(self.ref_rule(schema["$ref"]))
@@ -154,6 +156,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
         if type_ == "boolean":
             return b.alt(b.literal("true"), b.literal("false"))
         if type_ == "integer":
+            if "multipleOf" in schema:
+                return self.multiples(schema)
             lo, hi = integer_bounds(schema, integer=True)
             return self._shared("integer") if lo is None and hi is None else self.integer(lo, hi)
         if type_ == "number":
@@ -194,7 +198,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
         node: Any = self.root
         pointer = unquote(ref[1:])
         if pointer and not pointer.startswith("/"):
-            raise GrammarError(f"$ref {ref!r}: anchors are not supported, only JSON pointers")
+            return self.anchor(pointer, ref)
         for part in pointer.split("/")[1:] if pointer else []:
             part = part.replace("~1", "/").replace("~0", "~")
             if isinstance(node, dict) and part in node:
@@ -204,6 +208,19 @@ class SchemaCompiler(Numbers, Strings, Objects):
             else:
                 raise GrammarError(f"$ref {ref!r} points at nothing in the schema")
         return node
+
+    def anchor(self, name: str, ref: str) -> Any:
+        """The subschema that declares `"$anchor": name` (or a draft-7 `"$id": "#name"`)."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if node.get("$anchor") == name or node.get("$id") == "#" + name:
+                    return node
+                stack += [v for k, v in node.items() if k not in ("const", "enum", "default", "examples")]
+            elif isinstance(node, list):
+                stack += node
+        raise GrammarError(f"$ref {ref!r}: no subschema declares the anchor {name!r}")
 
     # -- containers --------------------------------------------------------------------------------
 
@@ -351,6 +368,23 @@ class SchemaCompiler(Numbers, Strings, Objects):
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else self.b.alt(*parts)
+
+
+def _type_test(condition: dict) -> bool:
+    """An `if` that tests only the type (its negation is a type list too)."""
+    types = schema_types(condition)
+    return all(k == "type" or k in ANNOTATIONS for k in condition) and "type" in condition and \
+        ("number" in types or "integer" not in types)
+
+
+def _if_as_any_of(schema: dict) -> dict:
+    """if/then/else on a type test as a union: (type and then) or (the other types and else)."""
+    rest = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
+    tested = schema_types(schema["if"])
+    others = [t for t in TYPES if t not in tested and not (t == "integer" and "number" in tested)]
+    branches = [{"allOf": [{"type": tested}, schema.get("then", True)]},
+                {"allOf": [{"type": others}, schema.get("else", True)]} if others else False]
+    return {"allOf": [rest, {"anyOf": branches}]}
 
 
 _LIBRARY_LOCK = threading.Lock()

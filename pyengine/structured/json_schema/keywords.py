@@ -15,7 +15,7 @@ MAX_SCHEMA_DEPTH = 100  # nested subschemas (and $ref merges) before GrammarLimi
 # Keywords that validate but that a grammar here cannot express (error unless trivially true).
 UNSUPPORTED_KEYWORDS = (
     "dependencies", "dependentSchemas", "dependentRequired", "if", "then", "else", "not", "uniqueItems",
-    "multipleOf", "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
+    "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
     "$dynamicRef", "$recursiveRef",
 )
 # Keywords that carry no constraint (annotations and structure).
@@ -29,8 +29,8 @@ TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 # The keywords each type reads (a keyword of another type does not constrain this one).
 TYPE_KEYWORDS = {
     "string": ("minLength", "maxLength", "pattern", "format"),
-    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
-    "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
     "array": ("items", "prefixItems", "additionalItems", "minItems", "maxItems"),
     "object": ("properties", "required", "additionalProperties", "patternProperties", "propertyNames",
                "minProperties", "maxProperties"),

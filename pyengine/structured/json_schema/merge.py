@@ -10,6 +10,7 @@ and an `anyOf`/`oneOf` branch where its keyword is, relative to the sibling `pro
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -67,6 +68,9 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
             out[key] = max(mine, value)
         elif key in ("maximum", "maxLength", "maxItems", "maxProperties"):
             out[key] = min(mine, value)
+        elif key == "multipleOf" and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                         for v in (mine, value)):
+            out[key] = math.lcm(mine, value)
         elif key == "enum":
             out[key] = [v for v in mine if any(json_equal(v, w) for w in value)]
         elif key == "const":

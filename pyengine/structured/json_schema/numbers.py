@@ -17,6 +17,22 @@ MAX_INT_DIGITS = 400  # integer bounds larger than this many digits are an error
 class Numbers:
     """The integer and number grammars (a mixin of `SchemaCompiler`: uses its builder `b`)."""
 
+    def multiples(self, schema: dict) -> Any:
+        """Integers that are multiples of an integer `multipleOf`, between the bounds (an integer
+        multiple is written as an integer, also where the type is number)."""
+        step = schema["multipleOf"]
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
+            raise GrammarError(f"multipleOf must be a number above 0, got {step!r}")
+        if isinstance(step, float) and not step.is_integer():
+            raise GrammarError(f"multipleOf with a fractional step ({step}) is not supported")
+        lo, hi = integer_bounds(schema, integer=True)
+        if lo is not None and hi is not None and lo > hi:
+            return None
+        sign = alt(literal("-"), seq())
+        term = both(seq(sign, _NATURAL), seq(sign, automaton.multiple_of(int(step))),
+                    bounded_decimals(lo, False, hi, False))
+        return automaton.Automaton(term).element(self.b)
+
     def integer(self, lo: int | None, hi: int | None) -> Any:
         if lo is not None and hi is not None and lo > hi:
             return None
@@ -70,6 +86,8 @@ class Numbers:
         """JSON numbers; with bounds, exactly the numbers between them, written without an exponent."""
         if not any(k in schema for k in TYPE_KEYWORDS["number"]):
             return self._shared("number")
+        if "multipleOf" in schema:
+            return self.multiples(schema)
         exact = exact_bounds(schema)
         if any(isinstance(v, float) and not v.is_integer() for v in (exact[0], exact[2])):
             return automaton.Automaton(bounded_decimals(*exact)).element(self.b)
