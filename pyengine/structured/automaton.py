@@ -262,6 +262,7 @@ class Automaton:
             self.edges.append([])
         self.accepting = [_nullable(t, i == 0, True) for i, t in enumerate(self.terms)]
 
+    @functools.cached_property
     def live(self) -> list[bool]:
         """States from which an accepting state can be reached."""
         incoming: list[list[int]] = [[] for _ in self.terms]
@@ -283,7 +284,7 @@ class Automaton:
     def element(self, b: GrammarBuilder, json_string: bool = False) -> Element | None:
         """The language as a left-linear grammar inside `b` (None when empty). With `json_string`,
         each character is written as JSON writes it inside a string (escapes where JSON needs one)."""
-        alive = self.live()
+        alive = self.live
         if not alive[0]:
             return None
         names = {s: b.new_rule("dfa") for s, ok in enumerate(alive) if ok}
@@ -301,6 +302,12 @@ class Automaton:
 
 _JSON_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 _UNSAFE = set(range(0x20)) | {0x22, 0x5C}
+
+
+@functools.lru_cache(maxsize=1024)
+def automaton_of(term: tuple, max_states: int = MAX_STATES) -> Automaton:
+    """`Automaton(term)`, kept for the next grammar that needs the same language (they are immutable)."""
+    return Automaton(term, max_states)
 
 
 def _pieces(b: GrammarBuilder, ranges: tuple, json_string: bool) -> list[tuple]:

@@ -31,7 +31,7 @@ class Numbers:
         sign = alt(literal("-"), seq())
         term = both(seq(sign, _NATURAL), seq(sign, automaton.multiple_of(int(step))),
                     bounded_decimals(lo, False, hi, False))
-        return automaton.Automaton(term).element(self.b)
+        return automaton.automaton_of(term).element(self.b)
 
     def integer(self, lo: int | None, hi: int | None) -> Any:
         if lo is not None and hi is not None and lo > hi:
@@ -90,7 +90,7 @@ class Numbers:
             return self.multiples(schema)
         exact = exact_bounds(schema)
         if any(isinstance(v, float) and not v.is_integer() for v in (exact[0], exact[2])):
-            return automaton.Automaton(bounded_decimals(*exact)).element(self.b)
+            return automaton.automaton_of(bounded_decimals(*exact)).element(self.b)
         b = self.b
         fraction = b.seq(b.literal("."), b.plus(b.char_class([(48, 57)])))
         lo, lo_open, hi, hi_open = real_bounds(schema)

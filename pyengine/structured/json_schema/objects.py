@@ -138,7 +138,7 @@ class Objects:
             if expr is None:
                 continue
             term = automaton.both(*base, *[t if yes else automaton.complement(t) for yes, t in zip(chosen, searched)])
-            key = automaton.Automaton(term).element(b, json_string=True)
+            key = automaton.automaton_of(term).element(b, json_string=True)
             if key is not None:
                 parts.append(b.seq(b.literal('"'), key, b.literal('"'), self.token(":"), expr))
         return self.alt(parts)
@@ -259,7 +259,7 @@ def _name_allowed(key_names: Any, name: str) -> bool:
     if key_names is False:
         return False
     term = _key_names_term(key_names)
-    return not automaton.Automaton(automaton.both(term, automaton.literal(name))).is_empty()
+    return not automaton.automaton_of(automaton.both(term, automaton.literal(name))).is_empty()
 
 
 def _key_names_term(key_names: Any) -> tuple:

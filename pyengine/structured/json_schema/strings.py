@@ -96,7 +96,7 @@ class Strings:
         if fmt is not None and pattern is None and not bounded:
             return b.seq(quote, self.embed_regex(FORMATS[fmt], json_string=True), quote)
         if pattern is not None or fmt is not None:  # an intersection, or anchors inside the pattern
-            content = automaton.Automaton(string_term(schema)).element(b, json_string=True)
+            content = automaton.automaton_of(string_term(schema)).element(b, json_string=True)
             return None if content is None else b.seq(quote, content, quote)
         if min_len == 0 and max_len is None:
             return self._shared("string")
@@ -108,7 +108,7 @@ class Strings:
             return False
         try:
             term = automaton.both(string_term(a), string_term(b))
-            return automaton.Automaton(term, max_states=2_000).is_empty()
+            return automaton.automaton_of(term, max_states=2_000).is_empty()
         except GrammarError:
             return False
 
