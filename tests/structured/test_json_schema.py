@@ -166,7 +166,7 @@ def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
 
 
 @pytest.mark.parametrize("schema, needle", [
-    ({"not": {"type": "string"}}, "not"),
+    ({"type": "integer", "not": {"multipleOf": 3}}, "not"),
     ({"type": "object", "dependentRequired": {"a": ["b"]}}, "dependentRequired"),
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
     ({"if": {}, "then": {}}, "if, then"),

@@ -151,3 +151,21 @@ def test_integer_multiples(schema, good, bad):
 def test_a_fractional_multiple_of_is_refused():
     with pytest.raises(GrammarError, match="fractional step"):
         json_schema_grammar({"type": "number", "multipleOf": 0.01})
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "string", "not": {"enum": ["1", "3"]}}, ["2", "", "13"], ["1", "3"]),
+    ({"not": {"enum": ["1", "3"]}}, ["2", 1, None, [1]], ["1", "3"]),
+    ({"not": {"pattern": "^a"}}, ["b", "", "ba"], ["a", "ab", 1, None]),
+    ({"type": "string", "not": {"anyOf": [{"pattern": "^[0-9]+$"}, {"maxLength": 1}]}}, ["ab", "a1"], ["12", "x", ""]),
+    ({"type": "object", "not": {"required": ["a"]}}, [{}, {"b": 1}], [{"a": 1}]),
+    ({"type": "object", "not": {"required": ["a", "b"]}}, [{"a": 1}, {"b": 2}, {}], [{"a": 1, "b": 2}]),
+    ({"not": {"type": ["string", "null"]}}, [1, 1.5, [], {}, True], ["x", None]),
+])
+def test_not_of_the_forms_that_have_a_positive_reading(schema, good, bad):
+    check(schema, good, bad)
+
+
+def test_other_nots_are_refused():
+    with pytest.raises(GrammarError, match="not"):
+        json_schema_grammar({"type": "integer", "not": {"multipleOf": 7}})

@@ -19,7 +19,7 @@ from pyengine.structured.json_schema.merge import expand, with_siblings
 from pyengine.structured.json_schema.numbers import Numbers, integer_bounds
 from pyengine.structured.json_schema.objects import Objects, key_escapes
 from pyengine.structured.json_schema.oneof import disjoint, schema_path
-from pyengine.structured.json_schema.strings import Strings
+from pyengine.structured.json_schema.strings import Strings, accepts_non_strings, string_language
 
 _WS_CHARS = ((0x20, 0x20), (0x09, 0x0A), (0x0D, 0x0D))  # space, tab, LF, CR
 
@@ -108,6 +108,11 @@ class SchemaCompiler(Numbers, Strings, Objects):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
         if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
             return self.schema(_if_as_any_of(schema))
+        if "not" in schema and not _string_not(schema):
+            positive = _negation(schema["not"])
+            if positive is not None:
+                rest = {k: v for k, v in schema.items() if k != "not"}
+                return self.schema({"allOf": [rest, positive]})
         self.check_keywords(schema)
         if "$ref" in schema and all(k == "$ref" or k in ANNOTATIONS for k in schema):
             return self.b.ref(self.ref_rule(schema["$ref"]))
@@ -169,7 +174,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
         return self.object(schema)
 
     def check_keywords(self, schema: dict) -> None:
-        bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)]
+        bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)
+               and not (k == "not" and _string_not(schema))]
         if bad:
             raise GrammarError(f"unsupported JSON Schema keyword(s): {', '.join(bad)}")
         if "type" in schema:
@@ -368,6 +374,35 @@ class SchemaCompiler(Numbers, Strings, Objects):
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else self.b.alt(*parts)
+
+
+def _string_not(schema: dict) -> bool:
+    """A string schema whose `not` is string keywords only: strings.py writes it as a complement."""
+    return schema_types(schema) == ["string"] and string_language(schema["not"]) is not None
+
+
+def _negation(negated: Any) -> Any:
+    """A schema without `not` accepting exactly what `negated` rejects, for the forms this knows
+    (required keys, a type test, string keywords); None otherwise."""
+    if not isinstance(negated, dict):
+        return None
+    keys = {k for k in negated if k not in ANNOTATIONS}
+    if keys == {"required"} and isinstance(negated["required"], list) and negated["required"]:
+        absent = [{"properties": {k: False}} for k in negated["required"]]  # some required key is missing
+        return absent[0] if len(absent) == 1 else {"anyOf": absent}
+    if keys == {"type"}:
+        tested = schema_types(negated)
+        if "integer" in tested and "number" not in tested:
+            return None  # the non-integer numbers have no type of their own
+        return {"type": [t for t in TYPES if t not in tested and not (t == "integer" and "number" in tested)]}
+    if string_language(negated) is None:
+        return None
+    non_strings = accepts_non_strings(negated)
+    if non_strings is None:
+        return None
+    if non_strings:  # negated takes every non-string: its complement is strings only
+        return {"type": "string", "not": negated}
+    return {"anyOf": [{"type": [t for t in TYPES if t != "string"]}, {"type": "string", "not": negated}]}
 
 
 def _type_test(condition: dict) -> bool:

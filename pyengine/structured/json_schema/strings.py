@@ -6,7 +6,7 @@ from typing import Any
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError
 from pyengine.structured import automaton
-from pyengine.structured.json_schema.keywords import nonneg_int, subtract_points
+from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int, subtract_points
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
 # A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
@@ -90,12 +90,12 @@ class Strings:
         if fmt is not None and fmt not in FORMATS:
             raise GrammarError(f"unsupported string format {fmt!r} (supported: {', '.join(FORMATS)})")
         quote = b.literal('"')
-        bounded = min_len > 0 or max_len is not None
+        bounded = min_len > 0 or max_len is not None or "not" in schema
         if pattern is not None and fmt is None and not bounded and _simply_anchored(pattern):
             return b.seq(quote, self.embed_regex(_unanchored(pattern), json_string=True), quote)
         if fmt is not None and pattern is None and not bounded:
             return b.seq(quote, self.embed_regex(FORMATS[fmt], json_string=True), quote)
-        if pattern is not None or fmt is not None:  # an intersection, or anchors inside the pattern
+        if pattern is not None or fmt is not None or "not" in schema:  # an intersection, a complement, anchors
             content = automaton.automaton_of(string_term(schema)).element(b, json_string=True)
             return None if content is None else b.seq(quote, content, quote)
         if min_len == 0 and max_len is None:
@@ -141,9 +141,78 @@ class Strings:
         return embed_grammar(self.b, regex_grammar(pattern), json_string)
 
 
+STRING_LANGUAGE = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const", "anyOf", "allOf", "not"}
+
+
+def string_language(schema: Any) -> tuple | None:
+    """The strings a schema made only of string keywords (and anyOf/allOf/not of such) accepts, as a
+    term; None for any other schema."""
+    if schema is True or schema == {}:
+        return automaton.star(automaton.ANY)
+    if schema is False:
+        return automaton.NONE
+    if not isinstance(schema, dict) or any(k not in STRING_LANGUAGE and k not in ANNOTATIONS for k in schema):
+        return None
+    types = schema.get("type", "string")
+    if types != "string" and not (isinstance(types, list) and "string" in types):
+        return automaton.NONE if isinstance(types, (str, list)) else None
+    try:
+        terms = [string_term({k: v for k, v in schema.items() if k in ("pattern", "format", "minLength", "maxLength")})]
+    except GrammarError:
+        return None
+    values = [schema["const"]] if "const" in schema else schema.get("enum")
+    if values is not None:
+        terms.append(automaton.alt(*[automaton.literal(v) for v in values if isinstance(v, str)]))
+    for key, combine in (("anyOf", automaton.alt), ("allOf", automaton.both)):
+        if key in schema:
+            parts = [string_language(s) for s in schema[key]] if isinstance(schema[key], list) else [None]
+            if any(p is None for p in parts):
+                return None
+            terms.append(combine(*parts))
+    if "not" in schema:
+        inner = string_language(schema["not"])
+        if inner is None:
+            return None
+        terms.append(automaton.complement(inner))
+    return automaton.both(*terms)
+
+
+def accepts_non_strings(schema: Any) -> bool | None:
+    """For a string-language schema: True when it accepts every non-string, False when none, None
+    when some (a number in an enum, a type list)."""
+    if schema is True or schema == {}:
+        return True
+    if schema is False:
+        return False
+    flags = []
+    if "type" in schema:
+        flags.append(False if schema["type"] == "string" or schema["type"] == ["string"] else None)
+    if "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else schema["enum"]
+        flags.append(False if all(isinstance(v, str) for v in values) else None)
+    for key in ("anyOf", "allOf"):
+        if key in schema:
+            parts = [accepts_non_strings(s) for s in schema[key]]
+            if None in parts:
+                flags.append(None)
+            else:
+                flags.append(any(parts) if key == "anyOf" else all(parts))
+    if "not" in schema:
+        inner = accepts_non_strings(schema["not"])
+        flags.append(None if inner is None else not inner)
+    if False in flags:
+        return False
+    return None if None in flags else True
+
+
 def string_term(schema: dict) -> tuple:
-    """The regular language of a string schema's characters (pattern, format, lengths) as one term."""
+    """The regular language of a string schema's characters (pattern, format, lengths, not) as one term."""
     terms = []
+    if "not" in schema:
+        inner = string_language(schema["not"])
+        if inner is None:
+            raise GrammarError("'not' is supported on a string as pattern/format/length/enum/const tests")
+        terms.append(automaton.complement(inner))
     if isinstance(schema.get("pattern"), str):
         terms.append(automaton.search(automaton.parse_regex(schema["pattern"])))
     if schema.get("format") in FORMATS:
