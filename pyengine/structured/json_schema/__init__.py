@@ -8,7 +8,9 @@ expressed exactly it is; where only a stricter language can be written (a bounde
 escaped object key) the grammar is stricter and the docs say so; where neither is possible the
 compile fails with `GrammarError` naming the keyword. Nothing is silently dropped.
 
-What each part becomes (docs/06-structured-outputs.md walks through one example):
+What each part becomes (docs/06-structured-outputs.md walks through one example), and where:
+keywords.py (the vocabulary, `JsonOptions`), compiler.py (dispatch by keyword and type, arrays,
+references), numbers.py, strings.py, objects.py, merge.py (allOf and property order), oneof.py.
 
 - types: `null`, `boolean`, `integer` (`-?(0|[1-9][0-9]*)`, no `1.0`), `number` (JSON's number),
   `string` (JSON's string, escapes included), `array`, `object`; a list of types is an alternation;
@@ -30,14 +32,18 @@ What each part becomes (docs/06-structured-outputs.md walks through one example)
   keys use canonical escapes only (no `\\u` escapes for printable characters), so that "not a
   declared name" can be decided on the text.
 - arrays: `prefixItems` (or draft-4 `items: [...]` + `additionalItems`), `items`, `minItems`,
-  `maxItems` exactly.
+  `maxItems` exactly. `patternProperties` (a key takes the schemas of every pattern it matches,
+  declared keys too), `propertyNames` as a string schema, `minProperties`/`maxProperties`.
 - strings: `minLength` / `maxLength` in characters (an escape is one character), `pattern` (the
-  regex front end's dialect, unanchored as JSON Schema says unless `^`/`$` anchor it), and the
-  formats date, time, date-time, uuid, email, ipv4, hostname, uri, uri-reference, byte (FORMATS),
-  enforced (as llguidance does); any other format is a `GrammarError`, not an annotation.
+  regex front end's dialect, unanchored as JSON Schema says; `^`/`$` anchor anywhere), and the
+  formats date, time, date-time, uuid, email, ipv4, ipv6, hostname, uri, uri-reference, byte
+  (FORMATS), enforced (as llguidance does); any other format is a `GrammarError`, not an
+  annotation. Together they are one regular language, intersected (automaton.py).
 - integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` exactly (a digit-range
-  grammar, any size). numbers: the same bounds rounded inward to integers, and no exponent when
-  bounded (exact for integer bounds; stricter for fractional ones).
+  grammar, any size), an integer `multipleOf` (a remainder automaton). numbers: the same bounds,
+  fractional ones exactly too, and no exponent when bounded.
+- `not` where it has a positive reading (required keys, a type test, string keywords);
+  `if`/`then`/`else` where `if` is a type test; every other use is a `GrammarError`.
 
 Whitespace (`JsonOptions.whitespace`): "flexible" (the default, llguidance's and xgrammar's):
 any run of space, tab, CR, LF between tokens, none before the first or after the last token;
@@ -46,9 +52,6 @@ any run of space, tab, CR, LF between tokens, none before the first or after the
 """
 
 from __future__ import annotations
-
-import dataclasses
-import json
 
 from pyengine.structured.json_schema.compiler import (SchemaCompiler, any_json_object_grammar, json_schema_expr,
                                                       json_schema_grammar)
