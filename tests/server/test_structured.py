@@ -152,7 +152,7 @@ def test_tool_choice_named(client):
 
 @pytest.mark.parametrize("kwargs, param, needle", [
     (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "patternProperties": {"^a": {}}}}}), "response_format", "patternProperties"),
+        "oneOf": [{"type": "integer"}, {"type": "number"}]}}}), "response_format", "oneOf at #/oneOf"),
     (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/nope"}}}),
      "response_format", "points at nothing"),
     (dict(extra_body={"structured_outputs": {"regex": "(a|b"}}), "structured_outputs", "invalid structured_outputs"),
@@ -161,7 +161,8 @@ def test_tool_choice_named(client):
     (dict(extra_body={"structured_outputs": {"json": "{oops"}}), "structured_outputs", "not valid JSON"),
     (dict(extra_body={"structured_outputs": {"regex": "a"}}, response_format={"type": "json_object"}),
      "response_format", "each set a constraint"),
-    (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"not": {}}}}], tool_choice="required"),
+    (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"uniqueItems": True}}}],
+          tool_choice="required"),
      "tools", "unsupported JSON Schema keyword"),
     (dict(tools=TOOLS, tool_choice="required", extra_body={"structured_outputs": {"regex": "a"}}),
      "structured_outputs", "not both"),
