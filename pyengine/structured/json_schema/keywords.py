@@ -69,7 +69,8 @@ class JsonOptions:
     @classmethod
     def from_switches(cls, disable_any_whitespace: bool = False, whitespace_pattern: str | None = None,
                       disable_additional_properties: bool | None = None, unsound_one_of: bool = False) -> "JsonOptions":
-        whitespace = "pattern" if whitespace_pattern is not None else "compact" if disable_any_whitespace else "flexible"
+        whitespace = ("pattern" if whitespace_pattern is not None else
+                      "compact" if disable_any_whitespace else "flexible")
         return cls(whitespace, whitespace_pattern, disable_additional_properties, unsound_one_of)
 
 
