@@ -15,11 +15,12 @@ from pyengine.structured.matcher import matches
 
 PLAIN = JsonOptions(disable_additional_properties=False)
 CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
 
 
 def check(schema, good, bad, options=PLAIN):
     grammar = json_schema_grammar(schema, options)
-    validator = jsonschema.Draft202012Validator(schema, format_checker=CHECKER)
+    validator = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)(schema, format_checker=CHECKER)
     for value in good:
         assert validator.is_valid(value), f"test data: {value!r} should be valid"
         assert matches(grammar, json.dumps(value, ensure_ascii=False).encode()), value
@@ -169,3 +170,15 @@ def test_not_of_the_forms_that_have_a_positive_reading(schema, good, bad):
 def test_other_nots_are_refused():
     with pytest.raises(GrammarError, match="not"):
         json_schema_grammar({"type": "integer", "not": {"multipleOf": 7}})
+
+
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "object", "dependentRequired": {"a": ["b"]}}, [{}, {"b": 1}, {"a": 1, "b": 2}], [{"a": 1}]),
+    ({"$schema": DRAFT7, "type": "object", "dependencies": {"a": ["b", "c"]}}, [{"a": 1, "b": 2, "c": 3}, {"c": 1}], [{"a": 1, "b": 2}]),
+    ({"type": "object", "properties": {"a": {}, "n": {}},
+      "dependentSchemas": {"a": {"properties": {"n": {"type": "integer"}}}}}, [{"a": 1, "n": 2}, {"n": "x"}],
+     [{"a": 1, "n": "x"}]),
+    ({"$schema": DRAFT7, "type": "object", "dependencies": {"a": {"required": ["z"]}}}, [{"a": 1, "z": 0}, {}], [{"a": 1}]),
+])
+def test_dependencies(schema, good, bad):
+    check(schema, good, bad)

@@ -43,7 +43,8 @@ references), numbers.py, strings.py, objects.py, merge.py (allOf and property or
   grammar, any size), an integer `multipleOf` (a remainder automaton). numbers: the same bounds,
   fractional ones exactly too, and no exponent when bounded.
 - `not` where it has a positive reading (required keys, a type test, string keywords);
-  `if`/`then`/`else` where `if` is a type test; every other use is a `GrammarError`.
+  `if`/`then`/`else` where `if` is a type test; dependencies as unions (key absent, or present
+  with what it requires); every other use is a `GrammarError`.
 
 Whitespace (`JsonOptions.whitespace`): "flexible" (the default, llguidance's and xgrammar's):
 any run of space, tab, CR, LF between tokens, none before the first or after the last token;

@@ -108,6 +108,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
         if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
             return self.schema(_if_as_any_of(schema))
+        if any(k in schema and schema[k] != {} for k in DEPENDENCIES):
+            return self.schema(_dependencies_as_any_of(schema))
         if "not" in schema and not _string_not(schema):
             positive = _negation(schema["not"])
             if positive is not None:
@@ -374,6 +376,26 @@ class SchemaCompiler(Numbers, Strings, Objects):
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else self.b.alt(*parts)
+
+
+DEPENDENCIES = ("dependentRequired", "dependentSchemas", "dependencies")
+MAX_DEPENDENCIES = 4  # each one doubles the union the object is compiled as
+
+
+def _dependencies_as_any_of(schema: dict) -> dict:
+    """Each dependency "if key k is present, then D" as the union (k absent) or (k present and D)."""
+    rest = {k: v for k, v in schema.items() if k not in DEPENDENCIES}
+    parts = [rest]
+    for keyword in DEPENDENCIES:
+        value = schema.get(keyword, {})
+        if not isinstance(value, dict):
+            raise GrammarError(f"{keyword} must be an object")
+        if len(value) > MAX_DEPENDENCIES:
+            raise GrammarLimitError(f"more than {MAX_DEPENDENCIES} {keyword} entries in one object")
+        for key, then in value.items():
+            present = {"required": [key, *then]} if isinstance(then, list) else {"allOf": [{"required": [key]}, then]}
+            parts.append({"anyOf": [{"properties": {key: False}}, present]})
+    return {"allOf": parts}
 
 
 def _string_not(schema: dict) -> bool:
