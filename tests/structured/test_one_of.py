@@ -56,6 +56,10 @@ def test_a_required_key_the_other_branch_forbids_makes_the_branches_disjoint():
     ({"oneOf": [{"enum": ["a", "b"]}, {"type": "string", "maxLength": 0}]}, ['"a"', '""'], ['"c"']),
     ({"oneOf": [{"type": "array", "maxItems": 1}, {"type": "array", "minItems": 2}]}, ["[]", "[1, 2]"], ["{}"]),
     ({"oneOf": [{"$ref": "#/$defs/a"}, {"type": "null"}], "$defs": {"a": {"type": "boolean"}}}, ["true", "null"], ["0"]),
+    # Untyped tagged branches: every non-object matches both, so oneOf takes objects only.
+    ({"oneOf": [{"properties": {"t": {"const": "a"}}, "required": ["t"]},
+                {"properties": {"t": {"const": "b"}}, "required": ["t"]}]}, ['{"t": "a"}', '{"t": "b"}'],
+     ["null", "5", '"x"', "[]", '{"t": "c"}']),
 ])
 def test_disjoint_branches_compile_exactly(schema, good, bad):
     grammar = json_schema_grammar(schema)

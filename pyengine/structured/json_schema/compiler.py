@@ -15,10 +15,10 @@ from pyengine.structured.json_schema.keywords import (ANNOTATIONS, MAX_SCHEMA_DE
                                                       UNSUPPORTED_KEYWORDS, JsonOptions, as_list, joined, json_equal,
                                                       json_text, json_type_ok, nonneg_int, rule_hint, satisfies,
                                                       schema_types, trivially_true)
-from pyengine.structured.json_schema.merge import expand, with_siblings
+from pyengine.structured.json_schema.merge import expand, merge, with_siblings
 from pyengine.structured.json_schema.numbers import Numbers, integer_bounds
 from pyengine.structured.json_schema.objects import Objects, key_escapes
-from pyengine.structured.json_schema.oneof import disjoint, schema_path
+from pyengine.structured.json_schema.oneof import schema_path, shared_types
 from pyengine.structured.json_schema.strings import Strings, accepts_non_strings, string_language
 
 _WS_CHARS = ((0x20, 0x20), (0x09, 0x0A), (0x0D, 0x0D))  # space, tab, LF, CR
@@ -126,21 +126,33 @@ class SchemaCompiler(Numbers, Strings, Objects):
                 if any(k != key and k not in ANNOTATIONS for k in schema):  # siblings constrain every branch
                     branches = [with_siblings(schema, key, branch, self) for branch in branches]
                 if key == "oneOf":
-                    self.check_one_of(schema[key], branches)
+                    branches = self.exclusive(schema[key], branches)
                 return self.alt([self.schema(branch) for branch in branches])
         return self.typed(schema)
 
-    def check_one_of(self, written: list, branches: list) -> None:
-        """A union is `oneOf` only when no two branches overlap: prove it, or refuse (see oneof.py)."""
+    def exclusive(self, written: list, branches: list) -> list:
+        """The branches of a `oneOf`, whose union is exact: proven disjoint, or disjoint once the
+        types two branches both take whole are left out (a value of such a type matches both, so
+        `oneOf` rejects it); otherwise a GrammarError (see oneof.py), or, opted in, as written."""
         if self.options.unsound_one_of:
-            return
+            return branches
+        left_out: set[str] = set()
         for i, j in itertools.combinations(range(len(branches)), 2):
-            if not disjoint(branches[i], branches[j], self):
+            shared = shared_types(branches[i], branches[j], self)
+            if shared is not None:
+                left_out |= shared
+            else:
                 raise GrammarError(
                     f"oneOf at {schema_path(self.root, written)}: branches {i} and {j} may both match one "
                     "document, and a grammar cannot reject a document for matching two branches; make the "
                     "branches exclusive (a distinct const tag, a required key the other forbids, ...), use anyOf, "
                     "or opt in to reading oneOf as anyOf (unsound_one_of)")
+        if not left_out:
+            return branches
+        if left_out & {"integer", "number"}:
+            left_out |= {"integer", "number"}  # integers inside a number type cannot be left out alone
+        kept = {"type": [t for t in TYPES if t not in left_out]}
+        return [merge(kept, branch, self) for branch in branches]
 
     def typed(self, schema: dict) -> Any:
         types = schema_types(schema)

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from pyengine.structured.grammar import GrammarError
-from pyengine.structured.json_schema.keywords import TYPES, json_equal, schema_types
+from pyengine.structured.json_schema.keywords import TYPE_KEYWORDS, TYPES, json_equal, schema_types
 from pyengine.structured.json_schema.merge import expand, with_siblings
 from pyengine.structured.json_schema.numbers import exact_bounds
 
@@ -52,6 +52,35 @@ def disjoint(a: Any, b: Any, compiler: Any, depth: int = 0) -> bool:
             return all(excludes(y, v, compiler) or excludes(rest, v, compiler) for v in values)
     common = _common_types(a, b)
     return all(_disjoint_as(t, a, b, compiler, depth) for t in common)
+
+
+def shared_types(a: Any, b: Any, compiler: Any) -> set[str] | None:
+    """The JSON types on which two branches overlap only because both accept every value of the
+    type (a value of such a type fails `oneOf`, so the union can leave the type out), when on
+    every other type they are proven disjoint; None when they may overlap otherwise."""
+    if disjoint(a, b, compiler):
+        return set()
+    try:
+        a, b = _expanded(a, compiler), _expanded(b, compiler)
+    except GrammarError:
+        return None
+    if not isinstance(a, dict) or not isinstance(b, dict) or any(
+            k in x for x in (a, b) for k in ("anyOf", "oneOf", "const", "enum", "not")):
+        return None
+    shared = set()
+    for kind in _common_types(a, b):
+        if _disjoint_as(kind, a, b, compiler, 0):
+            continue
+        if not (_takes_every(a, kind) and _takes_every(b, kind)):
+            return None
+        shared.add(kind)
+    return shared
+
+
+def _takes_every(schema: dict, kind: str) -> bool:
+    """Whether every value of JSON type `kind` is valid under `schema` (no keyword of that type)."""
+    words = TYPE_KEYWORDS["number" if kind == "integer" else kind] if kind in TYPE_KEYWORDS else ()
+    return kind in schema_types(schema) and not any(k in schema for k in words)
 
 
 def excludes(schema: Any, value: Any, compiler: Any, depth: int = 0) -> bool:
