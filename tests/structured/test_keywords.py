@@ -182,3 +182,8 @@ def test_other_nots_are_refused():
 ])
 def test_dependencies(schema, good, bad):
     check(schema, good, bad)
+
+
+def test_two_nots_merge_into_one():
+    schema = {"type": "object", "allOf": [{"not": {"required": ["a"]}}, {"not": {"required": ["b"]}}]}
+    check(schema, [{}, {"c": 1}], [{"a": 1}, {"b": 1}])

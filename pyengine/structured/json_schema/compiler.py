@@ -421,6 +421,10 @@ def _negation(negated: Any) -> Any:
     if not isinstance(negated, dict):
         return None
     keys = {k for k in negated if k not in ANNOTATIONS}
+    if keys == {"anyOf"} and isinstance(negated["anyOf"], list) and negated["anyOf"]:
+        parts = [_negation(part) for part in negated["anyOf"]]  # not (A or B) is (not A) and (not B)
+        if all(part is not None for part in parts):
+            return {"allOf": parts}
     if keys == {"required"} and isinstance(negated["required"], list) and negated["required"]:
         absent = [{"properties": {k: False}} for k in negated["required"]]  # some required key is missing
         return absent[0] if len(absent) == 1 else {"anyOf": absent}

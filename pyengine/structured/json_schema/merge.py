@@ -71,6 +71,8 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         elif key == "multipleOf" and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                          for v in (mine, value)):
             out[key] = math.lcm(mine, value)
+        elif key == "not":  # not A and not B is not (A or B)
+            out[key] = {"anyOf": [mine, value]}
         elif key == "enum":
             out[key] = [v for v in mine if any(json_equal(v, w) for w in value)]
         elif key == "const":
