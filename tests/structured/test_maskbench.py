@@ -42,6 +42,7 @@ class Tally:
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     refused: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> schemas
     accepts_invalid: list[str] = dataclasses.field(default_factory=list)
+    rejects_valid: list[str] = dataclasses.field(default_factory=list)
     compile_s: list[float] = dataclasses.field(default_factory=list)
     mask_s: list[float] = dataclasses.field(default_factory=list)
 
@@ -139,6 +140,7 @@ def run(cases, tokenizer, impls) -> dict[str, Tally]:
                     outcome = "accepts-invalid"
                 elif valid and not accepted and outcome == "pass":
                     outcome = "rejects-valid"
+                    tally.rejects_valid.append(name)
             tally.counts[outcome] += 1
     return tallies
 
@@ -173,6 +175,7 @@ def report(tallies: dict[str, Tally]) -> None:
         print(tally.line(name))
     ours = tallies["pyengine"]
     print("pyengine refused, by reason:", dict(ours.refused.most_common(10)))
+    print("pyengine rejects a valid instance of:", ", ".join(ours.rejects_valid))
 
 
 @pytest.mark.slow
