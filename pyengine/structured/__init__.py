@@ -2,9 +2,11 @@
 
     grammar.py      Grammar (rules over bytes) and GrammarBuilder (combinators)
     regex.py        regex -> Grammar          ebnf.py         GBNF -> Grammar
-    json_schema.py  JSON Schema -> Grammar    constraints.py  every front end, cached; tool calls; structural tags
+    automaton.py    regular languages intersected and complemented (derivatives) -> Grammar
+    json_schema/    JSON Schema -> Grammar    constraints.py  every front end, cached; tool calls; structural tags
     trie.py         TokenTrie: the vocabulary's bytes, built once per tokenizer
-    matcher.py      GrammarMatcher: the allowed-token bitmask at each step, advanced per token
+    matcher.py      GrammarMatcher: the allowed-token bitmask at each step, advanced per token;
+                    matches(grammar, data), the slow reference recognizer
 
 A component like sampling and text: it imports neither; the engine composes them (it builds the
 trie from the tokenizer's token bytes and hands the sampler a mask). docs/06-structured-outputs.md

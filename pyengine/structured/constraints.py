@@ -4,7 +4,7 @@ The front ends of vLLM's `structured_outputs` (and of `response_format` and forc
 which the server turns into one of them), each compiled to a `Grammar` over bytes:
 
     kind             spec                          grammar
-    json             a JSON Schema (dict or text)  json_schema.py
+    json             a JSON Schema (dict or text)  json_schema/
     json_object      True                          any JSON object
     regex            a pattern                     regex.py (full match)
     choice           a list of strings             one of them, exactly
