@@ -281,7 +281,8 @@ def _ours(vocab, kind, source, impl):
             return regex_grammar(source)
         if kind == "gbnf":
             return ebnf_grammar(source)
-        return json_schema_grammar(source, JsonOptions())
+        # Plain JSON Schema (undeclared keys allowed), as the peers compile it: like for like.
+        return json_schema_grammar(source, JsonOptions(disable_additional_properties=False))
 
     def fill_accept(m):
         return lambda: m.fill_bitmask(words), m.accept_token

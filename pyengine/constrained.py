@@ -85,7 +85,7 @@ class ConstrainedDecoding:
         from pyengine.structured import JsonOptions, compile_grammar  # noqa: PLC0415  (the first constraint loads it)
 
         options = JsonOptions.from_switches(so.disable_any_whitespace, so.whitespace_pattern,
-                                            so.disable_additional_properties)
+                                            so.disable_additional_properties, so.unsound_one_of)
         spec = so.spec
         if so.kind == "tool_calls":
             tools, min_calls, max_calls = spec

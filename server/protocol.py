@@ -169,6 +169,9 @@ class StructuredOutputsParams(SpecModel):
     disable_additional_properties: bool | None = None  # None: the engine's default (declared keys only)
     whitespace_pattern: str | None = None
     structural_tag: str | None = None
+    # pyengine's own, documented as unsound: a oneOf whose branches are not proven disjoint is
+    # compiled as anyOf (it may accept a document valid under two branches) instead of a 400
+    unsound_one_of: bool = False
     backend: str | None = Field(default=None, alias="_backend")
     backend_was_auto: bool = Field(default=False, alias="_backend_was_auto")
 

@@ -68,7 +68,7 @@ def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
     if so is not None:
         switches |= {"disable_any_whitespace": so.disable_any_whitespace,
                     "disable_additional_properties": so.disable_additional_properties,
-                    "whitespace_pattern": so.whitespace_pattern}
+                    "whitespace_pattern": so.whitespace_pattern, "unsound_one_of": so.unsound_one_of}
         given = {k: v for k, v in _so_kinds(so).items() if v is not None}
     if plan.is_forced:
         if given:
@@ -142,7 +142,7 @@ def _check_spec(kind: str, spec: Any, source: str) -> None:
 def _compiled(params: StructuredOutputsParams, source: str) -> StructuredOutputsParams:
     """Compile now (cached) so a bad constraint is a 400 here; the engine reuses the result."""
     options = JsonOptions.from_switches(params.disable_any_whitespace, params.whitespace_pattern,
-                                        params.disable_additional_properties)
+                                        params.disable_additional_properties, params.unsound_one_of)
     try:
         compile_grammar(params.kind, params.spec, options)
     except ValueError as exc:  # GrammarError and GrammarLimitError

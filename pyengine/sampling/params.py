@@ -71,7 +71,11 @@ class StructuredOutputsParams:
     is pyengine's own: the server's forced tool calls, `(((name, parameters schema), ...),
     min_calls, max_calls)`. The switches shape JSON output: `disable_any_whitespace` (compact
     separators), `whitespace_pattern` (a regex for whitespace), `disable_additional_properties`
-    (objects take only their declared properties). `disable_fallback` is accepted for vLLM's
+    (None, the default, or True: an object schema with `properties` that says nothing about
+    `additionalProperties` takes only its declared keys; False: plain JSON Schema semantics),
+    `unsound_one_of` (pyengine's own: a `oneOf` whose branches are not proven disjoint is read as
+    `anyOf` instead of refused, so a document valid under two branches may be generated).
+    `disable_fallback` is accepted for vLLM's
     sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
     and set by the server when it parses reasoning: ("<think>", "</think>"); the whole output is
     then an optional think block followed by the constraint (pyengine.constrained).
@@ -86,8 +90,9 @@ class StructuredOutputsParams:
     tool_calls: Any = None
     disable_fallback: bool = False
     disable_any_whitespace: bool = False
-    disable_additional_properties: bool = False
+    disable_additional_properties: bool | None = None
     whitespace_pattern: str | None = None
+    unsound_one_of: bool = False
     reasoning_tags: tuple[str, str] | None = None
 
     KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag", "tool_calls")

@@ -4,7 +4,7 @@ The front ends of vLLM's `structured_outputs` (and of `response_format` and forc
 which the server turns into one of them), each compiled to a `Grammar` over bytes:
 
     kind             spec                          grammar
-    json             a JSON Schema (dict or text)  json_schema.py
+    json             a JSON Schema (dict or text)  json_schema/
     json_object      True                          any JSON object
     regex            a pattern                     regex.py (full match)
     choice           a list of strings             one of them, exactly
@@ -124,7 +124,7 @@ def tool_calls_grammar(tools: tuple[tuple[str, Any], ...], min_calls: int = 1, m
         </tool_call>
 
     `tools` is ((name, parameters schema or None), ...); each call names one tool and its
-    arguments match that tool's schema (None: any object). `max_calls=1` for
+    arguments match that tool's schema (None or {}: no arguments, `{}`, with strict objects). `max_calls=1` for
     `parallel_tool_calls: false` and for a named tool choice.
     """
     if not tools:
@@ -132,7 +132,8 @@ def tool_calls_grammar(tools: tuple[tuple[str, Any], ...], min_calls: int = 1, m
     b = GrammarBuilder()
     calls = []
     for name, parameters in tools:
-        schema = {"type": "object"} if parameters is None else parameters
+        # No parameters: an empty object under strict objects (the default), any object otherwise.
+        schema = {"type": "object", "properties": {}} if parameters is None or parameters == {} else parameters
         try:
             arguments = json_schema_expr(b, schema, options)
         except GrammarError as exc:

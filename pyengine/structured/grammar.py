@@ -9,7 +9,7 @@ UTF-8 byte sequences of its code points.
     b = GrammarBuilder()
     digits = b.plus(b.char_class([(ord("0"), ord("9"))]))
     g = b.build(b.seq(b.literal("n="), digits))      # start rule ::= "n=" [0-9]+
-    g.matches(b"n=42")  -> True
+    matches(g, b"n=42")  -> True     (matches: the reference recognizer, in matcher.py)
 
 `GrammarBuilder` keeps grammars small for the Earley matcher: sequences and alternations built from
 anonymous pieces are inlined, single-byte alternatives merge into one `ByteSet`, and `*` / `+` are
@@ -111,13 +111,6 @@ class Grammar:
 
     rules: dict[str, list[tuple[Element, ...]]]
     start: str
-
-    def matches(self, data: bytes) -> bool:
-        """Whether the whole of `data` is in the language (the slow Earley reference, for tests)."""
-        from pyengine.structured.matcher import EarleyParser  # the parser lives beside the matcher
-
-        parser = EarleyParser(self)
-        return all(parser.push_byte(byte) for byte in data) and parser.is_accepting()
 
     def to_flat(self) -> tuple[int, list[tuple[int, list[FlatSymbol]]], list[list[tuple[int, int]]], list[str]]:
         """The grammar as plain numbers, for the matchers: (start, alternatives, byte_sets, names).

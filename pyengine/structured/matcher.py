@@ -142,6 +142,12 @@ class EarleyParser:
         return s
 
 
+def matches(grammar: Grammar, data: bytes) -> bool:
+    """Whether the whole of `data` is in `grammar`'s language (the slow Earley reference, for tests and docs)."""
+    parser = EarleyParser(grammar)
+    return all(parser.push_byte(byte) for byte in data) and parser.is_accepting()
+
+
 class GrammarMatcher:
     """Which tokens may come next under a grammar, and the state advanced by the chosen ones.
 

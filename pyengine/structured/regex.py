@@ -18,6 +18,8 @@ Limits: MAX_REGEX_DEPTH nested groups, MAX_REGEX_LENGTH characters, and the gram
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyengine.structured.grammar import Element, Grammar, GrammarBuilder, GrammarError, GrammarLimitError
 
 MAX_REGEX_DEPTH = 100
@@ -39,9 +41,15 @@ def regex_grammar(pattern: str) -> Grammar:
 
 def regex_element(b: GrammarBuilder, pattern: str) -> Element:
     """`pattern` as an element of a grammar being built (JSON Schema's `pattern` uses this)."""
+    return parse_with(b, pattern)
+
+
+def parse_with(b: Any, pattern: str, anchors: bool = False) -> Any:
+    """`pattern` built with `b`'s combinators (a GrammarBuilder, or automaton.py's terms). With
+    `anchors`, `^ \\A $ \\Z \\z` may stand anywhere and become `b.anchor("^" or "$")`."""
     if len(pattern) > MAX_REGEX_LENGTH:
         raise GrammarLimitError(f"regex longer than {MAX_REGEX_LENGTH} characters")
-    return _Parser(b, pattern).parse()
+    return _Parser(b, pattern, anchors).parse()
 
 
 def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -58,8 +66,8 @@ def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 class _Parser:
     """Recursive descent: alternation -> concatenation -> quantified atom."""
 
-    def __init__(self, b: GrammarBuilder, pattern: str) -> None:
-        self.b, self.p, self.i, self.depth = b, pattern, 0, 0
+    def __init__(self, b: Any, pattern: str, anchors: bool = False) -> None:
+        self.b, self.p, self.i, self.depth, self.anchors = b, pattern, 0, 0, anchors
 
     def error(self, message: str) -> GrammarError:
         return GrammarError(f"regex {self.p!r}: {message} at position {self.i}")
@@ -86,6 +94,10 @@ class _Parser:
         start = self.i
         while self.peek() is not None and self.peek() not in "|)":
             c = self.peek()
+            if self.anchors and (c in "^$" or self.p[self.i:self.i + 2] in ("\\A", "\\Z", "\\z")):
+                items.append(self.b.anchor("^" if c == "^" or self.p.startswith("\\A", self.i) else "$"))
+                self.i += 1 if c in "^$" else 2
+                continue
             if c == "^" or self.p.startswith("\\A", self.i):
                 if not (top and self.i == start):
                     raise self.error("an anchor is supported only at the start of the regex")

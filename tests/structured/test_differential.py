@@ -139,7 +139,8 @@ def test_same_json_masks_as_llguidance(qwen, whitespace, schema, instance):
     else:
         text = json.dumps(instance, indent=2, ensure_ascii=False)
         compiler = llguidance.JsonCompiler(whitespace_flexible=True)
-    ours = matcher.select("native")[1](json_schema_grammar(schema, JsonOptions(whitespace)), trie, [eos])
+    plain = JsonOptions(whitespace, disable_additional_properties=False)  # llguidance's reading of objects
+    ours = matcher.select("native")[1](json_schema_grammar(schema, plain), trie, [eos])
     theirs = llguidance.LLMatcher(ll_tok, compiler.compile(json.dumps(schema)))
     assert not theirs.is_error(), theirs.get_error()
     words = np.zeros((vocab_size + 31) // 32, dtype=np.int32)

@@ -92,7 +92,7 @@ def test_a_bad_constraint_fails_only_its_request(llm):
         choice=["alpha", "beta"])))
     with pytest.raises(ValueError, match="unsupported JSON Schema keyword"):
         engine.add_request("bad", "hi", SamplingParams(structured_outputs=StructuredOutputsParams(
-            json={"not": {}})))
+            json={"type": "array", "uniqueItems": True})))
     finished = []
     while engine.has_unfinished_requests():
         finished += [o for o in engine.step() if o.finished]

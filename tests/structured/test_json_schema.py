@@ -16,12 +16,14 @@ from hypothesis import strategies as st
 
 from pyengine.structured import GrammarError, GrammarLimitError, JsonOptions, compile_grammar, json_schema_grammar
 from pyengine.structured.constraints import cache_info
+from pyengine.structured.matcher import matches
 
 COMPACT = JsonOptions("compact")
+PLAIN = JsonOptions(disable_additional_properties=False)  # JSON Schema's own semantics, undeclared keys allowed
 
 
 def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
-    return json_schema_grammar(schema, options).matches(text.encode())
+    return matches(json_schema_grammar(schema, options), text.encode())
 
 
 @pytest.mark.parametrize("schema, good, bad", [
@@ -74,11 +76,11 @@ def accepts(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:
     (True, ['{"a": [1, {"b": null}]}', "1", '"x"'], ["{", "nul"]),
 ])
 def test_keywords(schema, good, bad):
-    grammar = json_schema_grammar(schema)
+    grammar = json_schema_grammar(schema, PLAIN)
     for text in good:
-        assert grammar.matches(text.encode()), text
+        assert matches(grammar, text.encode()), text
     for text in bad:
-        assert not grammar.matches(text.encode()), text
+        assert not matches(grammar, text.encode()), text
 
 
 @pytest.mark.parametrize("fmt, good, bad", [
@@ -96,10 +98,10 @@ def test_formats_agree_with_jsonschema_format_checker(fmt, good, bad):
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     assert fmt in checker.checkers, f"jsonschema cannot check {fmt!r} here (time needs rfc3339-validator)"
     for value in good:
-        assert grammar.matches(json.dumps(value).encode()), value
+        assert matches(grammar, json.dumps(value).encode()), value
         jsonschema.validate(value, schema, format_checker=checker)
     for value in bad:
-        assert not grammar.matches(json.dumps(value).encode()), value
+        assert not matches(grammar, json.dumps(value).encode()), value
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(value, schema, format_checker=checker)
 
@@ -113,10 +115,22 @@ def test_whitespace_policies():
     assert accepts(schema, '{-"a"-:-[1,-2]-}', dashes) and not accepts(schema, '{ "a": []}', dashes)
 
 
-def test_disable_additional_properties():
+def test_objects_take_only_declared_keys_unless_plain_semantics_are_asked_for():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    plain = JsonOptions.from_switches(disable_additional_properties=False)
     strict = JsonOptions.from_switches(disable_additional_properties=True)
-    assert accepts(schema, '{"a": 1, "b": 2}') and not accepts(schema, '{"a": 1, "b": 2}', strict)
+    assert JsonOptions() == strict  # the default
+    assert not accepts(schema, '{"a": 1, "b": 2}') and not accepts(schema, '{"a": 1, "b": 2}', strict)
+    assert accepts(schema, '{"a": 1, "b": 2}', plain)
+    assert accepts(schema, '{"a": 1}') and accepts(schema, "{}")
+    # What the schema says is kept: additional keys allowed, or held to a schema.
+    assert accepts(dict(schema, additionalProperties=True), '{"a": 1, "b": 2}')
+    typed = dict(schema, additionalProperties={"type": "string"})
+    assert accepts(typed, '{"a": 1, "b": "x"}') and not accepts(typed, '{"a": 1, "b": 2}')
+    # An object schema without properties is any object; allOf parts are closed once merged.
+    assert accepts({"type": "object"}, '{"z": [1]}')
+    both = {"allOf": [schema, {"properties": {"b": {"type": "integer"}}}]}
+    assert accepts(both, '{"a": 1, "b": 2}') and not accepts(both, '{"a": 1, "c": 2}')
 
 
 def test_additional_keys_never_repeat_a_declared_name():
@@ -136,28 +150,28 @@ def test_additional_keys_never_repeat_a_declared_name():
 def test_prebuilt_shared_rules_are_only_a_cache(schema):
     """Copying in the prebuilt schema-independent rules (ws, strings, any value, key characters) gives
     the very grammar that building them in place gives, rule for rule (only the names differ)."""
-    from pyengine.structured.json_schema import _Compiler
+    from pyengine.structured.json_schema import SchemaCompiler
 
     for options in (JsonOptions(), COMPACT):
-        copied = _Compiler(schema, options).compile_root()
-        built_here = _Compiler(schema, options, use_library=False).compile_root()
+        copied = SchemaCompiler(schema, options).compile_root()
+        built_here = SchemaCompiler(schema, options, use_library=False).compile_root()
         assert copied.to_flat()[:3] == built_here.to_flat()[:3]
 
 
 def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
     bad = JsonOptions.from_switches(whitespace_pattern="(")
-    assert json_schema_grammar({"type": "string"}, bad).matches(b'"a"')
+    assert matches(json_schema_grammar({"type": "string"}, bad), b'"a"')
     with pytest.raises(GrammarError):
         json_schema_grammar({"type": "array"}, bad)
 
 
 @pytest.mark.parametrize("schema, needle", [
-    ({"not": {"type": "string"}}, "not"),
-    ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties"),
+    ({"type": "integer", "not": {"multipleOf": 3}}, "not"),
+    ({"type": "object", "dependentRequired": {k: ["x"] for k in "abcde"}}, "dependentRequired"),
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
     ({"if": {}, "then": {}}, "if, then"),
-    ({"type": "number", "multipleOf": 3}, "multipleOf"),
-    ({"type": "string", "format": "ipv6"}, "format 'ipv6'"),
+    ({"type": "number", "multipleOf": 0.5}, "multipleOf"),
+    ({"type": "string", "format": "uri-template"}, "format 'uri-template'"),
     ({"$ref": "http://example.com/s.json"}, "only local references"),
     ({"$ref": "#/$defs/missing"}, "points at nothing"),
     ({"type": "strng"}, "unknown type"),
@@ -174,8 +188,8 @@ def test_unsupported_or_invalid_schemas_say_why(schema, needle):
 
 def test_trivial_uses_of_unsupported_keywords_are_fine():
     grammar = json_schema_grammar({"type": "array", "uniqueItems": False, "patternProperties": {}, "minProperties": 0})
-    assert grammar.matches(b"[]") and grammar.matches(b"[1,1]")  # repeats allowed: uniqueItems is off
-    assert not grammar.matches(b"{}")  # still an array
+    assert matches(grammar, b"[]") and matches(grammar, b"[1,1]")  # repeats allowed: uniqueItems is off
+    assert not matches(grammar, b"{}")  # still an array
 
 
 def test_limits_are_grammar_limit_errors():
@@ -281,3 +295,44 @@ def test_never_accepts_an_invalid_document(schema, value):
     text = json.dumps(value, ensure_ascii=False)
     if accepts(schema, text):
         jsonschema.validate(json.loads(text), schema)
+
+
+@pytest.mark.parametrize("parameters", [None, {}])
+def test_a_tool_without_parameters_is_called_with_an_empty_object(parameters):
+    calls = compile_grammar("tool_calls", ((("now", parameters),), 1, 1))
+    assert matches(calls, b'<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>')
+    assert not matches(calls, b'<tool_call>\n{"name": "now", "arguments": {"tz": "UTC"}}\n</tool_call>')
+    plain = compile_grammar("tool_calls", ((("now", parameters),), 1, 1), PLAIN)
+    assert matches(plain, b'<tool_call>\n{"name": "now", "arguments": {"tz": "UTC"}}\n</tool_call>')
+
+
+def test_tool_arguments_take_only_declared_keys():
+    tool = ("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    calls = compile_grammar("tool_calls", ((tool,), 1, 1))
+    assert matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
+    assert not matches(calls, b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "x": 1}}'
+                              b'\n</tool_call>')
+
+
+def _ordered(first_keyword: str) -> dict:
+    """Properties a (own) and b (from allOf), both required, the keyword `first_keyword` written first."""
+    own = {"properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}
+    merged = {"allOf": [{"$ref": "#/$defs/b"}]}
+    parts = [own, merged] if first_keyword == "properties" else [merged, own]
+    return {"type": "object", **parts[0], **parts[1]}
+
+
+@pytest.mark.parametrize("first, order", [("properties", "ab"), ("allOf", "ba")])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_properties_come_in_the_order_their_keywords_stand_at_every_depth(first, order, depth):
+    schema = _ordered(first)
+    for _ in range(depth):  # the same object as a property value, or behind a $ref
+        schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    defs = {"b": {"properties": {"b": {"type": "integer"}}}}
+    grammar = json_schema_grammar({**schema, "$defs": defs})
+    document = {k: 1 for k in order}
+    swapped = {k: 1 for k in reversed(order)}
+    for _ in range(depth):
+        document, swapped = {"x": document}, {"x": swapped}
+    assert matches(grammar, json.dumps(document).encode())
+    assert not matches(grammar, json.dumps(swapped).encode())

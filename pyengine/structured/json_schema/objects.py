@@ -1,0 +1,278 @@
+"""Objects: declared properties in order, required ones mandatory, and additional keys that are
+none of the declared names (decided on the key's canonically escaped text)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from pyengine.structured import automaton
+from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError
+from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int, subtract_points
+from pyengine.structured.json_schema.merge import merge
+from pyengine.structured.json_schema.strings import ESCAPES, string_term
+
+MAX_COUNTED_MEMBERS = 1_000  # minProperties/maxProperties bounds (rules grow with the bound)
+MAX_PATTERNS = 4  # patternProperties in one object (the keys split into 2**n classes)
+
+_KEY_ASCII = [(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F)]  # ASCII a key may hold unescaped (not " or \\)
+
+
+class Objects:
+    """The object grammars (a mixin of `SchemaCompiler`: uses its builder `b`, options and shared pieces)."""
+
+    def object(self, schema: dict) -> Any:
+        """Declared properties in order (required ones mandatory), then additional keys: those
+        matching a `patternProperties` pattern take its schema, the rest `additionalProperties`;
+        `propertyNames` limits every key; `minProperties`/`maxProperties` count the members."""
+        b = self.b
+        props = schema.get("properties") or {}
+        if not isinstance(props, dict):
+            raise GrammarError("properties must be an object")
+        patterns = schema.get("patternProperties") or {}
+        if not isinstance(patterns, dict):
+            raise GrammarError("patternProperties must be an object")
+        required = as_list(schema.get("required", []), "required")
+        additional = schema.get("additionalProperties", False if self.options.strict_objects and "properties" in schema
+                                else True)
+        key_names = schema.get("propertyNames", True)
+        names = list(props) + [r for r in required if r not in props]
+        members = []  # (expression, required)
+        for name in names:
+            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
+            sub = props[name] if name in props else (True if matching else additional)
+            for extra_schema in matching:  # a declared key also meets every pattern it matches
+                sub = merge(sub, extra_schema, self)
+            expr = self.schema(sub) if _name_allowed(key_names, name) else None
+            if expr is None:
+                if name in required:
+                    return None  # a required property no value can satisfy
+                continue
+            key = self.json_string_literal(name)
+            members.append((b.seq(key, self.token(":"), expr), name in required))
+        if patterns or key_names is not True and key_names != {}:
+            extra = self.pattern_members(names, patterns, additional, key_names)
+        else:
+            extra_value = self.schema(additional)
+            extra = None if extra_value is None else b.seq(self.key_except(names), self.token(":"), extra_value)
+        low = nonneg_int(schema, "minProperties", 0)
+        high = nonneg_int(schema, "maxProperties", None)
+        body = self.members(members, extra, low, high)
+        return None if body is None else b.seq(b.literal("{"), self.ws(), body, self.ws(), b.literal("}"))
+
+    def members(self, members: list[tuple[Any, bool]], extra: Any, low: int, high: int | None) -> Any:
+        """The members in order, each optional one optional, then any number of `extra` ones, with
+        between `low` and `high` members in all (None: when no count can be met)."""
+        b = self.b
+        comma = self.token(",")
+        cap = high if high is not None else low  # counts past `low` are all alike when unbounded
+        if cap > MAX_COUNTED_MEMBERS:
+            raise GrammarLimitError(f"minProperties/maxProperties above {MAX_COUNTED_MEMBERS} are not supported")
+
+        def bump(count: int) -> int | None:  # the count after one more member; None past `high`
+            if high is not None:
+                return count + 1 if count + 1 <= high else None
+            return min(count + 1, low)
+
+        def extras(count: int, lead: bool) -> Any:  # extra members after `count` ones (lead: a comma first)
+            need = max(low - count, 0)
+            most = None if high is None else high - count
+            if most is not None and most < need:
+                return None
+            if extra is None or most == 0:
+                return b.seq() if need == 0 else None
+            step = b.seq(comma, extra)
+            if lead:
+                return b.repeat(step, need, most)
+            run = b.seq(extra, b.repeat(step, max(need - 1, 0), None if most is None else most - 1))
+            return run if need else b.opt(run)
+
+        after_rules: dict[tuple[int, int], Any] = {}
+
+        def after(i: int, count: int) -> Any:  # members i.. once `count` (>= 1) were written
+            key = (i, count)
+            if key not in after_rules:
+                if i == len(members):
+                    after_rules[key] = extras(count, lead=True)
+                else:
+                    expr, req = members[i]
+                    more = bump(count)
+                    take = None if more is None else _seq(b, comma, expr, after(i + 1, more))
+                    body = take if req else self.alt([take, after(i + 1, count)])
+                    after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
+            return after_rules[key]
+
+        def first(i: int) -> Any:  # members i.. when none was written yet
+            if i == len(members):
+                return extras(0, lead=False)
+            expr, req = members[i]
+            more = bump(0)
+            take = None if more is None else _seq(b, expr, after(i + 1, more))
+            if req:
+                return take
+            body = self.alt([take, first(i + 1)])
+            return None if body is None else self._shared_rule("obj_first", body)
+
+        return first(0)
+
+    def pattern_members(self, names: list[str], patterns: dict, additional: Any, key_names: Any) -> Any:
+        """One member whose key is none of `names`: a key matching some patterns takes all their
+        schemas, a key matching none takes `additional`; every key meets `propertyNames`."""
+        if len(patterns) > MAX_PATTERNS:
+            raise GrammarLimitError(f"more than {MAX_PATTERNS} patternProperties in one object")
+        b = self.b
+        searched = [automaton.search(automaton.parse_regex(p)) for p in patterns]
+        base = [automaton.complement(automaton.alt(*map(automaton.literal, names)))]
+        if key_names is not True and key_names != {}:
+            base.append(_key_names_term(key_names))
+        parts = []
+        for chosen in itertools.product((True, False), repeat=len(patterns)):
+            value: Any = True
+            if not any(chosen):
+                value = additional
+            for yes, sub in zip(chosen, patterns.values()):
+                if yes:
+                    value = merge(value, sub, self)
+            expr = self.schema(value)
+            if expr is None:
+                continue
+            term = automaton.both(*base, *[t if yes else automaton.complement(t) for yes, t in zip(chosen, searched)])
+            key = automaton.automaton_of(term).element(b, json_string=True)
+            if key is not None:
+                parts.append(b.seq(b.literal('"'), key, b.literal('"'), self.token(":"), expr))
+        return self.alt(parts)
+
+    def _shared_rule(self, hint: str, expr: Any) -> Any:
+        """A rule for an expression referenced twice (keeps object grammars linear in size)."""
+        name = self.b.new_rule(hint)
+        self.b.define(name, expr)
+        return self.b.ref(name)
+
+    def key_except(self, names: list[str]) -> Any:
+        """A JSON string key whose (canonically escaped) text is none of `names`."""
+        b = self.b
+        units_of = [key_units(json_text(n)[1:-1]) for n in names]
+        trie: dict = {}
+        for units in units_of:
+            node = trie
+            for unit in units:
+                node = node.setdefault(unit, {})
+            node[None] = True  # a declared name ends here
+        key_char = self.key_char_any()
+        rest = self._shared("key_rest")  # any key characters
+
+        # One rule per trie node, its alternatives written out directly (this runs for every object
+        # that allows additional properties, so it skips seq/alt): they are distinct by construction.
+        def after(node: dict) -> tuple:
+            """The elements for the rest of a key, once the units leading to `node` are written."""
+            children = [u for u in node if u is not None]
+            if not children:  # past every name: any characters, at least one if a name ends here
+                return (rest,) if None not in node else (key_char, rest)
+            alternatives = [] if None in node else [()]  # the key may end here, unless a name does
+            for unit in children:
+                alternatives.append((*b.as_items(b.literal(unit)), *after(node[unit])))
+            alternatives += self.key_other(children)
+            return (b.rule(alternatives, "key"),)
+
+        return b.seq(b.literal('"'), *after(trie), b.literal('"'))
+
+    def key_char_any(self) -> Any:
+        """Any canonical character unit of a key (one rule per grammar)."""
+        return self._shared("key_char")
+
+    def _key_char_any(self) -> Any:
+        return self._rule("key_char", self.key_char_except([]))
+
+    def _non_ascii_char(self) -> Any:
+        """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
+        return self._shared("non_ascii")
+
+    def key_other(self, units: list[str]) -> list[tuple]:
+        """Alternatives (for `GrammarBuilder.rule`) of a key going on with a character unit not in
+        `units`, then any characters."""
+        b = self.b
+        rest = self._shared("key_rest")
+        if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
+            ascii_ranges = subtract_points(_KEY_ASCII, {ord(u) for u in units})
+            # Sorted and never adjacent (each cut leaves a gap), so a ByteSet as it is.
+            ascii_ = [(ByteSet(tuple(ascii_ranges)), rest)] if ascii_ranges else []
+            return ascii_ + [(self._shared("key_tail"),)]  # non-ASCII and escapes: one rule for every key
+        other = self.key_char_except(units)
+        return [(*b.as_items(other), rest)] if other is not None else []
+
+    def key_char_except(self, units: list[str]) -> Any:
+        """One canonical character unit of a key (raw char or short escape) not in `units`."""
+        b = self.b
+        excluded = {ord(u) for u in units if not u.startswith("\\")}
+        if all(point < 0x80 for point in excluded):  # the usual case: one byte set + the shared non-ASCII rule
+            ascii_ranges = subtract_points(_KEY_ASCII, excluded)
+            parts = ([b.byte_set(ascii_ranges)] if ascii_ranges else []) + [self._non_ascii_char()]
+        else:
+            ranges = subtract_points([(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x10FFFF)], excluded)
+            parts = [b.char_class(ranges)] if ranges else []
+        if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
+            return b.alt(*parts, self._shared("key_escapes"))
+        parts += [b.literal(e) for e in key_escapes(units)]
+        return b.alt(*parts) if parts else None
+
+
+
+def key_escapes(units: list[str]) -> list[str]:
+    """The escapes a canonical key may use (json.dumps' short forms and \\u00XX), minus `units`."""
+    escapes = [e for e in ('\\"', "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t") if e not in units]
+    return escapes + ["\\u%04x" % c for c in range(0x20) if c not in ESCAPES and "\\u%04x" % c not in units]
+
+
+def key_units(text: str) -> list[str]:
+    """A JSON string's content (as json.dumps writes it) split into one unit per character."""
+    units, i = [], 0
+    while i < len(text):
+        if text[i] == "\\":
+            size = 6 if text[i + 1] == "u" else 2
+            units.append(text[i:i + size])
+            i += size
+        else:
+            units.append(text[i])
+            i += 1
+    return units
+
+
+
+def _seq(b: Any, *parts: Any) -> Any:
+    """A sequence, or None when a part is None (admits nothing)."""
+    return None if any(p is None for p in parts) else b.seq(*parts)
+
+
+def _search(pattern: str, name: str) -> bool:
+    """Whether a declared name matches a pattern, decided as JSON Schema validators do (Python's re)."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        raise GrammarError(f"patternProperties: {pattern!r} is not a regex Python can read") from None
+
+
+def _name_allowed(key_names: Any, name: str) -> bool:
+    """Whether a declared name meets `propertyNames` (a schema for strings)."""
+    if key_names is True or key_names == {}:
+        return True
+    if key_names is False:
+        return False
+    term = _key_names_term(key_names)
+    return not automaton.automaton_of(automaton.both(term, automaton.literal(name))).is_empty()
+
+
+def _key_names_term(key_names: Any) -> tuple:
+    """`propertyNames` as the regular language of the keys' text."""
+    if key_names is False:
+        return automaton.NONE
+    if not isinstance(key_names, dict):
+        raise GrammarError("propertyNames must be a schema")
+    known = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const"} | ANNOTATIONS
+    if any(k not in known for k in key_names) or key_names.get("type", "string") != "string":
+        raise GrammarError("propertyNames is supported as a string schema (pattern, format, lengths, enum, const)")
+    term = string_term(key_names)
+    values = [key_names["const"]] if "const" in key_names else key_names.get("enum")
+    if values is not None:
+        term = automaton.both(term, automaton.alt(*[automaton.literal(v) for v in values if isinstance(v, str)]))
+    return term
