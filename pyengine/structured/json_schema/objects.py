@@ -88,33 +88,52 @@ class Objects:
             run = b.seq(extra, b.repeat(step, max(need - 1, 0), None if most is None else most - 1))
             return run if need else b.opt(run)
 
+        # Both helpers walk the members with a loop, not a call per member: a schema may declare
+        # thousands of properties, and one Python call per member would hit the recursion limit.
         after_rules: dict[tuple[int, int], Any] = {}
 
         def after(i: int, count: int) -> Any:  # members i.. once `count` (>= 1) were written
-            key = (i, count)
-            if key not in after_rules:
-                if i == len(members):
-                    after_rules[key] = extras(count, lead=True)
-                else:
-                    expr, req = members[i]
-                    more = bump(count)
-                    take = None if more is None else _seq(b, comma, expr, after(i + 1, more))
-                    body = take if req else self.alt([take, after(i + 1, count)])
-                    after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
-            return after_rules[key]
+            todo = [(i, count)]  # depth first, in the order a recursive walk would build the rules
+            while todo:
+                key = todo[-1]
+                if key in after_rules:
+                    todo.pop()
+                    continue
+                at, written = key
+                if at == len(members):
+                    after_rules[key] = extras(written, lead=True)
+                    todo.pop()
+                    continue
+                expr, req = members[at]
+                more = bump(written)
+                needs = ([] if more is None else [(at + 1, more)]) + ([] if req else [(at + 1, written)])
+                missing = [need for need in needs if need not in after_rules]
+                if missing:
+                    todo.extend(reversed(missing))  # the member taken first, then the member skipped
+                    continue
+                take = None if more is None else _seq(b, comma, expr, after_rules[(at + 1, more)])
+                body = take if req else self.alt([take, after_rules[(at + 1, written)]])
+                after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
+                todo.pop()
+            return after_rules[(i, count)]
 
-        def first(i: int) -> Any:  # members i.. when none was written yet
-            if i == len(members):
-                return extras(0, lead=False)
-            expr, req = members[i]
-            more = bump(0)
-            take = None if more is None else _seq(b, expr, after(i + 1, more))
-            if req:
-                return take
-            body = self.alt([take, first(i + 1)])
-            return None if body is None else self._shared_rule("obj_first", body)
+        def first() -> Any:  # the members when none was written yet
+            takes = []  # an optional member taken as the first one, for each leading optional member
+            for i, (expr, req) in enumerate(members):
+                more = bump(0)
+                take = None if more is None else _seq(b, expr, after(i + 1, more))
+                if req:
+                    rest = take
+                    break
+                takes.append(take)
+            else:
+                rest = extras(0, lead=False)
+            for take in reversed(takes):  # the first optional member written, or skipped
+                body = self.alt([take, rest])
+                rest = None if body is None else self._shared_rule("obj_first", body)
+            return rest
 
-        return first(0)
+        return first()
 
     def pattern_members(self, names: list[str], patterns: dict, additional: Any, key_names: Any) -> Any:
         """One member whose key is none of `names`: a key matching some patterns takes all their
