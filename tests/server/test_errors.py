@@ -83,8 +83,10 @@ def test_unknown_fields_are_accepted(http):
     ({"chat_template_kwargs": {"chat_template": "x"}}, "--trust-request-chat-template", "chat_template"),
     ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs may not set", "chat_template_kwargs"),
     ({"truncate_prompt_tokens": 200}, "truncate_prompt_tokens", "truncate_prompt_tokens"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "array", "uniqueItems": True}}}}, "unsupported JSON Schema keyword(s): uniqueItems", "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {}}}}},
-     "unsupported JSON Schema keyword(s): not", "response_format"),
+     "the schema admits no value at all", "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "json_schema", "response_format"),
     ({"structured_outputs": {"regex": "a(b"}}, "invalid structured_outputs", "structured_outputs"),
     ({"structured_outputs": {"regex": "a", "choice": ["a"]}}, "only use one kind", "structured_outputs"),
