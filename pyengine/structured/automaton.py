@@ -314,7 +314,7 @@ def _pieces(b: GrammarBuilder, ranges: tuple, json_string: bool) -> list[tuple]:
     """The ways to write one character from `ranges`: its UTF-8 bytes, or (in a JSON string) an escape."""
     if not json_string:
         return [b.as_items(b.char_class(list(ranges)))]
-    plain = _subtract(list(ranges), _UNSAFE)
+    plain = subtract_points(list(ranges), _UNSAFE)
     out = [b.as_items(b.char_class(plain))] if plain else []
     for c in sorted(_UNSAFE):
         if any(lo <= c <= hi for lo, hi in ranges):
@@ -322,10 +322,12 @@ def _pieces(b: GrammarBuilder, ranges: tuple, json_string: bool) -> list[tuple]:
     return out
 
 
-def _subtract(ranges: list[tuple[int, int]], points: set[int]) -> list[tuple[int, int]]:
+def subtract_points(ranges: list[tuple[int, int]], points: set[int]) -> list[tuple[int, int]]:
+    """Sorted disjoint `ranges` without `points` (still sorted and disjoint)."""
     out = []
+    cuts = sorted(points)
     for lo, hi in ranges:
-        for p in sorted(points):
+        for p in cuts:
             if lo <= p <= hi:
                 if lo < p:
                     out.append((lo, p - 1))

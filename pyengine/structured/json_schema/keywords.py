@@ -160,23 +160,6 @@ def rule_hint(ref: str) -> str:
     return "ref_" + re.sub(r"[^A-Za-z0-9_]", "_", ref.rsplit("/", 1)[-1] or "root")[:40]
 
 
-
-def subtract_points(ranges: list[tuple[int, int]], points: set[int]) -> list[tuple[int, int]]:
-    """Sorted disjoint `ranges` without `points` (still sorted and disjoint)."""
-    out = []
-    cuts = sorted(points)
-    for lo, hi in ranges:
-        for p in cuts:
-            if lo <= p <= hi:
-                if lo < p:
-                    out.append((lo, p - 1))
-                lo = p + 1
-        if lo <= hi:
-            out.append((lo, hi))
-    return out
-
-
-
 def joined(items: list[Any], sep: Any, b: GrammarBuilder) -> list[Any]:
     out: list[Any] = []
     for i, item in enumerate(items):

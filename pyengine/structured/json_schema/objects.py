@@ -8,8 +8,9 @@ import re
 from typing import Any
 
 from pyengine.structured import automaton
+from pyengine.structured.automaton import subtract_points
 from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError
-from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int, subtract_points
+from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int
 from pyengine.structured.json_schema.merge import merge
 from pyengine.structured.json_schema.strings import ESCAPES, string_term
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError
 from pyengine.structured import automaton
-from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int, subtract_points
+from pyengine.structured.automaton import subtract_points
+from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
 # A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
