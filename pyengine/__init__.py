@@ -2,7 +2,8 @@
 
 Public surface (vLLM's names): `LLM`, `SamplingParams`, `RequestOutput`, `CompletionOutput`,
 `Logprob`, `RequestOutputKind`, `Engine`, `EngineConfig`; for a server: `AsyncEngine` (with its
-`ModelInfo`), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, the hub helpers (`resolve_model`, `is_local`), and the constraint compiler
+`ModelInfo`), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, the hub helpers (`resolve_model`,
+`resolve_checkpoint`, `is_local`), and the constraint compiler
 (`compile_grammar`, `JsonOptions`) that checks a structured-outputs request before it is queued;
 `pyengine.generate_cli` is the `pyengine generate` command. The server imports nothing else
 (tests/test_architecture.py). Start reading at `docs/00-map.md`.
@@ -26,6 +27,7 @@ _PUBLIC = {
     "RequestOutputKind": "pyengine.sampling",
     "tokenize_bad_words": "pyengine.sampling",
     "resolve_model": "pyengine.model.hub",
+    "resolve_checkpoint": "pyengine.model.hub",
     "is_local": "pyengine.model.hub",
     "RequestOutput": "pyengine.outputs",
     "CompletionOutput": "pyengine.outputs",

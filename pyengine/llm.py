@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from pyengine.engine_config import EngineConfig
 from pyengine.engine import Engine
 from pyengine.beam_requests import beam_search_requests
+from pyengine.model.hub import resolve_checkpoint
 from pyengine.outputs import RequestOutput
 from pyengine.sampling import RequestOutputKind, SamplingParams
 
@@ -25,10 +26,21 @@ PromptType = Any  # str | list[int] | {"prompt_token_ids": [...], "prompt": str?
 
 
 class LLM:
-    """An engine for offline batched generation. Keyword arguments are `EngineConfig` fields."""
+    """An engine for offline batched generation.
 
-    def __init__(self, model: str, **kwargs: Any):
-        self.llm_engine = Engine(EngineConfig.from_kwargs(model, **kwargs))
+    `model` (and `tokenizer`) are checkpoint folders or hub ids (`org/name`), found as `pyengine
+    serve` finds them: `revision` and `tokenizer_revision` pick hub revisions, `download_dir`
+    replaces the hub cache of the environment (HF_HOME, HF_HUB_CACHE), and HF_HUB_OFFLINE=1 reads
+    the cache only (pyengine/model/hub.py). The other keyword arguments are `EngineConfig` fields.
+    """
+
+    def __init__(self, model: str, *, tokenizer: str | None = None, revision: str | None = None,
+                 tokenizer_revision: str | None = None, download_dir: str | None = None, **kwargs: Any):
+        model_folder, tokenizer_folder = resolve_checkpoint(model, tokenizer, revision=revision,
+                                                            tokenizer_revision=tokenizer_revision,
+                                                            download_dir=download_dir)
+        tokenizer = None if tokenizer_folder is None else str(tokenizer_folder)
+        self.llm_engine = Engine(EngineConfig.from_kwargs(str(model_folder), tokenizer=tokenizer, **kwargs))
         self.llm_engine.tune_process()
         self._request_counter = itertools.count()
 

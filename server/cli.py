@@ -247,16 +247,14 @@ def resolve_model_args(args: argparse.Namespace) -> tuple[str, str | None, str]:
         ModelNotFoundError: (an OSError) neither a folder nor a hub id that could be found; the
             message is one line naming the id and the cache.
     """
-    from pyengine import is_local, resolve_model  # noqa: PLC0415
+    from pyengine import resolve_checkpoint  # noqa: PLC0415
 
     name = args.model_tag or args.model
     if name is None:
         return str(default_model()), args.tokenizer, str(default_model())
-    model = resolve_model(name, revision=args.revision, download_dir=args.download_dir)
     # --tokenizer-revision alone picks another revision of the model's own tokenizer
-    tokenizer_name = args.tokenizer or (name if args.tokenizer_revision and not is_local(name) else None)
-    tokenizer = None if tokenizer_name is None else resolve_model(
-        tokenizer_name, revision=args.tokenizer_revision, download_dir=args.download_dir)
+    model, tokenizer = resolve_checkpoint(name, args.tokenizer, revision=args.revision,
+                                          tokenizer_revision=args.tokenizer_revision, download_dir=args.download_dir)
     return str(model), None if tokenizer is None else str(tokenizer), str(name)
 
 

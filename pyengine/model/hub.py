@@ -1,6 +1,7 @@
 """Finding a checkpoint by name: a local folder, or a Hugging Face hub id in the hub cache.
 
     path = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")   # -> .../snapshots/<commit>/
+    model, tokenizer = resolve_checkpoint("org/name", tokenizer_revision="v2")   # both folders
 
 A name that is an existing folder is used as it is. Any other name is a hub repository id
 (`org/name`), fetched with `huggingface_hub.snapshot_download` into the hub cache and answered
@@ -101,3 +102,24 @@ def resolve_model(name: str | Path, revision: str | None = None, download_dir: s
     except HfHubHTTPError as exc:
         raise ModelNotFoundError(f"model {repo_id!r}{at} could not be downloaded: {exc}".splitlines()[0]) from None
     return Path(folder)
+
+
+def resolve_checkpoint(model: str | Path, tokenizer: str | Path | None = None, revision: str | None = None,
+                       tokenizer_revision: str | None = None,
+                       download_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """(model folder, tokenizer folder or None) as `vllm serve` and vLLM's `LLM(...)` resolve them.
+
+    `model` and `tokenizer` are folders or hub ids (`resolve_model`); `revision` applies to the
+    model, `tokenizer_revision` to the tokenizer. `tokenizer_revision` without `tokenizer` picks
+    that revision of the model's own repository for the tokenizer. None for the tokenizer means
+    the model's folder holds it.
+
+    Raises:
+        ModelNotFoundError: as `resolve_model`, for the model or the tokenizer.
+    """
+    model_folder = resolve_model(model, revision=revision, download_dir=download_dir)
+    if tokenizer is None and tokenizer_revision is not None and not is_local(model):
+        tokenizer = model
+    if tokenizer is None:
+        return model_folder, None
+    return model_folder, resolve_model(tokenizer, revision=tokenizer_revision, download_dir=download_dir)

@@ -49,6 +49,28 @@ def test_the_demo_model_by_id_generates_what_its_folder_generates(hf_home):
     assert len(by_id[0].outputs[0].token_ids) > 0
 
 
+def test_llm_takes_hub_ids_revisions_and_download_dir_as_serve_does(hf_home, tmp_path):
+    """`LLM(model="org/name")` with HF_HUB_OFFLINE=1 reads the snapshot from HF_HOME's hub cache."""
+    add_snapshot(hf_home, "pyengine/demo", folder_files(DEMO), REV_A)
+    add_snapshot(hf_home, "pyengine/demo", folder_files(LLAMA_FIXTURE), REV_B, branch="tiny")
+    params = SamplingParams(temperature=0.0, max_tokens=8)
+    by_folder = LLM(model=str(DEMO), num_kv_blocks=16).generate(["2 + 3 ="], params)[0]
+    llm = LLM(model="pyengine/demo", num_kv_blocks=16)
+    assert Path(llm.llm_engine.config.model).name == REV_A
+    assert llm.generate(["2 + 3 ="], params)[0].outputs[0].text == by_folder.outputs[0].text != ""
+    # revision picks the other snapshot (another model and tokenizer); tokenizer_revision alone
+    # picks the tokenizer of another revision of the same repository
+    assert Path(LLM(model="pyengine/demo", revision="tiny", num_kv_blocks=16).llm_engine.config.model).name == REV_B
+    mixed = LLM(model="pyengine/demo", tokenizer_revision=REV_B, num_kv_blocks=16).llm_engine.config
+    assert (Path(mixed.model).name, Path(mixed.tokenizer).name) == (REV_A, REV_B)
+    other = add_snapshot(tmp_path / "elsewhere", "org/other", folder_files(DEMO), REV_A)
+    by_dir = LLM(model="org/other", tokenizer=str(DEMO), download_dir=str(tmp_path / "elsewhere" / "hub"),
+                 num_kv_blocks=16)
+    assert (by_dir.llm_engine.config.model, by_dir.llm_engine.config.tokenizer) == (str(other), str(DEMO))
+    with pytest.raises(ModelNotFoundError, match="'org/absent' is not in the hub cache"):
+        LLM(model="org/absent")
+
+
 def test_revision_picks_a_snapshot_and_main_is_the_default(hf_home):
     add_snapshot(hf_home, "org/tiny", folder_files(LLAMA_FIXTURE), REV_B, branch="v2")
     add_snapshot(hf_home, "org/tiny", folder_files(DEMO), REV_A)
