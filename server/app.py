@@ -4,7 +4,7 @@
     uvicorn.run(app)          # or: pyengine serve --model PATH
 
 Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
-slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `GET
+slash the spec shows), `POST /v1/completions` (text completions), `POST /invocations` (SageMaker's route: the same handler), `GET
 /v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
 /openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
 
@@ -50,6 +50,7 @@ from server.openapi import openapi_document
 from server.prompt import render
 from server.protocol import ChatCompletionRequest, DetokenizeRequest, TokenizeChatRequest, TokenizeCompletionRequest
 from server.serving_chat import ChatService, ServingConfig
+from server.serving_completion import CompletionService
 
 logger = logging.getLogger("server")
 MAX_HEADERS = 256  # vLLM's cap on the number of request headers
@@ -63,6 +64,7 @@ class Server:
         self.engine = engine
         self.config = config
         self.chat = ChatService(engine, config)
+        self.completion = CompletionService(self.chat)
         self.api_key = api_key
         self.model_path = model_path or engine.engine.config.model
         self.created = int(time.time())
@@ -106,6 +108,10 @@ class Server:
     async def chat_completions(self, request: Request) -> Response:
         self.check_api_key(request)
         return await self.chat.create(await self.json_body(request), request)
+
+    async def completions(self, request: Request) -> Response:
+        self.check_api_key(request)
+        return await self.completion.create(await self.json_body(request), request)
 
     async def models(self, request: Request) -> Response:
         self.check_api_key(request)
@@ -299,6 +305,7 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
     routes = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions/", server.chat_completions, methods=["POST"]),
+        Route("/v1/completions", server.completions, methods=["POST"]),
         Route("/invocations", server.chat_completions, methods=["POST"]),
         Route("/v1/models", server.models, methods=["GET"]),
         Route("/health", server.health, methods=["GET"]),

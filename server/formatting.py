@@ -4,6 +4,9 @@ Shapes from the spec (`ChatCompletionLogProbs`, `UsageInfo`, `Logprob`) with vLL
 logprob of -inf is reported as -9999.0; `top_logprobs` are the first N entries of the engine's
 dict in its order (the sampled token first, as vLLM lists them); `bytes` are the UTF-8 of the
 token's text; `return_tokens_as_token_ids` writes `token_id:<id>`.
+
+Text completions use OpenAI's legacy shape instead (`completion_logprobs`): four parallel lists,
+`tokens`, `token_logprobs`, `top_logprobs` (token text -> logprob) and `text_offset`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,39 @@ def chat_logprobs(output: CompletionOutput, start: int, end: int, num_top: int, 
         entry["top_logprobs"] = [_entry(i, lp, tokenizer, as_ids) for i, lp in items]
         content.append(entry)
     return {"content": content}
+
+
+def completion_logprobs(token_ids: list[int], steps: list[dict[int, Logprob] | None], num_top: int,
+                        tokenizer: Any, as_ids: bool, first_offset: int = 0) -> dict[str, Any]:
+    """`{"tokens", "token_logprobs", "top_logprobs", "text_offset"}` for these tokens.
+
+    `steps` holds each token's logprobs dict (None for the first prompt token, which has no
+    context: its logprob and top entries are null). `top_logprobs` maps token text to logprob
+    for the engine's entries in order, the token itself first, as vLLM writes them: up to
+    `num_top` + 1 of them (all with -1). `text_offset` counts the characters of the tokens
+    listed before, from `first_offset` (the text a stream has sent already).
+    """
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top_logprobs: list[dict[str, float] | None] = []
+    text_offset: list[int] = []
+    offset = first_offset
+    for token_id, step in zip(token_ids, steps):
+        if step is None:
+            token = _token_text(token_id, None, tokenizer, as_ids)
+            token_logprobs.append(None)
+            top_logprobs.append(None)
+        else:
+            chosen = step.get(token_id)
+            token = _token_text(token_id, chosen, tokenizer, as_ids)
+            token_logprobs.append(_clamp(chosen.logprob) if chosen is not None else MIN_LOGPROB)
+            items = list(step.items()) if num_top == -1 else list(step.items())[:num_top + 1]
+            top_logprobs.append({_token_text(i, lp, tokenizer, as_ids): _clamp(lp.logprob) for i, lp in items})
+        tokens.append(token)
+        text_offset.append(offset)
+        offset += len(token)
+    return {"text_offset": text_offset, "token_logprobs": token_logprobs, "tokens": tokens,
+            "top_logprobs": top_logprobs}
 
 
 def prompt_logprobs_json(prompt_logprobs: list[dict[int, Logprob] | None] | None) -> list | None:

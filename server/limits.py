@@ -3,9 +3,10 @@
 - `RequestLimits`: caps on the list fields that cost work per entry (`messages`, `tools`, `stop`,
   `bad_words`, `logit_bias`, `allowed_token_ids`); each broken cap is a 400 naming the field and
   the cap.
-- `check_prompt_chars`: a prompt can never hold fewer tokens than its characters divided by the
-  longest token's length, so a message past `max_model_len * longest token` is refused before
-  the template renders or the tokenizer runs (unless `truncate_prompt_tokens` keeps only the end).
+- `check_prompt_chars` / `check_text_chars`: a prompt can never hold fewer tokens than its characters
+  divided by the longest token's length, so a message (or a completion prompt) past
+  `max_model_len * longest token` is refused before the template renders or the tokenizer runs
+  (unless `truncate_prompt_tokens` keeps only part of it).
 - `decode_json` / `find_lone_surrogate`: JSON may spell a lone UTF-16 surrogate (`"\\ud800"`), which is not text
   and which no tokenizer can encode; the place it sits in, for a 400 that names it.
 - `log_safe`: a client-chosen string (a request id) as it may appear in a log line.
@@ -33,6 +34,7 @@ class RequestLimits:
     bad_words: int = 4_096
     logit_bias: int = 4_096
     allowed_token_ids: int | None = None
+    prompts: int = 1_024  # prompts in one text completion request (vLLM's VLLM_MAX_COMPLETION_PROMPTS)
 
     def check(self, request: Any, vocab_size: int) -> None:
         """400 naming the first list field with more entries than its cap."""
@@ -72,12 +74,16 @@ def check_prompt_chars(request: Any, max_model_len: int, chars_per_token: int) -
     """400 when the messages alone must tokenize past `max_model_len` (skipped with truncation)."""
     if request.truncate_prompt_tokens is not None:
         return
-    limit = max_model_len * chars_per_token
-    num_chars = message_chars(request.messages)
-    if num_chars > limit:
-        raise bad_request(f"The messages hold {num_chars} characters, which cannot fit this model's maximum "
+    check_text_chars(message_chars(request.messages), max_model_len, chars_per_token, "The messages hold",
+                     "messages")
+
+
+def check_text_chars(num_chars: int, max_model_len: int, chars_per_token: int, what: str, param: str) -> None:
+    """400 when `num_chars` characters must tokenize past `max_model_len` ("{what} N characters ...")."""
+    if num_chars > max_model_len * chars_per_token:
+        raise bad_request(f"{what} {num_chars} characters, which cannot fit this model's maximum "
                           f"context length of {max_model_len} tokens (at most {chars_per_token} characters "
-                          "per token). Please reduce the length of the input messages.", "messages")
+                          f"per token). Please reduce the length of the input {param}.", param)
 
 
 def decode_json(raw: bytes) -> Any:

@@ -4,7 +4,8 @@
 the spec's `ChatCompletionRequest` / `ChatCompletionResponse` schemas unchanged and adds: the
 path without the trailing slash, `/invocations` (the same operation), the streamed
 (`text/event-stream`) 200, the OpenAI-style error responses (400, 404, 503), and the
-neighbouring endpoints.
+neighbouring endpoints. `openapi_completions.json` holds `POST /v1/completions` and its schemas
+(vLLM's `CompletionRequest` / `CompletionResponse`, which the spec does not cover).
 
 The bearer scheme (and the 401 answer) is declared only when the server checks an API key, as
 vLLM's document does: a client generated from the document of an open server sends no key.
@@ -21,6 +22,7 @@ from typing import Any
 import pyengine
 
 SPEC_FILE = Path(__file__).with_name("openapi_spec.json")
+COMPLETIONS_FILE = Path(__file__).with_name("openapi_completions.json")
 CHAT_PATH = "/v1/chat/completions/"
 
 _ERROR_SCHEMA = {
@@ -79,8 +81,9 @@ _MODELS_RESPONSE = {"type": "object", "required": ["object", "data"], "propertie
 @functools.lru_cache(maxsize=2)
 def openapi_document(secured: bool = False) -> dict[str, Any]:
     """The served document; `secured`: the server checks `Authorization: Bearer <key>` on /v1."""
-    spec = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
-    doc = copy.deepcopy(spec)
+    doc = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
+    completions_doc = json.loads(COMPLETIONS_FILE.read_text(encoding="utf-8"))
+    doc["components"]["schemas"].update(completions_doc["components"]["schemas"])
     doc["info"] = {"title": "pyengine", "version": pyengine.__version__,
                    "description": "vLLM's OpenAI-compatible API, served by pyengine"}
     doc["components"]["schemas"]["ErrorResponse"] = _ERROR_SCHEMA
@@ -89,14 +92,20 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
         "schema": {"type": "string", "description": "Server-sent events: chat.completion.chunk objects, "
                                                     "then `data: [DONE]` (when `stream` is true)"}}
     chat["responses"].update(_error_responses(["400", "404", "413", "503"]))
+    completions = completions_doc["paths"]["/v1/completions"]["post"]
+    completions["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": "Server-sent events: text_completion objects, "
+                                                    "then `data: [DONE]` (when `stream` is true)"}}
+    completions["responses"].update(_error_responses(["400", "404", "413", "503"]))
     models = _json_op("List models", None, _MODELS_RESPONSE, [], "list_models", "get")["get"]
     if secured:
-        chat["responses"].update(_error_responses(["401"]))
-        models["responses"].update(_error_responses(["401"]))
+        for op in (chat, completions, models):
+            op["responses"].update(_error_responses(["401"]))
         models["security"] = [{"HTTPBearer": []}]
     else:
         del doc["components"]["securitySchemes"]
         chat.pop("security", None)
+        completions.pop("security", None)
     plain = copy.deepcopy(chat)
     plain["operationId"] = "create_chat_completion_v1_chat_completions_post"
     invocations = copy.deepcopy(chat)
@@ -105,6 +114,7 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
     doc["paths"] = {
         "/v1/chat/completions": {"post": plain},
         CHAT_PATH: {"post": chat},
+        "/v1/completions": {"post": completions},
         "/invocations": {"post": invocations},
         "/v1/models": {"get": models},
         "/health": {"get": {"summary": "Health", "operationId": "health", "responses": {

@@ -1,5 +1,9 @@
 """Request checks that pass the schema but not vLLM's rules, and the request -> SamplingParams map.
 
+Chat and text completion requests share their sampling fields and these rules; they differ in
+how logprobs are asked for (chat: `logprobs: true` plus `top_logprobs`; completions: `logprobs`
+is the number of top logprobs) and in what `echo` turns on.
+
 `check_request` is vLLM's "before" validators plus the fields this server cannot honour
 (all 400: no field of the spec is silently inert). `sampling_params` builds `SamplingParams`
 with vLLM's names; its own range checks raise ValueError, which the handler answers 400.
@@ -18,7 +22,9 @@ from typing import Any
 
 from pyengine import SamplingParams
 from server.errors import bad_request
-from server.protocol import ChatCompletionRequest
+from server.protocol import ChatCompletionRequest, CompletionRequest
+
+AnyRequest = ChatCompletionRequest | CompletionRequest
 
 # Fields filled from generation_config.json when the request leaves them out (as vLLM does).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
@@ -68,15 +74,18 @@ def read_generation_config(model_path: str | Path) -> dict[str, Any]:
     return defaults
 
 
-def check_request(request: ChatCompletionRequest, max_n: int) -> None:
+def check_request(request: AnyRequest, max_n: int) -> None:
     """400 for combinations vLLM rejects and for fields this server cannot honour."""
     if request.stream_options is not None and not request.stream:
         raise bad_request("Stream options can only be defined when `stream=True`.", "stream_options")
-    top = request.top_logprobs
-    if top is not None and top < -1:
-        raise bad_request(f"`top_logprobs` must be a non-negative value or -1, got {top}.", "top_logprobs")
-    if top is not None and top != 0 and not request.logprobs:
-        raise bad_request("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
+    if isinstance(request, ChatCompletionRequest):
+        top = request.top_logprobs
+        if top is not None and top < -1:
+            raise bad_request(f"`top_logprobs` must be a non-negative value or -1, got {top}.", "top_logprobs")
+        if top is not None and top != 0 and not request.logprobs:
+            raise bad_request("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
+    elif request.logprobs is not None and request.logprobs < -1:
+        raise bad_request(f"`logprobs` must be a non-negative value or -1, got {request.logprobs}.", "logprobs")
     prompt_logprobs = request.prompt_logprobs
     if request.stream and prompt_logprobs is not None and prompt_logprobs != 0:
         raise bad_request("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs")
@@ -111,12 +120,12 @@ def _is_token_id_text(key: str) -> bool:
     return True
 
 
-def _check_unsupported(request: ChatCompletionRequest) -> None:
+def _check_unsupported(request: AnyRequest) -> None:
     """Spec fields whose feature this server does not have: a 400 that says why."""
     if request.kv_transfer_params:
         raise bad_request("kv_transfer_params needs a KV-transfer connector (disaggregated serving), "
                           "which this server does not have", "kv_transfer_params")
-    if request.mm_processor_kwargs:
+    if getattr(request, "mm_processor_kwargs", None):  # chat only
         raise bad_request("mm_processor_kwargs: this server runs a text-only model and has no "
                           "multimodal processor", "mm_processor_kwargs")
     if request.vllm_xargs:
@@ -124,9 +133,14 @@ def _check_unsupported(request: ChatCompletionRequest) -> None:
                           "vllm_xargs")
 
 
-def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: dict[str, Any],
+def sampling_params(request: AnyRequest, max_tokens: int, defaults: dict[str, Any],
                     logprobs_for_echo: bool = True, structured_outputs: Any = None) -> SamplingParams:
-    """The request's sampling fields as SamplingParams (raises ValueError -> 400)."""
+    """The request's sampling fields as SamplingParams (raises ValueError -> 400).
+
+    `echo` turns on prompt logprobs (vLLM's quirk) unless `logprobs_for_echo` is false: as many
+    as `top_logprobs` for chat (0 by default, so always), as many as `logprobs` for completions
+    (none without it).
+    """
 
     def pick(name: str, neutral: Any) -> Any:
         value = getattr(request, name)
@@ -134,9 +148,14 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
             return value
         return defaults.get(name, neutral)
 
+    if isinstance(request, ChatCompletionRequest):
+        logprobs = (request.top_logprobs or 0) if request.logprobs else None
+        echo_logprobs = request.top_logprobs
+    else:
+        logprobs = echo_logprobs = request.logprobs
     prompt_logprobs = request.prompt_logprobs
     if prompt_logprobs is None and request.echo and logprobs_for_echo:
-        prompt_logprobs = request.top_logprobs  # vLLM's quirk: echo turns on prompt logprobs
+        prompt_logprobs = echo_logprobs  # vLLM's quirk: echo turns on prompt logprobs
     repetition = request.repetition_detection
     return SamplingParams(
         n=request.n if request.n is not None else 1,
@@ -157,7 +176,7 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
         include_stop_str_in_output=request.include_stop_str_in_output,
         ignore_eos=request.ignore_eos,
         seed=request.seed,
-        logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+        logprobs=logprobs,
         prompt_logprobs=prompt_logprobs,
         skip_special_tokens=request.skip_special_tokens,
         spaces_between_special_tokens=request.spaces_between_special_tokens,

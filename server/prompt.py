@@ -157,15 +157,27 @@ def render(request: ChatCompletionRequest, tokenizer: Any, tools: list[dict] | N
 
 def fit_context(request: ChatCompletionRequest, prompt_ids: list[int], max_model_len: int,
                 default_max_tokens: int | None) -> tuple[list[int], int]:
-    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit."""
+    """A chat request's `fit_prompt`: `max_completion_tokens`, else `max_tokens`, else the rest of the context."""
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     requested = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+    return fit_prompt(prompt_ids, max_model_len, requested, param, request.truncate_prompt_tokens,
+                      default_max_tokens, "messages")
+
+
+def fit_prompt(prompt_ids: list[int], max_model_len: int, requested: int | None, param: str,
+               truncate: int | None, default_max_tokens: int | None, prompt_param: str,
+               keep_last: bool = True) -> tuple[list[int], int]:
+    """Apply `truncate_prompt_tokens`, then choose max_tokens; 400 when they cannot fit.
+
+    `requested` is the client's output budget (named `param`), None for the rest of the context
+    (then capped by `default_max_tokens`); truncation keeps the last tokens (`keep_last`), or
+    the first; `prompt_param` names the prompt's field in errors.
+    """
     if requested is not None and requested < 1:
         raise bad_request(f"{param} must be at least 1, got {requested}.", param)
     if requested is not None and requested > max_model_len:
         raise bad_request(f"'{param}' is too large: {requested}. This model's maximum context length is "
                           f"{max_model_len} tokens.", param)
-    truncate = request.truncate_prompt_tokens
     if truncate is not None:
         max_input = max_model_len - (requested or 0)
         if truncate == -1:
@@ -176,10 +188,10 @@ def fit_context(request: ChatCompletionRequest, prompt_ids: list[int], max_model
             raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than the maximum input "
                               f"length ({max_input}) of this request (max_model_len {max_model_len} minus "
                               f"{requested or 0} requested output tokens).", "truncate_prompt_tokens")
-        prompt_ids = prompt_ids[-truncate:]
+        prompt_ids = prompt_ids[-truncate:] if keep_last else prompt_ids[:truncate]
     num_prompt = len(prompt_ids)
     if num_prompt == 0:
-        raise bad_request("The decoder prompt cannot be empty", "messages")
+        raise bad_request("The decoder prompt cannot be empty", prompt_param)
     if requested is not None and num_prompt > max_model_len - requested:
         raise bad_request(f"You passed {num_prompt} input tokens and requested {requested} output tokens. "
                           f"However, the model's context length is only {max_model_len} tokens, resulting "
@@ -188,7 +200,7 @@ def fit_context(request: ChatCompletionRequest, prompt_ids: list[int], max_model
     if num_prompt >= max_model_len:
         raise bad_request(f"This model's maximum context length is {max_model_len} tokens. However, your "
                           f"request has {num_prompt} input tokens, leaving no room to generate. Please "
-                          "reduce the length of the input messages.", "input_tokens")
+                          f"reduce the length of the input {prompt_param}.", "input_tokens")
     max_tokens = max_model_len - num_prompt
     if requested is not None:
         max_tokens = min(max_tokens, requested)

@@ -1,4 +1,4 @@
-"""The request body of `POST /v1/chat/completions`, as pydantic models of the spec.
+"""The request bodies of `POST /v1/chat/completions` and `POST /v1/completions`, as pydantic models.
 
 These models decide one thing: does the JSON body fit `ChatCompletionRequest` of the spec
 (`server/openapi_spec.json`)? A body that does not is answered 422 with the spec's
@@ -12,7 +12,9 @@ later, in `serving_chat.py` and `params.py`, and answered 400. So these models a
 the spec and no more: a user message whose content parts are images is valid here (the spec
 allows it) and rejected there with a 400 that says why.
 
-The spec is vLLM's `ChatCompletionRequest` (vllm/entrypoints/openai/chat_completion/protocol.py).
+The spec is vLLM's `ChatCompletionRequest` (vllm/entrypoints/openai/chat_completion/protocol.py);
+`CompletionRequest` is vLLM's model of the same name (its completion/protocol.py), with the
+same lenient reading.
 """
 
 from __future__ import annotations
@@ -259,6 +261,79 @@ class ChatCompletionRequest(SpecModel):
         if "request_id" in self.model_fields_set and self.request_id is None:
             raise ValueError("request_id must be a string")
         return self
+
+    def was_set(self, name: str) -> bool:
+        """Whether the client sent this field (as opposed to taking the default)."""
+        return name in self.model_fields_set
+
+
+# -- text completions (vLLM's CompletionRequest) -----------------------------------------------------
+
+
+TokenId = Annotated[int, Field(ge=0)]
+
+
+class CompletionRequest(SpecModel):
+    """`POST /v1/completions`: vLLM's fields, in vLLM's order (OpenAI's, then vLLM's extensions).
+
+    `prompt` is a string, a list of strings, a list of token ids or a list of such lists; each
+    prompt gets `n` choices. Fields that this engine cannot honour are declared so that
+    serving_completion.py can answer them with a 400 that says why.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    model: str | None = None
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]] | None = None
+    echo: bool | None = False
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = None
+    max_tokens: int | None = 16  # null means the default too, as in vLLM
+    n: int = 1
+    presence_penalty: float | None = None
+    seed: Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)] | None = None
+    stop: str | list[str] | None = Field(default_factory=list)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    suffix: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    user: str | None = None
+    use_beam_search: bool = False
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    watermarking: bool | None = None
+    length_penalty: float = 1.0
+    stop_token_ids: list[int] | None = Field(default_factory=list)
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: Annotated[int, Field(ge=-1, le=INT64_MAX)] | None = None
+    truncation_side: Literal["left", "right"] | None = None
+    allowed_token_ids: list[int] | None = None
+    prompt_logprobs: int | None = None
+    logprob_token_ids: list[int] | None = None
+    bad_words: list[str] = Field(default_factory=list)
+    prompt_embeds: str | list[str] | None = None  # base64 tensors in JSON
+    add_special_tokens: bool = True
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+    priority: Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)] = 0
+    request_id: str | None = None
+    session_id: str | None = None
+    return_tokens_as_token_ids: bool | None = None
+    return_token_ids: bool | None = None
+    cache_salt: str | None = None
+    kv_transfer_params: JsonObject | None = None
+    ec_transfer_params: JsonObject | None = None
+    vllm_xargs: dict[str, VllmXargValue] | None = None
+    repetition_detection: RepetitionDetection | None = None
+    thinking_token_budget: int | None = None
+    stream_interval: Annotated[int, Field(ge=1)] | None = None
 
     def was_set(self, name: str) -> bool:
         """Whether the client sent this field (as opposed to taking the default)."""

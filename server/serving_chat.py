@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -51,6 +51,7 @@ from server.tool_parsers import get_tool_parser
 from server.tools import ToolPlan, finish_tool_calls, plan_tools
 
 logger = logging.getLogger("server.chat")
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -124,14 +125,18 @@ class ChatService:
 
     # -- the endpoint ------------------------------------------------------------------------------
 
-    async def create(self, raw_body: bytes, http_request: Request) -> Response:
-        """Answer one request whose body has been read; every stage stops if the client leaves."""
+    def admit(self) -> None:
+        """Take one of the server's request slots (chat and text completions share them), or 503."""
         if self.shutting_down:
             raise APIError("the server is shutting down", 503, headers={"Retry-After": "5"})
         if self.num_pending >= self.config.max_pending_requests:  # before any work: queues stay bounded
             raise APIError(f"the server is busy ({self.num_pending} requests in flight); retry shortly",
                            503, headers={"Retry-After": "1"})
         self.num_pending += 1
+
+    async def create(self, raw_body: bytes, http_request: Request) -> Response:
+        """Answer one request whose body has been read; every stage stops if the client leaves."""
+        self.admit()
         handed_off = False  # a stream releases its slot when it closes
         watch = DisconnectWatch(http_request)
         job: ChatJob | None = None
@@ -145,7 +150,7 @@ class ChatService:
                                           job.params, priority=job.request.priority,
                                           cache_salt=job.request.cache_salt)
             self.in_flight.add(job.engine_request_id)
-            first = await watch.guard(self._first_output(job, stream))  # queued: a hang-up aborts here
+            first = await watch.guard(self.first_output(job.engine_request_id, stream))  # queued: a hang-up aborts here
             if streamed:
                 watch.stop()  # the streaming response notices a hang-up itself
                 response = EventStreamResponse(chat_stream(self, job, stream, first),
@@ -183,14 +188,14 @@ class ChatService:
             self.engine.abort(request_id, ServerShuttingDown("the server is shutting down; this stream was "
                                                              "cut off at the shutdown deadline"))
 
-    def stream_error(self, job: ChatJob, exc: Exception) -> APIError:
+    def stream_error(self, request_id: str, exc: Exception) -> APIError:
         """The error event for a stream the engine ended early (the 200 status is already sent)."""
         if isinstance(exc, ServerShuttingDown):
             return APIError(str(exc), 503, headers={"Retry-After": "5"})
         if isinstance(exc, ValueError):
             return bad_request(str(exc))
-        logger.error("request %s: generation failed mid-stream: %s", log_safe(job.engine_request_id), exc)
-        return APIError(f"generation failed (request id {log_safe(job.engine_request_id)}); the server log "
+        logger.error("request %s: generation failed mid-stream: %s", log_safe(request_id), exc)
+        return APIError(f"generation failed (request id {log_safe(request_id)}); the server log "
                         "has the details", 500)
 
     def prepare_body(self, raw_body: bytes, header_request_id: str | None) -> ChatJob:
@@ -222,7 +227,7 @@ class ChatService:
             raise bad_request(str(exc)) from None
         if tools.parses and get_tool_parser(tools.parser_name).keeps_special_tokens:  # type: ignore[arg-type]
             params.skip_special_tokens = False  # the parser reads markers that are special tokens
-        self._tokenize_bad_words(params)
+        self.tokenize_bad_words(params)
         base_id = header_request_id or request.request_id or uuid.uuid4().hex
         if self.config.log_requests:
             logger.info("request %s: %d prompt tokens, max_tokens %d%s", log_safe(base_id), len(prompt.token_ids),
@@ -240,7 +245,7 @@ class ChatService:
             reasoning_parser=self.reasoning_parser or ThinkReasoningParser,
         )
 
-    def _tokenize_bad_words(self, params: SamplingParams) -> None:
+    def tokenize_bad_words(self, params: SamplingParams) -> None:
         """Bad words as token sequences, here on the worker thread rather than on the engine's."""
         if not params.bad_words:
             return
@@ -251,7 +256,7 @@ class ChatService:
         except ValueError as exc:
             raise bad_request(str(exc), "bad_words") from None
 
-    async def _first_output(self, job: ChatJob, stream: AsyncIterator[RequestOutput]) -> RequestOutput:
+    async def first_output(self, request_id: str, stream: AsyncIterator[RequestOutput]) -> RequestOutput:
         """Submit the request; the engine's ValueError (bad ids, priority, ...) is a 400."""
         try:
             return await stream.__anext__()
@@ -261,7 +266,7 @@ class ChatService:
             raise APIError(f"the engine has stopped: {exc}", 503, headers={"Retry-After": "5"}) from None
         except BaseException:
             await stream.aclose()
-            self.engine.abort(job.engine_request_id)
+            self.engine.abort(request_id)
             raise
 
     async def _collect(self, job: ChatJob, stream: AsyncIterator[RequestOutput], first: RequestOutput,
@@ -275,7 +280,7 @@ class ChatService:
             return final
 
         try:
-            return await watch.guard(_engine_result(drain(), job.engine_request_id))
+            return await watch.guard(engine_result(drain(), job.engine_request_id))
         finally:
             self.engine.abort(job.engine_request_id)  # a no-op once the request has finished
             with contextlib.suppress(Exception):
@@ -334,7 +339,8 @@ class ServerShuttingDown(RuntimeError):
     """The server stopped before this request finished."""
 
 
-async def _engine_result(generation: Awaitable[RequestOutput], request_id: str) -> RequestOutput:
+async def engine_result(generation: Awaitable[T], request_id: str) -> T:
+    """The engine's result; its failures as HTTP errors (400 refused, 503 stopped, 500 our fault)."""
     try:
         return await generation
     except ValueError as exc:  # a request the engine refused after accepting it

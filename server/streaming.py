@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 DONE = "data: [DONE]\n\n"
 
 
-def _event(payload: dict[str, Any]) -> str:
+def sse_event(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
@@ -100,10 +100,10 @@ class ChatStream:
             if self.continuous_usage:
                 extra["usage"] = self._usage(0)
             delta = {"role": job.prompt.response_role, "content": ""}
-            events.append(_event(self.chunk([{"index": output.index, "delta": delta, "logprobs": None,
+            events.append(sse_event(self.chunk([{"index": output.index, "delta": delta, "logprobs": None,
                                               "finish_reason": None}], **extra)))
             if job.prompt.echo_text is not None:
-                events.append(_event(self.chunk([{"index": output.index, "delta": {"content": job.prompt.echo_text},
+                events.append(sse_event(self.chunk([{"index": output.index, "delta": {"content": job.prompt.echo_text},
                                                   "logprobs": None, "finish_reason": None}])))
         return events
 
@@ -158,7 +158,7 @@ class ChatStream:
                 reason = "tool_calls"
             choice["finish_reason"], choice["stop_reason"] = reason, completion.stop_reason
         extra = {"usage": self._usage(end)} if self.continuous_usage else {}
-        return _event(self.chunk([choice], **extra))
+        return sse_event(self.chunk([choice], **extra))
 
     def _parse(self, state: ChoiceState, text: str, finishing: bool) -> tuple[str, str, list]:
         """New engine text -> (content, reasoning, tool-call deltas) through the parsers."""
@@ -188,7 +188,7 @@ class ChatStream:
             total = usage(self.num_prompt_tokens, num_completion, self.service.cached_tokens(final))
             if total["prompt_tokens_details"] is None:
                 del total["prompt_tokens_details"]
-            events.append(_event(self.chunk([], usage=total)))
+            events.append(sse_event(self.chunk([], usage=total)))
         events.append(DONE)
         return events
 
@@ -208,7 +208,7 @@ async def chat_stream(service: "ChatService", job: "ChatJob", stream: AsyncItera
             for event in writer.step(output):
                 yield event
     except (ValueError, RuntimeError) as exc:  # the engine failed this request mid-stream
-        yield error_chunk(service.stream_error(job, exc))
+        yield error_chunk(service.stream_error(job.engine_request_id, exc))
         yield DONE
         return
     for event in writer.end(output):
@@ -236,6 +236,6 @@ async def replay_stream(service: "ChatService", job: "ChatJob", final: RequestOu
                    "finish_reason": choice["finish_reason"], "stop_reason": choice["stop_reason"],
                    "token_ids": choice["token_ids"]}
         extra = {"usage": writer._usage(len(final.outputs[index].token_ids))} if writer.continuous_usage else {}
-        yield _event(writer.chunk([payload], **extra))
+        yield sse_event(writer.chunk([payload], **extra))
     for event in writer.end(final):
         yield event
