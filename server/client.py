@@ -136,7 +136,7 @@ def complete_once(connection: Connection, model: str, prompt: str, max_tokens: i
     except ClientError as exc:
         if str(exc).startswith("404 "):
             raise ClientError(f"{exc}: this server has no text completions endpoint "
-                              "(a pyengine server serves chat only: use `pyengine chat`)") from None
+                              "(a chat-only server: use `pyengine chat`)") from None
         raise
     out.write("\n")
     out.flush()

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any, Iterator
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -125,8 +126,9 @@ def test_chat_ends_at_end_of_input_and_reports_an_unreachable_server():
 
 
 @contextlib.contextmanager
-def completions_server() -> Iterator[tuple[str, list]]:
-    """A server with vLLM's /v1/completions streaming shape (pyengine's own serves chat only)."""
+def completions_server(with_completions: bool = True) -> Iterator[tuple[str, list]]:
+    """A stand-in server that records the bodies it gets: /v1/completions streams three words,
+    or (without it) there is no such route, as on a chat-only server."""
     import socket
     import threading
 
@@ -147,7 +149,7 @@ def completions_server() -> Iterator[tuple[str, list]]:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"])] if with_completions else [])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -175,8 +177,37 @@ def test_complete_streams_each_prompt_raw():
 
 
 def test_complete_against_a_chat_only_server_says_so():
-    with serve() as running:
-        term = Terminal(client("complete", "--url", f"{running.url}/v1", "-q", "Once"))
+    with completions_server(with_completions=False) as (url, _):
+        term = Terminal(client("complete", "--url", url, "--model", "m", "-q", "Once"))
         screen = term.read_until("use `pyengine chat`")
         assert term.close() == 1
     assert "pyengine complete: error: 404 from" in screen and "Traceback" not in screen
+
+
+def test_complete_gets_its_answers_from_a_pyengine_server(monkeypatch):
+    """The demo model, greedy (its generation defaults overridden), its name found by the client:
+    what `pyengine complete` prints is the server's completion of the typed line."""
+    serving = {"override_generation_config": {"temperature": 0}}
+    with BackgroundServer.start(str(DEMO), served_model_name="demo", api_key="secret", num_kv_blocks=64,
+                                serving=serving) as running:
+        completion = running.app.state.server.completion
+        create, seen = completion.create, []
+
+        async def recording(body, http_request):
+            seen.append(json.loads(body))
+            return await create(body, http_request)
+
+        monkeypatch.setattr(completion, "create", recording)
+        term = Terminal(client("complete", "--url", f"{running.url}/v1", "--api-key", "secret", "--max-tokens", "8"))
+        term.read_until("> ")
+        term.type("2 + 3 =")
+        term.read_until("\r\n> ")  # the answer, then the next prompt
+        term.type("/quit")
+        assert term.close() == 0
+        whole = httpx.post(f"{running.url}/v1/completions", headers={"Authorization": "Bearer secret"},
+                           json={"model": "demo", "prompt": "2 + 3 =", "max_tokens": 8}, timeout=60).json()
+    assert seen[0] == {"model": "demo", "prompt": "2 + 3 =", "max_tokens": 8, "stream": True}
+    answer = whole["choices"][0]["text"]
+    assert answer.strip()
+    printed = term.screen.split("> 2 + 3 =\r\n", 1)[1].rsplit("\r\n> ", 1)[0]
+    assert printed == answer.replace("\n", "\r\n")
