@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator, Sequence
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -101,7 +101,7 @@ class CompletionService:
         handed_off = False  # a stream releases its slot when it closes
         watch = DisconnectWatch(http_request)
         job: CompletionJob | None = None
-        streams: list[AsyncIterator[RequestOutput]] = []
+        streams: list[AsyncGenerator[RequestOutput, None]] = []
         try:
             job = await watch.guard(chat.workers.run(self.prepare_body, raw_body,
                                                      http_request.headers.get("x-request-id")))
@@ -116,8 +116,9 @@ class CompletionService:
                 chat.first_output(prompt.engine_request_id, stream) for prompt, stream in zip(job.prompts, streams)))
             if job.request.stream:
                 watch.stop()  # the streaming response notices a hang-up itself
-                response = EventStreamResponse(completion_stream(self, job, streams, list(firsts)),
-                                               on_close=lambda: self._close(job, streams))
+                outputs = MergedOutputs(streams, list(firsts))
+                response = EventStreamResponse(completion_stream(self, job, outputs),
+                                               on_close=lambda: self._release(job, streams, outputs))
                 handed_off = True
                 return response
             finals = await watch.guard(_all(
@@ -129,21 +130,21 @@ class CompletionService:
             if not handed_off:
                 await self._release(job, streams)
 
-    async def _release(self, job: CompletionJob | None, streams: list[AsyncIterator[RequestOutput]]) -> None:
-        """Free the request's slot; abort its engine requests (a no-op for finished ones) and close them."""
+    async def _release(self, job: CompletionJob | None, streams: list[AsyncGenerator[RequestOutput, None]],
+                       outputs: MergedOutputs | None = None) -> None:
+        """The request is over (answered, failed, disconnected, or its stream closed): free its slot,
+        abort its engine requests (a no-op for finished ones) and close their streams."""
         self.chat.num_pending -= 1
         if job is None:
             return
         for prompt in job.prompts:
             self.chat.in_flight.discard(prompt.engine_request_id)
             self.engine.abort(prompt.engine_request_id)
+        if outputs is not None:
+            await outputs.close()
         for stream in streams:
             with contextlib.suppress(Exception):
                 await stream.aclose()
-
-    async def _close(self, job: CompletionJob, streams: list[AsyncIterator[RequestOutput]]) -> None:
-        """A stream ended (done, failed or disconnected)."""
-        await self._release(job, streams)
 
     # -- preparation (on a worker thread) ----------------------------------------------------------
 
@@ -167,8 +168,8 @@ class CompletionService:
         requested = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         echo_only = bool(request.echo) and requested == 0
         texts, token_ids = [], []
-        for index, prompt in enumerate(prompts):
-            text, ids = self._tokenize(request, prompt, index)
+        for where, prompt in prompts:
+            text, ids = self._tokenize(request, prompt, where)
             kept, max_tokens = fit_prompt(ids, chat.max_model_len, 1 if echo_only else requested, "max_tokens",
                                           request.truncate_prompt_tokens, None, "prompt",
                                           keep_last=request.truncation_side != "right")
@@ -201,25 +202,23 @@ class CompletionService:
             as_token_ids=self.config.return_tokens_as_token_ids if as_ids is None else as_ids,
         )
 
-    def _split_prompts(self, request: CompletionRequest) -> list[str | list[int]]:
-        """`prompt` as a list of prompts (strings or token id lists); 400 when empty or too many."""
+    def _split_prompts(self, request: CompletionRequest) -> list[tuple[str, str | list[int]]]:
+        """`prompt` as (where, prompt) pairs, a prompt being a string or token ids; 400 when empty or too many."""
         prompt = request.prompt
         if prompt is None or prompt == "" or prompt == []:
             raise bad_request("`prompt` must be given and not empty: a string, a list of strings, a list of "
                               "token ids or a list of token id lists", "prompt")
         if isinstance(prompt, str) or isinstance(prompt[0], int):
-            prompts: list[Any] = [prompt]
+            prompts: list[tuple[str, Any]] = [("prompt", prompt)]
         else:
-            prompts = list(prompt)
+            prompts = [(f"prompt[{i}]", item) for i, item in enumerate(prompt)]
         cap = self.config.limits.prompts
         if len(prompts) > cap:
             raise bad_request(f"`prompt` holds {len(prompts)} prompts; this server accepts at most {cap}.", "prompt")
         return prompts
 
-    def _tokenize(self, request: CompletionRequest, prompt: str | list[int], index: int) -> tuple[str, list[int]]:
-        """(the text `echo` shows, the token ids) of one prompt; 400 for ids outside the vocabulary."""
-        where = "prompt" if isinstance(request.prompt, str) or (request.prompt and isinstance(request.prompt[0], int)) \
-            else f"prompt[{index}]"
+    def _tokenize(self, request: CompletionRequest, prompt: str | list[int], where: str) -> tuple[str, list[int]]:
+        """(the text `echo` shows, the token ids) of the prompt at `where`; 400 for ids outside the vocabulary."""
         if isinstance(prompt, str):
             if request.truncate_prompt_tokens is None:  # refused by its length before the tokenizer runs
                 check_text_chars(len(prompt), self.chat.max_model_len, self.chat.chars_per_token,
@@ -235,7 +234,7 @@ class CompletionService:
 
     def build_response(self, job: CompletionJob, finals: list[RequestOutput]) -> dict[str, Any]:
         """The `CompletionResponse` body (every field, nulls included, as vLLM sends it)."""
-        choices = []
+        choices: list[dict[str, Any]] = []
         num_prompt = num_completion = 0
         for prompt, final in zip(job.prompts, finals):
             for output in final.outputs:
@@ -327,32 +326,47 @@ async def _last(stream: AsyncIterator[RequestOutput], first: RequestOutput) -> R
 # -- streaming ---------------------------------------------------------------------------------------
 
 
-async def merged(streams: list[AsyncIterator[RequestOutput]],
-                 firsts: list[RequestOutput]) -> AsyncIterator[tuple[int, RequestOutput]]:
-    """(prompt index, output) from all prompts' streams, in the order the engine produces them."""
-    for index, first in enumerate(firsts):
-        yield index, first
-    pending = {asyncio.ensure_future(_next(streams[i])): i for i, first in enumerate(firsts) if not first.finished}
-    try:
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+class MergedOutputs:
+    """(prompt index, output) from every prompt's stream, in the order the engine produces them.
+
+    Each unfinished stream has one task waiting for its next output; `close` cancels them (and
+    waits for their engine streams to close), whether or not anyone is still iterating.
+    """
+
+    def __init__(self, streams: Sequence[AsyncIterator[RequestOutput]], firsts: list[RequestOutput]):
+        self.streams, self.firsts = streams, firsts
+        self.pending: dict[asyncio.Future, int] = {}
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, RequestOutput]]:
+        for index, first in enumerate(self.firsts):
+            yield index, first
+            if not first.finished:
+                self._wait_for(index)
+        while self.pending:
+            done, _ = await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                index = pending.pop(task)
+                index = self.pending.pop(task)
                 output = task.result()
                 if not output.finished:
-                    pending[asyncio.ensure_future(_next(streams[index]))] = index
+                    self._wait_for(index)
                 yield index, output
-    finally:
-        for task in pending:
+
+    def _wait_for(self, index: int) -> None:
+        self.pending[asyncio.ensure_future(_next(self.streams[index]))] = index
+
+    async def close(self) -> None:
+        tasks = list(self.pending)
+        self.pending.clear()
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _next(stream: AsyncIterator[RequestOutput]) -> RequestOutput:
     return await stream.__anext__()
 
 
-async def completion_stream(service: CompletionService, job: CompletionJob, streams: list[AsyncIterator[RequestOutput]],
-                            firsts: list[RequestOutput]) -> AsyncIterator[str]:
+async def completion_stream(service: CompletionService, job: CompletionJob, outputs: MergedOutputs) -> AsyncIterator[str]:
     """The SSE body: a chunk per choice per engine step, then the usage chunk if asked, then [DONE]."""
     request, n = job.request, job.num_choices
     options = request.stream_options
@@ -370,7 +384,7 @@ async def completion_stream(service: CompletionService, job: CompletionJob, stre
                       "model": job.model, "choices": choices, **extra})
 
     try:
-        async for prompt_index, output in merged(streams, firsts):
+        async for prompt_index, output in outputs:
             last = output
             prompt = job.prompts[prompt_index]
             for completion in output.outputs:

@@ -33,7 +33,7 @@ from server.errors import APIError, bad_request
 from server.reasoning import END as THINK_END, START as THINK_START
 
 if TYPE_CHECKING:
-    from server.protocol import ChatCompletionRequest
+    from server.protocol import ChatCompletionRequest, CompletionRequest
     from server.tool_parsers import ToolCall
     from server.tools import ToolPlan
 
@@ -41,7 +41,7 @@ GRAMMAR_ENGINE_AVAILABLE = True
 _KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
 
 
-def check_structured_outputs(request: "ChatCompletionRequest") -> None:
+def check_structured_outputs(request: "ChatCompletionRequest | CompletionRequest") -> None:
     """The field rules alone (400s); `structured_outputs_for` builds the constraint."""
     response_format = request.response_format
     if response_format is not None and response_format.type == "json_schema" and response_format.json_schema is None:
@@ -49,7 +49,7 @@ def check_structured_outputs(request: "ChatCompletionRequest") -> None:
                           "response_format")
 
 
-def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
+def structured_outputs_for(request: "ChatCompletionRequest | CompletionRequest", plan: "ToolPlan",
                            reasoning: bool = False) -> StructuredOutputsParams | None:
     """The request's one output constraint, compiled once to check it; None when there is none.
 
@@ -105,7 +105,7 @@ def _so_kinds(so: Any) -> dict[str, Any]:
     return values
 
 
-def _from_response_format(request: "ChatCompletionRequest") -> dict[str, Any]:
+def _from_response_format(request: "ChatCompletionRequest | CompletionRequest") -> dict[str, Any]:
     rf = request.response_format
     if rf is None or rf.type == "text":
         return {}
