@@ -225,6 +225,24 @@ def test_sampling_extensions_and_structured_outputs(client):
                                         extra_body={"allowed_token_ids": [72, 73], "min_tokens": 2,
                                                     "top_k": 5, "stop": ["ii"], "ignore_eos": True}).choices[0]
     assert set(stopped.text) <= {"i", "j"} and "ii" not in stopped.text
+    biased = client.completions.create(model=MODEL_NAME, prompt="Hello", max_tokens=4, temperature=0,
+                                       logit_bias={"72": 100}, extra_body={"ignore_eos": True}).choices[0]
+    assert biased.text == "iiii"
+    banned = client.completions.create(model=MODEL_NAME, prompt="Hello", max_tokens=4, temperature=0,
+                                       extra_body={"allowed_token_ids": [72, 73], "bad_words": ["i"],
+                                                   "ignore_eos": True}).choices[0]
+    assert banned.text == "jjjj"
+
+
+def test_prompt_logprobs_and_continuous_usage(http):
+    num_prompt = len(prompt_ids(http, "Hello"))
+    choice = complete(http, prompt="Hello", max_tokens=2, prompt_logprobs=1)["choices"][0]
+    assert choice["logprobs"] is None and len(choice["prompt_logprobs"]) == num_prompt
+    assert choice["prompt_logprobs"][0] is None and all(1 <= len(step) <= 2 for step in choice["prompt_logprobs"][1:])
+    chunks = events(http, prompt="Hello", max_tokens=3, ignore_eos=True,
+                    stream_options={"include_usage": True, "continuous_usage_stats": True})
+    counts = [c["usage"]["completion_tokens"] for c in chunks[:-2]]
+    assert counts == sorted(counts) and counts[-1] == 3 and chunks[-2]["usage"]["completion_tokens"] == 3
 
 
 def test_a_client_that_leaves_aborts_every_prompt_and_frees_its_blocks():
