@@ -283,3 +283,14 @@ def test_a_client_that_leaves_aborts_every_prompt_and_frees_its_blocks():
         assert len(aborted) == 2 and core.requests == {}
         free, total = live.free_blocks()
         assert free == total
+
+
+def test_the_served_document_has_the_route(http):
+    document = http.get("/openapi.json").json()
+    operation = document["paths"]["/v1/completions"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompletionRequest"}
+    assert {"200", "400", "404", "422"} <= set(operation["responses"])
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    properties = document["components"]["schemas"]["CompletionRequest"]["properties"]
+    assert properties["max_tokens"]["default"] == 16 and properties["add_special_tokens"]["default"] is True
