@@ -18,6 +18,8 @@ constraints in structured.py, the context-length rules in prompt.py, abort on di
 - `logprobs: N` asks for OpenAI's legacy shape (server/formatting.py `completion_logprobs`).
 - No tools and no reasoning parser: the text is the model's text.
 
+The streamed answer's chunks are written by completion_stream.py.
+
 Fields of vLLM's request that need machinery this engine does not have (`suffix`,
 `prompt_embeds`, `logprob_token_ids`, `watermarking`, a thinking budget, KV or encoder-cache
 transfer, extensions' `vllm_xargs`, a `stream_interval` above 1) are a 400 that says so.
@@ -31,7 +33,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any, AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -40,13 +42,14 @@ from starlette.responses import JSONResponse, Response
 from pyengine import RequestOutput, RequestOutputKind, SamplingParams
 from server import params as request_params
 from server.concurrency import DisconnectWatch
-from server.errors import APIError, bad_request, error_chunk, validation_error
+from server.errors import APIError, bad_request, validation_error
 from server.formatting import completion_logprobs, prompt_logprobs_json, usage
 from server.limits import check_text_chars, decode_json, log_safe
 from server.prompt import fit_prompt
 from server.protocol import CompletionRequest
 from server.serving_chat import ChatService, engine_result
-from server.streaming import DONE, EventStreamResponse, sse_event
+from server.completion_stream import MergedOutputs, completion_stream
+from server.streaming import EventStreamResponse
 from server.structured import structured_outputs_for
 from server.tools import ToolPlan
 
@@ -321,118 +324,3 @@ async def _last(stream: AsyncIterator[RequestOutput], first: RequestOutput) -> R
     while not final.finished:
         final = await stream.__anext__()
     return final
-
-
-# -- streaming ---------------------------------------------------------------------------------------
-
-
-class MergedOutputs:
-    """(prompt index, output) from every prompt's stream, in the order the engine produces them.
-
-    Each unfinished stream has one task waiting for its next output; `close` cancels them (and
-    waits for their engine streams to close), whether or not anyone is still iterating.
-    """
-
-    def __init__(self, streams: Sequence[AsyncIterator[RequestOutput]], firsts: list[RequestOutput]):
-        self.streams, self.firsts = streams, firsts
-        self.pending: dict[asyncio.Future, int] = {}
-
-    async def __aiter__(self) -> AsyncIterator[tuple[int, RequestOutput]]:
-        for index, first in enumerate(self.firsts):
-            yield index, first
-            if not first.finished:
-                self._wait_for(index)
-        while self.pending:
-            done, _ = await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                index = self.pending.pop(task)
-                output = task.result()
-                if not output.finished:
-                    self._wait_for(index)
-                yield index, output
-
-    def _wait_for(self, index: int) -> None:
-        self.pending[asyncio.ensure_future(_next(self.streams[index]))] = index
-
-    async def close(self) -> None:
-        tasks = list(self.pending)
-        self.pending.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _next(stream: AsyncIterator[RequestOutput]) -> RequestOutput:
-    return await stream.__anext__()
-
-
-async def completion_stream(service: CompletionService, job: CompletionJob, outputs: MergedOutputs) -> AsyncIterator[str]:
-    """The SSE body: a chunk per choice per engine step, then the usage chunk if asked, then [DONE]."""
-    request, n = job.request, job.num_choices
-    options = request.stream_options
-    include_usage = bool(options and options.include_usage) or service.config.enable_force_include_usage
-    continuous = include_usage and bool(options and options.continuous_usage_stats)
-    num_choices = n * len(job.prompts)
-    sent_chars = [0] * num_choices  # text sent per choice (the legacy text_offset continues from it)
-    num_tokens = [0] * num_choices  # generated tokens per choice
-    started = [False] * num_choices  # the echo (and prompt_token_ids) went out
-    finished = [False] * num_choices
-    last: RequestOutput | None = None
-
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        return sse_event({"id": job.response_id, "object": "text_completion", "created": job.created,
-                      "model": job.model, "choices": choices, **extra})
-
-    try:
-        async for prompt_index, output in outputs:
-            last = output
-            prompt = job.prompts[prompt_index]
-            for completion in output.outputs:
-                i = prompt_index * n + completion.index
-                if finished[i]:
-                    continue
-                first = not started[i]
-                if first and request.echo:
-                    text, token_ids, steps = CompletionService.echoed(job, prompt, output.prompt_logprobs, completion)
-                else:
-                    text, token_ids, steps = completion.text, list(completion.token_ids), list(completion.logprobs or [])
-                if job.echo_only and not first:
-                    text, token_ids, steps = "", [], []
-                done = completion.finish_reason is not None
-                if not text and not token_ids and not done:
-                    continue  # nothing new for this choice in this step
-                started[i] = True
-                logprobs = None
-                if request.logprobs is not None:
-                    logprobs = completion_logprobs(token_ids, steps, request.logprobs, service.tokenizer,
-                                                   job.as_token_ids, sent_chars[i])
-                sent_chars[i] += len(text)
-                generated = [] if job.echo_only else list(completion.token_ids)
-                num_tokens[i] += len(generated)
-                finished[i] = done
-                choice = {"index": i, "text": text, "logprobs": logprobs,
-                          "finish_reason": ("length" if job.echo_only else completion.finish_reason) if done else None,
-                          "stop_reason": None if job.echo_only else completion.stop_reason,
-                          "prompt_token_ids": list(prompt.token_ids) if first and request.return_token_ids else None,
-                          "token_ids": generated if request.return_token_ids else None}
-                extra = {}
-                if continuous:
-                    extra["usage"] = _stream_usage(len(prompt.token_ids), num_tokens[i])
-                yield chunk([choice], **extra)
-    except (ValueError, RuntimeError) as exc:  # the engine failed a request mid-stream
-        yield error_chunk(service.chat.stream_error(job.prompts[0].engine_request_id, exc))
-        yield DONE
-        return
-    if include_usage:
-        total = usage(sum(len(p.token_ids) for p in job.prompts), sum(num_tokens),
-                      None if last is None else service.chat.cached_tokens(last))
-        if total["prompt_tokens_details"] is None:
-            del total["prompt_tokens_details"]  # streamed usage omits nulls, as vLLM's does
-        yield chunk([], usage=total)
-    yield DONE
-
-
-def _stream_usage(num_prompt: int, num_completion: int) -> dict[str, int]:
-    out = usage(num_prompt, num_completion, None)
-    del out["prompt_tokens_details"]
-    return out
