@@ -4,9 +4,10 @@
     uvicorn.run(app)          # or: pyengine serve --model PATH
 
 Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
-slash the spec shows), `POST /v1/completions` (text completions), `POST /invocations` (SageMaker's route: the same handler), `GET
-/v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
-/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
+slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `POST
+/v1/completions` (text completions), `GET /v1/models`, `GET /health`, `GET /version`, `POST
+/tokenize`, `POST /detokenize`, `GET /openapi.json`, and `GET /metrics` (Prometheus, vLLM's
+metric names: server/metrics.py).
 
 With an API key set, every `/v1` path and `/invocations` need exactly `Authorization: Bearer
 <key>` (compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422

@@ -82,7 +82,7 @@ async def completion_stream(service: "CompletionService", job: "CompletionJob",
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         return sse_event({"id": job.response_id, "object": "text_completion", "created": job.created,
-                      "model": job.model, "choices": choices, **extra})
+                          "model": job.model, "choices": choices, **extra})
 
     try:
         async for prompt_index, output in outputs:
@@ -96,7 +96,8 @@ async def completion_stream(service: "CompletionService", job: "CompletionJob",
                 if first and request.echo:
                     text, token_ids, steps = service.echoed(job, prompt, output.prompt_logprobs, completion)
                 else:
-                    text, token_ids, steps = completion.text, list(completion.token_ids), list(completion.logprobs or [])
+                    text, token_ids = completion.text, list(completion.token_ids)
+                    steps = list(completion.logprobs or [])
                 if job.echo_only and not first:
                     text, token_ids, steps = "", [], []
                 done = completion.finish_reason is not None
