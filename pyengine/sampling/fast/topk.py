@@ -70,10 +70,3 @@ def largest(values: Any, k: int) -> tuple[Any, Any]:
     return xp.take_along_axis(ids, order, axis=-1), xp.take_along_axis(best_values, order, axis=-1)
 
 
-top_k_sorted = largest  # the name logprobs and beam search read best with
-
-
-def sort_descending(values: Any) -> Any:
-    """[B, N] -> [B, N]: each row sorted, largest first."""
-    xp = array_module(values)
-    return xp.flip(xp.sort(values, axis=-1), axis=-1)
