@@ -1,7 +1,9 @@
 """Models: config normalisation, checkpoint loading and one forward pass per family.
 
-`load_model(path, backend)` is the entry point: it reads config.json, picks the family that
-implements the checkpoint's `architectures`, and builds its weights on the backend's device.
+`load_model(path, backend)` is the entry point: it reads config.json, imports the family that
+implements the checkpoint's `architectures` (FAMILIES: the Llama family is the reference one,
+GPT-2 the other) and builds its weights on the backend's device. The attention twin (ATTENTION)
+is imported the same way, when it is chosen: the equations of layers.py, or fast_path.py.
 """
 
 from __future__ import annotations
@@ -11,20 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pyengine import settings
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
-from pyengine.model.fast_path import FAST, decode_groups
-from pyengine.model.gpt2 import GPT2Model
-from pyengine.model.layers import REFERENCE, AttentionInputs
-from pyengine.model.llama import LlamaModel
+from pyengine.model.layers import AttentionInputs
 from pyengine.model.loader import CheckpointError, load_tensors
 
-FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
+FAMILIES = {"llama": ("pyengine.model.llama", "LlamaModel"), "gpt2": ("pyengine.model.gpt2", "GPT2Model")}
+ATTENTION = {"reference": ("pyengine.model.layers", "REFERENCE"), "fast": ("pyengine.model.fast_path", "FAST")}
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES", "decode_groups",
-    "load_model",
+    "ATTENTION", "AttentionInputs", "CheckpointError", "ConfigError", "FAMILIES", "ModelConfig",
+    "SUPPORTED_ARCHITECTURES", "load_model",
 ]
 
 
@@ -55,9 +56,9 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
                 path, config.architecture, tensors.num_parameters / 1e6, "/".join(tensors.stored_dtypes),
                 dtype, len(tensors.files))
     try:
-        model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+        model = settings.load(*FAMILIES[config.family]).from_tensors(config, tensors, backend)
     finally:
         tensors.close()
     logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
-    model.ops = FAST if attention == "fast" else REFERENCE
+    model.ops = settings.load(*ATTENTION[attention])
     return model

@@ -177,4 +177,4 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return y if bias is None else y + bias
 
 
-FAST = ForwardOps(linear=linear, attention=attention)
+FAST = ForwardOps(linear=linear, attention=attention, decode_groups=decode_groups)

@@ -233,16 +233,20 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
-# The two functions a model may take from the fast path instead
+# The functions a model may take from the fast path instead
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
-    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST."""
+    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST.
+
+    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it).
+    """
 
     linear: Callable[..., Any]
     attention: Callable[..., Any]
+    decode_groups: Callable[..., Any] | None = None
 
 
 REFERENCE = ForwardOps(linear=linear, attention=paged_attention)

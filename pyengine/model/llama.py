@@ -32,11 +32,11 @@ import numpy as np  # host: weight preparation before the copy to the device
 
 from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
-from pyengine.model.fast_path import FAST
 from pyengine.model.layers import (
-    ForwardOps,
     ACTIVATIONS,
+    REFERENCE,
     AttentionInputs,
+    ForwardOps,
     apply_rope,
     rms_norm,
     silu,
@@ -67,7 +67,7 @@ class LlamaLayer:
 class LlamaModel:
     """A Llama-family decoder: `forward` (ids -> hidden) and `compute_logits` (hidden -> logits)."""
 
-    ops: ForwardOps = FAST  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
+    ops: ForwardOps = REFERENCE  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
 
     def __init__(self, config: ModelConfig, backend: Backend, embed_tokens: Any,
                  layers: list[LlamaLayer], norm: Any, lm_head: Any):
