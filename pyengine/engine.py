@@ -31,6 +31,7 @@ from pyengine.sampling import (
     SamplerOutput,
     SamplingParams,
     SamplingRow,
+    StructuredOutputsParams,
     make_generator,
     make_sampler,
     tokenize_bad_words,
@@ -109,6 +110,18 @@ class Engine:
             eos_ids = ({self.eos_token_id} | self.extra_eos_ids) - {None}
             self._constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size, eos_ids, self.config.twins.grammar)
         return self._constrained
+
+    def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
+        """Check and compile a constraint now; the compiled grammar stays on it for the request to use.
+
+        What `add_request` would do with it, done ahead (a server does it while validating, off
+        the engine's thread): a request that carries it is not compiled again.
+
+        Raises:
+            ValueError: the constraint does not compile (see `ConstrainedDecoding.compile`).
+        """
+        structured_outputs.compiled = self.constrained.compile(structured_outputs)
+        return structured_outputs
 
     # -- requests ----------------------------------------------------------------------------------
 
