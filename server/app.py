@@ -64,7 +64,7 @@ class Server:
         self.config = config
         self.chat = ChatService(engine, config)
         self.api_key = api_key
-        self.model_path = model_path or engine.engine.config.model
+        self.model_path = model_path or engine.model_info.model
         self.created = int(time.time())
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class Server:
         except ValidationError as exc:
             raise validation_error(exc) from None
         self.check_model(parsed.model)
-        vocab_size = self.engine.engine.vocab_size
+        vocab_size = self.engine.model_info.vocab_size
         bad = [t for t in parsed.tokens if not 0 <= t < vocab_size]
         if bad:
             raise APIError(f"token ids {bad[:5]} are outside the vocabulary [0, {vocab_size})", 400, "tokens")
@@ -290,7 +290,7 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
     runs, the stats line is logged every `log_stats_interval` seconds when busy (None: never).
     """
     metrics = Metrics(engine, config.served_model_names[0])
-    server = Server(metrics.metered(engine), config, api_key, model_path or engine.engine.config.model)
+    server = Server(metrics.metered(engine), config, api_key, model_path or engine.model_info.model)
 
     async def scrape(request: Request) -> Response:
         body, content_type = await metrics.exposition()

@@ -262,13 +262,11 @@ def resolve_model_args(args: argparse.Namespace) -> tuple[str, str | None, str]:
 
 def capacity_summary(engine: AsyncEngine, name: str) -> str:
     """The startup line vLLM users look for: the model, and how many tokens and requests fit."""
-    core = engine.engine
-    blocks = core.blocks.num_blocks
-    tokens = blocks * core.blocks.block_size
-    mc = core.model.config
-    return (f"Serving {name} ({mc.architecture}, {core.model.dtype}): KV cache of {tokens:,} tokens "
-            f"({blocks:,} blocks of {core.blocks.block_size}); maximum concurrency for "
-            f"{core.max_model_len:,} tokens per request: {tokens / core.max_model_len:.2f}x")
+    info = engine.model_info
+    tokens = info.num_kv_blocks * info.block_size
+    return (f"Serving {name} ({info.architecture}, {info.dtype}): KV cache of {tokens:,} tokens "
+            f"({info.num_kv_blocks:,} blocks of {info.block_size}); maximum concurrency for "
+            f"{info.max_model_len:,} tokens per request: {tokens / info.max_model_len:.2f}x")
 
 
 def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:

@@ -33,14 +33,13 @@ usage and the prefix cache hit rate over that interval.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import Any, AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from pyengine import AsyncEngine, RequestOutput, RequestOutputKind
+from pyengine import AsyncEngine, EngineStats, RequestOutput, RequestOutputKind
 
 logger = logging.getLogger("server.metrics")
 
@@ -51,22 +50,6 @@ ITL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
                7.5, 10.0, 20.0, 40.0, 80.0)
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
                480.0, 960.0, 1920.0, 7680.0)
-
-
-@dataclasses.dataclass
-class EngineState:
-    """What the gauges show, read from the engine between two steps."""
-
-    running: int
-    waiting: int
-    kv_cache_usage: float  # 0..1
-
-
-def read_state(engine: Any) -> EngineState:
-    """The scheduler's queue lengths and the share of KV blocks in use (call on the loop thread)."""
-    blocks = engine.blocks
-    return EngineState(running=len(engine.scheduler.running), waiting=len(engine.scheduler.waiting),
-                       kv_cache_usage=1.0 - blocks.num_free_blocks / blocks.num_blocks)
 
 
 class Metrics:
@@ -111,8 +94,8 @@ class Metrics:
     def metered(self, engine: AsyncEngine) -> "MeteredEngine":
         return MeteredEngine(engine, self)
 
-    async def refresh_gauges(self) -> EngineState:
-        state = await self.engine.call(read_state)
+    async def refresh_gauges(self) -> EngineStats:
+        state = await self.engine.stats()
         self.running.set(state.running)
         self.waiting.set(state.waiting)
         self.kv_usage.set(state.kv_cache_usage)
@@ -149,7 +132,7 @@ class _Interval:
         self.time = time.monotonic()
         self.counts = {name: metrics._count(name) for name in _INTERVAL_COUNTERS}
 
-    def line(self, metrics: Metrics, state: EngineState) -> str | None:
+    def line(self, metrics: Metrics, state: EngineStats) -> str | None:
         """The summary since the last reset (and reset), or None when nothing ran or waits."""
         start, before = self.time, self.counts
         self.reset(metrics)

@@ -103,11 +103,11 @@ class ChatService:
     def __init__(self, engine: AsyncEngine, config: ServingConfig):
         self.engine = engine
         self.config = config
-        core = engine.engine
-        self.tokenizer = core.tokenizer
-        self.max_model_len = core.max_model_len
-        self.prefix_caching = core.config.enable_prefix_caching
-        self.defaults = request_params.generation_defaults(core.config.model, config.generation_config,
+        info = engine.model_info
+        self.tokenizer = info.tokenizer
+        self.max_model_len = info.max_model_len
+        self.prefix_caching = info.enable_prefix_caching
+        self.defaults = request_params.generation_defaults(info.model, config.generation_config,
                                                            config.override_generation_config)
         template = config.chat_template or self.tokenizer.chat_template
         self.reasoning_parser = reasoning_parser_class(config.reasoning_parser, template)
@@ -118,7 +118,7 @@ class ChatService:
         self.num_pending = 0
         self.workers = Workers(time_budget=config.prepare_timeout)
         self.chars_per_token = longest_token_chars(self.tokenizer)
-        self.vocab_size = core.vocab_size
+        self.vocab_size = info.vocab_size
         self.shutting_down = False  # no new requests; running streams end at the shutdown deadline
         self.in_flight: set[str] = set()  # engine request ids of requests handed to the engine
 
@@ -209,7 +209,8 @@ class ChatService:
         self.config.limits.check(request, self.vocab_size)
         check_prompt_chars(request, self.max_model_len, self.chars_per_token)
         tools = plan_tools(request, self.config.tool_call_parser)
-        structured = structured_outputs_for(request, tools, reasoning=self.constrain_after_reasoning)
+        structured = structured_outputs_for(request, tools, self.engine.compile_structured_outputs,
+                                            reasoning=self.constrain_after_reasoning)
         prompt = render(request, self.tokenizer, tools.template_tools(), self.config.chat_template,
                         self.config.trust_request_chat_template, self.config.response_role)
         prompt.token_ids, max_tokens = fit_context(request, prompt.token_ids, self.max_model_len,

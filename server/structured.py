@@ -18,17 +18,19 @@ compiles it; docs/06-structured-outputs.md):
   JSON array (required) or the bare arguments (named) instead; the parsed calls are the same.
   Forced tool choice with another constraint is a 400; `response_format` is dropped (vLLM).
 
-Every constraint is compiled here, before the request reaches the engine, so an invalid schema,
-regex or grammar, or one past the compile limits, is a 400 naming the parameter, never a 500.
-The engine compiles it again from its cache (keyed by kind, spec and switches) for free.
+Every constraint is checked and compiled here, once, by the engine's public
+`compile_structured_outputs`, before the request is queued: an invalid schema, regex or grammar,
+or one past the compile limits, is a 400 naming the parameter, never a 500, and the compiled
+grammar travels on the constraint to the engine, which uses it as it is. Which kinds a
+constraint may be, and that it is exactly one of them, is `StructuredOutputsParams`'s to say.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from pyengine import JsonOptions, StructuredOutputsParams, compile_grammar
+from pyengine import StructuredOutputsParams
 from server.errors import APIError, bad_request
 from server.reasoning import END as THINK_END, START as THINK_START
 
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
     from server.tools import ToolPlan
 
 GRAMMAR_ENGINE_AVAILABLE = True
-_KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+# The constraint kinds a request names; `tool_calls`, the last of pyengine's, comes from forced tool choice.
+REQUEST_KINDS = tuple(kind for kind in StructuredOutputsParams.KINDS if kind != "tool_calls")
+Compile = Callable[[StructuredOutputsParams], StructuredOutputsParams]  # AsyncEngine.compile_structured_outputs
 
 
 def check_structured_outputs(request: "ChatCompletionRequest") -> None:
@@ -49,9 +53,9 @@ def check_structured_outputs(request: "ChatCompletionRequest") -> None:
                           "response_format")
 
 
-def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
+def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan", compile: Compile,
                            reasoning: bool = False) -> StructuredOutputsParams | None:
-    """The request's one output constraint, compiled once to check it; None when there is none.
+    """The request's one output constraint, compiled by `compile` (once); None when there is none.
 
     With `reasoning` (the server parses <think> blocks for this model) the model may think
     first: the engine holds the whole output to an optional think block, then the constraint,
@@ -77,7 +81,7 @@ def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
         tools = [t for t in plan.tools if plan.choice == "required" or t.function.name == plan.named_function]
         spec = (tuple((t.function.name, t.function.parameters) for t in tools), 1,
                 1 if plan.choice == "named" or not plan.parallel else None)
-        return _compiled(StructuredOutputsParams(tool_calls=spec, **switches), "tools")
+        return _compiled(compile, {"tool_calls": spec}, switches, "tools")
     source = "structured_outputs"
     from_format = _from_response_format(request)
     if from_format:
@@ -85,24 +89,15 @@ def structured_outputs_for(request: "ChatCompletionRequest", plan: "ToolPlan",
             raise bad_request("response_format and structured_outputs each set a constraint; use one of them",
                               "response_format")
         given, source = from_format, "response_format"
-    if so is not None and not given:
-        raise bad_request(f"structured_outputs needs exactly one of {', '.join(_KINDS)}", "structured_outputs")
-    if not given:
+    if not given and so is None:
         return None
-    if len(given) > 1:
-        raise bad_request("You can only use one kind of structured outputs constraint but multiple are "
-                          f"specified: {sorted(given)}", source)
-    (kind, spec), = given.items()
-    _check_spec(kind, spec, source)
-    return _compiled(StructuredOutputsParams(**{kind: spec}, **switches), source)
+    return _compiled(compile, given, switches, source)  # none or several kinds: a 400 from there
 
 
 def _so_kinds(so: Any) -> dict[str, Any]:
-    values = {"json": so.json_, "regex": so.regex, "choice": so.choice, "grammar": so.grammar,
-              "json_object": so.json_object or None, "structural_tag": so.structural_tag}
     if so.json_object is False:
         raise bad_request("structured_outputs.json_object must be true when given", "structured_outputs")
-    return values
+    return {kind: getattr(so, "json_" if kind == "json" else kind) for kind in REQUEST_KINDS}
 
 
 def _from_response_format(request: "ChatCompletionRequest") -> dict[str, Any]:
@@ -139,17 +134,19 @@ def _check_spec(kind: str, spec: Any, source: str) -> None:
         raise bad_request("regex must not contain a NUL character", source)
 
 
-def _compiled(params: StructuredOutputsParams, source: str) -> StructuredOutputsParams:
-    """Compile now (cached) so a bad constraint is a 400 here; the engine reuses the result."""
-    options = JsonOptions.from_switches(params.disable_any_whitespace, params.whitespace_pattern,
-                                        params.disable_additional_properties, params.unsound_one_of)
+def _compiled(compile: Compile, given: dict[str, Any], switches: dict[str, Any],
+              source: str) -> StructuredOutputsParams:
+    """The constraint, built (exactly one kind: StructuredOutputsParams checks) and compiled now, so a
+    bad one is a 400 here; the compiled grammar stays on it for the engine."""
     try:
-        compile_grammar(params.kind, params.spec, options)
-    except ValueError as exc:  # GrammarError and GrammarLimitError
+        params = StructuredOutputsParams(**given, **switches)
+    except ValueError as exc:
+        raise bad_request(str(exc), source) from None
+    _check_spec(params.kind, params.spec, source)
+    try:
+        return compile(params)
+    except ValueError as exc:  # GrammarError, GrammarLimitError, too deeply nested, tags of several tokens
         raise bad_request(f"invalid {source}: {exc}", source) from None
-    except RecursionError:
-        raise bad_request(f"invalid {source}: nested too deeply to compile", source) from None
-    return params
 
 
 def forced_choice_needs_whole_output(plan: "ToolPlan") -> bool:

@@ -1,7 +1,9 @@
 """The layering, enforced: server -> engine -> components -> backend.
 
 The server imports only pyengine's public API (the names `pyengine` exports, and the
-`pyengine generate` command module). No module-level import circles, found by walking the
+`pyengine generate` command module), and never reaches through an `AsyncEngine` to the `Engine`
+inside it (`engine.engine`): what it needs of the model and the engine's load is public
+(`model_info`, `stats()`, `compile_structured_outputs`). No module-level import circles, found by walking the
 import graph of pyengine and server (imports under `if TYPE_CHECKING:` do not run, so they
 do not count). Components (model, cache, sampling, text, structured) never import each other; nothing in
 pyengine imports server; device code (model, cache, sampling) never imports numpy directly,
@@ -132,8 +134,22 @@ def _server_private_imports() -> list[str]:
     return problems
 
 
+def _server_reaches_inside_the_engine() -> list[str]:
+    """`engine.engine`, `self.engine.engine`: the Engine behind an AsyncEngine, which is no public API."""
+    problems = []
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "engine":
+                inner = node.value
+                if (inner.attr if isinstance(inner, ast.Attribute) else getattr(inner, "id", None)) in ("engine",
+                                                                                                       "_engine"):
+                    problems.append(f"{path.relative_to(ROOT)}: {ast.unparse(node)}")
+    return problems
+
+
 def test_the_server_imports_only_the_public_api():
     assert _server_private_imports() == []
+    assert _server_reaches_inside_the_engine() == []
 
 
 # -- no import circles ---------------------------------------------------------------------------------
@@ -221,15 +237,16 @@ def test_no_import_circles():
 
 def test_the_checkers_catch_a_private_import_and_a_circle():
     """Plant a server file that reaches inside pyengine, and two modules that import each other."""
-    planted = {ROOT / "server" / "_planted_for_test.py": "from pyengine.engine import Engine\n",
+    planted = {ROOT / "server" / "_planted_for_test.py": "from pyengine.engine import Engine\ncore = self.engine.engine\n",
                ROOT / "pyengine" / "cache" / "_planted_a.py": "from pyengine.cache import _planted_b\n",
                ROOT / "pyengine" / "cache" / "_planted_b.py": "import pyengine.cache._planted_a\n"}
     for path, text in planted.items():
         path.write_text(text)
     try:
-        private, circles = _server_private_imports(), _circles(_module_graph())
+        private, circles, inside = _server_private_imports(), _circles(_module_graph()), _server_reaches_inside_the_engine()
     finally:
         for path in planted:
             path.unlink()
     assert private == ["server/_planted_for_test.py: from pyengine.engine import ..."]
+    assert inside == ["server/_planted_for_test.py: self.engine.engine"]
     assert circles == [["pyengine.cache._planted_a", "pyengine.cache._planted_b"]]
