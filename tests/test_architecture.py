@@ -17,6 +17,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER = "pyengine_server"  # the HTTP server's package (the folder pyengine_server/)
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
                   "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained"}
@@ -40,9 +41,9 @@ ALLOWED_EXTRA = {("scheduler", "cache")}
 
 
 def _layer(module: str) -> tuple[str, str | None]:
-    """'pyengine.model.llama' -> ('component', 'model'); 'server.app' -> ('server', None)."""
+    """'pyengine.model.llama' -> ('component', 'model'); 'pyengine_server.app' -> ('server', None)."""
     parts = module.split(".")
-    if parts[0] == "server":
+    if parts[0] == SERVER:
         return "server", None
     if parts[0] != "pyengine" or len(parts) == 1:
         return "other", None
@@ -76,7 +77,7 @@ def _module_name(path: Path) -> str:
 def _violations() -> list[str]:
     rank = {"backend": 0, "component": 1, "engine": 2, "server": 3, "other": 1}
     problems = []
-    for package in ("pyengine", "server"):
+    for package in ("pyengine", SERVER):
         for path in sorted((ROOT / package).rglob("*.py")):
             here_layer, here_name = _layer(_module_name(path))
             relative = str(path.relative_to(ROOT))
@@ -84,7 +85,7 @@ def _violations() -> list[str]:
                 if imported.split(".")[0] == "numpy" and here_name in NUMPY_FREE and relative not in HOST_NUMPY:
                     problems.append(f"{relative}: imports numpy directly (use the xp backend)")
                 there_layer, there_name = _layer(imported)
-                if there_layer == "other" and not imported.startswith(("pyengine", "server")):
+                if there_layer == "other" and imported.split(".")[0] not in ("pyengine", SERVER):
                     continue
                 if (here_name, there_name) in ALLOWED_EXTRA:
                     continue
@@ -122,7 +123,7 @@ def _server_private_imports() -> list[str]:
 
     public = set(pyengine.__all__) | PUBLIC_MODULES
     problems = []
-    for path in sorted((ROOT / "server").rglob("*.py")):
+    for path in sorted((ROOT / SERVER).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):  # function-level imports too
             relative = path.relative_to(ROOT)
             if isinstance(node, ast.Import):
@@ -137,7 +138,7 @@ def _server_private_imports() -> list[str]:
 def _server_reaches_inside_the_engine() -> list[str]:
     """`engine.engine`, `self.engine.engine`: the Engine behind an AsyncEngine, which is no public API."""
     problems = []
-    for path in sorted((ROOT / "server").rglob("*.py")):
+    for path in sorted((ROOT / SERVER).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr == "engine":
                 inner = node.value
@@ -187,7 +188,7 @@ def module_level_imports(path: Path, module: str) -> list[tuple[str, list[str]]]
 
 def _module_graph() -> dict[str, set[str]]:
     """Module -> the pyengine/server modules it imports when it runs (module level, not TYPE_CHECKING)."""
-    modules = {_module_name(p): p for package in ("pyengine", "server") for p in (ROOT / package).rglob("*.py")}
+    modules = {_module_name(p): p for package in ("pyengine", SERVER) for p in (ROOT / package).rglob("*.py")}
 
     def imported(path: Path, module: str) -> set[str]:
         found: set[str] = set()
@@ -237,7 +238,7 @@ def test_no_import_circles():
 
 def test_the_checkers_catch_a_private_import_and_a_circle():
     """Plant a server file that reaches inside pyengine, and two modules that import each other."""
-    planted = {ROOT / "server" / "_planted_for_test.py": "from pyengine.engine import Engine\ncore = self.engine.engine\n",
+    planted = {ROOT / SERVER / "_planted_for_test.py": "from pyengine.engine import Engine\ncore = self.engine.engine\n",
                ROOT / "pyengine" / "cache" / "_planted_a.py": "from pyengine.cache import _planted_b\n",
                ROOT / "pyengine" / "cache" / "_planted_b.py": "import pyengine.cache._planted_a\n"}
     for path, text in planted.items():
@@ -247,6 +248,6 @@ def test_the_checkers_catch_a_private_import_and_a_circle():
     finally:
         for path in planted:
             path.unlink()
-    assert private == ["server/_planted_for_test.py: from pyengine.engine import ..."]
-    assert inside == ["server/_planted_for_test.py: self.engine.engine"]
+    assert private == ["pyengine_server/_planted_for_test.py: from pyengine.engine import ..."]
+    assert inside == ["pyengine_server/_planted_for_test.py: self.engine.engine"]
     assert circles == [["pyengine.cache._planted_a", "pyengine.cache._planted_b"]]

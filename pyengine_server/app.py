@@ -6,7 +6,7 @@
 Routes (vLLM's paths and shapes): `POST /v1/chat/completions` (with or without the trailing
 slash the spec shows), `POST /invocations` (SageMaker's route: the same handler), `GET
 /v1/models`, `GET /health`, `GET /version`, `POST /tokenize`, `POST /detokenize`, `GET
-/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: server/metrics.py).
+/openapi.json`, and `GET /metrics` (Prometheus, vLLM's metric names: pyengine_server/metrics.py).
 
 With an API key set, every `/v1` path and `/invocations` need exactly `Authorization: Bearer
 <key>` (compared in constant time); the others stay open, as in vLLM. Errors leave as JSON: 422
@@ -17,7 +17,7 @@ unexpected exception is logged with a request id and answered 500 with a generic
 Bodies are capped (`max_request_body_bytes`: 413 before the body is read whole); requests with
 more than `MAX_HEADERS` headers get 431, and those with both Content-Length and
 Transfer-Encoding 400, each closing the connection. Every handler leaves parsing, tokenization
-and detokenization to the worker threads (server/concurrency.py): the event loop only does I/O.
+and detokenization to the worker threads (pyengine_server/concurrency.py): the event loop only does I/O.
 """
 
 from __future__ import annotations
@@ -42,16 +42,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pyengine
 from pyengine import AsyncEngine
-from server.concurrency import ClientDisconnected
-from server.errors import APIError, RequestValidationError, validation_error
-from server.limits import decode_json, log_safe
-from server.metrics import Metrics
-from server.openapi import openapi_document
-from server.prompt import render
-from server.protocol import ChatCompletionRequest, DetokenizeRequest, TokenizeChatRequest, TokenizeCompletionRequest
-from server.serving_chat import ChatService, ServingConfig
+from pyengine_server.concurrency import ClientDisconnected
+from pyengine_server.errors import APIError, RequestValidationError, validation_error
+from pyengine_server.limits import decode_json, log_safe
+from pyengine_server.metrics import Metrics
+from pyengine_server.openapi import openapi_document
+from pyengine_server.prompt import render
+from pyengine_server.protocol import ChatCompletionRequest, DetokenizeRequest, TokenizeChatRequest, TokenizeCompletionRequest
+from pyengine_server.serving_chat import ChatService, ServingConfig
 
-logger = logging.getLogger("server")
+logger = logging.getLogger("pyengine_server")
 MAX_HEADERS = 256  # vLLM's cap on the number of request headers
 
 

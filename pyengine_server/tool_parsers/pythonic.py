@@ -23,8 +23,8 @@ import json
 import re
 from typing import Any
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
-from server.tool_parsers.json_calls import WHITESPACE, CallListParser
+from pyengine_server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
+from pyengine_server.tool_parsers.json_calls import WHITESPACE, CallListParser
 
 START_TAG, END_TAG = "<|python_start|>", "<|python_end|>"
 _HEAD = re.compile(r"\[\s*[A-Za-z_]\w*\s*\(")  # the start of a call list

@@ -1,7 +1,7 @@
 """The request body of `POST /v1/chat/completions`, as pydantic models of the spec.
 
 These models decide one thing: does the JSON body fit `ChatCompletionRequest` of the spec
-(`server/openapi_spec.json`)? A body that does not is answered 422 with the spec's
+(`pyengine_server/openapi_spec.json`)? A body that does not is answered 422 with the spec's
 `HTTPValidationError`. Types are read as vLLM's own pydantic models read them (pydantic's lax
 mode): `"true"` and `"false"` are booleans, `"5"` and `5.0` are integers, `"0.5"` is a number;
 `"maybe"`, `5.5` for an integer or `"abc"` for a number are still a 422. Every object allows

@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from server.errors import bad_request
-from server.protocol import ChatCompletionRequest, ToolParam
-from server.structured import check_forced_tool_calls
-from server.tool_parsers import ToolCall, ToolParser, get_tool_parser
+from pyengine_server.errors import bad_request
+from pyengine_server.protocol import ChatCompletionRequest, ToolParam
+from pyengine_server.structured import check_forced_tool_calls
+from pyengine_server.tool_parsers import ToolCall, ToolParser, get_tool_parser
 
 
 FORCED_CALL_PARSER = "hermes"

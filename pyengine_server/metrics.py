@@ -41,7 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from pyengine import AsyncEngine, EngineStats, RequestOutput, RequestOutputKind
 
-logger = logging.getLogger("server.metrics")
+logger = logging.getLogger("pyengine_server.metrics")
 
 # Bucket bounds (seconds) covering a CPU engine's range: from a fast tiny model to a slow long prompt.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

@@ -17,7 +17,7 @@ import dataclasses
 import re
 from typing import Any
 
-from server.errors import bad_request, parse_json_body
+from pyengine_server.errors import bad_request, parse_json_body
 
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _UNSAFE_FOR_LOGS = re.compile(r"[^A-Za-z0-9._:/@+=-]")

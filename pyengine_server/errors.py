@@ -82,7 +82,7 @@ def validation_error(exc: ValidationError, prefix: tuple[Any, ...] = ("body",)) 
 def _is_union_tag(part: Any) -> bool:
     # pydantic names the branch of a union it tried ("str", "list[...]", "NamedToolChoice");
     # FastAPI keeps these, but they are Python type names, not places in the client's JSON.
-    from server.protocol import SpecModel  # noqa: PLC0415  (protocol sits above this module)
+    from pyengine_server.protocol import SpecModel  # noqa: PLC0415  (protocol sits above this module)
 
     if not isinstance(part, str):
         return False

@@ -19,8 +19,8 @@ sent call is dropped, since a stream cannot take back what it sent.
 
 from __future__ import annotations
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
-from server.tool_parsers.json_calls import WHITESPACE, CallListParser, call_from_object, decode_object
+from pyengine_server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
+from pyengine_server.tool_parsers.json_calls import WHITESPACE, CallListParser, call_from_object, decode_object
 
 PYTHON_TAG = "<|python_tag|>"
 SEPARATORS = WHITESPACE + ";"

@@ -61,7 +61,7 @@ NO_EFFECT_FLAGS: dict[str, tuple[tuple[Any, ...] | None, str]] = {
     "tokenizer_mode": (("auto", "hf"), "the tokenizer is read from tokenizer.json"),
     "quantization": ((), "weights are not quantized"),
 }
-REASONING_PARSERS = ("auto", "think", "deepseek_r1", "qwen3", "none")  # server/reasoning.py has the rules
+REASONING_PARSERS = ("auto", "think", "deepseek_r1", "qwen3", "none")  # pyengine_server/reasoning.py has the rules
 DTYPES = {"cpu": ("auto", "float32", "float"), "cuda": ("auto", "float16", "half")}
 
 
@@ -74,7 +74,7 @@ def served_model_names(model: str, names: list[str] | None = None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from server.tool_parsers import tool_parser_names  # noqa: PLC0415
+    from pyengine_server.tool_parsers import tool_parser_names  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="pyengine serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,7 +231,7 @@ def entry(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         return main(argv[1:])
     if argv[:1] in (["chat"], ["complete"]):  # terminal clients of a running server
-        from server import client  # noqa: PLC0415
+        from pyengine_server import client  # noqa: PLC0415
 
         return client.main(argv)
     return cli.main(argv)
@@ -276,7 +276,7 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
         ValueError: a value this engine cannot honour (see `check_vllm_flags`).
     """
     from pyengine import EngineConfig  # noqa: PLC0415
-    from server.serving_chat import ServingConfig  # noqa: PLC0415
+    from pyengine_server.serving_chat import ServingConfig  # noqa: PLC0415
 
     inert = check_vllm_flags(args)
     kv_cache_memory = args.kv_cache_memory
@@ -310,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from pyengine import AsyncEngine  # noqa: PLC0415  (keeps `--help` fast)
-    from server.app import build_app  # noqa: PLC0415
-    from server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
+    from pyengine_server.app import build_app  # noqa: PLC0415
+    from pyengine_server.http_server import GracefulServer, uvicorn_config  # noqa: PLC0415
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _exit_cleanly)
@@ -319,13 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine_config, serving, inert = configs(args)
         if inert:
-            logging.getLogger("server").info("accepted for vLLM compatibility, changing nothing here: %s",
+            logging.getLogger("pyengine_server").info("accepted for vLLM compatibility, changing nothing here: %s",
                                              "; ".join(inert))
         api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
         if args.disable_log_stats:  # quiet: no loading progress bar either
             logging.getLogger("pyengine.model.loader").setLevel(logging.WARNING)
         engine = AsyncEngine(engine_config)
-        logging.getLogger("server").info("%s", capacity_summary(engine, serving.served_model_names[0]))
+        logging.getLogger("pyengine_server").info("%s", capacity_summary(engine, serving.served_model_names[0]))
         app = build_app(engine, serving, api_key=api_key,
                         log_stats_interval=None if args.disable_log_stats else STATS_INTERVAL_S)
     except (ValueError, OSError) as exc:  # a setting or a model we cannot serve: say which, no traceback

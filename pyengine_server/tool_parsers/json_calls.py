@@ -17,8 +17,8 @@ import json
 import re
 from typing import Any
 
-from server.tool_parsers.base import ToolCall, ToolCallDelta, ToolParser, make_tool_call_id
-from server.tool_parsers.partial_json import arguments_start, stable_prefix
+from pyengine_server.tool_parsers.base import ToolCall, ToolCallDelta, ToolParser, make_tool_call_id
+from pyengine_server.tool_parsers.partial_json import arguments_start, stable_prefix
 
 _DECODER = json.JSONDecoder()
 NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')

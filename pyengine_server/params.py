@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import SamplingParams
-from server.errors import bad_request
-from server.protocol import ChatCompletionRequest
+from pyengine_server.errors import bad_request
+from pyengine_server.protocol import ChatCompletionRequest
 
 # Fields filled from generation_config.json when the request leaves them out (as vLLM does).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
@@ -165,5 +165,5 @@ def sampling_params(request: ChatCompletionRequest, max_tokens: int, defaults: d
         if repetition is not None else None,
         use_beam_search=request.use_beam_search,
         length_penalty=request.length_penalty,
-        structured_outputs=structured_outputs,  # server/structured.py builds and checks it
+        structured_outputs=structured_outputs,  # pyengine_server/structured.py builds and checks it
     )

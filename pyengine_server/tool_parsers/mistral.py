@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
-from server.tool_parsers.json_calls import (
+from pyengine_server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, register
+from pyengine_server.tool_parsers.json_calls import (
     WHITESPACE, CallListParser, call_from_object, decode_object, partial_suffix)
 
 MARKER, ARGS = "[TOOL_CALLS]", "[ARGS]"

@@ -31,13 +31,13 @@ import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from pyengine import StructuredOutputsParams
-from server.errors import APIError, bad_request
-from server.reasoning import END as THINK_END, START as THINK_START
+from pyengine_server.errors import APIError, bad_request
+from pyengine_server.reasoning import END as THINK_END, START as THINK_START
 
 if TYPE_CHECKING:
-    from server.protocol import ChatCompletionRequest
-    from server.tool_parsers import ToolCall
-    from server.tools import ToolPlan
+    from pyengine_server.protocol import ChatCompletionRequest
+    from pyengine_server.tool_parsers import ToolCall
+    from pyengine_server.tools import ToolPlan
 
 GRAMMAR_ENGINE_AVAILABLE = True
 # The constraint kinds a request names; `tool_calls`, the last of pyengine's, comes from forced tool choice.

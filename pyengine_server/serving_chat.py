@@ -8,7 +8,7 @@ error in a request is a proper HTTP error; only a failure in the middle of a str
 an SSE error event.
 
 Preparation (parsing, validation, the template, tokenization, grammar compilation, bad-words
-tokenization) runs on a worker thread (server/concurrency.py), so the event loop only does I/O.
+tokenization) runs on a worker thread (pyengine_server/concurrency.py), so the event loop only does I/O.
 
 A request belongs to its client: if the client disconnects at any stage (waiting for a worker,
 being prepared, queued in the engine, generating), the request is aborted and its KV blocks are
@@ -37,20 +37,20 @@ from pyengine import (
     SamplingParams,
     tokenize_bad_words,
 )
-from server import params as request_params
-from server.concurrency import DisconnectWatch, Workers
-from server.errors import APIError, bad_request, validation_error
-from server.formatting import chat_logprobs, prompt_logprobs_json, usage
-from server.limits import RequestLimits, check_prompt_chars, decode_json, log_safe, longest_token_chars
-from server.prompt import Prompt, fit_context, render
-from server.protocol import ChatCompletionRequest
-from server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, reasoning_parser_class
-from server.streaming import EventStreamResponse, chat_stream, replay_stream
-from server.structured import forced_choice_needs_whole_output, structured_outputs_for
-from server.tool_parsers import get_tool_parser
-from server.tools import ToolPlan, finish_tool_calls, plan_tools
+from pyengine_server import params as request_params
+from pyengine_server.concurrency import DisconnectWatch, Workers
+from pyengine_server.errors import APIError, bad_request, validation_error
+from pyengine_server.formatting import chat_logprobs, prompt_logprobs_json, usage
+from pyengine_server.limits import RequestLimits, check_prompt_chars, decode_json, log_safe, longest_token_chars
+from pyengine_server.prompt import Prompt, fit_context, render
+from pyengine_server.protocol import ChatCompletionRequest
+from pyengine_server.reasoning import END as THINK_END, START as THINK_START, ThinkReasoningParser, reasoning_parser_class
+from pyengine_server.streaming import EventStreamResponse, chat_stream, replay_stream
+from pyengine_server.structured import forced_choice_needs_whole_output, structured_outputs_for
+from pyengine_server.tool_parsers import get_tool_parser
+from pyengine_server.tools import ToolPlan, finish_tool_calls, plan_tools
 
-logger = logging.getLogger("server.chat")
+logger = logging.getLogger("pyengine_server.chat")
 
 
 @dataclasses.dataclass
@@ -71,7 +71,7 @@ class ServingConfig:
     enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens
     enable_force_include_usage: bool = False  # a usage chunk on every stream, asked or not
     log_requests: bool = True  # one info line per request
-    # bounded inputs and bounded waits (server/limits.py, server/concurrency.py)
+    # bounded inputs and bounded waits (pyengine_server/limits.py, pyengine_server/concurrency.py)
     limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
     max_request_body_bytes: int = 4 * 1024 * 1024
     prepare_timeout: float = 60.0  # seconds one request may spend in preparation before a 400

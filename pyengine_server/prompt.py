@@ -21,8 +21,8 @@ import json
 from typing import Any
 
 from pyengine import ChatTemplateError
-from server.errors import bad_request
-from server.protocol import ChatCompletionRequest, RequestMessage
+from pyengine_server.errors import bad_request
+from pyengine_server.protocol import ChatCompletionRequest, RequestMessage
 
 # Template variables that the request's own fields set; chat_template_kwargs may not smuggle these.
 _RESERVED_KWARGS = {"messages", "tokenize", "tools", "documents"}

@@ -22,13 +22,13 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pyengine import CompletionOutput, RequestOutput
-from server.errors import error_chunk
-from server.formatting import chat_logprobs, usage
-from server.reasoning import ThinkReasoningParser
-from server.tool_parsers import ToolParser
+from pyengine_server.errors import error_chunk
+from pyengine_server.formatting import chat_logprobs, usage
+from pyengine_server.reasoning import ThinkReasoningParser
+from pyengine_server.tool_parsers import ToolParser
 
 if TYPE_CHECKING:
-    from server.serving_chat import ChatJob, ChatService
+    from pyengine_server.serving_chat import ChatJob, ChatService
 
 DONE = "data: [DONE]\n\n"
 

@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 from pyengine import AsyncEngine, EngineConfig
-from server.app import build_app
-from server.cli import served_model_names
-from server.http_server import HEADER_TIMEOUT, GracefulServer, uvicorn_config
-from server.serving_chat import ServingConfig
+from pyengine_server.app import build_app
+from pyengine_server.cli import served_model_names
+from pyengine_server.http_server import HEADER_TIMEOUT, GracefulServer, uvicorn_config
+from pyengine_server.serving_chat import ServingConfig
 
 
 class BackgroundServer:

@@ -25,8 +25,8 @@ import json
 import re
 from typing import Any
 
-from server.tool_parsers.partial_json import arguments_start, stable_prefix
-from server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, make_tool_call_id, register
+from pyengine_server.tool_parsers.partial_json import arguments_start, stable_prefix
+from pyengine_server.tool_parsers.base import ExtractedToolCalls, ToolCall, ToolCallDelta, ToolParser, make_tool_call_id, register
 
 START, END = "<tool_call>", "</tool_call>"
 _BLOCKS = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", re.DOTALL)

@@ -2,5 +2,6 @@
 
 Start reading at `app.py` (routes) and `serving_chat.py` (one request, start to finish);
 `docs/05-server.md` walks through it with curl and the `openai` client. This package uses only
-pyengine's public API (`pyengine`, `pyengine.async_engine`, `pyengine.text`).
+pyengine's public API: the names `pyengine` exports (tests/test_architecture.py). It installs
+under a name of its own, `pyengine_server`, so a `server.py` on a user's path cannot shadow it.
 """

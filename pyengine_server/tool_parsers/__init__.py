@@ -15,7 +15,7 @@ a chat request with `tools` gets its calls parsed without any flag.
 
 from __future__ import annotations
 
-from server.tool_parsers.base import (
+from pyengine_server.tool_parsers.base import (
     ExtractedToolCalls,
     ToolCall,
     ToolCallDelta,
@@ -25,10 +25,10 @@ from server.tool_parsers.base import (
     register,
     tool_parser_names,
 )
-from server.tool_parsers.hermes import HermesToolParser
-from server.tool_parsers.llama3_json import Llama3JsonToolParser
-from server.tool_parsers.mistral import MistralToolParser
-from server.tool_parsers.pythonic import PythonicToolParser
+from pyengine_server.tool_parsers.hermes import HermesToolParser
+from pyengine_server.tool_parsers.llama3_json import Llama3JsonToolParser
+from pyengine_server.tool_parsers.mistral import MistralToolParser
+from pyengine_server.tool_parsers.pythonic import PythonicToolParser
 
 __all__ = [
     "ExtractedToolCalls",

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from starlette.requests import Request
 
-from server.errors import APIError
+from pyengine_server.errors import APIError
 
 T = TypeVar("T")
 
