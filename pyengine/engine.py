@@ -250,7 +250,8 @@ class Engine:
             return None
         rows = [self._sampling_row(seq) for seq in seqs]
         matchers = [seq.matcher for seq in seqs]
-        mask = self.constrained.mask(matchers) if any(m is not None for m in matchers) else None  # [B, V] host bool, or None
+        constrained = any(m is not None for m in matchers)
+        mask = self.constrained.mask(matchers) if constrained else None  # [B, V] host bool, or None
         to_device = self.backend.to_device
         return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
                             None if mask is None else to_device(mask))
