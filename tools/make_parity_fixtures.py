@@ -22,6 +22,10 @@ Every fixture is a folder `tests/fixtures/parity/<name>/` that pyengine loads li
         long_prompt_ids, long_prefill_logits, long_greedy_ids, long_decode_logits
                                             the same for a longer prompt (the sliding-window, dynamic-rope,
                                             Gemma, LongRoPE and MoE fixtures)
+        cross_prompt_ids, cross_prefill_logits, cross_greedy_ids, cross_decode_logits
+                                            phi3-longrope only: a prompt whose decode crosses
+                                            original_max_position_embeddings, recorded with the model's
+                                            forward and KV cache step by step (MANIFEST longrope_note)
 
 Models: 2 layers, hidden 32, 4 heads / 2 KV heads (GQA), head_dim 8 (explicit head_dim 16 in the rope
 fixtures and qwen3), intermediate 64; GPT-2 n_embd 32, 4 heads, n_positions 64. Gemma 2 / 3 and
@@ -51,6 +55,7 @@ import torch
 import transformers
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    DynamicCache,
     Gemma2Config,
     Gemma2ForCausalLM,
     Gemma3ForCausalLM,
@@ -275,6 +280,31 @@ def run_prompt(model: torch.nn.Module, prompt: list[int]) -> dict:
         "prefill_logits": prefill.numpy().astype(np.float32),
         "greedy_ids": greedy.numpy().astype(np.int64),
         "decode_logits": decode.numpy().astype(np.float32),
+    }
+
+
+@torch.no_grad()
+def run_prompt_cached_steps(model: torch.nn.Module, prompt: list[int]) -> dict:
+    """run_prompt's arrays from the model's own forward with a DynamicCache, one greedy token a step.
+
+    The same as generate() except where generate() differs by design: Phi-3's generate drops the
+    cache and recomputes the whole sequence once it outgrows original_max_position_embeddings.
+    """
+    ids = torch.tensor([prompt], dtype=torch.long)
+    prefill = model(ids, use_cache=False).logits[0].float()  # [T, V]
+    cache = DynamicCache(config=model.config)
+    logits = model(ids, cache=cache, use_cache=True).logits[0, -1].float()
+    greedy, decode = [], []
+    for step in range(G):
+        decode.append(logits)
+        greedy.append(int(logits.argmax()))
+        position = torch.tensor([[len(prompt) + step]])
+        logits = model(torch.tensor([[greedy[-1]]]), cache=cache, use_cache=True, position_ids=position).logits[0, -1]
+    return {
+        "prompt_ids": np.asarray(prompt, dtype=np.int64),
+        "prefill_logits": prefill.numpy().astype(np.float32),
+        "greedy_ids": np.asarray(greedy, dtype=np.int64),
+        "decode_logits": torch.stack(decode).numpy().astype(np.float32),
     }
 
 
@@ -519,8 +549,9 @@ def fixture_specs(ids: dict) -> list[dict]:
             what="Phi3ForCausalLM: fused qkv_proj and gate_up_proj tensors; 2 heads / 1 KV head of 16; LongRoPE with "
             "8 short and 8 long factors, original_max_position_embeddings 16, max_position_embeddings 64 (factor 4, "
             "attention factor sqrt(1 + ln 4 / ln 16)); config in the Hub's key style (rope_scaling type longrope, "
-            "top-level original_max_position_embeddings); prompt 10 tokens (short factors, decode crosses 16 and "
-            "switches to the long ones), long prompt 30 tokens (prefill already long). See MANIFEST note.",
+            "top-level original_max_position_embeddings); prompt 4 tokens (4 + 12 <= 16: short factors throughout), "
+            "long prompt 30 tokens (long factors throughout), crossing prompt 10 tokens (decode crosses 16; "
+            "recorded step by step with transformers' KV cache, see MANIFEST longrope_note).",
             config=dict(
                 vocab_size=TOKENIZER_VOCAB,
                 hidden_size=32,
@@ -545,8 +576,9 @@ def fixture_specs(ids: dict) -> list[dict]:
                 ),
             ),
             keys="phi3-old",
-            prompt_len=10,
+            prompt_len=4,
             long_len=30,
+            cross_len=10,
         ),
         dict(
             name="qwen3-moe",
@@ -658,6 +690,8 @@ def make_fixture(spec: dict, out: Path, tok: Tokenizer, prompts: dict) -> dict:
     if "long_len" in spec:
         long = (prompts["sentence"] * 3)[: spec["long_len"]]
         runs["long_"] = long
+    if "cross_len" in spec:
+        runs["cross_"] = base[: spec["cross_len"]]
 
     for attempt in range(20):
         seed = spec["seed"] + 101 * attempt
@@ -665,7 +699,7 @@ def make_fixture(spec: dict, out: Path, tok: Tokenizer, prompts: dict) -> dict:
         expected, gaps, router_gaps = {}, [], []
         for prefix, prompt in runs.items():
             model = load_model(spec, path)  # fresh instance per prompt: dynamic rope keeps state
-            res = run_prompt(model, prompt)
+            res = run_prompt_cached_steps(model, prompt) if prefix == "cross_" else run_prompt(model, prompt)
             gaps.append(min_top2_gap(res["decode_logits"]))
             expected.update({prefix + k: v for k, v in res.items()})
             routed = routing(model, np.concatenate([res["prompt_ids"], res["greedy_ids"]]))
@@ -698,7 +732,7 @@ def check_fixture(spec: dict, path: Path, expected: dict) -> list[str]:
     """Cross-checks that make sure the fixture records the behaviour it claims to."""
     notes = []
     model = load_model(spec, path)
-    for prefix in [p for p in ("", "long_") if p + "prompt_ids" in expected]:
+    for prefix in [p for p in ("", "long_", "cross_") if p + "prompt_ids" in expected]:
         full = full_forward_logits(model, expected[prefix + "prompt_ids"], expected[prefix + "greedy_ids"])
         diff = float(np.abs(full - expected[prefix + "decode_logits"]).max())
         pre = float(np.abs(expected[prefix + "prefill_logits"][-1] - expected[prefix + "decode_logits"][0]).max())
@@ -827,9 +861,13 @@ DYNAMIC_NOTE = (
 LONGROPE_NOTE = (
     "transformers' LongRoPE picks its factors per forward: seq_len = max(position_ids) + 1; if seq_len > "
     "original_max_position_embeddings every token of that forward is rotated with long_factor, otherwise with "
-    "short_factor; keys already in the KV cache are never re-rotated. So phi3-longrope's short prompt is "
-    "prefilled with the short factors and its decode steps from position 16 on use the long ones, while the long "
-    "prompt's prefill uses the long factors throughout; cached decode differs from a no-cache forward (see checks)."
+    "short_factor; keys already in the KV cache are not re-rotated by the model. Phi-3's generate() goes further: "
+    "when a sequence first outgrows original_max_position_embeddings it drops the KV cache and recomputes the "
+    "whole sequence with the long factors. phi3-longrope's short prompt (4 + 12 tokens) never crosses and its long "
+    "prompt (30) starts past it, so generate() records both; the crossing prompt (10 tokens, decode crosses 16) "
+    "is recorded with the model's forward and a DynamicCache one step at a time, without generate()'s recompute "
+    "(cross_* arrays). vLLM instead uses the long factors for every token whenever max_model_len > "
+    "original_max_position_embeddings."
 )
 
 

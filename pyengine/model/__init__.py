@@ -6,6 +6,7 @@ implements the checkpoint's `architectures`, and builds its weights on the backe
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from pyengine.model.llama import LlamaModel
 from pyengine.model.loader import CheckpointError, load_tensors
 
 FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
+# Families off the reading path load their module when a checkpoint needs it (module, class).
+MORE_FAMILIES = {"gemma": ("pyengine.model.gemma", "GemmaModel"), "qwen3_moe": ("pyengine.model.moe", "Qwen3MoeModel")}
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -55,9 +58,16 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
                 path, config.architecture, tensors.num_parameters / 1e6, "/".join(tensors.stored_dtypes),
                 dtype, len(tensors.files))
     try:
-        model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+        model = _family(config.family).from_tensors(config, tensors, backend)
     finally:
         tensors.close()
     logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
     model.ops = FAST if attention == "fast" else REFERENCE
     return model
+
+
+def _family(name: str) -> Any:
+    if name in FAMILIES:
+        return FAMILIES[name]
+    module, cls = MORE_FAMILIES[name]
+    return getattr(importlib.import_module(module), cls)
