@@ -108,3 +108,17 @@ def test_a_batch_of_sequences_matches_transformers(name, attention):
                                        err_msg=f"{run or 'short'} prompt, decode step {step}")
         chunks = [([int(data[run + "greedy_ids"][step])], first + len(ids), table)
                   for run, (ids, first, table) in zip(runs, chunks)]
+
+
+@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "qwen3-moe"])
+def test_new_families_run_on_the_strict_fake_device_without_host_copies(name):
+    """On a device, the forward pass never copies to the host (cupy's rules, enforced by the fake device)."""
+    backend = get_backend("fake")
+    model = load_model(FIXTURES / name, backend)
+    data = np.load(FIXTURES / name / "expected.npz")
+    seq = SingleSequence(model, block_size=4)
+    before = backend.transfers.device_to_host
+    logits = seq.run([int(t) for t in data["long_prompt_ids"]])  # [T, V], still on the device
+    seq.run([int(data["long_greedy_ids"][0])])
+    assert backend.transfers.device_to_host == before
+    np.testing.assert_allclose(backend.to_host(logits), data["long_prefill_logits"], atol=TOLERANCE, rtol=0)
