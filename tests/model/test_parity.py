@@ -122,3 +122,17 @@ def test_new_families_run_on_the_strict_fake_device_without_host_copies(name):
     seq.run([int(data["long_greedy_ids"][0])])
     assert backend.transfers.device_to_host == before
     np.testing.assert_allclose(backend.to_host(logits), data["long_prefill_logits"], atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "qwen3-moe"])
+def test_the_engine_continues_every_prompt_as_transformers_does(name):
+    """Through LLM.generate (scheduler, paged cache, sampler): greedy continuations of all prompts at once."""
+    from pyengine import LLM, SamplingParams  # noqa: PLC0415  (the whole engine, for this test only)
+
+    data = np.load(FIXTURES / name / "expected.npz")
+    runs = [p for p in ("", "long_", "cross_") if p + "prompt_ids" in data]
+    llm = LLM(model=str(FIXTURES / name))
+    params = SamplingParams(temperature=0, max_tokens=len(data["greedy_ids"]), ignore_eos=True)
+    outputs = llm.generate([{"prompt_token_ids": data[run + "prompt_ids"].tolist()} for run in runs], params)
+    for run, output in zip(runs, outputs):
+        assert list(output.outputs[0].token_ids) == data[run + "greedy_ids"].tolist(), run or "short"
