@@ -21,7 +21,7 @@ ROW = re.compile(r"^\| (pyengine/\S+\.py) \| (\d+) \|$", re.MULTILINE)
 CORE = ("pyengine.engine", "pyengine.scheduler", "pyengine.model_runner", "pyengine.model", "pyengine.cache",
         "pyengine.sampling.reference")
 OUTSIDE = ("pyengine.text", "pyengine.structured")
-BUDGET = 5_000  # lines
+BUDGET = 5_200  # lines
 
 
 def _path(module: str) -> Path | None:
