@@ -136,3 +136,19 @@ def test_the_engine_continues_every_prompt_as_transformers_does(name):
     outputs = llm.generate([{"prompt_token_ids": data[run + "prompt_ids"].tolist()} for run in runs], params)
     for run, output in zip(runs, outputs):
         assert list(output.outputs[0].token_ids) == data[run + "greedy_ids"].tolist(), run or "short"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("llama-dynamic-rope", "phi3-longrope")])
+def test_a_prompt_prefilled_in_chunks_matches_transformers(name):
+    """Chunked prefill: 5 tokens a forward, so windows and blocks straddle the chunks' edges.
+
+    (Dynamic NTK rope and LongRoPE are left out: transformers picks their frequencies per forward.)
+    """
+    backend = get_backend("cpu")
+    model = load_model(FIXTURES / name, backend)
+    data = np.load(FIXTURES / name / "expected.npz")
+    run = "long_" if "long_prompt_ids" in data else ""
+    prompt = [int(t) for t in data[run + "prompt_ids"]]
+    seq = SingleSequence(model, block_size=4)
+    logits = np.concatenate([backend.to_host(seq.run(prompt[i:i + 5])) for i in range(0, len(prompt), 5)])
+    np.testing.assert_allclose(logits, data[run + "prefill_logits"], atol=TOLERANCE, rtol=0)
