@@ -29,7 +29,8 @@ Every fixture is a folder `tests/fixtures/parity/<name>/` that pyengine loads li
 
 Models: 2 layers, hidden 32, 4 heads / 2 KV heads (GQA), head_dim 8 (explicit head_dim 16 in the rope
 fixtures and qwen3), intermediate 64; GPT-2 n_embd 32, 4 heads, n_positions 64. Gemma 2 / 3 and
-Qwen3-MoE have 3 layers (local, global, local; MoE, dense, MoE), Phi-3 2 heads / 1 KV head of 16. Random weights
+Qwen3-MoE have 3 layers (local, global, local; MoE, dense, MoE), Phi-3 2 heads / 1 KV head of 16,
+Mixtral 4 experts of 32 in each of its 2 layers. Random weights
 (std INIT_RANGE), norm weights ~1 + 0.2 N(0,1) and biases 0.1 N(0,1), so every parameter matters.
 V is the model's vocab_size, equal to the tokenizer's size (added tokens included).
 greedy_ids[i] == argmax(decode_logits[i]) and the top-2 gap at every greedy step is > GAP_MIN,
@@ -67,6 +68,8 @@ from transformers import (
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
     Phi3Config,
     Phi3ForCausalLM,
     Qwen2Config,
@@ -582,7 +585,7 @@ def fixture_specs(ids: dict) -> list[dict]:
         ),
         dict(
             name="qwen3-moe",
-            family="qwen3_moe",
+            family="moe",
             config_cls=Qwen3MoeConfig,
             model_cls=Qwen3MoeForCausalLM,
             pad_id=eot,
@@ -593,6 +596,19 @@ def fixture_specs(ids: dict) -> list[dict]:
             config=llama_kwargs(ids, **WIDE_HEADS, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2,
                                 moe_intermediate_size=16, norm_topk_prob=True, mlp_only_layers=[1],
                                 decoder_sparse_step=1, use_sliding_window=False),
+            long_len=24,
+        ),
+        dict(
+            name="mixtral",
+            family="moe",
+            config_cls=MixtralConfig,
+            model_cls=MixtralForCausalLM,
+            pad_id=eot,
+            what="MixtralForCausalLM: 2 layers of 4 experts (intermediate_size 32 each), top-2, always "
+            "renormalised; experts stored as block_sparse_moe.experts.{e}.w1 / w3 / w2 as on the Hub; every "
+            "routing choice clear (gap > ROUTER_GAP_MIN); prompt 16, long 24",
+            config=llama_kwargs(ids, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+                                sliding_window=None, rope_theta=1e6),
             long_len=24,
         ),
     ]

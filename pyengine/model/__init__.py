@@ -22,7 +22,7 @@ from pyengine.model.loader import CheckpointError, load_tensors
 
 FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
 # Families off the reading path load their module when a checkpoint needs it (module, class).
-MORE_FAMILIES = {"gemma": ("pyengine.model.gemma", "GemmaModel"), "qwen3_moe": ("pyengine.model.moe", "Qwen3MoeModel")}
+MORE_FAMILIES = {"gemma": ("pyengine.model.gemma", "GemmaModel"), "moe": ("pyengine.model.moe", "MoeModel")}
 logger = logging.getLogger(__name__)
 
 __all__ = [

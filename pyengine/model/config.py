@@ -26,7 +26,8 @@ SUPPORTED_ARCHITECTURES = {
     "GPT2LMHeadModel": "gpt2",
     "Gemma2ForCausalLM": "gemma",
     "Gemma3ForCausalLM": "gemma",  # the text-only model (Gemma 3 1B); the multimodal ones are not supported
-    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "Qwen3MoeForCausalLM": "moe",
+    "MixtralForCausalLM": "moe",
 }
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn", "longrope")
 ACTIVATIONS = ("silu", "gelu_new", "gelu_pytorch_tanh")  # what layers.ACTIVATIONS implements
@@ -66,7 +67,7 @@ class ModelConfig:
     """The hyperparameters of one checkpoint, with Hugging Face's names."""
 
     architecture: str
-    family: str  # "llama" (Llama, Mistral, Qwen2, Qwen3, Phi-3), "gpt2", "gemma" or "qwen3_moe"
+    family: str  # "llama" (Llama, Mistral, Qwen2, Qwen3, Phi-3), "gpt2", "gemma" or "moe" (Qwen3-MoE, Mixtral)
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -94,7 +95,7 @@ class ModelConfig:
     attn_logit_softcapping: float | None = None  # attention scores -> cap * tanh(scores / cap)
     final_logit_softcapping: float | None = None  # logits -> cap * tanh(logits / cap)
     sliding_rope: RopeScaling | None = None  # Gemma 3: the rope of sliding-window layers (None: `rope` everywhere)
-    # mixture of experts (Qwen3-MoE)
+    # mixture of experts (Qwen3-MoE, Mixtral)
     num_experts: int = 0
     num_experts_per_tok: int = 0  # k: experts each token is sent to
     moe_intermediate_size: int = 0
@@ -133,8 +134,8 @@ class ModelConfig:
             fields = _gpt2_fields(raw)
         else:
             fields = _gemma_fields(raw, architecture) if family == "gemma" else _llama_fields(raw, architecture)
-        if family == "qwen3_moe":
-            fields.update(_moe_fields(raw, fields["num_hidden_layers"]))
+        if family == "moe":
+            fields.update(_moe_fields(raw, architecture, fields["num_hidden_layers"]))
         eos = _id_list(raw.get("eos_token_id")) + _id_list(generation.get("eos_token_id"))
         config = cls(
             architecture=architecture,
@@ -268,9 +269,14 @@ def _gemma_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
     return fields
 
 
-def _moe_fields(raw: dict[str, Any], num_layers: int) -> dict[str, Any]:
-    """Qwen3-MoE: layer i routes to experts unless it is in `mlp_only_layers` or off `decoder_sparse_step`."""
+def _moe_fields(raw: dict[str, Any], architecture: str, num_layers: int) -> dict[str, Any]:
+    """Qwen3-MoE: layer i routes to experts unless it is in `mlp_only_layers` or off `decoder_sparse_step`.
+    Mixtral: every layer does, each expert is `intermediate_size` wide, and the top k always renormalise."""
     num_experts = raw.get("num_experts") or raw.get("num_local_experts") or 0  # save_pretrained writes the latter
+    if architecture == "MixtralForCausalLM":
+        return dict(num_experts=num_experts, num_experts_per_tok=_get(raw, "num_experts_per_tok"),
+                    moe_intermediate_size=_get(raw, "intermediate_size"), norm_topk_prob=True,
+                    layer_uses_experts=(num_experts > 0,) * num_layers)
     step = raw.get("decoder_sparse_step", 1)
     dense = set(raw.get("mlp_only_layers") or [])
     return dict(

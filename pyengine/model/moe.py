@@ -1,7 +1,7 @@
-"""Qwen3-MoE: the Qwen3 decoder whose MLP is a mixture of experts in most layers.
+"""Mixture-of-experts decoders: Qwen3-MoE and Mixtral, the Llama decoder with experts for MLPs.
 
     for each layer:
-        x = x + attend(rms_norm(x))                          # as Qwen3: per-head q/k norms
+        x = x + attend(rms_norm(x))                          # as Qwen3 (per-head q/k norms) or Mistral
         h = rms_norm(x)                                       # [N, D]
         weights, experts = route(h)                           # [N, k] each: the k most probable experts
         x = x + sum_j weights[:, j] * expert_{experts[:, j]}(h)   # each expert a small gated MLP
@@ -9,10 +9,13 @@
 A router (one [E, D] matrix, `mlp.gate`) scores the E experts for each token; the softmax of the
 scores is a probability per expert; the token goes to its k most probable ones (`num_experts_per_tok`),
 whose outputs are summed with those probabilities as weights, renormalised to sum to 1 when
-`norm_topk_prob`. Only k of E experts run per token: the layer holds E MLPs' parameters but
-costs about k of them. Layers listed in `mlp_only_layers` (or off `decoder_sparse_step`) keep
-a dense MLP. docs/09-mixture-of-experts.md walks through `route` and `dispatch`.
-Reference: transformers' `modeling_qwen3_moe.py`, which the parity tests match to 1e-4.
+`norm_topk_prob` (always, in Mixtral). Only k of E experts run per token: the layer holds E MLPs'
+parameters but costs about k of them. Qwen3-MoE layers listed in `mlp_only_layers` (or off
+`decoder_sparse_step`) keep a dense MLP. docs/09-mixture-of-experts.md walks through `route`
+and `dispatch`. The two differ in names only: Qwen3-MoE's `mlp.gate` and `mlp.experts.{e}.gate_proj
+/ up_proj / down_proj` are Mixtral's `block_sparse_moe.gate` and `block_sparse_moe.experts.{e}.w1 /
+w3 / w2`. Reference: transformers' `modeling_qwen3_moe.py` and `modeling_mixtral.py`, which the
+parity tests match to 1e-4.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def dispatch(h: Any, weights: Any, experts: Any, gate_up: Any, down: Any,
     return out
 
 
-class Qwen3MoeModel(LlamaModel):
-    """Qwen3-MoE decoder, with LlamaModel's interface; only the MLP of expert layers differs."""
+class MoeModel(LlamaModel):
+    """Qwen3-MoE or Mixtral decoder, with LlamaModel's interface; only the MLP of expert layers differs."""
 
     def _mlp(self, h: Any, layer: Any) -> Any:
         if layer.router is None:
@@ -83,14 +86,19 @@ class Qwen3MoeModel(LlamaModel):
 
     @classmethod
     def _take_layer(cls, w: WeightReader, c: ModelConfig, prefix: str, index: int) -> MoeLayer:
-        d, f, m = c.hidden_size, c.moe_intermediate_size, prefix + "mlp."
+        d, f = c.hidden_size, c.moe_intermediate_size
         norms = dict(input_layernorm=w.take(prefix + "input_layernorm.weight", (d,)),
                      post_attention_layernorm=w.take(prefix + "post_attention_layernorm.weight", (d,)))
         if not c.layer_uses_experts[index]:
-            return MoeLayer(**norms, **take_attention(w, c, prefix), **take_mlp(w, c, m, c.intermediate_size))
-        experts = [take_mlp(w, c, f"{m}experts.{e}.", f) for e in range(c.num_experts)]
+            return MoeLayer(**norms, **take_attention(w, c, prefix), **take_mlp(w, c, prefix + "mlp.", c.intermediate_size))
+        if c.architecture == "MixtralForCausalLM":
+            m, (gate, up, down) = prefix + "block_sparse_moe.", ("w1", "w3", "w2")
+        else:
+            m, (gate, up, down) = prefix + "mlp.", ("gate_proj", "up_proj", "down_proj")
+        gate_ups = [w.take_stacked([f"{m}experts.{e}.{gate}.weight", f"{m}experts.{e}.{up}.weight"], [(f, d), (f, d)])
+                    for e in range(c.num_experts)]
+        downs = [w.take(f"{m}experts.{e}.{down}.weight", (d, f)) for e in range(c.num_experts)]
         xp = w.backend.xp
         return MoeLayer(**norms, **take_attention(w, c, prefix), gate_up_proj=None, gate_up_bias=None,
                         down_proj=None, down_bias=None, router=w.take(m + "gate.weight", (c.num_experts, d)),
-                        experts_gate_up=xp.stack([e["gate_up_proj"] for e in experts]),  # [E, 2F, D]
-                        experts_down=xp.stack([e["down_proj"] for e in experts]))  # [E, D, F]
+                        experts_gate_up=xp.stack(gate_ups), experts_down=xp.stack(downs))  # [E, 2F, D], [E, D, F]

@@ -1,4 +1,4 @@
-"""config.json key styles of Gemma 2, Gemma 3, Phi-3 and Qwen3-MoE, as the Hub spells them, normalised alike."""
+"""config.json key styles of Gemma 2, Gemma 3, Phi-3, Qwen3-MoE and Mixtral, as the Hub spells them, normalised alike."""
 
 from __future__ import annotations
 
@@ -75,7 +75,14 @@ def test_qwen3_moe_expert_layers_and_both_expert_count_keys():
         ModelConfig.from_dict(dict(raw, num_experts_per_tok=9))
 
 
-@pytest.mark.parametrize("architecture", ["Gemma3ForConditionalGeneration", "MixtralForCausalLM"])
+def test_mixtral_routes_every_layer_to_intermediate_size_experts_and_renormalises():
+    config = ModelConfig.from_dict(_raw("mixtral"))
+    assert (config.family, config.num_experts, config.num_experts_per_tok) == ("moe", 4, 2)
+    assert config.moe_intermediate_size == config.intermediate_size == 32
+    assert config.norm_topk_prob and config.layer_uses_experts == (True, True) and not config.qk_norm
+
+
+@pytest.mark.parametrize("architecture", ["Gemma3ForConditionalGeneration", "DeepseekV3ForCausalLM"])
 def test_unsupported_architectures_get_a_clear_error(architecture):
     with pytest.raises(ConfigError, match="unsupported architecture .*supported: .*Gemma3ForCausalLM"):
         ModelConfig.from_dict(dict(_raw("gemma3"), architectures=[architecture]))
