@@ -52,6 +52,9 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
         raise FileNotFoundError(f"model path {path} is not a directory")
     config = ModelConfig.from_pretrained(path)
     dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
+    if dtype == "float16" and config.family == "gemma":
+        logger.warning("%s computes in float16 here (no bfloat16 on this backend); Gemma's activations are "
+                       "known to overflow float16's range, which shows as inf/NaN logits", config.architecture)
     start = time.perf_counter()
     tensors = load_tensors(path, dtype, progress)
     logger.info("Loading %s: %s, %.1fM parameters stored as %s, computed in %s, %d safetensors file(s)",

@@ -152,3 +152,27 @@ def test_a_prompt_prefilled_in_chunks_matches_transformers(name):
     seq = SingleSequence(model, block_size=4)
     logits = np.concatenate([backend.to_host(seq.run(prompt[i:i + 5])) for i in range(0, len(prompt), 5)])
     np.testing.assert_allclose(logits, data[run + "prefill_logits"], atol=TOLERANCE, rtol=0)
+
+
+def test_gemma_in_float16_warns_that_its_activations_can_overflow(tmp_path, caplog):
+    """A half-precision Gemma checkpoint on a GPU computes in float16 (cupy has no bfloat16): a warning says so.
+
+    numpy stands in for cupy in a backend named "cuda", enough to load (not to run) the model.
+    """
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from pyengine.backend import Backend  # noqa: PLC0415
+
+    gpu = Backend("cuda", np)
+    path = shutil.copytree(FIXTURES / "gemma2", tmp_path / "gemma2")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(dict(config, dtype="bfloat16")))
+    with caplog.at_level("WARNING", logger="pyengine.model"):
+        model = load_model(path, gpu)
+    assert model.dtype == np.float16
+    assert "known to overflow float16" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pyengine.model"):
+        load_model(FIXTURES / "llama-bf16", gpu)  # other families: no warning
+    assert "overflow" not in caplog.text
