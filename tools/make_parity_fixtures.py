@@ -584,6 +584,44 @@ def fixture_specs(ids: dict) -> list[dict]:
             cross_len=10,
         ),
         dict(
+            name="phi3-partial-rotary",
+            family="phi3",
+            config_cls=Phi3Config,
+            model_cls=Phi3ForCausalLM,
+            pad_id=eot,
+            what="Phi3ForCausalLM shaped like Phi-4-mini: partial_rotary_factor 0.5 (top-level key), so only the "
+            "first 8 of each head's 16 features rotate (4 short and 4 long LongRoPE factors) and the rest pass "
+            "through; tied embeddings; prompt 4 tokens (short factors), long prompt 30 (long factors)",
+            config=dict(
+                vocab_size=TOKENIZER_VOCAB,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                max_position_embeddings=64,
+                original_max_position_embeddings=16,
+                rms_norm_eps=1e-5,
+                initializer_range=INIT_RANGE,
+                tie_word_embeddings=True,
+                bos_token_id=None,
+                eos_token_id=im_end,
+                pad_token_id=eot,
+                partial_rotary_factor=0.5,
+                rope_parameters=dict(
+                    rope_type="longrope",
+                    rope_theta=10000.0,
+                    short_factor=[1.0, 1.1, 1.3, 1.6],
+                    long_factor=[1.0, 2.0, 4.0, 8.0],
+                    original_max_position_embeddings=16,
+                    partial_rotary_factor=0.5,
+                ),
+            ),
+            keys="phi3-old",
+            prompt_len=4,
+            long_len=30,
+        ),
+        dict(
             name="qwen3-moe",
             family="moe",
             config_cls=Qwen3MoeConfig,
@@ -660,7 +698,9 @@ def rewrite_phi3_old_keys(path: Path) -> None:
     rope = dict(cfg.pop("rope_parameters"))
     cfg["rope_theta"] = rope.pop("rope_theta")
     cfg["original_max_position_embeddings"] = rope.pop("original_max_position_embeddings")
-    rope.pop("partial_rotary_factor", None)
+    partial = rope.pop("partial_rotary_factor", 1.0)
+    if partial != 1.0:
+        cfg["partial_rotary_factor"] = partial  # top level, as in Phi-4-mini's config
     cfg["rope_scaling"] = {"type": rope.pop("rope_type"), **rope}
     cfg["torch_dtype"] = cfg.pop("dtype")
     (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -60,6 +60,7 @@ class RopeScaling:
     # longrope (Phi-3): per-frequency divisors below / above original_max_position_embeddings
     short_factor: tuple[float, ...] | None = None
     long_factor: tuple[float, ...] | None = None
+    partial_rotary_factor: float = 1.0  # Phi-3 (Phi-4-mini): rotate only this fraction of each head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,10 +167,11 @@ class ModelConfig:
             if rope is not None and rope.rope_type not in ROPE_TYPES:
                 raise ConfigError(f"config.json: unsupported rope type {rope.rope_type!r}; supported: "
                                   + ", ".join(ROPE_TYPES))
+            pairs = int(self.head_dim * rope.partial_rotary_factor) // 2 if rope is not None else 0
             if rope is not None and rope.rope_type == "longrope" and not (
-                    len(rope.short_factor or ()) == len(rope.long_factor or ()) == self.head_dim // 2):
-                raise ConfigError(f"config.json: longrope needs short_factor and long_factor of {self.head_dim // 2} "
-                                  "numbers each (head_dim / 2)")
+                    len(rope.short_factor or ()) == len(rope.long_factor or ()) == pairs):
+                raise ConfigError(f"config.json: longrope needs short_factor and long_factor of {pairs} numbers "
+                                  "each (head_dim * partial_rotary_factor / 2)")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config.json: unsupported activation {self.hidden_act!r}; supported: "
                               + ", ".join(ACTIVATIONS))
@@ -316,7 +318,7 @@ def _gpt2_fields(raw: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _rope(raw: dict[str, Any]) -> RopeScaling:
+def _rope(raw: dict[str, Any], allow_partial: bool = False) -> RopeScaling:
     """Merge the older (`rope_theta` + `rope_scaling`) and newer (`rope_parameters`) styles."""
     params = dict(raw.get("rope_parameters") or {})
     params.update(raw.get("rope_scaling") or {})
@@ -331,12 +333,11 @@ def _rope(raw: dict[str, Any]) -> RopeScaling:
     if rope_type == "longrope":  # without a factor: how far max_position_embeddings stretches the original
         params["factor"] = params.get("factor") or raw["max_position_embeddings"] / params["original_max_position_embeddings"]
     known = {f.name for f in dataclasses.fields(RopeScaling)}
-    unknown = sorted(set(params) - known - {"partial_rotary_factor"})
-    if params.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ConfigError("config.json: partial_rotary_factor != 1 is not supported")
+    unknown = sorted(set(params) - known)
+    if params.get("partial_rotary_factor", 1.0) != 1.0 and not allow_partial:
+        raise ConfigError("config.json: partial_rotary_factor != 1 is supported for Phi-3 only")
     if unknown:
         raise ConfigError(f"config.json: unknown rope parameters {unknown} for rope type {rope_type!r}")
-    params.pop("partial_rotary_factor", None)
     clean = {k: v for k, v in params.items() if v is not None}
     if "truncate" in clean:
         clean["truncate"] = bool(clean["truncate"])
@@ -355,7 +356,8 @@ def _phi3_rope(raw: dict[str, Any]) -> RopeScaling:
         params.pop("type", None)
         params.update(rope_type="longrope",
                       original_max_position_embeddings=raw.get("original_max_position_embeddings", 4096))
-    return _rope({**raw, "rope_parameters": params, "rope_scaling": None})
+    params.setdefault("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0))
+    return _rope({**raw, "rope_parameters": params, "rope_scaling": None}, allow_partial=True)
 
 
 def _dtype(raw: dict[str, Any]) -> str:

@@ -144,13 +144,16 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
 
     `cos` and `sin` are [N, Dh/2]. This is the "rotate half" layout Hugging Face's Llama uses.
+    With fewer angles, R < Dh/2 (Phi-3's partial_rotary_factor), the first 2R features are rotated
+    as pairs (i, i + R) and the rest pass through.
     """
     xp = array_module(x)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]  # [N, heads, Dh/2] each
-    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, Dh/2]
+    half = cos.shape[-1]  # R = Dh/2 unless partial
+    x1, x2 = x[..., :half], x[..., half:2 * half]  # [N, heads, R] each
+    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, R]
     out = xp.empty_like(x)  # [N, heads, Dh]: both halves written in place (no concatenate pass)
-    first, second = out[..., :half], out[..., half:]
+    first, second = out[..., :half], out[..., half:2 * half]
+    out[..., 2 * half:] = x[..., 2 * half:]  # nothing when R = Dh/2
     xp.multiply(x1, c, out=first)
     first -= x2 * s  # x1 cos - x2 sin
     xp.multiply(x2, c, out=second)

@@ -34,7 +34,7 @@ class RotaryEmbedding:
             raise ValueError(f"{config.architecture} has no rotary embedding")
         self.xp = xp
         self.rope: RopeScaling = rope or config.rope
-        self.head_dim = config.head_dim
+        self.head_dim = int(config.head_dim * self.rope.partial_rotary_factor)  # the rotated part of a head
         self.max_position_embeddings = config.max_position_embeddings
         # dynamic and longrope change their frequencies for sequences longer than this
         self.scaled_after = (self.rope.original_max_position_embeddings if self.rope.rope_type == "longrope"

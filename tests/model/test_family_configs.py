@@ -57,9 +57,13 @@ def test_phi3_longrope_key_styles():
     assert ModelConfig.from_dict(short_only).rope.rope_type == "default"
     with pytest.raises(ConfigError, match="short_factor and long_factor of 8"):
         ModelConfig.from_dict(dict(raw, rope_scaling=dict(raw["rope_scaling"], long_factor=[1.0, 2.0])))
-    with pytest.raises(ConfigError, match="partial_rotary_factor"):  # Phi-4-mini rotates 3/4 of each head
-        ModelConfig.from_dict(dict(raw, partial_rotary_factor=0.75,
-                                   rope_scaling=dict(raw["rope_scaling"], partial_rotary_factor=0.75)))
+    partial = ModelConfig.from_dict(_raw("phi3-partial-rotary"))  # Phi-4-mini's top-level key
+    assert partial.rope.partial_rotary_factor == 0.5 and len(partial.rope.short_factor) == 16 * 0.5 / 2
+    with pytest.raises(ConfigError, match="short_factor and long_factor of 8 numbers"):
+        ModelConfig.from_dict(dict(_raw("phi3-partial-rotary"), partial_rotary_factor=1.0))
+    with pytest.raises(ConfigError, match="partial_rotary_factor != 1 is supported for Phi-3 only"):
+        ModelConfig.from_dict(dict(_raw("llama3-rope"), rope_scaling=dict(_raw("llama3-rope")["rope_scaling"],
+                                                                          partial_rotary_factor=0.5)))
 
 
 def test_qwen3_moe_expert_layers_and_both_expert_count_keys():

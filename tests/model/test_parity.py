@@ -26,7 +26,7 @@ TOLERANCE = 1e-4
 
 def test_every_family_has_a_fixture():
     families = {"llama", "llama3-rope", "mistral-sliding-window", "qwen2", "qwen3", "gpt2", "gemma2", "gemma3",
-                "phi3-longrope", "qwen3-moe", "mixtral"}
+                "phi3-longrope", "phi3-partial-rotary", "qwen3-moe", "mixtral"}
     assert families <= set(NAMES)
 
 
@@ -110,7 +110,7 @@ def test_a_batch_of_sequences_matches_transformers(name, attention):
                   for run, (ids, first, table) in zip(runs, chunks)]
 
 
-@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "qwen3-moe", "mixtral"])
+@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "phi3-partial-rotary", "qwen3-moe", "mixtral"])
 def test_new_families_run_on_the_strict_fake_device_without_host_copies(name):
     """On a device, the forward pass never copies to the host (cupy's rules, enforced by the fake device)."""
     backend = get_backend("fake")
@@ -124,7 +124,7 @@ def test_new_families_run_on_the_strict_fake_device_without_host_copies(name):
     np.testing.assert_allclose(backend.to_host(logits), data["long_prefill_logits"], atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "qwen3-moe", "mixtral"])
+@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3-longrope", "phi3-partial-rotary", "qwen3-moe", "mixtral"])
 def test_the_engine_continues_every_prompt_as_transformers_does(name):
     """Through LLM.generate (scheduler, paged cache, sampler): greedy continuations of all prompts at once."""
     from pyengine import LLM, SamplingParams  # noqa: PLC0415  (the whole engine, for this test only)
@@ -138,7 +138,7 @@ def test_the_engine_continues_every_prompt_as_transformers_does(name):
         assert list(output.outputs[0].token_ids) == data[run + "greedy_ids"].tolist(), run or "short"
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("llama-dynamic-rope", "phi3-longrope")])
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "llama-dynamic-rope" and not n.startswith("phi3")])
 def test_a_prompt_prefilled_in_chunks_matches_transformers(name):
     """Chunked prefill: 5 tokens a forward, so windows and blocks straddle the chunks' edges.
 
