@@ -2,10 +2,11 @@
 
 Hugging Face checkpoints spell the same hyperparameter in several ways: older files say
 `rope_theta`, `rope_scaling` and `torch_dtype`; newer ones say `rope_parameters` and `dtype`;
-GPT-2 says `n_embd`, `n_layer`, `n_head`; Gemma 3 says `rope_local_base_freq` and
-`sliding_window_pattern` where newer files nest `rope_parameters` and list `layer_types`. `ModelConfig.from_pretrained` normalises all of them
-into one frozen dataclass with Hugging Face's (Llama) names, so the model code never parses
-JSON and a reader can quote config.json directly. `generation_config.json` is read here too,
+GPT-2 says `n_embd`, `n_layer`, `n_head`; older Gemma 3 files say `rope_local_base_freq` and
+`sliding_window_pattern` where newer ones nest `rope_parameters` by layer type and list
+`layer_types`. `ModelConfig.from_pretrained` normalises all of them into one frozen dataclass
+with Hugging Face's (Llama) names, so the model code never parses JSON and a reader can quote
+config.json directly. `generation_config.json` is read here too,
 because its eos ids (possibly a list) decide when generation stops.
 """
 

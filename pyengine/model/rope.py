@@ -26,7 +26,10 @@ from pyengine.model.config import ModelConfig, RopeScaling
 
 
 class RotaryEmbedding:
-    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays."""
+    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays.
+
+    (With Phi-3's partial_rotary_factor only part of a head rotates: R < Dh/2 angles per token.)
+    """
 
     def __init__(self, config: ModelConfig, xp: Any, rope: RopeScaling | None = None):
         """`rope`: these parameters instead of `config.rope` (Gemma 3's sliding layers have their own)."""
@@ -40,6 +43,8 @@ class RotaryEmbedding:
         self.scaled_after = (self.rope.original_max_position_embeddings if self.rope.rope_type == "longrope"
                              else config.max_position_embeddings)
         self.inv_freq, self.attention_factor = self._inv_freq(self.scaled_after)
+        if self.rope.rope_type == "longrope":  # its second set of frequencies, made once
+            self.long_inv_freq = self._inv_freq(self.scaled_after + 1)[0]
 
     def cos_sin(self, positions: Any, query_start_loc: tuple[int, ...],
                 context_lens: tuple[int, ...]) -> tuple[Any, Any]:
@@ -51,13 +56,19 @@ class RotaryEmbedding:
             rows = []
             for b, seq_len in enumerate(context_lens):
                 num_tokens = query_start_loc[b + 1] - query_start_loc[b]
-                freq_b = self._inv_freq(max(seq_len, self.scaled_after))[0]
+                freq_b = self._scaled_inv_freq(seq_len)
                 rows.append(xp.broadcast_to(freq_b[None, :], (num_tokens, freq_b.shape[0])))
             inv_freq = xp.concatenate(rows, axis=0)  # [N, Dh/2]
         angles = positions.astype(xp.float32)[:, None] * inv_freq  # [N, Dh/2]
         return xp.cos(angles) * self.attention_factor, xp.sin(angles) * self.attention_factor
 
     # --------------------------------------------------------------------------------------------
+
+    def _scaled_inv_freq(self, seq_len: int) -> Any:
+        """[Dh/2] frequencies of a sequence of `seq_len` tokens: dynamic's recomputed, longrope's short or long."""
+        if self.rope.rope_type == "longrope":
+            return self.long_inv_freq if seq_len > self.scaled_after else self.inv_freq
+        return self._inv_freq(max(seq_len, self.scaled_after))[0]
 
     def _inv_freq(self, seq_len: int) -> tuple[Any, float]:
         """The [Dh/2] inverse frequencies (float32) and the cos/sin scale for this rope type."""
