@@ -8,6 +8,7 @@ is imported the same way, when it is chosen: the equations of layers.py, or fast
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelCon
 from pyengine.model.layers import AttentionInputs
 from pyengine.model.loader import CheckpointError, load_tensors
 
-FAMILIES = {"llama": ("pyengine.model.llama", "LlamaModel"), "gpt2": ("pyengine.model.gpt2", "GPT2Model")}
+# Each family's module loads when a checkpoint needs it (module, class), the attention twin when chosen.
+FAMILIES = {"llama": ("pyengine.model.llama", "LlamaModel"), "gpt2": ("pyengine.model.gpt2", "GPT2Model"),
+            "gemma": ("pyengine.model.gemma", "GemmaModel"), "moe": ("pyengine.model.moe", "MoeModel")}
 ATTENTION = {"reference": ("pyengine.model.layers", "REFERENCE"), "fast": ("pyengine.model.fast_path", "FAST")}
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
         raise FileNotFoundError(f"model path {path} is not a directory")
     config = ModelConfig.from_pretrained(path)
     dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
+    if dtype == "float16" and config.family == "gemma":
+        logger.warning("%s computes in float16 here (no bfloat16 on this backend); Gemma's activations are "
+                       "known to overflow float16's range, which shows as inf/NaN logits", config.architecture)
     start = time.perf_counter()
     tensors = load_tensors(path, dtype, progress)
     logger.info("Loading %s: %s, %.1fM parameters stored as %s, computed in %s, %d safetensors file(s)",
@@ -62,3 +68,4 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
     logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
     model.ops = settings.load(*ATTENTION[attention])
     return model
+
