@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from pyengine import EngineConfig  # noqa: E402
 from pyengine.async_engine import AsyncEngine  # noqa: E402
-from server.background import BackgroundServer  # noqa: E402
-from server.serving_chat import ServingConfig  # noqa: E402
+from pyengine_server.background import BackgroundServer  # noqa: E402
+from pyengine_server.serving_chat import ServingConfig  # noqa: E402
 from tests.server.probes import (  # noqa: E402
     abandon_while_queued, never_reading_client, pace_during, rss_mib, sigterm, slow_steps, stream_round)
 from tests.server.serve_command import pyengine_serve  # noqa: E402

@@ -35,7 +35,7 @@ from safetensors.numpy import save_file
 from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM, SamplingParams
-from pyengine.backend import keep_freed_memory
+from pyengine.backend.cpu_tuning import keep_freed_memory
 from pyengine.model.fast_path import DecodeGroup, batched_decode_attention, decode_groups, linear
 from pyengine.model.layers import AttentionInputs
 

@@ -24,7 +24,8 @@ from smollm2 import SMOLLM2_135M, random_tensors
 
 from pyengine import LLM
 from pyengine.backend import get_backend
-from pyengine.sampling import Sampler, SamplingParams, SamplingRow, make_generator
+from pyengine.sampling import SamplingParams, SamplingRow, make_generator
+from pyengine.sampling.fast import Sampler
 
 VOCAB = 151_936
 SMOLLM2_VOCAB = 49_152

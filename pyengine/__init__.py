@@ -1,12 +1,13 @@
 """pyengine: a small, readable, real LLM inference engine with vLLM's API.
 
-Public surface (vLLM's names): `LLM`, `SamplingParams`, `RequestOutput`, `CompletionOutput`,
-`Logprob`, `RequestOutputKind`, `Engine`, `EngineConfig`; for a server: `AsyncEngine` (with its
-`ModelInfo`), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, the hub helpers (`resolve_model`,
-`resolve_checkpoint`, `is_local`), and the constraint compiler
-(`compile_grammar`, `JsonOptions`) that checks a structured-outputs request before it is queued;
-`pyengine.generate_cli` is the `pyengine generate` command. The server imports nothing else
-(tests/test_architecture.py). Start reading at `docs/00-map.md`.
+Public surface (vLLM's names): `LLM`, `SamplingParams`, `StructuredOutputsParams`,
+`RequestOutput`, `CompletionOutput`, `Logprob`, `RequestOutputKind`, `Engine`, `EngineConfig`;
+for a server: `AsyncEngine` (its `model_info`, a `ModelInfo`; its `stats()`, an `EngineStats`;
+`compile_structured_outputs`, which checks a constraint once and keeps the compiled grammar for
+the engine), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, and the hub helpers
+(`resolve_model`, `resolve_checkpoint`, `is_local`); `pyengine.generate_cli` is the `pyengine
+generate` command. The server imports nothing else (tests/test_architecture.py). Start reading
+at `docs/00-map.md`.
 
 The names are imported on first use, so `import pyengine.text` (say) does not load the engine.
 """
@@ -35,9 +36,8 @@ _PUBLIC = {
     "AsyncEngine": "pyengine.async_engine",
     "EngineDeadError": "pyengine.async_engine",
     "ModelInfo": "pyengine.model_info",
+    "EngineStats": "pyengine.model_info",
     "ChatTemplateError": "pyengine.text",
-    "JsonOptions": "pyengine.structured",
-    "compile_grammar": "pyengine.structured",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

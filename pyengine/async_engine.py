@@ -31,9 +31,9 @@ from typing import Any, AsyncIterator, Callable
 from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
 from pyengine.engine_config import EngineConfig
-from pyengine.model_info import ModelInfo
+from pyengine.model_info import EngineStats, ModelInfo
 from pyengine.outputs import RequestOutput
-from pyengine.sampling import SamplingParams
+from pyengine.sampling import SamplingParams, StructuredOutputsParams
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,14 @@ class AsyncEngine:
         """Drop the request and free its blocks between steps; `error`, if given, is raised to its consumer."""
         self._commands.put(lambda: self._abort(request_id, error))
 
-    async def call(self, function: Callable[[Engine], Any]) -> Any:
-        """Run `function(engine)` on the loop thread between steps (e.g. to read counters)."""
-        return await self._call(lambda: function(self.engine))
+    async def stats(self) -> EngineStats:
+        """Running and waiting requests and the KV cache in use, read on the loop thread between steps."""
+        return await self._call(lambda: EngineStats.of(self.engine))
+
+    def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
+        """`Engine.compile_structured_outputs`: check and compile a constraint now, on the caller's thread
+        (compiling reads no engine state but the grammar cache). Raises ValueError."""
+        return self.engine.compile_structured_outputs(structured_outputs)
 
     def shutdown(self) -> None:
         self._stopping.set()

@@ -22,7 +22,8 @@ from typing import Any, Generator
 import numpy as np  # host: the [W, V] logprob rows the search reads
 
 from pyengine.outputs import CompletionOutput, RequestOutput
-from pyengine.sampling import SamplingParams, beam_search_steps
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.beam_search import beam_search_steps
 
 StepRequests = tuple[list[list[int]], SamplingParams]  # the prompts of one step, and their parameters
 

@@ -4,7 +4,9 @@ The engine's glue between `pyengine.structured` (grammars, matchers) and the sam
 sees a `[B, V]` boolean mask (step 7a of its pipeline). Per request:
 
     add_request   compile the constraint (cached by kind, spec and switches; a GrammarError is a
-                  ValueError, so a bad schema fails that request only) and give every sequence
+                  ValueError, so a bad schema fails that request only), unless `compile` ran on it
+                  before (`Engine.compile_structured_outputs`: a server checks a request with it
+                  and the compiled grammar travels on the constraint), and give every sequence
                   of the request its own fresh matcher (n > 1: all start at the same state)
     each step     the rows with a matcher get their allowed-token bitmask; the others are all True
     each token    the matcher accepts the sampled token; EOS is allowed only where the grammar
@@ -40,7 +42,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np  # host: the per-step token masks
 
-from pyengine.sampling import SamplingParams
+from pyengine.sampling import SamplingParams, StructuredOutputsParams
 from pyengine.text.token_bytes import token_pieces
 
 WHITESPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip removes, in ASCII
@@ -80,6 +82,15 @@ class ConstrainedDecoding:
         so = params.structured_outputs
         if so is None:
             return None
+        return so.compiled if so.compiled is not None else self.compile(so)
+
+    def compile(self, so: StructuredOutputsParams) -> Any:
+        """Check a constraint against this engine and compile it (cached by kind, spec and switches).
+
+        Raises:
+            ValueError: an invalid schema, regex or grammar, one past the compile limits or nested
+                too deeply, reasoning tags that are not single tokens, or no tokenizer.
+        """
         if self.tokenizer is None:
             raise ValueError("structured outputs need a tokenizer (the engine runs with skip_tokenizer_init)")
         from pyengine.structured import JsonOptions, compile_grammar  # noqa: PLC0415  (the first constraint loads it)
@@ -92,7 +103,10 @@ class ConstrainedDecoding:
             spec = (tuple((name, schema) for name, schema in tools), min_calls, max_calls)
         if so.reasoning_tags is not None:
             self.think_block(so.reasoning_tags)  # checks the tags: a bad pair fails the request here
-        return compile_grammar(so.kind, spec, options)
+        try:
+            return compile_grammar(so.kind, spec, options)
+        except RecursionError:
+            raise ValueError("nested too deeply to compile") from None
 
     def new_matcher(self, grammar: Any, params: SamplingParams | None = None, prompt_ids: Sequence[int] = ()) -> Any:
         """A fresh matcher for one sequence: the grammar's, behind a think block when the params ask so."""

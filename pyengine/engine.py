@@ -19,21 +19,21 @@ from typing import Any
 
 import numpy as np  # host: the row index of each sampling sequence
 
-from pyengine.backend import get_backend, tune_cpu_process
+from pyengine.backend import get_backend
 from pyengine.cache import BlockManager, KVCache
 from pyengine.engine_config import EngineConfig
-from pyengine.constrained import ConstrainedDecoding
 from pyengine.model import load_model
 from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import (
-    SAMPLERS,
     RequestOutputKind,
     SamplerOutput,
     SamplingParams,
     SamplingRow,
+    StructuredOutputsParams,
     make_generator,
+    make_sampler,
     tokenize_bad_words,
 )
 from pyengine.scheduler import BatchPlan, Scheduler
@@ -70,19 +70,17 @@ class Engine:
         self.kv_cache = KVCache(self.backend, layers, config.resolve_num_blocks(bytes_per_block), config.block_size,
                                 kv_heads, head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
-        self.runner = ModelRunner(self.model, self.kv_cache, config.twins.attention)
+        self.runner = ModelRunner(self.model, self.kv_cache)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.scheduling_policy)
-        self.sampler = SAMPLERS[config.twins.sampler](self.backend, self.vocab_size, seed=config.seed)
+        self.sampler = make_sampler(config.twins.sampler, self.backend, self.vocab_size, seed=config.seed)
         text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
         # those ids decode to nothing, as tokenizer.decode does, instead of failing the step.
         table = None if self.tokenizer is None else text_kernels.TokenTable.from_tokenizer(
             self.tokenizer.backend_tokenizer, self.tokenizer.all_special_ids, vocab_size=self.vocab_size)
         self.output_processor = OutputProcessor(text_kernels, table, self.eos_token_id, self.max_model_len)
-        self.constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size,  # structured outputs
-                                               ({self.eos_token_id} | self.extra_eos_ids) - {None},
-                                               config.twins.grammar)
+        self._constrained: Any = None  # structured outputs, loaded by the first request with a constraint
         self.requests: dict[str, Request] = {}
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
@@ -94,8 +92,36 @@ class Engine:
         (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
         """
         if self.backend.name == "cpu":
+            from pyengine.backend.cpu_tuning import tune_cpu_process  # noqa: PLC0415  (once, at start-up)
+
             model_config = self.model.config
             tune_cpu_process(model_config.hidden_size, model_config.intermediate_size, self.config.cpu_threads)
+
+    @property
+    def constrained(self) -> Any:
+        """Structured outputs: the grammar matchers and the step's mask (pyengine/constrained.py).
+
+        Imported and built on first use, so an engine that never sees a constraint never loads
+        the grammar machinery.
+        """
+        if self._constrained is None:
+            from pyengine.constrained import ConstrainedDecoding  # noqa: PLC0415  (the first constraint loads it)
+
+            eos_ids = ({self.eos_token_id} | self.extra_eos_ids) - {None}
+            self._constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size, eos_ids, self.config.twins.grammar)
+        return self._constrained
+
+    def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
+        """Check and compile a constraint now; the compiled grammar stays on it for the request to use.
+
+        What `add_request` would do with it, done ahead (a server does it while validating, off
+        the engine's thread): a request that carries it is not compiled again.
+
+        Raises:
+            ValueError: the constraint does not compile (see `ConstrainedDecoding.compile`).
+        """
+        structured_outputs.compiled = self.constrained.compile(structured_outputs)
+        return structured_outputs
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -126,7 +152,7 @@ class Engine:
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
         bad_words_token_ids = self._bad_words_token_ids(params)
-        grammar = self.constrained.grammar_for(params)  # a bad constraint fails here, alone
+        grammar = None if params.structured_outputs is None else self.constrained.grammar_for(params)  # may raise
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
@@ -198,8 +224,9 @@ class Engine:
             last = min(first + item.num_new_tokens, len(request.prompt_token_ids) - 1)  # exclusive end
             if last <= first:
                 continue
-            rows = self.runner.prompt_logprobs(hidden, inputs, i, first, last, request.prompt_token_ids,
-                                               request.params.prompt_logprobs)
+            logits = self.runner.chunk_logits(hidden, inputs, i, last - first)  # [last - first, V]
+            rows = self.sampler.prompt_logprobs(logits, request.prompt_token_ids[first:last + 1],
+                                                request.params.prompt_logprobs)[1:]  # tokens first + 1 .. last
             request.prompt_logprobs += [self._logprobs_dict(seq, r) for r in rows]
 
     def _sampling_rows(self, plan: BatchPlan, sampling: list[int]) -> tuple[list[Sequence], list[int]]:
@@ -222,7 +249,9 @@ class Engine:
         if not seqs:
             return None
         rows = [self._sampling_row(seq) for seq in seqs]
-        mask = self.constrained.mask([seq.matcher for seq in seqs])  # [B, V] host bool, or None
+        matchers = [seq.matcher for seq in seqs]
+        constrained = any(m is not None for m in matchers)
+        mask = self.constrained.mask(matchers) if constrained else None  # [B, V] host bool, or None
         to_device = self.backend.to_device
         return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
                             None if mask is None else to_device(mask))

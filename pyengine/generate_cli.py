@@ -1,7 +1,7 @@
 """Command line: `pyengine generate --model PATH --prompt TEXT`.
 
 `generate` prints the completion of each prompt; its flags mirror SamplingParams and
-EngineConfig fields. The `pyengine` console script starts in `server/cli.py`, which handles
+EngineConfig fields. The `pyengine` console script starts in `pyengine_server/cli.py`, which handles
 `pyengine serve` itself and hands every other command to `main` here, so the engine never
 imports the server.
 """

@@ -6,9 +6,10 @@
     logits = runner.last_token_logits(hidden, inputs, [0, 2])     # [B, V]: rows of chunks 0 and 2
 
 `prepare` packs every chunk's tokens into one [N] array and writes the `AttentionInputs`:
-positions, cache slots, block tables and per-chunk offsets. With the fast attention twin
-(`attention="fast"`) a batch of single-token decodes also gets its decode groups
-(model/fast_path.py); with "reference" every sequence attends on its own (model/layers.py).
+positions, cache slots, block tables and per-chunk offsets. When the model runs the fast
+attention twin (`model.ops.decode_groups`, model/fast_path.py) a batch of single-token decodes
+also gets its decode groups; with the reference twin every sequence attends on its own
+(model/layers.py).
 
 The engine runs a batch of the scheduler's plan through it; `SingleSequence` below, the
 smallest driver of a model (one sequence, no scheduler, no sampler), runs its own chunks through
@@ -23,8 +24,7 @@ from typing import Any, Sequence
 import numpy as np  # host: index arrays before their copy to the device
 
 from pyengine.cache import BlockManager, KVCache
-from pyengine.model import AttentionInputs, decode_groups
-from pyengine.sampling import compute_prompt_logprobs
+from pyengine.model import AttentionInputs
 
 Chunk = tuple[Sequence[int], int, list[int]]  # (new token ids, position of the first, block table)
 
@@ -40,9 +40,8 @@ class ModelInputs:
 class ModelRunner:
     """Builds a step's model inputs over a paged KV cache and runs the model on them."""
 
-    def __init__(self, model: Any, kv_cache: KVCache, attention: str = "fast"):
+    def __init__(self, model: Any, kv_cache: KVCache):
         self.model, self.kv_cache, self.backend = model, kv_cache, model.backend
-        self.attention = attention  # "fast": decode batches get decode groups; "reference": never
 
     def prepare(self, chunks: Sequence[Chunk]) -> ModelInputs:
         """Pack each chunk's tokens and write their positions, cache slots and block tables."""
@@ -64,7 +63,8 @@ class ModelRunner:
             query_start_loc=tuple(starts),
             context_lens=tuple(first + len(new_ids) for new_ids, first, _ in chunks),
         )
-        if self.attention == "fast" and len(chunks) > 1 and len(ids) == len(chunks):  # a pure decode batch
+        decode_groups = self.model.ops.decode_groups  # the fast attention twin's; None for the reference
+        if decode_groups is not None and len(chunks) > 1 and len(ids) == len(chunks):  # a pure decode batch
             groups = decode_groups([table for _, _, table in chunks], attn.context_lens, to_device)
             attn = dataclasses.replace(attn, decode_groups=groups)
         return ModelInputs(to_device(np.array(ids, dtype=np.int64)), attn)  # ids: [N]
@@ -79,17 +79,10 @@ class ModelRunner:
         last_rows = [starts[i + 1] - 1 for i in chunk_indices]
         return self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])
 
-    def prompt_logprobs(self, hidden: Any, inputs: ModelInputs, chunk_index: int, first: int, last: int,
-                        prompt_token_ids: Sequence[int], num_top: int) -> list[Any]:
-        """Logprob rows of prompt tokens first + 1 .. last, from chunk `chunk_index` of the batch.
-
-        The chunk's row for position p scores prompt token p + 1 (the first token has no context):
-        positions first .. last - 1 give one `RowLogprobs` each, with `num_top` top entries.
-        """
+    def chunk_logits(self, hidden: Any, inputs: ModelInputs, chunk_index: int, num_tokens: int) -> Any:
+        """[N, D] -> [n, V]: the logits of the first `num_tokens` tokens of chunk `chunk_index`."""
         start = inputs.attn.query_start_loc[chunk_index]
-        logits = self.model.compute_logits(hidden[start:start + last - first])  # [n, V]
-        targets = prompt_token_ids[first:last + 1]  # the chunk's tokens and the next one
-        return compute_prompt_logprobs(logits, targets, num_top, self.backend)[1:]
+        return self.model.compute_logits(hidden[start:start + num_tokens])
 
 
 class SingleSequence:

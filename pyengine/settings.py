@@ -7,7 +7,7 @@ Every tuned piece of pyengine has a readable twin that computes the same thing:
                repetition in text/
     grammar    "python": token trie and matcher in      "native": the Rust kernels
                structured/
-    sampler    "reference": sampling/reference.py,      "fast": sampling/sampler.py (candidates,
+    sampler    "reference": sampling/reference.py,      "fast": sampling/fast/ (candidates,
                the textbook pipeline with full sorts    tiles, the two-level draw)
     attention  "reference": model/layers.py, one        "fast": model/fast_path.py (decode groups,
                paged attention per sequence             padded batched decode, operand order)
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import os
+from typing import Any
 
 ENVIRONMENT_VARIABLE = "PYENGINE_KERNELS"
 CHOICES = {
@@ -87,6 +89,12 @@ def parse(value: str | None) -> Twins:
                              f"got {value!r}")
         chosen[twin] = check(twin, choice)
     return dataclasses.replace(default, **chosen)
+
+
+def load(module: str, name: str) -> Any:
+    """`name` from `module`, imported now: how a chosen twin (or a checkpoint's model family) is
+    loaded only when it is chosen, so the readable core never imports the others."""
+    return getattr(importlib.import_module(module), name)
 
 
 @functools.cache

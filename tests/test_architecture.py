@@ -1,7 +1,9 @@
 """The layering, enforced: server -> engine -> components -> backend.
 
 The server imports only pyengine's public API (the names `pyengine` exports, and the
-`pyengine generate` command module). No module-level import circles, found by walking the
+`pyengine generate` command module), and never reaches through an `AsyncEngine` to the `Engine`
+inside it (`engine.engine`): what it needs of the model and the engine's load is public
+(`model_info`, `stats()`, `compile_structured_outputs`). No module-level import circles, found by walking the
 import graph of pyengine and server (imports under `if TYPE_CHECKING:` do not run, so they
 do not count). Components (model, cache, sampling, text, structured) never import each other; nothing in
 pyengine imports server; device code (model, cache, sampling) never imports numpy directly,
@@ -15,6 +17,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER = "pyengine_server"  # the HTTP server's package (the folder pyengine_server/)
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
                   "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained"}
@@ -27,7 +30,9 @@ HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",
     "pyengine/sampling/processors.py": "per-row token lists turned into (row, token) index arrays",
     "pyengine/sampling/draw.py": "the seeded random generators",
-    "pyengine/sampling/sampler.py": "per-row parameter columns and the uniform numbers",
+    "pyengine/sampling/reference.py": "per-row parameter columns and the uniform numbers",
+    "pyengine/sampling/fast/sampler.py": "per-row parameter columns",
+    "pyengine/sampling/fast/draw.py": "the indices of the rows without a filter",
     "pyengine/sampling/logprobs.py": "unpacking the one array copied back per step",
     "pyengine/sampling/beam_search.py": "the search over [W, 2W] candidates on the host",
 }
@@ -36,9 +41,9 @@ ALLOWED_EXTRA = {("scheduler", "cache")}
 
 
 def _layer(module: str) -> tuple[str, str | None]:
-    """'pyengine.model.llama' -> ('component', 'model'); 'server.app' -> ('server', None)."""
+    """'pyengine.model.llama' -> ('component', 'model'); 'pyengine_server.app' -> ('server', None)."""
     parts = module.split(".")
-    if parts[0] == "server":
+    if parts[0] == SERVER:
         return "server", None
     if parts[0] != "pyengine" or len(parts) == 1:
         return "other", None
@@ -72,7 +77,7 @@ def _module_name(path: Path) -> str:
 def _violations() -> list[str]:
     rank = {"backend": 0, "component": 1, "engine": 2, "server": 3, "other": 1}
     problems = []
-    for package in ("pyengine", "server"):
+    for package in ("pyengine", SERVER):
         for path in sorted((ROOT / package).rglob("*.py")):
             here_layer, here_name = _layer(_module_name(path))
             relative = str(path.relative_to(ROOT))
@@ -80,7 +85,7 @@ def _violations() -> list[str]:
                 if imported.split(".")[0] == "numpy" and here_name in NUMPY_FREE and relative not in HOST_NUMPY:
                     problems.append(f"{relative}: imports numpy directly (use the xp backend)")
                 there_layer, there_name = _layer(imported)
-                if there_layer == "other" and not imported.startswith(("pyengine", "server")):
+                if there_layer == "other" and imported.split(".")[0] not in ("pyengine", SERVER):
                     continue
                 if (here_name, there_name) in ALLOWED_EXTRA:
                     continue
@@ -118,7 +123,7 @@ def _server_private_imports() -> list[str]:
 
     public = set(pyengine.__all__) | PUBLIC_MODULES
     problems = []
-    for path in sorted((ROOT / "server").rglob("*.py")):
+    for path in sorted((ROOT / SERVER).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):  # function-level imports too
             relative = path.relative_to(ROOT)
             if isinstance(node, ast.Import):
@@ -130,8 +135,22 @@ def _server_private_imports() -> list[str]:
     return problems
 
 
+def _server_reaches_inside_the_engine() -> list[str]:
+    """`engine.engine`, `self.engine.engine`: the Engine behind an AsyncEngine, which is no public API."""
+    problems = []
+    for path in sorted((ROOT / SERVER).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "engine":
+                inner = node.value
+                if (inner.attr if isinstance(inner, ast.Attribute) else getattr(inner, "id", None)) in ("engine",
+                                                                                                       "_engine"):
+                    problems.append(f"{path.relative_to(ROOT)}: {ast.unparse(node)}")
+    return problems
+
+
 def test_the_server_imports_only_the_public_api():
     assert _server_private_imports() == []
+    assert _server_reaches_inside_the_engine() == []
 
 
 # -- no import circles ---------------------------------------------------------------------------------
@@ -169,7 +188,7 @@ def module_level_imports(path: Path, module: str) -> list[tuple[str, list[str]]]
 
 def _module_graph() -> dict[str, set[str]]:
     """Module -> the pyengine/server modules it imports when it runs (module level, not TYPE_CHECKING)."""
-    modules = {_module_name(p): p for package in ("pyengine", "server") for p in (ROOT / package).rglob("*.py")}
+    modules = {_module_name(p): p for package in ("pyengine", SERVER) for p in (ROOT / package).rglob("*.py")}
 
     def imported(path: Path, module: str) -> set[str]:
         found: set[str] = set()
@@ -219,15 +238,16 @@ def test_no_import_circles():
 
 def test_the_checkers_catch_a_private_import_and_a_circle():
     """Plant a server file that reaches inside pyengine, and two modules that import each other."""
-    planted = {ROOT / "server" / "_planted_for_test.py": "from pyengine.engine import Engine\n",
+    planted = {ROOT / SERVER / "_planted_for_test.py": "from pyengine.engine import Engine\ncore = self.engine.engine\n",
                ROOT / "pyengine" / "cache" / "_planted_a.py": "from pyengine.cache import _planted_b\n",
                ROOT / "pyengine" / "cache" / "_planted_b.py": "import pyengine.cache._planted_a\n"}
     for path, text in planted.items():
         path.write_text(text)
     try:
-        private, circles = _server_private_imports(), _circles(_module_graph())
+        private, circles, inside = _server_private_imports(), _circles(_module_graph()), _server_reaches_inside_the_engine()
     finally:
         for path in planted:
             path.unlink()
-    assert private == ["server/_planted_for_test.py: from pyengine.engine import ..."]
+    assert private == ["pyengine_server/_planted_for_test.py: from pyengine.engine import ..."]
+    assert inside == ["pyengine_server/_planted_for_test.py: self.engine.engine"]
     assert circles == [["pyengine.cache._planted_a", "pyengine.cache._planted_b"]]

@@ -35,7 +35,7 @@ CLIENT = re.compile(r"```python\n(from openai import OpenAI\n.*?)```\s*\n```text
 def demo_server():
     if not (DEMO / "config.json").is_file():
         pytest.skip("the demo model is not shipped")
-    from server.background import BackgroundServer
+    from pyengine_server.background import BackgroundServer
 
     server = BackgroundServer.start(str(DEMO), num_kv_blocks=256)
     yield server

@@ -4,6 +4,7 @@
     fake_device.py  the strict fake device: cupy's refusals on numpy, with transfer counts
                     (loaded by get_backend("fake"))
     cpu_tuning.py   BLAS threads and glibc thresholds, set once per process at start-up
+                    (imported by Engine.tune_process, which LLM and AsyncEngine call)
 
 Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `xp` or
 `array_module`; the few modules there that handle host arrays import numpy by name, and
@@ -11,9 +12,5 @@ Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `
 """
 
 from pyengine.backend.arrays import SUPPORTED_DEVICES, Backend, TransferCounter, array_module, get_backend
-from pyengine.backend.cpu_tuning import blas_threads_for, keep_freed_memory, set_blas_threads, tune_cpu_process
 
-__all__ = [
-    "SUPPORTED_DEVICES", "Backend", "TransferCounter", "array_module", "blas_threads_for", "get_backend",
-    "keep_freed_memory", "set_blas_threads", "tune_cpu_process",
-]
+__all__ = ["SUPPORTED_DEVICES", "Backend", "TransferCounter", "array_module", "get_backend"]

@@ -1,30 +1,34 @@
 """Models: config normalisation, checkpoint loading and one forward pass per family.
 
-`load_model(path, backend)` is the entry point: it reads config.json, picks the family that
-implements the checkpoint's `architectures`, and builds its weights on the backend's device.
+`load_model(path, backend)` is the entry point: it reads config.json, imports the family that
+implements the checkpoint's `architectures` (FAMILIES: the Llama family is the reference one,
+GPT-2 the other) and builds its weights on the backend's device. The attention twin (ATTENTION)
+is imported the same way, when it is chosen: the equations of layers.py, or fast_path.py.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from pyengine import settings
 from pyengine.backend import Backend
 from pyengine.model.config import SUPPORTED_ARCHITECTURES, ConfigError, ModelConfig
-from pyengine.model.fast_path import FAST, decode_groups
-from pyengine.model.gpt2 import GPT2Model
-from pyengine.model.layers import REFERENCE, AttentionInputs
-from pyengine.model.llama import LlamaModel
+from pyengine.model.layers import AttentionInputs
 from pyengine.model.loader import CheckpointError, load_tensors
 
-FAMILIES = {"llama": LlamaModel, "gpt2": GPT2Model}
+# Each family's module loads when a checkpoint needs it (module, class), the attention twin when chosen.
+FAMILIES = {"llama": ("pyengine.model.llama", "LlamaModel"), "gpt2": ("pyengine.model.gpt2", "GPT2Model"),
+            "gemma": ("pyengine.model.gemma", "GemmaModel"), "moe": ("pyengine.model.moe", "MoeModel")}
+ATTENTION = {"reference": ("pyengine.model.layers", "REFERENCE"), "fast": ("pyengine.model.fast_path", "FAST")}
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AttentionInputs", "CheckpointError", "ConfigError", "ModelConfig", "SUPPORTED_ARCHITECTURES", "decode_groups",
-    "load_model",
+    "ATTENTION", "AttentionInputs", "CheckpointError", "ConfigError", "FAMILIES", "ModelConfig",
+    "SUPPORTED_ARCHITECTURES", "load_model",
 ]
 
 
@@ -49,15 +53,19 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
         raise FileNotFoundError(f"model path {path} is not a directory")
     config = ModelConfig.from_pretrained(path)
     dtype = "float16" if backend.is_gpu and config.dtype != "float32" else "float32"
+    if dtype == "float16" and config.family == "gemma":
+        logger.warning("%s computes in float16 here (no bfloat16 on this backend); Gemma's activations are "
+                       "known to overflow float16's range, which shows as inf/NaN logits", config.architecture)
     start = time.perf_counter()
     tensors = load_tensors(path, dtype, progress)
     logger.info("Loading %s: %s, %.1fM parameters stored as %s, computed in %s, %d safetensors file(s)",
                 path, config.architecture, tensors.num_parameters / 1e6, "/".join(tensors.stored_dtypes),
                 dtype, len(tensors.files))
     try:
-        model = FAMILIES[config.family].from_tensors(config, tensors, backend)
+        model = settings.load(*FAMILIES[config.family]).from_tensors(config, tensors, backend)
     finally:
         tensors.close()
     logger.info("Loaded the weights in %.2f s", time.perf_counter() - start)
-    model.ops = FAST if attention == "fast" else REFERENCE
+    model.ops = settings.load(*ATTENTION[attention])
     return model
+

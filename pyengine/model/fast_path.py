@@ -100,27 +100,28 @@ def decode_groups(block_tables: list[list[int]], context_lens: list[int],
 
 
 def attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,
-              sliding_window: int | None = None) -> Any:
+              sliding_window: int | None = None, softcap: float | None = None) -> Any:
     """[N, H, Dh] -> [N, H, Dh]: `layers.paged_attention`, with decode groups when the batch has them."""
     if attn.decode_groups is not None:
-        return batched_decode_attention(q, key_cache, value_cache, attn, scale, sliding_window)
-    return paged_attention(q, key_cache, value_cache, attn, scale, sliding_window)
+        return batched_decode_attention(q, key_cache, value_cache, attn, scale, sliding_window, softcap)
+    return paged_attention(q, key_cache, value_cache, attn, scale, sliding_window, softcap)
 
 
-def batched_decode_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs,
-                             scale: float, sliding_window: int | None = None) -> Any:
+def batched_decode_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,
+                             sliding_window: int | None = None, softcap: float | None = None) -> Any:
     """[B, H, Dh] -> [B, H, Dh]: one query per sequence, each decode group in one batched product."""
     groups = attn.decode_groups
     if len(groups) == 1 and groups[0].rows is None:
-        return padded_decode_attention(q, key_cache, value_cache, groups[0], scale, sliding_window)
+        return padded_decode_attention(q, key_cache, value_cache, groups[0], scale, sliding_window, softcap)
     out = array_module(q).empty_like(q)  # [B, H, Dh]
     for group in groups:
-        out[group.rows] = padded_decode_attention(q[group.rows], key_cache, value_cache, group, scale, sliding_window)
+        out[group.rows] = padded_decode_attention(q[group.rows], key_cache, value_cache, group, scale,
+                                                  sliding_window, softcap)
     return out
 
 
-def padded_decode_attention(q: Any, key_cache: Any, value_cache: Any, group: DecodeGroup,
-                            scale: float, sliding_window: int | None = None) -> Any:
+def padded_decode_attention(q: Any, key_cache: Any, value_cache: Any, group: DecodeGroup, scale: float,
+                            sliding_window: int | None = None, softcap: float | None = None) -> Any:
     """[b, H, Dh] -> [b, H, Dh]: the same math as `paged_attention` with T = 1, for one group.
 
     Every sequence's blocks are gathered into one padded [b, S_max, Hkv, Dh] array; keys past a
@@ -138,6 +139,10 @@ def padded_decode_attention(q: Any, key_cache: Any, value_cache: Any, group: Dec
     q_g = q.reshape(batch, num_kv_heads, group_size, head_dim)  # [b, Hkv, G, Dh]
     scores = (q_g @ keys.transpose(0, 2, 3, 1)).astype(xp.float32, copy=False)  # [b, Hkv, G, S]
     scores *= scale
+    if softcap is not None:  # Gemma 2: cap * tanh(scores / cap), in place
+        scores /= softcap
+        xp.tanh(scores, out=scores)
+        scores *= softcap
     key_pos = xp.arange(max_keys)[None, :]  # [1, S]
     visible = key_pos < group.lens[:, None]  # [b, S]
     if sliding_window is not None:
@@ -177,4 +182,4 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return y if bias is None else y + bias
 
 
-FAST = ForwardOps(linear=linear, attention=attention)
+FAST = ForwardOps(linear=linear, attention=attention, decode_groups=decode_groups)

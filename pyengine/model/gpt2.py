@@ -21,11 +21,11 @@ import numpy as np  # host: weight preparation before the copy to the device
 
 from pyengine.backend import Backend
 from pyengine.model.config import ModelConfig
-from pyengine.model.fast_path import FAST
 from pyengine.model.layers import (
-    ForwardOps,
     ACTIVATIONS,
+    REFERENCE,
     AttentionInputs,
+    ForwardOps,
     layer_norm,
     logits_projection,
     write_kv,
@@ -54,7 +54,7 @@ class GPT2Block:
 class GPT2Model:
     """GPT-2 decoder with the same `forward` / `compute_logits` interface as `LlamaModel`."""
 
-    ops: ForwardOps = FAST  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
+    ops: ForwardOps = REFERENCE  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
 
     def __init__(self, config: ModelConfig, backend: Backend, wte: Any, wpe: Any,
                  blocks: list[GPT2Block], ln_f_weight: Any, ln_f_bias: Any, lm_head: Any):

@@ -119,6 +119,11 @@ def gelu_new(x: Any) -> Any:
 ACTIVATIONS = {"silu": silu, "gelu_new": gelu_new, "gelu_pytorch_tanh": gelu_new}
 
 
+def soft_cap(x: Any, cap: float | None) -> Any:
+    """cap * tanh(x / cap), elementwise: x squashed smoothly into (-cap, cap) (Gemma 2's scores and logits)."""
+    return x if cap is None else array_module(x).tanh(x / cap) * cap
+
+
 def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     """[N, in] @ [out, in].T (+ [out]) -> [N, out]: a projection, weights as checkpoints store them."""
     y = x @ weight.T  # [N, out]
@@ -139,13 +144,16 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
 
     `cos` and `sin` are [N, Dh/2]. This is the "rotate half" layout Hugging Face's Llama uses.
+    With fewer angles, R < Dh/2 (Phi-3's partial_rotary_factor), the first 2R features are rotated
+    as pairs (i, i + R) and the rest pass through.
     """
     xp = array_module(x)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]  # [N, heads, Dh/2] each
-    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, Dh/2]
+    half = cos.shape[-1]  # R = Dh/2 unless partial
+    x1, x2 = x[..., :half], x[..., half:2 * half]  # [N, heads, R] each
+    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, R]
     out = xp.empty_like(x)  # [N, heads, Dh]: both halves written in place (no concatenate pass)
-    first, second = out[..., :half], out[..., half:]
+    first, second = out[..., :half], out[..., half:2 * half]
+    out[..., 2 * half:] = x[..., 2 * half:]  # nothing when R = Dh/2
     xp.multiply(x1, c, out=first)
     first -= x2 * s  # x1 cos - x2 sin
     xp.multiply(x2, c, out=second)
@@ -177,10 +185,12 @@ def paged_attention(
     attn: AttentionInputs,
     scale: float,
     sliding_window: int | None = None,
+    softcap: float | None = None,
 ) -> Any:
     """[N, H, Dh] queries -> [N, H, Dh] outputs, each sequence reading its keys through its blocks.
 
-    For sequence b with T query tokens and S keys: gather its blocks, score q·k * scale, mask
+    For sequence b with T query tokens and S keys: gather its blocks, score q·k * scale (soft-capped
+    when `softcap` is given: Gemma 2), mask
     keys in the future (and, with a sliding window W, keys at distance >= W: token i sees j when
     i - W < j <= i), softmax over keys, weight the values. Query head h reads KV head h // G.
     """
@@ -199,13 +209,13 @@ def paged_attention(
         if num_queries == 1 and (sliding_window is None or num_keys <= sliding_window):
             # One query sees every key: no mask, and [1, H, Dh] is already [Hkv, G, Dh].
             q_g = q[start].reshape(num_kv_heads, group, head_dim)  # [Hkv, G, Dh]
-            scores = (q_g @ keys.transpose(1, 2, 0)) * scale  # [Hkv, G, S]
+            scores = soft_cap((q_g @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, G, S]
             probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
             out[start] = (probs @ values.transpose(1, 0, 2)).reshape(num_heads, head_dim)
             continue
         q_b = q[start:end].reshape(num_queries, num_kv_heads, group, head_dim)  # [T, Hkv, G, Dh]
         q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
-        scores = (q_b @ keys.transpose(1, 2, 0)) * scale  # [Hkv, T*G, S]
+        scores = soft_cap((q_b @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, T*G, S]
         scores = scores.reshape(num_kv_heads, num_queries, group, num_keys)  # [Hkv, T, G, S]
         needs_mask = num_queries > 1 or (sliding_window is not None and num_keys > sliding_window)
         if needs_mask:
@@ -233,16 +243,20 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
-# The two functions a model may take from the fast path instead
+# The functions a model may take from the fast path instead
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
-    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST."""
+    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST.
+
+    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it).
+    """
 
     linear: Callable[..., Any]
     attention: Callable[..., Any]
+    decode_groups: Callable[..., Any] | None = None
 
 
 REFERENCE = ForwardOps(linear=linear, attention=paged_attention)

@@ -1,4 +1,4 @@
-"""The Llama family: Llama, Mistral, Qwen2 and Qwen3 in one decoder.
+"""The Llama family: Llama, Mistral, Qwen2, Qwen3 and Phi-3 in one decoder.
 
     x = embed(ids)                                          # [N, D]
     for each layer:
@@ -11,16 +11,17 @@
         x = x + down(silu(h2 @ W_gate) * (h2 @ W_up))        # [N, D], with h2 = rms_norm(x)
     logits = rms_norm(x) @ lm_head                           # [N, V], lm_head stored [D, V]
 
-The four architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
-sliding window), so one implementation with parameters serves them all. Weights keep the
+The five architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
+sliding window, rope type), so one implementation with parameters serves them all. Weights keep the
 checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
-gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product.
+gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product
+(Phi-3 checkpoints store them fused already). Gemma (gemma.py), Qwen3-MoE and Mixtral (moe.py) build on this class.
 Projections keep the checkpoint's [out, in] layout (see fast_path.linear for why that suits batches).
 The output head does not: `lm_head` is stored [D, V], which `hidden @ lm_head` reads fastest;
 with tied embeddings (SmolLM2, Qwen2.5-0.5B) it is the only copy of the table, and `embed` reads
 token columns of it (see `embed`).
 Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
-`modeling_mistral.py`, which the parity tests match to 1e-4.
+`modeling_mistral.py`, `modeling_phi3.py`, which the parity tests match to 1e-4.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ import numpy as np  # host: weight preparation before the copy to the device
 
 from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
-from pyengine.model.fast_path import FAST
 from pyengine.model.layers import (
-    ForwardOps,
     ACTIVATIONS,
+    REFERENCE,
     AttentionInputs,
+    ForwardOps,
     apply_rope,
     rms_norm,
     silu,
@@ -67,7 +68,7 @@ class LlamaLayer:
 class LlamaModel:
     """A Llama-family decoder: `forward` (ids -> hidden) and `compute_logits` (hidden -> logits)."""
 
-    ops: ForwardOps = FAST  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
+    ops: ForwardOps = REFERENCE  # projection and attention: layers.REFERENCE or fast_path.FAST (load_model sets it)
 
     def __init__(self, config: ModelConfig, backend: Backend, embed_tokens: Any,
                  layers: list[LlamaLayer], norm: Any, lm_head: Any):
@@ -90,11 +91,11 @@ class LlamaModel:
         this step's keys and values are written into them at `attn.slot_mapping`.
         """
         c = self.config
-        cos, sin = self.rotary.cos_sin(attn.positions, attn.query_start_loc, attn.context_lens)
+        rope = self.rotary.cos_sin(attn.positions, attn.query_start_loc, attn.context_lens)  # cos, sin: [N, Dh/2]
         x = self.embed(input_ids)  # [N, D]
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, layer.input_layernorm, c.rms_norm_eps)  # [N, D]
-            x = x + self._attention(h, layer, index, cos, sin, attn, kv_cache)  # [N, D]
+            x = x + self._attention(h, layer, index, rope, attn, kv_cache)  # [N, D]
             h = rms_norm(x, layer.post_attention_layernorm, c.rms_norm_eps)  # [N, D]
             x = x + self._mlp(h, layer)  # [N, D]
         return rms_norm(x, self.norm, c.rms_norm_eps)  # [N, D]
@@ -124,9 +125,10 @@ class LlamaModel:
         # [M, D] @ [D, V]: row-major logits, which the sampler reads row by row
         return (hidden @ self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
-    def _attention(self, h: Any, layer: LlamaLayer, index: int, cos: Any, sin: Any,
+    def _attention(self, h: Any, layer: LlamaLayer, index: int, rope: tuple[Any, Any],
                    attn: AttentionInputs, kv_cache: Any) -> Any:
         c = self.config
+        cos, sin = rope  # [N, Dh/2] each
         n = h.shape[0]
         q_size = c.num_attention_heads * c.head_dim
         kv_size = c.num_key_value_heads * c.head_dim
@@ -141,84 +143,104 @@ class LlamaModel:
         key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
         write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
         window = c.sliding_window if c.layer_uses_sliding_window[index] else None
-        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window)  # [N, H, Dh]
+        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window,
+                                 c.attn_logit_softcapping)  # [N, H, Dh]
         return self.ops.linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
 
     def _mlp(self, h: Any, layer: LlamaLayer) -> Any:
         gate_up = self.ops.linear(h, layer.gate_up_proj, layer.gate_up_bias)  # [N, 2F]
+        return self.ops.linear(self._gated(gate_up), layer.down_proj, layer.down_bias)  # [N, D]
+
+    def _gated(self, gate_up: Any) -> Any:
+        """[N, 2F] -> [N, F]: act(gate) * up."""
         if self.act is silu:
-            hidden = silu_and_mul(gate_up)  # [N, F]
-        else:
-            f = self.config.intermediate_size
-            hidden = self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
-        return self.ops.linear(hidden, layer.down_proj, layer.down_bias)  # [N, D]
+            return silu_and_mul(gate_up)  # [N, F]
+        f = gate_up.shape[1] // 2
+        return self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
 
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "LlamaModel":
         """Build the model from host tensors named as in the checkpoint, checking every shape."""
-        c, xp = config, backend.xp
-        d, f, dh = c.hidden_size, c.intermediate_size, c.head_dim
-        q_out, kv_out = c.num_attention_heads * dh, c.num_key_value_heads * dh
-
-        def take(name: str, shape: tuple[int, ...]) -> Any:
-            return backend.to_device(take_tensor(tensors, name, shape))
-
-        def take_stacked(names: list[str], shapes: list[tuple[int, int]]) -> Any:  # [out, in] each -> [sum out, in]
-            host = [take_tensor(tensors, n, s) for n, s in zip(names, shapes)]
-            return backend.to_device(np.concatenate(host))
-
-        def take_t(name: str, shape: tuple[int, int]) -> Any:  # [out, in] -> [in, out]: the output head
-            return backend.to_device(np.ascontiguousarray(take_tensor(tensors, name, shape).T))
-
-        def bias(name: str, size: int, present: bool) -> Any:
-            return take(name, (size,)) if present else None
-
-        layers = []
-        for i in range(c.num_hidden_layers):
-            p = f"model.layers.{i}."
-            qkv = take_stacked([p + f"self_attn.{n}_proj.weight" for n in "qkv"],
-                               [(q_out, d), (kv_out, d), (kv_out, d)])
-            qkv_bias = None
-            if c.qkv_bias:
-                qkv_bias = xp.concatenate([take(p + f"self_attn.{n}_proj.bias", (o,))
-                                           for n, o in (("q", q_out), ("k", kv_out), ("v", kv_out))])
-            gate_up = take_stacked([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [(f, d), (f, d)])
-            gate_up_bias = None
-            if c.mlp_bias:
-                gate_up_bias = xp.concatenate([take(p + f"mlp.{n}_proj.bias", (f,)) for n in ("gate", "up")])
-            layers.append(LlamaLayer(
-                input_layernorm=take(p + "input_layernorm.weight", (d,)),
-                qkv_proj=qkv,
-                qkv_bias=qkv_bias,
-                qk_norm=_stacked_qk_norm(take, p, c) if c.qk_norm else None,
-                o_proj=take(p + "self_attn.o_proj.weight", (d, q_out)),
-                o_bias=bias(p + "self_attn.o_proj.bias", d, c.o_bias),
-                post_attention_layernorm=take(p + "post_attention_layernorm.weight", (d,)),
-                gate_up_proj=gate_up,
-                gate_up_bias=gate_up_bias,
-                down_proj=take(p + "mlp.down_proj.weight", (d, f)),
-                down_bias=bias(p + "mlp.down_proj.bias", d, c.mlp_bias),
-            ))
-        norm = take("model.norm.weight", (d,))
-        if "lm_head.weight" in tensors and not c.tie_word_embeddings:
-            embed = take("model.embed_tokens.weight", (c.vocab_size, d))
-            lm_head = take_t("lm_head.weight", (c.vocab_size, d))  # [D, V]
-        elif c.tie_word_embeddings:
-            tensors.pop("lm_head.weight", None)  # some tied checkpoints store a copy
-            embed = None  # one table: the [D, V] head, read by columns for lookups (see `embed`)
-            lm_head = take_t("model.embed_tokens.weight", (c.vocab_size, d))
-        else:
-            raise CheckpointError("checkpoint has no 'lm_head.weight' and tie_word_embeddings is false")
+        c, w = config, WeightReader(tensors, backend)
+        layers = [cls._take_layer(w, c, f"model.layers.{i}.", i) for i in range(c.num_hidden_layers)]
+        norm = w.take("model.norm.weight", (c.hidden_size,))
+        embed, lm_head = _take_embedding_and_head(w, c)
         _reject_leftovers(tensors)
         return cls(config, backend, embed, layers, norm, lm_head)
 
+    @classmethod
+    def _take_layer(cls, w: "WeightReader", c: ModelConfig, prefix: str, index: int) -> Any:
+        """Layer `index`'s weights, named `prefix` + the checkpoint's names."""
+        return LlamaLayer(input_layernorm=w.take(prefix + "input_layernorm.weight", (c.hidden_size,)),
+                          post_attention_layernorm=w.take(prefix + "post_attention_layernorm.weight", (c.hidden_size,)),
+                          **take_attention(w, c, prefix), **take_mlp(w, c, prefix + "mlp.", c.intermediate_size))
 
-def _stacked_qk_norm(take: Any, prefix: str, c: ModelConfig) -> Any:
+
+class WeightReader:
+    """Takes checkpoint tensors by name (popping them) onto the device, checking each shape."""
+
+    def __init__(self, tensors: dict[str, Any], backend: Backend):
+        self.tensors, self.backend = tensors, backend
+
+    def has(self, name: str) -> bool:
+        return name in self.tensors
+
+    def take(self, name: str, shape: tuple[int, ...]) -> Any:
+        return self.backend.to_device(take_tensor(self.tensors, name, shape))
+
+    def take_stacked(self, names: list[str], shapes: list[tuple[int, ...]]) -> Any:
+        """[out_i, in] (or [out_i]) each -> [sum out_i, in]: several projections as one."""
+        return self.backend.to_device(np.concatenate([take_tensor(self.tensors, n, s) for n, s in zip(names, shapes)]))
+
+    def take_t(self, name: str, shape: tuple[int, int]) -> Any:
+        """[out, in] -> [in, out]: the output head."""
+        return self.backend.to_device(np.ascontiguousarray(take_tensor(self.tensors, name, shape).T))
+
+
+def take_attention(w: WeightReader, c: ModelConfig, prefix: str) -> dict[str, Any]:
+    """A layer's attention weights, q/k/v stacked into one [out, in] matrix (Phi-3 stores them so)."""
+    d, a = c.hidden_size, prefix + "self_attn."
+    q_out, kv_out = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+    if w.has(a + "qkv_proj.weight"):
+        qkv = w.take(a + "qkv_proj.weight", (q_out + 2 * kv_out, d))
+    else:
+        qkv = w.take_stacked([a + f"{n}_proj.weight" for n in "qkv"], [(q_out, d), (kv_out, d), (kv_out, d)])
+    qkv_bias = w.take_stacked([a + f"{n}_proj.bias" for n in "qkv"], [(q_out,), (kv_out,), (kv_out,)]) if c.qkv_bias else None
+    return dict(qkv_proj=qkv, qkv_bias=qkv_bias, qk_norm=_stacked_qk_norm(w, a, c) if c.qk_norm else None,
+                o_proj=w.take(a + "o_proj.weight", (d, q_out)), o_bias=w.take(a + "o_proj.bias", (d,)) if c.o_bias else None)
+
+
+def take_mlp(w: WeightReader, c: ModelConfig, prefix: str, f: int) -> dict[str, Any]:
+    """A gated MLP's weights (`prefix` ends in "mlp."), gate/up stacked (Phi-3 stores them so)."""
+    d = c.hidden_size
+    if w.has(prefix + "gate_up_proj.weight"):
+        gate_up = w.take(prefix + "gate_up_proj.weight", (2 * f, d))
+    else:
+        gate_up = w.take_stacked([prefix + "gate_proj.weight", prefix + "up_proj.weight"], [(f, d), (f, d)])
+    bias = c.mlp_bias
+    return dict(gate_up_proj=gate_up, down_proj=w.take(prefix + "down_proj.weight", (d, f)),
+                gate_up_bias=w.take_stacked([prefix + "gate_proj.bias", prefix + "up_proj.bias"], [(f,), (f,)]) if bias else None,
+                down_bias=w.take(prefix + "down_proj.bias", (d,)) if bias else None)
+
+
+def _take_embedding_and_head(w: WeightReader, c: ModelConfig) -> tuple[Any, Any]:
+    """The [V, D] embedding table (None when tied) and the [D, V] output head."""
+    shape = (c.vocab_size, c.hidden_size)
+    if w.has("lm_head.weight") and not c.tie_word_embeddings:
+        return w.take("model.embed_tokens.weight", shape), w.take_t("lm_head.weight", shape)
+    if c.tie_word_embeddings:
+        w.tensors.pop("lm_head.weight", None)  # some tied checkpoints store a copy
+        # one table: the [D, V] head, read by columns for lookups (see `embed`)
+        return None, w.take_t("model.embed_tokens.weight", shape)
+    raise CheckpointError("checkpoint has no 'lm_head.weight' and tie_word_embeddings is false")
+
+
+def _stacked_qk_norm(w: WeightReader, prefix: str, c: ModelConfig) -> Any:
     """Qwen3's per-head q_norm and k_norm weights [Dh] as one [H + Hkv, Dh] array."""
-    q_norm = take(prefix + "self_attn.q_norm.weight", (c.head_dim,))
-    k_norm = take(prefix + "self_attn.k_norm.weight", (c.head_dim,))
+    q_norm = w.take(prefix + "q_norm.weight", (c.head_dim,))
+    k_norm = w.take(prefix + "k_norm.weight", (c.head_dim,))
     xp = array_module(q_norm)
     return xp.concatenate([xp.broadcast_to(q_norm, (c.num_attention_heads, c.head_dim)),
                            xp.broadcast_to(k_norm, (c.num_key_value_heads, c.head_dim))])

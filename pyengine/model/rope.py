@@ -10,8 +10,10 @@ YaRN, scale cos/sin by an attention factor):
               (NTK-aware); recomputed from each sequence's current length, as transformers does
     llama3    long wavelengths / factor, short ones kept, a smooth ramp between
     yarn      per-dimension blend of interpolation and extrapolation, cos/sin * attention_factor
+    longrope  default / short_factor[i], or / long_factor[i] once the sequence outgrows
+              original_max_position_embeddings (Phi-3); cos/sin * attention_factor
 
-References: the RoFormer paper; "YaRN" (Peng et al. 2023); Meta's Llama 3.1 rope scaling;
+References: the RoFormer paper; "YaRN" (Peng et al. 2023); "LongRoPE" (Ding et al. 2024); Meta's Llama 3.1 rope scaling;
 transformers' `modeling_rope_utils.py`, whose numbers the parity tests pin.
 """
 
@@ -24,34 +26,49 @@ from pyengine.model.config import ModelConfig, RopeScaling
 
 
 class RotaryEmbedding:
-    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays."""
+    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays.
 
-    def __init__(self, config: ModelConfig, xp: Any):
-        if config.rope is None:
+    (With Phi-3's partial_rotary_factor only part of a head rotates: R < Dh/2 angles per token.)
+    """
+
+    def __init__(self, config: ModelConfig, xp: Any, rope: RopeScaling | None = None):
+        """`rope`: these parameters instead of `config.rope` (Gemma 3's sliding layers have their own)."""
+        if (rope or config.rope) is None:
             raise ValueError(f"{config.architecture} has no rotary embedding")
         self.xp = xp
-        self.rope: RopeScaling = config.rope
-        self.head_dim = config.head_dim
+        self.rope: RopeScaling = rope or config.rope
+        self.head_dim = int(config.head_dim * self.rope.partial_rotary_factor)  # the rotated part of a head
         self.max_position_embeddings = config.max_position_embeddings
-        self.inv_freq, self.attention_factor = self._inv_freq(config.max_position_embeddings)
+        # dynamic and longrope change their frequencies for sequences longer than this
+        self.scaled_after = (self.rope.original_max_position_embeddings if self.rope.rope_type == "longrope"
+                             else config.max_position_embeddings)
+        self.inv_freq, self.attention_factor = self._inv_freq(self.scaled_after)
+        if self.rope.rope_type == "longrope":  # its second set of frequencies, made once
+            self.long_inv_freq = self._inv_freq(self.scaled_after + 1)[0]
 
     def cos_sin(self, positions: Any, query_start_loc: tuple[int, ...],
                 context_lens: tuple[int, ...]) -> tuple[Any, Any]:
         """[N] positions -> (cos [N, Dh/2], sin [N, Dh/2]), float32."""
         xp = self.xp
         inv_freq = self.inv_freq[None, :]  # [1, Dh/2]
-        if self.rope.rope_type == "dynamic" and max(context_lens) > self.max_position_embeddings:
+        if self.rope.rope_type in ("dynamic", "longrope") and max(context_lens) > self.scaled_after:
             # Each sequence scales by its own length (= its largest position + 1 this step).
             rows = []
             for b, seq_len in enumerate(context_lens):
                 num_tokens = query_start_loc[b + 1] - query_start_loc[b]
-                freq_b = self._inv_freq(max(seq_len, self.max_position_embeddings))[0]
+                freq_b = self._scaled_inv_freq(seq_len)
                 rows.append(xp.broadcast_to(freq_b[None, :], (num_tokens, freq_b.shape[0])))
             inv_freq = xp.concatenate(rows, axis=0)  # [N, Dh/2]
         angles = positions.astype(xp.float32)[:, None] * inv_freq  # [N, Dh/2]
         return xp.cos(angles) * self.attention_factor, xp.sin(angles) * self.attention_factor
 
     # --------------------------------------------------------------------------------------------
+
+    def _scaled_inv_freq(self, seq_len: int) -> Any:
+        """[Dh/2] frequencies of a sequence of `seq_len` tokens: dynamic's recomputed, longrope's short or long."""
+        if self.rope.rope_type == "longrope":
+            return self.long_inv_freq if seq_len > self.scaled_after else self.inv_freq
+        return self._inv_freq(max(seq_len, self.scaled_after))[0]
 
     def _inv_freq(self, seq_len: int) -> tuple[Any, float]:
         """The [Dh/2] inverse frequencies (float32) and the cos/sin scale for this rope type."""
@@ -71,6 +88,8 @@ class RotaryEmbedding:
             return self._llama3(base_freq), 1.0
         if kind == "yarn":
             return self._yarn(exponents)
+        if kind == "longrope":
+            return self._longrope(exponents, seq_len)
         raise ValueError(f"unsupported rope type {kind!r}")
 
     def _llama3(self, inv_freq: Any) -> Any:
@@ -87,6 +106,17 @@ class RotaryEmbedding:
         smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled
         is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
         return xp.where(is_medium, smoothed, scaled).astype(xp.float32)
+
+    def _longrope(self, exponents: Any, seq_len: int) -> tuple[Any, float]:
+        """Each frequency divided by its own factor: the short ones up to the original context, then the long."""
+        xp, rope = self.xp, self.rope
+        original = rope.original_max_position_embeddings
+        factors = rope.long_factor if seq_len > original else rope.short_factor
+        inv_freq = 1.0 / (xp.asarray(factors, dtype=xp.float32) * xp.float32(rope.rope_theta) ** exponents)
+        attention_factor = rope.attention_factor
+        if attention_factor is None:  # the paper's choice, from how far the context was stretched
+            attention_factor = math.sqrt(1 + math.log(rope.factor) / math.log(original)) if rope.factor > 1 else 1.0
+        return inv_freq.astype(xp.float32), float(attention_factor)
 
     def _yarn(self, exponents: Any) -> tuple[Any, float]:
         xp, rope, dim = self.xp, self.rope, self.head_dim

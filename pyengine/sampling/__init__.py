@@ -1,18 +1,22 @@
-"""Sampling: SamplingParams, the logits processors, the sampler, logprobs and beam search.
+"""Sampling: SamplingParams, the logits processors, the sampler and logprobs.
 
 Reading order: params.py (what a request asks for) -> processors.py (penalties, bias, bans)
--> truncation.py (temperature, min_p, top-k, top-p) -> reference.py (the whole pipeline, as
-the textbook writes it) -> then its fast twin: topk.py, draw.py (the seeded draw), logprobs.py,
-sampler.py -> beam_search.py.
+-> truncation.py (temperature, min_p, top-k, top-p) -> draw.py (the seeded draw) ->
+logprobs.py (vLLM's layout) -> reference.py (the whole pipeline, as the textbook writes it).
 
-Two twins run the pipeline: `ReferenceSampler` (reference.py: the textbook, full sorts) and
-`Sampler` (sampler.py: candidates, tiles and a two-level draw, for speed); `SAMPLERS` names them
-for the engine's `sampler` setting.
+Two twins run the pipeline: `ReferenceSampler` (reference.py: whole rows, full sorts) and
+`Sampler` (fast/: candidates, tiles and a two-level draw, for speed). `make_sampler` builds
+the one the engine's `sampler` setting names, importing the fast twin only when it is chosen.
+Beam search (beam_search.py) is loaded by its driver, `pyengine.beam_requests`.
 """
 
-from pyengine.sampling.beam_search import BeamSequence, beam_search, beam_search_steps
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from pyengine.sampling.draw import make_generator
-from pyengine.sampling.logprobs import RowLogprobs, compute_prompt_logprobs
+from pyengine.sampling.logprobs import RowLogprobs
 from pyengine.sampling.params import (
     RepetitionDetectionParams,
     RequestOutputKind,
@@ -20,14 +24,19 @@ from pyengine.sampling.params import (
     StructuredOutputsParams,
     tokenize_bad_words,
 )
-from pyengine.sampling.reference import ReferenceSampler
-from pyengine.sampling.sampler import Sampler, SamplerOutput, SamplingRow
+from pyengine.sampling.reference import ReferenceSampler, SamplerOutput, SamplingRow
 
-SAMPLERS = {"fast": Sampler, "reference": ReferenceSampler}
+SAMPLERS = {"reference": ("pyengine.sampling.reference", "ReferenceSampler"),
+            "fast": ("pyengine.sampling.fast.sampler", "Sampler")}  # the `sampler` twin -> (module, class)
+
+
+def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = None) -> ReferenceSampler:
+    """The sampler twin `name` ("reference" or "fast") over `backend`, its module imported now."""
+    module, class_name = SAMPLERS[name]
+    return getattr(importlib.import_module(module), class_name)(backend, vocab_size, seed=seed)
+
 
 __all__ = [
-    "SAMPLERS", "BeamSequence", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs",
-    "Sampler",
-    "SamplerOutput", "SamplingParams", "SamplingRow", "StructuredOutputsParams", "beam_search", "beam_search_steps",
-    "compute_prompt_logprobs", "make_generator", "tokenize_bad_words",
+    "SAMPLERS", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "SamplerOutput",
+    "SamplingParams", "SamplingRow", "StructuredOutputsParams", "make_generator", "make_sampler", "tokenize_bad_words",
 ]

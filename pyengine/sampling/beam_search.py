@@ -30,8 +30,8 @@ from typing import Any, Callable, Generator, Sequence
 import numpy as np  # the search itself runs on the host over [W, 2W] candidates
 
 from pyengine.backend import Backend, array_module
+from pyengine.sampling.fast.topk import largest
 from pyengine.sampling.logprobs import RowLogprobs, row_logprobs
-from pyengine.sampling.topk import top_k_sorted
 
 
 @dataclasses.dataclass
@@ -127,7 +127,7 @@ def beam_score(token_ids: Sequence[int], cum_logprob: float, eos_token_id: int |
 def _candidates(logprobs: Any, k: int, backend: Backend | None) -> tuple[Any, Any]:
     """[W, V] -> host ([W, k] token ids, [W, k] logprobs), best first (ties: lower id first)."""
     xp = array_module(logprobs)
-    top_ids, top_values = top_k_sorted(logprobs.astype(xp.float64), k)  # [W, k] each
+    top_ids, top_values = largest(logprobs.astype(xp.float64), k)  # [W, k] each
     if backend is None:
         return np.asarray(top_ids), np.asarray(top_values)
     host = backend.to_host(xp.stack([top_ids.astype(xp.float64), top_values]))  # [2, W, k]: one copy

@@ -78,7 +78,8 @@ class StructuredOutputsParams:
     `disable_fallback` is accepted for vLLM's
     sake and means nothing here (there is one grammar engine). `reasoning_tags`, pyengine's own
     and set by the server when it parses reasoning: ("<think>", "</think>"); the whole output is
-    then an optional think block followed by the constraint (pyengine.constrained).
+    then an optional think block followed by the constraint (pyengine.constrained). `compiled` is
+    the grammar `Engine.compile_structured_outputs` made of it, kept for the engine to use.
     """
 
     json: Any = None
@@ -94,6 +95,7 @@ class StructuredOutputsParams:
     whitespace_pattern: str | None = None
     unsound_one_of: bool = False
     reasoning_tags: tuple[str, str] | None = None
+    compiled: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag", "tool_calls")
 

@@ -120,6 +120,10 @@ def apply_penalties(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
     return out
 
 
+# The five in vLLM's order, as the sampler runs them.
+PROCESSORS = (apply_allowed_token_ids, apply_bad_words, apply_min_tokens, apply_logit_bias, apply_penalties)
+
+
 def seen_token_counts(prompt_token_ids: Sequence[int], output_token_ids: Sequence[int]) -> tuple[Any, Any]:
     """Host: the distinct tokens of prompt and output, and each one's count in the output.
 

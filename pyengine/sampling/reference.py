@@ -1,47 +1,110 @@
-"""The sampler's reference twin: vLLM's pipeline as a textbook writes it, over whole rows.
+"""The sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
 
-    0. grammar mask      logits where allowed, else -inf                  (Sampler.__call__, shared)
-    1. processors        bans, bias, penalties                             (processors.py, shared)
-    2. greedy            argmax of the processed logits
-    3. temperature       x / T
-       min_p             apply_min_p: -inf below max + ln(min_p)           (truncation.py)
-       top-k             apply_top_k: a full sort, -inf below the k-th largest
-       top-p             apply_top_p: a full sort, -inf past the nucleus
-    4. draw              p = softmax(x); the first token whose cumulative p passes the row's uniform
-    5. logprobs          log_softmax of the raw logits; rank = tokens at least as likely; a full sort
+Step 7 of a request's life (docs/00-map.md): vLLM V1's pipeline as a textbook writes it, each
+sub-step a function over the whole batch and over whole rows:
 
-`ReferenceSampler` runs it with the fast sampler's interface, so the engine can run either
-(`PYENGINE_KERNELS=sampler=reference`, or `EngineConfig(sampler="reference")`). The fast twin
-(sampler.py, truncation.py's `truncate`, draw.py) computes the same thing without sorting or
-writing out [B, V] arrays; tests/sampling/test_reference.py holds the two to the same results.
+    7a. grammar mask     logits where allowed, else -inf; then the raw-logprobs snapshot
+    7b. processors       allowed_token_ids, bad_words, min_tokens, logit_bias, penalties  (processors.py)
+    7c. greedy           argmax of the processed logits
+    7d. temperature      x / T
+        min_p            apply_min_p: -inf below max + ln(min_p)                          (truncation.py)
+        top-k            apply_top_k: a full sort, -inf below the k-th largest
+        top-p            apply_top_p: a full sort, -inf past the nucleus
+    7e. draw             p = softmax(x); the first token whose cumulative p passes the row's
+                         uniform                                                          (draw.py)
+    7f. gather           log_softmax of the raw logits; rank = tokens at least as likely; the
+                         top k by a full sort; one device->host copy                      (logprobs.py)
 
-Both draw one uniform number per sampling row from the same generators (a seeded row's own,
-the others' from the sampler's), and walk a row in the same order: a row with a filter from its
-most likely token down (ties by token id), a row without one in token-id order. So a seeded row
-gets the same token from both, in any batch, except in two cases, where each twin is still
-reproducible on its own: (1) on the CPU, a filtered row that keeps more tokens than the fast
-twin's candidates (truncation.NUM_CANDIDATES) is walked by the fast twin in token-id order;
-(2) an unfiltered row whose uniform falls within rounding (about 1e-7) of a boundary between
-two tokens, since the fast twin sums the row in blocks.
+Rows with different parameters share every step: per-row parameters travel as [B, 1] columns.
+A seeded row draws its uniform from its own generator, so its tokens do not depend on which
+other requests share the batch or where it sits in it; unseeded rows draw from the sampler's.
 
-Shapes: B rows, V vocabulary, k top logprobs.
+`ReferenceSampler` is the pipeline. Its tuned twin, `Sampler` in sampling/fast/, keeps the
+pipeline and overrides the steps that cost (7d-7f: candidates instead of sorts, a tiled two-level
+draw, a tiled logsumexp); the engine runs either (`PYENGINE_KERNELS=sampler=reference`, or
+`EngineConfig(sampler="reference")`), and tests/sampling/test_reference.py holds the two to the
+same results. Both walk a row in the same order: a row with a filter from its most likely token
+down (ties by token id), a row without one in token-id order. So a seeded row gets the same token
+from both, in any batch, except in two cases, where each twin is still reproducible on its own:
+(1) on the CPU, a filtered row that keeps more tokens than the fast twin's candidates is walked
+by the fast twin in token-id order; (2) an unfiltered row whose uniform falls within rounding
+(about 1e-7) of a boundary between two tokens, since the fast twin sums the row in blocks.
+
+Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
-from pyengine.backend import array_module
+import numpy as np  # host: per-row parameter columns and random numbers
+
+from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import inverse_cdf_sample
-from pyengine.sampling.sampler import Sampler, SamplingRow
+from pyengine.sampling.logprobs import RowLogprobs, pack, row_logprobs, unpack
+from pyengine.sampling.params import SamplingParams
+from pyengine.sampling.processors import PROCESSORS
 from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
 
 
-class ReferenceSampler(Sampler):
-    """The textbook twin of `Sampler`: steps 2-4 and the logprobs over whole, sorted rows."""
+@dataclasses.dataclass
+class SamplingRow:
+    """One row of the batch as the sampler sees it, built by the engine each step."""
+
+    params: SamplingParams
+    prompt_token_ids: Sequence[int]
+    output_token_ids: Sequence[int]
+    generator: Any = None  # make_generator(seed), or None: draw from the sampler's generator
+    stop_token_ids: frozenset[int] = frozenset()  # masked while len(output) < min_tokens
+    bad_words_token_ids: Sequence[Sequence[int]] = ()  # params.bad_words, tokenized (tokenize_bad_words)
+
+
+@dataclasses.dataclass
+class SamplerOutput:
+    token_ids: list[int]  # one sampled token per row
+    sampled_logprobs: list[float | None]  # raw logprob of each sampled token; None where not asked
+    logprobs: list[RowLogprobs | None]  # per row: chosen + top-k entries, None where not asked
+
+
+class ReferenceSampler:
+    """Samples one token per row, each row with its own parameters, in one pass over the batch."""
+
+    def __init__(self, backend: Backend, vocab_size: int, seed: int | None = None):
+        self.backend = backend
+        self.xp = backend.xp
+        self.vocab_size = vocab_size
+        self.generator = np.random.Generator(np.random.PCG64(seed))  # for unseeded rows
+
+    def __call__(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any = None) -> SamplerOutput:
+        """logits [B, V] float (device), one SamplingRow per row, optional grammar mask [B, V] bool."""
+        self._check_shapes(logits, rows, allowed_mask)
+        if not rows:
+            return SamplerOutput([], [], [])
+        xp = self.xp
+        logits = logits.astype(xp.float32, copy=False)  # [B, V]
+        if allowed_mask is not None:  # 7a. the grammar mask comes first: even raw logprobs see it
+            logits = xp.where(allowed_mask, logits, -xp.inf)
+        raw = logits  # the raw-logprobs snapshot: the steps below never write into their input
+        processed = self.process(logits, rows)  # 7b.
+        token_ids = self.sample(processed, rows)  # 7c-7e. [B]
+        return self.gather(raw, token_ids, rows)  # 7f.
+
+    # -- the steps ---------------------------------------------------------------------------------
+
+    def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
+        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]
+
+        Returns `logits` itself when no processor applies; otherwise the first one that does
+        copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
+        """
+        current = logits
+        for processor in PROCESSORS:
+            current = processor(current, rows, out=out if current is logits else current)
+        return current
 
     def sample(self, logits: Any, rows: Sequence[SamplingRow]) -> Any:
-        """Steps 2-4: argmax for greedy rows; temperature, the three filters and a draw for the rest. -> [B]"""
+        """Steps 7c-7e: argmax for greedy rows; temperature, the three filters and a draw for the rest. -> [B]"""
         xp = self.xp
         params = [row.params for row in rows]
         greedy = [p.greedy for p in params]
@@ -56,8 +119,35 @@ class ReferenceSampler(Sampler):
         sampled = draw(scaled, self._uniforms(rows), filtered)  # [B]
         return xp.where(self._column(greedy, bool)[:, 0], greedy_ids, sampled)
 
+    def gather(self, raw: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
+        """Step 7f: for the rows that asked for logprobs, the sampled token's and the top-k; one copy.
+
+        Rows that did not ask get None (their requests report no `cumulative_logprob`, as in
+        vLLM), and when no row asked, no log-softmax is computed: over a [32, 49,152] batch that
+        is ~2% of a decode step.
+        """
+        batch = len(rows)
+        wanted = [row.params.num_top_logprobs(self.vocab_size) for row in rows]
+        asking = [b for b, k in enumerate(wanted) if k is not None]
+        arrays, shapes = [token_ids], [(batch,)]
+        if asking:
+            k = max(wanted[b] for b in asking)
+            index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
+            arrays += self.logprob_arrays(raw[index], token_ids[index], k)
+            shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
+        host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
+        ids = host[0].astype(np.int64).tolist()
+        out = SamplerOutput(ids, [None] * batch, [None] * batch)
+        if asking:
+            chosen, ranks, top_ids, top_values = host[1:]
+            for i, b in enumerate(asking):
+                out.sampled_logprobs[b] = float(chosen[i])
+                out.logprobs[b] = row_logprobs(ids[b], chosen[i], ranks[i], top_ids[i, :wanted[b]].astype(np.int64),
+                                               top_values[i, :wanted[b]])
+        return out
+
     def logprob_arrays(self, raw: Any, chosen_ids: Any, k: int) -> list[Any]:
-        """[Bq, V] raw logits, [Bq] sampled ids -> [chosen logprob, rank, top ids [Bq, k], top logprobs [Bq, k]]."""
+        """[Bq, V] raw logits, [Bq] chosen ids -> [chosen logprob [Bq], rank [Bq], top ids [Bq, k], top [Bq, k]]."""
         xp = self.xp
         logprobs = log_softmax(raw)  # [Bq, V]
         chosen_logit = xp.take_along_axis(raw, chosen_ids[:, None], axis=-1)  # [Bq, 1]
@@ -65,6 +155,57 @@ class ReferenceSampler(Sampler):
         order = xp.argsort(-raw, axis=-1, kind="stable")[:, :k]  # [Bq, k] most likely first, ties by id
         chosen = xp.take_along_axis(logprobs, chosen_ids[:, None], axis=-1)[:, 0]  # [Bq]
         return [chosen, ranks, order, xp.take_along_axis(logprobs, order, axis=-1)]
+
+    def prompt_logprobs(self, logits: Any, prompt_token_ids: Sequence[int], num_top: int) -> list[RowLogprobs | None]:
+        """Prompt logprobs: the logits at position p score prompt token p + 1.
+
+        `logits` is [T - 1, V] (positions 0..T-2) or [T, V] (the last row, which predicts the first
+        generated token, is then ignored) for the T = len(prompt_token_ids) prompt tokens.
+        `num_top` is how many top logprobs to add per position (0: the actual token only; -1: all).
+        Returns vLLM's layout: `None` for the first token (no context), then per later position the
+        actual token with its logprob and rank, followed by the top `num_top`. One device->host copy.
+        """
+        num_scored = len(prompt_token_ids) - 1
+        if logits.ndim != 2 or logits.shape[0] not in (num_scored, num_scored + 1):
+            raise ValueError(f"prompt logprobs: logits of shape {tuple(logits.shape)} do not match "
+                             f"{len(prompt_token_ids)} prompt tokens (expected [{num_scored}, V] or "
+                             f"[{num_scored + 1}, V])")
+        if num_scored <= 0:
+            return [None]
+        k = logits.shape[-1] if num_top == -1 else num_top
+        scored = logits[:num_scored].astype(self.xp.float32)  # [T-1, V]
+        targets = self.backend.to_device(np.asarray(prompt_token_ids[1:], dtype=np.int64))  # [T-1]
+        shapes = [(num_scored,), (num_scored,), (num_scored, k), (num_scored, k)]
+        host = unpack(self.backend.to_host(pack(self.logprob_arrays(scored, targets, k))), shapes)
+        actual, ranks, top_ids, top_values = host
+        return [None] + [row_logprobs(prompt_token_ids[t + 1], actual[t], ranks[t], top_ids[t].astype(np.int64),
+                                      top_values[t]) for t in range(num_scored)]
+
+    # -- per-row columns (host -> device) ----------------------------------------------------------
+
+    def _top_k(self, params: SamplingParams) -> int:
+        """The row's k, 0 when off (k >= V keeps everything: off too, as vLLM normalises it)."""
+        return params.top_k if params.top_k < self.vocab_size else 0
+
+    def _uniforms(self, rows: Sequence[SamplingRow]) -> Any:
+        """One uniform number per sampling row, a seeded row's from its own generator. -> [B, 1] float64"""
+        drawing = [not row.params.greedy for row in rows]  # greedy rows draw nothing (seed ignored)
+        shared = iter(self.generator.random(sum(d and row.generator is None for d, row in zip(drawing, rows))))
+        return self._column([0.0 if not d else next(shared) if row.generator is None else row.generator.random()
+                             for d, row in zip(drawing, rows)], np.float64)
+
+    def _column(self, values: Sequence[Any], dtype: Any = np.float32) -> Any:
+        """Per-row values -> a [B, 1] device column."""
+        return self.backend.to_device(np.array(values, dtype=dtype).reshape(-1, 1))
+
+    def _check_shapes(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any) -> None:
+        expected = (len(rows), self.vocab_size)
+        if tuple(logits.shape) != expected:
+            raise ValueError(f"sampler: logits have shape {tuple(logits.shape)}, expected [B, V] = {list(expected)} "
+                             f"({len(rows)} rows, vocabulary {self.vocab_size})")
+        if allowed_mask is not None and tuple(allowed_mask.shape) != expected:
+            raise ValueError(f"sampler: allowed_mask has shape {tuple(allowed_mask.shape)}, "
+                             f"expected {list(expected)} like the logits")
 
 
 def log_softmax(logits: Any) -> Any:

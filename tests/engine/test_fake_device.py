@@ -56,12 +56,14 @@ def test_batched_sampling_on_the_fake_device_copies_once_per_step():
 
 def test_decode_groups_on_the_fake_device_match_each_request_alone(monkeypatch):
     """One long sequence among short ones decodes as separate attention groups, on device arrays."""
-    import pyengine.model_runner
+    import dataclasses
+
+    from pyengine.model import fast_path
 
     counts = []
-    original = pyengine.model_runner.decode_groups
-    monkeypatch.setattr(pyengine.model_runner, "decode_groups",
-                        lambda *args: counts.append(len(groups := original(*args))) or groups)
+    original = fast_path.FAST.decode_groups
+    monkeypatch.setattr(fast_path, "FAST", dataclasses.replace(
+        fast_path.FAST, decode_groups=lambda *args: counts.append(len(groups := original(*args))) or groups))
     prompts = [{"prompt_token_ids": list(range(3, 113))}] + [{"prompt_token_ids": [3 + i, 4, 5]} for i in range(5)]
     params = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
     fake = LLM(model=str(FIXTURES / "llama"), device="fake", num_kv_blocks=128, block_size=2, attention="fast")

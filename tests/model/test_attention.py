@@ -27,7 +27,7 @@ def _setup(lengths, seed=0, num_heads=4, num_kv_heads=2, head_dim=8, num_blocks=
     return q, key_cache, value_cache, tables, attn
 
 
-def _dense(q, key_cache, value_cache, tables, lengths, window=None):
+def _dense(q, key_cache, value_cache, tables, lengths, window=None, softcap=None):
     out = []
     group = q.shape[1] // key_cache.shape[2]
     for b, (table, n) in enumerate(zip(tables, lengths)):
@@ -35,6 +35,8 @@ def _dense(q, key_cache, value_cache, tables, lengths, window=None):
         values = value_cache[table].reshape(-1, *value_cache.shape[2:])[:n]
         keys, values = np.repeat(keys, group, axis=1), np.repeat(values, group, axis=1)  # [S, H, Dh]
         scores = np.einsum("hd,shd->hs", q[b], keys) / np.sqrt(q.shape[-1])
+        if softcap is not None:
+            scores = softcap * np.tanh(scores / softcap)
         if window is not None:
             scores[:, : max(0, n - window)] = -np.inf
         out.append(np.einsum("hs,shd->hd", softmax(scores), values))
@@ -43,13 +45,16 @@ def _dense(q, key_cache, value_cache, tables, lengths, window=None):
 
 @pytest.mark.parametrize("lengths", [[5, 1, 13, 8], [13, 9, 16, 11]], ids=["three groups", "one group"])
 @pytest.mark.parametrize("window", [None, 3, 6])
-def test_batched_decode_equals_per_sequence_and_dense(window, lengths):
+@pytest.mark.parametrize("softcap", [None, 0.5])
+def test_batched_decode_equals_per_sequence_and_dense(window, lengths, softcap):
     q, kc, vc, tables, attn = _setup(lengths)
     scale = q.shape[-1] ** -0.5
-    batched = batched_decode_attention(q, kc, vc, attn, scale, window)
-    looped = paged_attention(q, kc, vc, dataclasses.replace(attn, decode_groups=None), scale, window)
+    batched = batched_decode_attention(q, kc, vc, attn, scale, window, softcap)
+    looped = paged_attention(q, kc, vc, dataclasses.replace(attn, decode_groups=None), scale, window, softcap)
     np.testing.assert_allclose(batched, looped, atol=1e-5)
-    np.testing.assert_allclose(batched, _dense(q, kc, vc, tables, lengths, window), atol=1e-5)
+    np.testing.assert_allclose(batched, _dense(q, kc, vc, tables, lengths, window, softcap), atol=1e-5)
+    if softcap is not None:  # the cap really bends these scores
+        assert np.abs(batched - _dense(q, kc, vc, tables, lengths, window)).max() > 1e-2
 
 
 @pytest.mark.parametrize("blocks, one_product_over", [

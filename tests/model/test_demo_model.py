@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (DEMO / "config.json").is_file(), reason="th
 
 def _package_bytes() -> int:
     """Bytes of everything the wheel ships: both packages, the extension and the model."""
-    return sum(f.stat().st_size for top in ("pyengine", "server") for f in (ROOT / top).rglob("*")
+    return sum(f.stat().st_size for top in ("pyengine", "pyengine_server") for f in (ROOT / top).rglob("*")
                if f.is_file() and "__pycache__" not in f.parts)
 
 
@@ -111,10 +111,10 @@ def test_pyengine_generate_default_leaves_room_for_an_addition_with_a_carry(caps
 
 
 def test_pyengine_help_is_for_users(capsys):
-    from server.cli import entry
+    from pyengine_server.cli import entry
 
     with pytest.raises(SystemExit):
         entry(["--help"])
     shown = capsys.readouterr().out
     assert "pyengine serve" in shown and "pyengine generate" in shown
-    assert "server/cli.py" not in shown and "imports" not in shown  # no notes on the code's layout
+    assert "pyengine_server/cli.py" not in shown and "imports" not in shown  # no notes on the code's layout

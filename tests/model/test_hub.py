@@ -14,7 +14,7 @@ import pytest
 
 from pyengine import LLM, SamplingParams
 from pyengine.model.hub import HUB_FILES, ModelNotFoundError, hub_cache_dir, resolve_model
-from server import cli as serve_cli
+from pyengine_server import cli as serve_cli
 from tests.server.serve_command import pyengine_serve
 
 from .hub_cache import LLAMA_FIXTURE, ROOT, SMOLLM2_ID, add_snapshot, folder_files, smollm2_files
@@ -115,10 +115,10 @@ def test_serve_resolves_model_and_tokenizer_ids_and_serves_under_the_id(hf_home,
     tok_main = add_snapshot(hf_home, "org/tok", folder_files(DEMO), REV_A)
     tok_b = add_snapshot(hf_home, "org/tok", folder_files(LLAMA_FIXTURE), REV_B, branch=None)
     seen = {}
-    monkeypatch.setattr("server.app.build_app", lambda engine, serving, **kw: seen.update(
+    monkeypatch.setattr("pyengine_server.app.build_app", lambda engine, serving, **kw: seen.update(
         engine=engine, serving=serving) or engine.shutdown())
-    monkeypatch.setattr("server.http_server.uvicorn_config", lambda app, **kw: seen.update(app=app))
-    monkeypatch.setattr("server.http_server.GracefulServer", lambda config: types.SimpleNamespace(run=lambda: None))
+    monkeypatch.setattr("pyengine_server.http_server.uvicorn_config", lambda app, **kw: seen.update(app=app))
+    monkeypatch.setattr("pyengine_server.http_server.GracefulServer", lambda config: types.SimpleNamespace(run=lambda: None))
     assert serve_cli.main(["--model", "org/weights", "--tokenizer", "org/tok", "--tokenizer-revision", REV_B,
                            "--num-kv-blocks", "8"]) == 0
     config = seen["engine"].engine.config
@@ -179,7 +179,7 @@ def test_pyengine_serve_smollm2_by_id_from_an_offline_cache(tmp_path):
 def test_pyengine_serve_unknown_id_offline_exits_with_one_line(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     env.pop("HF_HUB_CACHE", None)
-    done = subprocess.run([sys.executable, "-m", "server", "serve", "org/absent"], env=env,
+    done = subprocess.run([sys.executable, "-m", "pyengine_server", "serve", "org/absent"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == f"pyengine serve: error: model 'org/absent' is not in the hub cache {tmp_path / 'hub'} " \

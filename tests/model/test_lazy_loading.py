@@ -108,7 +108,7 @@ def test_a_tensor_past_the_end_of_its_file_is_named(tmp_path):
 def test_the_serve_startup_line_gives_kv_tokens_and_concurrency():
     from pyengine import EngineConfig
     from pyengine.async_engine import AsyncEngine
-    from server.cli import capacity_summary
+    from pyengine_server.cli import capacity_summary
 
     from .hub_cache import LLAMA_FIXTURE
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from pyengine.backend import get_backend
-from pyengine.sampling import Sampler, SamplingParams, SamplingRow, make_generator
+from pyengine.sampling import SamplingParams, SamplingRow, make_generator
+from pyengine.sampling.fast import Sampler
 
 BACKEND = get_backend("cpu")
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pyengine.sampling import beam_search
+from pyengine.sampling.beam_search import beam_search
 
 V, EOS = 4, 3
 

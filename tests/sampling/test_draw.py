@@ -6,7 +6,8 @@ import numpy as np
 from scipy.stats import chisquare
 
 from pyengine.sampling import make_generator
-from pyengine.sampling.draw import BLOCK, inverse_cdf_sample, sample_whole_rows
+from pyengine.sampling.draw import inverse_cdf_sample
+from pyengine.sampling.fast.draw import BLOCK, sample_whole_rows
 
 
 def test_inverse_cdf_boundaries_and_zero_weights():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyengine.sampling import SamplingParams, compute_prompt_logprobs
+from pyengine.sampling import SamplingParams, make_sampler
 
 from .helpers import BACKEND, row, sampler
 
@@ -45,9 +45,10 @@ def test_rows_without_logprobs_get_none_and_zero_means_chosen_only():
     assert len(out.logprobs[1].token_ids) == 1 and len(out.logprobs[2].token_ids) == 3
 
 
-def test_prompt_logprobs_layout():
+@pytest.mark.parametrize("twin", ["fast", "reference"])
+def test_prompt_logprobs_layout(twin):
     x = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], dtype=np.float32)
-    rows = compute_prompt_logprobs(x, [2, 0, 1], 1, BACKEND)
+    rows = make_sampler(twin, BACKEND, 3).prompt_logprobs(x, [2, 0, 1], 1)
     assert rows[0] is None and len(rows) == 3
     reference = _log_softmax(x)
     assert rows[1].token_ids == [0, 2] and rows[1].ranks == [3, 1]
@@ -55,14 +56,16 @@ def test_prompt_logprobs_layout():
     assert rows[2].token_ids == [1, 0] and rows[2].ranks == [2, 1]
 
 
-def test_prompt_logprobs_accept_a_row_per_prompt_token_and_all_of_the_vocabulary():
+@pytest.mark.parametrize("twin", ["fast", "reference"])
+def test_prompt_logprobs_accept_a_row_per_prompt_token_and_all_of_the_vocabulary(twin):
     x = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [9.0, 9.0, 9.0]], dtype=np.float32)
-    rows = compute_prompt_logprobs(x, [2, 0, 1], -1, BACKEND)  # [T, V]: the last row is ignored
+    compute_prompt_logprobs = make_sampler(twin, BACKEND, 3).prompt_logprobs
+    rows = compute_prompt_logprobs(x, [2, 0, 1], -1)  # [T, V]: the last row is ignored
     assert rows[0] is None and len(rows) == 3
     assert rows[1].token_ids == [0, 2, 1, 0] and rows[1].ranks == [3, 1, 2, 3]
-    assert compute_prompt_logprobs(x[:0], [5], 2, BACKEND) == [None]  # one token: nothing to score
+    assert compute_prompt_logprobs(x[:0], [5], 2) == [None]  # one token: nothing to score
     with pytest.raises(ValueError, match=r"do not match 5 prompt tokens"):
-        compute_prompt_logprobs(x, [1, 2, 3, 4, 5], 1, BACKEND)
+        compute_prompt_logprobs(x, [1, 2, 3, 4, 5], 1)
 
 
 def test_top_logprobs_ties_are_listed_by_token_id():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pyengine.backend import get_backend
-from pyengine.sampling import ReferenceSampler, Sampler, SamplingParams
-from pyengine.sampling.sampler import filtered_logits
+from pyengine.sampling import ReferenceSampler, SamplingParams
+from pyengine.sampling.fast import Sampler, filtered_logits
 
 from .helpers import lm_like, row
 

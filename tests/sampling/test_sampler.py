@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pyengine.sampling import SamplingParams
-from pyengine.sampling.sampler import filtered_logits
+from pyengine.sampling.fast import filtered_logits
 
 from .helpers import lm_like, row, sampler
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyengine.sampling import truncation
-from pyengine.sampling.truncation import (
-    apply_min_p,
-    apply_temperature,
-    apply_top_k,
-    apply_top_p,
-    truncate,
-    truncation_threshold,
-)
+from pyengine.sampling.fast import truncation
+from pyengine.sampling.fast.truncation import truncate, truncation_threshold
+from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
 
 NEG_INF = -np.inf
 

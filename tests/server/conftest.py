@@ -16,8 +16,8 @@ import pytest
 
 from pyengine import EngineConfig
 from pyengine.async_engine import AsyncEngine
-from server.background import BackgroundServer
-from server.serving_chat import ServingConfig
+from pyengine_server.background import BackgroundServer
+from pyengine_server.serving_chat import ServingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 QWEN2 = ROOT / "tests" / "fixtures" / "parity" / "qwen2"

@@ -38,7 +38,7 @@ def pyengine_serve(args: list[str], *, env: dict[str, str] | None = None, log: P
     """
     port = free_port()
     with open(log, "wb") if log is not None else contextlib.nullcontext(subprocess.DEVNULL) as out:
-        process = subprocess.Popen([sys.executable, "-m", "server", "serve", *args, "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "pyengine_server", "serve", *args, "--port", str(port)],
                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"

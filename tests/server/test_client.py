@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from server.background import BackgroundServer
+from pyengine_server.background import BackgroundServer
 
 from .conftest import ROOT, serve
 
@@ -61,7 +61,7 @@ class Terminal:
 
 
 def client(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server", *args]
+    return [sys.executable, "-m", "pyengine_server", *args]
 
 
 def recorded_bodies(running, monkeypatch) -> list[dict[str, Any]]:

@@ -234,6 +234,23 @@ def test_sampling_extensions_and_structured_outputs(client):
     assert banned.text == "jjjj"
 
 
+def test_a_constraint_is_compiled_once_for_every_prompt_of_a_request(http, monkeypatch):
+    import pyengine.structured  # noqa: PLC0415
+
+    calls: list[str] = []
+    original = pyengine.structured.compile_grammar
+
+    def counting(kind, *args, **kwargs):
+        calls.append(kind)
+        return original(kind, *args, **kwargs)
+
+    monkeypatch.setattr(pyengine.structured, "compile_grammar", counting)
+    body = complete(http, prompt=["Hello", "Bye"], n=2, max_tokens=8, temperature=0.7,
+                    structured_outputs={"choice": ["yes", "no"]})
+    assert [c["text"] in ("yes", "no") for c in body["choices"]] == [True] * 4
+    assert calls == ["choice"]  # while the request was checked; the engine uses that grammar for all four
+
+
 def test_prompt_logprobs_and_continuous_usage(http):
     num_prompt = len(prompt_ids(http, "Hello"))
     choice = complete(http, prompt="Hello", max_tokens=2, prompt_logprobs=1)["choices"][0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.conftest import QWEN2
-from server.background import BackgroundServer
+from pyengine_server.background import BackgroundServer
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "05-server.md"
 PAIR = re.compile(r"```bash\n(curl [^\n]*)\n```\s*\n```(json|text)\n(.*?)```", re.DOTALL)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import pyengine
-from server.openapi import SPEC_FILE
+from pyengine_server.openapi import SPEC_FILE
 from tests.server.conftest import MODEL_NAME, QWEN2
 from tests.server.serve_command import pyengine_serve
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pyengine import EngineConfig, SamplingParams
 from pyengine.async_engine import AsyncEngine
-from server.metrics import Metrics
+from pyengine_server.metrics import Metrics
 
 from .conftest import MODEL_NAME, QWEN2, chat_body, serve
 
@@ -152,11 +152,11 @@ def test_the_stats_line_is_logged_while_busy_and_not_when_idle(caplog):
         logger.cancel()
 
     try:
-        with caplog.at_level(logging.INFO, logger="server.metrics"):
+        with caplog.at_level(logging.INFO, logger="pyengine_server.metrics"):
             asyncio.run(run())
     finally:
         engine.shutdown()
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.metrics"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pyengine_server.metrics"]
     assert lines, "no stats line while a request ran"
     assert all(line.startswith("Avg prompt throughput: ") for line in lines)
     assert any("Running: 1 reqs, Waiting: 0 reqs" in line for line in lines)

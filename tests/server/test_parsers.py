@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.reasoning import ThinkReasoningParser, prompt_opens_reasoning, template_uses_reasoning
-from server.tool_parsers import HermesToolParser, ToolParser, get_tool_parser, tool_parser_names
+from pyengine_server.reasoning import ThinkReasoningParser, prompt_opens_reasoning, template_uses_reasoning
+from pyengine_server.tool_parsers import HermesToolParser, ToolParser, get_tool_parser, tool_parser_names
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "°C"}}\n</tool_call>'
 
@@ -133,7 +133,7 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=150, deadline=None)
 @given(JSON_VALUES, st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :  ")]))
 def test_stable_prefix_of_any_prefix_is_a_prefix_of_the_canonical_text(value, ascii_only, separators):
-    from server.tool_parsers.partial_json import stable_prefix
+    from pyengine_server.tool_parsers.partial_json import stable_prefix
     raw = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
     canonical = json.dumps(json.loads(raw), ensure_ascii=False)
     previous = ""

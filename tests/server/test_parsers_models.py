@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.reasoning import (
+from pyengine_server.reasoning import (
     DeepSeekR1ReasoningParser, Qwen3ReasoningParser, ThinkReasoningParser, reasoning_parser_class)
-from server.tool_parsers import (
+from pyengine_server.tool_parsers import (
     Llama3JsonToolParser, MistralToolParser, PythonicToolParser, get_tool_parser, tool_parser_names)
 
 from .conftest import chat_body, serve

@@ -39,8 +39,8 @@ import pytest
 
 from pyengine import EngineConfig
 from pyengine.async_engine import AsyncEngine
-from server.limits import RequestLimits
-from server.serving_chat import ServingConfig
+from pyengine_server.limits import RequestLimits
+from pyengine_server.serving_chat import ServingConfig
 from tests.server.conftest import MODEL_NAME, QWEN2, RunningServer
 from tests.server.probes import (
     abandon_while_queued, never_reading_client, pace_during, rss_mib, sigterm, slow_steps, stream_round)
@@ -301,7 +301,7 @@ def test_a_500_carries_no_exception_text(small_server, monkeypatch, caplog):
         raise KeyError("secret internal detail")
 
     monkeypatch.setattr(small_server.app.state.server.chat, "build_response", broken)
-    with caplog.at_level(logging.ERROR, logger="server"):
+    with caplog.at_level(logging.ERROR, logger="pyengine_server"):
         response = httpx.post(f"{small_server.url}/v1/chat/completions", json=body(),
                               headers={"X-Request-Id": "req-42"}, timeout=60)
     assert response.status_code == 500
@@ -360,7 +360,7 @@ def test_a_client_that_is_slow_to_send_its_headers_is_cut_off():
 
 
 def test_request_ids_are_made_safe_for_the_log(small_server, caplog):
-    with caplog.at_level(logging.INFO, logger="server.chat"):
+    with caplog.at_level(logging.INFO, logger="pyengine_server.chat"):
         response = httpx.post(f"{small_server.url}/v1/chat/completions", timeout=60,
                               json=body(user="u\nINFO forged line", request_id="id\u0085with\x1b[31mescape"))
     assert response.status_code == 200

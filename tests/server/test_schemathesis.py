@@ -23,8 +23,8 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance  # noqa: E402
 
-from server.limits import RequestLimits  # noqa: E402
-from server.openapi import openapi_document  # noqa: E402
+from pyengine_server.limits import RequestLimits  # noqa: E402
+from pyengine_server.openapi import openapi_document  # noqa: E402
 from tests.server.conftest import serve  # noqa: E402
 
 KEY = "fuzz-key"

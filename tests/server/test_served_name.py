@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.cli import DEMO_MODEL, build_parser, served_model_names
+from pyengine_server.cli import DEMO_MODEL, build_parser, served_model_names
 
 
 def test_the_demo_model_is_served_as_pyengine_demo_however_its_path_is_spelled():

@@ -188,7 +188,7 @@ def test_a_bad_request_leaves_the_server_working(client, server):
 
 def test_with_a_reasoning_model_the_schema_applies_after_the_think_block():
     """The demo model thinks when told to; the server parses <think> and constrains only the answer."""
-    from server.background import BackgroundServer
+    from pyengine_server.background import BackgroundServer
 
     person = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}

@@ -15,8 +15,8 @@ import pytest
 
 from pyengine import CompletionOutput, EngineConfig, RequestOutput
 from pyengine.async_engine import AsyncEngine
-from server.serving_chat import ChatService, ServingConfig
-from server.streaming import ChatStream
+from pyengine_server.serving_chat import ChatService, ServingConfig
+from pyengine_server.streaming import ChatStream
 from tests.server.conftest import MODEL_NAME, QWEN2, chat_body, serve
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",

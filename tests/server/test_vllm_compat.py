@@ -23,8 +23,8 @@ import httpx
 import openai
 import pytest
 
-from server.cli import build_parser, configs
-from server.params import generation_defaults
+from pyengine_server.cli import build_parser, configs
+from pyengine_server.params import generation_defaults
 from tests.server.conftest import MODEL_NAME, QWEN2, chat_body, serve
 from tests.server.serve_command import free_port, pyengine_serve
 
@@ -145,7 +145,7 @@ def test_invocations_answers_as_chat_completions(http):
 
 def start_error(args: list[str]) -> str:
     """`pyengine serve ARGS` must refuse to start: its exit status is 2; returns what it printed."""
-    done = subprocess.run([sys.executable, "-m", "server", "serve", *args, "--port", str(free_port())],
+    done = subprocess.run([sys.executable, "-m", "pyengine_server", "serve", *args, "--port", str(free_port())],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr

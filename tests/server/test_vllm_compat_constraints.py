@@ -17,9 +17,9 @@ import pytest
 
 from pyengine import EngineConfig
 from pyengine.async_engine import AsyncEngine
-from server.background import BackgroundServer
-from server.cli import DEMO_MODEL
-from server.serving_chat import ServingConfig
+from pyengine_server.background import BackgroundServer
+from pyengine_server.cli import DEMO_MODEL
+from pyengine_server.serving_chat import ServingConfig
 
 openai = pytest.importorskip("openai")
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="needs the demo model")

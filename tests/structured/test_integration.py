@@ -99,6 +99,30 @@ def test_a_bad_constraint_fails_only_its_request(llm):
     assert [o.request_id for o in finished] == ["good"] and finished[0].outputs[0].text in ("alpha", "beta")
 
 
+def test_a_constraint_compiled_ahead_is_checked_once_and_not_compiled_again(llm, monkeypatch):
+    """What a server does: compile while validating (a bad one is a ValueError then), the engine reuses it."""
+    engine = llm.llm_engine
+    with pytest.raises(ValueError, match="regex"):
+        engine.compile_structured_outputs(StructuredOutputsParams(regex="(unclosed"))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        engine.compile_structured_outputs(StructuredOutputsParams(json=_nested(3000)))
+    structured = engine.compile_structured_outputs(StructuredOutputsParams(choice=["alpha", "beta"]))
+    assert structured.compiled is not None
+
+    def no_second_compile(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr("pyengine.structured.compile_grammar", no_second_compile)
+    assert [o.text for o in generate(llm, structured)] in (["alpha"], ["beta"])
+
+
+def _nested(depth: int) -> dict:
+    schema: dict = {"type": "integer"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
 def test_parameter_rules():
     with pytest.raises(ValueError, match="only use one kind"):
         StructuredOutputsParams(regex="a", choice=["a"])

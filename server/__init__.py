@@ -1,8 +1,0 @@
-"""pyengine's HTTP server: vLLM's OpenAI-compatible `POST /v1/chat/completions` (and
-`POST /v1/completions`) on Starlette.
-
-Start reading at `app.py` (routes) and `serving_chat.py` (one request, start to finish;
-`serving_completion.py` is the text completions route on the same machinery);
-`docs/05-server.md` walks through it with curl and the `openai` client. This package uses only
-pyengine's public API (`pyengine`, `pyengine.async_engine`, `pyengine.text`).
-"""
