@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pyengine
 from pyengine import AsyncEngine
-from pyengine_server.concurrency import ClientDisconnected
+from pyengine_server.concurrency import ClientDisconnected, quiet_collector
 from pyengine_server.errors import APIError, RequestValidationError, validation_error
 from pyengine_server.limits import decode_json, log_safe
 from pyengine_server.metrics import Metrics
@@ -321,7 +321,8 @@ def build_app(engine: AsyncEngine, config: ServingConfig, api_key: str | None = 
     async def lifespan(app: Starlette):
         stats = None if log_stats_interval is None else asyncio.create_task(
             metrics.log_stats_forever(log_stats_interval))
-        yield
+        with quiet_collector():
+            yield
         server.chat.workers.shutdown()
         if stats is not None:
             stats.cancel()

@@ -102,7 +102,7 @@ class SymbolKind(enum.IntEnum):
     BYTES = 1
 
 
-FlatSymbol = tuple[SymbolKind, int]  # (kind, index): see `Grammar.to_flat`
+FlatSymbol = tuple[int, int]  # (kind, index), kind a SymbolKind value: see `Grammar.to_flat`
 
 
 @dataclasses.dataclass
@@ -112,19 +112,25 @@ class Grammar:
     rules: dict[str, list[tuple[Element, ...]]]
     start: str
 
-    def to_flat(self) -> tuple[int, list[tuple[int, list[FlatSymbol]]], list[list[tuple[int, int]]], list[str]]:
+    def to_flat(self) -> tuple[int, list[tuple[int, tuple[FlatSymbol, ...]]], list[list[tuple[int, int]]], list[str]]:
         """The grammar as plain numbers, for the matchers: (start, alternatives, byte_sets, names).
 
         Rules are numbered in `self.rules` order (`names[i]` is rule i). `alternatives` lists every
-        alternative as `(lhs, symbols)`, each symbol a `(kind, index)` pair: `(SymbolKind.RULE, i)`
-        is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges). Computed
+        alternative as `(lhs, symbols)`, `symbols` a tuple of `(kind, index)` pairs: `(SymbolKind.RULE,
+        i)` is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges). Computed
         once per grammar (a grammar is not changed after `build`).
+
+        The kinds are stored as plain ints and the symbols as tuples: tuples of ints are dropped from
+        the garbage collector's lists, so the flat form of a large cached grammar (10k properties:
+        ~100k tuples) adds nothing to the full collections that pause every thread, the event loop's
+        included.
         """
         flat = self.__dict__.get("_flat")  # built once: every matcher of this grammar needs it
         if flat is not None:
             return flat
         names = list(self.rules)
-        rules = {name: (SymbolKind.RULE, i) for i, name in enumerate(names)}
+        rule_kind, bytes_kind = SymbolKind.RULE.value, SymbolKind.BYTES.value
+        rules = {name: (rule_kind, i) for i, name in enumerate(names)}
         byte_sets: dict[tuple, FlatSymbol] = {}  # keyed by the ranges: a tuple hashes in C
         alternatives = []
         for name, rule_alternatives in self.rules.items():
@@ -137,9 +143,9 @@ class Grammar:
                     else:
                         symbol = byte_sets.get(e.ranges)
                         if symbol is None:
-                            symbol = byte_sets[e.ranges] = (SymbolKind.BYTES, len(byte_sets))
+                            symbol = byte_sets[e.ranges] = (bytes_kind, len(byte_sets))
                         symbols.append(symbol)
-                alternatives.append((lhs, symbols))
+                alternatives.append((lhs, tuple(symbols)))
         flat = (rules[self.start][1], alternatives, [list(ranges) for ranges in byte_sets], names)
         self.__dict__["_flat"] = flat
         return flat

@@ -47,7 +47,7 @@ class CompiledGrammar:
         self.start = start
         self.names = names
         self.lhs = [lhs for lhs, _ in alternatives]
-        self.rhs = [tuple(symbols) for _, symbols in alternatives]  # (SymbolKind, index) pairs
+        self.rhs = [symbols for _, symbols in alternatives]  # (SymbolKind value, index) pairs
         self.rule_alts: list[list[int]] = [[] for _ in names]
         for a, lhs in enumerate(self.lhs):
             self.rule_alts[lhs].append(a)
@@ -62,7 +62,7 @@ class CompiledGrammar:
         while changed:  # fixed point: a rule is nullable if some alternative is all nullable rules
             changed = False
             for a, rhs in enumerate(self.rhs):
-                if not self.nullable[self.lhs[a]] and all(kind is SymbolKind.RULE and self.nullable[s]
+                if not self.nullable[self.lhs[a]] and all(kind == SymbolKind.RULE and self.nullable[s]
                                                           for kind, s in rhs):
                     self.nullable[self.lhs[a]] = changed = True
 
@@ -125,7 +125,7 @@ class EarleyParser:
             rhs = g.rhs[alt]
             if dot < len(rhs):
                 kind, sym = rhs[dot]
-                if kind is SymbolKind.BYTES:
+                if kind == SymbolKind.BYTES:
                     s.scans.append(item)
                     continue
                 s.waiting.setdefault(sym, []).append(item)

@@ -50,10 +50,11 @@ async def pace_during(url: str, path: str, payload: Any, stream_request: dict[st
                       timeout: float = 300) -> tuple[httpx.Response, float, tuple[float, float], tuple[float, float]]:
     """(heavy response, its seconds, (gap, /health) while it ran, (gap, /health) in a quiet window before).
 
-    `stream_request` (a streaming chat request) runs again and again meanwhile, and /health is
-    polled every 50 ms. The quiet window, `quiet` seconds without the heavy request, measures
-    what a loaded machine does to a stream on its own: a request prepared on the event loop adds
-    its whole preparation time to the gap, one prepared on a worker thread adds nothing.
+    `stream_request` (a streaming chat request) runs again and again meanwhile (the one still
+    running at the end is hung up on), and /health is polled every 50 ms. The quiet window,
+    `quiet` seconds without the heavy request, measures what a loaded machine does to a stream on
+    its own: a request prepared on the event loop adds its whole preparation time to the gap, one
+    prepared on a worker thread adds nothing.
     """
     arrivals: list[float] = []
     health: list[tuple[float, float]] = []
@@ -84,7 +85,12 @@ async def pace_during(url: str, path: str, payload: Any, stream_request: dict[st
         response = await http.post(path, content=raw, headers={"Content-Type": "application/json"})
         end = time.monotonic()
         stop.set()
-        await asyncio.gather(*tasks)
+        while not any(t >= end for t in arrivals) and not tasks[0].done():  # the gap running past `end`
+            await asyncio.sleep(0.01)
+        tasks[0].cancel()  # a stream still running is hung up on, not waited for
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                raise result
     return response, end - start, worst(arrivals, health, start, end), worst(arrivals, health, quiet_start, start)
 
 
