@@ -80,7 +80,7 @@ impl PyTokenTrie {
 }
 
 /// A grammar's token masks for one request, built from `Grammar.to_flat()`'s
-/// `(start, alternatives, byte_sets)` (the wrapper in pyengine/structured/matcher.py does it).
+/// `(start, alternatives, byte_sets, repeats)` (the wrapper in pyengine/structured/matcher.py does it).
 #[pyclass(name = "GrammarMatcher", module = "pyengine._native", subclass)]
 pub struct PyGrammarMatcher {
     inner: GrammarMatcher,
@@ -89,12 +89,14 @@ pub struct PyGrammarMatcher {
 #[pymethods]
 impl PyGrammarMatcher {
     #[new]
-    #[pyo3(signature = (start, alternatives, byte_sets, trie, eos_token_ids = Vec::new()))]
+    #[pyo3(signature = (start, alternatives, byte_sets, repeats, trie, eos_token_ids = Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         start: u32,
         alternatives: Vec<(u32, Vec<(u8, u32)>)>,
         byte_sets: Vec<Vec<(u8, u8)>>,
+        repeats: Vec<(u32, u32, u32)>,
         trie: &Bound<'_, PyTokenTrie>,
         eos_token_ids: Vec<i64>,
     ) -> PyResult<Self> {
@@ -113,7 +115,7 @@ impl PyGrammarMatcher {
         let trie = trie.get().inner.clone();
         let inner = py
             .detach(|| {
-                let g = CompiledGrammar::new(start, alternatives, byte_sets)?;
+                let g = CompiledGrammar::new(start, alternatives, byte_sets, repeats)?;
                 GrammarMatcher::new(Arc::new(g), trie, &eos_token_ids)
             })
             .map_err(|e| to_pyerr(py, e))?;

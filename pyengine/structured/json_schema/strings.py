@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError
+from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, Ref, Repeat
 from pyengine.structured import automaton
 from pyengine.structured.automaton import subtract_points
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int
@@ -61,7 +61,9 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
     unsafe = set(range(0x20)) | {0x22, 0x5C}
 
     def element(e: Any) -> Any:
-        if not hasattr(e, "ranges"):  # a Ref
+        if isinstance(e, Repeat):
+            return Repeat(names[e.name], e.min, e.max)
+        if isinstance(e, Ref):
             return b.ref(names[e.name])
         if not json_string:
             return b.byte_set(list(e.ranges))
