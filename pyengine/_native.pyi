@@ -87,16 +87,18 @@ class TokenTrie:
 
 @disjoint_base
 class GrammarMatcher:
-    """A grammar's token masks for one request, from `(start, alternatives, byte_sets)` of
+    """A grammar's token masks for one request, from `(start, alternatives, byte_sets, repeats)` of
     `Grammar.to_flat()` (use the wrapper in `pyengine.structured.matcher`): `alternatives` holds
-    `(lhs, [(kind, index), ...])` rows, kind 0 a rule and 1 a byte set (`SymbolKind`).
+    `(lhs, [(kind, index), ...])` rows, kind 0 a rule, 1 a byte set and 2 a counted repetition
+    (`SymbolKind`); `repeats` holds `(rule, min, max)` rows.
 
     Raises GrammarError for an invalid grammar or EOS id, GrammarLimitError when a limit is hit,
     ValueError for a bad token id, rollback count or bitmask. Masks are computed with the GIL
     released."""
 
     def __new__(cls, start: int, alternatives: Sequence[tuple[int, Sequence[tuple[int, int]]]],
-                byte_sets: Sequence[Sequence[tuple[int, int]]], trie: TokenTrie,
+                byte_sets: Sequence[Sequence[tuple[int, int]]], repeats: Sequence[tuple[int, int, int]],
+                trie: TokenTrie,
                 eos_token_ids: Sequence[int] = ...) -> Self: ...
     @property
     def vocab_size(self) -> int: ...

@@ -26,7 +26,9 @@ use super::error::GrammarError;
 
 /// The most Earley items one set may hold ([`GrammarError::TooManyItems`] beyond).
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
-/// The most distinct Earley sets one matcher may make ([`GrammarError::TooManyStates`] beyond).
+/// The most distinct Earley sets one automaton holds. Past it the matcher starts a fresh automaton
+/// from the bytes accepted so far (see `GrammarMatcher::restart`); only a single mask or token
+/// that alone needs more ends in [`GrammarError::TooManyStates`].
 pub const MAX_STATES: usize = 500_000;
 
 /// The origin of an item that started in the set being built.
@@ -299,6 +301,8 @@ pub(super) struct Automaton {
     predicted: Vec<u32>,
     /// This closure's stamp (see `close_uncached`)
     gen: u32,
+    /// The most states (MAX_STATES; less in tests)
+    pub(super) max_states: usize,
     work: Vec<Item>,
     items: Vec<Item>,
 }
@@ -328,6 +332,7 @@ impl Automaton {
             seen,
             predicted: vec![0; n_rules],
             gen: 0,
+            max_states: MAX_STATES,
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
@@ -576,7 +581,7 @@ impl Automaton {
         }
         let id = match self.intern.get(&self.items) {
             Ok(id) => Ok(id),
-            Err(_) if self.states.len() >= MAX_STATES => Err(GrammarError::TooManyStates),
+            Err(_) if self.states.len() >= self.max_states => Err(GrammarError::TooManyStates),
             Err(hash) => Ok(self.new_state(&mut waiting, &scans, accepting, hash)),
         };
         (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
@@ -674,13 +679,14 @@ impl Interner {
         }
     }
 
-    /// FxHash of the items, two words per item (alternative and dot, origin and count).
+    /// FxHash of the items, two words per item (alternative and dot, count and origin).
     fn hash(key: &[Item]) -> u64 {
         let mut h = Fx::default();
         h.write_usize(key.len());
         for it in key {
             h.write_u64((it.alt as u64) << 32 | it.dot as u64);
-            h.write_u64((it.origin as u64) << 32 | it.count as u64);
+            // (the origin in the low half: Fx mixes only upwards, and the map indexes by low bits)
+            h.write_u64((it.count as u64) << 32 | it.origin as u64);
         }
         h.finish()
     }

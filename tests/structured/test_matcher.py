@@ -110,7 +110,7 @@ def grammars(draw):
             return getattr(b, kind)(*parts)
         if kind == "repeat":
             lo = draw(st.integers(0, 2))
-            return b.repeat(element(depth - 1), lo, draw(st.sampled_from([lo, lo + 1, lo + 3, None])))
+            return b.repeat(element(depth - 1), lo, draw(st.sampled_from([lo, lo + 1, lo + 3, lo + 40, None])))
         return getattr(b, kind)(element(depth - 1))
 
     b.define(paren, b.seq(b.literal("("), b.opt(element(1)), b.literal(")")))
@@ -166,6 +166,8 @@ SLICER_VOCAB = ([bytes([b]) for b in range(256)]
     r"(ab|[^a])*", r"[ -~]{2,9}", r".{3}", r"[^\n]{0,3}[^\n]*", r"q[a-e\n]*", r"[^\n]{0,2}\n[a-z]*",
     # closed classes: states that read the same byte class forever, through different states
     r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,4}", r"([a-z0-9-]+\.)+[a-z]{2,6}", r"[a-z0-9.-]+\.[a-z]{2}x",
+    # counted repetitions with large bounds (one counted item, whatever the bound)
+    r'"([^"\\]|\\.){0,100000}"', r"(ab|[^a]){2,5000}x", r"[a-z]{3,70000}(\n[a-z]{0,9}){0,3}", r"(a|é|){2,300}b",
 ])
 @settings(max_examples=15, deadline=None)
 @given(choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=10))
