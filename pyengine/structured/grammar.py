@@ -239,7 +239,7 @@ class GrammarBuilder:
 
     def _count(self, alternatives: list[tuple[Element, ...]]) -> None:
         # A memory guard while building (inlined helper pieces count too); `build` checks the limits.
-        self._symbols += sum(map(len, alternatives)) + 1
+        self._symbols += (len(alternatives[0]) if len(alternatives) == 1 else sum(map(len, alternatives))) + 1
         if self._symbols > 4 * MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
 
