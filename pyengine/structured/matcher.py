@@ -28,6 +28,8 @@ The Rust side adds optimizations with identical results: hash-consed Earley sets
 transitions and masks (closures memoized by their seeds), and a "slicer" (tokens made only of
 characters a state loops on are allowed wholesale; the rest are walked from where they leave that
 class), and wide trie nodes that jump to the children a state can scan; see rust/grammar/mod.rs.
+Its sets are a cache with a bound: past it the Rust matcher rebuilds them from the bytes accepted
+so far (the twin keeps no cache, so it has nothing to rebuild).
 
 Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
 """
