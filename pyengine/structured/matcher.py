@@ -306,8 +306,13 @@ if _native is not None and hasattr(_native, "GrammarMatcher"):
         __slots__ = ()
 
         def __new__(cls, grammar: Grammar, trie, eos_token_ids=()):
-            start, alternatives, byte_sets, repeats, _ = grammar.to_flat()
-            return super().__new__(cls, start, alternatives, byte_sets, repeats, trie, [int(t) for t in eos_token_ids])
+            # The grammar's Rust tables are built with its first matcher and kept with it, so a
+            # grammar served again (compile_grammar's cache) costs a matcher no copying.
+            compiled = grammar.__dict__.get("_native")
+            if compiled is None:
+                start, alternatives, byte_sets, repeats, _ = grammar.to_flat()
+                compiled = grammar.__dict__["_native"] = _native.CompiledGrammar(start, alternatives, byte_sets, repeats)
+            return super().__new__(cls, compiled, trie, [int(t) for t in eos_token_ids])
 
     NATIVE_KERNELS = (_native.TokenTrie, NativeGrammarMatcher)
 

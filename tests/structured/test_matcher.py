@@ -83,6 +83,17 @@ def test_twin_and_rust_raise_the_same_exceptions_with_the_same_messages():
         assert raised[0] == raised[1]
 
 
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_matchers_of_one_grammar_share_its_native_tables_and_nothing_else():
+    g = regex_grammar(r"a(b|é)*")
+    first = make("native", g)
+    tables = g.__dict__["_native"]  # built with the first matcher, kept with the grammar
+    second = make("native", g)
+    assert g.__dict__["_native"] is tables
+    assert first.accept_token(0) and first.allowed_token_ids() == [1, 6, 8, EOS]
+    assert second.allowed_token_ids() == [0, 2]  # its own state, at the start
+
+
 @pytest.mark.parametrize("kind", KERNELS)
 def test_a_huge_alternation_hits_the_earley_item_limit(kind):
     g = choice_grammar([f"w{i}" for i in range(matcher.MAX_EARLEY_ITEMS + 10)])
