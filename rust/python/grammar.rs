@@ -1,4 +1,5 @@
-//! The grammar kernels' classes: `TokenTrie` and `GrammarMatcher` (twins of
+//! The grammar kernels' classes: `TokenTrie`, `CompiledGrammar` (a grammar's tables, shared by its
+//! matchers) and `GrammarMatcher` (twins of
 //! `pyengine/structured/trie.py` and `matcher.py`).
 //!
 //! A [`GrammarError`] becomes the exception the Python twin raises, chosen by its
