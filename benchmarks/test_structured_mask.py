@@ -28,6 +28,10 @@ install them beside the bench extra to run the whole comparison:
 Targets: p50 <= llguidance's, p99 <= 2x llguidance's, compile <= 2x the fastest peer's,
 Rust >= 50x its Python twin.
 
+Bounded repetition (`test_bounded_repetition`): the same instances under `maxLength` / `maxItems`
+of 10 and of 100,000, on the native matcher. A bound is a count in the parse item, not a rule per
+count, so the masks cost about the same: target bound-10 p50 / bound-100,000 p50 >= 0.5.
+
 The twin ratio ("python twin / native (first steps)") compares the *first* masks of a fresh
 matcher, the same way on both sides (`_first_masks`): a fresh matcher on the same compiled grammar
 times its first PY_STEPS masks (fill, then accept the instance's token), and we keep the mean of
@@ -325,3 +329,26 @@ def test_mask_latency(benchmark, record, qwen, name, impl):
         record(f"mask {name} native first s", _first_masks(new, fill_accept, compiled, ids, FIRST_ROUNDS[impl]))
     if impl == "llguidance":
         record(f"mask {name} 2x llguidance p99 s", 2 * float(np.percentile(times, 99)))
+
+
+BOUNDED = {  # name -> (schema with the bound as {bound}, one instance within bound 10)
+    "string": ('{{"type": "string", "maxLength": {bound}}}', json.dumps("Ada Lovel")),
+    "array": ('{{"type": "array", "items": {{"type": "string", "maxLength": 8}}, "maxItems": {bound}}}',
+              json.dumps(["pen", "ink", "gift", "office", "paper", "tape", "glue", "clip", "pad"])),
+}
+BOUNDS = (10, 100_000)
+for name in BOUNDED:
+    RATIOS.append((f"mask bound {name}: bound 10 p50 / bound 100000 p50", f"mask bound {name} 10 p50 s",
+                   f"mask bound {name} 100000 p50 s", 0.5))
+
+
+@pytest.mark.parametrize("bound", BOUNDS)
+@pytest.mark.parametrize("name", list(BOUNDED))
+def test_bounded_repetition(benchmark, record, qwen, name, bound):
+    tok, vocab = qwen
+    schema, text = BOUNDED[name]
+    compile_, new, fill_accept = _ours(vocab, "schema", json.loads(schema.format(bound=bound)), "native")
+    compiled = compile_()
+    ids = tok.encode(text).ids + [EOS]
+    times = benchmark.pedantic(lambda: _walk(*fill_accept(new(compiled)), ids), rounds=5, iterations=1)
+    record(f"mask bound {name} {bound} p50 s", float(np.percentile(times, 50)))

@@ -11,7 +11,7 @@ import numpy as np
 from typing_extensions import Self, disjoint_base
 
 __all__ = ["version", "TokenTable", "IncrementalDetokenizer", "StopChecker", "RepetitionDetector", "TokenTrie",
-           "GrammarMatcher"]
+           "CompiledGrammar", "GrammarMatcher"]
 
 def version() -> str:
     """The version of the compiled extension."""
@@ -85,19 +85,27 @@ class TokenTrie:
     def vocab_size(self) -> int: ...
     def __len__(self) -> int: ...
 
+@final
+class CompiledGrammar:
+    """A grammar as the matcher's tables, from `(start, alternatives, byte_sets, repeats)` of
+    `Grammar.to_flat()`: `alternatives` holds `(lhs, [(kind, index), ...])` rows, kind 0 a rule,
+    1 a byte set and 2 a counted repetition (`SymbolKind`); `repeats` holds `(rule, min, max)`
+    rows. Built once per grammar (the wrapper in `pyengine.structured.matcher` keeps it with the
+    grammar) and shared by its matchers. Raises GrammarError for a malformed grammar."""
+
+    def __new__(cls, start: int, alternatives: Sequence[tuple[int, Sequence[tuple[int, int]]]],
+                byte_sets: Sequence[Sequence[tuple[int, int]]], repeats: Sequence[tuple[int, int, int]]) -> Self: ...
+
 @disjoint_base
 class GrammarMatcher:
-    """A grammar's token masks for one request, from `(start, alternatives, byte_sets)` of
-    `Grammar.to_flat()` (use the wrapper in `pyengine.structured.matcher`): `alternatives` holds
-    `(lhs, [(kind, index), ...])` rows, kind 0 a rule and 1 a byte set (`SymbolKind`).
+    """A grammar's token masks for one request, over a `CompiledGrammar` (use the wrapper in
+    `pyengine.structured.matcher`, which takes a `Grammar`).
 
-    Raises GrammarError for an invalid grammar or EOS id, GrammarLimitError when a limit is hit,
+    Raises GrammarError for an invalid EOS id, GrammarLimitError when a limit is hit,
     ValueError for a bad token id, rollback count or bitmask. Masks are computed with the GIL
     released."""
 
-    def __new__(cls, start: int, alternatives: Sequence[tuple[int, Sequence[tuple[int, int]]]],
-                byte_sets: Sequence[Sequence[tuple[int, int]]], trie: TokenTrie,
-                eos_token_ids: Sequence[int] = ...) -> Self: ...
+    def __new__(cls, grammar: CompiledGrammar, trie: TokenTrie, eos_token_ids: Sequence[int] = ...) -> Self: ...
     @property
     def vocab_size(self) -> int: ...
     @property

@@ -289,10 +289,14 @@ class Automaton:
             return None
         names = {s: b.new_rule("dfa") for s, ok in enumerate(alive) if ok}
         incoming: dict[int, list[tuple]] = {s: [] for s in names}
+        pieces_of: dict[tuple, list[tuple]] = {}  # a class on many edges is written (and gets its rules) once
         for source in names:
             for ranges, target in self.edges[source]:
                 if target in names:
-                    for piece in _pieces(b, ranges, json_string):
+                    pieces = pieces_of.get(ranges)
+                    if pieces is None:
+                        pieces = pieces_of[ranges] = _pieces(b, ranges, json_string)
+                    for piece in pieces:
                         incoming[target].append((Ref(names[source]), *piece))
         incoming[0].append(())
         for state, alternatives in incoming.items():
@@ -302,6 +306,18 @@ class Automaton:
 
 _JSON_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 _UNSAFE = set(range(0x20)) | {0x22, 0x5C}
+_UNSAFE_SORTED = tuple(sorted(_UNSAFE))
+
+
+@functools.lru_cache(maxsize=4096)
+def json_string_split(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """Sorted disjoint `ranges` (code points or bytes) as a JSON string writes them: the ranges
+    that stand for themselves, and the escapes of the points JSON must escape (`"`, `\\`, the
+    controls), in order. Cached: a grammar's classes repeat, from schema to schema too."""
+    plain = tuple(subtract_points(list(ranges), _UNSAFE))
+    escapes = tuple(_JSON_ESCAPES.get(c, "\\u%04x" % c) for c in _UNSAFE_SORTED
+                    if any(lo <= c <= hi for lo, hi in ranges))
+    return plain, escapes
 
 
 @functools.lru_cache(maxsize=1024)
@@ -314,12 +330,20 @@ def _pieces(b: GrammarBuilder, ranges: tuple, json_string: bool) -> list[tuple]:
     """The ways to write one character from `ranges`: its UTF-8 bytes, or (in a JSON string) an escape."""
     if not json_string:
         return [b.as_items(b.char_class(list(ranges)))]
-    plain = subtract_points(list(ranges), _UNSAFE)
-    out = [b.as_items(b.char_class(plain))] if plain else []
-    for c in sorted(_UNSAFE):
-        if any(lo <= c <= hi for lo, hi in ranges):
-            out.append(b.as_items(b.literal(_JSON_ESCAPES.get(c, "\\u%04x" % c))))
+    plain, escapes = json_string_split(tuple(ranges))
+    out = [b.as_items(b.char_class(list(plain)))] if plain else []
+    if escapes:  # one piece (a rule, when several) for all of them, not an alternative each per edge
+        out.append(b.as_items(json_escapes(b, escapes)))
     return out
+
+
+def json_escapes(b: GrammarBuilder, escapes: tuple[str, ...]) -> Element:
+    """Any one of `escapes` (from `json_string_split`), escapes that differ only in their last
+    character merged: the 32 `\\u00XX` of the controls are two alternatives, not 32 literals."""
+    last_chars: dict[str, list[tuple[int, int]]] = {}
+    for escape in escapes:
+        last_chars.setdefault(escape[:-1], []).append((ord(escape[-1]), ord(escape[-1])))
+    return b.alt(*[b.seq(b.literal(prefix), b.byte_set(lasts)) for prefix, lasts in last_chars.items()])
 
 
 def subtract_points(ranges: list[tuple[int, int]], points: set[int]) -> list[tuple[int, int]]:

@@ -13,7 +13,10 @@ which the server turns into one of them), each compiled to a `Grammar` over byte
     tool_calls       [{name, parameters}], ...     Hermes <tool_call> blocks, below
 
 `compile_grammar(kind, spec, options)` caches the last LRU_SIZE grammars by (kind, spec, options),
-so a server answering many requests with one schema compiles it once. Grammars do not depend
+the spec as canonical JSON text (a schema given as a dict or as JSON text, spaced any way, is one
+entry; key order is kept, since property order is part of a schema), so a server answering many
+requests with one schema compiles it once per process: the server's check and the engine's
+request share the entry. Grammars do not depend
 on the tokenizer; the `TokenTrie` does, and the engine builds it once per tokenizer.
 
 Structural tags (xgrammar's, as vLLM passes them): free text until one of the `triggers`, then
@@ -63,7 +66,7 @@ def compile_grammar(kind: str, spec: Any, options: JsonOptions = JsonOptions()) 
     """
     if kind not in KINDS:
         raise GrammarError(f"unknown structured output kind {kind!r} (valid: {', '.join(KINDS)})")
-    key = (kind, _freeze(spec), options)
+    key = (kind, _canonical(kind, spec), options)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -105,11 +108,18 @@ def _compile(kind: str, spec: Any, options: JsonOptions) -> Grammar:
     return tool_calls_grammar(*spec, options=options)
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable key for a spec; dict order is kept (property order is part of a schema)."""
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return value
+def _canonical(kind: str, spec: Any) -> Any:
+    """A hashable key for a spec: JSON (given as text or as objects) as compact JSON text, dict
+    order kept (property order is part of a schema); any other spec as it is."""
+    if kind in ("json", "structural_tag") and isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except ValueError:
+            return spec  # not JSON: compiling it fails, and failures are not cached
+        return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(spec, (dict, list, tuple)):
+        return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+    return spec
 
 
 # -- tool calls --------------------------------------------------------------------------------------

@@ -15,11 +15,17 @@ UTF-8 byte sequences of its code points.
 anonymous pieces are inlined, single-byte alternatives merge into one `ByteSet`, and `*` / `+` are
 left-recursive (constant work per repetition in Earley, where right recursion is quadratic).
 
+A bounded repetition `e{m,n}` is one element, `Repeat(rule, m, n)`, not n copies of `e`: the
+matchers carry a count in the parse item that stands before it (how many `e` it has read), so
+`[^"]{0,100000}` is as small, and as quick to mask, as `[^"]{0,10}`.
+
 Limits (each raises `GrammarLimitError`, which the server turns into a 400):
 
     MAX_RULES           rules in one grammar
     MAX_SYMBOLS         elements summed over all alternatives
-    MAX_REPEAT          the bound of one counted repetition {m,n} (m and n both)
+    MAX_REPEAT          the bound of one counted repetition {m,n} (m and n both); a count is a
+                        number in a parse item, so the cap only keeps it a sane 32-bit number:
+                        no text a model writes comes near a million repetitions
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Union
 
 MAX_RULES = 100_000
 MAX_SYMBOLS = 2_000_000
-MAX_REPEAT = 10_000
+MAX_REPEAT = 1_000_000
 MAX_INLINE = 16  # an anonymous sequence up to this many elements is copied into its users
 MAX_CODE_POINT = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
@@ -76,6 +82,15 @@ class Ref:
     name: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    """The rule `name`, `min` to `max` times in a row (a counted repetition, 0 <= min <= max)."""
+
+    name: str
+    min: int
+    max: int
+
+
 class _Anonymous:
     """A piece built by `GrammarBuilder.seq` / `alt` (and literals, classes): its alternatives, not a rule yet.
 
@@ -92,14 +107,17 @@ class _Anonymous:
         self.ref: Ref | None = None  # its rule, once it has one
 
 
-Element = Union[ByteSet, Ref, _Anonymous]  # a built Grammar holds only ByteSet and Ref
+Element = Union[ByteSet, Ref, Repeat, _Anonymous]  # a built Grammar holds only ByteSet, Ref and Repeat
+_NAMED = (Ref, Repeat)  # the elements that name a rule
 
 
 class SymbolKind(enum.IntEnum):
-    """What a symbol of `Grammar.to_flat()` stands for: a rule, or one byte from a byte set."""
+    """What a symbol of `Grammar.to_flat()` stands for: a rule, one byte from a byte set, or a counted
+    repetition of a rule."""
 
     RULE = 0
     BYTES = 1
+    REPEAT = 2
 
 
 FlatSymbol = tuple[int, int]  # (kind, index), kind a SymbolKind value: see `Grammar.to_flat`
@@ -112,13 +130,15 @@ class Grammar:
     rules: dict[str, list[tuple[Element, ...]]]
     start: str
 
-    def to_flat(self) -> tuple[int, list[tuple[int, tuple[FlatSymbol, ...]]], list[list[tuple[int, int]]], list[str]]:
-        """The grammar as plain numbers, for the matchers: (start, alternatives, byte_sets, names).
+    def to_flat(self) -> tuple[int, list[tuple[int, tuple[FlatSymbol, ...]]], list[list[tuple[int, int]]],
+                               list[tuple[int, int, int]], list[str]]:
+        """The grammar as plain numbers, for the matchers: (start, alternatives, byte_sets, repeats, names).
 
         Rules are numbered in `self.rules` order (`names[i]` is rule i). `alternatives` lists every
         alternative as `(lhs, symbols)`, `symbols` a tuple of `(kind, index)` pairs: `(SymbolKind.RULE,
-        i)` is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges). Computed
-        once per grammar (a grammar is not changed after `build`).
+        i)` is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges),
+        `(SymbolKind.REPEAT, j)` the repetition `repeats[j] = (rule, min, max)`. Computed once per
+        grammar (a grammar is not changed after `build`).
 
         The kinds are stored as plain ints and the symbols as tuples: tuples of ints are dropped from
         the garbage collector's lists, so the flat form of a large cached grammar (10k properties:
@@ -132,6 +152,7 @@ class Grammar:
         rule_kind, bytes_kind = SymbolKind.RULE.value, SymbolKind.BYTES.value
         rules = {name: (rule_kind, i) for i, name in enumerate(names)}
         byte_sets: dict[tuple, FlatSymbol] = {}  # keyed by the ranges: a tuple hashes in C
+        repeats: dict[tuple[int, int, int], FlatSymbol] = {}
         alternatives = []
         for name, rule_alternatives in self.rules.items():
             lhs = rules[name][1]
@@ -140,13 +161,19 @@ class Grammar:
                 for e in alt:
                     if e.__class__ is Ref:
                         symbols.append(rules[e.name])
+                    elif e.__class__ is Repeat:
+                        key = (rules[e.name][1], e.min, e.max)
+                        symbol = repeats.get(key)
+                        if symbol is None:
+                            symbol = repeats[key] = (SymbolKind.REPEAT.value, len(repeats))
+                        symbols.append(symbol)
                     else:
                         symbol = byte_sets.get(e.ranges)
                         if symbol is None:
                             symbol = byte_sets[e.ranges] = (bytes_kind, len(byte_sets))
                         symbols.append(symbol)
                 alternatives.append((lhs, tuple(symbols)))
-        flat = (rules[self.start][1], alternatives, [list(ranges) for ranges in byte_sets], names)
+        flat = (rules[self.start][1], alternatives, [list(ranges) for ranges in byte_sets], list(repeats), names)
         self.__dict__["_flat"] = flat
         return flat
 
@@ -155,6 +182,8 @@ class Grammar:
         def show(e: Element) -> str:
             if isinstance(e, Ref):
                 return e.name
+            if isinstance(e, Repeat):
+                return f"{e.name}{{{e.min},{e.max}}}"
             return "[" + "".join(_show_range(lo, hi) for lo, hi in e.ranges) + "]"
 
         order = [self.start] + [n for n in self.rules if n != self.start]
@@ -216,7 +245,7 @@ class GrammarBuilder:
 
     def _count(self, alternatives: list[tuple[Element, ...]]) -> None:
         # A memory guard while building (inlined helper pieces count too); `build` checks the limits.
-        self._symbols += sum(map(len, alternatives)) + 1
+        self._symbols += (len(alternatives[0]) if len(alternatives) == 1 else sum(map(len, alternatives))) + 1
         if self._symbols > 4 * MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
 
@@ -268,13 +297,13 @@ class GrammarBuilder:
         value) without rebuilding them through the combinators each compile.
         """
         def element(x: Element) -> Element:
-            if x.__class__ is not Ref:
+            if x.__class__ not in _NAMED:
                 return x  # a ByteSet (immutable, shared as is)
             ref = copied.get(x.name)
             if ref is None:
                 ref = copied[x.name] = Ref(self.new_rule(x.name.rpartition("_")[0] or x.name))
                 todo.append(x.name)
-            return ref
+            return ref if x.__class__ is Ref else Repeat(ref.name, x.min, x.max)
 
         todo: list[str] = []
         if e.__class__ is _Anonymous:
@@ -351,22 +380,30 @@ class GrammarBuilder:
         return Ref(name)
 
     def repeat(self, e: Element, min: int, max: int | None) -> Element:
-        """e{min,max} (max None: unbounded). Both bounds are limited to MAX_REPEAT."""
+        """e{min,max} (max None: unbounded). Both bounds are limited to MAX_REPEAT.
+
+        A bounded repetition is one counted element, `Repeat(rule of e, min, max)`; e{min,} is
+        e{min,min} then e*. The small cases that need no count (e?, e, e*, e+) stay plain rules.
+        """
         if min < 0 or (max is not None and max < min):
             raise GrammarError(f"invalid repetition bounds {{{min},{'' if max is None else max}}}")
         if min > MAX_REPEAT or (max is not None and max > MAX_REPEAT):
             raise GrammarLimitError(f"repetition bound {max if max is not None else min} exceeds the limit "
                                     f"of {MAX_REPEAT}")
-        head = [e] * min
         if max is None:
-            return self.seq(*head, self.star(e))
-        # Up to k more: t_k ::= "" | t_(k-1) e, left-nested so each copy costs O(1) Earley items.
-        tail: Element = self.seq()
-        for _ in range(max - min):
-            name = self.new_rule("rep")
-            self._set(name, [EPSILON, (*self._items(tail), *self._items(e))])
-            tail = Ref(name)
-        return self.seq(*head, tail)
+            if min <= 1:
+                return self.star(e) if min == 0 else self.plus(e)
+            return self.seq(self.repeat(e, min, min), self.star(e))
+        if max <= 1:
+            return self.seq(*[e] * min) if min == max else self.opt(e)
+        return Repeat(self._rule_name(e), min, max)
+
+    def _rule_name(self, e: Element) -> str:
+        """The name of a rule that matches exactly `e` (`e`'s own, if it is a reference)."""
+        if e.__class__ is Ref:
+            return e.name
+        piece = e if e.__class__ is _Anonymous else _Anonymous([(e,)])
+        return self._rule_of(piece).name
 
     # -- result -----------------------------------------------------------------------------------
     def build(self, start: Element | str) -> Grammar:
@@ -391,7 +428,7 @@ class GrammarBuilder:
             if name not in self.rules:
                 raise GrammarError(f"undefined rule '{name}'")
             rules[name] = self.rules[name]
-            todo.extend(e.name for alt in rules[name] for e in alt if isinstance(e, Ref))
+            todo.extend(e.name for alt in rules[name] for e in alt if e.__class__ in _NAMED)
         for name, alternatives in rules.items():
             if not alternatives:
                 raise GrammarError(f"rule '{name}' is referenced but never defined")

@@ -14,13 +14,22 @@ pushes the set for its byte, a rejected byte skips the node's whole subtree, and
 ends at an accepted node is allowed. Because parsing is over bytes, a token that spans a lexical
 boundary is just a longer walk.
 
-Earley details: items are (alternative, dot, origin); prediction of a nullable rule also moves the
-dot past it (Aycock & Horspool), so completion never needs to revisit the current set.
+Earley details: items are (alternative, dot, origin, count); prediction of a nullable rule also
+moves the dot past it (Aycock & Horspool), so completion never needs to revisit the current set.
+
+Counted repetition: before a `Repeat(rule, min, max)` symbol an item's `count` says how many
+`rule`s it has read. While count < max it waits for (and predicts) one more; once count >= min
+(or the rule is nullable, so empty ones can make up the rest) it may also move past, count back to
+0. Completing `rule` moves a waiting item's dot past a plain reference, but only adds one to the
+count of a counted one. One item per count, so a set holds no more items for {0,100000} than for
+{0,10}.
 
 The Rust side adds optimizations with identical results: hash-consed Earley sets with cached
 transitions and masks (closures memoized by their seeds), and a "slicer" (tokens made only of
 characters a state loops on are allowed wholesale; the rest are walked from where they leave that
 class), and wide trie nodes that jump to the children a state can scan; see rust/grammar/mod.rs.
+Its sets are a cache with a bound: past it the Rust matcher rebuilds them from the bytes accepted
+so far (the twin keeps no cache, so it has nothing to rebuild).
 
 Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
 """
@@ -36,15 +45,16 @@ from pyengine.structured.trie import TokenTrie
 
 MAX_EARLEY_ITEMS = 100_000
 
-Item = tuple[int, int, int]  # (alternative index, dot, origin set index)
+Item = tuple[int, int, int, int]  # (alternative index, dot, origin set index, count before a Repeat)
 
 
 class CompiledGrammar:
     """The grammar as ints: alternatives, each rule's alternatives, nullable rules, byte tables."""
 
     def __init__(self, grammar: Grammar) -> None:
-        start, alternatives, byte_sets, names = grammar.to_flat()
+        start, alternatives, byte_sets, repeats, names = grammar.to_flat()
         self.start = start
+        self.repeats = repeats  # (rule, min, max) per counted repetition
         self.names = names
         self.lhs = [lhs for lhs, _ in alternatives]
         self.rhs = [symbols for _, symbols in alternatives]  # (SymbolKind value, index) pairs
@@ -59,12 +69,20 @@ class CompiledGrammar:
             self.accepts.append(bytes(flags))
         self.nullable = [False] * len(names)
         changed = True
-        while changed:  # fixed point: a rule is nullable if some alternative is all nullable rules
+        while changed:  # fixed point: a rule is nullable if some alternative is all nullable symbols
             changed = False
             for a, rhs in enumerate(self.rhs):
-                if not self.nullable[self.lhs[a]] and all(kind == SymbolKind.RULE and self.nullable[s]
-                                                          for kind, s in rhs):
+                if not self.nullable[self.lhs[a]] and all(self.is_nullable(kind, s) for kind, s in rhs):
                     self.nullable[self.lhs[a]] = changed = True
+
+    def is_nullable(self, kind: int, index: int) -> bool:
+        """Whether the symbol can match the empty string (as far as `nullable` knows yet)."""
+        if kind == SymbolKind.RULE:
+            return self.nullable[index]
+        if kind == SymbolKind.REPEAT:
+            rule, low, _ = self.repeats[index]
+            return low == 0 or self.nullable[rule]
+        return False
 
 
 class EarleySet:
@@ -86,12 +104,12 @@ class EarleyParser:
     def __init__(self, grammar: Grammar | CompiledGrammar) -> None:
         self.g = grammar if isinstance(grammar, CompiledGrammar) else CompiledGrammar(grammar)
         self.sets: list[EarleySet] = []
-        self.sets.append(self._close([(a, 0, 0) for a in self.g.rule_alts[self.g.start]]))
+        self.sets.append(self._close([(a, 0, 0, 0) for a in self.g.rule_alts[self.g.start]]))
 
     def push_byte(self, byte: int) -> bool:
         """Consume one byte; False (and no change) if the grammar cannot continue with it."""
         g = self.g
-        seeds = [(a, dot + 1, origin) for a, dot, origin in self.sets[-1].scans
+        seeds = [(a, dot + 1, origin, 0) for a, dot, origin, _ in self.sets[-1].scans
                  if g.accepts[g.rhs[a][dot][1]][byte]]
         if not seeds:
             return False
@@ -121,22 +139,31 @@ class EarleyParser:
         while todo:
             if len(s.items) > MAX_EARLEY_ITEMS:
                 raise GrammarLimitError(f"more than {MAX_EARLEY_ITEMS} Earley items at one position")
-            alt, dot, origin = item = todo.pop()
+            alt, dot, origin, count = item = todo.pop()
             rhs = g.rhs[alt]
             if dot < len(rhs):
                 kind, sym = rhs[dot]
                 if kind == SymbolKind.BYTES:
                     s.scans.append(item)
                     continue
-                s.waiting.setdefault(sym, []).append(item)
-                for a in g.rule_alts[sym]:  # predict
-                    add((a, 0, k))
-                if g.nullable[sym]:
-                    add((alt, dot + 1, origin))
+                if kind == SymbolKind.RULE:
+                    rule, wants_more, may_skip = sym, True, g.nullable[sym]
+                else:  # a counted repetition: room for one more rule? read enough to move on?
+                    rule, low, high = g.repeats[sym]
+                    wants_more, may_skip = count < high, count >= low or g.nullable[rule]
+                if wants_more:
+                    s.waiting.setdefault(rule, []).append(item)
+                    for a in g.rule_alts[rule]:  # predict
+                        add((a, 0, k, 0))
+                if may_skip:
+                    add((alt, dot + 1, origin, 0))
             elif origin < k:  # complete (an empty completion, origin == k, was handled by `nullable`)
                 lhs = g.lhs[alt]
-                for p_alt, p_dot, p_origin in self.sets[origin].waiting.get(lhs, ()):
-                    add((p_alt, p_dot + 1, p_origin))
+                for p_alt, p_dot, p_origin, p_count in self.sets[origin].waiting.get(lhs, ()):
+                    if g.rhs[p_alt][p_dot][0] == SymbolKind.REPEAT:
+                        add((p_alt, p_dot, p_origin, p_count + 1))  # one more read; the dot stays
+                    else:
+                        add((p_alt, p_dot + 1, p_origin, 0))
             if dot == len(rhs) and origin == 0 and g.lhs[alt] == g.start:
                 s.accepting = True
         return s
@@ -279,8 +306,13 @@ if _native is not None and hasattr(_native, "GrammarMatcher"):
         __slots__ = ()
 
         def __new__(cls, grammar: Grammar, trie, eos_token_ids=()):
-            start, alternatives, byte_sets, _ = grammar.to_flat()
-            return super().__new__(cls, start, alternatives, byte_sets, trie, [int(t) for t in eos_token_ids])
+            # The grammar's Rust tables are built with its first matcher and kept with it, so a
+            # grammar served again (compile_grammar's cache) costs a matcher no copying.
+            compiled = grammar.__dict__.get("_native")
+            if compiled is None:
+                start, alternatives, byte_sets, repeats, _ = grammar.to_flat()
+                compiled = grammar.__dict__["_native"] = _native.CompiledGrammar(start, alternatives, byte_sets, repeats)
+            return super().__new__(cls, compiled, trie, [int(t) for t in eos_token_ids])
 
     NATIVE_KERNELS = (_native.TokenTrie, NativeGrammarMatcher)
 

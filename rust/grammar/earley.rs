@@ -8,6 +8,11 @@
 //! Prediction of a nullable rule also moves the dot past it (Aycock & Horspool), so completion
 //! never revisits the set being built.
 //!
+//! A counted repetition `Repeat(rule, min, max)` is one symbol: the item before it carries a
+//! `count` (how many `rule`s it has read), waits for one more while count < max, and may move past
+//! once count >= min. Completing `rule` adds one to a waiting counted item instead of moving its
+//! dot. So a set holds one item per count, whatever the bound (the Python twin does the same).
+//!
 //! A fresh matcher's first masks create most of their states, so making a state is kept cheap:
 //! the tables are reserved when the automaton is made, a closure finds repeated items with stamp
 //! tables (per rule for predictions, per (alternative, dot) for the rest) rather than hashing each
@@ -21,7 +26,9 @@ use super::error::GrammarError;
 
 /// The most Earley items one set may hold ([`GrammarError::TooManyItems`] beyond).
 pub const MAX_EARLEY_ITEMS: usize = 100_000;
-/// The most distinct Earley sets one matcher may make ([`GrammarError::TooManyStates`] beyond).
+/// The most distinct Earley sets one automaton holds. Past it the matcher starts a fresh automaton
+/// from the bytes accepted so far (see `GrammarMatcher::restart`); only a single mask or token
+/// that alone needs more ends in [`GrammarError::TooManyStates`].
 pub const MAX_STATES: usize = 500_000;
 
 /// The origin of an item that started in the set being built.
@@ -46,6 +53,8 @@ pub enum Symbol {
     Rule(u32),
     /// One byte of the byte set with this number.
     Bytes(u32),
+    /// The counted repetition with this number (its rule, min and max: [`CompiledGrammar::new`]).
+    Repeat(u32),
 }
 
 impl Symbol {
@@ -53,28 +62,43 @@ impl Symbol {
     pub const RULE: u8 = 0;
     /// The kind `Grammar.to_flat()` writes for a byte set (`SymbolKind.BYTES`).
     pub const BYTES: u8 = 1;
+    /// The kind `Grammar.to_flat()` writes for a counted repetition (`SymbolKind.REPEAT`).
+    pub const REPEAT: u8 = 2;
 
     /// The symbol written as `(kind, index)` by `Grammar.to_flat()`.
     pub fn from_flat(kind: u8, index: u32) -> Result<Symbol, GrammarError> {
         match kind {
             Symbol::RULE => Ok(Symbol::Rule(index)),
             Symbol::BYTES => Ok(Symbol::Bytes(index)),
+            Symbol::REPEAT => Ok(Symbol::Repeat(index)),
             _ => Err(GrammarError::InvalidGrammar("unknown symbol kind")),
         }
     }
 }
 
 /// A grammar over bytes, as numbers (from `Grammar.to_flat()`), ready for the Earley automaton:
-/// the alternatives' symbols in one array, each rule's alternatives, the nullable rules, and each
-/// byte set as a 256-bit table.
+/// the alternatives' symbols in one array, each rule's alternatives, the nullable rules, each
+/// byte set as a 256-bit table, and each counted repetition.
 pub struct CompiledGrammar {
     start: u32,
+    repeats: Vec<Repeat>,
     lhs: Vec<u32>,
     rhs_start: Vec<u32>,
     rhs: Vec<Symbol>,
     rule_alts: Vec<Vec<u32>>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
+}
+
+/// A counted repetition: `rule`, `min` to `max` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeat {
+    /// The rule repeated.
+    pub rule: u32,
+    /// The fewest times.
+    pub min: u32,
+    /// The most times.
+    pub max: u32,
 }
 
 /// Whether byte `b` is in the 256-bit table `set`.
@@ -84,12 +108,14 @@ pub(super) fn has_byte(set: &[u64; 4], b: u8) -> bool {
 
 impl CompiledGrammar {
     /// The grammar whose start rule is `start`, with `alternatives` as `(lhs, symbols)` (an empty
-    /// `symbols` is epsilon) and `byte_sets` as inclusive byte ranges. Rules are numbered
-    /// `0..=max(start, every lhs)`; a rule with no alternative matches nothing.
+    /// `symbols` is epsilon), `byte_sets` as inclusive byte ranges and `repeats` as
+    /// `(rule, min, max)`. Rules are numbered `0..=max(start, every lhs)`; a rule with no
+    /// alternative matches nothing.
     pub fn new(
         start: u32,
         alternatives: Vec<(u32, Vec<Symbol>)>,
         byte_sets: Vec<Vec<(u8, u8)>>,
+        repeats: Vec<(u32, u32, u32)>,
     ) -> Result<Self, GrammarError> {
         let n_rules = alternatives
             .iter()
@@ -117,8 +143,19 @@ impl CompiledGrammar {
             }
             sets.push(bits);
         }
+        let mut counted = Vec::with_capacity(repeats.len());
+        for (rule, min, max) in repeats {
+            if rule as usize >= n_rules {
+                return Err(GrammarError::InvalidGrammar("symbol out of range"));
+            }
+            if min > max || max == u32::MAX {
+                return Err(GrammarError::InvalidGrammar("invalid repetition bounds"));
+            }
+            counted.push(Repeat { rule, min, max });
+        }
         let mut g = CompiledGrammar {
             start,
+            repeats: counted,
             lhs: Vec::with_capacity(alternatives.len()),
             rhs_start: vec![0],
             rhs: Vec::with_capacity(n_symbols),
@@ -131,6 +168,7 @@ impl CompiledGrammar {
                 let known = match s {
                     Symbol::Rule(r) => (r as usize) < n_rules,
                     Symbol::Bytes(k) => (k as usize) < byte_sets.len(),
+                    Symbol::Repeat(k) => (k as usize) < g.repeats.len(),
                 };
                 if !known {
                     return Err(GrammarError::InvalidGrammar("symbol out of range"));
@@ -142,15 +180,11 @@ impl CompiledGrammar {
             g.rhs_start.push(g.rhs.len() as u32);
         }
         loop {
-            // fixed point: a rule is nullable if some alternative is all nullable rules
+            // fixed point: a rule is nullable if some alternative is all nullable symbols
             let mut changed = false;
             for a in 0..g.lhs.len() {
                 let l = g.lhs[a] as usize;
-                if !g.nullable[l]
-                    && g.alt_rhs(a as u32)
-                        .iter()
-                        .all(|&s| matches!(s, Symbol::Rule(r) if g.nullable[r as usize]))
-                {
+                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| g.is_nullable(s)) {
                     g.nullable[l] = true;
                     changed = true;
                 }
@@ -160,6 +194,18 @@ impl CompiledGrammar {
             }
         }
         Ok(g)
+    }
+
+    /// Whether `s` can match the empty string (as far as `nullable` knows yet).
+    fn is_nullable(&self, s: Symbol) -> bool {
+        match s {
+            Symbol::Rule(r) => self.nullable[r as usize],
+            Symbol::Bytes(_) => false,
+            Symbol::Repeat(k) => {
+                let rep = self.repeats[k as usize];
+                rep.min == 0 || self.nullable[rep.rule as usize]
+            }
+        }
     }
 
     /// A number per (alternative, dot), dot in 0..=len: `0..rhs.len() + lhs.len()`.
@@ -173,7 +219,8 @@ impl CompiledGrammar {
     }
 }
 
-/// An Earley item: alternative, dot, and origin state id (or `SELF`).
+/// An Earley item: alternative, dot, origin state id (or `SELF`), and count (before a counted
+/// repetition: how many of its rule are read; else 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Item {
     /// The alternative (an index into the grammar's alternatives).
@@ -182,6 +229,8 @@ pub(super) struct Item {
     pub(super) dot: u32,
     /// The state the item started in, or `SELF`.
     pub(super) origin: u32,
+    /// Before a [`Symbol::Repeat`]: how many of its rule are read (else 0).
+    pub(super) count: u32,
 }
 
 /// One interned Earley set. Its lists live in the automaton's shared arrays (one allocation for
@@ -252,6 +301,8 @@ pub(super) struct Automaton {
     predicted: Vec<u32>,
     /// This closure's stamp (see `close_uncached`)
     gen: u32,
+    /// The most states (MAX_STATES; less in tests)
+    pub(super) max_states: usize,
     work: Vec<Item>,
     items: Vec<Item>,
 }
@@ -261,7 +312,7 @@ impl Automaton {
     pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, GrammarError> {
         let n_rules = g.rule_alts.len();
         let seen = Seen {
-            at: vec![(0, 0); g.rhs.len() + g.lhs.len()],
+            at: vec![(0, 0, 0); g.rhs.len() + g.lhs.len()],
             more: FxMap::with_capacity_and_hasher(64, Default::default()),
         };
         let mut a = Automaton {
@@ -281,6 +332,7 @@ impl Automaton {
             seen,
             predicted: vec![0; n_rules],
             gen: 0,
+            max_states: MAX_STATES,
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
@@ -290,6 +342,7 @@ impl Automaton {
                 alt,
                 dot: 0,
                 origin: SELF,
+                count: 0,
             })
             .collect();
         a.close(&seeds)?;
@@ -320,6 +373,7 @@ impl Automaton {
                     alt: it.alt,
                     dot: it.dot + 1,
                     origin: if it.origin == SELF { s } else { it.origin },
+                    count: 0,
                 }),
         );
         let t = if seeds.is_empty() {
@@ -374,6 +428,7 @@ impl Automaton {
                     alt: COMPLETED | lhs,
                     dot: 0,
                     origin: it.origin,
+                    count: 0,
                 }
             } else {
                 it
@@ -410,7 +465,7 @@ impl Automaton {
         if self.gen == 0 {
             // the stamps wrapped around: start again from clean tables
             self.predicted.fill(0);
-            self.seen.at.fill((0, 0));
+            self.seen.at.fill((0, 0, 0));
             self.gen = 1;
         }
         let gen = self.gen;
@@ -441,22 +496,36 @@ impl Automaton {
                         scans.push((set, it));
                         continue;
                     }
-                    Symbol::Rule(rule) => rule,
+                    Symbol::Rule(rule) => Counted::Plain(rule),
+                    Symbol::Repeat(k) => Counted::Repeat(g.repeats[k as usize]),
                 };
-                waiting.push((rule, it));
-                if self.predicted[rule as usize] != self.gen {
-                    self.predicted[rule as usize] = self.gen;
-                    self.work
-                        .extend(g.rule_alts[rule as usize].iter().map(|&alt| Item {
-                            alt,
-                            dot: 0,
-                            origin: SELF,
-                        }));
+                // (a counted repetition: room for one more `rule`? read enough to move on?)
+                let (rule, wants_more, may_skip) = match rule {
+                    Counted::Plain(rule) => (rule, true, g.nullable[rule as usize]),
+                    Counted::Repeat(rep) => (
+                        rep.rule,
+                        it.count < rep.max,
+                        it.count >= rep.min || g.nullable[rep.rule as usize],
+                    ),
+                };
+                if wants_more {
+                    waiting.push((rule, it));
+                    if self.predicted[rule as usize] != self.gen {
+                        self.predicted[rule as usize] = self.gen;
+                        self.work
+                            .extend(g.rule_alts[rule as usize].iter().map(|&alt| Item {
+                                alt,
+                                dot: 0,
+                                origin: SELF,
+                                count: 0,
+                            }));
+                    }
                 }
-                if g.nullable[rule as usize] {
+                if may_skip {
                     add(
                         Item {
                             dot: it.dot + 1,
+                            count: 0,
                             ..it
                         },
                         &mut self.seen,
@@ -479,15 +548,23 @@ impl Automaton {
                             break;
                         }
                         let origin = if p.origin == SELF { o } else { p.origin };
-                        add(
+                        // a counted parent reads one more; any other moves its dot past
+                        let counted = matches!(g.alt_rhs(p.alt)[p.dot as usize], Symbol::Repeat(_));
+                        let next = if counted {
+                            Item {
+                                origin,
+                                count: p.count + 1,
+                                ..p
+                            }
+                        } else {
                             Item {
                                 alt: p.alt,
                                 dot: p.dot + 1,
                                 origin,
-                            },
-                            &mut self.seen,
-                            &mut self.work,
-                        );
+                                count: 0,
+                            }
+                        };
+                        add(next, &mut self.seen, &mut self.work);
                     }
                 }
             }
@@ -499,11 +576,12 @@ impl Automaton {
                 alt: u32::MAX,
                 dot: u32::MAX,
                 origin: u32::MAX,
+                count: u32::MAX,
             });
         }
         let id = match self.intern.get(&self.items) {
             Ok(id) => Ok(id),
-            Err(_) if self.states.len() >= MAX_STATES => Err(GrammarError::TooManyStates),
+            Err(_) if self.states.len() >= self.max_states => Err(GrammarError::TooManyStates),
             Err(hash) => Ok(self.new_state(&mut waiting, &scans, accepting, hash)),
         };
         (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
@@ -546,24 +624,30 @@ impl Automaton {
     }
 }
 
+/// A symbol a dot can stand before other than a byte set: a rule, or a counted repetition.
+enum Counted {
+    Plain(u32),
+    Repeat(Repeat),
+}
+
 /// The items of the closure being built, other than predicted ones (see `close_uncached`).
 /// Most differ in (alternative, dot), so a table stamped per position finds a repeat with one
-/// lookup; an item at a position already taken by another origin goes to the map `more`.
+/// lookup; an item at a position already taken by another origin or count goes to the map `more`.
 struct Seen {
-    /// Per (alternative, dot) position: (closure stamp, origin)
-    at: Vec<(u32, u32)>,
+    /// Per (alternative, dot) position: (closure stamp, origin, count)
+    at: Vec<(u32, u32, u32)>,
     more: FxMap<Item, ()>,
 }
 
 impl Seen {
     /// Add `it` (at `position`) to the closure stamped `gen`; false if it was there already.
     fn insert(&mut self, position: usize, it: Item, gen: u32) -> bool {
-        let (stamp, origin) = &mut self.at[position];
+        let (stamp, origin, count) = &mut self.at[position];
         if *stamp != gen {
-            (*stamp, *origin) = (gen, it.origin);
+            (*stamp, *origin, *count) = (gen, it.origin, it.count);
             return true;
         }
-        *origin != it.origin && self.more.insert(it, ()).is_none()
+        (*origin, *count) != (it.origin, it.count) && self.more.insert(it, ()).is_none()
     }
 }
 
@@ -595,13 +679,14 @@ impl Interner {
         }
     }
 
-    /// FxHash of the items, two words per item (alternative and dot packed in one).
+    /// FxHash of the items, two words per item (alternative and dot, count and origin).
     fn hash(key: &[Item]) -> u64 {
         let mut h = Fx::default();
         h.write_usize(key.len());
         for it in key {
             h.write_u64((it.alt as u64) << 32 | it.dot as u64);
-            h.write_u32(it.origin);
+            // (the origin in the low half: Fx mixes only upwards, and the map indexes by low bits)
+            h.write_u64((it.count as u64) << 32 | it.origin as u64);
         }
         h.finish()
     }
@@ -719,6 +804,50 @@ mod tests {
     }
 
     #[test]
+    fn a_counted_repeat_reads_exactly_its_bounds_with_one_item_per_count() {
+        // 0 ::= 1{2,20000} ";"    1 ::= "a" | "bc"
+        let mut d = Draw::default();
+        let (semicolon, a, b, c) = (d.byte(b';'), d.byte(b'a'), d.byte(b'b'), d.byte(b'c'));
+        let many = d.repeat(1, 2, 20_000);
+        d.alt(0, &[many, semicolon]);
+        d.alt(1, &[a]);
+        d.alt(1, &[b, c]);
+        let mut auto = Automaton::new(d.build(0)).unwrap();
+        for (text, expected) in [
+            (&b";"[..], false),
+            (b"a;", false),
+            (b"abc;", true),
+            (b"bcbca;", true),
+            (b"ab;", false),
+        ] {
+            assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
+        }
+        let mut text = vec![b'a'; 20_000];
+        text.push(b';');
+        assert!(accepts(&mut auto, &text));
+        let states = auto.states.len();
+        text.insert(0, b'a'); // one too many
+        assert!(!accepts(&mut auto, &text));
+        assert_eq!(auto.states.len(), states); // (the same states: no new one past the bound)
+        assert!(auto.states.len() < 20_010); // one state per count, each of a few items
+    }
+
+    #[test]
+    fn a_counted_repeat_of_a_nullable_rule_may_stop_early() {
+        // 0 ::= 1{3,4} ";"    1 ::= "" | "a"      (empty repetitions make up the minimum)
+        let mut d = Draw::default();
+        let (semicolon, a) = (d.byte(b';'), d.byte(b'a'));
+        let some = d.repeat(1, 3, 4);
+        d.alt(0, &[some, semicolon]);
+        d.alt(1, &[]);
+        d.alt(1, &[a]);
+        let mut auto = Automaton::new(d.build(0)).unwrap();
+        for (text, expected) in [(&b";"[..], true), (b"aaaa;", true), (b"aaaaa;", false)] {
+            assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
+        }
+    }
+
+    #[test]
     fn a_huge_alternation_hits_the_item_limit() {
         let mut d = Draw::default();
         let a = d.byte(b'a');
@@ -733,8 +862,9 @@ mod tests {
 
     #[test]
     fn malformed_flat_grammars_are_errors() {
-        let invalid =
-            |alternatives, byte_sets| CompiledGrammar::new(0, alternatives, byte_sets).err();
+        let invalid = |alternatives, byte_sets| {
+            CompiledGrammar::new(0, alternatives, byte_sets, vec![]).err()
+        };
         assert_eq!(
             invalid(vec![(0, vec![Symbol::Rule(5)])], vec![]),
             Some(GrammarError::InvalidGrammar("symbol out of range"))
@@ -747,6 +877,27 @@ mod tests {
             invalid(vec![(0, vec![Symbol::Bytes(0)])], vec![vec![(9, 1)]]),
             Some(GrammarError::InvalidGrammar("an empty byte range"))
         );
+        assert_eq!(
+            CompiledGrammar::new(
+                0,
+                vec![(0, vec![Symbol::Repeat(0)])],
+                vec![],
+                vec![(0, 3, 2)]
+            )
+            .err(),
+            Some(GrammarError::InvalidGrammar("invalid repetition bounds"))
+        );
+        assert_eq!(
+            CompiledGrammar::new(
+                0,
+                vec![(0, vec![Symbol::Repeat(1)])],
+                vec![],
+                vec![(0, 0, 2)]
+            )
+            .err(),
+            Some(GrammarError::InvalidGrammar("symbol out of range"))
+        );
+        assert_eq!(Symbol::from_flat(Symbol::REPEAT, 2), Ok(Symbol::Repeat(2)));
         assert_eq!(Symbol::from_flat(Symbol::BYTES, 3), Ok(Symbol::Bytes(3)));
         assert_eq!(
             Symbol::from_flat(7, 0),

@@ -21,8 +21,11 @@
 //! Masks are identical to the plain walk (the twin parity tests check it).
 //!
 //! Errors are [`GrammarError`]s, one variant per cause; the Python glue raises the exception the
-//! Python twin raises for each. Limits: [`MAX_EARLEY_ITEMS`] per set, [`MAX_STATES`] distinct sets
-//! per matcher (both `GrammarLimitError` in Python).
+//! Python twin raises for each. Limits: [`MAX_EARLEY_ITEMS`] per set (`GrammarLimitError` in
+//! Python). [`MAX_STATES`] distinct sets per automaton is a cache bound, not a failure: a long
+//! generation whose states pass it (every element of a counted array makes states of its own)
+//! gets a fresh automaton, rebuilt from the bytes accepted so far, and the mask or token that hit
+//! the bound is computed again there. The masks are the same; only the caches start over.
 //!
 //! Key types: [`CompiledGrammar`] (a grammar as numbers), [`TokenTrie`] (a vocabulary),
 //! [`GrammarMatcher`] (one request's masks), [`GrammarError`].
@@ -53,6 +56,8 @@ pub struct GrammarMatcher {
     auto: Automaton,
     /// State after each consumed byte; stack[0] = ROOT
     stack: Vec<u32>,
+    /// The bytes consumed: stack[i + 1] is stack[i] stepped by bytes[i] (for `restart`)
+    bytes: Vec<u8>,
     /// Per accepted token: (stack length before, terminated before)
     steps: Vec<(usize, bool)>,
     terminated: bool,
@@ -91,6 +96,7 @@ impl GrammarMatcher {
             eos,
             auto: Automaton::new(g)?,
             stack: vec![ROOT],
+            bytes: Vec::new(),
             steps: Vec::new(),
             terminated: false,
             masks: FxMap::with_capacity_and_hasher(64, Default::default()),
@@ -138,9 +144,14 @@ impl GrammarMatcher {
         if self.terminated {
             out.fill(0);
         } else {
-            let s = self.current();
             let accepting = self.is_accepting();
-            self.text_mask(s, out)?;
+            match self.text_mask(self.current(), out) {
+                Err(GrammarError::TooManyStates) => {
+                    self.restart()?;
+                    self.text_mask(self.current(), out)?;
+                }
+                other => other?,
+            }
             if !accepting {
                 return Ok(());
             }
@@ -201,19 +212,58 @@ impl GrammarMatcher {
         if self.terminated {
             return Ok(false);
         }
+        let accepted = match self.push_bytes(data) {
+            Err(GrammarError::TooManyStates) => {
+                self.restart()?;
+                self.push_bytes(data)?
+            }
+            other => other?,
+        };
+        if accepted {
+            self.steps.push((self.stack.len() - data.len(), false));
+        }
+        Ok(accepted)
+    }
+
+    /// Step by each byte of `data`; all or nothing.
+    fn push_bytes(&mut self, data: &[u8]) -> Result<bool, GrammarError> {
         let depth = self.stack.len();
         for &b in data {
-            let next = self.auto.step(self.current(), b);
-            match next {
-                Ok(s) if s != DEAD => self.stack.push(s),
+            match self.auto.step(self.current(), b) {
+                Ok(s) if s != DEAD => {
+                    self.stack.push(s);
+                    self.bytes.push(b);
+                }
                 other => {
                     self.stack.truncate(depth);
+                    self.bytes.truncate(depth - 1);
                     return other.map(|_| false);
                 }
             }
         }
-        self.steps.push((depth, false));
         Ok(true)
+    }
+
+    /// A fresh automaton (and caches) with the bytes accepted so far replayed on it: the states
+    /// the old one made for masks and paths not taken are dropped. If the replay alone passes the
+    /// bound, the error comes back and the matcher keeps its old automaton.
+    fn restart(&mut self) -> Result<(), GrammarError> {
+        let mut auto = Automaton::new(self.auto.g.clone())?;
+        auto.max_states = self.auto.max_states;
+        let mut stack = Vec::with_capacity(self.stack.len());
+        stack.push(ROOT);
+        for &b in &self.bytes {
+            let s = auto.step(stack[stack.len() - 1], b)?;
+            if s == DEAD {
+                return Err(GrammarError::Internal("a replayed byte was rejected"));
+            }
+            stack.push(s);
+        }
+        (self.auto, self.stack) = (auto, stack);
+        self.masks.clear();
+        self.runs.clear();
+        self.slices.clear();
+        Ok(())
     }
 
     /// Undo the last `n_tokens` accepted tokens (EOS included).
@@ -230,6 +280,7 @@ impl GrammarMatcher {
         let (depth, terminated) = self.steps[self.steps.len() - n_tokens];
         self.steps.truncate(self.steps.len() - n_tokens);
         self.stack.truncate(depth);
+        self.bytes.truncate(depth - 1);
         self.terminated = terminated;
         Ok(())
     }
@@ -238,6 +289,7 @@ impl GrammarMatcher {
     pub fn reset(&mut self) {
         self.steps.clear();
         self.stack.truncate(1);
+        self.bytes.clear();
         self.terminated = false;
     }
 }
@@ -287,6 +339,46 @@ mod tests {
         assert_eq!(m.num_accepted(), 1);
         m.reset();
         assert_eq!(m.num_accepted(), 0);
+    }
+
+    #[test]
+    fn past_the_state_bound_the_matcher_starts_again_from_its_bytes() {
+        // 0 ::= "[" 1{0,200} "]"    1 ::= "a" | "b" "c" "d" "a"
+        // (a state per count on the path, and three more off it, after "b", "bc" and "bcd")
+        let mut d = Draw::default();
+        let (open, close) = (d.byte(b'['), d.byte(b']'));
+        let (a, b, c, e) = (d.byte(b'a'), d.byte(b'b'), d.byte(b'c'), d.byte(b'd'));
+        let many = d.repeat(1, 0, 200);
+        d.alt(0, &[open, many, close]);
+        d.alt(1, &[a]);
+        d.alt(1, &[b, c, e, a]);
+        let vocab: [Option<&[u8]>; 5] = [
+            Some(b"["),
+            Some(b"a"),
+            Some(b"aaaa"),
+            Some(b"]"),
+            Some(b"bcd"),
+        ];
+        let mut m = matcher(d.build(0), &vocab, &[]);
+        m.auto.max_states = 300;
+        let mut restarts = 0;
+        assert!(m.accept_token(0).unwrap());
+        let mut before = m.auto.states.len();
+        for _ in 0..50 {
+            assert_eq!(m.allowed_token_ids().unwrap(), vec![1, 2, 3, 4]);
+            assert!(m.accept_token(2).unwrap()); // 200 a's in all
+            restarts += usize::from(m.auto.states.len() < before);
+            before = m.auto.states.len();
+            assert!(before <= 300);
+        }
+        assert!(restarts > 0);
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![3]);
+        m.rollback(1).unwrap(); // the caches were dropped, not the history
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![1, 2, 3, 4]);
+        m.auto.max_states = 100; // the bytes alone need more: a clean error, the matcher kept
+        assert_eq!(m.restart(), Err(GrammarError::TooManyStates));
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!((m.num_accepted(), m.stack.len()), (50, 198));
     }
 
     #[test]

@@ -186,15 +186,29 @@ pub(super) struct SliceUse {
 
 /// A run of any length.
 pub(super) const UNBOUNDED: u32 = u32::MAX;
-const MAX_RUN_DEPTH: usize = 512;
+const MAX_RUN_DEPTH: u32 = 512;
 
 impl GrammarMatcher {
-    /// The run from `s`, memoized (a chain of states, each one step further along the class).
-    pub(super) fn run_of(&mut self, s: u32, depth: usize) -> Result<Option<Run>, GrammarError> {
-        if let Some(r) = self.runs.get(&s) {
-            return Ok(*r);
-        }
-        let r = match self.auto.first_step(s)? {
+    /// The run from `s`, followed at least `need` characters deep (or to its end), memoized (a
+    /// chain of states, each one step further along the class).
+    ///
+    /// A run is followed only as deep as a mask can use (the longest token of the class), not to
+    /// its end: `[^"]{0,100000}` has a chain of 100,000 states. A memoized run found too short
+    /// for a later `need` is extended from its tail, which is memoized too, so the mask one
+    /// character further along costs one new state, not a new chain.
+    pub(super) fn run_of(&mut self, s: u32, need: u32) -> Result<Option<Run>, GrammarError> {
+        let need = need.clamp(1, MAX_RUN_DEPTH);
+        let known = match self.runs.get(&s) {
+            Some(None) => return Ok(None),
+            Some(Some(r)) if r.exact || r.chars >= need => return Ok(Some(*r)),
+            Some(Some(r)) => Some((r.key, r.next)),
+            None => None,
+        };
+        let first = match known {
+            Some(step) => Some(step),
+            None => self.auto.first_step(s)?,
+        };
+        let r = match first {
             None => None,
             Some((key, t)) if t == s => Some(Run {
                 key,
@@ -203,10 +217,10 @@ impl GrammarMatcher {
                 next: t,
             }),
             Some((key, t)) => {
-                let tail = if depth >= MAX_RUN_DEPTH {
-                    None
+                let tail = if need > 1 {
+                    self.run_of(t, need - 1)?
                 } else {
-                    self.run_of(t, depth + 1)?
+                    None
                 };
                 let (chars, exact) = match tail {
                     Some(r) if key.subset_of(&r.key) => (r.chars.saturating_add(1), r.exact),
@@ -221,9 +235,7 @@ impl GrammarMatcher {
                 })
             }
         };
-        if depth < MAX_RUN_DEPTH {
-            self.runs.insert(s, r);
-        }
+        self.runs.insert(s, r);
         Ok(r)
     }
 
@@ -240,10 +252,15 @@ impl GrammarMatcher {
                 }));
             }
         }
-        let Some(run) = self.run_of(s, 0)? else {
+        let Some(first) = self.run_of(s, 1)? else {
             return Ok(None);
         };
-        let Some(slice) = self.trie.slice(run.key) else {
+        let Some(slice) = self.trie.slice(first.key) else {
+            return Ok(None);
+        };
+        // (only as deep as the longest token of the class: a deeper run changes no mask)
+        let need = u32::try_from(slice.max_chars).unwrap_or(u32::MAX);
+        let Some(run) = self.run_of(s, need)? else {
             return Ok(None);
         };
         let chars = run.chars as usize;
@@ -308,7 +325,7 @@ mod tests {
         let mut m = matcher(d.build(0), &vocab, &[]);
         assert!(m.accept_token(0).unwrap());
         let s = m.current();
-        let run = m.run_of(s, 0).unwrap().unwrap();
+        let run = m.run_of(s, 64).unwrap().unwrap();
         assert_eq!(
             (run.chars, run.exact, run.key.utf8),
             (UNBOUNDED, true, true)
@@ -344,12 +361,40 @@ mod tests {
             Some("é".as_bytes()), // 7
         ];
         let mut m = matcher(d.build(0), &vocab, &[]);
-        let run = m.run_of(ROOT, 0).unwrap().unwrap();
+        let run = m.run_of(ROOT, 10).unwrap().unwrap();
         assert_eq!((run.chars, run.exact, run.key.utf8), (2, true, false));
         let slice = m.slice_of(ROOT).unwrap().unwrap();
         assert_eq!(slice.chars, 2);
         assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 3, 4, 5]);
         assert_eq!(allowed_one_by_one(&mut m), vec![0, 1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_long_counted_run_is_followed_only_as_deep_as_a_mask_needs() {
+        // 0 ::= 1{0,100000} "\n"    1 ::= [ -~]
+        let mut d = Draw::default();
+        let newline = d.byte(b'\n');
+        let printable = d.set(&[(b' ', b'~')]);
+        let many = d.repeat(1, 0, 100_000);
+        d.alt(0, &[many, newline]);
+        d.alt(1, &[printable]);
+        let vocab: [Option<&[u8]>; 4] =
+            [Some(b"abc"), Some(b"abcdefgh\n"), Some(b"\n"), Some(b"\t")];
+        let mut m = matcher(d.build(0), &vocab, &[]);
+        assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 2]);
+        assert!(m.slice_of(ROOT).unwrap().is_some()); // (masked with the slice of [ -~])
+        let made = m.auto.states.len();
+        assert!(made < 40, "{made} states for the first mask");
+        for _ in 0..100 {
+            assert!(m.accept_token(0).unwrap());
+            assert_eq!(m.allowed_token_ids().unwrap(), vec![0, 1, 2]);
+        }
+        // each mask three characters further on: a few new states, not a new chain
+        assert!(
+            m.auto.states.len() < made + 100 * 8,
+            "{}",
+            m.auto.states.len()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::{CompiledGrammar, GrammarMatcher, Symbol, TokenTrie};
 pub(super) struct Draw {
     alternatives: Vec<(u32, Vec<Symbol>)>,
     byte_sets: Vec<Vec<(u8, u8)>>,
+    repeats: Vec<(u32, u32, u32)>,
 }
 
 impl Draw {
@@ -23,6 +24,12 @@ impl Draw {
         self.set(&[(b, b)])
     }
 
+    /// Rule `rule`, `min` to `max` times (a counted repetition).
+    pub(super) fn repeat(&mut self, rule: u32, min: u32, max: u32) -> Symbol {
+        self.repeats.push((rule, min, max));
+        Symbol::Repeat(self.repeats.len() as u32 - 1)
+    }
+
     /// The alternative `lhs ::= symbols` (no symbols: the empty string).
     pub(super) fn alt(&mut self, lhs: u32, symbols: &[Symbol]) {
         self.alternatives.push((lhs, symbols.to_vec()));
@@ -30,7 +37,9 @@ impl Draw {
 
     /// The grammar, starting at rule `start`.
     pub(super) fn build(self, start: u32) -> Arc<CompiledGrammar> {
-        Arc::new(CompiledGrammar::new(start, self.alternatives, self.byte_sets).unwrap())
+        Arc::new(
+            CompiledGrammar::new(start, self.alternatives, self.byte_sets, self.repeats).unwrap(),
+        )
     }
 }
 

@@ -94,7 +94,7 @@ impl GrammarMatcher {
                     }
                     while chain.len() <= k {
                         let last = chain[chain.len() - 1];
-                        let Some(run) = self.run_of(last, 0)? else {
+                        let Some(run) = self.run_of(last, 1)? else {
                             return Err(GrammarError::Internal("a run ended early"));
                         };
                         chain.push(run.next);

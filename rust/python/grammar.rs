@@ -1,4 +1,5 @@
-//! The grammar kernels' classes: `TokenTrie` and `GrammarMatcher` (twins of
+//! The grammar kernels' classes: `TokenTrie`, `CompiledGrammar` (a grammar's tables, shared by its
+//! matchers) and `GrammarMatcher` (twins of
 //! `pyengine/structured/trie.py` and `matcher.py`).
 //!
 //! A [`GrammarError`] becomes the exception the Python twin raises, chosen by its
@@ -79,24 +80,23 @@ impl PyTokenTrie {
     }
 }
 
-/// A grammar's token masks for one request, built from `Grammar.to_flat()`'s
-/// `(start, alternatives, byte_sets)` (the wrapper in pyengine/structured/matcher.py does it).
-#[pyclass(name = "GrammarMatcher", module = "pyengine._native", subclass)]
-pub struct PyGrammarMatcher {
-    inner: GrammarMatcher,
+/// A grammar as the matcher's tables, built once from `Grammar.to_flat()`'s
+/// `(start, alternatives, byte_sets, repeats)` and shared by every matcher of that grammar (the
+/// wrapper in pyengine/structured/matcher.py keeps it with the grammar).
+#[pyclass(name = "CompiledGrammar", module = "pyengine._native", frozen)]
+pub struct PyCompiledGrammar {
+    inner: Arc<CompiledGrammar>,
 }
 
 #[pymethods]
-impl PyGrammarMatcher {
+impl PyCompiledGrammar {
     #[new]
-    #[pyo3(signature = (start, alternatives, byte_sets, trie, eos_token_ids = Vec::new()))]
     fn new(
         py: Python<'_>,
         start: u32,
         alternatives: Vec<(u32, Vec<(u8, u32)>)>,
         byte_sets: Vec<Vec<(u8, u8)>>,
-        trie: &Bound<'_, PyTokenTrie>,
-        eos_token_ids: Vec<i64>,
+        repeats: Vec<(u32, u32, u32)>,
     ) -> PyResult<Self> {
         load_error_types(py)?;
         let alternatives = alternatives
@@ -110,12 +110,35 @@ impl PyGrammarMatcher {
             })
             .collect::<Result<Vec<_>, GrammarError>>()
             .map_err(|e| to_pyerr(py, e))?;
+        let g = py
+            .detach(|| CompiledGrammar::new(start, alternatives, byte_sets, repeats))
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(Self { inner: Arc::new(g) })
+    }
+}
+
+/// A grammar's token masks for one request, over a [`PyCompiledGrammar`] (the wrapper in
+/// pyengine/structured/matcher.py builds that once per grammar).
+#[pyclass(name = "GrammarMatcher", module = "pyengine._native", subclass)]
+pub struct PyGrammarMatcher {
+    inner: GrammarMatcher,
+}
+
+#[pymethods]
+impl PyGrammarMatcher {
+    #[new]
+    #[pyo3(signature = (grammar, trie, eos_token_ids = Vec::new()))]
+    fn new(
+        py: Python<'_>,
+        grammar: &Bound<'_, PyCompiledGrammar>,
+        trie: &Bound<'_, PyTokenTrie>,
+        eos_token_ids: Vec<i64>,
+    ) -> PyResult<Self> {
+        load_error_types(py)?;
+        let g = grammar.get().inner.clone();
         let trie = trie.get().inner.clone();
         let inner = py
-            .detach(|| {
-                let g = CompiledGrammar::new(start, alternatives, byte_sets)?;
-                GrammarMatcher::new(Arc::new(g), trie, &eos_token_ids)
-            })
+            .detach(|| GrammarMatcher::new(g, trie, &eos_token_ids))
             .map_err(|e| to_pyerr(py, e))?;
         Ok(Self { inner })
     }
@@ -229,6 +252,7 @@ fn bitmask_error(out: &Bound<'_, PyAny>, words: usize) -> PyErr {
 /// Add the grammar kernels' classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenTrie>()?;
+    m.add_class::<PyCompiledGrammar>()?;
     m.add_class::<PyGrammarMatcher>()?;
     Ok(())
 }

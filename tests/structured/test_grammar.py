@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyengine.structured.grammar import (MAX_REPEAT, ByteSet, GrammarBuilder, GrammarError, GrammarLimitError, Ref,
+from pyengine.structured.grammar import (MAX_REPEAT, ByteSet, GrammarBuilder, GrammarError, GrammarLimitError, Ref, Repeat,
                                          SymbolKind, choice_grammar)
 from pyengine.structured.json_schema import json_schema_grammar
 from pyengine.structured.matcher import matches
@@ -71,14 +71,24 @@ def test_choice_grammar():
 
 def test_to_flat_round_trip():
     b = GrammarBuilder()
-    g = b.build(b.seq(b.literal("a"), b.star(b.char_class([(ord("b"), ord("c"))]))))
-    start, alts, byte_sets, names = g.to_flat()
+    bc = b.char_class([(ord("b"), ord("c"))])
+    g = b.build(b.seq(b.literal("a"), b.star(bc), b.repeat(bc, 3, 70_000)))
+    start, alts, byte_sets, repeats, names = g.to_flat()
     assert names[start] == g.start
+
+    def element(kind, i):
+        if kind == SymbolKind.RULE:
+            return Ref(names[i])
+        if kind == SymbolKind.REPEAT:
+            rule, low, high = repeats[i]
+            return Repeat(names[rule], low, high)
+        return ByteSet(tuple(byte_sets[i]))
+
     rebuilt: dict[str, list[tuple]] = {name: [] for name in names}
     for lhs, symbols in alts:
-        rebuilt[names[lhs]].append(tuple(Ref(names[i]) if kind == SymbolKind.RULE else ByteSet(tuple(byte_sets[i]))
-                                         for kind, i in symbols))
+        rebuilt[names[lhs]].append(tuple(element(kind, i) for kind, i in symbols))
     assert rebuilt == g.rules
+    assert [low_high for _, *low_high in repeats] == [[3, 70_000]]  # one counted symbol, not 70,000 rules
 
 
 def test_to_flat_names_each_symbols_kind():
@@ -86,7 +96,7 @@ def test_to_flat_names_each_symbols_kind():
     digit = b.new_rule("digit")
     b.define(digit, b.char_class([(ord("0"), ord("9"))]))
     g = b.build(b.seq(b.literal("n"), b.ref(digit)))
-    start, alts, byte_sets, names = g.to_flat()
+    start, alts, byte_sets, _, names = g.to_flat()
     (lhs, symbols), = [alt for alt in alts if alt[0] == start]
     assert symbols == ((SymbolKind.BYTES, byte_sets.index([(ord("n"), ord("n"))])),
                        (SymbolKind.RULE, names.index(digit)))
@@ -96,7 +106,7 @@ def test_a_flat_grammar_leaves_the_garbage_collector_nothing_to_walk():
     # A cached grammar keeps its flat form; every full collection, which holds all threads (a
     # server's event loop too), would walk its rows were they tracked: ~100k for 10k properties.
     g = json_schema_grammar({"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(100)}})
-    start, alts, byte_sets, names = g.to_flat()
+    start, alts, byte_sets, _, names = g.to_flat()
     gc.collect()
     gc.collect()  # the collector drops a tuple once it holds nothing tracked: a row after its symbols
     assert len(alts) > 200 and not any(gc.is_tracked(alt) for alt in alts)

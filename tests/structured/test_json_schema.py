@@ -155,7 +155,7 @@ def test_prebuilt_shared_rules_are_only_a_cache(schema):
     for options in (JsonOptions(), COMPACT):
         copied = SchemaCompiler(schema, options).compile_root()
         built_here = SchemaCompiler(schema, options, use_library=False).compile_root()
-        assert copied.to_flat()[:3] == built_here.to_flat()[:3]
+        assert copied.to_flat()[:4] == built_here.to_flat()[:4]
 
 
 def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
@@ -207,6 +207,21 @@ def test_compile_cache_returns_the_same_grammar():
     first = compile_grammar("json", schema)
     assert compile_grammar("json", dict(schema)) is first and cache_info() >= 1
     assert compile_grammar("json", schema, COMPACT) is not first  # the switches are part of the key
+    # by content: the same schema as JSON text, spaced any way, is the same entry (one compile per process)
+    assert compile_grammar("json", json.dumps(schema)) is first
+    assert compile_grammar("json", json.dumps(schema, indent=2)) is first
+    reordered = {"properties": schema["properties"], "type": "object"}
+    assert compile_grammar("json", reordered) is not first  # key order is kept: it orders properties
+
+
+def test_a_repeated_response_format_compiles_once(monkeypatch):
+    from pyengine.structured import constraints
+
+    compiled = []
+    monkeypatch.setattr(constraints, "json_schema_grammar", lambda *a: compiled.append(a) or json_schema_grammar(*a))
+    schema = {"type": "object", "properties": {"compiled_once": {"type": "string", "maxLength": 9}}}
+    grammars = {id(compile_grammar("json", text)) for text in [schema, json.dumps(schema), json.dumps(schema, indent=1)]}
+    assert len(grammars) == 1 and len(compiled) == 1
 
 
 # -- hypothesis: random schemas, instances drawn from them, random documents ---------------------------

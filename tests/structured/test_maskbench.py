@@ -30,7 +30,7 @@ from pyengine.structured.json_schema import json_schema_grammar
 from pyengine.structured.matcher import select
 from pyengine.text import Tokenizer
 
-MIN_PASSING = 295  # of 396 (llguidance 1.9 passes 282 of them in the same run)
+MIN_PASSING = 300  # of 396: 305 today (llguidance 1.9 passes 282 of them in the same run)
 MAX_REJECTS_VALID = 8  # compiled, but some valid instance rejected (stricter than the schema)
 PLAIN = JsonOptions(disable_additional_properties=False)  # the benchmark measures JSON Schema itself
 

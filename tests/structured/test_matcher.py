@@ -83,6 +83,17 @@ def test_twin_and_rust_raise_the_same_exceptions_with_the_same_messages():
         assert raised[0] == raised[1]
 
 
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_matchers_of_one_grammar_share_its_native_tables_and_nothing_else():
+    g = regex_grammar(r"a(b|é)*")
+    first = make("native", g)
+    tables = g.__dict__["_native"]  # built with the first matcher, kept with the grammar
+    second = make("native", g)
+    assert g.__dict__["_native"] is tables
+    assert first.accept_token(0) and first.allowed_token_ids() == [1, 6, 8, EOS]
+    assert second.allowed_token_ids() == [0, 2]  # its own state, at the start
+
+
 @pytest.mark.parametrize("kind", KERNELS)
 def test_a_huge_alternation_hits_the_earley_item_limit(kind):
     g = choice_grammar([f"w{i}" for i in range(matcher.MAX_EARLEY_ITEMS + 10)])
@@ -110,7 +121,7 @@ def grammars(draw):
             return getattr(b, kind)(*parts)
         if kind == "repeat":
             lo = draw(st.integers(0, 2))
-            return b.repeat(element(depth - 1), lo, draw(st.sampled_from([lo, lo + 1, lo + 3, None])))
+            return b.repeat(element(depth - 1), lo, draw(st.sampled_from([lo, lo + 1, lo + 3, lo + 40, None])))
         return getattr(b, kind)(element(depth - 1))
 
     b.define(paren, b.seq(b.literal("("), b.opt(element(1)), b.literal(")")))
@@ -166,6 +177,8 @@ SLICER_VOCAB = ([bytes([b]) for b in range(256)]
     r"(ab|[^a])*", r"[ -~]{2,9}", r".{3}", r"[^\n]{0,3}[^\n]*", r"q[a-e\n]*", r"[^\n]{0,2}\n[a-z]*",
     # closed classes: states that read the same byte class forever, through different states
     r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,4}", r"([a-z0-9-]+\.)+[a-z]{2,6}", r"[a-z0-9.-]+\.[a-z]{2}x",
+    # counted repetitions with large bounds (one counted item, whatever the bound)
+    r'"([^"\\]|\\.){0,100000}"', r"(ab|[^a]){2,5000}x", r"[a-z]{3,70000}(\n[a-z]{0,9}){0,3}", r"(a|é|){2,300}b",
 ])
 @settings(max_examples=15, deadline=None)
 @given(choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=10))

@@ -127,7 +127,7 @@ def random_documents(grammar, rng: random.Random, tries: int = 12, max_bytes: in
             if parser.is_accepting() and rng.random() < 0.25:
                 found.append(bytes(text))
                 break
-            allowed = sorted({byte for alt, dot, _ in parser.sets[-1].scans for byte in members[rhs[alt][dot][1]]})  # (BYTES, set index)
+            allowed = sorted({byte for alt, dot, *_ in parser.sets[-1].scans for byte in members[rhs[alt][dot][1]]})  # (BYTES, set index)
             ascii_first = [b for b in allowed if b < 0x80] or allowed
             if not ascii_first:
                 break

@@ -41,4 +41,4 @@ def test_limits():
     with pytest.raises(GrammarLimitError, match="deeper"):
         regex_grammar("(" * 200 + "a" + ")" * 200)
     with pytest.raises(GrammarLimitError, match="exceeds the limit"):
-        regex_grammar("a{100000}")
+        regex_grammar("a{2000000}")

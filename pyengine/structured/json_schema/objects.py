@@ -3,6 +3,7 @@ none of the declared names (decided on the key's canonically escaped text)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from typing import Any
@@ -214,9 +215,8 @@ class Objects:
         b = self.b
         rest = self._shared("key_rest")
         if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
-            ascii_ranges = subtract_points(_KEY_ASCII, {ord(u) for u in units})
-            # Sorted and never adjacent (each cut leaves a gap), so a ByteSet as it is.
-            ascii_ = [(ByteSet(tuple(ascii_ranges)), rest)] if ascii_ranges else []
+            ascii_set = _key_ascii_except(frozenset(units))
+            ascii_ = [(ascii_set, rest)] if ascii_set is not None else []
             return ascii_ + [(self._shared("key_tail"),)]  # non-ASCII and escapes: one rule for every key
         other = self.key_char_except(units)
         return [(*b.as_items(other), rest)] if other is not None else []
@@ -296,3 +296,11 @@ def _key_names_term(key_names: Any) -> tuple:
     if values is not None:
         term = automaton.both(term, automaton.alt(*[automaton.literal(v) for v in values if isinstance(v, str)]))
     return term
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_ascii_except(units: frozenset[str]) -> ByteSet | None:
+    """The ASCII characters a key may hold raw, but none of `units` (None if that leaves none).
+    Cached: every trie node of every object's undeclared keys asks, mostly for the same few."""
+    ranges = subtract_points(_KEY_ASCII, {ord(u) for u in units})
+    return ByteSet(tuple(ranges)) if ranges else None  # sorted, never adjacent: a ByteSet as it is

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError
+from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, Ref, Repeat
 from pyengine.structured import automaton
-from pyengine.structured.automaton import subtract_points
+from pyengine.structured.automaton import json_escapes, json_string_split
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
@@ -58,18 +58,21 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
     JSON must escape (`"`, `\\`, controls) becomes its escape sequence.
     """
     names = {name: b.new_rule("sub") for name in grammar.rules}
-    unsafe = set(range(0x20)) | {0x22, 0x5C}
+    escaped: dict[tuple, Any] = {}  # byte set -> its JSON string form, written once per class
 
     def element(e: Any) -> Any:
-        if not hasattr(e, "ranges"):  # a Ref
+        if isinstance(e, Repeat):
+            return Repeat(names[e.name], e.min, e.max)
+        if isinstance(e, Ref):
             return b.ref(names[e.name])
         if not json_string:
-            return b.byte_set(list(e.ranges))
-        plain = subtract_points(list(e.ranges), unsafe)
-        escaped = [c for c in sorted(unsafe) if any(lo <= c <= hi for lo, hi in e.ranges)]
-        parts = [b.byte_set(plain)] if plain else []
-        parts += [b.literal(ESCAPES.get(c, "\\u%04x" % c)) for c in escaped]
-        return b.alt(*parts) if parts else b.byte_set([])
+            return e  # a ByteSet: immutable, shared as it is
+        if e.ranges not in escaped:
+            plain, escapes = json_string_split(e.ranges)
+            parts = [b.byte_set(list(plain))] if plain else []
+            parts += [json_escapes(b, escapes)] if escapes else []
+            escaped[e.ranges] = b.alt(*parts) if parts else b.byte_set([])
+        return escaped[e.ranges]
 
     for name, alternatives in grammar.rules.items():
         b.define(names[name], b.alt(*[b.seq(*[element(e) for e in alt]) for alt in alternatives]))
