@@ -21,6 +21,8 @@ import argparse
 import json
 import random
 
+import toolgen
+
 # -- the world table ----------------------------------------------------------------------------
 
 COUNTRIES = [  # country, capital, continent, language
@@ -294,125 +296,56 @@ def answer_json(value: dict, reasoning_text: str, reasoning: bool) -> str:
 # -- tools --------------------------------------------------------------------------------------
 
 
-def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": properties, "required": required}}}
-
-
-def string(description: str, enum: list[str] | None = None) -> dict:
-    return {"type": "string", "description": description, **({"enum": enum} if enum else {})}
-
-
-TOOLS = {
-    "get_weather": tool("get_weather", "Get the current weather in a city.",
-                        {"city": string("The city name"), "unit": string("Temperature unit", ["celsius", "fahrenheit"])}, ["city"]),
-    "get_time": tool("get_time", "Get the current local time in a city.", {"city": string("The city name")}, ["city"]),
-    "convert_currency": tool("convert_currency", "Convert an amount of money between currencies.",
-                             {"amount": {"type": "number"}, "from_currency": string("ISO code"), "to_currency": string("ISO code")},
-                             ["amount", "from_currency", "to_currency"]),
-    "search_web": tool("search_web", "Search the web.", {"query": string("The search query")}, ["query"]),
-    "set_timer": tool("set_timer", "Start a timer.", {"minutes": {"type": "integer"}}, ["minutes"]),
-    "get_stock_price": tool("get_stock_price", "Get the latest price of a stock.", {"symbol": string("Ticker symbol")}, ["symbol"]),
-    "send_email": tool("send_email", "Send an email.", {"to": string("Recipient"), "subject": string("Subject line")}, ["to", "subject"]),
-    "translate": tool("translate", "Translate text to another language.",
-                      {"text": string("The text"), "target_language": string("Language name")}, ["text", "target_language"]),
-}
-CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "CNY", "INR", "BRL"]
-STOCKS = ["AAPL", "MSFT", "GOOG", "AMZN", "TSLA", "NVDA", "META", "IBM", "INTC", "ORCL"]
-TOPICS = ["pyengine", "paged attention", "the tallest mountain", "cheap flights to Rome", "banana bread recipe",
-          "the history of chess", "how rainbows form", "best hiking trails", "python asyncio", "the moon landing"]
-PHRASES = ["good morning", "thank you very much", "where is the station", "I like green tea", "see you tomorrow",
-           "happy birthday", "the cat is sleeping", "how are you"]
-LANGUAGES = ["French", "Spanish", "German", "Italian", "Japanese", "Portuguese"]
-WEATHER = ["sunny", "cloudy", "rainy", "windy", "snowy", "foggy"]
-
-
-def tool_request(rng: random.Random, name: str) -> tuple[str, dict, dict, str]:
-    """(user phrase, arguments, tool result, final answer) for one call of tool `name`."""
-    city = rng.choice(CITIES)
-    if name == "get_weather":
-        unit = rng.choice([None, "celsius", "fahrenheit"])
-        ask = rng.choice([f"What's the weather in {city}?", f"How is the weather in {city} today?",
-                          f"Is it raining in {city}?", f"weather {city}"])
-        args = {"city": city}
-        if unit:
-            ask = ask.rstrip("?") + f" in {unit}?"
-            args["unit"] = unit
-        temp = rng.randint(-5, 35) if unit != "fahrenheit" else rng.randint(25, 95)
-        sky = rng.choice(WEATHER)
-        sign = "°F" if unit == "fahrenheit" else "°C"
-        return ask, args, {"city": city, "temperature": temp, "unit": unit or "celsius", "condition": sky}, \
-            f"It is {temp}{sign} and {sky} in {city}."
-    if name == "get_time":
-        hour, minute = rng.randint(0, 23), rng.randint(0, 59)
-        ask = rng.choice([f"What time is it in {city}?", f"Tell me the current time in {city}.", f"time in {city} now?"])
-        return ask, {"city": city}, {"city": city, "time": f"{hour:02d}:{minute:02d}"}, \
-            f"It is {hour:02d}:{minute:02d} in {city} right now."
-    if name == "convert_currency":
-        amount, (src, dst) = rng.randint(1, 999), rng.sample(CURRENCIES, 2)
-        ask = rng.choice([f"Convert {amount} {src} to {dst}.", f"How much is {amount} {src} in {dst}?",
-                          f"I have {amount} {src}. What is that in {dst}?"])
-        result = round(amount * rng.uniform(0.2, 3.0), 2)
-        return ask, {"amount": amount, "from_currency": src, "to_currency": dst}, {"result": result, "currency": dst}, \
-            f"{amount} {src} is about {result} {dst}."
-    if name == "search_web":
-        topic = rng.choice(TOPICS)
-        ask = rng.choice([f"Search the web for {topic}.", f"Look up {topic} online.", f"Can you search for {topic}?"])
-        return ask, {"query": topic}, {"results": [f"A page about {topic}", f"More on {topic}"]}, \
-            f"I found two pages about {topic}: \"A page about {topic}\" and \"More on {topic}\"."
-    if name == "set_timer":
-        minutes = rng.randint(1, 90)
-        ask = rng.choice([f"Set a timer for {minutes} minutes.", f"Start a {minutes} minute timer.",
-                          f"Remind me in {minutes} minutes with a timer."])
-        return ask, {"minutes": minutes}, {"status": "started", "minutes": minutes}, f"Your {minutes} minute timer has started."
-    if name == "get_stock_price":
-        symbol, price = rng.choice(STOCKS), round(rng.uniform(10, 900), 2)
-        ask = rng.choice([f"What is the stock price of {symbol}?", f"How much is {symbol} trading at?",
-                          f"Get me the latest {symbol} price."])
-        return ask, {"symbol": symbol}, {"symbol": symbol, "price": price}, f"{symbol} is trading at {price} dollars."
-    if name == "send_email":
-        to = rng.choice(NAMES).lower() + "@example.com"
-        subject = rng.choice(["Lunch tomorrow", "Meeting notes", "Hello", "Project update", "Weekend plans", "Thank you"])
-        ask = rng.choice([f"Send an email to {to} with the subject \"{subject}\".",
-                          f"Email {to} about \"{subject}\".", f"Please email {to}, subject: {subject}"])
-        return ask, {"to": to, "subject": subject}, {"status": "sent"}, f"Done! I sent the email \"{subject}\" to {to}."
-    phrase, language = rng.choice(PHRASES), rng.choice(LANGUAGES)
-    ask = rng.choice([f"Translate \"{phrase}\" to {language}.", f"How do you say \"{phrase}\" in {language}?",
-                      f"Translate to {language}: {phrase}"])
-    return ask, {"text": phrase, "target_language": language}, {"translation": f"[{phrase} in {language}]"}, \
-        f"In {language}, \"{phrase}\" is: [{phrase} in {language}]."
-
-
 def tool_call(rng: random.Random, name: str, args: dict, index: int) -> dict:
     return {"id": f"call_{rng.randrange(16 ** 8):08x}{index}", "type": "function",
             "function": {"name": name, "arguments": args}}
 
 
-def task_tools(rng: random.Random, reasoning: bool) -> tuple[list[dict], list[dict]]:
-    """A tool-use conversation: the call, the results fed back and the answer (or no call when none fits)."""
-    names = list(TOOLS)
-    offered = rng.sample(names, rng.randint(1, 3))
+def offered_tools(world: toolgen.World, long: bool) -> list[dict]:
+    """One to six random tools with distinct names."""
+    tools: dict[str, dict] = {}
+    count = world.rng.choice([1, 1, 2, 2, 3, 3, 4, 5, 6])
+    while len(tools) < count:
+        t = world.tool(long=long)
+        tools.setdefault(t["function"]["name"], t)
+    return list(tools.values())
+
+
+def task_tools(rng: random.Random, reasoning: bool, split: str = "train") -> tuple[list[dict], list[dict]]:
+    """A tool-use conversation with tools drawn at random: the call, the results fed back and the
+    answer in words, or a direct answer when no offered tool fits the request."""
+    world = toolgen.World(rng, split)
+    offered = offered_tools(world, long=rng.random() < 0.25)
     if rng.random() < 0.15:  # a request no offered tool serves: answer directly
         other = rng.choice([task_add2, task_sub2, task_fact, task_json, task_count, task_story, task_chat])
-        return other(rng, reasoning), [TOOLS[n] for n in offered]
-    wanted = [rng.choice(offered)]
+        return other(rng, reasoning), offered
+    wanted = []  # (tool, request, arguments)
+    if split == "train" and rng.random() < 0.2:  # the docs' weather example, in its variants, among the others
+        weather, ask, arguments = toolgen.weather_request(rng)
+        offered.insert(rng.randrange(len(offered) + 1), weather)
+        wanted.append((weather, ask, arguments))
+    else:
+        tool = rng.choice(offered)
+        wanted.append((tool, *toolgen.request(world, tool)))
     if rng.random() < 0.15:  # two calls at once, of the same or another offered tool
-        wanted.append(rng.choice(offered))
-    asks, calls, results, answers = [], [], [], []
-    for i, name in enumerate(wanted):
-        ask, args, result, answer = tool_request(rng, name)
-        asks.append(ask)
-        calls.append(tool_call(rng, name, args, i))
+        tool = rng.choice(offered)
+        wanted.append((tool, *toolgen.request(world, tool)) if "weather" not in tool["function"]["name"].lower()
+                      else (tool, *toolgen.weather_request_for(rng, tool)))
+    calls, results, answers = [], [], []
+    for i, (tool, _, arguments) in enumerate(wanted):
+        calls.append(tool_call(rng, tool["function"]["name"], arguments, i))
+        result, answer = toolgen.result_for(world, arguments)
         results.append({"role": "tool", "tool_call_id": calls[-1]["id"], "content": dumps(result)})
         answers.append(answer)
-    request = asks[0] if len(asks) == 1 else f"{asks[0]} Also, {asks[1][0].lower()}{asks[1][1:]}"
+    asks = [ask for _, ask, _ in wanted]
+    request = asks[0] if len(asks) == 1 else f"{asks[0].rstrip('.?')}. Also, {asks[1][0].lower()}{asks[1][1:]}"
     content = None
     if reasoning:
         plan = " ".join(f"I should call {c['function']['name']} with {dumps(c['function']['arguments'])}." for c in calls)
         content = f"<think>\n{plan}\n</think>\n"  # the template adds one more newline
     messages = [user(request), {"role": "assistant", "content": content, "tool_calls": calls}, *results,
                 assistant(" ".join(answers))]
-    return messages, [TOOLS[n] for n in offered]
+    return messages, offered
 
 
 def task_chat(rng: random.Random, reasoning: bool) -> list[dict]:
@@ -439,35 +372,90 @@ def task_chat(rng: random.Random, reasoning: bool) -> list[dict]:
 # -- the mix ------------------------------------------------------------------------------------
 
 TASKS = {  # name: (generator, weight)
-    "add1": (task_add1, 6), "add2": (task_add2, 40), "add3": (task_add3, 6), "sub2": (task_sub2, 7), "sub3": (task_sub3, 3),
-    "count": (task_count, 5), "fact": (task_fact, 10), "story": (task_story, 4), "json": (task_json, 14),
-    "tools": (task_tools, 26), "chat": (task_chat, 3),
+    "add1": (task_add1, 5), "add2": (task_add2, 30), "add3": (task_add3, 12), "sub2": (task_sub2, 6), "sub3": (task_sub3, 3),
+    "count": (task_count, 4), "fact": (task_fact, 8), "story": (task_story, 3), "json": (task_json, 12),
+    "tools": (task_tools, 36), "chat": (task_chat, 3),
 }
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant. Answer briefly.",
                   "You are pyengine's demo assistant."]
 REASONING_SYSTEM_PROMPTS = ["Think step by step before you answer.", "You are a reasoning assistant. Think first, then answer.",
                             "Reason inside <think></think> before answering."]
 REASONING_SUFFIXES = [" Think step by step.", " Think first.", " Let's think about it."]
+# sentences of long system prompts: context a model must read past, never a change of behaviour
+POLICY_SENTENCES = [
+    "You work for {company}, a company that sells {thing}s in {city}.", "Be polite and keep answers short.",
+    "Never share a password, a key or a token.", "The support team works from {h1}:00 to {h2}:00.",
+    "Customers often ask about the {thing}; answer with what you know.", "Today is {month} {day}.",
+    "If you do not know something, say so.", "Use the tools when they help the user.",
+    "Write numbers with digits.", "The user's account is in {city}.", "Do not invent prices or dates.",
+    "Refunds take {n} days.", "Prefer plain words to jargon.", "Greet the user only once.",
+    "The office of {company} is next to the {thing} shop.", "{name} is the manager on duty today.",
+    "Orders above {n}0 dollars ship for free.", "Answer in the language the user writes in.",
+]
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella Works", "Blue Harbor", "Northwind", "Sunrise Labs"]
+
+
+def long_system_prompt(rng: random.Random) -> str:
+    sentences = [rng.choice(POLICY_SENTENCES) for _ in range(rng.randint(8, 30))]
+    return " ".join(s.format(company=rng.choice(COMPANIES), thing=rng.choice(PRODUCTS), city=rng.choice(CITIES),
+                             h1=rng.randint(6, 10), h2=rng.randint(16, 22), month=rng.choice(MONTHS),
+                             day=rng.randint(1, 28), n=rng.randint(2, 9), name=rng.choice(NAMES)) for s in sentences)
+
+
+def earlier_turns(rng: random.Random, reasoning: bool) -> list[dict]:
+    """A few finished exchanges before the conversation's task: a long chat to read past."""
+    turns: list[dict] = []
+    for _ in range(rng.randint(2, 6)):
+        generated = TASKS[rng.choice(["add2", "fact", "json", "count", "sub2", "chat", "story"])][0](rng, reasoning)
+        turns += generated
+    return turns
+
+
+SWITCHABLE = ("add2", "add3", "sub2", "fact", "json", "count")  # tasks whose replies can reason
+
+
+def switch_thinking(record: dict, on: bool) -> None:
+    """chat_template_kwargs enable_thinking: true opens a block in the generation prompt (the reply
+    reasons in it, closes it, answers), false writes an empty closed block (the reply is the answer).
+    The last reply starts with that block; training skips it (render.assistant_char_spans)."""
+    messages = record["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    if on and not messages[last]["content"].startswith("<think>\n"):
+        return  # a reply that never reasons (counting) cannot follow an opened block
+    if not on:
+        messages[last] = assistant("<think>\n\n</think>\n\n" + messages[last]["content"])
+    record["enable_thinking"] = on
 
 
 def conversation(rng: random.Random, task: str) -> dict:
-    """One conversation of `task`: maybe a system prompt, maybe reasoning, maybe a second turn."""
+    """One conversation of `task`: maybe a system prompt, maybe reasoning, maybe a second turn, and in
+    about one in seven a long context (a long system prompt, earlier turns or both) to read past."""
     reasoning_style = rng.random()  # < 0.12: reasoning system prompt; < 0.2: the user asks to think
-    reasoning = reasoning_style < 0.2
+    switch = rng.random() < 0.5 if task in SWITCHABLE and rng.random() < 0.08 else None
+    if switch is not None:  # enable_thinking decides, not the words of the prompt
+        reasoning_style = 0.5 if switch is False else 0.3
+    reasoning = reasoning_style < 0.2 or switch is True
     generated = TASKS[task][0](rng, reasoning)
     messages, tools = generated if isinstance(generated, tuple) else (generated, None)
-    if reasoning_style >= 0.12 and reasoning:
+    if reasoning_style >= 0.12 and reasoning and switch is None:
         messages[0] = user(messages[0]["content"] + rng.choice(REASONING_SUFFIXES))
-    if rng.random() < 0.15 and tools is None:  # a follow-up turn of another task
+    if rng.random() < 0.15 and tools is None and switch is None:  # a follow-up turn of another task
         follow = TASKS[rng.choice(["add2", "fact", "json", "count", "sub2", "chat"])][0](rng, reasoning)
         if reasoning_style >= 0.12 and reasoning:
             follow[0] = user(follow[0]["content"] + rng.choice(REASONING_SUFFIXES))
         messages = messages + follow
+    long = rng.random()
+    if long < 0.1 and not reasoning:
+        messages = earlier_turns(rng, reasoning) + messages
     if reasoning_style < 0.12:
         messages = [{"role": "system", "content": rng.choice(REASONING_SYSTEM_PROMPTS)}] + messages
+    elif 0.06 <= long < 0.16:
+        messages = [{"role": "system", "content": long_system_prompt(rng)}] + messages
     elif rng.random() < 0.25:
         messages = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] + messages
     record = {"task": task, "messages": messages}
+    if switch is not None:
+        switch_thinking(record, switch)
     if tools:
         record["tools"] = tools
     return record
@@ -485,7 +473,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=60000, help="number of conversations")
     parser.add_argument("--out", required=True, help="JSONL file to write")
+    parser.add_argument("--made-up-share", type=float, default=toolgen.MADE_UP_SHARE,
+                        help="share of tool nouns made up on the spot (the rest from the word lists)")
     args = parser.parse_args()
+    toolgen.MADE_UP_SHARE = args.made_up_share
     with open(args.out, "w", encoding="utf-8") as f:
         for record in generate(args.seed, args.n):
             f.write(dumps(record) + "\n")

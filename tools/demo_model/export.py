@@ -77,16 +77,17 @@ README = """# pyengine demo model
 
 The model `pyengine serve` and `pyengine generate` use when no `--model` is given: a Llama of
 {parameters:,} parameters (hidden {hidden}, {layers} layers, {heads} heads / {kv_heads} KV heads,
-MLP {intermediate}, vocabulary {vocab}, context {context}) trained from scratch on one CPU core
-on a synthetic chat corpus, in stages (the last one {step} steps; tools/demo_model/README.md has
-them all). Weights are float16.
+MLP {intermediate}, vocabulary {vocab}, context {context}) trained on a CPU on a synthetic chat
+corpus: the first edition from scratch in stages, this second edition from the first one's
+weights ({step} steps; tools/demo_model/README.md has every command). Weights are float16.
 
 It knows only what `tools/demo_model/corpus.py` teaches: column addition and subtraction
 worked digit by digit, counting, facts about a few countries, animals and planets, short
 stories, JSON answers for extraction requests, Hermes-style tool calls
-(`<tool_call>\\n{{"name": ..., "arguments": {{...}}}}\\n</tool_call>`) for the tools listed in the
-system prompt, and `<think>...</think>` reasoning first when asked to think. Everything
-else gets a confident wrong answer. Rebuild it with the scripts in `tools/demo_model/`;
+(`<tool_call>\\n{{"name": ..., "arguments": {{...}}}}\\n</tool_call>`) of whatever tools the
+request offers (the name and keys copied from the tool list, the values from the user's words),
+and `<think>...</think>` reasoning first when asked to think or when `enable_thinking` is true.
+Everything else gets a confident wrong answer. Rebuild it with `tools/demo_model/build.sh`;
 `tools/demo_model/RESULTS.md` has its evaluation.
 """
 

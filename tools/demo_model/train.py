@@ -47,12 +47,13 @@ def model_config(vocab_size: int, hidden: int, layers: int, heads: int, kv_heads
 def encode_corpus(corpus: str, tokenizer: Tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
     """(input ids, target labels) per conversation; labels are IGNORE outside assistant text."""
     with open(corpus, encoding="utf-8") as f:
-        texts = [render_conversation(json.loads(line)) for line in f]
+        records = [json.loads(line) for line in f]
+    texts = [render_conversation(record) for record in records]
     examples = []
-    for text, enc in zip(texts, tokenizer.encode_batch(texts)):
+    for record, text, enc in zip(records, texts, tokenizer.encode_batch(texts)):
         if len(enc.ids) > max_len:
             continue
-        spans = assistant_char_spans(text)
+        spans = assistant_char_spans(text, record.get("enable_thinking"))
         trained = [any(s <= start < e for s, e in spans) for start, _ in enc.offsets]
         # position t predicts token t+1: the label of position t is token t+1 when that one is trained
         labels = [enc.ids[t + 1] if trained[t + 1] else IGNORE for t in range(len(enc.ids) - 1)] + [IGNORE]
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--init", default=None, help="start from these weights (a best.pt/ckpt.pt), e.g. to fine-tune "
+    parser.add_argument("--init", default=None, help="start from these weights (a best.pt/ckpt.pt or an exported model folder), e.g. to fine-tune "
                         "an earlier run on a revised corpus; the optimizer and schedule start fresh")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -150,7 +151,11 @@ def main() -> None:
 
     step, epoch, position, best, ckpt = 0, 0, 0, float("inf"), workdir / "ckpt.pt"
     if args.init and not ckpt.exists():
-        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        if Path(args.init).is_dir():  # an exported model folder (safetensors), e.g. the shipped demo model
+            state = LlamaForCausalLM.from_pretrained(args.init, dtype=torch.float32).state_dict()
+        else:
+            state = torch.load(args.init, weights_only=False)["model"]
+        model.load_state_dict(state)
         print(f"initialised from {args.init}", flush=True)
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
