@@ -34,6 +34,7 @@
 
 mod earley;
 mod error;
+mod jumps;
 mod slicer;
 #[cfg(test)]
 mod testing;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 use earley::{Automaton, FxMap, DEAD, ROOT};
 pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 pub use error::{ErrorKind, GrammarError};
+use jumps::{Jumps, Loop};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 use walk::{Kids, TextMask};
@@ -67,6 +69,10 @@ pub struct GrammarMatcher {
     runs: FxMap<u32, Option<Run>>,
     /// State -> how its mask uses a slice
     slices: FxMap<u32, Option<SliceUse>>,
+    /// State -> whether UTF-8 characters were followed, and its loop (see `jumps.rs`)
+    loops: FxMap<u32, (bool, Option<Loop>)>,
+    /// The vocabulary's jumps asked for so far, by class
+    jumps: Vec<(SliceKey, Option<Arc<Jumps>>)>,
     /// Walk scratch: per depth, the state and the children left
     frames: Vec<(u32, Kids)>,
 }
@@ -102,6 +108,8 @@ impl GrammarMatcher {
             masks: FxMap::with_capacity_and_hasher(64, Default::default()),
             runs: FxMap::with_capacity_and_hasher(64, Default::default()),
             slices: FxMap::with_capacity_and_hasher(64, Default::default()),
+            loops: FxMap::with_capacity_and_hasher(64, Default::default()),
+            jumps: Vec::new(),
             frames: Vec::with_capacity(64),
         })
     }
@@ -263,6 +271,7 @@ impl GrammarMatcher {
         self.masks.clear();
         self.runs.clear();
         self.slices.clear();
+        self.loops.clear();
         Ok(())
     }
 
