@@ -28,7 +28,7 @@ use super::GrammarMatcher;
 /// A state loops on fewer ASCII bytes than this: no jumps.
 const MIN_LOOP_BYTES: u32 = 32;
 /// A state's loop is looked for (a few closures) only below a subtree of this many nodes or more.
-const MIN_JUMP_NODES: usize = 32;
+const MIN_JUMP_NODES: usize = 512;
 /// A subtree of fewer nodes than this is walked (a jump costs a few lookups, a node one step).
 const MIN_KNOWN_JUMP_NODES: usize = 8;
 
@@ -437,15 +437,12 @@ impl GrammarMatcher {
         Ok(l)
     }
 
-    /// The jumps of `key` over `trie` (the matcher keeps the vocabulary's: no lock per jump).
-    fn jumps_of(&mut self, trie: &TokenTrie, key: SliceKey) -> Option<Arc<Jumps>> {
-        if !std::ptr::eq(trie, &*self.trie) {
-            return trie.jumps(key);
-        }
+    /// The vocabulary's jumps of `key` (kept by the matcher: no lock per jump).
+    fn jumps_of(&mut self, key: SliceKey) -> Option<Arc<Jumps>> {
         if let Some((_, j)) = self.jumps.iter().find(|(k, _)| *k == key) {
             return j.clone();
         }
-        let j = trie.jumps(key);
+        let j = self.trie.jumps(key);
         self.jumps.push((key, j.clone()));
         j
     }
@@ -464,15 +461,14 @@ impl GrammarMatcher {
             Some(i) => (i, trie.end[i] as usize - i - 1),
             None => (trie.len(), trie.len()),
         };
-        // (a state's loop is looked for below a large subtree; once known, a small one will do)
-        let known = self.loops.contains_key(&s);
-        if below
-            < if known {
-                MIN_KNOWN_JUMP_NODES
-            } else {
-                MIN_JUMP_NODES
-            }
-        {
+        // (a state's loop is looked for below a large subtree of the vocabulary's trie; once
+        // known, a small one will do; a slice's exits are the tokens leaving its class: few
+        // of them go on in a class)
+        let least = match self.loops.contains_key(&s) {
+            true => MIN_KNOWN_JUMP_NODES,
+            false => MIN_JUMP_NODES,
+        };
+        if below < least || !std::ptr::eq(trie, &*self.trie) {
             return Ok(false);
         }
         // (UTF-8 characters followed at the root and after one: where tokens have more)
@@ -480,7 +476,7 @@ impl GrammarMatcher {
         let Some(l) = l else {
             return Ok(false);
         };
-        let Some(jumps) = self.jumps_of(trie, l.key) else {
+        let Some(jumps) = self.jumps_of(l.key) else {
             return Ok(false);
         };
         let Some(chars) = jumps.chars_at(at) else {

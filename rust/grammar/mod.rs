@@ -15,7 +15,12 @@
 //!   counted `{0,n}`), the tokens made of that class come from a precomputed per-trie table
 //!   ([`Slice`]) and only the tokens leaving the class are walked, from where they leave it; a
 //!   state whose successors all read exactly its class needs no walk at all.
-//! - `trie.rs`: the vocabulary trie, its fans, and the slices.
+//! - `jumps.rs`: a state met inside the walk that loops on a class (an additional key once its
+//!   first character is none of the declared names' first ones, JSON string content) takes the
+//!   class tokens below the trie node as one range of a per-trie table (`Jumps`) and
+//!   walks only the nodes where they leave the class: a key's mask walks a few thousand nodes,
+//!   not the 300,000 of a vocabulary whose every token may start a key.
+//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps.
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!
 //! Masks are identical to the plain walk (the twin parity tests check it).

@@ -256,11 +256,11 @@ impl GrammarMatcher {
             return Ok(None);
         };
         if first.next != s {
-            // A first class narrower than the class its successor loops on (an additional key
-            // after the declared names' first characters): most tokens would be exits of the
-            // slice; a walk that jumps from the successor (see `jumps.rs`) does better.
-            if let Some(l) = self.loop_of(first.next, true)? {
-                if !l.key.subset_of(&first.key) {
+            // A first class narrower than the class its successor goes on with (an additional
+            // key after the declared names' first characters): most tokens would be exits of
+            // the slice; a walk that jumps from the successor (see `jumps.rs`) does better.
+            if let Some(then) = self.run_of(first.next, 1)? {
+                if !then.key.subset_of(&first.key) {
                     return Ok(None);
                 }
             }

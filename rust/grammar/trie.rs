@@ -237,7 +237,7 @@ impl TokenTrie {
         t.max_depth = t.depth.iter().copied().max().unwrap_or(0) as usize;
         t.token_bytes = token_bytes;
         t.index_fans();
-        // The classes most grammars loop on, sliced (and their jumps built) up front (a few ms each) so that no mask pays
+        // The classes most grammars loop on, sliced up front (a few ms each) so that no mask pays
         // for them: JSON string content (with and without DEL, as JSON Schema and GBNF write it)
         // and "anything but a newline" (regex `.` and `[^\n]`).
         let ascii = |f: &dyn Fn(u8) -> bool| {
@@ -258,15 +258,15 @@ impl TokenTrie {
             .map(|&k| Arc::new(t.build_slice(k)))
             .collect();
         t.slices = Mutex::new(built);
-        // (and JSON string content's ASCII alone, for the loops found below a token's first
-        // character, where UTF-8 characters are not followed)
+        // The jumps (see `jumps.rs`) of JSON string content, as JSON Schema writes it (keys
+        // too), and of its ASCII alone, for the loops found after an ASCII character (where
+        // UTF-8 characters are not followed); others are built when a grammar needs them.
         let ascii_json = SliceKey {
             utf8: false,
             ..defaults[0]
         };
-        let jumps: Vec<Arc<Jumps>> = defaults
+        let jumps: Vec<Arc<Jumps>> = [defaults[0], defaults[1], ascii_json]
             .iter()
-            .chain([&ascii_json])
             .map(|&k| Arc::new(Jumps::new(&t, k)))
             .collect();
         t.jumps = Mutex::new(jumps);
