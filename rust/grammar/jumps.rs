@@ -664,10 +664,11 @@ mod tests {
         assert!(m.accept_token(0).unwrap()); // "\""
         let want = allowed_one_by_one(&mut m);
         assert_eq!(m.allowed_token_ids().unwrap(), want);
-        assert!(want.contains(&1) && !want.contains(&2)); // "ab\":" yes, "aa" no
-                                                          // The key's state loops after two characters (the second set differs from the first
-                                                          // in an origin); a first "a" is an exception, walked. A first UTF-8 character takes
-                                                          // the other alternative, to a state of its own that goes on the same way.
+        // ("ab\":" yes, "aa" no)
+        assert!(want.contains(&1) && !want.contains(&2));
+        // The key's state loops after two characters (the second set differs from the first
+        // in an origin); a first "a" is an exception, walked. A first UTF-8 character takes
+        // the other alternative, to a state of its own that goes on the same way.
         let s = m.current();
         let l = m.loop_of(s, true).unwrap().unwrap();
         assert!(l.key.utf8 && has_byte(&l.key.bits, b'z') && !has_byte(&l.key.bits, b'"'));

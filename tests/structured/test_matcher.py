@@ -7,6 +7,8 @@ matcher accepts exactly when `Grammar.matches` (the plain Earley recognizer) doe
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from pyengine.structured import matcher
 from pyengine.structured.grammar import GrammarBuilder, GrammarError, GrammarLimitError, choice_grammar
+from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
 from pyengine.structured.matcher import matches
 from pyengine.structured.regex import regex_grammar
 
@@ -203,7 +206,7 @@ def test_slicer_masks_match_the_twin(pattern, choices):
 JUMP_LETTERS = ["a", "b", "n", "r", "é", "日"]
 JUMP_VOCAB = ([bytes([b]) for b in range(256)]
               + ["".join(w).encode() for n in (2, 3, 4)
-                 for w in __import__("itertools").product(JUMP_LETTERS, repeat=n)]
+                 for w in itertools.product(JUMP_LETTERS, repeat=n)]
               + [w.encode() for w in ['{"', '", "', '":', '": ', '"}', "ab\"", 'an":', "a\\n", '\\"', "1,", ", "]]
               + [b"ab\xc3", b"\xe6\x97", "é".encode() + b"\xe6"]
               + [None])
@@ -216,8 +219,6 @@ JUMP_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "ran
 @settings(max_examples=10, deadline=None)
 @given(choices=st.lists(st.integers(0, 100_000), min_size=1, max_size=12))
 def test_jump_masks_match_the_twin(choices):
-    from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
-
     g = json_schema_grammar(JUMP_SCHEMA, JsonOptions(disable_additional_properties=False))
     eos = [len(JUMP_VOCAB) - 1]
     py, rs = make("python", g, JUMP_VOCAB, eos), make("native", g, JUMP_VOCAB, eos)
