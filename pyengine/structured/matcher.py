@@ -27,7 +27,9 @@ count of a counted one. One item per count, so a set holds no more items for {0,
 The Rust side adds optimizations with identical results: hash-consed Earley sets with cached
 transitions and masks (closures memoized by their seeds), and a "slicer" (tokens made only of
 characters a state loops on are allowed wholesale; the rest are walked from where they leave that
-class), and wide trie nodes that jump to the children a state can scan; see rust/grammar/mod.rs.
+class), the same inside the walk below any trie node ("jumps": a key's first character, then the
+rest of an additional key, read as one range of tokens), and wide trie nodes that jump to the
+children a state can scan; see rust/grammar/mod.rs.
 Its sets are a cache with a bound: past it the Rust matcher rebuilds them from the bytes accepted
 so far (the twin keeps no cache, so it has nothing to rebuild).
 

@@ -15,7 +15,12 @@
 //!   counted `{0,n}`), the tokens made of that class come from a precomputed per-trie table
 //!   ([`Slice`]) and only the tokens leaving the class are walked, from where they leave it; a
 //!   state whose successors all read exactly its class needs no walk at all.
-//! - `trie.rs`: the vocabulary trie, its fans, and the slices.
+//! - `jumps.rs`: a state met inside the walk that loops on a class (an additional key once its
+//!   first character is none of the declared names' first ones, JSON string content) takes the
+//!   class tokens below the trie node as one range of a per-trie table (`Jumps`) and
+//!   walks only the nodes where they leave the class: a key's mask walks a few thousand nodes,
+//!   not the 300,000 of a vocabulary whose every token may start a key.
+//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps.
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!
 //! Masks are identical to the plain walk (the twin parity tests check it).
@@ -34,6 +39,7 @@
 
 mod earley;
 mod error;
+mod jumps;
 mod slicer;
 #[cfg(test)]
 mod testing;
@@ -45,6 +51,7 @@ use std::sync::Arc;
 use earley::{Automaton, FxMap, DEAD, ROOT};
 pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 pub use error::{ErrorKind, GrammarError};
+use jumps::{Jumps, Loop};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};
 use walk::{Kids, TextMask};
@@ -67,6 +74,10 @@ pub struct GrammarMatcher {
     runs: FxMap<u32, Option<Run>>,
     /// State -> how its mask uses a slice
     slices: FxMap<u32, Option<SliceUse>>,
+    /// State -> whether UTF-8 characters were followed, and its loop (see `jumps.rs`)
+    loops: FxMap<u32, (bool, Option<Loop>)>,
+    /// The vocabulary's jumps asked for so far, by class
+    jumps: Vec<(SliceKey, Option<Arc<Jumps>>)>,
     /// Walk scratch: per depth, the state and the children left
     frames: Vec<(u32, Kids)>,
 }
@@ -102,6 +113,8 @@ impl GrammarMatcher {
             masks: FxMap::with_capacity_and_hasher(64, Default::default()),
             runs: FxMap::with_capacity_and_hasher(64, Default::default()),
             slices: FxMap::with_capacity_and_hasher(64, Default::default()),
+            loops: FxMap::with_capacity_and_hasher(64, Default::default()),
+            jumps: Vec::new(),
             frames: Vec::with_capacity(64),
         })
     }
@@ -263,6 +276,7 @@ impl GrammarMatcher {
         self.masks.clear();
         self.runs.clear();
         self.slices.clear();
+        self.loops.clear();
         Ok(())
     }
 

@@ -13,9 +13,12 @@
 use std::sync::{Arc, Mutex};
 
 use super::error::GrammarError;
+use super::jumps::Jumps;
 
 /// Slices cached per trie (each holds a mask and a residual trie: a few MB at most).
 pub const MAX_SLICES: usize = 8;
+/// Jumps cached per trie (each about 20 bytes per node).
+pub const MAX_JUMPS: usize = 8;
 /// A node with at least this many children gets a [`Fan`].
 pub const FAN_MIN_CHILDREN: usize = 8;
 /// `fan` entry of a node without a [`Fan`].
@@ -60,6 +63,8 @@ pub struct TokenTrie {
     pub fan_children: Vec<u32>,
     /// Slices built so far (see [`Slice`]), shared by every matcher on this vocabulary.
     slices: Mutex<Vec<Arc<Slice>>>,
+    /// Jumps built so far (see [`Jumps`]), shared by every matcher on this vocabulary.
+    jumps: Mutex<Vec<Arc<Jumps>>>,
 }
 
 /// A class of byte strings a grammar state may loop on: the single bytes of `bits`, and, when
@@ -253,7 +258,42 @@ impl TokenTrie {
             .map(|&k| Arc::new(t.build_slice(k)))
             .collect();
         t.slices = Mutex::new(built);
+        // The jumps (see `jumps.rs`) of JSON string content, as JSON Schema writes it (keys
+        // too), and of its ASCII alone, for the loops found after an ASCII character (where
+        // UTF-8 characters are not followed); others are built when a grammar needs them.
+        let ascii_json = SliceKey {
+            utf8: false,
+            ..defaults[0]
+        };
+        let jumps: Vec<Arc<Jumps>> = [defaults[0], defaults[1], ascii_json]
+            .iter()
+            .map(|&k| Arc::new(Jumps::new(&t, k)))
+            .collect();
+        t.jumps = Mutex::new(jumps);
         Ok(t)
+    }
+
+    /// The jumps for `key` (built once per trie), or, when [`MAX_JUMPS`] are already built, the
+    /// built ones for the class within `key` with the most tokens (None if there is none).
+    pub fn jumps(&self, key: SliceKey) -> Option<Arc<Jumps>> {
+        let mut built = self.jumps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(j) = built.iter().find(|j| j.key == key) {
+            return Some(j.clone());
+        }
+        let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
+        let within = || built.iter().filter(|j| j.key.subset_of(&key));
+        if let Some(j) = within()
+            .filter(|j| j.key.utf8 == key.utf8 && size(&j.key) + 4 >= size(&key))
+            .max_by_key(|j| j.size())
+        {
+            return Some(j.clone()); // a class a few bytes short of `key`: good enough, no build
+        }
+        if built.len() < MAX_JUMPS {
+            let j = Arc::new(Jumps::new(self, key));
+            built.push(j.clone());
+            return Some(j);
+        }
+        within().max_by_key(|j| j.size()).cloned()
     }
 
     /// The slice for `key` (built once per trie), or, when [`MAX_SLICES`] are already built, the

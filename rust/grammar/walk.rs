@@ -140,7 +140,9 @@ impl GrammarMatcher {
         ids: &mut Vec<u32>,
     ) -> Result<(), GrammarError> {
         self.frames.clear();
-        self.frames.push((s, Self::children(trie, node)));
+        if !self.jump(trie, node, s, ids)? {
+            self.frames.push((s, Self::children(trie, node)));
+        }
         self.walk_frames(trie, ids)
     }
 
@@ -235,7 +237,7 @@ impl GrammarMatcher {
             ids.extend_from_slice(
                 &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize],
             );
-            if i + 1 < trie.end[i] as usize {
+            if i + 1 < trie.end[i] as usize && !self.jump(trie, Some(i), next, ids)? {
                 self.frames.push((next, Self::children(trie, Some(i))));
             }
         }

@@ -7,6 +7,8 @@ matcher accepts exactly when `Grammar.matches` (the plain Earley recognizer) doe
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from pyengine.structured import matcher
 from pyengine.structured.grammar import GrammarBuilder, GrammarError, GrammarLimitError, choice_grammar
+from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
 from pyengine.structured.matcher import matches
 from pyengine.structured.regex import regex_grammar
 
@@ -186,6 +189,44 @@ def test_slicer_masks_match_the_twin(pattern, choices):
     g = regex_grammar(pattern)
     eos = [len(SLICER_VOCAB) - 1]
     py, rs = make("python", g, SLICER_VOCAB, eos), make("native", g, SLICER_VOCAB, eos)
+    for choice in choices:
+        allowed = py.allowed_token_ids()
+        assert rs.allowed_token_ids() == allowed
+        if not allowed or py.is_terminated():
+            break
+        token = allowed[choice % len(allowed)]
+        assert py.accept_token(token) and rs.accept_token(token)
+
+
+# Jumps (Rust): a state met in the walk that loops on a class takes the class tokens below a
+# trie node as one range and walks only where they leave it (and the first characters it excepts).
+# An object that allows additional keys is the case: after `{"` or `, "` a key is a declared name or
+# any other string. A vocabulary of every word of up to four letters from a small alphabet (with
+# UTF-8 characters, quotes and escapes) is big enough for the walk to jump from the key's state.
+JUMP_LETTERS = ["a", "b", "n", "r", "é", "日"]
+JUMP_VOCAB = ([bytes([b]) for b in range(256)]
+              + ["".join(w).encode() for n in (2, 3, 4)
+                 for w in itertools.product(JUMP_LETTERS, repeat=n)]
+              + [w.encode() for w in ['{"', '", "', '":', '": ', '"}', "ab\"", 'an":', "a\\n", '\\"', "1,", ", "]]
+              + [b"ab\xc3", b"\xe6\x97", "é".encode() + b"\xe6"]
+              + [None])
+JUMP_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "rank": {"type": "integer"},
+                                                "rare": {"type": "boolean"}, "bar": {"type": "string"}},
+               "required": ["name"]}
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+@settings(max_examples=10, deadline=None)
+@given(choices=st.lists(st.integers(0, 100_000), min_size=1, max_size=12))
+def test_jump_masks_match_the_twin(choices):
+    g = json_schema_grammar(JUMP_SCHEMA, JsonOptions(disable_additional_properties=False))
+    eos = [len(JUMP_VOCAB) - 1]
+    py, rs = make("python", g, JUMP_VOCAB, eos), make("native", g, JUMP_VOCAB, eos)
+    for text in (b'{"', b'{"name": "x", "'):  # a key's state, first and after a member
+        assert py.accept_bytes(text) and rs.accept_bytes(text)
+        assert rs.allowed_token_ids() == py.allowed_token_ids()
+        py.reset()
+        rs.reset()
     for choice in choices:
         allowed = py.allowed_token_ids()
         assert rs.allowed_token_ids() == allowed
