@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np  # host: the row index of each sampling sequence
 
@@ -26,19 +26,13 @@ from pyengine.model import load_model
 from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
-from pyengine.sampling import (
-    RequestOutputKind,
-    SamplerOutput,
-    SamplingParams,
-    SamplingRow,
-    StructuredOutputsParams,
-    make_generator,
-    make_sampler,
-    tokenize_bad_words,
-)
+from pyengine.sampling import RequestOutputKind, SamplerOutput, SamplingParams, SamplingRow, make_generator, make_sampler
 from pyengine.scheduler import BatchPlan, Scheduler
 from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
+
+if TYPE_CHECKING:
+    from pyengine.sampling.nested_params import StructuredOutputsParams
 
 
 class Engine:
@@ -299,6 +293,8 @@ class Engine:
             return []
         if self.tokenizer is None:
             raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
+        from pyengine.sampling.processors import tokenize_bad_words  # noqa: PLC0415  (bad words load it)
+
         return tokenize_bad_words(params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False),
                                   self.vocab_size)
 

@@ -17,23 +17,27 @@ from typing import Any
 
 from pyengine.sampling.draw import make_generator
 from pyengine.sampling.logprobs import RowLogprobs
-from pyengine.sampling.params import (
-    RepetitionDetectionParams,
-    RequestOutputKind,
-    SamplingParams,
-    StructuredOutputsParams,
-    tokenize_bad_words,
-)
+from pyengine.sampling.params import RequestOutputKind, SamplingParams
 from pyengine.sampling.reference import ReferenceSampler, SamplerOutput, SamplingRow
 
 SAMPLERS = {"reference": ("pyengine.sampling.reference", "ReferenceSampler"),
             "fast": ("pyengine.sampling.fast.sampler", "Sampler")}  # the `sampler` twin -> (module, class)
+# Names whose modules load when first asked for (what only some requests use).
+_LAZY = {"RepetitionDetectionParams": "pyengine.sampling.nested_params",
+         "StructuredOutputsParams": "pyengine.sampling.nested_params",
+         "tokenize_bad_words": "pyengine.sampling.processors"}
 
 
 def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = None) -> ReferenceSampler:
     """The sampler twin `name` ("reference" or "fast") over `backend`, its module imported now."""
     module, class_name = SAMPLERS[name]
     return getattr(importlib.import_module(module), class_name)(backend, vocab_size, seed=seed)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pyengine.sampling' has no attribute {name!r}")
 
 
 __all__ = [

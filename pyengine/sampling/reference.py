@@ -44,7 +44,6 @@ from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import inverse_cdf_sample
 from pyengine.sampling.logprobs import RowLogprobs, pack, row_logprobs, unpack
 from pyengine.sampling.params import SamplingParams
-from pyengine.sampling.processors import PROCESSORS
 from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
 
 
@@ -98,6 +97,10 @@ class ReferenceSampler:
         Returns `logits` itself when no processor applies; otherwise the first one that does
         copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
         """
+        if not any(row.params.uses_processors for row in rows):
+            return logits
+        from pyengine.sampling.processors import PROCESSORS  # noqa: PLC0415  (the first row that uses one loads them)
+
         current = logits
         for processor in PROCESSORS:
             current = processor(current, rows, out=out if current is logits else current)
