@@ -45,7 +45,7 @@ from pyengine.model.layers import (
     write_kv,
 )
 from pyengine.model.loader import CheckpointError, take_tensor
-from pyengine.model.rope import RotaryEmbedding
+from pyengine.model.rope import rotary_embedding
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ class LlamaModel:
         self.layers = layers
         self.norm = norm  # [D]
         self.lm_head = lm_head  # [D, V]: the output head, stored [in, out] (unlike the projections)
-        self.rotary = RotaryEmbedding(config, backend.xp)
+        self.rotary = rotary_embedding(config, backend.xp)
         self.act = ACTIVATIONS[config.hidden_act]
         self.scale = config.head_dim ** -0.5
 
