@@ -25,6 +25,7 @@ PUBLIC_MODULES = {"generate_cli"}  # `from pyengine import generate_cli`: the `p
 NUMPY_FREE = {"model", "cache", "sampling"}
 HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/loader.py": "safetensors files read into host arrays",
+    "pyengine/model/checkpoint_formats.py": "bfloat16 tensors widened into float32 host arrays",
     "pyengine/model/llama.py": "weights fused and transposed on the host before their copy to the device",
     "pyengine/model/gpt2.py": "weights transposed on the host before their copy to the device",
     "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",
