@@ -79,18 +79,6 @@ class Engine:
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
 
-    def tune_process(self) -> None:
-        """Start-up tuning of the process for this model on the CPU: BLAS threads, freed memory kept.
-
-        Process-wide settings, so the code that starts the process's engine calls this once
-        (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
-        """
-        if self.backend.name == "cpu":
-            from pyengine.backend.cpu_tuning import tune_cpu_process  # noqa: PLC0415  (once, at start-up)
-
-            model_config = self.model.config
-            tune_cpu_process(model_config.hidden_size, model_config.intermediate_size, self.config.cpu_threads)
-
     @property
     def constrained(self) -> Any:
         """Structured outputs: the grammar matchers and the step's mask (pyengine/constrained.py).

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER = "pyengine_server"  # the HTTP server's package (the folder pyengine_server/)
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
-                  "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained"}
+                  "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained",
+                  "single_sequence"}
 PUBLIC_MODULES = {"generate_cli"}  # `from pyengine import generate_cli`: the `pyengine generate` command
 NUMPY_FREE = {"model", "cache", "sampling"}
 HOST_NUMPY = {  # device-code modules that import numpy by name, and what for

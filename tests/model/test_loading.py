@@ -13,7 +13,7 @@ from pyengine.model import CheckpointError, ConfigError, ModelConfig, load_model
 from pyengine.model.loader import load_tensors
 
 from .checkpoints import llama_config, llama_tensors, to_bf16_bits, write_checkpoint
-from pyengine.model_runner import SingleSequence
+from pyengine.single_sequence import SingleSequence
 
 PROMPT = [3, 7, 11, 5, 2, 9]
 
