@@ -13,7 +13,6 @@ It deals in token ids; text goes in through the tokenizer and out through the de
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +43,7 @@ class Engine:
         self.model = load_model(config.model, self.backend, attention=config.twins.attention)
         model_config = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
-        self.tokenizer = None if config.skip_tokenizer_init else \
-            Tokenizer.from_pretrained(config.tokenizer or config.model)
+        self.tokenizer = None if config.skip_tokenizer_init else Tokenizer.from_pretrained(config.tokenizer or config.model)
         self.vocab_size = model_config.vocab_size
         if config.max_model_len is not None and config.max_model_len > model_config.max_position_embeddings:
             raise ValueError(f"max_model_len {config.max_model_len} is greater than the model's context of "
@@ -81,11 +79,7 @@ class Engine:
 
     @property
     def constrained(self) -> Any:
-        """Structured outputs: the grammar matchers and the step's mask (pyengine/constrained.py).
-
-        Imported and built on first use, so an engine that never sees a constraint never loads
-        the grammar machinery.
-        """
+        """Structured outputs (pyengine/constrained.py), loaded and built by the first constraint."""
         if self._constrained is None:
             from pyengine.constrained import ConstrainedDecoding  # noqa: PLC0415  (the first constraint loads it)
 
@@ -94,14 +88,8 @@ class Engine:
         return self._constrained
 
     def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
-        """Check and compile a constraint now; the compiled grammar stays on it for the request to use.
-
-        What `add_request` would do with it, done ahead (a server does it while validating, off
-        the engine's thread): a request that carries it is not compiled again.
-
-        Raises:
-            ValueError: the constraint does not compile (see `ConstrainedDecoding.compile`).
-        """
+        """Compile a constraint now (a server does it while validating), kept on it: a request that carries
+        it is not compiled again. Raises ValueError if it does not compile (`ConstrainedDecoding.compile`)."""
         structured_outputs.compiled = self.constrained.compile(structured_outputs)
         return structured_outputs
 
@@ -133,13 +121,15 @@ class Engine:
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        bad_words_token_ids = self._bad_words_token_ids(params)
         grammar = None if params.structured_outputs is None else self.constrained.grammar_for(params)  # may raise
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
         request.needs_prompt_logprobs = params.prompt_logprobs is not None
-        request.bad_words_token_ids = bad_words_token_ids
+        if params.bad_words or params.bad_words_token_ids:
+            from pyengine.sampling.processors import request_bad_words  # noqa: PLC0415  (bad words load it)
+
+            request.bad_words_token_ids = request_bad_words(params, self.tokenizer, self.vocab_size)
         for index in range(1 if params.use_beam_search else params.n):
             seed = None if params.seed is None else params.seed + index
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
@@ -251,10 +241,7 @@ class Engine:
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks (which may set its finish reason)."""
         if seq.matcher is not None:  # EOS inside a think block stands for the closing tag
-            chosen = self.constrained.output_token(seq.matcher, token_id)
-            if chosen != token_id and row_logprobs is not None:
-                row_logprobs = dataclasses.replace(row_logprobs, token_ids=[chosen, *row_logprobs.token_ids[1:]])
-            token_id = chosen
+            token_id, row_logprobs = self.constrained.output_token(seq.matcher, token_id, row_logprobs)
         seq.output_token_ids.append(token_id)
         if logprob is not None:  # computed for requests with logprobs, as in vLLM
             seq.cumulative_logprob += logprob
@@ -271,20 +258,6 @@ class Engine:
         text = self.output_processor.token_text
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
-
-    def _bad_words_token_ids(self, params: SamplingParams) -> list[list[int]]:
-        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary),
-        or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
-        if params.bad_words_token_ids is not None:
-            return params.bad_words_token_ids
-        if not params.bad_words:
-            return []
-        if self.tokenizer is None:
-            raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
-        from pyengine.sampling.processors import tokenize_bad_words  # noqa: PLC0415  (bad words load it)
-
-        return tokenize_bad_words(params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False),
-                                  self.vocab_size)
 
     def _fail_unschedulable(self) -> list[RequestOutput]:
         """Nothing fits even in an empty batch: end the blocked sequence rather than spin."""

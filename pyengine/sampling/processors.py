@@ -216,6 +216,16 @@ def verify_processor_params(params: SamplingParams, vocab_size: int) -> None:
     _check_bad_word_ids(params.bad_words_token_ids or [], vocab_size)
 
 
+def request_bad_words(params: SamplingParams, tokenizer: Any, vocab_size: int) -> list[list[int]]:
+    """A request's `bad_words` tokenized with the model's tokenizer (ids checked against its vocabulary),
+    or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
+    if params.bad_words_token_ids is not None:
+        return params.bad_words_token_ids
+    if tokenizer is None:
+        raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
+    return tokenize_bad_words(params.bad_words, lambda s: tokenizer.encode(s, add_special_tokens=False), vocab_size)
+
+
 def tokenize_bad_words(bad_words: list[str], encode: Callable[[str], list[int]],
                        vocab_size: int | None = None) -> list[list[int]]:
     """Token sequences to ban, as vLLM builds them.
