@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np  # host: the row index of each sampling sequence
 
+from pyengine import settings
 from pyengine.backend import get_backend
 from pyengine.cache import BlockManager, KVCache
 from pyengine.engine_config import EngineConfig
@@ -26,7 +27,7 @@ from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
 from pyengine.sampling import RequestOutputKind, SamplerOutput, SamplingParams, SamplingRow, make_generator, make_sampler
-from pyengine.scheduler import BatchPlan, Scheduler
+from pyengine.scheduler import POLICIES, BatchPlan
 from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
 
@@ -63,8 +64,8 @@ class Engine:
                                 kv_heads, head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
         self.runner = ModelRunner(self.model, self.kv_cache)
-        self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
-                                   config.scheduling_policy)
+        scheduler_class = settings.load(*POLICIES[config.scheduling_policy])  # priority's loads when chosen
+        self.scheduler = scheduler_class(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self.sampler = make_sampler(config.twins.sampler, self.backend, self.vocab_size, seed=config.seed)
         text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):

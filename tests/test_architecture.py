@@ -21,7 +21,7 @@ SERVER = "pyengine_server"  # the HTTP server's package (the folder pyengine_ser
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
                   "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained",
-                  "single_sequence"}
+                  "single_sequence", "priority_scheduler"}
 PUBLIC_MODULES = {"generate_cli"}  # `from pyengine import generate_cli`: the `pyengine generate` command
 NUMPY_FREE = {"model", "cache", "sampling"}
 HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
