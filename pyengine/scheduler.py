@@ -82,9 +82,6 @@ class Scheduler:
         self.waiting.append(seq)
         self.waiting.sort(key=self.rank)
 
-    def has_unfinished(self) -> bool:
-        return bool(self.waiting or self.running)
-
     def blocked_sequence(self) -> Sequence | None:
         """The waiting sequence that cannot run even alone (nothing runs and it was not admitted)."""
         return self.waiting[0] if self.waiting and not self.running else None

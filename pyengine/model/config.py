@@ -91,10 +91,6 @@ class ModelConfig:
     norm_topk_prob: bool = False  # renormalise the k chosen probabilities to sum to 1
     layer_uses_experts: tuple[bool, ...] = ()
 
-    @property
-    def num_queries_per_kv(self) -> int:
-        return self.num_attention_heads // self.num_key_value_heads
-
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "ModelConfig":
         """Read `path/config.json` (+ `generation_config.json` if present) and normalise it.
@@ -169,9 +165,11 @@ def llama_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
     head_dim = raw.get("head_dim") or hidden_size // num_heads
     is_qwen2 = architecture == "Qwen2ForCausalLM"
     attention_bias = bool(raw.get("attention_bias", False))
-    sliding_window = raw.get("sliding_window")
-    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM") and not raw.get("use_sliding_window"):
-        sliding_window = None  # Qwen configs carry a window size but switch it off
+    window: tuple[int | None, tuple[bool, ...]] = (None, (False,) * num_layers)
+    if raw.get("sliding_window") is not None:  # Mistral's (Qwen's when switched on), read where windows are
+        from pyengine.model.family_configs import sliding_window  # noqa: PLC0415
+
+        window = sliding_window(raw, architecture, num_layers)
     return dict(
         vocab_size=required(raw, "vocab_size"),
         hidden_size=hidden_size,
@@ -189,8 +187,8 @@ def llama_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
         o_bias=attention_bias and not is_qwen2,
         mlp_bias=bool(raw.get("mlp_bias", False)),
         qk_norm=architecture in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
-        sliding_window=sliding_window,
-        layer_uses_sliding_window=_sliding_layers(raw, architecture, num_layers, sliding_window),
+        sliding_window=window[0],
+        layer_uses_sliding_window=window[1],
     )
 
 
@@ -198,18 +196,6 @@ def _phi3_rope(raw: dict[str, Any]) -> Rope:
     from pyengine.model.rope_scaling import phi3_rope  # noqa: PLC0415  (LongRoPE, partial rotation)
 
     return phi3_rope(raw)
-
-
-def _sliding_layers(raw: dict[str, Any], architecture: str, num_layers: int,
-                    sliding_window: int | None) -> tuple[bool, ...]:
-    if sliding_window is None:
-        return (False,) * num_layers
-    if raw.get("layer_types"):
-        return tuple(t == "sliding_attention" for t in raw["layer_types"])
-    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
-        first_sliding = raw.get("max_window_layers", num_layers)
-        return tuple(i >= first_sliding for i in range(num_layers))
-    return (True,) * num_layers
 
 
 def parse_rope(raw: dict[str, Any], allow_partial: bool = False) -> Rope:

@@ -1,7 +1,8 @@
-"""The config.json keys of the families beside Llama's: GPT-2, Gemma 2/3, Qwen3-MoE and Mixtral.
+"""The config.json keys of the families beside Llama's (GPT-2, Gemma 2/3, Qwen3-MoE, Mixtral) and
+of sliding-window attention (Mistral, Qwen when switched on).
 
-`ModelConfig.from_dict` loads this module for a checkpoint of one of them; each function returns
-the ModelConfig fields its family's keys give (config.py's `llama_fields` reads the rest).
+`ModelConfig.from_dict` loads this module for such a checkpoint; each function returns the
+ModelConfig fields those keys give (config.py's `llama_fields` reads the rest).
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ def family_fields(raw: dict[str, Any], architecture: str, family: str) -> dict[s
     fields = llama_fields(raw, architecture)
     fields.update(moe_fields(raw, architecture, fields["num_hidden_layers"]))
     return fields
+
+
+def sliding_window(raw: dict[str, Any], architecture: str, num_layers: int) -> tuple[int | None, tuple[bool, ...]]:
+    """The window size (None: off) and which layers use it, for a Llama-family config that has one."""
+    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM") and not raw.get("use_sliding_window"):
+        return None, (False,) * num_layers  # Qwen configs carry a window size but switch it off
+    if raw.get("layer_types"):
+        return raw["sliding_window"], tuple(t == "sliding_attention" for t in raw["layer_types"])
+    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
+        first_sliding = raw.get("max_window_layers", num_layers)
+        return raw["sliding_window"], tuple(i >= first_sliding for i in range(num_layers))
+    return raw["sliding_window"], (True,) * num_layers
 
 
 def gpt2_fields(raw: dict[str, Any]) -> dict[str, Any]:
