@@ -26,7 +26,8 @@ from pyengine.model import load_model
 from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
-from pyengine.sampling import RequestOutputKind, SamplerOutput, SamplingParams, SamplingRow, make_generator, make_sampler
+from pyengine.sampling import (RequestOutputKind, SamplerOutput, SamplingParams, SamplingRow, make_generator,
+                               make_sampler)
 from pyengine.scheduler import POLICIES, BatchPlan
 from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
@@ -44,7 +45,8 @@ class Engine:
         self.model = load_model(config.model, self.backend, attention=config.twins.attention)
         model_config = self.model.config
         # skip_tokenizer_init (as in vLLM): token ids in, token ids out, no text at all
-        self.tokenizer = None if config.skip_tokenizer_init else Tokenizer.from_pretrained(config.tokenizer or config.model)
+        self.tokenizer = None if config.skip_tokenizer_init else \
+            Tokenizer.from_pretrained(config.tokenizer or config.model)
         self.vocab_size = model_config.vocab_size
         if config.max_model_len is not None and config.max_model_len > model_config.max_position_embeddings:
             raise ValueError(f"max_model_len {config.max_model_len} is greater than the model's context of "
@@ -100,11 +102,9 @@ class Engine:
                     cache_salt: str | None = None) -> None:
         """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
 
-        `params` is only read: one SamplingParams may serve many requests at once.
-
-        Raises:
-            ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
-                fit this model (token ids outside the vocabulary, too many logprobs, ...).
+        `params` is only read: one SamplingParams may serve many requests at once. Raises ValueError:
+        a duplicate request id, an empty or too-long prompt, or parameters that do not fit this model
+        (token ids outside the vocabulary, too many logprobs, ...).
         """
         self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
 
@@ -254,8 +254,9 @@ class Engine:
             seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
-        """vLLM's dict: chosen token first, then the top-k; built as vLLM builds it, so a token
-        listed twice keeps its first position and takes its top-k entry's value and rank."""
+        """vLLM's dict: chosen token first, then the top-k. Built as vLLM builds it (a comprehension), so a
+        token listed twice keeps its first position and takes its top-k entry's value and rank (which
+        differs from the chosen entry's only when ties push that one down)."""
         text = self.output_processor.token_text
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}

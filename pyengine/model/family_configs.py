@@ -23,13 +23,14 @@ def family_fields(raw: dict[str, Any], architecture: str, family: str) -> dict[s
     return fields
 
 
-def sliding_window(raw: dict[str, Any], architecture: str, num_layers: int) -> tuple[int | None, tuple[bool, ...]]:
+def sliding_window(raw: dict[str, Any], architecture: str, num_layers: int) -> tuple[Any, tuple[bool, ...]]:
     """The window size (None: off) and which layers use it, for a Llama-family config that has one."""
-    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM") and not raw.get("use_sliding_window"):
+    qwen = ("Qwen2ForCausalLM", "Qwen3ForCausalLM")
+    if architecture in (*qwen, "Qwen3MoeForCausalLM") and not raw.get("use_sliding_window"):
         return None, (False,) * num_layers  # Qwen configs carry a window size but switch it off
     if raw.get("layer_types"):
         return raw["sliding_window"], tuple(t == "sliding_attention" for t in raw["layer_types"])
-    if architecture in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
+    if architecture in qwen:
         first_sliding = raw.get("max_window_layers", num_layers)
         return raw["sliding_window"], tuple(i >= first_sliding for i in range(num_layers))
     return raw["sliding_window"], (True,) * num_layers

@@ -119,15 +119,11 @@ class LazyTensors(collections.abc.MutableMapping):
 
 
 def load_tensors(path: str | Path, dtype: str = "float32", progress: bool | None = None) -> LazyTensors:
-    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype`
-    when taken (see LazyTensors).
+    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype` when taken.
 
-    `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path
-    keeps half precision; bf16 weights are then rounded to fp16). `progress`: show the bar
-    (None: when stderr is a terminal and INFO is logged).
-
-    Raises:
-        CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
+    `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path keeps half
+    precision; bf16 weights are then rounded to fp16). `progress`: show the bar (None: see `_shows_progress`).
+    Raises CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
     """
     return LazyTensors(checkpoint_files(Path(path)), dtype, progress)
 
