@@ -34,7 +34,8 @@ from pyengine.engine import Engine
 from pyengine.engine_config import EngineConfig
 from pyengine.model_info import EngineStats, ModelInfo
 from pyengine.outputs import RequestOutput
-from pyengine.sampling import SamplingParams, StructuredOutputsParams
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np  # host: the per-step token masks
 
-from pyengine.sampling import SamplingParams, StructuredOutputsParams
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 from pyengine.text.token_bytes import token_pieces
 
 WHITESPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip removes, in ASCII

@@ -7,7 +7,8 @@ logprobs.py (vLLM's layout) -> reference.py (the whole pipeline, as the textbook
 Two twins run the pipeline: `ReferenceSampler` (reference.py: whole rows, full sorts) and
 `Sampler` (fast/: candidates, tiles and a two-level draw, for speed). `make_sampler` builds
 the one the engine's `sampler` setting names, importing the fast twin only when it is chosen.
-Beam search (beam_search.py) is loaded by its driver, `pyengine.beam_requests`.
+processors.py and nested_params.py load with the first request that uses them; beam search
+(beam_search.py) with its driver, `pyengine.beam_requests`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from pyengine.sampling.reference import ReferenceSampler, SamplerOutput, Samplin
 
 SAMPLERS = {"reference": ("pyengine.sampling.reference", "ReferenceSampler"),
             "fast": ("pyengine.sampling.fast.sampler", "Sampler")}  # the `sampler` twin -> (module, class)
-# Names whose modules load when first asked for (what only some requests use).
-_LAZY = {"RepetitionDetectionParams": "pyengine.sampling.nested_params",
-         "StructuredOutputsParams": "pyengine.sampling.nested_params",
-         "tokenize_bad_words": "pyengine.sampling.processors"}
 
 
 def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = None) -> ReferenceSampler:
@@ -34,13 +31,7 @@ def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = No
     return getattr(importlib.import_module(module), class_name)(backend, vocab_size, seed=seed)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pyengine.sampling' has no attribute {name!r}")
-
-
 __all__ = [
-    "SAMPLERS", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "SamplerOutput",
-    "SamplingParams", "SamplingRow", "StructuredOutputsParams", "make_generator", "make_sampler", "tokenize_bad_words",
+    "SAMPLERS", "ReferenceSampler", "RequestOutputKind", "RowLogprobs", "SamplerOutput", "SamplingParams", "SamplingRow",
+    "make_generator", "make_sampler",
 ]
