@@ -138,6 +138,13 @@ class SamplingParams:
         check(is_int(self.top_k), f"top_k must be an integer, got {type(self.top_k).__name__}")
         check(self.top_k >= 0, f"top_k must be 0 (disable), or at least 1, got {self.top_k}.")
         check(is_number(self.min_p) and 0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}.")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            check(is_number(value) and -2 <= value <= 2, f"{name} must be in [-2, 2], got {value}.")
+        check(is_number(self.repetition_penalty) and math.isfinite(self.repetition_penalty),
+              f"repetition_penalty must be a finite number, got {self.repetition_penalty}.")
+        check(self.repetition_penalty > 0,
+              f"repetition_penalty must be greater than zero, got {self.repetition_penalty}.")
         self._validate_lengths()
         if self.uses_processors:  # their fields are checked where they are used
             from pyengine.sampling.processors import check_processor_params  # noqa: PLC0415
