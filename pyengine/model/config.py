@@ -165,11 +165,11 @@ def llama_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
     head_dim = raw.get("head_dim") or hidden_size // num_heads
     is_qwen2 = architecture == "Qwen2ForCausalLM"
     attention_bias = bool(raw.get("attention_bias", False))
-    window: tuple[int | None, tuple[bool, ...]] = (None, (False,) * num_layers)
-    if raw.get("sliding_window") is not None:  # Mistral's (Qwen's when switched on), read where windows are
+    window, sliding_layers = None, (False,) * num_layers
+    if raw.get("sliding_window") is not None:  # Mistral's, or Qwen's (maybe switched off): family_configs.py
         from pyengine.model.family_configs import sliding_window  # noqa: PLC0415
 
-        window = sliding_window(raw, architecture, num_layers)
+        window, sliding_layers = sliding_window(raw, architecture, num_layers)
     return dict(
         vocab_size=required(raw, "vocab_size"),
         hidden_size=hidden_size,
@@ -187,8 +187,8 @@ def llama_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
         o_bias=attention_bias and not is_qwen2,
         mlp_bias=bool(raw.get("mlp_bias", False)),
         qk_norm=architecture in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
-        sliding_window=window[0],
-        layer_uses_sliding_window=window[1],
+        sliding_window=window,
+        layer_uses_sliding_window=sliding_layers,
     )
 
 

@@ -26,7 +26,7 @@ class RotaryEmbedding:
         if (rope or config.rope) is None:
             raise ValueError(f"{config.architecture} has no rotary embedding")
         self.xp = xp
-        self.rope: Any = rope or config.rope
+        self.rope: Rope = rope or config.rope
         self.head_dim = int(config.head_dim * self.rope.partial_rotary_factor)  # the rotated part of a head
         exponents = xp.arange(0, self.head_dim, 2).astype(xp.float32) / self.head_dim  # [Dh/2]
         self.inv_freq = 1.0 / (xp.float32(self.rope.rope_theta) ** exponents)  # [Dh/2]

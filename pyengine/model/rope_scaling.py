@@ -101,6 +101,8 @@ def check_rope(rope: Any, head_dim: int) -> None:
 class ScaledRotaryEmbedding(RotaryEmbedding):
     """RotaryEmbedding with a scaled variant's frequencies (and, for dynamic and longrope, per sequence)."""
 
+    rope: RopeScaling
+
     def __init__(self, config: ModelConfig, xp: Any, rope: Rope | None = None):
         super().__init__(config, xp, rope)
         self.max_position_embeddings = config.max_position_embeddings
