@@ -16,7 +16,7 @@ from conftest import RATIOS
 from smollm2 import SMOLLM2_135M, build_model, weight_bytes_per_token
 
 from pyengine.model.fast_path import linear
-from pyengine.model_runner import SingleSequence
+from pyengine.single_sequence import SingleSequence
 
 PROMPT_LEN = 128
 RATIOS.extend([

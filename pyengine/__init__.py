@@ -1,15 +1,9 @@
 """pyengine: a small, readable, real LLM inference engine with vLLM's API.
 
-Public surface (vLLM's names): `LLM`, `SamplingParams`, `StructuredOutputsParams`,
-`RequestOutput`, `CompletionOutput`, `Logprob`, `RequestOutputKind`, `Engine`, `EngineConfig`;
-for a server: `AsyncEngine` (its `model_info`, a `ModelInfo`; its `stats()`, an `EngineStats`;
-`compile_structured_outputs`, which checks a constraint once and keeps the compiled grammar for
-the engine), `EngineDeadError`, `ChatTemplateError`, `tokenize_bad_words`, and the hub helpers
-(`resolve_model`, `resolve_checkpoint`, `is_local`); `pyengine.generate_cli` is the `pyengine
-generate` command. The server imports nothing else (tests/test_architecture.py). Start reading
-at `docs/00-map.md`.
-
-The names are imported on first use, so `import pyengine.text` (say) does not load the engine.
+The public surface is `_PUBLIC` below (vLLM's names: `LLM`, `SamplingParams`, `RequestOutput`, ...;
+for a server `AsyncEngine` and what it returns), plus `pyengine.generate_cli`, the `pyengine generate`
+command; the server imports nothing else (tests/test_architecture.py). Each name is imported on first
+use, so `import pyengine.text` (say) does not load the engine. Start reading at `docs/00-map.md`.
 """
 
 from __future__ import annotations
@@ -24,9 +18,9 @@ _PUBLIC = {
     "Engine": "pyengine.engine",
     "EngineConfig": "pyengine.engine_config",
     "SamplingParams": "pyengine.sampling",
-    "StructuredOutputsParams": "pyengine.sampling",
+    "StructuredOutputsParams": "pyengine.sampling.nested_params",
     "RequestOutputKind": "pyengine.sampling",
-    "tokenize_bad_words": "pyengine.sampling",
+    "tokenize_bad_words": "pyengine.sampling.processors",
     "resolve_model": "pyengine.model.hub",
     "resolve_checkpoint": "pyengine.model.hub",
     "is_local": "pyengine.model.hub",

@@ -28,12 +28,14 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Callable
 
+from pyengine.backend.cpu_tuning import tune_process_for
 from pyengine.beam_requests import beam_search_requests
 from pyengine.engine import Engine
 from pyengine.engine_config import EngineConfig
 from pyengine.model_info import EngineStats, ModelInfo
 from pyengine.outputs import RequestOutput
-from pyengine.sampling import SamplingParams, StructuredOutputsParams
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class AsyncEngine:
     def __init__(self, config: EngineConfig | None = None, engine: Engine | None = None):
         if engine is None:  # this process's engine: tune the process for it
             engine = Engine(config)
-            engine.tune_process()
+            tune_process_for(engine)
         self.engine = engine
         self.model_info = ModelInfo.of(engine)  # read once: what a server needs to know of the model
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()

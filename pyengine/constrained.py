@@ -38,11 +38,13 @@ match grammar text) is built on first use, once per engine.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Sequence
 
 import numpy as np  # host: the per-step token masks
 
-from pyengine.sampling import SamplingParams, StructuredOutputsParams
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 from pyengine.text.token_bytes import token_pieces
 
 WHITESPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip removes, in ASCII
@@ -156,11 +158,13 @@ class ConstrainedDecoding:
         return mask
 
     @staticmethod
-    def output_token(matcher: Any, token_id: int) -> int:
-        """The token the output gets for a sampled one: EOS inside a think block closes the block."""
-        if isinstance(matcher, ThinkingMatcher):
-            return matcher.output_token(token_id)
-        return token_id
+    def output_token(matcher: Any, token_id: int, row_logprobs: Any) -> tuple[int, Any]:
+        """The token the output gets for a sampled one (EOS inside a think block closes the block), and
+        its logprobs row (`RowLogprobs` or None), which then names the closing tag as the chosen token."""
+        chosen = matcher.output_token(token_id) if isinstance(matcher, ThinkingMatcher) else token_id
+        if chosen != token_id and row_logprobs is not None:
+            row_logprobs = dataclasses.replace(row_logprobs, token_ids=[chosen, *row_logprobs.token_ids[1:]])
+        return chosen, row_logprobs
 
     @staticmethod
     def advance(matcher: Any, token_id: int) -> bool:

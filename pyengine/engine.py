@@ -13,12 +13,12 @@ It deals in token ids; text goes in through the tokenizer and out through the de
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np  # host: the row index of each sampling sequence
 
+from pyengine import settings
 from pyengine.backend import get_backend
 from pyengine.cache import BlockManager, KVCache
 from pyengine.engine_config import EngineConfig
@@ -26,19 +26,14 @@ from pyengine.model import load_model
 from pyengine.model_runner import ModelInputs, ModelRunner
 from pyengine.output_processor import OutputProcessor
 from pyengine.outputs import CompletionOutput, Logprob, LogprobsDict, RequestOutput
-from pyengine.sampling import (
-    RequestOutputKind,
-    SamplerOutput,
-    SamplingParams,
-    SamplingRow,
-    StructuredOutputsParams,
-    make_generator,
-    make_sampler,
-    tokenize_bad_words,
-)
-from pyengine.scheduler import BatchPlan, Scheduler
+from pyengine.sampling import (RequestOutputKind, SamplerOutput, SamplingParams, SamplingRow, make_generator,
+                               make_sampler)
+from pyengine.scheduler import POLICIES, BatchPlan
 from pyengine.sequence import Request, Sequence
 from pyengine.text import Tokenizer, kernels
+
+if TYPE_CHECKING:
+    from pyengine.sampling.nested_params import StructuredOutputsParams
 
 
 class Engine:
@@ -71,8 +66,8 @@ class Engine:
                                 kv_heads, head_dim, cache_dtype)
         self.blocks = BlockManager(self.kv_cache.num_blocks, config.block_size, config.enable_prefix_caching)
         self.runner = ModelRunner(self.model, self.kv_cache)
-        self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens,
-                                   config.scheduling_policy)
+        scheduler_class = settings.load(*POLICIES[config.scheduling_policy])  # priority's loads when chosen
+        self.scheduler = scheduler_class(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self.sampler = make_sampler(config.twins.sampler, self.backend, self.vocab_size, seed=config.seed)
         text_kernels = kernels.select(config.twins.text)  # the Rust kernels, or their Python twins
         # The embedding may have more rows than the tokenizer has tokens (Qwen: 151,936 vs 151,665):
@@ -85,25 +80,9 @@ class Engine:
         self._seq_ids = itertools.count()
         self._arrivals = itertools.count()
 
-    def tune_process(self) -> None:
-        """Start-up tuning of the process for this model on the CPU: BLAS threads, freed memory kept.
-
-        Process-wide settings, so the code that starts the process's engine calls this once
-        (`LLM`, `AsyncEngine`); an `Engine()` alone leaves the process as it found it.
-        """
-        if self.backend.name == "cpu":
-            from pyengine.backend.cpu_tuning import tune_cpu_process  # noqa: PLC0415  (once, at start-up)
-
-            model_config = self.model.config
-            tune_cpu_process(model_config.hidden_size, model_config.intermediate_size, self.config.cpu_threads)
-
     @property
     def constrained(self) -> Any:
-        """Structured outputs: the grammar matchers and the step's mask (pyengine/constrained.py).
-
-        Imported and built on first use, so an engine that never sees a constraint never loads
-        the grammar machinery.
-        """
+        """Structured outputs (pyengine/constrained.py), loaded and built by the first constraint."""
         if self._constrained is None:
             from pyengine.constrained import ConstrainedDecoding  # noqa: PLC0415  (the first constraint loads it)
 
@@ -112,14 +91,8 @@ class Engine:
         return self._constrained
 
     def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
-        """Check and compile a constraint now; the compiled grammar stays on it for the request to use.
-
-        What `add_request` would do with it, done ahead (a server does it while validating, off
-        the engine's thread): a request that carries it is not compiled again.
-
-        Raises:
-            ValueError: the constraint does not compile (see `ConstrainedDecoding.compile`).
-        """
+        """Compile a constraint now (a server does it while validating), kept on it: a request that carries
+        it is not compiled again. Raises ValueError if it does not compile (`ConstrainedDecoding.compile`)."""
         structured_outputs.compiled = self.constrained.compile(structured_outputs)
         return structured_outputs
 
@@ -129,11 +102,9 @@ class Engine:
                     cache_salt: str | None = None) -> None:
         """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
 
-        `params` is only read: one SamplingParams may serve many requests at once.
-
-        Raises:
-            ValueError: duplicate request id, empty or too-long prompt, or parameters that do not
-                fit this model (token ids outside the vocabulary, too many logprobs, ...).
+        `params` is only read: one SamplingParams may serve many requests at once. Raises ValueError:
+        a duplicate request id, an empty or too-long prompt, or parameters that do not fit this model
+        (token ids outside the vocabulary, too many logprobs, ...).
         """
         self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
 
@@ -151,13 +122,15 @@ class Engine:
             raise ValueError(f"Got priority {priority} but Priority scheduling is not enabled.")
         text, prompt_ids = self.prompt_ids(prompt, params)
         params.verify(self.vocab_size, self.config.max_logprobs)
-        bad_words_token_ids = self._bad_words_token_ids(params)
         grammar = None if params.structured_outputs is None else self.constrained.grammar_for(params)  # may raise
         request = Request(request_id, text, prompt_ids, params, next(self._arrivals), priority, cache_salt)
         request.stop_token_ids = frozenset(params.stop_token_ids or ()) | (
             frozenset() if params.ignore_eos else self.extra_eos_ids)
         request.needs_prompt_logprobs = params.prompt_logprobs is not None
-        request.bad_words_token_ids = bad_words_token_ids
+        if params.bad_words or params.bad_words_token_ids:
+            from pyengine.sampling.processors import request_bad_words  # noqa: PLC0415  (bad words load it)
+
+            request.bad_words_token_ids = request_bad_words(params, self.tokenizer, self.vocab_size)
         for index in range(1 if params.use_beam_search else params.n):
             seed = None if params.seed is None else params.seed + index
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
@@ -269,10 +242,7 @@ class Engine:
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks (which may set its finish reason)."""
         if seq.matcher is not None:  # EOS inside a think block stands for the closing tag
-            chosen = self.constrained.output_token(seq.matcher, token_id)
-            if chosen != token_id and row_logprobs is not None:
-                row_logprobs = dataclasses.replace(row_logprobs, token_ids=[chosen, *row_logprobs.token_ids[1:]])
-            token_id = chosen
+            token_id, row_logprobs = self.constrained.output_token(seq.matcher, token_id, row_logprobs)
         seq.output_token_ids.append(token_id)
         if logprob is not None:  # computed for requests with logprobs, as in vLLM
             seq.cumulative_logprob += logprob
@@ -284,23 +254,12 @@ class Engine:
             seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
-        """vLLM's dict: chosen token first, then the top-k; built as vLLM builds it, so a token
-        listed twice keeps its first position and takes its top-k entry's value and rank."""
+        """vLLM's dict: chosen token first, then the top-k. Built as vLLM builds it (a comprehension), so a
+        token listed twice keeps its first position and takes its top-k entry's value and rank (which
+        differs from the chosen entry's only when ties push that one down)."""
         text = self.output_processor.token_text
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
-
-    def _bad_words_token_ids(self, params: SamplingParams) -> list[list[int]]:
-        """`bad_words` tokenized with this model's tokenizer (token ids checked against its vocabulary),
-        or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
-        if params.bad_words_token_ids is not None:
-            return params.bad_words_token_ids
-        if not params.bad_words:
-            return []
-        if self.tokenizer is None:
-            raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
-        return tokenize_bad_words(params.bad_words, lambda s: self.tokenizer.encode(s, add_special_tokens=False),
-                                  self.vocab_size)
 
     def _fail_unschedulable(self) -> list[RequestOutput]:
         """Nothing fits even in an empty batch: end the blocked sequence rather than spin."""

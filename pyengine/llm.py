@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 from typing import Any, Sequence
 
+from pyengine.backend.cpu_tuning import tune_process_for
 from pyengine.engine_config import EngineConfig
 from pyengine.engine import Engine
 from pyengine.beam_requests import beam_search_requests
@@ -41,7 +42,7 @@ class LLM:
                                                             download_dir=download_dir)
         tokenizer = None if tokenizer_folder is None else str(tokenizer_folder)
         self.llm_engine = Engine(EngineConfig.from_kwargs(str(model_folder), tokenizer=tokenizer, **kwargs))
-        self.llm_engine.tune_process()
+        tune_process_for(self.llm_engine)
         self._request_counter = itertools.count()
 
     def get_tokenizer(self) -> Any:

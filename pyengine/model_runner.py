@@ -11,9 +11,8 @@ attention twin (`model.ops.decode_groups`, model/fast_path.py) a batch of single
 also gets its decode groups; with the reference twin every sequence attends on its own
 (model/layers.py).
 
-The engine runs a batch of the scheduler's plan through it; `SingleSequence` below, the
-smallest driver of a model (one sequence, no scheduler, no sampler), runs its own chunks through
-the same code, for the forward-pass walkthrough, the parity tests and the forward benchmark.
+The engine runs a batch of the scheduler's plan through it; so does single_sequence.py, the
+smallest driver of a model (one sequence, no scheduler, no sampler).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np  # host: index arrays before their copy to the device
 
-from pyengine.cache import BlockManager, KVCache
+from pyengine.cache import KVCache
 from pyengine.model import AttentionInputs
 
 Chunk = tuple[Sequence[int], int, list[int]]  # (new token ids, position of the first, block table)
@@ -83,35 +82,3 @@ class ModelRunner:
         """[N, D] -> [n, V]: the logits of the first `num_tokens` tokens of chunk `chunk_index`."""
         start = inputs.attn.query_start_loc[chunk_index]
         return self.model.compute_logits(hidden[start:start + num_tokens])
-
-
-class SingleSequence:
-    """One growing sequence over its own small paged KV cache: tokens in, logits out.
-
-        seq = SingleSequence(model)
-        logits = seq.run(prompt_ids)      # prefill: [T, V], one row per prompt token
-        logits = seq.run([next_id])       # decode: [1, V], reading the cached keys/values
-    """
-
-    def __init__(self, model: Any, num_blocks: int = 64, block_size: int = 16):
-        c = model.config
-        kv_cache = KVCache(model.backend, c.num_hidden_layers, num_blocks, block_size,
-                           c.num_key_value_heads, c.head_dim, model.dtype)
-        self.runner = ModelRunner(model, kv_cache)
-        self.blocks = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
-        self.block_table: list[int] = []
-        self.num_tokens = 0
-
-    @property
-    def kv_cache(self) -> KVCache:
-        return self.runner.kv_cache
-
-    def run(self, token_ids: list[int]) -> Any:
-        """Feed `token_ids` after the cached ones; returns their logits, [T, V] float32."""
-        missing = self.blocks.blocks_needed(self.num_tokens + len(token_ids)) - len(self.block_table)
-        if missing > 0:
-            self.block_table += self.blocks.allocate(missing)
-        hidden = self.runner.forward(self.runner.prepare([(token_ids, self.num_tokens, self.block_table)]))
-        self.num_tokens += len(token_ids)
-        return self.runner.model.compute_logits(hidden)  # [T, V]
-

@@ -9,8 +9,8 @@ Continuous batching. Every step:
      the prefix cache, and computes only the rest.
 When a running sequence needs a block and none is free, the sequence the policy ranks last
 is *preempted*: its blocks are released and it goes back to the waiting queue, to be
-recomputed later (its prefix may still be in the cache then). Policies: "fcfs" (arrival
-order) and "priority" (lower `priority` first, then arrival).
+recomputed later (its prefix may still be in the cache then). This module's policy is "fcfs"
+(arrival order); "priority" (lower `priority` first) is priority_scheduler.py, loaded when chosen.
 
 Plain ints and lists only: no arrays. The scheduler owns the block manager and the queues: it
 is the only code that moves a sequence between `waiting` and `running`, gives it blocks
@@ -25,7 +25,8 @@ import dataclasses
 from pyengine.cache import BlockManager
 from pyengine.sequence import Sequence, SequenceStatus
 
-POLICIES = ("fcfs", "priority")
+POLICIES = {"fcfs": ("pyengine.scheduler", "Scheduler"),  # scheduling_policy -> (module, class)
+            "priority": ("pyengine.priority_scheduler", "PriorityScheduler")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,29 +64,23 @@ class BatchPlan:
 class Scheduler:
     """Continuous batching with chunked prefill, prefix caching and recompute preemption."""
 
-    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
-                 policy: str = "fcfs"):
-        if policy not in POLICIES:
-            raise ValueError(f"scheduling policy must be one of {POLICIES}, got {policy!r}")
+    policy = "fcfs"
+
+    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int):
         self.blocks = blocks
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
-        self.policy = policy
         self.waiting: list[Sequence] = []  # kept sorted by rank
         self.running: list[Sequence] = []  # in admission order
 
-    def rank(self, seq: Sequence) -> tuple[int, int, int]:
+    def rank(self, seq: Sequence) -> tuple[int, ...]:
         """Sort key: smaller runs first and is preempted last."""
-        priority = seq.request.priority if self.policy == "priority" else 0
-        return (priority, seq.request.arrival_index, seq.index)
+        return (seq.request.arrival_index, seq.index)
 
     def add(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.WAITING
         self.waiting.append(seq)
         self.waiting.sort(key=self.rank)
-
-    def has_unfinished(self) -> bool:
-        return bool(self.waiting or self.running)
 
     def blocked_sequence(self) -> Sequence | None:
         """The waiting sequence that cannot run even alone (nothing runs and it was not admitted)."""
@@ -97,7 +92,6 @@ class Scheduler:
         scheduled: list[ScheduledSequence] = []
         preempted: list[Sequence] = []
         budget = self.max_num_batched_tokens
-        displaced = self._make_room_for_urgent()  # priority policy only
         # 1. Running sequences, best ranked first: decodes and the next prefill chunks.
         for seq in sorted(self.running, key=self.rank):
             if seq not in self.running or budget == 0:
@@ -123,7 +117,7 @@ class Scheduler:
             num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
             scheduled.append(ScheduledSequence(seq, num_new))
             budget -= num_new
-        return BatchPlan(tuple(scheduled), tuple(displaced + preempted))
+        return BatchPlan(tuple(scheduled), tuple(preempted))
 
     def after_step(self, plan: BatchPlan) -> None:
         """The step ran: advance each sequence and offer its newly full blocks to the prefix cache."""
@@ -182,22 +176,6 @@ class Scheduler:
         self.running.remove(seq)
         self._release(seq)
         self.add(seq)
-
-    def _make_room_for_urgent(self) -> list[Sequence]:
-        """Priority policy: a waiting request that outranks running ones and cannot get a seat or
-        blocks takes them from the running sequence ranked last (which is preempted)."""
-        displaced: list[Sequence] = []
-        while self.policy == "priority" and self.waiting and self.running:
-            seq, worst = self.waiting[0], max(self.running, key=self.rank)
-            if self.rank(worst) <= self.rank(seq):
-                break
-            first_chunk = min(seq.num_tokens, self.max_num_batched_tokens)
-            has_seat = len(self.running) < self.max_num_seqs
-            if has_seat and self.blocks.can_allocate(self.blocks.blocks_needed(first_chunk)):
-                break
-            self.preempt(worst)
-            displaced.append(worst)
-        return displaced
 
     # -- blocks ----------------------------------------------------------------------------------
 

@@ -20,11 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER = "pyengine_server"  # the HTTP server's package (the folder pyengine_server/)
 COMPONENTS = {"model", "cache", "sampling", "text", "structured"}
 ENGINE_MODULES = {"engine", "llm", "scheduler", "sequence", "output_processor", "outputs", "engine_config",
-                  "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained"}
+                  "generate_cli", "async_engine", "model_runner", "model_info", "beam_requests", "constrained",
+                  "single_sequence", "priority_scheduler"}
 PUBLIC_MODULES = {"generate_cli"}  # `from pyengine import generate_cli`: the `pyengine generate` command
 NUMPY_FREE = {"model", "cache", "sampling"}
 HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/loader.py": "safetensors files read into host arrays",
+    "pyengine/model/checkpoint_formats.py": "bfloat16 tensors widened into float32 host arrays",
     "pyengine/model/llama.py": "weights fused and transposed on the host before their copy to the device",
     "pyengine/model/gpt2.py": "weights transposed on the host before their copy to the device",
     "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",

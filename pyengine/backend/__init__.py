@@ -4,7 +4,7 @@
     fake_device.py  the strict fake device: cupy's refusals on numpy, with transfer counts
                     (loaded by get_backend("fake"))
     cpu_tuning.py   BLAS threads and glibc thresholds, set once per process at start-up
-                    (imported by Engine.tune_process, which LLM and AsyncEngine call)
+                    (LLM and AsyncEngine call its tune_process_for)
 
 Device code (model, cache, sampling) reaches arrays only through a `Backend`'s `xp` or
 `array_module`; the few modules there that handle host arrays import numpy by name, and

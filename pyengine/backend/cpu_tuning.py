@@ -2,10 +2,12 @@
 
 Both are settings of the whole process, not of one engine, so they are applied once at start-up
 by whoever starts the process's engine (`LLM`, the `AsyncEngine` the server runs, the CLI), with
-`tune_cpu_process`, rather than by every `Engine()`.
+`tune_process_for(engine)`, rather than by every `Engine()`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 SMALL_MODEL_MATRIX = 1 << 19  # elements: below this, one BLAS thread beats several (see blas_threads_for)
 _initial_blas_threads: int | None = None
@@ -79,3 +81,10 @@ def tune_cpu_process(hidden_size: int, intermediate_size: int, cpu_threads: int 
     """Start-up tuning for a numpy model of these sizes: its BLAS thread count, and freed memory kept."""
     set_blas_threads(blas_threads_for(hidden_size, intermediate_size, cpu_threads))
     keep_freed_memory()  # big per-layer temporaries come back without page faults
+
+
+def tune_process_for(engine: Any) -> None:
+    """`tune_cpu_process` for an `Engine`'s model, when it runs on the CPU (called once, at start-up)."""
+    if engine.backend.name == "cpu":
+        config = engine.model.config
+        tune_cpu_process(config.hidden_size, config.intermediate_size, engine.config.cpu_threads)

@@ -1,14 +1,12 @@
 """Models: config normalisation, checkpoint loading and one forward pass per family.
 
-`load_model(path, backend)` is the entry point: it reads config.json, imports the family that
-implements the checkpoint's `architectures` (FAMILIES: the Llama family is the reference one,
-GPT-2 the other) and builds its weights on the backend's device. The attention twin (ATTENTION)
-is imported the same way, when it is chosen: the equations of layers.py, or fast_path.py.
+`load_model(path, backend)` reads config.json, imports the family that implements the checkpoint's
+`architectures` (FAMILIES; Llama is the reference) and builds its weights on the backend's device. The
+attention twin (ATTENTION: layers.py's equations, or fast_path.py) is imported the same way, when chosen.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from pathlib import Path
@@ -38,11 +36,9 @@ def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
 
     Weights are upcast to float32 on the CPU (numpy has no fast half precision); on a GPU
     half-precision checkpoints stay float16 (bf16 is rounded to fp16, which cupy supports).
-    Each tensor is read and converted as the model takes it (loader.LazyTensors), with a
-    progress bar when `progress` (None: when stderr is a terminal and INFO is logged). The
-    log says what is loaded (architecture, parameters, dtypes) and how long it took.
-    `attention` picks the model's projection and attention functions: "fast" (fast_path.py) or
-    "reference" (the equations of layers.py).
+    Each tensor is read as the model takes it (loader.LazyTensors), with a progress bar when
+    `progress` (None: when stderr is a terminal and INFO is logged). `attention` is the twin
+    whose projection and attention the model runs: "fast" or "reference".
 
     Raises:
         ConfigError: config.json missing/malformed, or an unsupported architecture.

@@ -28,7 +28,7 @@ from pyengine.backend import Backend
 from pyengine.model.config import ModelConfig
 from pyengine.model.layers import AttentionInputs, rms_norm, soft_cap
 from pyengine.model.llama import LlamaLayer, LlamaModel, WeightReader, take_attention, take_mlp
-from pyengine.model.rope import RotaryEmbedding
+from pyengine.model.rope import rotary_embedding
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ class GemmaModel(LlamaModel):
                  lm_head: Any):
         super().__init__(config, backend, embed_tokens, layers, norm, lm_head)
         self.scale = (config.query_pre_attn_scalar or config.head_dim) ** -0.5
-        self.sliding_rotary = RotaryEmbedding(config, backend.xp, config.sliding_rope or config.rope)
+        self.sliding_rotary = rotary_embedding(config, backend.xp, config.sliding_rope or config.rope)
 
     def forward(self, input_ids: Any, attn: AttentionInputs, kv_cache: Any) -> Any:
         """[N] token ids -> [N, D] final hidden states."""

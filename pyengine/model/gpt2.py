@@ -19,17 +19,9 @@ from typing import Any
 
 import numpy as np  # host: weight preparation before the copy to the device
 
-from pyengine.backend import Backend
+from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
-from pyengine.model.layers import (
-    ACTIVATIONS,
-    REFERENCE,
-    AttentionInputs,
-    ForwardOps,
-    layer_norm,
-    logits_projection,
-    write_kv,
-)
+from pyengine.model.layers import ACTIVATIONS, REFERENCE, AttentionInputs, ForwardOps, write_kv
 from pyengine.model.loader import take_tensor
 
 
@@ -132,3 +124,19 @@ class GPT2Model:
             head = take("lm_head.weight", (c.vocab_size, d))
             lm_head = wte if c.tie_word_embeddings else head
         return cls(config, backend, wte, wpe, blocks, ln_f_weight, ln_f_bias, lm_head)
+
+
+def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> Any:
+    """[..., D] -> [..., D]: (x - mean) / sqrt(var + eps) * weight + bias, in float32."""
+    xp = array_module(x)
+    x32 = x.astype(xp.float32, copy=False)
+    mean = x32.mean(axis=-1, keepdims=True)  # [..., 1]
+    centered = x32 - mean  # [..., D]
+    variance = (centered * centered).mean(axis=-1, keepdims=True)  # [..., 1]
+    normed = centered / xp.sqrt(variance + eps)  # [..., D]
+    return normed.astype(x.dtype, copy=False) * weight + bias
+
+
+def logits_projection(x: Any, embedding: Any) -> Any:
+    """[N, D] @ [V, D].T -> [N, V]: the output head reads the [V, D] embedding table as it is."""
+    return x @ embedding.T

@@ -27,9 +27,7 @@ from typing import Any, Callable
 from pyengine.backend import array_module
 
 
-# ------------------------------------------------------------------------------------------------
-# Per-step attention metadata
-# ------------------------------------------------------------------------------------------------
+# -- Per-step attention metadata -----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +58,7 @@ class AttentionInputs:
         return len(self.context_lens)
 
 
-# ------------------------------------------------------------------------------------------------
-# Norms and activations
-# ------------------------------------------------------------------------------------------------
+# -- Norms and activations -----------------------------------------------------------------------------------
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
@@ -73,17 +69,6 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     variance = xp.einsum("...i,...i->...", x32, x32)[..., None] * (1.0 / x.shape[-1])  # [..., 1]
     normed = x32 * (1.0 / xp.sqrt(variance + eps))  # [..., D]: one pass over x, scaled per row
     return normed.astype(x.dtype, copy=False) * weight  # [..., D]
-
-
-def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> Any:
-    """[..., D] -> [..., D]: (x - mean) / sqrt(var + eps) * weight + bias, in float32."""
-    xp = array_module(x)
-    x32 = x.astype(xp.float32, copy=False)
-    mean = x32.mean(axis=-1, keepdims=True)  # [..., 1]
-    centered = x32 - mean  # [..., D]
-    variance = (centered * centered).mean(axis=-1, keepdims=True)  # [..., 1]
-    normed = centered / xp.sqrt(variance + eps)  # [..., D]
-    return normed.astype(x.dtype, copy=False) * weight + bias
 
 
 def silu(x: Any) -> Any:
@@ -130,14 +115,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return y if bias is None else y + bias
 
 
-def logits_projection(x: Any, embedding: Any) -> Any:
-    """[N, D] @ [V, D].T -> [N, V]: the output head reads the [V, D] embedding table as it is."""
-    return x @ embedding.T
-
-
-# ------------------------------------------------------------------------------------------------
-# Rotary position embedding
-# ------------------------------------------------------------------------------------------------
+# -- Rotary position embedding -------------------------------------------------------------------------------
 
 
 def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
@@ -161,9 +139,7 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# Attention over the paged KV cache
-# ------------------------------------------------------------------------------------------------
+# -- Attention over the paged KV cache -----------------------------------------------------------------------
 
 
 def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
@@ -242,9 +218,7 @@ def softmax(x: Any, out: Any = None) -> Any:
     return shifted
 
 
-# ------------------------------------------------------------------------------------------------
-# The functions a model may take from the fast path instead
-# ------------------------------------------------------------------------------------------------
+# -- The functions a model may take from the fast path instead -----------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)

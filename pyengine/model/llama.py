@@ -13,13 +13,10 @@
 
 The five architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
 sliding window, rope type), so one implementation with parameters serves them all. Weights keep the
-checkpoint's names; two pairs are fused for speed, as vLLM does: q/k/v into `qkv_proj` and
-gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix product
-(Phi-3 checkpoints store them fused already). Gemma (gemma.py), Qwen3-MoE and Mixtral (moe.py) build on this class.
-Projections keep the checkpoint's [out, in] layout (see fast_path.linear for why that suits batches).
-The output head does not: `lm_head` is stored [D, V], which `hidden @ lm_head` reads fastest;
-with tied embeddings (SmolLM2, Qwen2.5-0.5B) it is the only copy of the table, and `embed` reads
-token columns of it (see `embed`).
+checkpoint's names and [out, in] layout; two pairs are fused for speed, as vLLM does: q/k/v into
+`qkv_proj` and gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix
+product (Phi-3 checkpoints store them fused already). The output head is stored [D, V] (see `embed`).
+Gemma (gemma.py), Qwen3-MoE and Mixtral (moe.py) build on this class.
 Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
 `modeling_mistral.py`, `modeling_phi3.py`, which the parity tests match to 1e-4.
 """
@@ -45,7 +42,7 @@ from pyengine.model.layers import (
     write_kv,
 )
 from pyengine.model.loader import CheckpointError, take_tensor
-from pyengine.model.rope import RotaryEmbedding
+from pyengine.model.rope import rotary_embedding
 
 
 @dataclasses.dataclass
@@ -78,7 +75,7 @@ class LlamaModel:
         self.layers = layers
         self.norm = norm  # [D]
         self.lm_head = lm_head  # [D, V]: the output head, stored [in, out] (unlike the projections)
-        self.rotary = RotaryEmbedding(config, backend.xp)
+        self.rotary = rotary_embedding(config, backend.xp)
         self.act = ACTIVATIONS[config.hidden_act]
         self.scale = config.head_dim ** -0.5
 

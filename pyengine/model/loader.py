@@ -3,16 +3,13 @@
 Host-side file I/O, so it imports numpy by name (`tests/test_architecture.py` lists the
 modules of `model/` allowed to); the weights go to the device afterwards, in `from_tensors`.
 
-Handles a single `model.safetensors` or shards listed in `model.safetensors.index.json`, and
-float32/float16/bfloat16 tensors. `load_tensors` reads only the files' JSON headers and returns
-a `LazyTensors` mapping: a tensor is read (memory-mapped from its file) and converted when the
-model takes it, so at any moment memory holds the weights taken so far plus one tensor in
-conversion, never a second full copy of the checkpoint. numpy has no bfloat16: a bf16 value is
-the top 16 bits of a float32, so its bits are read as uint16 and shifted into float32 exactly.
-
-While tensors are taken, a progress bar (tqdm, on stderr) counts them and names the shard;
-it shows only when stderr is a terminal and this module's logger is enabled for INFO
-(`pyengine serve --disable-log-stats` or `--log-level warning` turn it off).
+`load_tensors` reads only the files' JSON headers and returns a `LazyTensors` mapping: a tensor
+is read (memory-mapped from its file) and converted when the model takes it, so at any moment
+memory holds the weights taken so far plus one tensor in conversion, never a second full copy of
+the checkpoint. A single `model.safetensors` with float32/float16 tensors needs nothing more;
+shards listed in `model.safetensors.index.json`, bfloat16 tensors and the progress bar (tqdm, on
+stderr, when it is a terminal and this module's logger is enabled for INFO) are in
+checkpoint_formats.py, loaded when a checkpoint or a terminal needs them.
 """
 
 from __future__ import annotations
@@ -43,15 +40,9 @@ def checkpoint_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint folder, in shard order."""
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{index} is not a valid safetensors index: {exc}") from exc
-        files = [path / name for name in dict.fromkeys(weight_map.values())]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise CheckpointError(f"{index} lists shards that are missing: {', '.join(missing)}")
-        return files
+        from pyengine.model.checkpoint_formats import sharded_files  # noqa: PLC0415  (a sharded checkpoint loads it)
+
+        return sharded_files(index)
     single = path / "model.safetensors"
     if single.is_file():
         return [single]
@@ -79,7 +70,11 @@ class LazyTensors(collections.abc.MutableMapping):
             for name, entry in header.items():
                 _check_entry(file, name, entry, size - start)
                 self._where[name] = (file, start, entry)
-        self._bar = _progress_bar(len(self._where), progress)
+        self._bar = None
+        if self._where and _shows_progress(progress):
+            from pyengine.model.checkpoint_formats import ProgressBar  # noqa: PLC0415
+
+            self._bar = ProgressBar(len(self._where), len(files))
 
     # -- what the checkpoint holds, from the headers alone -----------------------------------------
 
@@ -104,10 +99,7 @@ class LazyTensors(collections.abc.MutableMapping):
     def __delitem__(self, name: str) -> None:
         file, _, _ = self._where.pop(name)
         if self._bar is not None:
-            self._bar.set_description(f"Loading shard {self.files.index(file) + 1}/{len(self.files)}", refresh=False)
-            self._bar.update(1)
-            if not self._where:
-                self._bar.close()
+            self._bar.took(self.files.index(file), done=not self._where)
 
     def __setitem__(self, name: str, value: Any) -> None:
         raise TypeError("a checkpoint's tensors are read-only")
@@ -127,23 +119,13 @@ class LazyTensors(collections.abc.MutableMapping):
 
 
 def load_tensors(path: str | Path, dtype: str = "float32", progress: bool | None = None) -> LazyTensors:
-    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype`
-    when taken (see LazyTensors).
+    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype` when taken.
 
-    `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path
-    keeps half precision; bf16 weights are then rounded to fp16). `progress`: show the bar
-    (None: when stderr is a terminal and INFO is logged).
-
-    Raises:
-        CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
+    `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path keeps half
+    precision; bf16 weights are then rounded to fp16). `progress`: show the bar (None: see `_shows_progress`).
+    Raises CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
     """
     return LazyTensors(checkpoint_files(Path(path)), dtype, progress)
-
-
-def _read_file(file: Path, dtype: str = "float32") -> dict[str, Any]:
-    """Every tensor of one safetensors file, read now."""
-    tensors = LazyTensors([file], dtype, progress=False)
-    return {name: tensors[name] for name in tensors}
 
 
 def _read_header(file: Path) -> dict[str, Any]:
@@ -199,23 +181,18 @@ def _read_tensor(file: Path, start: int, entry: dict[str, Any], dtype: str) -> A
     try:
         if entry["dtype"] != "BF16":
             return np.array(raw, dtype=dtype)  # one copy, out of the mapping
-        out = np.empty(shape, dtype=np.float32)
-        bits = out.view(np.uint32)
-        bits[...] = raw  # widen in place: bf16 is the top half of a float32
-        bits <<= 16
-        return out if dtype == "float32" else out.astype(dtype)
+        from pyengine.model.checkpoint_formats import widen_bfloat16  # noqa: PLC0415  (a bf16 tensor loads it)
+
+        return widen_bfloat16(raw, dtype)
     finally:
         del raw  # unmap
 
 
-def _progress_bar(total: int, progress: bool | None) -> Any:
+def _shows_progress(progress: bool | None) -> bool:
+    """`progress`, or when None: stderr is a terminal and INFO is logged."""
     if progress is None:
-        progress = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
-    if not progress or total == 0:
-        return None
-    from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    return tqdm(total=total, unit="tensor", file=sys.stderr, desc="Loading", dynamic_ncols=True)
+        return sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
+    return progress
 
 
 def take_tensor(tensors: collections.abc.MutableMapping, name: str, shape: tuple[int, ...]) -> Any:

@@ -7,7 +7,8 @@ logprobs.py (vLLM's layout) -> reference.py (the whole pipeline, as the textbook
 Two twins run the pipeline: `ReferenceSampler` (reference.py: whole rows, full sorts) and
 `Sampler` (fast/: candidates, tiles and a two-level draw, for speed). `make_sampler` builds
 the one the engine's `sampler` setting names, importing the fast twin only when it is chosen.
-Beam search (beam_search.py) is loaded by its driver, `pyengine.beam_requests`.
+processors.py and nested_params.py load with the first request that uses them; beam search
+(beam_search.py) with its driver, `pyengine.beam_requests`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,7 @@ from typing import Any
 
 from pyengine.sampling.draw import make_generator
 from pyengine.sampling.logprobs import RowLogprobs
-from pyengine.sampling.params import (
-    RepetitionDetectionParams,
-    RequestOutputKind,
-    SamplingParams,
-    StructuredOutputsParams,
-    tokenize_bad_words,
-)
+from pyengine.sampling.params import RequestOutputKind, SamplingParams
 from pyengine.sampling.reference import ReferenceSampler, SamplerOutput, SamplingRow
 
 SAMPLERS = {"reference": ("pyengine.sampling.reference", "ReferenceSampler"),
@@ -37,6 +32,6 @@ def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = No
 
 
 __all__ = [
-    "SAMPLERS", "ReferenceSampler", "RepetitionDetectionParams", "RequestOutputKind", "RowLogprobs", "SamplerOutput",
-    "SamplingParams", "SamplingRow", "StructuredOutputsParams", "make_generator", "make_sampler", "tokenize_bad_words",
+    "SAMPLERS", "ReferenceSampler", "RequestOutputKind", "RowLogprobs", "SamplerOutput", "SamplingParams", "SamplingRow",
+    "make_generator", "make_sampler",
 ]

@@ -7,10 +7,7 @@ they left the model (after the grammar mask, before penalties, bias and temperat
     entries  = [chosen token, top-1, ..., top-k]; ranks [rank(chosen), 1, ..., k]
 
 `RowLogprobs` keeps that list as is, duplicates included (a chosen token that is also in the
-top-k appears twice); whoever turns it into vLLM's `{token_id: Logprob}` dict keeps a
-duplicate's first position. (vLLM builds that dict with a comprehension, so the value is the
-top-k entry's: the same logprob, and the top-k position as rank, which differs from the
-chosen entry's rank only when ties push it down.)
+top-k appears twice); `Engine._logprobs_dict` turns it into vLLM's `{token_id: Logprob}` dict.
 
 The sampler computes the numbers (`logprob_arrays`: reference.py, or the tiled twin in fast/);
 this module holds the row layout and the one copy they take to the host.

@@ -12,16 +12,23 @@ arrays to the device, and rewrites just those entries with one vectorised expres
 over rows touches the [B, V] array, and the cost grows with the number of entries changed,
 not with B x V.
 
+The sampler loads this module with the first row that uses a processor
+(`SamplingParams.uses_processors`); so do the checks of their parameters, at the end.
+
 Shapes: B rows in the step, V vocabulary, K (row, token) pairs being rewritten.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Callable, Sequence
 
 import numpy as np  # host side: per-row token lists -> (row, token) index arrays
 
 from pyengine.backend import array_module
+from pyengine.sampling.params import SamplingParams, check, check_in_vocabulary, is_int, is_number
+
+MAX_LOGIT_BIAS = 100.0  # bias values are clamped to [-100, 100]
 
 
 def apply_allowed_token_ids(logits: Any, rows: Sequence[Any], out: Any = None) -> Any:
@@ -176,3 +183,86 @@ def _output(logits: Any, out: Any) -> Any:
 def _device(xp: Any, host_values: Any) -> Any:
     """Host index values -> an int64 device array (the explicit host->device copy)."""
     return xp.asarray(np.asarray(host_values, dtype=np.int64))
+
+
+# ------------------------------------------------------------------------------------------------
+# Their parameters
+# ------------------------------------------------------------------------------------------------
+
+
+def check_processor_params(params: SamplingParams) -> None:
+    """SamplingParams' checks of the token lists the processors read (model-free); `logit_bias` keys
+    become ints. (The penalties are numbers whose defaults a wrong type can equal, so params.py checks them.)"""
+    if params.logit_bias is not None:  # JSON keys arrive as strings; values are clamped
+        params.logit_bias = _normalise_logit_bias(params.logit_bias)
+    check(all(isinstance(w, str) for w in params.bad_words), f"bad_words must be strings, got {params.bad_words!r}.")
+    check(all(params.bad_words), f"bad_words cannot contain an empty string. Got bad_words={params.bad_words}")
+    if params.allowed_token_ids is not None:
+        check(len(params.allowed_token_ids) > 0, "allowed_token_ids is not None and empty!")
+        check(all(is_int(t) for t in params.allowed_token_ids),
+              f"allowed_token_ids must contain only integers, got {params.allowed_token_ids}.")
+
+
+def verify_processor_params(params: SamplingParams, vocab_size: int) -> None:
+    """`SamplingParams.verify`'s share for the processors: their token ids inside the vocabulary."""
+    check_in_vocabulary("logit_bias", list(params.logit_bias or {}), vocab_size)
+    check_in_vocabulary("allowed_token_ids", params.allowed_token_ids or [], vocab_size)
+    _check_bad_word_ids(params.bad_words_token_ids or [], vocab_size)
+
+
+def request_bad_words(params: SamplingParams, tokenizer: Any, vocab_size: int) -> list[list[int]]:
+    """A request's `bad_words` tokenized with the model's tokenizer (ids checked against its vocabulary),
+    or as the caller tokenized them already (`params.bad_words_token_ids`, checked by `verify`)."""
+    if params.bad_words_token_ids is not None:
+        return params.bad_words_token_ids
+    if tokenizer is None:
+        raise ValueError("bad_words need a tokenizer (the engine runs with skip_tokenizer_init)")
+    return tokenize_bad_words(params.bad_words, lambda s: tokenizer.encode(s, add_special_tokens=False), vocab_size)
+
+
+def tokenize_bad_words(bad_words: list[str], encode: Callable[[str], list[int]],
+                       vocab_size: int | None = None) -> list[list[int]]:
+    """Token sequences to ban, as vLLM builds them.
+
+    Each word is encoded (no special tokens) bare, `word.lstrip()`, and with one leading space.
+    The spaced variant is kept only when it has as many tokens as the bare one and a different
+    first token (otherwise it is the same word, tokenized the same way). A word whose bare form
+    encodes to nothing is an error; `vocab_size`, when given, bounds every token id.
+    """
+    sequences: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()  # de-duplication in linear time, first occurrence kept
+    for word in bad_words:
+        bare = list(encode(word.lstrip()))
+        check(bool(bare), "bad_words entries must tokenize to at least one token.")
+        spaced = list(encode(" " + word.lstrip()))
+        for ids in [bare] + ([spaced] if len(spaced) == len(bare) and spaced[0] != bare[0] else []):
+            if tuple(ids) not in seen:
+                seen.add(tuple(ids))
+                sequences.append(ids)
+    if vocab_size is not None:
+        _check_bad_word_ids(sequences, vocab_size)
+    return sequences
+
+
+def _check_bad_word_ids(sequences: Sequence[Sequence[int]], vocab_size: int) -> None:
+    bad = [t for ids in sequences for t in ids if not 0 <= t < vocab_size]
+    check(not bad, f"The model vocabulary size is {vocab_size}, but the following tokens were specified "
+                   f"as bad: {bad}. All token id values should be integers satisfying: "
+                   f"0 <= token_id <= {vocab_size - 1}.")
+
+
+def _normalise_logit_bias(logit_bias: dict[Any, Any]) -> dict[int, float]:
+    """String or int keys -> int token ids; values clamped to [-100, 100] (vLLM's from_optional)."""
+    bias: dict[int, float] = {}
+    invalid = []
+    for key, value in logit_bias.items():
+        try:
+            token_id = int(key)
+        except (TypeError, ValueError):
+            invalid.append(key)
+            continue
+        check(is_number(value) and not math.isnan(value),
+              f"logit_bias values must be numbers in [-100, 100], got {value!r} for token {token_id}.")
+        bias[token_id] = min(MAX_LOGIT_BIAS, max(-MAX_LOGIT_BIAS, float(value)))
+    check(not invalid, f"logit_bias contains key(s) that cannot be converted to integer token IDs: {invalid!r}")
+    return bias

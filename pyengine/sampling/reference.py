@@ -19,16 +19,12 @@ Rows with different parameters share every step: per-row parameters travel as [B
 A seeded row draws its uniform from its own generator, so its tokens do not depend on which
 other requests share the batch or where it sits in it; unseeded rows draw from the sampler's.
 
-`ReferenceSampler` is the pipeline. Its tuned twin, `Sampler` in sampling/fast/, keeps the
-pipeline and overrides the steps that cost (7d-7f: candidates instead of sorts, a tiled two-level
-draw, a tiled logsumexp); the engine runs either (`PYENGINE_KERNELS=sampler=reference`, or
+`ReferenceSampler` is the pipeline. Its tuned twin, `Sampler` in sampling/fast/, overrides the
+steps that cost (7d-7f); the engine runs either (`PYENGINE_KERNELS=sampler=reference`, or
 `EngineConfig(sampler="reference")`), and tests/sampling/test_reference.py holds the two to the
-same results. Both walk a row in the same order: a row with a filter from its most likely token
-down (ties by token id), a row without one in token-id order. So a seeded row gets the same token
-from both, in any batch, except in two cases, where each twin is still reproducible on its own:
-(1) on the CPU, a filtered row that keeps more tokens than the fast twin's candidates is walked
-by the fast twin in token-id order; (2) an unfiltered row whose uniform falls within rounding
-(about 1e-7) of a boundary between two tokens, since the fast twin sums the row in blocks.
+same results (fast/sampler.py says where a seeded row's token may differ). Both walk a row in the
+same order: a row with a filter from its most likely token down (ties by token id), a row without
+one in token-id order.
 
 Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
 """
@@ -44,7 +40,6 @@ from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import inverse_cdf_sample
 from pyengine.sampling.logprobs import RowLogprobs, pack, row_logprobs, unpack
 from pyengine.sampling.params import SamplingParams
-from pyengine.sampling.processors import PROCESSORS
 from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
 
 
@@ -98,6 +93,10 @@ class ReferenceSampler:
         Returns `logits` itself when no processor applies; otherwise the first one that does
         copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
         """
+        if not any(row.params.uses_processors for row in rows):
+            return logits
+        from pyengine.sampling.processors import PROCESSORS  # noqa: PLC0415  (the first row that uses one loads them)
+
         current = logits
         for processor in PROCESSORS:
             current = processor(current, rows, out=out if current is logits else current)

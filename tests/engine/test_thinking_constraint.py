@@ -13,7 +13,7 @@ import pytest
 
 from pyengine import LLM, SamplingParams
 from pyengine.constrained import ConstrainedDecoding, ThinkBlock, ThinkingMatcher, reasoning_mode
-from pyengine.sampling import StructuredOutputsParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 from pyengine.structured import GrammarMatcher, TokenTrie, compile_grammar
 
 EOS, OPEN, CLOSE, SPECIAL = 0, 1, 2, 14

@@ -47,7 +47,7 @@ def test_logits_match_transformers():
 
     from pyengine.backend import get_backend
     from pyengine.model import load_model
-    from pyengine.model_runner import SingleSequence
+    from pyengine.single_sequence import SingleSequence
 
     expected = np.load(ROOT / "tests" / "fixtures" / "demo_model_expected.npz")
     seq = SingleSequence(load_model(str(DEMO), get_backend("cpu")))

@@ -13,7 +13,7 @@ from pyengine.model import CheckpointError, ConfigError, ModelConfig, load_model
 from pyengine.model.loader import load_tensors
 
 from .checkpoints import llama_config, llama_tensors, to_bf16_bits, write_checkpoint
-from pyengine.model_runner import SingleSequence
+from pyengine.single_sequence import SingleSequence
 
 PROMPT = [3, 7, 11, 5, 2, 9]
 
@@ -75,8 +75,8 @@ def test_bf16_and_fp16_weights_upcast_exactly_to_float32(tmp_path):
     # bf16: write raw bit patterns with the BF16 dtype tag by hand (numpy has no bf16 type)
     bits = to_bf16_bits(tensors[name])
     _write_raw_safetensors(tmp_path / "bf16.safetensors", name, bits, "BF16")
-    from pyengine.model.loader import _read_file
-    upcast = _read_file(tmp_path / "bf16.safetensors")[name]
+    from pyengine.model.loader import LazyTensors
+    upcast = LazyTensors([tmp_path / "bf16.safetensors"], progress=False)[name]
     expected = (bits.astype(np.uint32) << 16).view(np.float32)
     np.testing.assert_array_equal(upcast, expected)
     assert np.abs(upcast - tensors[name]).max() < 1e-2  # bf16 keeps ~3 significant digits

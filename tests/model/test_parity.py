@@ -17,7 +17,8 @@ import pytest
 from pyengine.backend import get_backend
 from pyengine.cache import KVCache
 from pyengine.model import load_model
-from pyengine.model_runner import ModelRunner, SingleSequence
+from pyengine.model_runner import ModelRunner
+from pyengine.single_sequence import SingleSequence
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.npz").is_file()) if FIXTURES.is_dir() else []

@@ -10,7 +10,7 @@ import pytest
 from pyengine.backend import get_backend
 from pyengine.model import load_model
 
-from pyengine.model_runner import SingleSequence
+from pyengine.single_sequence import SingleSequence
 
 pytestmark = pytest.mark.shared_data
 

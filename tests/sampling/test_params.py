@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyengine.sampling import RepetitionDetectionParams, SamplingParams, tokenize_bad_words
+from pyengine.sampling import SamplingParams
+from pyengine.sampling.nested_params import RepetitionDetectionParams
+from pyengine.sampling.processors import tokenize_bad_words
 
 
 def test_defaults_are_vllms():

@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pyengine.backend import get_backend  # noqa: E402
 from pyengine.model import load_model  # noqa: E402
-from pyengine.model_runner import SingleSequence  # noqa: E402
+from pyengine.single_sequence import SingleSequence  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "What is 47 + 38?"}]
 

@@ -37,7 +37,7 @@ import jsonschema
 import corpus
 import toolgen
 from pyengine import LLM, SamplingParams
-from pyengine.sampling.params import StructuredOutputsParams
+from pyengine.sampling.nested_params import StructuredOutputsParams
 from render import render_conversation
 
 TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)

@@ -10,7 +10,11 @@ device->host copy) and overrides three steps:
     7f. logprobs     one tiled pass for the logsumexp, the top k among candidates
                                                                          (fast/logprobs.py, topk.py)
 
-tests/sampling/test_reference.py holds it to the reference's tokens and logprobs.
+tests/sampling/test_reference.py holds it to the reference's tokens and logprobs. A seeded row gets
+the same token from both twins, in any batch, except in two cases, where each twin is still
+reproducible on its own: (1) on the CPU, a filtered row that keeps more tokens than the candidates
+is walked here in token-id order; (2) an unfiltered row whose uniform falls within rounding (about
+1e-7) of a boundary between two tokens, since this twin sums the row in blocks.
 
 Shapes: B rows, V vocabulary, C candidates per row, k top logprobs.
 """
