@@ -30,6 +30,11 @@ parser ends it. The model cannot end inside the block: there EOS stands for the 
 and its answer follows under the constraint. So a constrained sequence ends "stop" only with an
 answer the constraint accepts, or "length" when max_tokens runs out first.
 
+One exception: a matcher that hits one of its limits while it walks (`GrammarLimitError`, e.g. an
+ambiguous grammar of a request's own whose parse keeps more than MAX_EARLEY_ITEMS items at one
+position) is a dead end for its own row, never an error of the step: the row may only end (EOS)
+and ends "stop", with a warning in the log, while every other row of the batch goes on.
+
 `pyengine.structured` (the grammar compilers and matchers) is imported by the first request
 with a constraint, so an engine that never sees one never loads it. The `TokenTrie` (the
 vocabulary's bytes as the detokenizer sees them: special tokens and ids past the tokenizer never
@@ -39,6 +44,7 @@ match grammar text) is built on first use, once per engine.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Iterable, Sequence
 
 import numpy as np  # host: the per-step token masks
@@ -47,6 +53,7 @@ from pyengine.sampling import SamplingParams
 from pyengine.sampling.nested_params import StructuredOutputsParams
 from pyengine.text.token_bytes import token_pieces
 
+logger = logging.getLogger(__name__)
 WHITESPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip removes, in ASCII
 
 
@@ -145,12 +152,18 @@ class ConstrainedDecoding:
         """[B, V] bool host array (True = allowed) for these rows, or None when no row has a matcher."""
         if all(m is None for m in matchers):
             return None
+        from pyengine.structured.grammar import GrammarLimitError  # noqa: PLC0415  (loaded with the matchers)
+
         mask = np.ones((len(matchers), self.vocab_size), dtype=bool)
         words = np.zeros((self.vocab_size + 31) // 32, dtype=np.int32)
         for row, m in enumerate(matchers):
             if m is None:
                 continue
-            m.fill_bitmask(words)
+            try:
+                m.fill_bitmask(words)
+            except GrammarLimitError as exc:  # this row's dead end, not the batch's
+                logger.warning("structured output stopped: %s", exc)
+                words[:] = 0
             allowed = np.unpackbits(words.view(np.uint8), bitorder="little")[:self.vocab_size].astype(bool)
             if not allowed.any():  # a dead end: nothing fits; let EOS end the sequence cleanly
                 allowed[self.eos_token_ids] = True
@@ -169,7 +182,13 @@ class ConstrainedDecoding:
     @staticmethod
     def advance(matcher: Any, token_id: int) -> bool:
         """Feed the sampled token; False when the grammar cannot take it (the sequence ends)."""
-        return matcher.accept_token(token_id)
+        from pyengine.structured.grammar import GrammarLimitError  # noqa: PLC0415  (loaded with the matchers)
+
+        try:
+            return matcher.accept_token(token_id)
+        except GrammarLimitError as exc:
+            logger.warning("structured output stopped: %s", exc)
+            return False
 
 
 def reasoning_mode(prompt_text: str, tags: tuple[str, str]) -> str:

@@ -33,7 +33,8 @@ children a state can scan; see rust/grammar/mod.rs.
 Its sets are a cache with a bound: past it the Rust matcher rebuilds them from the bytes accepted
 so far (the twin keeps no cache, so it has nothing to rebuild).
 
-Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError, a 400 for the request).
+Limits: MAX_EARLEY_ITEMS per set (GrammarLimitError: a 400 for the request when the prompt's
+first set passes it; half way, the engine ends that row alone, as a dead end).
 """
 
 from __future__ import annotations

@@ -180,3 +180,25 @@ def test_with_reasoning_tags_the_model_thinks_then_the_answer_matches_the_schema
     out = _json_after_thinking(llm, None)  # without: the grammar holds from the first token
     assert "<think>" not in out.text
     jsonschema.validate(json.loads(out.text), PERSON)
+
+
+def test_a_matcher_limit_mid_walk_ends_only_its_own_request(monkeypatch):
+    """A request's own ambiguous grammar makes its parse grow with every token; when the matcher
+    passes its item limit half way, that request ends ("stop") and the batch beside it goes on."""
+    from pyengine.structured import matcher
+
+    monkeypatch.setattr(matcher, "MAX_EARLEY_ITEMS", 40)
+    llm = LLM(model=QWEN2, kernels="python")
+    engine = llm.llm_engine
+    engine.add_request("ambiguous", "hi", SamplingParams(max_tokens=40, temperature=0, structured_outputs=(
+        StructuredOutputsParams(grammar='root ::= x\nx ::= x x | "a"'))))
+    engine.add_request("choice", "hi", SamplingParams(max_tokens=30, structured_outputs=StructuredOutputsParams(
+        choice=["alpha", "beta"])))
+    engine.add_request("free", "hi", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
+    finished = {}
+    while engine.has_unfinished_requests():
+        finished |= {o.request_id: o.outputs[0] for o in engine.step() if o.finished}
+    assert finished["ambiguous"].finish_reason == "stop"
+    assert 0 < len(finished["ambiguous"].token_ids) < 40 and set(finished["ambiguous"].text) <= {"a"}
+    assert finished["choice"].text in ("alpha", "beta") and finished["choice"].finish_reason == "stop"
+    assert len(finished["free"].token_ids) == 12 and finished["free"].finish_reason == "length"
