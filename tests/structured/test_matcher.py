@@ -174,6 +174,17 @@ SLICER_VOCAB = ([bytes([b]) for b in range(256)]
                 + [None])
 
 
+def walk_both(py, rs, choices) -> None:
+    """Both twins take the same tokens (picked by `choices` among the allowed ones), with equal masks."""
+    for choice in choices:
+        allowed = py.allowed_token_ids()
+        assert rs.allowed_token_ids() == allowed
+        if not allowed or py.is_terminated():
+            break
+        token = allowed[choice % len(allowed)]
+        assert py.accept_token(token) and rs.accept_token(token)
+
+
 @pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
 @pytest.mark.parametrize("pattern", [
     r"[^\n]{0,5}", r"[^\n]*x", r'"([^"\\]|\\.)*"', r'"([^"\\\x00-\x1f]){0,4}"', r"[a-z0-9._-]+@[a-z]{2,4}",
@@ -189,13 +200,7 @@ def test_slicer_masks_match_the_twin(pattern, choices):
     g = regex_grammar(pattern)
     eos = [len(SLICER_VOCAB) - 1]
     py, rs = make("python", g, SLICER_VOCAB, eos), make("native", g, SLICER_VOCAB, eos)
-    for choice in choices:
-        allowed = py.allowed_token_ids()
-        assert rs.allowed_token_ids() == allowed
-        if not allowed or py.is_terminated():
-            break
-        token = allowed[choice % len(allowed)]
-        assert py.accept_token(token) and rs.accept_token(token)
+    walk_both(py, rs, choices)
 
 
 # Jumps (Rust): a state met in the walk that loops on a class takes the class tokens below a
@@ -227,10 +232,4 @@ def test_jump_masks_match_the_twin(choices):
         assert rs.allowed_token_ids() == py.allowed_token_ids()
         py.reset()
         rs.reset()
-    for choice in choices:
-        allowed = py.allowed_token_ids()
-        assert rs.allowed_token_ids() == allowed
-        if not allowed or py.is_terminated():
-            break
-        token = allowed[choice % len(allowed)]
-        assert py.accept_token(token) and rs.accept_token(token)
+    walk_both(py, rs, choices)
