@@ -13,6 +13,14 @@
 //! once count >= min. Completing `rule` adds one to a waiting counted item instead of moving its
 //! dot. So a set holds one item per count, whatever the bound (the Python twin does the same).
 //!
+//! An automaton may also have a *horizon* `h` (the mask walk's, see `GrammarMatcher`): a count
+//! that is at least `min` and at least `h` below `max` is then stored as [`FAR`], and stays FAR
+//! when its rule is read again. Such an item behaves as its exact count would for `h - 1` more
+//! bytes (each byte adds at most one to a count), so a walk no deeper than that (the longest
+//! token) finds exactly the same tokens, and `[^"]{0,100000}` is one looping state, like
+//! `[^"]*`, instead of a state per count. [`Automaton::import`] maps a state of an exact
+//! automaton (no horizon) to its counterpart in one with a horizon.
+//!
 //! A fresh matcher's first masks create most of their states, so making a state is kept cheap:
 //! the tables are reserved when the automaton is made, a closure finds repeated items with stamp
 //! tables (per rule for predictions, per (alternative, dot) for the rest) rather than hashing each
@@ -39,6 +47,10 @@ const UNKNOWN: u32 = u32::MAX;
 pub(super) const DEAD: u32 = u32::MAX - 1;
 /// The initial state's id.
 pub(super) const ROOT: u32 = 0;
+/// The count of an item far from its repetition's bounds (see the module docs).
+pub(super) const FAR: u32 = u32::MAX;
+/// No horizon: every count is kept exactly.
+pub(super) const NO_HORIZON: u32 = u32::MAX;
 /// Seed-key tag: a completed item, keyed by its rule (see `close`).
 const COMPLETED: u32 = 1 << 31;
 /// States (and interner entries) reserved by `Automaton::new`.
@@ -217,10 +229,35 @@ impl CompiledGrammar {
     fn alt_rhs(&self, alt: u32) -> &[Symbol] {
         &self.rhs[self.rhs_start[alt as usize] as usize..self.rhs_start[alt as usize + 1] as usize]
     }
+
+    /// Whether some counted repetition has counts that an automaton with `horizon` stores as
+    /// [`FAR`] (at least `min` and at least `horizon` below `max`).
+    pub(super) fn has_far_counts(&self, horizon: u32) -> bool {
+        self.repeats.iter().any(|r| r.max - r.min >= horizon)
+    }
+
+    /// The count `count` of an item at `dot` in alternative `alt` as an automaton with `horizon`
+    /// stores it: [`FAR`] before a counted repetition whose bounds are both far, else `count`.
+    fn stored_count(&self, alt: u32, dot: u32, count: u32, horizon: u32) -> u32 {
+        if count == FAR || horizon == NO_HORIZON {
+            return count;
+        }
+        match self.alt_rhs(alt).get(dot as usize) {
+            Some(Symbol::Repeat(k)) => {
+                let rep = self.repeats[*k as usize];
+                if count >= rep.min && rep.max - count >= horizon {
+                    FAR
+                } else {
+                    count
+                }
+            }
+            _ => count,
+        }
+    }
 }
 
 /// An Earley item: alternative, dot, origin state id (or `SELF`), and count (before a counted
-/// repetition: how many of its rule are read; else 0).
+/// repetition: how many of its rule are read, or [`FAR`]; else 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Item {
     /// The alternative (an index into the grammar's alternatives).
@@ -229,7 +266,7 @@ pub(super) struct Item {
     pub(super) dot: u32,
     /// The state the item started in, or `SELF`.
     pub(super) origin: u32,
-    /// Before a [`Symbol::Repeat`]: how many of its rule are read (else 0).
+    /// Before a [`Symbol::Repeat`]: how many of its rule are read, or [`FAR`] (else 0).
     pub(super) count: u32,
 }
 
@@ -303,6 +340,8 @@ pub(super) struct Automaton {
     gen: u32,
     /// The most states (MAX_STATES; less in tests)
     pub(super) max_states: usize,
+    /// Counts at least this far below their maximum are [`FAR`] (or [`NO_HORIZON`])
+    horizon: u32,
     work: Vec<Item>,
     items: Vec<Item>,
 }
@@ -310,6 +349,16 @@ pub(super) struct Automaton {
 impl Automaton {
     /// The automaton of `g`, with its root state (the start rule predicted) made.
     pub(super) fn new(g: Arc<CompiledGrammar>) -> Result<Self, GrammarError> {
+        Self::with_horizon(g, NO_HORIZON)
+    }
+
+    /// The automaton of `g` that stores counts at least `horizon` below their maximum (and not
+    /// below their minimum) as [`FAR`]: exact for any `horizon - 1` bytes from a state
+    /// [`import`](Self::import)ed from an exact automaton.
+    pub(super) fn with_horizon(
+        g: Arc<CompiledGrammar>,
+        horizon: u32,
+    ) -> Result<Self, GrammarError> {
         let n_rules = g.rule_alts.len();
         let seen = Seen {
             at: vec![(0, 0, 0); g.rhs.len() + g.lhs.len()],
@@ -333,6 +382,7 @@ impl Automaton {
             predicted: vec![0; n_rules],
             gen: 0,
             max_states: MAX_STATES,
+            horizon,
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
@@ -342,7 +392,7 @@ impl Automaton {
                 alt,
                 dot: 0,
                 origin: SELF,
-                count: 0,
+                count: a.g.stored_count(alt, 0, 0, horizon),
             })
             .collect();
         a.close(&seeds)?;
@@ -362,7 +412,7 @@ impl Automaton {
                 return Ok(t);
             }
         }
-        let g = &self.g;
+        let (g, horizon) = (&self.g, self.horizon);
         let mut seeds = std::mem::take(&mut self.seeds); // (a scratch buffer, given back below)
         seeds.clear();
         seeds.extend(
@@ -373,7 +423,7 @@ impl Automaton {
                     alt: it.alt,
                     dot: it.dot + 1,
                     origin: if it.origin == SELF { s } else { it.origin },
-                    count: 0,
+                    count: g.stored_count(it.alt, it.dot + 1, 0, horizon),
                 }),
         );
         let t = if seeds.is_empty() {
@@ -447,6 +497,7 @@ impl Automaton {
 
     fn close_uncached(&mut self, seeds: &[Item]) -> Result<u32, GrammarError> {
         let g = self.g.clone();
+        let horizon = self.horizon;
         let is_root = self.states.is_empty();
         self.seen.more.clear();
         self.work.clear();
@@ -504,8 +555,8 @@ impl Automaton {
                     Counted::Plain(rule) => (rule, true, g.nullable[rule as usize]),
                     Counted::Repeat(rep) => (
                         rep.rule,
-                        it.count < rep.max,
-                        it.count >= rep.min || g.nullable[rep.rule as usize],
+                        it.count == FAR || it.count < rep.max,
+                        it.count == FAR || it.count >= rep.min || g.nullable[rep.rule as usize],
                     ),
                 };
                 if wants_more {
@@ -517,7 +568,7 @@ impl Automaton {
                                 alt,
                                 dot: 0,
                                 origin: SELF,
-                                count: 0,
+                                count: g.stored_count(alt, 0, 0, horizon),
                             }));
                     }
                 }
@@ -525,7 +576,7 @@ impl Automaton {
                     add(
                         Item {
                             dot: it.dot + 1,
-                            count: 0,
+                            count: g.stored_count(it.alt, it.dot + 1, 0, horizon),
                             ..it
                         },
                         &mut self.seen,
@@ -553,7 +604,10 @@ impl Automaton {
                         let next = if counted {
                             Item {
                                 origin,
-                                count: p.count + 1,
+                                count: match p.count {
+                                    FAR => FAR,
+                                    c => g.stored_count(p.alt, p.dot, c + 1, horizon),
+                                },
                                 ..p
                             }
                         } else {
@@ -561,7 +615,7 @@ impl Automaton {
                                 alt: p.alt,
                                 dot: p.dot + 1,
                                 origin,
-                                count: 0,
+                                count: g.stored_count(p.alt, p.dot + 1, 0, horizon),
                             }
                         };
                         add(next, &mut self.seen, &mut self.work);
@@ -586,6 +640,100 @@ impl Automaton {
         };
         (self.waiting, self.scans) = (waiting, scans); // the scratch buffers, for the next closure
         id
+    }
+
+    /// The state of this automaton that stands for state `s` of the exact automaton `exact`
+    /// (one with no horizon, on the same grammar): the same items, with their counts stored as
+    /// this automaton stores them and their origins mapped likewise. `map` memoizes the mapping
+    /// from `exact`'s states to this one's (every origin of `s` is mapped first).
+    pub(super) fn import(
+        &mut self,
+        exact: &Automaton,
+        s: u32,
+        map: &mut FxMap<u32, u32>,
+    ) -> Result<u32, GrammarError> {
+        let mut todo = vec![s];
+        while let Some(&u) = todo.last() {
+            if map.contains_key(&u) {
+                todo.pop();
+                continue;
+            }
+            let items = exact.intern.key(u);
+            // (the accepting marker's origin is u32::MAX = SELF too: skipped with it)
+            let unmapped = items
+                .iter()
+                .filter(|it| it.alt != u32::MAX && it.origin != SELF)
+                .find(|it| !map.contains_key(&it.origin));
+            if let Some(it) = unmapped {
+                todo.push(it.origin);
+                continue;
+            }
+            let mut accepting = false;
+            self.items.clear();
+            for it in items {
+                if it.alt == u32::MAX {
+                    accepting = true;
+                    continue;
+                }
+                self.items.push(Item {
+                    origin: if it.origin == SELF {
+                        SELF
+                    } else {
+                        map[&it.origin]
+                    },
+                    count: self.g.stored_count(it.alt, it.dot, it.count, self.horizon),
+                    ..*it
+                });
+            }
+            let id = self.intern_items(accepting)?;
+            map.insert(u, id);
+            todo.pop();
+        }
+        Ok(map[&s])
+    }
+
+    /// The state whose non-completed items are `self.items` (in any order) and which accepts if
+    /// `accepting`: found, or made (its lists derived from the items as a closure derives them).
+    fn intern_items(&mut self, accepting: bool) -> Result<u32, GrammarError> {
+        self.items.sort_unstable();
+        self.items.dedup();
+        if accepting {
+            self.items.push(Item {
+                alt: u32::MAX,
+                dot: u32::MAX,
+                origin: u32::MAX,
+                count: u32::MAX,
+            });
+        }
+        let hash = match self.intern.get(&self.items) {
+            Ok(id) => return Ok(id),
+            Err(_) if self.states.len() >= self.max_states => {
+                return Err(GrammarError::TooManyStates)
+            }
+            Err(hash) => hash,
+        };
+        let g = self.g.clone();
+        let (mut waiting, mut scans) = (
+            std::mem::take(&mut self.waiting),
+            std::mem::take(&mut self.scans),
+        );
+        waiting.clear();
+        scans.clear();
+        for &it in &self.items[..self.items.len() - usize::from(accepting)] {
+            match g.alt_rhs(it.alt)[it.dot as usize] {
+                Symbol::Bytes(set) => scans.push((set, it)),
+                Symbol::Rule(rule) => waiting.push((rule, it)),
+                Symbol::Repeat(k) => {
+                    let rep = g.repeats[k as usize];
+                    if it.count == FAR || it.count < rep.max {
+                        waiting.push((rep.rule, it));
+                    }
+                }
+            }
+        }
+        let id = self.new_state(&mut waiting, &scans, accepting, hash);
+        (self.waiting, self.scans) = (waiting, scans);
+        Ok(id)
     }
 
     /// Store the closure just computed (`self.items` is its key, `hash` the key's hash) as a new state.
@@ -689,6 +837,12 @@ impl Interner {
             h.write_u64((it.count as u64) << 32 | it.origin as u64);
         }
         h.finish()
+    }
+
+    /// The key of the entry inserted `id`-th.
+    fn key(&self, id: u32) -> &[Item] {
+        let e = &self.entries[id as usize];
+        &self.keys[e.from as usize..e.to as usize]
     }
 
     /// The value of `key`, or, if it has none, the key's hash (for `insert`).
@@ -830,6 +984,47 @@ mod tests {
         assert!(!accepts(&mut auto, &text));
         assert_eq!(auto.states.len(), states); // (the same states: no new one past the bound)
         assert!(auto.states.len() < 20_010); // one state per count, each of a few items
+    }
+
+    #[test]
+    fn far_counts_are_one_state_and_imported_near_ones_stay_exact() {
+        // 0 ::= 1{2,1000} ";"    1 ::= "a" | "bc"     (a horizon of 4 bytes)
+        let mut d = Draw::default();
+        let (semicolon, a, b, c) = (d.byte(b';'), d.byte(b'a'), d.byte(b'b'), d.byte(b'c'));
+        let many = d.repeat(1, 2, 1000);
+        d.alt(0, &[many, semicolon]);
+        d.alt(1, &[a]);
+        d.alt(1, &[b, c]);
+        let g = d.build(0);
+        assert!(g.has_far_counts(4) && !g.has_far_counts(999));
+        let mut exact = Automaton::new(g.clone()).unwrap();
+        let mut far = Automaton::with_horizon(g, 4).unwrap();
+        let mut map = FxMap::default();
+        assert_eq!(far.import(&exact, ROOT, &mut map), Ok(ROOT));
+        // below the minimum, counts are exact; past it, far from the maximum, all one state
+        assert!(!accepts(&mut far, b"a;") && accepts(&mut far, b"abc;"));
+        let states = walk(&mut far, &[b'a'; 300]);
+        assert!(states[2..].iter().all(|&s| s == states[2]), "{states:?}");
+        assert!(far.states.len() < 20, "{}", far.states.len());
+        // 997 read on the exact automaton: three more, not four, from its imported state
+        let s = *walk(&mut exact, &[b'a'; 997]).last().unwrap();
+        let t = far.import(&exact, s, &mut map).unwrap();
+        let from = |far: &mut Automaton, text: &[u8]| {
+            let mut u = t;
+            for &byte in text {
+                u = if u == DEAD {
+                    DEAD
+                } else {
+                    far.step(u, byte).unwrap()
+                };
+            }
+            u != DEAD && far.states[u as usize].accepting
+        };
+        assert!(from(&mut far, b";") && from(&mut far, b"abca;"));
+        assert!(!from(&mut far, b"aaaa;") && !from(&mut far, b"bcbcbc"));
+        // a state far from both bounds imports to the loop
+        let s = *walk(&mut exact, &[b'a'; 10]).last().unwrap();
+        assert_eq!(far.import(&exact, s, &mut map), Ok(states[2]));
     }
 
     #[test]

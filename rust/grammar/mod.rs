@@ -23,6 +23,15 @@
 //! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps.
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!
+//! A counted repetition with far bounds (a string's `maxLength: 100000`) would make a state per
+//! count, so a mask would meet new states (and follow a run of them as deep as the longest token)
+//! at every count. The masks are therefore computed on an automaton whose *horizon* is one byte
+//! past the longest token (see `earley.rs`): a count far from both bounds is stored as FAR, the
+//! same at every count, so such a state loops like `[^"]*` and its mask is computed once. The
+//! bytes accepted are stepped on an exact automaton (its counts in full), and each of its states
+//! is mapped to the mask automaton's (`Automaton::import`) when a mask is asked for. A grammar with
+//! no such repetition needs no second automaton: one does both.
+//!
 //! Masks are identical to the plain walk (the twin parity tests check it).
 //!
 //! Errors are [`GrammarError`]s, one variant per cause; the Python glue raises the exception the
@@ -48,7 +57,7 @@ mod walk;
 
 use std::sync::Arc;
 
-use earley::{Automaton, FxMap, DEAD, ROOT};
+use earley::{Automaton, FxMap, DEAD, NO_HORIZON, ROOT};
 pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 pub use error::{ErrorKind, GrammarError};
 use jumps::{Jumps, Loop};
@@ -60,8 +69,13 @@ use walk::{Kids, TextMask};
 pub struct GrammarMatcher {
     trie: Arc<TokenTrie>,
     eos: Vec<u32>,
+    /// The masks' automaton (states, runs, slices, loops and masks are all of its states)
     auto: Automaton,
-    /// State after each consumed byte; stack[0] = ROOT
+    /// The exact automaton of the accepted bytes, if the masks' one has FAR counts (else `auto`)
+    path: Option<Automaton>,
+    /// `path`'s states mapped to `auto`'s so far
+    imported: FxMap<u32, u32>,
+    /// State after each consumed byte (of `path`, if any); stack[0] = ROOT
     stack: Vec<u32>,
     /// The bytes consumed: stack[i + 1] is stack[i] stepped by bytes[i] (for `restart`)
     bytes: Vec<u8>,
@@ -102,10 +116,13 @@ impl GrammarMatcher {
         }
         eos.sort_unstable();
         eos.dedup();
+        let (auto, path) = Self::automata(g, &trie)?;
         Ok(GrammarMatcher {
             trie,
             eos,
-            auto: Automaton::new(g)?,
+            auto,
+            path,
+            imported: FxMap::default(),
             stack: vec![ROOT],
             bytes: Vec::new(),
             steps: Vec::new(),
@@ -117,6 +134,34 @@ impl GrammarMatcher {
             jumps: Vec::new(),
             frames: Vec::with_capacity(64),
         })
+    }
+
+    /// The masks' automaton of `g` over `trie` (its horizon just past the longest token), and the
+    /// exact one for the accepted bytes if the masks' one stores some count as FAR.
+    fn automata(
+        g: Arc<CompiledGrammar>,
+        trie: &TokenTrie,
+    ) -> Result<(Automaton, Option<Automaton>), GrammarError> {
+        let horizon = u32::try_from(trie.max_depth + 1).unwrap_or(NO_HORIZON);
+        if horizon == NO_HORIZON || !g.has_far_counts(horizon) {
+            return Ok((Automaton::new(g)?, None));
+        }
+        let auto = Automaton::with_horizon(g.clone(), horizon)?;
+        Ok((auto, Some(Automaton::new(g)?)))
+    }
+
+    /// The automaton the accepted bytes are stepped on.
+    fn path_auto(&self) -> &Automaton {
+        self.path.as_ref().unwrap_or(&self.auto)
+    }
+
+    /// The masks' state for the bytes accepted so far.
+    fn mask_state(&mut self) -> Result<u32, GrammarError> {
+        let s = self.current();
+        match &self.path {
+            None => Ok(s),
+            Some(path) => self.auto.import(path, s, &mut self.imported),
+        }
     }
 
     /// The number of tokens in the vocabulary (masks have one bit per token).
@@ -131,7 +176,7 @@ impl GrammarMatcher {
 
     /// Whether the bytes accepted so far are a whole sentence of the grammar (EOS is allowed).
     pub fn is_accepting(&self) -> bool {
-        self.auto.states[self.current() as usize].accepting
+        self.path_auto().states[self.current() as usize].accepting
     }
 
     /// Whether an EOS token was accepted (then only EOS stays allowed).
@@ -158,10 +203,12 @@ impl GrammarMatcher {
             out.fill(0);
         } else {
             let accepting = self.is_accepting();
-            match self.text_mask(self.current(), out) {
+            let masked = self.mask_state().and_then(|s| self.text_mask(s, out));
+            match masked {
                 Err(GrammarError::TooManyStates) => {
                     self.restart()?;
-                    self.text_mask(self.current(), out)?;
+                    let s = self.mask_state()?;
+                    self.text_mask(s, out)?;
                 }
                 other => other?,
             }
@@ -178,7 +225,11 @@ impl GrammarMatcher {
     /// Whether `fill_bitmask` would only copy a mask computed before (no walk): a call cheap
     /// enough that releasing the Python interpreter around it would cost more than it saves.
     pub fn mask_is_cached(&self) -> bool {
-        self.terminated || self.masks.contains_key(&self.current())
+        let s = match self.path {
+            None => Some(self.current()),
+            Some(_) => self.imported.get(&self.current()).copied(),
+        };
+        self.terminated || s.is_some_and(|s| self.masks.contains_key(&s))
     }
 
     /// The allowed token ids, ascending.
@@ -242,7 +293,9 @@ impl GrammarMatcher {
     fn push_bytes(&mut self, data: &[u8]) -> Result<bool, GrammarError> {
         let depth = self.stack.len();
         for &b in data {
-            match self.auto.step(self.current(), b) {
+            let s = self.current();
+            let auto = self.path.as_mut().unwrap_or(&mut self.auto);
+            match auto.step(s, b) {
                 Ok(s) if s != DEAD => {
                     self.stack.push(s);
                     self.bytes.push(b);
@@ -257,22 +310,27 @@ impl GrammarMatcher {
         Ok(true)
     }
 
-    /// A fresh automaton (and caches) with the bytes accepted so far replayed on it: the states
-    /// the old one made for masks and paths not taken are dropped. If the replay alone passes the
-    /// bound, the error comes back and the matcher keeps its old automaton.
+    /// Fresh automata (and caches) with the bytes accepted so far replayed: the states the old
+    /// ones made for masks and paths not taken are dropped. If the replay alone passes the bound,
+    /// the error comes back and the matcher keeps its old automata.
     fn restart(&mut self) -> Result<(), GrammarError> {
-        let mut auto = Automaton::new(self.auto.g.clone())?;
+        let (mut auto, mut path) = Self::automata(self.auto.g.clone(), &self.trie)?;
         auto.max_states = self.auto.max_states;
+        if let (Some(new), Some(old)) = (&mut path, &self.path) {
+            new.max_states = old.max_states;
+        }
         let mut stack = Vec::with_capacity(self.stack.len());
         stack.push(ROOT);
+        let replay = path.as_mut().unwrap_or(&mut auto);
         for &b in &self.bytes {
-            let s = auto.step(stack[stack.len() - 1], b)?;
+            let s = replay.step(stack[stack.len() - 1], b)?;
             if s == DEAD {
                 return Err(GrammarError::Internal("a replayed byte was rejected"));
             }
             stack.push(s);
         }
-        (self.auto, self.stack) = (auto, stack);
+        (self.auto, self.path, self.stack) = (auto, path, stack);
+        self.imported.clear();
         self.masks.clear();
         self.runs.clear();
         self.slices.clear();
@@ -310,7 +368,7 @@ impl GrammarMatcher {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{matcher, Draw};
+    use super::testing::{allowed_one_by_one, matcher, Draw};
     use super::*;
 
     /// `0 ::= "" | 0 "a"` (a left-recursive star).
@@ -358,7 +416,8 @@ mod tests {
     #[test]
     fn past_the_state_bound_the_matcher_starts_again_from_its_bytes() {
         // 0 ::= "[" 1{0,200} "]"    1 ::= "a" | "b" "c" "d" "a"
-        // (a state per count on the path, and three more off it, after "b", "bc" and "bcd")
+        // (a state per count on the path, and three more off it, after "b", "bc" and "bcd";
+        // a token longer than the bound keeps every count exact in the masks' states too)
         let mut d = Draw::default();
         let (open, close) = (d.byte(b'['), d.byte(b']'));
         let (a, b, c, e) = (d.byte(b'a'), d.byte(b'b'), d.byte(b'c'), d.byte(b'd'));
@@ -366,12 +425,14 @@ mod tests {
         d.alt(0, &[open, many, close]);
         d.alt(1, &[a]);
         d.alt(1, &[b, c, e, a]);
-        let vocab: [Option<&[u8]>; 5] = [
+        let long = [b'a'; 250];
+        let vocab: [Option<&[u8]>; 6] = [
             Some(b"["),
             Some(b"a"),
             Some(b"aaaa"),
             Some(b"]"),
             Some(b"bcd"),
+            Some(&long),
         ];
         let mut m = matcher(d.build(0), &vocab, &[]);
         m.auto.max_states = 300;
@@ -393,6 +454,50 @@ mod tests {
         assert_eq!(m.restart(), Err(GrammarError::TooManyStates));
         assert_eq!(m.allowed_token_ids().unwrap(), vec![1, 2, 3, 4]);
         assert_eq!((m.num_accepted(), m.stack.len()), (50, 198));
+    }
+
+    #[test]
+    fn masks_near_a_far_bound_are_exact_and_far_counts_share_their_states() {
+        // 0 ::= "[" 1{0,60} "]"    1 ::= "a" | "bc"   (tokens of up to 5 bytes: FAR counts)
+        let mut d = Draw::default();
+        let (open, close) = (d.byte(b'['), d.byte(b']'));
+        let (a, b, c) = (d.byte(b'a'), d.byte(b'b'), d.byte(b'c'));
+        let many = d.repeat(1, 0, 60);
+        d.alt(0, &[open, many, close]);
+        d.alt(1, &[a]);
+        d.alt(1, &[b, c]);
+        let vocab: [Option<&[u8]>; 8] = [
+            Some(b"["),
+            Some(b"aa"),
+            Some(b"a"),
+            Some(b"aaaa"),
+            Some(b"]"),
+            Some(b"bc"),
+            Some(b"a]"),
+            Some(b"abca]"),
+        ];
+        let mut m = matcher(d.build(0), &vocab, &[]);
+        assert!(m.path.is_some());
+        assert!(m.accept_token(0).unwrap());
+        for count in (0..=60).step_by(2) {
+            let allowed = m.allowed_token_ids().unwrap();
+            assert_eq!(allowed, allowed_one_by_one(&mut m), "after {count}");
+            assert_eq!(allowed.contains(&3), count <= 56, "after {count}");
+            assert_eq!(allowed.contains(&7), count <= 56, "after {count}");
+            assert_eq!(allowed.contains(&1), count <= 58, "after {count}");
+            if count < 60 {
+                assert!(m.accept_token(1).unwrap());
+            }
+        }
+        assert!(!m.accept_token(2).unwrap() && m.accept_token(4).unwrap());
+        assert!(m.is_accepting());
+        // (a state per count on the path; the masks' states are the same far from the bound)
+        let path = m.path.as_ref().unwrap().states.len();
+        assert!(
+            path > 60 && m.auto.states.len() < 40,
+            "{path} {}",
+            m.auto.states.len()
+        );
     }
 
     #[test]

@@ -67,6 +67,21 @@ def test_max_items_allows_exactly_n_items(kind, n):
     assert not m.accept_token(7) and m.accept_token(5) and allowed_text(m) == {b"<eos>"}
 
 
+@pytest.mark.skipif("native" not in KERNELS, reason="needs the compiled extension")
+@pytest.mark.parametrize("schema", [{"type": "string", "minLength": 3, "maxLength": 12},
+                                    {"type": "array", "items": {"const": 1}, "minItems": 2, "maxItems": 9}])
+def test_the_twins_agree_at_every_count_up_to_the_bound(schema):
+    # The native masks keep a count exactly only near its bounds (within the longest token, two
+    # bytes here): walked one byte at a time, every mask on the way crosses from far to near.
+    twins = [make(kind, schema) for kind in KERNELS]
+    text = b'"' + b"a" * 12 + b'"' if schema["type"] == "string" else b"[" + b"1," * 8 + b"1]"
+    for byte in text:
+        python, native = (allowed_text(m) for m in twins)
+        assert python == native, bytes([byte])
+        assert all(m.accept_bytes(bytes([byte])) for m in twins)
+    assert all(allowed_text(m) == {b"<eos>"} for m in twins)
+
+
 @pytest.mark.parametrize("n", [5, 4096])
 def test_the_reference_recognizer_agrees_at_the_bound(n):
     g = json_schema_grammar({"type": "array", "items": {"type": "string", "maxLength": 3}, "minItems": 2, "maxItems": n},
