@@ -644,7 +644,7 @@ mod tests {
         d.alt(2, &[Symbol::Rule(2), Symbol::Rule(3)]);
         d.alt(3, &[plain]);
         d.alt(3, &[Symbol::Rule(4)]);
-        utf8_char(&mut d, 4);
+        d.utf8_char(4);
         let mut words: Vec<Vec<u8>> = vec![b"\"".to_vec(), b"ab\":".to_vec()];
         for x in [b'a', b'b', b'c', b'q'] {
             for y in b'a'..=b'z' {
@@ -688,24 +688,5 @@ mod tests {
         m.walk_frames(&t, &mut ids).unwrap();
         ids.sort_unstable();
         assert_eq!(ids, want);
-    }
-
-    /// Rule `r` ::= any one UTF-8 character of two to four bytes.
-    fn utf8_char(d: &mut Draw, r: u32) {
-        let cont = d.set(&[(0x80, 0xBF)]);
-        let lead2 = d.set(&[(0xC2, 0xDF)]);
-        let (e0, e0_next) = (d.byte(0xE0), d.set(&[(0xA0, 0xBF)]));
-        let lead3 = d.set(&[(0xE1, 0xEC), (0xEE, 0xEF)]);
-        let (ed, ed_next) = (d.byte(0xED), d.set(&[(0x80, 0x9F)]));
-        let (f0, f0_next) = (d.byte(0xF0), d.set(&[(0x90, 0xBF)]));
-        let lead4 = d.set(&[(0xF1, 0xF3)]);
-        let (f4, f4_next) = (d.byte(0xF4), d.set(&[(0x80, 0x8F)]));
-        d.alt(r, &[lead2, cont]);
-        d.alt(r, &[e0, e0_next, cont]);
-        d.alt(r, &[lead3, cont, cont]);
-        d.alt(r, &[ed, ed_next, cont]);
-        d.alt(r, &[f0, f0_next, cont, cont]);
-        d.alt(r, &[lead4, cont, cont, cont]);
-        d.alt(r, &[f4, f4_next, cont, cont]);
     }
 }

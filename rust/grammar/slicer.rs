@@ -289,25 +289,6 @@ mod tests {
     use super::super::Symbol;
     use super::*;
 
-    /// Rule `r` ::= any one UTF-8 character of two to four bytes (no surrogates, none above U+10FFFF).
-    fn utf8_char(d: &mut Draw, r: u32) {
-        let cont = d.set(&[(0x80, 0xBF)]);
-        let lead2 = d.set(&[(0xC2, 0xDF)]);
-        let (e0, e0_next) = (d.byte(0xE0), d.set(&[(0xA0, 0xBF)]));
-        let lead3 = d.set(&[(0xE1, 0xEC), (0xEE, 0xEF)]);
-        let (ed, ed_next) = (d.byte(0xED), d.set(&[(0x80, 0x9F)]));
-        let (f0, f0_next) = (d.byte(0xF0), d.set(&[(0x90, 0xBF)]));
-        let lead4 = d.set(&[(0xF1, 0xF3)]);
-        let (f4, f4_next) = (d.byte(0xF4), d.set(&[(0x80, 0x8F)]));
-        d.alt(r, &[lead2, cont]);
-        d.alt(r, &[e0, e0_next, cont]);
-        d.alt(r, &[lead3, cont, cont]);
-        d.alt(r, &[ed, ed_next, cont]);
-        d.alt(r, &[f0, f0_next, cont, cont]);
-        d.alt(r, &[lead4, cont, cont, cont]);
-        d.alt(r, &[f4, f4_next, cont, cont]);
-    }
-
     #[test]
     fn json_string_content_is_an_unbounded_run_on_the_prebuilt_slice() {
         // 0 ::= "\"" 1 "\""    1 ::= "" | 1 2    2 ::= [ !#-[\]-\x7F] | 3    3 ::= a UTF-8 character
@@ -319,7 +300,7 @@ mod tests {
         d.alt(1, &[Symbol::Rule(1), Symbol::Rule(2)]);
         d.alt(2, &[plain]);
         d.alt(2, &[Symbol::Rule(3)]);
-        utf8_char(&mut d, 3);
+        d.utf8_char(3);
         let vocab: [Option<&[u8]>; 10] = [
             Some(b"\""),          // 0: closes the string
             Some(b"ab"),          // 1

@@ -35,6 +35,25 @@ impl Draw {
         self.alternatives.push((lhs, symbols.to_vec()));
     }
 
+    /// Rule `r` ::= any one UTF-8 character of two to four bytes (no surrogates, none above U+10FFFF).
+    pub(super) fn utf8_char(&mut self, r: u32) {
+        let cont = self.set(&[(0x80, 0xBF)]);
+        let lead2 = self.set(&[(0xC2, 0xDF)]);
+        let (e0, e0_next) = (self.byte(0xE0), self.set(&[(0xA0, 0xBF)]));
+        let lead3 = self.set(&[(0xE1, 0xEC), (0xEE, 0xEF)]);
+        let (ed, ed_next) = (self.byte(0xED), self.set(&[(0x80, 0x9F)]));
+        let (f0, f0_next) = (self.byte(0xF0), self.set(&[(0x90, 0xBF)]));
+        let lead4 = self.set(&[(0xF1, 0xF3)]);
+        let (f4, f4_next) = (self.byte(0xF4), self.set(&[(0x80, 0x8F)]));
+        self.alt(r, &[lead2, cont]);
+        self.alt(r, &[e0, e0_next, cont]);
+        self.alt(r, &[lead3, cont, cont]);
+        self.alt(r, &[ed, ed_next, cont]);
+        self.alt(r, &[f0, f0_next, cont, cont]);
+        self.alt(r, &[lead4, cont, cont, cont]);
+        self.alt(r, &[f4, f4_next, cont, cont]);
+    }
+
     /// The grammar, starting at rule `start`.
     pub(super) fn build(self, start: u32) -> Arc<CompiledGrammar> {
         Arc::new(
