@@ -6,8 +6,10 @@ Dev-only (torch + transformers, never project dependencies):
         --tokenizer runs/tokenizer.json --workdir runs --steps 3000
 
 - The model is `LlamaForCausalLM` built from a `LlamaConfig` (see `model_config`), trained in fp32.
-- The loss is taken only on assistant tokens (their text and the closing <|im_end|>): prompts,
-  tool lists and tool results are context, never targets.
+- The loss is taken on assistant tokens (their text and the closing <|im_end|>); prompts, tool
+  lists and tool results weigh `--prompt-weight` each (0: context only). A small weight there gives
+  the model far more to learn from than the short replies alone, and most of it is copying: a
+  request restates the names and keys of the tool list above it, a result the arguments of its call.
 - Batches hold conversations of similar length, right-padded (causal attention never looks at the
   padding that follows a sequence, so no attention mask is needed); about `--batch-tokens` each.
 - AdamW with linear warmup and a cosine decay to 10% of the peak learning rate.
@@ -31,7 +33,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from render import assistant_char_spans, render_conversation
 
-IGNORE = -100
+IGNORE = -1_000_000  # below every "-1 - token" context label
 
 
 def model_config(vocab_size: int, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
@@ -45,7 +47,8 @@ def model_config(vocab_size: int, hidden: int, layers: int, heads: int, kv_heads
 
 
 def encode_corpus(corpus: str, tokenizer: Tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """(input ids, target labels) per conversation; labels are IGNORE outside assistant text."""
+    """(input ids, target labels) per conversation; a label is negative (-1 - token) outside assistant
+    text, so the loss can weigh it as context."""
     with open(corpus, encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     texts = [render_conversation(record) for record in records]
@@ -56,7 +59,7 @@ def encode_corpus(corpus: str, tokenizer: Tokenizer, max_len: int) -> list[tuple
         spans = assistant_char_spans(text, record.get("enable_thinking"))
         trained = [any(s <= start < e for s, e in spans) for start, _ in enc.offsets]
         # position t predicts token t+1: the label of position t is token t+1 when that one is trained
-        labels = [enc.ids[t + 1] if trained[t + 1] else IGNORE for t in range(len(enc.ids) - 1)] + [IGNORE]
+        labels = [enc.ids[t + 1] if trained[t + 1] else -1 - enc.ids[t + 1] for t in range(len(enc.ids) - 1)] + [IGNORE]
         examples.append((enc.ids, labels))
     return examples
 
@@ -88,9 +91,16 @@ def collate(examples: list, indices: list[int]) -> tuple[torch.Tensor, torch.Ten
     return ids, labels
 
 
-def loss_of(model, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=ids).logits  # [B, T, V]
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+def loss_of(model, ids: torch.Tensor, labels: torch.Tensor, prompt_weight: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over assistant tokens, plus context tokens at `prompt_weight` each."""
+    logits = model(input_ids=ids).logits.flatten(0, 1)  # [B*T, V]
+    labels = labels.flatten()
+    assistant = labels >= 0
+    context = (labels < 0) & (labels != IGNORE)
+    weights = assistant.float() + prompt_weight * context.float()
+    targets = torch.where(assistant, labels, torch.where(context, -1 - labels, 0))
+    losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -126,6 +136,8 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-weight", type=float, default=0.0,
+                        help="loss weight of each context token (prompt, tool list, results); assistant tokens weigh 1")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", default=None, help="start from these weights (a best.pt/ckpt.pt or an exported model folder), e.g. to fine-tune "
                         "an earlier run on a revised corpus; the optimizer and schedule start fresh")
@@ -178,7 +190,7 @@ def main() -> None:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
             ids, labels = collate(examples, batches[position])
-            loss = loss_of(model, ids, labels)
+            loss = loss_of(model, ids, labels, args.prompt_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
