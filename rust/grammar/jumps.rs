@@ -61,6 +61,9 @@ pub struct Jumps {
     ranges: Vec<[u32; 4]>,
     tokens: Vec<u32>,
     exits: Vec<Exit>,
+    /// The root's tokens as a bitmask (one bit per token id, as `fill_bitmask` writes them): a
+    /// jump at the root starts from it rather than list its tens of thousands of ids.
+    root_bits: Box<[u32]>,
 }
 
 impl Jumps {
@@ -192,12 +195,17 @@ impl Jumps {
             }
         }
         chars.push(0);
+        let mut root_bits = vec![0u32; trie.vocab_size.div_ceil(32)].into_boxed_slice();
+        for &t in &tokens[ranges[root][0] as usize..ranges[root][1] as usize] {
+            root_bits[(t >> 5) as usize] |= 1 << (t & 31);
+        }
         Jumps {
             key,
             chars,
             ranges,
             tokens,
             exits,
+            root_bits,
         }
     }
 
@@ -449,13 +457,15 @@ impl GrammarMatcher {
 
     /// If `s` (reached at `node` of `trie`; None: the root) has a loop, allow the class tokens
     /// below the node and push a walk frame per exit and per exception; false (nothing done)
-    /// otherwise.
+    /// otherwise. The class tokens are added to `ids`, or, at the root with a `base` (a bitmask
+    /// of the vocabulary's size), written to `base` as a bitmask (its old bits dropped).
     pub(super) fn jump(
         &mut self,
         trie: &TokenTrie,
         node: Option<usize>,
         s: u32,
         ids: &mut Vec<u32>,
+        base: Option<&mut [u32]>,
     ) -> Result<bool, GrammarError> {
         let (at, below) = match node {
             Some(i) => (i, trie.end[i] as usize - i - 1),
@@ -508,8 +518,21 @@ impl GrammarMatcher {
                 c = trie.end[c] as usize;
             }
         }
-        for (from, to) in tokens {
-            ids.extend_from_slice(&jumps.tokens[from..to]);
+        match base {
+            Some(bits) if at_root => {
+                // the root's tokens but those of the exceptions (the gaps between the ranges)
+                bits.copy_from_slice(&jumps.root_bits);
+                for pair in tokens.windows(2) {
+                    for &t in &jumps.tokens[pair[0].1..pair[1].0] {
+                        bits[(t >> 5) as usize] &= !(1 << (t & 31));
+                    }
+                }
+            }
+            _ => {
+                for (from, to) in tokens {
+                    ids.extend_from_slice(&jumps.tokens[from..to]);
+                }
+            }
         }
         for (from, to) in exits {
             for e in &jumps.exits[from..to] {
@@ -681,7 +704,7 @@ mod tests {
         let t = m.trie.clone();
         let mut ids = Vec::new();
         m.frames.clear();
-        assert!(m.jump(&t, None, s, &mut ids).unwrap());
+        assert!(m.jump(&t, None, s, &mut ids, None).unwrap());
         // walked: the exception "a", then per first letter but "a" and per second letter "\""
         // and "\xC3(", and the "\"" of "é\":" and "éa\"" ("\\" is no byte a key can read)
         assert_eq!(m.frames.len(), 1 + 3 * 26 * 2 + 2);

@@ -77,6 +77,7 @@ impl GrammarMatcher {
                 }
             };
             let mut ids = Vec::new();
+            let mut based = false; // (whether `out` holds a root jump's tokens)
             if let Some(SliceUse {
                 slice: sl,
                 chars,
@@ -106,9 +107,14 @@ impl GrammarMatcher {
                 }
             } else {
                 let trie = self.trie.clone();
-                self.walk(&trie, None, s, &mut ids)?;
+                based = self.walk(&trie, None, s, &mut ids, Some(&mut *out))?;
             }
-            let mask = if ids.len() > out.len() {
+            let mask = if based {
+                for &t in &ids {
+                    out[(t >> 5) as usize] |= 1 << (t & 31);
+                }
+                TextMask::Bits(out.into())
+            } else if ids.len() > out.len() {
                 // more ids than the bitmask has words: keep the bitmask instead
                 write_mask(&slice, &ids, out);
                 TextMask::Bits(out.into())
@@ -131,19 +137,25 @@ impl GrammarMatcher {
         Ok(())
     }
 
-    /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`.
+    /// Allow the tokens below `node` (None: the root) of `trie` that the grammar accepts from `s`:
+    /// add them to `ids`, or, where a jump at the root wrote its class tokens to `base` as a
+    /// bitmask (see [`GrammarMatcher::jump`]), add the others to `ids` and return true.
     pub(super) fn walk(
         &mut self,
         trie: &TokenTrie,
         node: Option<usize>,
         s: u32,
         ids: &mut Vec<u32>,
-    ) -> Result<(), GrammarError> {
+        base: Option<&mut [u32]>,
+    ) -> Result<bool, GrammarError> {
         self.frames.clear();
-        if !self.jump(trie, node, s, ids)? {
+        let based = node.is_none() && base.is_some();
+        let jumped = self.jump(trie, node, s, ids, base)?;
+        if !jumped {
             self.frames.push((s, Self::children(trie, node)));
         }
-        self.walk_frames(trie, ids)
+        self.walk_frames(trie, ids)?;
+        Ok(based && jumped)
     }
 
     /// Allow the tokens in the subtrees of the sibling nodes `from..to` accepted from `s`.
@@ -237,7 +249,7 @@ impl GrammarMatcher {
             ids.extend_from_slice(
                 &trie.token_ids[trie.tok_start[i] as usize..trie.tok_start[i + 1] as usize],
             );
-            if i + 1 < trie.end[i] as usize && !self.jump(trie, Some(i), next, ids)? {
+            if i + 1 < trie.end[i] as usize && !self.jump(trie, Some(i), next, ids, None)? {
                 self.frames.push((next, Self::children(trie, Some(i))));
             }
         }
