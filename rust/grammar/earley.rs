@@ -256,6 +256,14 @@ impl CompiledGrammar {
     }
 }
 
+/// The last entry of an accepting state's interning key (its items, sorted): no real item has it.
+const ACCEPTING: Item = Item {
+    alt: u32::MAX,
+    dot: u32::MAX,
+    origin: u32::MAX,
+    count: u32::MAX,
+};
+
 /// An Earley item: alternative, dot, origin state id (or `SELF`), and count (before a counted
 /// repetition: how many of its rule are read, or [`FAR`]; else 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -625,12 +633,7 @@ impl Automaton {
         // The key: items that still matter (a completed item has done its work) and acceptance.
         self.items.sort_unstable();
         if accepting {
-            self.items.push(Item {
-                alt: u32::MAX,
-                dot: u32::MAX,
-                origin: u32::MAX,
-                count: u32::MAX,
-            });
+            self.items.push(ACCEPTING);
         }
         let id = match self.intern.get(&self.items) {
             Ok(id) => Ok(id),
@@ -697,12 +700,7 @@ impl Automaton {
         self.items.sort_unstable();
         self.items.dedup();
         if accepting {
-            self.items.push(Item {
-                alt: u32::MAX,
-                dot: u32::MAX,
-                origin: u32::MAX,
-                count: u32::MAX,
-            });
+            self.items.push(ACCEPTING);
         }
         let hash = match self.intern.get(&self.items) {
             Ok(id) => return Ok(id),
