@@ -33,8 +33,18 @@ if TYPE_CHECKING:
 DONE = "data: [DONE]\n\n"
 
 
+# Characters a JSON string may hold raw that str.splitlines reads as line breaks (and so does any
+# client that splits a stream with it, httpx's iter_lines among them): written as escapes, the
+# same JSON, so generated text never cuts an event's line in two.
+LINE_BREAKS_IN_STRINGS = (("\x85", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
 def sse_event(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    text = json.dumps(payload, ensure_ascii=False, separators=(',', ':'))
+    for char, escape in LINE_BREAKS_IN_STRINGS:
+        if char in text:
+            text = text.replace(char, escape)
+    return f"data: {text}\n\n"
 
 
 class EventStreamResponse(StreamingResponse):

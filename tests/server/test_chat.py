@@ -254,3 +254,15 @@ def test_beam_search_through_the_server(client, http):
     assert events[-1] == "[DONE]"
     finished = [e["choices"][0] for e in events[:-1] if e["choices"] and e["choices"][0].get("finish_reason")]
     assert sorted(c["index"] for c in finished) == [0, 1]
+
+
+def test_an_event_stays_one_line_whatever_the_text_holds():
+    """U+0085, U+2028 and U+2029 are line breaks to str.splitlines (so to httpx's iter_lines): an
+    event writes them as JSON escapes, so a client splitting lines still reads the text intact."""
+    from pyengine_server.streaming import sse_event
+
+    text = "a\u2028b\x85c\u2029d \u00e9\U0001F600"
+    event = sse_event({"choices": [{"delta": {"content": text}}]})
+    [line, blank] = event.splitlines()
+    assert blank == "" and json.loads(line[len("data: "):])["choices"][0]["delta"]["content"] == text
+    assert "\u00e9\U0001F600" in line  # other text stays as it is (ensure_ascii=False, as vLLM)
