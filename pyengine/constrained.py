@@ -33,7 +33,9 @@ answer the constraint accepts, or "length" when max_tokens runs out first.
 One exception: a matcher that hits one of its limits while it walks (`GrammarLimitError`, e.g. an
 ambiguous grammar of a request's own whose parse keeps more than MAX_EARLEY_ITEMS items at one
 position) is a dead end for its own row, never an error of the step: the row may only end (EOS)
-and ends "stop", with a warning in the log, while every other row of the batch goes on.
+and ends "stop", with a warning in the log, while every other row of the batch goes on. A bug in
+a matcher (`GrammarInternalError`, a panic the Rust twin caught included) ends its row the same
+way, logged as an error with its traceback.
 
 `pyengine.structured` (the grammar compilers and matchers) is imported by the first request
 with a constraint, so an engine that never sees one never loads it. The `TokenTrie` (the
@@ -152,17 +154,12 @@ class ConstrainedDecoding:
         """[B, V] bool host array (True = allowed) for these rows, or None when no row has a matcher."""
         if all(m is None for m in matchers):
             return None
-        from pyengine.structured.grammar import GrammarLimitError  # noqa: PLC0415  (loaded with the matchers)
-
         mask = np.ones((len(matchers), self.vocab_size), dtype=bool)
         words = np.zeros((self.vocab_size + 31) // 32, dtype=np.int32)
         for row, m in enumerate(matchers):
             if m is None:
                 continue
-            try:
-                m.fill_bitmask(words)
-            except GrammarLimitError as exc:  # this row's dead end, not the batch's
-                logger.warning("structured output stopped: %s", exc)
+            if not _contained(m.fill_bitmask, words):  # this row's dead end, not the batch's
                 words[:] = 0
             allowed = np.unpackbits(words.view(np.uint8), bitorder="little")[:self.vocab_size].astype(bool)
             if not allowed.any():  # a dead end: nothing fits; let EOS end the sequence cleanly
@@ -182,13 +179,20 @@ class ConstrainedDecoding:
     @staticmethod
     def advance(matcher: Any, token_id: int) -> bool:
         """Feed the sampled token; False when the grammar cannot take it (the sequence ends)."""
-        from pyengine.structured.grammar import GrammarLimitError  # noqa: PLC0415  (loaded with the matchers)
+        return _contained(matcher.accept_token, token_id)
 
-        try:
-            return matcher.accept_token(token_id)
-        except GrammarLimitError as exc:
-            logger.warning("structured output stopped: %s", exc)
-            return False
+
+def _contained(call: Any, argument: Any) -> bool:
+    """Call a matcher; False when it returns False or fails: at a limit (a warning) or by a bug (an error)."""
+    from pyengine.structured.grammar import GrammarInternalError, GrammarLimitError  # noqa: PLC0415  (loaded with the matchers)
+
+    try:
+        return call(argument) is not False
+    except GrammarLimitError as exc:
+        logger.warning("structured output stopped: %s", exc)
+    except GrammarInternalError:
+        logger.exception("structured output failed by a bug in its matcher; its request ends")
+    return False
 
 
 def reasoning_mode(prompt_text: str, tags: tuple[str, str]) -> str:

@@ -14,10 +14,10 @@ walks through it.
 """
 
 from pyengine.structured.constraints import KINDS, compile_grammar, structural_tag_grammar, tool_calls_grammar
-from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, GrammarLimitError
+from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, GrammarInternalError, GrammarLimitError
 from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
 from pyengine.structured.matcher import GrammarMatcher, matches
 from pyengine.structured.trie import TokenTrie
 
-__all__ = ["KINDS", "Grammar", "GrammarBuilder", "GrammarError", "GrammarLimitError", "GrammarMatcher", "JsonOptions",
-           "TokenTrie", "compile_grammar", "json_schema_grammar", "matches", "structural_tag_grammar", "tool_calls_grammar"]
+__all__ = ["KINDS", "Grammar", "GrammarBuilder", "GrammarError", "GrammarInternalError", "GrammarLimitError",
+           "GrammarMatcher", "JsonOptions", "TokenTrie", "compile_grammar", "json_schema_grammar", "matches", "structural_tag_grammar", "tool_calls_grammar"]

@@ -52,6 +52,10 @@ class GrammarLimitError(GrammarError):
     """A documented limit was hit (rule or state count, nesting depth, repetition bound)."""
 
 
+class GrammarInternalError(RuntimeError):
+    """A bug in a grammar kernel (a broken invariant, or a panic the Rust twin caught), never the input's fault."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ByteSet:
     """One byte from the union of inclusive ranges, e.g. `((0x30, 0x39),)` for an ASCII digit."""

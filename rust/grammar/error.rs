@@ -49,6 +49,8 @@ pub enum GrammarError {
     VocabularyTooLarge(usize),
     /// A broken invariant of the matcher: a bug, never the input's fault.
     Internal(&'static str),
+    /// A panic caught at the boundary (see [`contained`]): a bug; its message says where.
+    Panicked(String),
 }
 
 /// What kind of failure a [`GrammarError`] is: it decides the Python exception.
@@ -76,7 +78,7 @@ impl GrammarError {
             | GrammarError::BitmaskLength { .. }
             | GrammarError::Rollback { .. }
             | GrammarError::VocabularyTooLarge(_) => ErrorKind::Argument,
-            GrammarError::Internal(_) => ErrorKind::Internal,
+            GrammarError::Internal(_) | GrammarError::Panicked(_) => ErrorKind::Internal,
         }
     }
 }
@@ -121,15 +123,54 @@ impl fmt::Display for GrammarError {
                 write!(f, "a vocabulary of {n} tokens is too large")
             }
             GrammarError::Internal(what) => write!(f, "internal error: {what}"),
+            GrammarError::Panicked(what) => {
+                write!(f, "internal error: the grammar kernel panicked: {what}")
+            }
         }
     }
 }
 
 impl std::error::Error for GrammarError {}
 
+/// Run `call`, turning a panic inside it into [`GrammarError::Panicked`].
+///
+/// A panic is a bug, but it must not unwind into Python: there it would be a `PanicException`,
+/// a `BaseException` that no `except Exception` stops, so one request's bad grammar could take the
+/// server's engine loop down. Every call from Python goes through here; the caller decides whether
+/// the object that panicked may be used again (a matcher may not: its state is half-updated).
+pub fn contained<T>(call: impl FnOnce() -> Result<T, GrammarError>) -> Result<T, GrammarError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+        let what = if let Some(text) = payload.downcast_ref::<&str>() {
+            (*text).to_string()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else {
+            "a panic without a message".to_string()
+        };
+        Err(GrammarError::Panicked(what))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_internal_error() {
+        let caught = contained::<()>(|| panic!("index {} out of range", 7));
+        let err = caught.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(
+            err.to_string(),
+            "internal error: the grammar kernel panicked: index 7 out of range"
+        );
+        assert_eq!(contained(|| Ok(3)), Ok(3));
+        let plain = contained::<()>(|| std::panic::panic_any(12));
+        assert!(plain
+            .unwrap_err()
+            .to_string()
+            .ends_with("a panic without a message"));
+    }
 
     #[test]
     fn messages_match_the_python_twin() {

@@ -59,7 +59,7 @@ use std::sync::Arc;
 
 use earley::{Automaton, FxMap, DEAD, NO_HORIZON, ROOT};
 pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
-pub use error::{ErrorKind, GrammarError};
+pub use error::{contained, ErrorKind, GrammarError};
 use jumps::{Jumps, Loop};
 use slicer::{Run, SliceUse};
 pub use trie::{Slice, SliceKey, TokenTrie, NO_FAN};

@@ -4,8 +4,11 @@
 //!
 //! A [`GrammarError`] becomes the exception the Python twin raises, chosen by its
 //! [`ErrorKind`]: `pyengine.structured.grammar.GrammarError` or `GrammarLimitError` (both
-//! `ValueError`s), `ValueError` for a bad argument, `RuntimeError` for a bug. The two Python
-//! classes are looked up once, when the first matcher is made, so raising one imports nothing.
+//! `ValueError`s), `ValueError` for a bad argument, `GrammarInternalError` (a `RuntimeError`) for
+//! a bug. The three Python classes are looked up once, when the first matcher is made, so raising one imports nothing.
+//! A panic inside a kernel (a bug) is caught here ([`contained`]) and raised as a
+//! `GrammarInternalError` like any internal error, never as PyO3's `PanicException`; a matcher that panicked refuses every
+//! later call.
 //! Masks are computed with the interpreter released (`Python::detach`), so other Python threads
 //! (the server's event loop) run meanwhile; copying a mask computed before does not release it.
 
@@ -17,17 +20,21 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyType};
 
-use crate::grammar::{CompiledGrammar, ErrorKind, GrammarError, GrammarMatcher, Symbol, TokenTrie};
+use crate::grammar::{
+    contained, CompiledGrammar, ErrorKind, GrammarError, GrammarMatcher, Symbol, TokenTrie,
+};
 
 /// The module that defines the Python twin's exceptions.
 const ERRORS_MODULE: &str = "pyengine.structured.grammar";
 static GRAMMAR_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GRAMMAR_LIMIT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static GRAMMAR_INTERNAL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Look up the Python twin's exception classes (once per process; later calls are a read).
 fn load_error_types(py: Python<'_>) -> PyResult<()> {
     GRAMMAR_ERROR.import(py, ERRORS_MODULE, "GrammarError")?;
     GRAMMAR_LIMIT_ERROR.import(py, ERRORS_MODULE, "GrammarLimitError")?;
+    GRAMMAR_INTERNAL_ERROR.import(py, ERRORS_MODULE, "GrammarInternalError")?;
     Ok(())
 }
 
@@ -35,13 +42,14 @@ fn load_error_types(py: Python<'_>) -> PyResult<()> {
 fn to_pyerr(py: Python<'_>, err: GrammarError) -> PyErr {
     let class = match err.kind() {
         ErrorKind::Argument => return PyValueError::new_err(err.to_string()),
-        ErrorKind::Internal => return PyRuntimeError::new_err(err.to_string()),
+        ErrorKind::Internal => GRAMMAR_INTERNAL_ERROR.get(py),
         ErrorKind::Grammar => GRAMMAR_ERROR.get(py),
         ErrorKind::Limit => GRAMMAR_LIMIT_ERROR.get(py),
     };
     match class {
         Some(class) => PyErr::from_type(class.bind(py).clone(), err.to_string()),
-        // (only a matcher raises these, and making one loaded the classes)
+        // (the classes are loaded before any grammar exists; a trie alone raises none of them)
+        None if err.kind() == ErrorKind::Internal => PyRuntimeError::new_err(err.to_string()),
         None => PyValueError::new_err(err.to_string()),
     }
 }
@@ -61,7 +69,7 @@ impl PyTokenTrie {
             .map(|t| t.as_ref().map(|b| b.as_bytes().to_vec()))
             .collect();
         let trie = py
-            .detach(|| TokenTrie::new(tokens))
+            .detach(|| contained(|| TokenTrie::new(tokens)))
             .map_err(|e| to_pyerr(py, e))?;
         Ok(Self {
             inner: Arc::new(trie),
@@ -111,7 +119,7 @@ impl PyCompiledGrammar {
             .collect::<Result<Vec<_>, GrammarError>>()
             .map_err(|e| to_pyerr(py, e))?;
         let g = py
-            .detach(|| CompiledGrammar::new(start, alternatives, byte_sets, repeats))
+            .detach(|| contained(|| CompiledGrammar::new(start, alternatives, byte_sets, repeats)))
             .map_err(|e| to_pyerr(py, e))?;
         Ok(Self { inner: Arc::new(g) })
     }
@@ -122,6 +130,25 @@ impl PyCompiledGrammar {
 #[pyclass(name = "GrammarMatcher", module = "pyengine._native", subclass)]
 pub struct PyGrammarMatcher {
     inner: GrammarMatcher,
+    /// Set when a call panicked: the matcher's state may be half-updated.
+    broken: bool,
+}
+
+impl PyGrammarMatcher {
+    /// Run `call` on the matcher, contained; after a caught panic every later call is refused.
+    fn guarded<T>(
+        &mut self,
+        call: impl FnOnce(&mut GrammarMatcher) -> Result<T, GrammarError>,
+    ) -> Result<T, GrammarError> {
+        if self.broken {
+            return Err(GrammarError::Internal(
+                "this matcher panicked earlier and cannot be used",
+            ));
+        }
+        let result = contained(|| call(&mut self.inner));
+        self.broken = matches!(result, Err(GrammarError::Panicked(_)));
+        result
+    }
 }
 
 #[pymethods]
@@ -138,9 +165,12 @@ impl PyGrammarMatcher {
         let g = grammar.get().inner.clone();
         let trie = trie.get().inner.clone();
         let inner = py
-            .detach(|| GrammarMatcher::new(g, trie, &eos_token_ids))
+            .detach(|| contained(|| GrammarMatcher::new(g, trie, &eos_token_ids)))
             .map_err(|e| to_pyerr(py, e))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            broken: false,
+        })
     }
 
     /// The number of tokens in the vocabulary.
@@ -175,21 +205,20 @@ impl PyGrammarMatcher {
         let mut array = array
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
-        let inner = &mut self.inner;
-        let cached = inner.mask_is_cached(); // a copy: cheaper than releasing the interpreter
+        let cached = self.inner.mask_is_cached(); // a copy: cheaper than releasing the interpreter
         if let Ok(slice) = array.as_slice_mut() {
             // the bits are what matter: the int32 words are read as u32
             let slice: &mut [u32] = bytemuck::cast_slice_mut(slice);
             let filled = if cached {
-                inner.fill_bitmask(slice)
+                self.guarded(|m| m.fill_bitmask(slice))
             } else {
-                py.detach(|| inner.fill_bitmask(slice))
+                py.detach(|| self.guarded(|m| m.fill_bitmask(slice)))
             };
             return filled.map_err(|e| to_pyerr(py, e));
         }
         // a strided view: fill a contiguous copy, then write it through the view
         let mut mask = vec![0u32; words];
-        py.detach(|| inner.fill_bitmask(&mut mask))
+        py.detach(|| self.guarded(|m| m.fill_bitmask(&mut mask)))
             .map_err(|e| to_pyerr(py, e))?;
         for (word, bits) in array.as_array_mut().iter_mut().zip(mask) {
             *word = bits as i32;
@@ -199,21 +228,20 @@ impl PyGrammarMatcher {
 
     /// The ids allowed next, ascending.
     fn allowed_token_ids(&mut self, py: Python<'_>) -> PyResult<Vec<u32>> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.allowed_token_ids())
+        py.detach(|| self.guarded(|m| m.allowed_token_ids()))
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// Advance by one token; False (state unchanged) if it is not allowed here.
     fn accept_token(&mut self, py: Python<'_>, token_id: i64) -> PyResult<bool> {
-        self.inner
-            .accept_token(token_id)
+        self.guarded(|m| m.accept_token(token_id))
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// Advance by raw bytes (one rollback step); False (state unchanged) if they do not fit.
     fn accept_bytes(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<bool> {
-        self.inner.accept_bytes(data).map_err(|e| to_pyerr(py, e))
+        self.guarded(|m| m.accept_bytes(data))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// Undo the last `n_tokens` accepted tokens (EOS included).
@@ -226,7 +254,7 @@ impl PyGrammarMatcher {
             };
             return Err(to_pyerr(py, err));
         };
-        self.inner.rollback(n).map_err(|e| to_pyerr(py, e))
+        self.guarded(|m| m.rollback(n)).map_err(|e| to_pyerr(py, e))
     }
 
     /// Back to the start of the grammar.

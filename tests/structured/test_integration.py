@@ -202,3 +202,49 @@ def test_a_matcher_limit_mid_walk_ends_only_its_own_request(monkeypatch):
     assert 0 < len(finished["ambiguous"].token_ids) < 40 and set(finished["ambiguous"].text) <= {"a"}
     assert finished["choice"].text in ("alpha", "beta") and finished["choice"].finish_reason == "stop"
     assert len(finished["free"].token_ids) == 12 and finished["free"].finish_reason == "length"
+
+
+def test_a_matcher_bug_mid_walk_ends_only_its_own_request(monkeypatch, caplog):
+    """A matcher that fails by a bug (the Rust twin raises a caught panic as GrammarInternalError)
+    ends its own request ("stop", logged as an error); the batch beside it goes on."""
+    from pyengine.constrained import ConstrainedDecoding
+    from pyengine.structured.grammar import GrammarInternalError
+
+    class Panics:
+        """A matcher whose third mask fails the way a caught panic does, and every call after it."""
+
+        def __init__(self, inner):
+            self.inner, self.masks = inner, 0
+
+        def fill_bitmask(self, words):
+            self.masks += 1
+            if self.masks >= 3:
+                raise GrammarInternalError("internal error: the grammar kernel panicked: index out of bounds")
+            self.inner.fill_bitmask(words)
+
+        def accept_token(self, token_id):
+            if self.masks >= 3:
+                raise GrammarInternalError("internal error: this matcher panicked earlier and cannot be used")
+            return self.inner.accept_token(token_id)
+
+    new_matcher = ConstrainedDecoding.new_matcher
+
+    def breaking(self, grammar, params=None, prompt_ids=()):
+        matcher = new_matcher(self, grammar, params, prompt_ids)
+        return Panics(matcher) if params is not None and params.structured_outputs.regex else matcher
+
+    monkeypatch.setattr(ConstrainedDecoding, "new_matcher", breaking)
+    engine = LLM(model=QWEN2).llm_engine
+    engine.add_request("broken", "hi", SamplingParams(max_tokens=40, temperature=0, structured_outputs=(
+        StructuredOutputsParams(regex="a{1,39}"))))
+    engine.add_request("choice", "hi", SamplingParams(max_tokens=30, structured_outputs=StructuredOutputsParams(
+        choice=["alpha", "beta"])))
+    engine.add_request("free", "hi", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
+    finished = {}
+    with caplog.at_level("ERROR", logger="pyengine.constrained"):
+        while engine.has_unfinished_requests():
+            finished |= {o.request_id: o.outputs[0] for o in engine.step() if o.finished}
+    assert finished["broken"].finish_reason == "stop" and finished["broken"].text == "aa"
+    assert any("bug in its matcher" in r.message and r.exc_info for r in caplog.records)
+    assert finished["choice"].text in ("alpha", "beta") and finished["choice"].finish_reason == "stop"
+    assert len(finished["free"].token_ids) == 12 and finished["free"].finish_reason == "length"
