@@ -1,13 +1,8 @@
-"""Shared transformer layers as pure functions over `xp` arrays.
+"""Shared transformer layers as equations: pure functions over `xp` arrays (numpy, cupy, the fake device).
 
-Every function takes arrays and returns new arrays; the only state is the KV cache, written in
-place by `paged_attention` (and only there). The array module is taken from the inputs with
-`array_module`, so the same code runs on numpy, cupy and the strict fake device.
-
-This file states the model as equations. Where the same arithmetic runs faster in another
-arrangement (decode groups, padded batched decode attention, the operand order of projections),
-that arrangement lives in fast_path.py with its measurements, and a model runs the functions of
-`REFERENCE` (here) or `fast_path.FAST` as the attention twin says (`ForwardOps`, at the end).
+The only state is the KV cache, written in place by `write_kv` (and only there). Where the same
+arithmetic runs faster in another arrangement, that lives in fast_path.py with its measurements; a model
+runs `REFERENCE` (here) or `fast_path.FAST` as the attention twin says (`ForwardOps`, at the end).
 
 Dimension legend (used in every shape comment of the model package):
     N   packed tokens of this step, across all sequences
@@ -32,18 +27,14 @@ from pyengine.backend import array_module
 
 @dataclasses.dataclass(frozen=True)
 class AttentionInputs:
-    """Where each packed token sits: its position, its cache slot, and its sequence's blocks.
-
-    Built by the engine from the scheduler's plan and the cache's block tables, passed down
-    explicitly (no module-level context). Device arrays are `xp` arrays; host values are ints.
+    """Where each packed token sits, built by the model runner and passed down (no module-level context).
 
     positions:       device int64 [N]   position of each token in its sequence
     slot_mapping:    device int64 [N]   flat cache slot (block_id * Bs + offset) for its k/v
     block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
     query_start_loc: host ints [B + 1]  tokens of sequence b are rows query_start_loc[b]:[b + 1] of N
     context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
-    decode_groups:   the fast path's grouping of a pure decode batch (model/fast_path.py):
-                     `DecodeGroup`s whose sequences attend in one padded product; None otherwise
+    decode_groups:   the fast path's `DecodeGroup`s of a pure decode batch (fast_path.py), or None
     """
 
     positions: Any
@@ -78,12 +69,8 @@ def silu(x: Any) -> Any:
 
 
 def silu_and_mul(gate_up: Any) -> Any:
-    """[N, 2F] -> [N, F]: silu(gate) * up, the gated MLP's activation, with one temporary.
-
-    The same values as `silu(gate_up[:, :F]) * gate_up[:, F:]`; computed in place in one [N, F]
-    buffer because at prefill sizes the temporaries of the plain expression (four arrays of
-    N x F) cost more than the arithmetic.
-    """
+    """[N, 2F] -> [N, F]: silu(gate) * up, in one [N, F] buffer (at prefill sizes the plain
+    expression's four N x F temporaries cost more than its arithmetic)."""
     xp = array_module(gate_up)
     f = gate_up.shape[-1] // 2
     gate, up = gate_up[:, :f], gate_up[:, f:]
@@ -143,32 +130,22 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
 
 
 def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
-    """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache.
-
-    The one in-place write of the model: the cache is preallocated, and copying it per step
-    would cost its whole size.
-    """
+    """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache, in place
+    (the cache is preallocated: a copy per step would cost its whole size)."""
     num_blocks, block_size, num_kv_heads, head_dim = key_cache.shape
     flat_shape = (num_blocks * block_size, num_kv_heads, head_dim)
     key_cache.reshape(flat_shape)[slot_mapping] = k  # views of the cache: writes land in it
     value_cache.reshape(flat_shape)[slot_mapping] = v
 
 
-def paged_attention(
-    q: Any,
-    key_cache: Any,
-    value_cache: Any,
-    attn: AttentionInputs,
-    scale: float,
-    sliding_window: int | None = None,
-    softcap: float | None = None,
-) -> Any:
+def paged_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,
+                    sliding_window: int | None = None, softcap: float | None = None) -> Any:
     """[N, H, Dh] queries -> [N, H, Dh] outputs, each sequence reading its keys through its blocks.
 
     For sequence b with T query tokens and S keys: gather its blocks, score q·k * scale (soft-capped
-    when `softcap` is given: Gemma 2), mask
-    keys in the future (and, with a sliding window W, keys at distance >= W: token i sees j when
-    i - W < j <= i), softmax over keys, weight the values. Query head h reads KV head h // G.
+    when `softcap` is given: Gemma 2), mask keys in the future (and, with a sliding window W, keys at
+    distance >= W: token i sees j when i - W < j <= i), softmax over keys, weight the values.
+    Query head h reads KV head h // G.
     """
     xp = array_module(q)
     num_tokens, num_heads, head_dim = q.shape
@@ -182,13 +159,6 @@ def paged_attention(
         blocks = attn.block_tables[b]
         keys = key_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
         values = value_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
-        if num_queries == 1 and (sliding_window is None or num_keys <= sliding_window):
-            # One query sees every key: no mask, and [1, H, Dh] is already [Hkv, G, Dh].
-            q_g = q[start].reshape(num_kv_heads, group, head_dim)  # [Hkv, G, Dh]
-            scores = soft_cap((q_g @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, G, S]
-            probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
-            out[start] = (probs @ values.transpose(1, 0, 2)).reshape(num_heads, head_dim)
-            continue
         q_b = q[start:end].reshape(num_queries, num_kv_heads, group, head_dim)  # [T, Hkv, G, Dh]
         q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
         scores = soft_cap((q_b @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, T*G, S]
@@ -223,10 +193,8 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
-    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST.
-
-    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it).
-    """
+    """The projection and the attention a model runs (REFERENCE, or fast_path.FAST); `decode_groups`,
+    when set, groups a pure decode batch for `attention` (the model runner calls it)."""
 
     linear: Callable[..., Any]
     attention: Callable[..., Any]
