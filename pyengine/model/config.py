@@ -1,16 +1,10 @@
-"""ModelConfig: the one place that reads a checkpoint's config.json.
+"""ModelConfig: the one place that reads a checkpoint's config.json (and generation_config.json: its eos ids).
 
-Hugging Face checkpoints spell the same hyperparameter in several ways: older files say
-`rope_theta`, `rope_scaling` and `torch_dtype`; newer ones say `rope_parameters` and `dtype`;
-GPT-2 says `n_embd`, `n_layer`, `n_head`. `ModelConfig.from_pretrained` normalises all of them into
-one frozen dataclass with Hugging Face's (Llama) names, so the model code never parses JSON and a
-reader can quote config.json directly. `generation_config.json` is read here too, because its eos
-ids (possibly a list) decide when generation stops.
-
-This module reads the Llama family's keys (Llama, Mistral, Qwen2, Qwen3) and plain rope. The keys
-only other checkpoints have load with the first such config: the other families' in
-family_configs.py (GPT-2, Gemma 2/3, Qwen3-MoE, Mixtral), rope scaling's and Phi-3's in
-rope_scaling.py.
+Hub files spell the same hyperparameter in several ways (`rope_theta` + `rope_scaling` or
+`rope_parameters`, `torch_dtype` or `dtype`); `ModelConfig.from_pretrained` normalises them into one
+frozen dataclass with Hugging Face's (Llama) names, so model code never parses JSON. This module reads
+the Llama family's keys and plain rope; the keys only other checkpoints have load with the first such
+config: the other families' in family_configs.py, rope scaling's and Phi-3's in rope_scaling.py.
 """
 
 from __future__ import annotations
@@ -93,11 +87,8 @@ class ModelConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "ModelConfig":
-        """Read `path/config.json` (+ `generation_config.json` if present) and normalise it.
-
-        Raises:
-            ConfigError: missing or malformed file, unsupported architecture, bad values.
-        """
+        """Read `path/config.json` (+ `generation_config.json` if present) and normalise it. Raises
+        ConfigError: a missing or malformed file, an unsupported architecture, bad values."""
         path = Path(path)
         raw = _read_json(path / "config.json", required=True)
         generation = _read_json(path / "generation_config.json", required=False) or {}
@@ -109,10 +100,8 @@ class ModelConfig:
         architectures = raw.get("architectures") or []
         supported = [a for a in architectures if a in SUPPORTED_ARCHITECTURES]
         if not supported:
-            raise ConfigError(
-                f"unsupported architecture {architectures!r} in config.json; supported: "
-                + ", ".join(SUPPORTED_ARCHITECTURES)
-            )
+            raise ConfigError(f"unsupported architecture {architectures!r} in config.json; supported: "
+                              + ", ".join(SUPPORTED_ARCHITECTURES))
         architecture = supported[0]
         family = SUPPORTED_ARCHITECTURES[architecture]
         if family == "llama":
@@ -135,18 +124,15 @@ class ModelConfig:
         return config
 
     def _validate(self) -> None:
-        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads", "num_key_value_heads", "head_dim",
-                    "max_position_embeddings")
+        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "num_key_value_heads", "head_dim", "max_position_embeddings")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"config.json: {name} must be a positive integer, got {value!r}")
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ConfigError(
-                f"config.json: num_attention_heads ({self.num_attention_heads}) must be a multiple "
-                f"of num_key_value_heads ({self.num_key_value_heads})"
-            )
+            raise ConfigError(f"config.json: num_attention_heads ({self.num_attention_heads}) must be a multiple "
+                              f"of num_key_value_heads ({self.num_key_value_heads})")
         for rope in (self.rope, self.sliding_rope):
             if rope is not None and rope.rope_type != "default":
                 from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415

@@ -22,6 +22,7 @@ the parity tests match to 1e-4.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from pyengine.backend import Backend
@@ -29,6 +30,8 @@ from pyengine.model.config import ModelConfig
 from pyengine.model.layers import AttentionInputs, rms_norm, soft_cap
 from pyengine.model.llama import LlamaLayer, LlamaModel, WeightReader, take_attention, take_mlp
 from pyengine.model.rope import rotary_embedding
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -70,6 +73,9 @@ class GemmaModel(LlamaModel):
 
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "GemmaModel":
+        if backend.is_gpu and config.dtype != "float32":
+            logger.warning("%s computes in float16 here (no bfloat16 on this backend); Gemma's activations are "
+                           "known to overflow float16's range, which shows as inf/NaN logits", config.architecture)
         model = super().from_tensors(config, tensors, backend)
         model.norm = model.norm + 1.0  # (1 + weight), once
         return model  # type: ignore[return-value]

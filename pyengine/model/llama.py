@@ -11,14 +11,11 @@
         x = x + down(silu(h2 @ W_gate) * (h2 @ W_up))        # [N, D], with h2 = rms_norm(x)
     logits = rms_norm(x) @ lm_head                           # [N, V], lm_head stored [D, V]
 
-The five architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
-sliding window, rope type), so one implementation with parameters serves them all. Weights keep the
-checkpoint's names and [out, in] layout; two pairs are fused for speed, as vLLM does: q/k/v into
-`qkv_proj` and gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix
-product (Phi-3 checkpoints store them fused already). The output head is stored [D, V] (see `embed`).
-Gemma (gemma.py), Qwen3-MoE and Mixtral (moe.py) build on this class.
-Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
-`modeling_mistral.py`, `modeling_phi3.py`, which the parity tests match to 1e-4.
+The five differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms, sliding window, rope
+type). Weights keep the checkpoint's names and [out, in] layout, with q/k/v stacked into `qkv_proj` and
+gate/up into `gate_up_proj` (one product each, as vLLM does; Phi-3 stores them so). Gemma (gemma.py)
+and the mixtures of experts (moe.py) build on this class. Reference: transformers' `modeling_llama.py`
+and its Qwen2, Qwen3, Mistral and Phi-3 siblings, which the parity tests match to 1e-4.
 """
 
 from __future__ import annotations
@@ -100,17 +97,14 @@ class LlamaModel:
     def embed(self, input_ids: Any) -> Any:
         """[N] token ids -> [N, D] embeddings.
 
-        Tied models keep the table once, as the [D, V] output head, because a batch's logits
-        (`hidden @ lm_head`) run about 25% faster on BLAS against [D, V] than against [V, D].T at
-        32 rows; looking tokens up then reads columns, which costs ~50 us for 32 tokens and ~13 ms
-        for a 2,300-token prefill, far less than the product saves.
+        A tied model keeps the table once, as the [D, V] output head: its logits run ~25% faster on BLAS
+        against [D, V] than against [V, D].T at 32 rows, and a lookup by column costs far less than that
+        saves (~50 us for 32 tokens, ~13 ms for a 2,300-token prefill).
         """
         if self.embed_tokens is not None:
             return self.embed_tokens[input_ids]  # [N, D]
-        # Tied: the table exists only as the [D, V] output head, so token t's embedding is its
-        # column t: take the columns, [D, N], and lay them out as rows.
         xp = self.backend.xp
-        return xp.ascontiguousarray(xp.take(self.lm_head, input_ids, axis=1).T)  # [N, D]
+        return xp.ascontiguousarray(xp.take(self.lm_head, input_ids, axis=1).T)  # [D, N] columns -> [N, D] rows
 
     @property
     def dtype(self) -> Any:

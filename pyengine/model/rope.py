@@ -1,11 +1,8 @@
 """Rotary position embedding: each token's cos/sin, from each feature pair's inverse frequency.
 
-RoPE rotates each pair of query/key features (i, i + Dh/2) by the angle `position * inv_freq[i]`,
-with `inv_freq[i] = theta ** (-2i / Dh)`. Long-context variants (linear, dynamic, llama3, yarn,
-longrope) change `inv_freq` and may scale cos/sin: rope_scaling.py, which `rotary_embedding` loads
-for a checkpoint whose rope has one.
-
-References: the RoFormer paper; transformers' `modeling_rope_utils.py`, whose numbers the parity tests pin.
+RoPE rotates each pair of query/key features (i, i + Dh/2) by `position * inv_freq[i]`, with
+`inv_freq[i] = theta ** (-2i / Dh)`. The long-context variants (linear, dynamic, llama3, yarn, longrope)
+are rope_scaling.py's. References: the RoFormer paper; transformers' `modeling_rope_utils.py`.
 """
 
 from __future__ import annotations
@@ -16,10 +13,8 @@ from pyengine.model.config import ModelConfig, Rope
 
 
 class RotaryEmbedding:
-    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays.
-
-    (With Phi-3's partial_rotary_factor only part of a head rotates: R < Dh/2 angles per token.)
-    """
+    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays (R < Dh/2
+    angles when only part of a head rotates: Phi-3's partial_rotary_factor)."""
 
     def __init__(self, config: ModelConfig, xp: Any, rope: Rope | None = None):
         """`rope`: these parameters instead of `config.rope` (Gemma 3's sliding layers have their own)."""
