@@ -24,25 +24,16 @@ from pyengine.backend import array_module
 
 # -- Per-step attention metadata -----------------------------------------------------------------------------
 
-
 @dataclasses.dataclass(frozen=True)
 class AttentionInputs:
-    """Where each packed token sits, built by the model runner and passed down (no module-level context).
+    """Where each packed token sits, built by the model runner and passed down (no module-level context)."""
 
-    positions:       device int64 [N]   position of each token in its sequence
-    slot_mapping:    device int64 [N]   flat cache slot (block_id * Bs + offset) for its k/v
-    block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
-    query_start_loc: host ints [B + 1]  tokens of sequence b are rows query_start_loc[b]:[b + 1] of N
-    context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
-    decode_groups:   the fast path's `DecodeGroup`s of a pure decode batch (fast_path.py), or None
-    """
-
-    positions: Any
-    slot_mapping: Any
-    block_tables: tuple[Any, ...]
-    query_start_loc: tuple[int, ...]
-    context_lens: tuple[int, ...]
-    decode_groups: tuple[Any, ...] | None = None
+    positions: Any  # device int64 [N]: each token's position in its sequence
+    slot_mapping: Any  # device int64 [N]: its flat cache slot (block_id * Bs + offset)
+    block_tables: tuple[Any, ...]  # B device int64 arrays: the cache blocks of each sequence
+    query_start_loc: tuple[int, ...]  # host ints [B + 1]: sequence b's tokens are rows [b]:[b + 1] of N
+    context_lens: tuple[int, ...]  # host ints [B]: the keys each sequence attends to (cached + new)
+    decode_groups: tuple[Any, ...] | None = None  # the fast path's grouping of a pure decode batch
 
     @property
     def num_seqs(self) -> int:
@@ -50,7 +41,6 @@ class AttentionInputs:
 
 
 # -- Norms and activations -----------------------------------------------------------------------------------
-
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
@@ -104,7 +94,6 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
 
 # -- Rotary position embedding -------------------------------------------------------------------------------
 
-
 def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
 
@@ -127,7 +116,6 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
 
 
 # -- Attention over the paged KV cache -----------------------------------------------------------------------
-
 
 def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
     """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache, in place
@@ -189,7 +177,6 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 
 # -- The functions a model may take from the fast path instead -----------------------------------------------
-
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import collections.abc
 import json
 import logging
+import math
 import os
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np  # host arrays: tensors as read from the files
 
@@ -69,14 +70,14 @@ class LazyTensors(collections.abc.MutableMapping):
 
     @property
     def num_parameters(self) -> int:
-        return sum(_numel(entry["shape"]) for _, _, entry in self._where.values())
+        return sum(math.prod(entry["shape"]) for _, _, entry in self._where.values())
 
     @property
     def stored_dtypes(self) -> list[str]:
         """The checkpoint's dtypes as torch names ("bfloat16", ...), most parameters first."""
         counts: collections.Counter[str] = collections.Counter()
         for _, _, entry in self._where.values():
-            counts[CHECKPOINT_DTYPES.get(entry["dtype"], entry["dtype"])] += _numel(entry["shape"])
+            counts[CHECKPOINT_DTYPES.get(entry["dtype"], entry["dtype"])] += math.prod(entry["shape"])
         return [name for name, _ in counts.most_common()]
 
     # -- the mapping ---------------------------------------------------------------------------------
@@ -134,13 +135,6 @@ def _read_header(file: Path) -> dict[str, Any]:
     return header
 
 
-def _numel(shape: Sequence[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
 def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
     """The header's promise about one tensor fits the file: known dtype, size, offsets inside."""
     try:
@@ -149,7 +143,7 @@ def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
     except (TypeError, KeyError, ValueError):
         raise CheckpointError(f"{file} is not a readable safetensors file: bad header entry for {name!r}") from None
     itemsize = _STORED[dtype][1] if dtype in _STORED else None  # other dtypes fail when read
-    if not valid or (itemsize is not None and end - begin != _numel(shape) * itemsize) or end > data_size:
+    if not valid or (itemsize is not None and end - begin != math.prod(shape) * itemsize) or end > data_size:
         raise CheckpointError(f"{file} is not a readable safetensors file: tensor {name!r} "
                               f"does not fit its offsets (truncated or corrupt)")
 
@@ -163,7 +157,7 @@ def _read_tensor(file: Path, start: int, entry: dict[str, Any], dtype: str) -> A
     shape = tuple(entry["shape"])
     if begin == end:
         return np.zeros(shape, dtype=dtype)
-    raw = np.memmap(file, dtype=stored, mode="r", offset=start + begin, shape=(_numel(shape),)).reshape(shape)
+    raw = np.memmap(file, dtype=stored, mode="r", offset=start + begin, shape=(math.prod(shape),)).reshape(shape)
     try:
         if entry["dtype"] != "BF16":
             return np.array(raw, dtype=dtype)  # one copy, out of the mapping

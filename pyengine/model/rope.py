@@ -25,19 +25,12 @@ class RotaryEmbedding:
         self.head_dim = int(config.head_dim * self.rope.partial_rotary_factor)  # the rotated part of a head
         exponents = xp.arange(0, self.head_dim, 2).astype(xp.float32) / self.head_dim  # [Dh/2]
         self.inv_freq = 1.0 / (xp.float32(self.rope.rope_theta) ** exponents)  # [Dh/2]
-        self.attention_factor = 1.0  # what cos and sin are multiplied by
 
     def cos_sin(self, positions: Any, query_start_loc: tuple[int, ...],
                 context_lens: tuple[int, ...]) -> tuple[Any, Any]:
         """[N] positions -> (cos [N, Dh/2], sin [N, Dh/2]), float32."""
-        xp = self.xp
-        inv_freq = self.token_inv_freq(query_start_loc, context_lens)  # [1 or N, Dh/2]
-        angles = positions.astype(xp.float32)[:, None] * inv_freq  # [N, Dh/2]
-        return xp.cos(angles) * self.attention_factor, xp.sin(angles) * self.attention_factor
-
-    def token_inv_freq(self, query_start_loc: tuple[int, ...], context_lens: tuple[int, ...]) -> Any:
-        """The frequencies each token rotates by: [1, Dh/2], the same for every token of every sequence."""
-        return self.inv_freq[None, :]
+        angles = positions.astype(self.xp.float32)[:, None] * self.inv_freq[None, :]  # [N, Dh/2]
+        return self.xp.cos(angles), self.xp.sin(angles)
 
 
 def rotary_embedding(config: ModelConfig, xp: Any, rope: Rope | None = None) -> RotaryEmbedding:
