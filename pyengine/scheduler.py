@@ -1,14 +1,9 @@
 """The scheduler: which sequences run this step, with how many tokens each, in which KV blocks.
 
-Continuous batching (docs/02-kv-cache-and-batching.md): each step, running sequences get their next
-tokens (a decode, or the next chunk of a prompt within the token budget), then waiting ones join while
-seats, budget and KV blocks last, taking the cached blocks of their prefix first. A sequence that needs
-a block when none is free preempts the one the policy ranks last ("fcfs" here: arrival order; "priority"
-is priority_scheduler.py, loaded when chosen), which is recomputed later.
-
-Plain ints and lists, no arrays. The scheduler owns the queues and the block manager: it is the only
-code that moves a sequence between `waiting` and `running` or gives it blocks and takes them back. It
-reads no sampling parameters: what it needs is on the request (`needs_prompt_logprobs`, `cache_salt`).
+Continuous batching with chunked prefill, prefix caching and recompute preemption (docs/02): the
+policy here is "fcfs"; "priority" is priority_scheduler.py, loaded when chosen. Plain ints and lists,
+no arrays. The scheduler is the only code that moves a sequence between `waiting` and `running` or
+gives it blocks and takes them back; what it needs of a request is on the request, not its parameters.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""Settings from the environment, read once: which twin of each kernel runs.
+"""Settings from the environment, read once: which twin of each kernel runs (docs/00-map.md's table).
 
-Every tuned piece of pyengine has a readable twin that computes the same thing: text and grammar
-kernels ("python" | "native", the Rust ones), the sampler and attention ("reference" | "fast");
-docs/00-map.md tabulates them. `PYENGINE_KERNELS`, read here and nowhere else, once per process, picks
-them: unset, the tuned ones; "python" or "native", the text and grammar kernels; "reference", every
-readable twin; "text=python,sampler=reference", twin by twin. `EngineConfig` takes the same choices as
-fields (`kernels`, `sampler`, `attention`), which win over the environment; `check` validates both.
+`PYENGINE_KERNELS`, read here and nowhere else, once per process, picks them: unset, the tuned ones;
+"python" or "native", the text and grammar kernels; "reference", every readable twin;
+"text=python,sampler=reference", twin by twin. `EngineConfig` fields (`kernels`, `sampler`,
+`attention`) win over the environment; `check` validates both.
 """
 
 from __future__ import annotations

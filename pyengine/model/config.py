@@ -73,17 +73,6 @@ class ModelConfig:
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]  # config eos ids, then generation_config's
     generation_config: dict[str, Any]
-    # Gemma 2 / 3
-    query_pre_attn_scalar: float | None = None  # attention scale query_pre_attn_scalar ** -0.5, not head_dim ** -0.5
-    attn_logit_softcapping: float | None = None  # attention scores -> cap * tanh(scores / cap)
-    final_logit_softcapping: float | None = None  # logits -> cap * tanh(logits / cap)
-    sliding_rope: Rope | None = None  # Gemma 3: the rope of sliding-window layers (None: `rope` everywhere)
-    # mixture of experts (Qwen3-MoE, Mixtral)
-    num_experts: int = 0
-    num_experts_per_tok: int = 0  # k: experts each token is sent to
-    moe_intermediate_size: int = 0
-    norm_topk_prob: bool = False  # renormalise the k chosen probabilities to sum to 1
-    layer_uses_experts: tuple[bool, ...] = ()
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "ModelConfig":
@@ -105,13 +94,13 @@ class ModelConfig:
         architecture = supported[0]
         family = SUPPORTED_ARCHITECTURES[architecture]
         if family == "llama":
-            fields = llama_fields(raw, architecture)
-        else:
-            from pyengine.model.family_configs import family_fields  # noqa: PLC0415  (their first config loads it)
+            fields, config_class = llama_fields(raw, architecture), cls
+        else:  # a FamilyConfig: ModelConfig with the fields of Gemma and the mixtures of experts
+            from pyengine.model.family_configs import FamilyConfig, family_fields  # noqa: PLC0415  (their first config)
 
-            fields = family_fields(raw, architecture, family)
+            fields, config_class = family_fields(raw, architecture, family), FamilyConfig
         eos = _id_list(raw.get("eos_token_id")) + _id_list(generation.get("eos_token_id"))
-        config = cls(
+        config = config_class(
             architecture=architecture,
             family=family,
             dtype=_dtype(raw),
@@ -133,11 +122,10 @@ class ModelConfig:
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(f"config.json: num_attention_heads ({self.num_attention_heads}) must be a multiple "
                               f"of num_key_value_heads ({self.num_key_value_heads})")
-        for rope in (self.rope, self.sliding_rope):
-            if rope is not None and rope.rope_type != "default":
-                from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
+        if self.rope is not None and self.rope.rope_type != "default":
+            from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
 
-                check_rope(rope, self.head_dim)
+            check_rope(self.rope, self.head_dim)
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config.json: unsupported activation {self.hidden_act!r}; supported: "
                               + ", ".join(ACTIVATIONS))

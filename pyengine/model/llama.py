@@ -1,15 +1,4 @@
-"""The Llama family: Llama, Mistral, Qwen2, Qwen3 and Phi-3 in one decoder.
-
-    x = embed(ids)                                          # [N, D]
-    for each layer:
-        h = rms_norm(x)                                      # [N, D]
-        q, k, v = h @ W_qkv (+ bias: Qwen2)                  # [N, H, Dh], [N, Hkv, Dh] x2
-        q, k = rms_norm per head (Qwen3)                     # [N, H, Dh], [N, Hkv, Dh]
-        q, k = rope(q), rope(k)
-        write k, v to the paged cache; attend (causal, sliding window: Mistral)
-        x = x + attn @ W_o                                   # [N, D]
-        x = x + down(silu(h2 @ W_gate) * (h2 @ W_up))        # [N, D], with h2 = rms_norm(x)
-    logits = rms_norm(x) @ lm_head                           # [N, V], lm_head stored [D, V]
+"""The Llama family: Llama, Mistral, Qwen2, Qwen3 and Phi-3 in one decoder (docs/01-forward-pass.md).
 
 The five differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms, sliding window, rope
 type). Weights keep the checkpoint's names and [out, in] layout, with q/k/v stacked into `qkv_proj` and
@@ -75,6 +64,7 @@ class LlamaModel:
         self.rotary = rotary_embedding(config, backend.xp)
         self.act = ACTIVATIONS[config.hidden_act]
         self.scale = config.head_dim ** -0.5
+        self.softcap: float | None = None  # of the attention scores (Gemma 2 sets one)
 
     # -- forward ---------------------------------------------------------------------------------
 
@@ -134,8 +124,7 @@ class LlamaModel:
         key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
         write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
         window = c.sliding_window if c.layer_uses_sliding_window[index] else None
-        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window,
-                                 c.attn_logit_softcapping)  # [N, H, Dh]
+        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window, self.softcap)  # [N, H, Dh]
         return self.ops.linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
 
     def _mlp(self, h: Any, layer: LlamaLayer) -> Any:

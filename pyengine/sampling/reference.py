@@ -1,15 +1,10 @@
 """The reference sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
 
-Step 7 of a request's life, vLLM V1's pipeline as a textbook writes it, each sub-step a function over
-whole rows of the batch (docs/03-sampling.md walks it): 7a the grammar mask, then the raw-logprobs
-snapshot; 7b the logits processors (processors.py); 7c greedy argmax; 7d temperature, min_p, top-k and
-top-p (truncation.py, full sorts); 7e the inverse-CDF draw (draw.py); 7f log-softmax, ranks and the top
-k, in one device->host copy (logprobs.py). Per-row parameters travel as [B, 1] columns; a seeded row
-draws its uniform from its own generator, so its tokens do not depend on the batch around it.
-
-Its tuned twin, `Sampler` in sampling/fast/, overrides 7d-7f; tests/sampling/test_reference.py holds
-the two to the same results (docs/03 says where a seeded row's token may differ).
-Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
+Step 7 of a request's life, vLLM V1's pipeline (7a-7f, docs/03-sampling.md) as a textbook writes it:
+each sub-step a function over whole rows of the batch, per-row parameters as [B, 1] columns, and a
+seeded row's uniform drawn from its own generator, so its tokens do not depend on the batch. Its tuned
+twin, `Sampler` in sampling/fast/, overrides 7d-7f; tests/sampling/test_reference.py holds the two to
+the same results. Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
 """
 
 from __future__ import annotations
