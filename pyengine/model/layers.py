@@ -58,18 +58,10 @@ def silu(x: Any) -> Any:
     return x / (1.0 + xp.exp(-x))
 
 
-def silu_and_mul(gate_up: Any) -> Any:
-    """[N, 2F] -> [N, F]: silu(gate) * up, in one [N, F] buffer (at prefill sizes the plain
-    expression's four N x F temporaries cost more than its arithmetic)."""
-    xp = array_module(gate_up)
+def act_and_mul(gate_up: Any, act: Callable[[Any], Any]) -> Any:
+    """[N, 2F] -> [N, F]: act(gate) * up, the gated MLP's activation."""
     f = gate_up.shape[-1] // 2
-    gate, up = gate_up[:, :f], gate_up[:, f:]
-    out = xp.negative(gate)  # [N, F]
-    xp.exp(out, out=out)
-    out += 1.0
-    xp.divide(gate, out, out=out)  # silu(gate)
-    out *= up
-    return out
+    return act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
 
 
 def gelu_new(x: Any) -> Any:
@@ -180,12 +172,13 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
-    """The projection and the attention a model runs (REFERENCE, or fast_path.FAST); `decode_groups`,
-    when set, groups a pure decode batch for `attention` (the model runner calls it)."""
+    """The projection, the gated activation and the attention a model runs (REFERENCE, or fast_path.FAST);
+    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it)."""
 
     linear: Callable[..., Any]
+    act_and_mul: Callable[..., Any]
     attention: Callable[..., Any]
     decode_groups: Callable[..., Any] | None = None
 
 
-REFERENCE = ForwardOps(linear=linear, attention=paged_attention)
+REFERENCE = ForwardOps(linear=linear, act_and_mul=act_and_mul, attention=paged_attention)

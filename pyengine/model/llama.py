@@ -23,8 +23,6 @@ from pyengine.model.layers import (
     ForwardOps,
     apply_rope,
     rms_norm,
-    silu,
-    silu_and_mul,
     write_kv,
 )
 from pyengine.model.loader import CheckpointError, take_tensor
@@ -133,10 +131,7 @@ class LlamaModel:
 
     def _gated(self, gate_up: Any) -> Any:
         """[N, 2F] -> [N, F]: act(gate) * up."""
-        if self.act is silu:
-            return silu_and_mul(gate_up)  # [N, F]
-        f = gate_up.shape[1] // 2
-        return self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
+        return self.ops.act_and_mul(gate_up, self.act)  # [N, F]
 
     # -- loading ---------------------------------------------------------------------------------
 
