@@ -98,12 +98,8 @@ class Engine:
 
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
                     cache_salt: str | None = None) -> None:
-        """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
-
-        `params` is only read: one SamplingParams may serve many requests at once. Raises ValueError:
-        a duplicate request id, an empty or too-long prompt, or parameters that do not fit this model
-        (token ids outside the vocabulary, too many logprobs, ...).
-        """
+        """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}); `params` is only read. Raises
+        ValueError: a duplicate id, an empty or too-long prompt, parameters that do not fit this model."""
         self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
 
     def build_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
@@ -219,8 +215,7 @@ class Engine:
                             seq.request.stop_token_ids | {self.eos_token_id} - {None}, seq.request.bad_words_token_ids)
                 for seq in seqs]
         matchers = [seq.matcher for seq in seqs]
-        constrained = any(m is not None for m in matchers)
-        mask = self.constrained.mask(matchers) if constrained else None  # [B, V] host bool, or None
+        mask = None if all(m is None for m in matchers) else self.constrained.mask(matchers)  # [B, V] host bool
         to_device = self.backend.to_device
         return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
                             None if mask is None else to_device(mask))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pyengine.cache import BlockManager
+from pyengine.cache import BlockManager, hash_block
 from pyengine.sequence import Sequence, SequenceStatus
 
 POLICIES = {"fcfs": ("pyengine.scheduler", "Scheduler"),  # scheduling_policy -> (module, class)
@@ -194,8 +194,7 @@ class Scheduler:
         tokens = seq.all_token_ids
         for index in range(len(seq.block_hashes), seq.num_computed_tokens // size):
             parent = seq.block_hashes[-1] if seq.block_hashes else None
-            block_hash = self.blocks.hash_next(parent, tokens[index * size:(index + 1) * size],
-                                               seq.request.cache_salt)
+            block_hash = hash_block(parent, tokens[index * size:(index + 1) * size], seq.request.cache_salt)
             seq.block_hashes.append(block_hash)
             self.blocks.register(seq.block_table[index], block_hash)
 

@@ -37,8 +37,6 @@ class BlockManager:
         # Free blocks in reuse order (oldest freed first); an OrderedDict removes a prefix hit's block in O(1)
         self.free_queue: collections.OrderedDict[int, None] = collections.OrderedDict.fromkeys(range(num_blocks))
 
-    hash_next = staticmethod(hash_block)
-
     # -- queries ---------------------------------------------------------------------------------
 
     @property

@@ -87,12 +87,9 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
 # -- Rotary position embedding -------------------------------------------------------------------------------
 
 def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
-    """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
-
-    `cos` and `sin` are [N, Dh/2]. This is the "rotate half" layout Hugging Face's Llama uses.
-    With fewer angles, R < Dh/2 (Phi-3's partial_rotary_factor), the first 2R features are rotated
-    as pairs (i, i + R) and the rest pass through.
-    """
+    """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles, cos and sin
+    [N, Dh/2] (Hugging Face's "rotate half" layout). With R < Dh/2 angles (Phi-3's partial rotation)
+    the first 2R features rotate as pairs (i, i + R) and the rest pass through."""
     xp = array_module(x)
     half = cos.shape[-1]  # R = Dh/2 unless partial
     x1, x2 = x[..., :half], x[..., half:2 * half]  # [N, heads, R] each

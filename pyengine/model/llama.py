@@ -67,11 +67,8 @@ class LlamaModel:
     # -- forward ---------------------------------------------------------------------------------
 
     def forward(self, input_ids: Any, attn: AttentionInputs, kv_cache: Any) -> Any:
-        """[N] token ids -> [N, D] final hidden states (before the last norm's projection).
-
-        `kv_cache.key_caches[l]` / `value_caches[l]` are the [P, Bs, Hkv, Dh] arrays of layer l;
-        this step's keys and values are written into them at `attn.slot_mapping`.
-        """
+        """[N] token ids -> [N, D] final hidden states; this step's keys and values are written into
+        `kv_cache` (per layer [P, Bs, Hkv, Dh]) at `attn.slot_mapping`."""
         c = self.config
         rope = self.rotary.cos_sin(attn.positions, attn.query_start_loc, attn.context_lens)  # cos, sin: [N, Dh/2]
         x = self.embed(input_ids)  # [N, D]

@@ -66,11 +66,8 @@ class ReferenceSampler:
     # -- the steps ---------------------------------------------------------------------------------
 
     def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
-        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]
-
-        Returns `logits` itself when no processor applies; otherwise the first one that does
-        copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
-        """
+        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]: `logits` itself when none
+        applies; else the first that does copies them into `out` (or a new array), the rest edit that."""
         if not any(row.params.uses_processors for row in rows):
             return logits
         from pyengine.sampling.processors import PROCESSORS  # noqa: PLC0415  (the first row that uses one loads them)
