@@ -134,7 +134,8 @@ class SamplingParams:
             check(is_number(value) and -2 <= value <= 2, f"{name} must be in [-2, 2], got {value}.")
         check(is_number(self.repetition_penalty) and math.isfinite(self.repetition_penalty),
               f"repetition_penalty must be a finite number, got {self.repetition_penalty}.")
-        check(self.repetition_penalty > 0, f"repetition_penalty must be greater than zero, got {self.repetition_penalty}.")
+        check(self.repetition_penalty > 0,
+              f"repetition_penalty must be greater than zero, got {self.repetition_penalty}.")
         self._validate_lengths()
         if self.uses_processors:  # their fields are checked where they are used
             from pyengine.sampling.processors import check_processor_params  # noqa: PLC0415
