@@ -1,9 +1,7 @@
-"""pyengine: a small, readable, real LLM inference engine with vLLM's API.
+"""pyengine: a small, readable, real LLM inference engine with vLLM's API. Start at `docs/00-map.md`.
 
-The public surface is `_PUBLIC` below (vLLM's names: `LLM`, `SamplingParams`, `RequestOutput`, ...;
-for a server `AsyncEngine` and what it returns), plus `pyengine.generate_cli`, the `pyengine generate`
-command; the server imports nothing else (tests/test_architecture.py). Each name is imported on first
-use, so `import pyengine.text` (say) does not load the engine. Start reading at `docs/00-map.md`.
+The public surface is `_PUBLIC` (vLLM's names; for a server `AsyncEngine` and what it returns) and
+`pyengine.generate_cli`; the server imports nothing else. Each name is imported on first use.
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@
         for output in engine.step():   # RequestOutputs of the requests that moved this step
             ...
 
-`step()` is steps 4-9 of a request's life as docs/00-map.md numbers them, and reads like its
-table of contents: (4) schedule, (5) build model inputs, (6) forward, (7) sample, (8) append
-each token, check stops and detokenize, (9) emit outputs. `add_request` is step 3.
+`step()` is steps 4-9 of a request's life (docs/00-map.md numbers them), `add_request` step 3.
 It deals in token ids; text goes in through the tokenizer and out through the detokenizer.
 """
 
@@ -100,22 +98,14 @@ class Engine:
 
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
                     cache_salt: str | None = None) -> None:
-        """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}) for generation.
-
-        `params` is only read: one SamplingParams may serve many requests at once. Raises ValueError:
-        a duplicate request id, an empty or too-long prompt, or parameters that do not fit this model
-        (token ids outside the vocabulary, too many logprobs, ...).
-        """
+        """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}); `params` is only read. Raises
+        ValueError: a duplicate id, an empty or too-long prompt, parameters that do not fit this model."""
         self.add_built_request(self.build_request(request_id, prompt, params, priority, cache_salt))
 
     def build_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
                       cache_salt: str | None = None) -> Request:
-        """All of `add_request` but the queueing: checks, token ids, bad words, grammar, matchers.
-
-        It reads the tokenizer and the grammar cache and changes no scheduler state, so a caller
-        may run it on another thread (building a large grammar's matchers takes seconds) and hand
-        the result to `add_built_request` between steps. Raises what `add_request` raises.
-        """
+        """All of `add_request` but the queueing. It changes no scheduler state, so a caller may run it on
+        another thread (a large grammar's matchers take seconds) and queue the result between steps."""
         if request_id in self.requests:
             raise ValueError(f"request id {request_id!r} is already in use")
         if priority != 0 and self.scheduler.policy != "priority":
@@ -221,23 +211,14 @@ class Engine:
         """The grammar masks of the rows that have one, then one token per sequence."""
         if not seqs:
             return None
-        rows = [self._sampling_row(seq) for seq in seqs]
+        rows = [SamplingRow(seq.request.params, seq.prompt_token_ids, seq.output_token_ids, seq.generator,
+                            seq.request.stop_token_ids | {self.eos_token_id} - {None}, seq.request.bad_words_token_ids)
+                for seq in seqs]
         matchers = [seq.matcher for seq in seqs]
-        constrained = any(m is not None for m in matchers)
-        mask = self.constrained.mask(matchers) if constrained else None  # [B, V] host bool, or None
+        mask = None if all(m is None for m in matchers) else self.constrained.mask(matchers)  # [B, V] host bool
         to_device = self.backend.to_device
         return self.sampler(logits[to_device(np.array(rows_index, dtype=np.int64))], rows,
                             None if mask is None else to_device(mask))
-
-    def _sampling_row(self, seq: Sequence) -> SamplingRow:
-        return SamplingRow(
-            params=seq.request.params,
-            prompt_token_ids=seq.prompt_token_ids,
-            output_token_ids=seq.output_token_ids,
-            generator=seq.generator,
-            stop_token_ids=seq.request.stop_token_ids | {self.eos_token_id} - {None},
-            bad_words_token_ids=seq.request.bad_words_token_ids,
-        )
 
     def _append_token(self, seq: Sequence, token_id: int, logprob: float, row_logprobs: Any) -> None:
         """Append a sampled token and run the stop checks (which may set its finish reason)."""
@@ -254,9 +235,8 @@ class Engine:
             seq.finish_reason = "stop"  # the grammar cannot go on: end cleanly
 
     def _logprobs_dict(self, seq: Sequence, row: Any) -> LogprobsDict:
-        """vLLM's dict: chosen token first, then the top-k. Built as vLLM builds it (a comprehension), so a
-        token listed twice keeps its first position and takes its top-k entry's value and rank (which
-        differs from the chosen entry's only when ties push that one down)."""
+        """vLLM's dict, built as vLLM builds it: a token listed twice (chosen and in the top-k) keeps its
+        first position and takes its top-k entry's value and rank."""
         text = self.output_processor.token_text
         return {token_id: Logprob(logprob, rank, text(seq, token_id))
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
@@ -295,10 +275,10 @@ class Engine:
 
     def prompt_ids(self, prompt: Any, params: SamplingParams) -> tuple[str | None, list[int]]:
         """Tokenize and check a prompt (string, ids, or {"prompt_token_ids": ...}) -> (text, ids)."""
-        if isinstance(prompt, str) and self.tokenizer is None:
-            raise ValueError("text prompts need a tokenizer; pass {'prompt_token_ids': [...]} "
-                             "(the engine runs with skip_tokenizer_init)")
         if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("text prompts need a tokenizer; pass {'prompt_token_ids': [...]} "
+                                 "(the engine runs with skip_tokenizer_init)")
             text, ids = prompt, self.tokenizer.encode(prompt)
         elif isinstance(prompt, dict) and "prompt_token_ids" in prompt:
             text, ids = prompt.get("prompt"), list(prompt["prompt_token_ids"])
@@ -314,10 +294,8 @@ class Engine:
         if bad:
             raise ValueError(f"prompt token ids {bad[:5]} are outside the vocabulary [0, {self.vocab_size})")
         if len(ids) >= self.max_model_len:
-            raise ValueError(
-                f"The prompt has {len(ids)} tokens, but the model's context length is only "
-                f"{self.max_model_len} tokens, leaving no room to generate. Please reduce the prompt."
-            )
+            raise ValueError(f"The prompt has {len(ids)} tokens, but the model's context length is only "
+                             f"{self.max_model_len} tokens, leaving no room to generate. Please reduce the prompt.")
         if self.blocks.blocks_needed(len(ids) + 1) > self.blocks.num_blocks:
             raise ValueError(f"the prompt needs more KV cache blocks than the cache has "
                              f"({self.blocks.num_blocks} blocks of {self.blocks.block_size} tokens)")

@@ -1,9 +1,6 @@
-"""EngineConfig: the engine's knobs, with vLLM's names.
-
-`LLM(model=..., **kwargs)` maps its keyword arguments onto these fields and rejects unknown
-ones with the list of valid names. The environment is read by `pyengine.settings`, once; the
-twin choices it gives are the defaults of `kernels`, `sampler` and `attention` here, resolved
-into `twins` when the config is made.
+"""EngineConfig: the engine's knobs, with vLLM's names (`LLM(model=..., **kwargs)` maps its arguments
+onto them). The twin choices `pyengine.settings` reads from the environment are the defaults of
+`kernels`, `sampler` and `attention`, resolved into `twins` when the config is made.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """The model runner: a step's token chunks in, the model's inputs built, logits out.
 
-    runner = ModelRunner(model, kv_cache)
-    inputs = runner.prepare([(new_token_ids, first_position, block_table), ...])  # one chunk a sequence
-    hidden = runner.forward(inputs)                      # [N, D], keys and values written to the cache
-    logits = runner.last_token_logits(hidden, inputs, [0, 2])     # [B, V]: rows of chunks 0 and 2
-
-`prepare` packs every chunk's tokens into one [N] array and writes the `AttentionInputs`:
-positions, cache slots, block tables and per-chunk offsets. When the model runs the fast
-attention twin (`model.ops.decode_groups`, model/fast_path.py) a batch of single-token decodes
-also gets its decode groups; with the reference twin every sequence attends on its own
-(model/layers.py).
-
-The engine runs a batch of the scheduler's plan through it; so does single_sequence.py, the
-smallest driver of a model (one sequence, no scheduler, no sampler).
+`prepare` packs every chunk's tokens into one [N] array and writes the `AttentionInputs` (positions,
+cache slots, block tables, per-chunk offsets; a pure decode batch's groups when the fast attention
+twin runs). The engine runs its batches through it; single_sequence.py, one sequence's chunks.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""Step 8 of a request's life (docs/00-map.md): after a token is sampled, decide whether its
-sequence is done.
+"""Step 8 of a request's life (docs/00-map.md): after a token is sampled, is its sequence done?
 
-For each new token, in vLLM's order: while fewer than `min_tokens` were generated nothing stops
-the sequence; then EOS (unless `ignore_eos`) -> stop_token_ids -> length (`max_tokens` or the
-context is full) -> repetition; then the text is detokenized incrementally and stop strings are
-searched in it (a stop string found in the same step as a "length" finish wins). The text kernels (Rust, or their Python
-twins) do the per-token text work; this module only wires them to a sequence.
+For each new token, in vLLM's order: nothing stops a sequence before `min_tokens`; then EOS (unless
+`ignore_eos`), stop_token_ids, length, repetition; then the text is detokenized incrementally and stop
+strings are searched in it (one found in the same step as a "length" finish wins). The text kernels
+(Rust, or their Python twins) do the text work; this module wires them to a sequence.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """What generation returns, with vLLM's names: RequestOutput, CompletionOutput, Logprob.
 
-Code written against vLLM's offline API reads these fields unchanged:
-
-    outputs = llm.generate(["Hello"], SamplingParams(max_tokens=8))
-    outputs[0].outputs[0].text, .token_ids, .finish_reason, .logprobs, .cumulative_logprob
-
-`logprobs` is a list with one dict per generated token mapping token id -> Logprob (the chosen
-token first, then the top-k); `prompt_logprobs` is a list with `None` first (the first prompt
-token has no context), then one such dict per later prompt position.
+`logprobs` holds one dict per generated token, token id -> Logprob (the chosen token first, then the
+top-k); `prompt_logprobs` holds `None` for the first prompt token (no context), then one per position.
 """
 
 from __future__ import annotations

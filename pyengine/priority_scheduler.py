@@ -7,8 +7,6 @@ when it could not get them otherwise: the running sequence ranked last is preemp
 
 from __future__ import annotations
 
-import dataclasses
-
 from pyengine.scheduler import BatchPlan, Scheduler
 from pyengine.sequence import Sequence
 
@@ -22,14 +20,12 @@ class PriorityScheduler(Scheduler):
         return (seq.request.priority, seq.request.arrival_index, seq.index)
 
     def schedule(self) -> BatchPlan:
-        displaced = self._make_room_for_urgent()
-        plan = super().schedule()
-        return dataclasses.replace(plan, preempted=tuple(displaced) + plan.preempted)
+        self._make_room_for_urgent()
+        return super().schedule()
 
-    def _make_room_for_urgent(self) -> list[Sequence]:
+    def _make_room_for_urgent(self) -> None:
         """Preempt the running sequence ranked last while the first waiting one outranks it and lacks a
-        seat or blocks for its first chunk. Returns the preempted sequences."""
-        displaced: list[Sequence] = []
+        seat or blocks for its first chunk."""
         while self.waiting and self.running:
             seq, worst = self.waiting[0], max(self.running, key=self.rank)
             if self.rank(worst) <= self.rank(seq):
@@ -39,5 +35,3 @@ class PriorityScheduler(Scheduler):
             if has_seat and self.blocks.can_allocate(self.blocks.blocks_needed(first_chunk)):
                 break
             self.preempt(worst)
-            displaced.append(worst)
-        return displaced

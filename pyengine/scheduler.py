@@ -1,28 +1,16 @@
 """The scheduler: which sequences run this step, with how many tokens each, in which KV blocks.
 
-Continuous batching. Every step:
-  1. running sequences get their next tokens: one for a decode, the next chunk of the prompt
-     for a sequence still prefilling (chunked prefill keeps each step under the token budget
-     `max_num_batched_tokens`, so a long prompt cannot stall everyone's decoding);
-  2. waiting sequences join while sequence slots (`max_num_seqs`), token budget and KV blocks
-     last. A joining sequence first takes every full block of its prefix that is already in
-     the prefix cache, and computes only the rest.
-When a running sequence needs a block and none is free, the sequence the policy ranks last
-is *preempted*: its blocks are released and it goes back to the waiting queue, to be
-recomputed later (its prefix may still be in the cache then). This module's policy is "fcfs"
-(arrival order); "priority" (lower `priority` first) is priority_scheduler.py, loaded when chosen.
-
-Plain ints and lists only: no arrays. The scheduler owns the block manager and the queues: it
-is the only code that moves a sequence between `waiting` and `running`, gives it blocks
-(`schedule`, `fork`) or takes them back (`finish`, `preempt`). It reads no sampling parameters:
-what it needs of a request is on the request (`needs_prompt_logprobs`, `cache_salt`, `priority`).
+Continuous batching with chunked prefill, prefix caching and recompute preemption (docs/02): the
+policy here is "fcfs"; "priority" is priority_scheduler.py, loaded when chosen. Plain ints and lists,
+no arrays. The scheduler is the only code that moves a sequence between `waiting` and `running` or
+gives it blocks and takes them back; what it needs of a request is on the request, not its parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from pyengine.cache import BlockManager
+from pyengine.cache import BlockManager, hash_block
 from pyengine.sequence import Sequence, SequenceStatus
 
 POLICIES = {"fcfs": ("pyengine.scheduler", "Scheduler"),  # scheduling_policy -> (module, class)
@@ -51,11 +39,6 @@ class BatchPlan:
     """The sequences of one step, in the order their tokens are packed."""
 
     scheduled: tuple[ScheduledSequence, ...]
-    preempted: tuple[Sequence, ...] = ()
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(s.num_new_tokens for s in self.scheduled)
 
     def is_empty(self) -> bool:
         return not self.scheduled
@@ -117,7 +100,7 @@ class Scheduler:
             num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
             scheduled.append(ScheduledSequence(seq, num_new))
             budget -= num_new
-        return BatchPlan(tuple(scheduled), tuple(preempted))
+        return BatchPlan(tuple(scheduled))
 
     def after_step(self, plan: BatchPlan) -> None:
         """The step ran: advance each sequence and offer its newly full blocks to the prefix cache."""
@@ -127,14 +110,9 @@ class Scheduler:
             self._register_full_blocks(seq)
 
     def fork(self, parent: Sequence) -> tuple[list[Sequence], list[tuple[list[int], list[int]]]]:
-        """n > 1: the parent's waiting siblings share its full prompt blocks and copy its partial last one.
-
-        Called when the parent has just computed its prompt. Shared blocks are never written again
-        (new tokens go to later blocks), so sharing is copy-on-write with nothing left to copy but
-        the one block the sequences will diverge in. A sibling with no seat or no block now waits
-        and prefills on its own later. Returns the siblings that now run and the block copies the
-        cache must make for them: (source blocks, target blocks) per sibling.
-        """
+        """n > 1, once the parent computed its prompt: its waiting siblings share its full blocks (never
+        written again) and copy its partial last one; a sibling with no seat or block prefills on its own
+        later. Returns the siblings that now run and the copies the cache must make: (sources, targets)."""
         siblings = [s for s in parent.request.sequences[1:]
                     if s.status is SequenceStatus.WAITING and not s.block_table and not s.output_token_ids
                     and s not in self.waiting]
@@ -216,8 +194,7 @@ class Scheduler:
         tokens = seq.all_token_ids
         for index in range(len(seq.block_hashes), seq.num_computed_tokens // size):
             parent = seq.block_hashes[-1] if seq.block_hashes else None
-            block_hash = self.blocks.hash_next(parent, tokens[index * size:(index + 1) * size],
-                                               seq.request.cache_salt)
+            block_hash = hash_block(parent, tokens[index * size:(index + 1) * size], seq.request.cache_salt)
             seq.block_hashes.append(block_hash)
             self.blocks.register(seq.block_table[index], block_hash)
 

@@ -1,8 +1,7 @@
 """Per-request and per-sequence state: token ids, KV blocks, sampling and text state.
 
-A *request* is what a user sent (one prompt, its SamplingParams); with `n > 1` it owns `n`
-*sequences*, one per choice, each with its own output tokens, KV blocks and random generator.
-The scheduler sees only sequences; the engine maps them back to requests for output.
+A request (one prompt, its SamplingParams) owns `n` sequences, one per choice, each with its own
+output tokens, KV blocks and random generator. The scheduler sees only sequences.
 """
 
 from __future__ import annotations

@@ -1,27 +1,9 @@
-"""Settings from the environment, read once: which twin of each kernel runs.
+"""Settings from the environment, read once: which twin of each kernel runs (docs/00-map.md's table).
 
-Every tuned piece of pyengine has a readable twin that computes the same thing:
-
-    twin       readable choice                          tuned choice
-    text       "python": detokenizer, stop strings,    "native": the Rust kernels (pyengine._native)
-               repetition in text/
-    grammar    "python": token trie and matcher in      "native": the Rust kernels
-               structured/
-    sampler    "reference": sampling/reference.py,      "fast": sampling/fast/ (candidates,
-               the textbook pipeline with full sorts    tiles, the two-level draw)
-    attention  "reference": model/layers.py, one        "fast": model/fast_path.py (decode groups,
-               paged attention per sequence             padded batched decode, operand order)
-
-`PYENGINE_KERNELS` picks them, read here and nowhere else, once per process:
-
-    unset                          tuned everywhere (text and grammar "native" when the
-                                   extension is built, else "python")
-    python | native                the text and grammar kernels (sampler and attention stay fast)
-    reference                      every twin's readable choice
-    text=python,sampler=reference  twin by twin (any of the four names; the others stay default)
-
-`EngineConfig` takes the same choices as fields (`kernels`, `sampler`, `attention`); a field it
-is given wins over the environment. `check` is the one validation both go through.
+`PYENGINE_KERNELS`, read here and nowhere else, once per process, picks them: unset, the tuned ones;
+"python" or "native", the text and grammar kernels; "reference", every readable twin;
+"text=python,sampler=reference", twin by twin. `EngineConfig` fields (`kernels`, `sampler`,
+`attention`) win over the environment; `check` validates both.
 """
 
 from __future__ import annotations

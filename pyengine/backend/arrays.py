@@ -1,11 +1,8 @@
 """The array backend: numpy on the CPU, cupy on a GPU, or the strict fake device for tests.
 
-Every array operation in the model, cache and sampler goes through an array module `xp`
-obtained here, never through `import numpy` directly. On a GPU, `xp` is cupy and arrays live
-in device memory; the only device→host transfers a decode step may make are the sampled token
-ids (and any logprobs a request asked for), and they go through `Backend.to_host`.
-
-Reference: cupy's `get_array_module` idiom.
+Array code in the model, cache and sampler goes through a module `xp` from here (cupy's
+`get_array_module` idiom); the only device->host copies a decode step makes (the sampled ids and any
+logprobs asked for) go through `Backend.to_host`.
 """
 
 from __future__ import annotations
@@ -25,18 +22,11 @@ class TransferCounter:
     device_to_host: int = 0
     host_to_device: int = 0
 
-    def reset(self) -> None:
-        self.device_to_host = 0
-        self.host_to_device = 0
-
 
 @dataclasses.dataclass
 class Backend:
-    """One array backend: the module `xp` plus the two explicit copy functions.
-
-    `to_device(host_array)` copies a numpy array onto the device; `to_host(array)` copies a
-    device array back into numpy. On the CPU both are no-ops (no copy).
-    """
+    """One array backend: the module `xp` and the two explicit copies, `to_device` and `to_host` (no
+    copies on the CPU)."""
 
     name: str
     xp: Any
@@ -62,12 +52,8 @@ class Backend:
 
 
 def get_backend(device: str = "cpu") -> Backend:
-    """Return the backend for `device` ("cpu", "cuda" or "fake").
-
-    Raises:
-        ValueError: unknown device name.
-        RuntimeError: "cuda" asked for but cupy (or a CUDA device) is not available.
-    """
+    """The backend for `device` ("cpu", "cuda" or "fake"). Raises ValueError for another name,
+    RuntimeError for "cuda" without cupy."""
     if device == "cpu":
         return Backend("cpu", numpy)
     if device == "fake":
@@ -79,9 +65,7 @@ def get_backend(device: str = "cpu") -> Backend:
         try:
             import cupy  # noqa: PLC0415  (optional dependency, imported only when asked for)
         except ImportError as exc:
-            raise RuntimeError(
-                "device 'cuda' needs cupy: pip install 'pyengine[cuda]' on a machine with CUDA"
-            ) from exc
+            raise RuntimeError("device 'cuda' needs cupy: pip install 'pyengine[cuda]' on a machine with CUDA") from exc
         return Backend("cuda", cupy)
     raise ValueError(f"unknown device {device!r}; supported: {', '.join(SUPPORTED_DEVICES)}")
 

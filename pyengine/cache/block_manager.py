@@ -1,20 +1,9 @@
-"""Block bookkeeping: reference counts, prefix-cache hashes and LRU eviction.
+"""Block bookkeeping: reference counts, prefix-cache hashes and LRU reuse (vLLM v1's `BlockPool`).
 
-Every KV block is either *in use* (reference count > 0: one or more sequences read it) or
-*free*. A free block may still hold the keys/values of a full block some earlier sequence
-computed; it keeps its *content hash* so a later sequence with the same prefix can take it
-back instead of recomputing it (a prefix-cache hit). Free blocks are reused least recently
-freed first, so the cache forgets the oldest prefixes first.
-
-A full block's hash chains its parent's: `hash(parent_hash, its block_size token ids, salt)`,
-so two blocks match only if everything before them matched too. The `cache_salt` of a request
-enters the first block's hash, so requests with different salts never share a block.
-
-    seq A: [The cat sat on] [the mat and] ...      block hashes  h1 = H(None, t0..t3, salt)
-    seq B: [The cat sat on] [a hat ...]                          h2 = H(h1, t4..t7, salt)
-           '--- shared ---'  (B's first block is A's, ref count 2)
-
-Reference: vLLM's `KVCacheManager` / `BlockPool` (v1), restated with plain lists and dicts.
+A block is in use (reference count > 0) or free. A free full block keeps its content hash, so a later
+sequence with the same prefix takes it back instead of recomputing it; free blocks are reused oldest
+freed first. A full block's hash chains its parent's, `hash(parent_hash, its token ids, salt)`, so
+blocks match only when everything before them did (docs/02-kv-cache-and-batching.md draws it).
 """
 
 from __future__ import annotations
@@ -45,11 +34,8 @@ class BlockManager:
         self.ref_counts = [0] * num_blocks
         self.block_hash: list[BlockHash | None] = [None] * num_blocks
         self.cached: dict[BlockHash, int] = {}  # hash -> block id holding that content
-        # Free blocks in reuse order (oldest freed first). An OrderedDict gives O(1) removal
-        # when a cached free block is taken back by a prefix hit.
+        # Free blocks in reuse order (oldest freed first); an OrderedDict removes a prefix hit's block in O(1)
         self.free_queue: collections.OrderedDict[int, None] = collections.OrderedDict.fromkeys(range(num_blocks))
-
-    hash_next = staticmethod(hash_block)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -116,11 +102,8 @@ class BlockManager:
         return blocks
 
     def free(self, block_ids: Sequence[int]) -> None:
-        """Drop one reference to each block; blocks nobody reads join the free queue.
-
-        Freed in reverse so a sequence's last blocks are evicted before its first ones: the
-        start of a prompt is the part other requests are most likely to share.
-        """
+        """Drop one reference to each block; blocks nobody reads join the free queue, last block first
+        (so evicted first: the start of a prompt is what other requests most likely share)."""
         for block_id in reversed(block_ids):
             if self.ref_counts[block_id] <= 0:
                 raise RuntimeError(f"block {block_id} freed more often than taken")

@@ -1,16 +1,8 @@
-"""Paged KV cache: fixed-size blocks of keys/values, and a free-list allocator over them.
+"""Paged KV cache: the preallocated key and value arrays of every layer.
 
-A sequence's keys are not stored contiguously: they live in blocks of `block_size` tokens
-scattered through one big preallocated array per layer, and the sequence's *block table*
-(a list of block ids) says which blocks, in order. Token at position p of a sequence is in
-block `table[p // Bs]` at offset `p % Bs`, i.e. flat slot `table[p // Bs] * Bs + p % Bs`.
-
-    key_caches[l]: [P, Bs, Hkv, Dh]        block table of seq A: [3, 0, 5]
-                                            positions 0..15 -> block 3, 16..31 -> block 0, ...
-
-Which blocks are free, shared or cached is the block manager's business (block_manager.py);
-this module only holds the arrays. Nothing is ever compacted. Reference: the vLLM paper
-("Efficient Memory Management for Large Language Model Serving with PagedAttention").
+A sequence's keys live in blocks of `Bs` tokens listed by its block table: position p is in block
+`table[p // Bs]` at offset `p % Bs` (docs/02-kv-cache-and-batching.md). Which blocks are free, shared or
+cached is block_manager.py's business. Reference: the vLLM paper (PagedAttention).
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""ModelConfig: the one place that reads a checkpoint's config.json.
+"""ModelConfig: the one place that reads a checkpoint's config.json (and generation_config.json: its eos ids).
 
-Hugging Face checkpoints spell the same hyperparameter in several ways: older files say
-`rope_theta`, `rope_scaling` and `torch_dtype`; newer ones say `rope_parameters` and `dtype`;
-GPT-2 says `n_embd`, `n_layer`, `n_head`. `ModelConfig.from_pretrained` normalises all of them into
-one frozen dataclass with Hugging Face's (Llama) names, so the model code never parses JSON and a
-reader can quote config.json directly. `generation_config.json` is read here too, because its eos
-ids (possibly a list) decide when generation stops.
-
-This module reads the Llama family's keys (Llama, Mistral, Qwen2, Qwen3) and plain rope. The keys
-only other checkpoints have load with the first such config: the other families' in
-family_configs.py (GPT-2, Gemma 2/3, Qwen3-MoE, Mixtral), rope scaling's and Phi-3's in
-rope_scaling.py.
+Hub files spell the same hyperparameter in several ways (`rope_theta` + `rope_scaling` or
+`rope_parameters`, `torch_dtype` or `dtype`); `ModelConfig.from_pretrained` normalises them into one
+frozen dataclass with Hugging Face's (Llama) names, so model code never parses JSON. This module reads
+the Llama family's keys and plain rope; the keys only other checkpoints have load with the first such
+config: the other families' in family_configs.py, rope scaling's and Phi-3's in rope_scaling.py.
 """
 
 from __future__ import annotations
@@ -79,25 +73,11 @@ class ModelConfig:
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]  # config eos ids, then generation_config's
     generation_config: dict[str, Any]
-    # Gemma 2 / 3
-    query_pre_attn_scalar: float | None = None  # attention scale query_pre_attn_scalar ** -0.5, not head_dim ** -0.5
-    attn_logit_softcapping: float | None = None  # attention scores -> cap * tanh(scores / cap)
-    final_logit_softcapping: float | None = None  # logits -> cap * tanh(logits / cap)
-    sliding_rope: Rope | None = None  # Gemma 3: the rope of sliding-window layers (None: `rope` everywhere)
-    # mixture of experts (Qwen3-MoE, Mixtral)
-    num_experts: int = 0
-    num_experts_per_tok: int = 0  # k: experts each token is sent to
-    moe_intermediate_size: int = 0
-    norm_topk_prob: bool = False  # renormalise the k chosen probabilities to sum to 1
-    layer_uses_experts: tuple[bool, ...] = ()
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "ModelConfig":
-        """Read `path/config.json` (+ `generation_config.json` if present) and normalise it.
-
-        Raises:
-            ConfigError: missing or malformed file, unsupported architecture, bad values.
-        """
+        """Read `path/config.json` (+ `generation_config.json` if present) and normalise it. Raises
+        ConfigError: a missing or malformed file, an unsupported architecture, bad values."""
         path = Path(path)
         raw = _read_json(path / "config.json", required=True)
         generation = _read_json(path / "generation_config.json", required=False) or {}
@@ -109,20 +89,18 @@ class ModelConfig:
         architectures = raw.get("architectures") or []
         supported = [a for a in architectures if a in SUPPORTED_ARCHITECTURES]
         if not supported:
-            raise ConfigError(
-                f"unsupported architecture {architectures!r} in config.json; supported: "
-                + ", ".join(SUPPORTED_ARCHITECTURES)
-            )
+            raise ConfigError(f"unsupported architecture {architectures!r} in config.json; supported: "
+                              + ", ".join(SUPPORTED_ARCHITECTURES))
         architecture = supported[0]
         family = SUPPORTED_ARCHITECTURES[architecture]
         if family == "llama":
-            fields = llama_fields(raw, architecture)
-        else:
-            from pyengine.model.family_configs import family_fields  # noqa: PLC0415  (their first config loads it)
+            fields, config_class = llama_fields(raw, architecture), cls
+        else:  # a FamilyConfig: ModelConfig with the fields of Gemma and the mixtures of experts
+            from pyengine.model.family_configs import FamilyConfig, family_fields  # noqa: PLC0415  (their first config)
 
-            fields = family_fields(raw, architecture, family)
+            fields, config_class = family_fields(raw, architecture, family), FamilyConfig
         eos = _id_list(raw.get("eos_token_id")) + _id_list(generation.get("eos_token_id"))
-        config = cls(
+        config = config_class(
             architecture=architecture,
             family=family,
             dtype=_dtype(raw),
@@ -135,23 +113,19 @@ class ModelConfig:
         return config
 
     def _validate(self) -> None:
-        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads", "num_key_value_heads", "head_dim",
-                    "max_position_embeddings")
+        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "num_key_value_heads", "head_dim", "max_position_embeddings")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"config.json: {name} must be a positive integer, got {value!r}")
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ConfigError(
-                f"config.json: num_attention_heads ({self.num_attention_heads}) must be a multiple "
-                f"of num_key_value_heads ({self.num_key_value_heads})"
-            )
-        for rope in (self.rope, self.sliding_rope):
-            if rope is not None and rope.rope_type != "default":
-                from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
+            raise ConfigError(f"config.json: num_attention_heads ({self.num_attention_heads}) must be a multiple "
+                              f"of num_key_value_heads ({self.num_key_value_heads})")
+        if self.rope is not None and self.rope.rope_type != "default":
+            from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
 
-                check_rope(rope, self.head_dim)
+            check_rope(self.rope, self.head_dim)
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config.json: unsupported activation {self.hidden_act!r}; supported: "
                               + ", ".join(ACTIVATIONS))

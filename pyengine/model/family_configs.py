@@ -7,9 +7,34 @@ ModelConfig fields those keys give (config.py's `llama_fields` reads the rest).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from pyengine.model.config import ConfigError, llama_fields, parse_rope, required
+from pyengine.model.config import ConfigError, ModelConfig, Rope, llama_fields, parse_rope, required
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyConfig(ModelConfig):
+    """A ModelConfig with the hyperparameters only Gemma 2/3 and the mixtures of experts have."""
+
+    # Gemma 2 / 3
+    query_pre_attn_scalar: float | None = None  # attention scale query_pre_attn_scalar ** -0.5, not head_dim ** -0.5
+    attn_logit_softcapping: float | None = None  # attention scores -> cap * tanh(scores / cap)
+    final_logit_softcapping: float | None = None  # logits -> cap * tanh(logits / cap)
+    sliding_rope: Rope | None = None  # Gemma 3: the rope of sliding-window layers (None: `rope` everywhere)
+    # mixture of experts (Qwen3-MoE, Mixtral)
+    num_experts: int = 0
+    num_experts_per_tok: int = 0  # k: experts each token is sent to
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False  # renormalise the k chosen probabilities to sum to 1
+    layer_uses_experts: tuple[bool, ...] = ()
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.sliding_rope is not None and self.sliding_rope.rope_type != "default":
+            from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
+
+            check_rope(self.sliding_rope, self.head_dim)
 
 
 def family_fields(raw: dict[str, Any], architecture: str, family: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@
         x = x + post_feedforward_norm(mlp(pre_feedforward_norm(x)))   # gelu_pytorch_tanh(gate) * up
     logits = cap * tanh((norm(x) @ lm_head) / cap)           # [N, V], final_logit_softcapping (Gemma 2)
 
-What differs from Llama, each read from `ModelConfig`:
+What differs from Llama, each read from `FamilyConfig`:
 - RMSNorm scales by (1 + weight), not weight; the loader adds the 1 once, so `rms_norm` serves;
 - attention scores are scaled by query_pre_attn_scalar ** -0.5 (not head_dim ** -0.5);
 - local layers attend to the last `sliding_window` keys only (token i sees j when i - W < j <= i),
@@ -22,13 +22,16 @@ the parity tests match to 1e-4.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from pyengine.backend import Backend
-from pyengine.model.config import ModelConfig
+from pyengine.model.family_configs import FamilyConfig
 from pyengine.model.layers import AttentionInputs, rms_norm, soft_cap
 from pyengine.model.llama import LlamaLayer, LlamaModel, WeightReader, take_attention, take_mlp
 from pyengine.model.rope import rotary_embedding
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -42,10 +45,11 @@ class GemmaLayer(LlamaLayer):
 class GemmaModel(LlamaModel):
     """Gemma 2 / Gemma 3 text decoder, with LlamaModel's interface."""
 
-    def __init__(self, config: ModelConfig, backend: Backend, embed_tokens: Any, layers: list[Any], norm: Any,
+    def __init__(self, config: FamilyConfig, backend: Backend, embed_tokens: Any, layers: list[Any], norm: Any,
                  lm_head: Any):
         super().__init__(config, backend, embed_tokens, layers, norm, lm_head)
         self.scale = (config.query_pre_attn_scalar or config.head_dim) ** -0.5
+        self.softcap = config.attn_logit_softcapping
         self.sliding_rotary = rotary_embedding(config, backend.xp, config.sliding_rope or config.rope)
 
     def forward(self, input_ids: Any, attn: AttentionInputs, kv_cache: Any) -> Any:
@@ -69,13 +73,16 @@ class GemmaModel(LlamaModel):
         return soft_cap(super().compute_logits(hidden), self.config.final_logit_softcapping)
 
     @classmethod
-    def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "GemmaModel":
+    def from_tensors(cls, config: FamilyConfig, tensors: dict[str, Any], backend: Backend) -> "GemmaModel":
+        if backend.is_gpu and config.dtype != "float32":
+            logger.warning("%s computes in float16 here (no bfloat16 on this backend); Gemma's activations are "
+                           "known to overflow float16's range, which shows as inf/NaN logits", config.architecture)
         model = super().from_tensors(config, tensors, backend)
         model.norm = model.norm + 1.0  # (1 + weight), once
         return model  # type: ignore[return-value]
 
     @classmethod
-    def _take_layer(cls, w: WeightReader, c: ModelConfig, prefix: str, index: int) -> GemmaLayer:
+    def _take_layer(cls, w: WeightReader, c: FamilyConfig, prefix: str, index: int) -> GemmaLayer:
         def norm(name: str) -> Any:
             return w.take(prefix + name + ".weight", (c.hidden_size,)) + 1.0  # Gemma's RMSNorm: (1 + weight)
 

@@ -1,13 +1,8 @@
-"""Shared transformer layers as pure functions over `xp` arrays.
+"""Shared transformer layers as equations: pure functions over `xp` arrays (numpy, cupy, the fake device).
 
-Every function takes arrays and returns new arrays; the only state is the KV cache, written in
-place by `paged_attention` (and only there). The array module is taken from the inputs with
-`array_module`, so the same code runs on numpy, cupy and the strict fake device.
-
-This file states the model as equations. Where the same arithmetic runs faster in another
-arrangement (decode groups, padded batched decode attention, the operand order of projections),
-that arrangement lives in fast_path.py with its measurements, and a model runs the functions of
-`REFERENCE` (here) or `fast_path.FAST` as the attention twin says (`ForwardOps`, at the end).
+The only state is the KV cache, written in place by `write_kv` (and only there). Where the same
+arithmetic runs faster in another arrangement, that lives in fast_path.py with its measurements; a model
+runs `REFERENCE` (here) or `fast_path.FAST` as the attention twin says (`ForwardOps`, at the end).
 
 Dimension legend (used in every shape comment of the model package):
     N   packed tokens of this step, across all sequences
@@ -29,29 +24,16 @@ from pyengine.backend import array_module
 
 # -- Per-step attention metadata -----------------------------------------------------------------------------
 
-
 @dataclasses.dataclass(frozen=True)
 class AttentionInputs:
-    """Where each packed token sits: its position, its cache slot, and its sequence's blocks.
+    """Where each packed token sits, built by the model runner and passed down (no module-level context)."""
 
-    Built by the engine from the scheduler's plan and the cache's block tables, passed down
-    explicitly (no module-level context). Device arrays are `xp` arrays; host values are ints.
-
-    positions:       device int64 [N]   position of each token in its sequence
-    slot_mapping:    device int64 [N]   flat cache slot (block_id * Bs + offset) for its k/v
-    block_tables:    B device int64 arrays [num_blocks_b]: the cache blocks of sequence b
-    query_start_loc: host ints [B + 1]  tokens of sequence b are rows query_start_loc[b]:[b + 1] of N
-    context_lens:    host ints [B]      keys sequence b attends to (cached + this step's)
-    decode_groups:   the fast path's grouping of a pure decode batch (model/fast_path.py):
-                     `DecodeGroup`s whose sequences attend in one padded product; None otherwise
-    """
-
-    positions: Any
-    slot_mapping: Any
-    block_tables: tuple[Any, ...]
-    query_start_loc: tuple[int, ...]
-    context_lens: tuple[int, ...]
-    decode_groups: tuple[Any, ...] | None = None
+    positions: Any  # device int64 [N]: each token's position in its sequence
+    slot_mapping: Any  # device int64 [N]: its flat cache slot (block_id * Bs + offset)
+    block_tables: tuple[Any, ...]  # B device int64 arrays: the cache blocks of each sequence
+    query_start_loc: tuple[int, ...]  # host ints [B + 1]: sequence b's tokens are rows [b]:[b + 1] of N
+    context_lens: tuple[int, ...]  # host ints [B]: the keys each sequence attends to (cached + new)
+    decode_groups: tuple[Any, ...] | None = None  # the fast path's grouping of a pure decode batch
 
     @property
     def num_seqs(self) -> int:
@@ -59,7 +41,6 @@ class AttentionInputs:
 
 
 # -- Norms and activations -----------------------------------------------------------------------------------
-
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
@@ -77,22 +58,10 @@ def silu(x: Any) -> Any:
     return x / (1.0 + xp.exp(-x))
 
 
-def silu_and_mul(gate_up: Any) -> Any:
-    """[N, 2F] -> [N, F]: silu(gate) * up, the gated MLP's activation, with one temporary.
-
-    The same values as `silu(gate_up[:, :F]) * gate_up[:, F:]`; computed in place in one [N, F]
-    buffer because at prefill sizes the temporaries of the plain expression (four arrays of
-    N x F) cost more than the arithmetic.
-    """
-    xp = array_module(gate_up)
+def act_and_mul(gate_up: Any, act: Callable[[Any], Any]) -> Any:
+    """[N, 2F] -> [N, F]: act(gate) * up, the gated MLP's activation."""
     f = gate_up.shape[-1] // 2
-    gate, up = gate_up[:, :f], gate_up[:, f:]
-    out = xp.negative(gate)  # [N, F]
-    xp.exp(out, out=out)
-    out += 1.0
-    xp.divide(gate, out, out=out)  # silu(gate)
-    out *= up
-    return out
+    return act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
 
 
 def gelu_new(x: Any) -> Any:
@@ -117,14 +86,10 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
 
 # -- Rotary position embedding -------------------------------------------------------------------------------
 
-
 def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
-    """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles.
-
-    `cos` and `sin` are [N, Dh/2]. This is the "rotate half" layout Hugging Face's Llama uses.
-    With fewer angles, R < Dh/2 (Phi-3's partial_rotary_factor), the first 2R features are rotated
-    as pairs (i, i + R) and the rest pass through.
-    """
+    """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles, cos and sin
+    [N, Dh/2] (Hugging Face's "rotate half" layout). With R < Dh/2 angles (Phi-3's partial rotation)
+    the first 2R features rotate as pairs (i, i + R) and the rest pass through."""
     xp = array_module(x)
     half = cos.shape[-1]  # R = Dh/2 unless partial
     x1, x2 = x[..., :half], x[..., half:2 * half]  # [N, heads, R] each
@@ -141,34 +106,23 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
 
 # -- Attention over the paged KV cache -----------------------------------------------------------------------
 
-
 def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
-    """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache.
-
-    The one in-place write of the model: the cache is preallocated, and copying it per step
-    would cost its whole size.
-    """
+    """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache, in place
+    (the cache is preallocated: a copy per step would cost its whole size)."""
     num_blocks, block_size, num_kv_heads, head_dim = key_cache.shape
     flat_shape = (num_blocks * block_size, num_kv_heads, head_dim)
     key_cache.reshape(flat_shape)[slot_mapping] = k  # views of the cache: writes land in it
     value_cache.reshape(flat_shape)[slot_mapping] = v
 
 
-def paged_attention(
-    q: Any,
-    key_cache: Any,
-    value_cache: Any,
-    attn: AttentionInputs,
-    scale: float,
-    sliding_window: int | None = None,
-    softcap: float | None = None,
-) -> Any:
+def paged_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,
+                    sliding_window: int | None = None, softcap: float | None = None) -> Any:
     """[N, H, Dh] queries -> [N, H, Dh] outputs, each sequence reading its keys through its blocks.
 
     For sequence b with T query tokens and S keys: gather its blocks, score q·k * scale (soft-capped
-    when `softcap` is given: Gemma 2), mask
-    keys in the future (and, with a sliding window W, keys at distance >= W: token i sees j when
-    i - W < j <= i), softmax over keys, weight the values. Query head h reads KV head h // G.
+    when `softcap` is given: Gemma 2), mask keys in the future (and, with a sliding window W, keys at
+    distance >= W: token i sees j when i - W < j <= i), softmax over keys, weight the values.
+    Query head h reads KV head h // G.
     """
     xp = array_module(q)
     num_tokens, num_heads, head_dim = q.shape
@@ -182,13 +136,6 @@ def paged_attention(
         blocks = attn.block_tables[b]
         keys = key_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
         values = value_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:num_keys]  # [S, Hkv, Dh]
-        if num_queries == 1 and (sliding_window is None or num_keys <= sliding_window):
-            # One query sees every key: no mask, and [1, H, Dh] is already [Hkv, G, Dh].
-            q_g = q[start].reshape(num_kv_heads, group, head_dim)  # [Hkv, G, Dh]
-            scores = soft_cap((q_g @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, G, S]
-            probs = softmax(scores.astype(xp.float32, copy=False)).astype(q.dtype, copy=False)
-            out[start] = (probs @ values.transpose(1, 0, 2)).reshape(num_heads, head_dim)
-            continue
         q_b = q[start:end].reshape(num_queries, num_kv_heads, group, head_dim)  # [T, Hkv, G, Dh]
         q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
         scores = soft_cap((q_b @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, T*G, S]
@@ -220,17 +167,15 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 # -- The functions a model may take from the fast path instead -----------------------------------------------
 
-
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
-    """The projection and the attention a model runs: these equations (REFERENCE), or fast_path.FAST.
-
-    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it).
-    """
+    """The projection, the gated activation and the attention a model runs (REFERENCE, or fast_path.FAST);
+    `decode_groups`, when set, groups a pure decode batch for `attention` (the model runner calls it)."""
 
     linear: Callable[..., Any]
+    act_and_mul: Callable[..., Any]
     attention: Callable[..., Any]
     decode_groups: Callable[..., Any] | None = None
 
 
-REFERENCE = ForwardOps(linear=linear, attention=paged_attention)
+REFERENCE = ForwardOps(linear=linear, act_and_mul=act_and_mul, attention=paged_attention)

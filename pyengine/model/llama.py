@@ -1,24 +1,10 @@
-"""The Llama family: Llama, Mistral, Qwen2, Qwen3 and Phi-3 in one decoder.
+"""The Llama family: Llama, Mistral, Qwen2, Qwen3 and Phi-3 in one decoder (docs/01-forward-pass.md).
 
-    x = embed(ids)                                          # [N, D]
-    for each layer:
-        h = rms_norm(x)                                      # [N, D]
-        q, k, v = h @ W_qkv (+ bias: Qwen2)                  # [N, H, Dh], [N, Hkv, Dh] x2
-        q, k = rms_norm per head (Qwen3)                     # [N, H, Dh], [N, Hkv, Dh]
-        q, k = rope(q), rope(k)
-        write k, v to the paged cache; attend (causal, sliding window: Mistral)
-        x = x + attn @ W_o                                   # [N, D]
-        x = x + down(silu(h2 @ W_gate) * (h2 @ W_up))        # [N, D], with h2 = rms_norm(x)
-    logits = rms_norm(x) @ lm_head                           # [N, V], lm_head stored [D, V]
-
-The five architectures differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms,
-sliding window, rope type), so one implementation with parameters serves them all. Weights keep the
-checkpoint's names and [out, in] layout; two pairs are fused for speed, as vLLM does: q/k/v into
-`qkv_proj` and gate/up into `gate_up_proj`, stacked along the output axis so each is one matrix
-product (Phi-3 checkpoints store them fused already). The output head is stored [D, V] (see `embed`).
-Gemma (gemma.py), Qwen3-MoE and Mixtral (moe.py) build on this class.
-Reference: transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`,
-`modeling_mistral.py`, `modeling_phi3.py`, which the parity tests match to 1e-4.
+The five differ only in flags read from `ModelConfig` (q/k/v biases, q/k norms, sliding window, rope
+type). Weights keep the checkpoint's names and [out, in] layout, with q/k/v stacked into `qkv_proj` and
+gate/up into `gate_up_proj` (one product each, as vLLM does; Phi-3 stores them so). Gemma (gemma.py)
+and the mixtures of experts (moe.py) build on this class. Reference: transformers' `modeling_llama.py`
+and its Qwen2, Qwen3, Mistral and Phi-3 siblings, which the parity tests match to 1e-4.
 """
 
 from __future__ import annotations
@@ -37,8 +23,6 @@ from pyengine.model.layers import (
     ForwardOps,
     apply_rope,
     rms_norm,
-    silu,
-    silu_and_mul,
     write_kv,
 )
 from pyengine.model.loader import CheckpointError, take_tensor
@@ -78,15 +62,13 @@ class LlamaModel:
         self.rotary = rotary_embedding(config, backend.xp)
         self.act = ACTIVATIONS[config.hidden_act]
         self.scale = config.head_dim ** -0.5
+        self.softcap: float | None = None  # of the attention scores (Gemma 2 sets one)
 
     # -- forward ---------------------------------------------------------------------------------
 
     def forward(self, input_ids: Any, attn: AttentionInputs, kv_cache: Any) -> Any:
-        """[N] token ids -> [N, D] final hidden states (before the last norm's projection).
-
-        `kv_cache.key_caches[l]` / `value_caches[l]` are the [P, Bs, Hkv, Dh] arrays of layer l;
-        this step's keys and values are written into them at `attn.slot_mapping`.
-        """
+        """[N] token ids -> [N, D] final hidden states; this step's keys and values are written into
+        `kv_cache` (per layer [P, Bs, Hkv, Dh]) at `attn.slot_mapping`."""
         c = self.config
         rope = self.rotary.cos_sin(attn.positions, attn.query_start_loc, attn.context_lens)  # cos, sin: [N, Dh/2]
         x = self.embed(input_ids)  # [N, D]
@@ -100,17 +82,14 @@ class LlamaModel:
     def embed(self, input_ids: Any) -> Any:
         """[N] token ids -> [N, D] embeddings.
 
-        Tied models keep the table once, as the [D, V] output head, because a batch's logits
-        (`hidden @ lm_head`) run about 25% faster on BLAS against [D, V] than against [V, D].T at
-        32 rows; looking tokens up then reads columns, which costs ~50 us for 32 tokens and ~13 ms
-        for a 2,300-token prefill, far less than the product saves.
+        A tied model keeps the table once, as the [D, V] output head: its logits run ~25% faster on BLAS
+        against [D, V] than against [V, D].T at 32 rows, and a lookup by column costs far less than that
+        saves (~50 us for 32 tokens, ~13 ms for a 2,300-token prefill).
         """
         if self.embed_tokens is not None:
             return self.embed_tokens[input_ids]  # [N, D]
-        # Tied: the table exists only as the [D, V] output head, so token t's embedding is its
-        # column t: take the columns, [D, N], and lay them out as rows.
         xp = self.backend.xp
-        return xp.ascontiguousarray(xp.take(self.lm_head, input_ids, axis=1).T)  # [N, D]
+        return xp.ascontiguousarray(xp.take(self.lm_head, input_ids, axis=1).T)  # [D, N] columns -> [N, D] rows
 
     @property
     def dtype(self) -> Any:
@@ -140,8 +119,7 @@ class LlamaModel:
         key_cache, value_cache = kv_cache.key_caches[index], kv_cache.value_caches[index]
         write_kv(key_cache, value_cache, k, v, attn.slot_mapping)
         window = c.sliding_window if c.layer_uses_sliding_window[index] else None
-        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window,
-                                 c.attn_logit_softcapping)  # [N, H, Dh]
+        out = self.ops.attention(q, key_cache, value_cache, attn, self.scale, window, self.softcap)  # [N, H, Dh]
         return self.ops.linear(out.reshape(n, q_size), layer.o_proj, layer.o_bias)  # [N, D]
 
     def _mlp(self, h: Any, layer: LlamaLayer) -> Any:
@@ -150,10 +128,7 @@ class LlamaModel:
 
     def _gated(self, gate_up: Any) -> Any:
         """[N, 2F] -> [N, F]: act(gate) * up."""
-        if self.act is silu:
-            return silu_and_mul(gate_up)  # [N, F]
-        f = gate_up.shape[1] // 2
-        return self.act(gate_up[:, :f]) * gate_up[:, f:]  # [N, F]
+        return self.ops.act_and_mul(gate_up, self.act)  # [N, F]
 
     # -- loading ---------------------------------------------------------------------------------
 

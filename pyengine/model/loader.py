@@ -1,15 +1,9 @@
 """Reading a checkpoint's tensors from safetensors files into host (numpy) arrays, one at a time.
 
-Host-side file I/O, so it imports numpy by name (`tests/test_architecture.py` lists the
-modules of `model/` allowed to); the weights go to the device afterwards, in `from_tensors`.
-
-`load_tensors` reads only the files' JSON headers and returns a `LazyTensors` mapping: a tensor
-is read (memory-mapped from its file) and converted when the model takes it, so at any moment
-memory holds the weights taken so far plus one tensor in conversion, never a second full copy of
-the checkpoint. A single `model.safetensors` with float32/float16 tensors needs nothing more;
-shards listed in `model.safetensors.index.json`, bfloat16 tensors and the progress bar (tqdm, on
-stderr, when it is a terminal and this module's logger is enabled for INFO) are in
-checkpoint_formats.py, loaded when a checkpoint or a terminal needs them.
+`load_tensors` reads only the files' JSON headers; each tensor is memory-mapped, read and converted
+when the model takes it, so memory never holds a second copy of the checkpoint. A single
+`model.safetensors` of float32/float16 tensors needs nothing more; shards, bfloat16 tensors and the
+progress bar are checkpoint_formats.py's, loaded when a checkpoint or a terminal needs them.
 """
 
 from __future__ import annotations
@@ -17,11 +11,12 @@ from __future__ import annotations
 import collections.abc
 import json
 import logging
+import math
 import os
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np  # host arrays: tensors as read from the files
 
@@ -46,18 +41,13 @@ def checkpoint_files(path: Path) -> list[Path]:
     single = path / "model.safetensors"
     if single.is_file():
         return [single]
-    raise CheckpointError(
-        f"no model.safetensors or model.safetensors.index.json in {path} "
-        "(only safetensors checkpoints are supported)"
-    )
+    raise CheckpointError(f"no model.safetensors or model.safetensors.index.json in {path} "
+                          "(only safetensors checkpoints are supported)")
 
 
 class LazyTensors(collections.abc.MutableMapping):
-    """name -> host array of `dtype`, read from its file when asked for (`[name]` or `pop`).
-
-    Reading a tensor twice reads it twice: the model pops each tensor once. Deleting (or
-    popping) a name counts it on the progress bar. Assigning is not supported.
-    """
+    """name -> host array of `dtype`, read from its file when asked for (`[name]` or `pop`, which the
+    model does once per tensor and the progress bar counts). Read-only."""
 
     def __init__(self, files: list[Path], dtype: str = "float32", progress: bool | None = None):
         self.dtype = dtype
@@ -80,14 +70,14 @@ class LazyTensors(collections.abc.MutableMapping):
 
     @property
     def num_parameters(self) -> int:
-        return sum(_numel(entry["shape"]) for _, _, entry in self._where.values())
+        return sum(math.prod(entry["shape"]) for _, _, entry in self._where.values())
 
     @property
     def stored_dtypes(self) -> list[str]:
         """The checkpoint's dtypes as torch names ("bfloat16", ...), most parameters first."""
         counts: collections.Counter[str] = collections.Counter()
         for _, _, entry in self._where.values():
-            counts[CHECKPOINT_DTYPES.get(entry["dtype"], entry["dtype"])] += _numel(entry["shape"])
+            counts[CHECKPOINT_DTYPES.get(entry["dtype"], entry["dtype"])] += math.prod(entry["shape"])
         return [name for name, _ in counts.most_common()]
 
     # -- the mapping ---------------------------------------------------------------------------------
@@ -119,12 +109,9 @@ class LazyTensors(collections.abc.MutableMapping):
 
 
 def load_tensors(path: str | Path, dtype: str = "float32", progress: bool | None = None) -> LazyTensors:
-    """The tensors of the checkpoint at `path`, by name, read as host numpy arrays of `dtype` when taken.
-
-    `dtype` is "float32" (the numpy path: everything is upcast) or "float16" (the cupy path keeps half
-    precision; bf16 weights are then rounded to fp16). `progress`: show the bar (None: see `_shows_progress`).
-    Raises CheckpointError: missing shards, a corrupt header, or a tensor the file cannot hold.
-    """
+    """The tensors of the checkpoint at `path`, by name, read as host arrays of `dtype` ("float32", or
+    "float16" for a GPU) when taken. Raises CheckpointError: missing shards, a corrupt header, a tensor
+    the file cannot hold."""
     return LazyTensors(checkpoint_files(Path(path)), dtype, progress)
 
 
@@ -148,13 +135,6 @@ def _read_header(file: Path) -> dict[str, Any]:
     return header
 
 
-def _numel(shape: Sequence[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
 def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
     """The header's promise about one tensor fits the file: known dtype, size, offsets inside."""
     try:
@@ -163,7 +143,7 @@ def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
     except (TypeError, KeyError, ValueError):
         raise CheckpointError(f"{file} is not a readable safetensors file: bad header entry for {name!r}") from None
     itemsize = _STORED[dtype][1] if dtype in _STORED else None  # other dtypes fail when read
-    if not valid or (itemsize is not None and end - begin != _numel(shape) * itemsize) or end > data_size:
+    if not valid or (itemsize is not None and end - begin != math.prod(shape) * itemsize) or end > data_size:
         raise CheckpointError(f"{file} is not a readable safetensors file: tensor {name!r} "
                               f"does not fit its offsets (truncated or corrupt)")
 
@@ -177,7 +157,7 @@ def _read_tensor(file: Path, start: int, entry: dict[str, Any], dtype: str) -> A
     shape = tuple(entry["shape"])
     if begin == end:
         return np.zeros(shape, dtype=dtype)
-    raw = np.memmap(file, dtype=stored, mode="r", offset=start + begin, shape=(_numel(shape),)).reshape(shape)
+    raw = np.memmap(file, dtype=stored, mode="r", offset=start + begin, shape=(math.prod(shape),)).reshape(shape)
     try:
         if entry["dtype"] != "BF16":
             return np.array(raw, dtype=dtype)  # one copy, out of the mapping
@@ -196,16 +176,10 @@ def _shows_progress(progress: bool | None) -> bool:
 
 
 def take_tensor(tensors: collections.abc.MutableMapping, name: str, shape: tuple[int, ...]) -> Any:
-    """Pop `name` from `tensors`, checking its shape against what the config implies.
-
-    Raises:
-        CheckpointError: the tensor is missing or has another shape.
-    """
+    """Pop `name` from `tensors`; CheckpointError if it is missing or not of the shape the config implies."""
     if name not in tensors:
         raise CheckpointError(f"checkpoint has no tensor {name!r} (expected shape {list(shape)})")
     array = tensors.pop(name)
     if tuple(array.shape) != tuple(shape):
-        raise CheckpointError(
-            f"tensor {name!r} has shape {list(array.shape)} but config.json implies {list(shape)}"
-        )
+        raise CheckpointError(f"tensor {name!r} has shape {list(array.shape)} but config.json implies {list(shape)}")
     return array

@@ -24,7 +24,7 @@ import dataclasses
 from typing import Any, Callable
 
 from pyengine.backend import array_module
-from pyengine.model.config import ModelConfig
+from pyengine.model.family_configs import FamilyConfig
 from pyengine.model.layers import softmax
 from pyengine.model.llama import LlamaLayer, LlamaModel, WeightReader, take_attention, take_mlp
 
@@ -85,7 +85,7 @@ class MoeModel(LlamaModel):
         return dispatch(h, weights, experts, layer.experts_gate_up, layer.experts_down, self._gated, self.ops.linear)
 
     @classmethod
-    def _take_layer(cls, w: WeightReader, c: ModelConfig, prefix: str, index: int) -> MoeLayer:
+    def _take_layer(cls, w: WeightReader, c: FamilyConfig, prefix: str, index: int) -> MoeLayer:
         d, f = c.hidden_size, c.moe_intermediate_size
         norms = dict(input_layernorm=w.take(prefix + "input_layernorm.weight", (d,)),
                      post_attention_layernorm=w.take(prefix + "post_attention_layernorm.weight", (d,)))

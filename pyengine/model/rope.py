@@ -1,11 +1,8 @@
 """Rotary position embedding: each token's cos/sin, from each feature pair's inverse frequency.
 
-RoPE rotates each pair of query/key features (i, i + Dh/2) by the angle `position * inv_freq[i]`,
-with `inv_freq[i] = theta ** (-2i / Dh)`. Long-context variants (linear, dynamic, llama3, yarn,
-longrope) change `inv_freq` and may scale cos/sin: rope_scaling.py, which `rotary_embedding` loads
-for a checkpoint whose rope has one.
-
-References: the RoFormer paper; transformers' `modeling_rope_utils.py`, whose numbers the parity tests pin.
+RoPE rotates each pair of query/key features (i, i + Dh/2) by `position * inv_freq[i]`, with
+`inv_freq[i] = theta ** (-2i / Dh)`. The long-context variants (linear, dynamic, llama3, yarn, longrope)
+are rope_scaling.py's. References: the RoFormer paper; transformers' `modeling_rope_utils.py`.
 """
 
 from __future__ import annotations
@@ -16,10 +13,8 @@ from pyengine.model.config import ModelConfig, Rope
 
 
 class RotaryEmbedding:
-    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays.
-
-    (With Phi-3's partial_rotary_factor only part of a head rotates: R < Dh/2 angles per token.)
-    """
+    """cos/sin tables for the packed tokens of one step: [N] positions -> two [N, Dh/2] arrays (R < Dh/2
+    angles when only part of a head rotates: Phi-3's partial_rotary_factor)."""
 
     def __init__(self, config: ModelConfig, xp: Any, rope: Rope | None = None):
         """`rope`: these parameters instead of `config.rope` (Gemma 3's sliding layers have their own)."""
@@ -30,19 +25,12 @@ class RotaryEmbedding:
         self.head_dim = int(config.head_dim * self.rope.partial_rotary_factor)  # the rotated part of a head
         exponents = xp.arange(0, self.head_dim, 2).astype(xp.float32) / self.head_dim  # [Dh/2]
         self.inv_freq = 1.0 / (xp.float32(self.rope.rope_theta) ** exponents)  # [Dh/2]
-        self.attention_factor = 1.0  # what cos and sin are multiplied by
 
     def cos_sin(self, positions: Any, query_start_loc: tuple[int, ...],
                 context_lens: tuple[int, ...]) -> tuple[Any, Any]:
         """[N] positions -> (cos [N, Dh/2], sin [N, Dh/2]), float32."""
-        xp = self.xp
-        inv_freq = self.token_inv_freq(query_start_loc, context_lens)  # [1 or N, Dh/2]
-        angles = positions.astype(xp.float32)[:, None] * inv_freq  # [N, Dh/2]
-        return xp.cos(angles) * self.attention_factor, xp.sin(angles) * self.attention_factor
-
-    def token_inv_freq(self, query_start_loc: tuple[int, ...], context_lens: tuple[int, ...]) -> Any:
-        """The frequencies each token rotates by: [1, Dh/2], the same for every token of every sequence."""
-        return self.inv_freq[None, :]
+        angles = positions.astype(self.xp.float32)[:, None] * self.inv_freq[None, :]  # [N, Dh/2]
+        return self.xp.cos(angles), self.xp.sin(angles)
 
 
 def rotary_embedding(config: ModelConfig, xp: Any, rope: Rope | None = None) -> RotaryEmbedding:

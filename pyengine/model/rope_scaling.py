@@ -113,6 +113,14 @@ class ScaledRotaryEmbedding(RotaryEmbedding):
         if self.rope.rope_type == "longrope":  # its second set of frequencies, made once
             self.long_inv_freq = self._inv_freq(self.scaled_after + 1)[0]
 
+    def cos_sin(self, positions: Any, query_start_loc: tuple[int, ...],
+                context_lens: tuple[int, ...]) -> tuple[Any, Any]:
+        """[N] positions -> (cos [N, Dh/2], sin [N, Dh/2]), float32, scaled by the variant's attention factor."""
+        xp = self.xp
+        inv_freq = self.token_inv_freq(query_start_loc, context_lens)  # [1 or N, Dh/2]
+        angles = positions.astype(xp.float32)[:, None] * inv_freq  # [N, Dh/2]
+        return xp.cos(angles) * self.attention_factor, xp.sin(angles) * self.attention_factor
+
     def token_inv_freq(self, query_start_loc: tuple[int, ...], context_lens: tuple[int, ...]) -> Any:
         """[1, Dh/2], or [N, Dh/2] when a sequence outgrew `scaled_after` (dynamic, longrope)."""
         xp = self.xp

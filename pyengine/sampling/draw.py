@@ -1,16 +1,9 @@
 """The draw: one token per row from its truncated distribution, with one random number per row.
 
-Inverse-CDF sampling: with w the row's weights (unnormalised probabilities exp(x / T - max),
-0 for filtered tokens) and u ~ U[0, 1), the token is the first t whose cumulative weight
-exceeds u * sum(w). Token t is chosen with probability w_t / sum(w), and a token of weight 0
-never is. vLLM draws V exponentials per row instead (an "exponential race"): the same
-distribution, but one number per row is all a seeded request needs, drawn on the host from its
-own generator, so its tokens never depend on the batch around it.
-
-The reference sampler walks whole rows (reference.py's `draw`); the tuned twin draws among a
-row's candidates, or in two levels over blocks of the row (fast/draw.py). Both end here.
-
-Shapes: B rows, N positions walked per row.
+Inverse CDF: with w the row's weights (0 for filtered tokens) and u ~ U[0, 1), the token is the first
+whose cumulative weight exceeds u * sum(w). vLLM's exponential race draws V numbers per row instead;
+one is all a seeded request needs, drawn on the host from its own generator, so its tokens never
+depend on the batch around it. Shapes: B rows, N positions walked per row.
 """
 
 from __future__ import annotations
@@ -25,11 +18,8 @@ BELOW_ONE = 1.0 - 2.0**-53  # the largest float64 below 1
 
 
 def make_generator(seed: int | None) -> Any:
-    """A request's own random generator (PCG64 seeded with `seed`), or None for unseeded.
-
-    Negative seeds are read as their unsigned 64-bit pattern. For `n > 1` the engine gives
-    choice i the generator of `seed + i`, as vLLM does.
-    """
+    """A request's own random generator (PCG64 seeded with `seed`, a negative one read as its unsigned
+    64-bit pattern), or None for unseeded."""
     return None if seed is None else np.random.Generator(np.random.PCG64(seed % 2**64))
 
 

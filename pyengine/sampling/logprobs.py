@@ -1,18 +1,10 @@
 """Logprobs as vLLM reports them: the chosen token with its rank, then the top-k.
 
-In vLLM's default mode (`raw_logprobs`) every number is `log_softmax` of the model's logits as
-they left the model (after the grammar mask, before penalties, bias and temperature).
-
-    rank(t)  = the number of tokens whose logprob is >= logprob(t)   (ties push the rank down)
-    entries  = [chosen token, top-1, ..., top-k]; ranks [rank(chosen), 1, ..., k]
-
-`RowLogprobs` keeps that list as is, duplicates included (a chosen token that is also in the
-top-k appears twice); `Engine._logprobs_dict` turns it into vLLM's `{token_id: Logprob}` dict.
-
-The sampler computes the numbers (`logprob_arrays`: reference.py, or the tiled twin in fast/);
-this module holds the row layout and the one copy they take to the host.
-
-Shapes: B rows (or T prompt positions), V vocabulary, k top logprobs.
+Every number is `log_softmax` of the logits as they left the model (after the grammar mask, before
+penalties, bias and temperature: vLLM's default `raw_logprobs`). rank(t) counts the tokens whose
+logprob is >= logprob(t); a row's entries are [chosen, top-1, ..., top-k] with ranks
+[rank(chosen), 1, ..., k], duplicates kept (`Engine._logprobs_dict` makes vLLM's dict of them).
+The sampler computes the numbers; this module holds the row layout and their one copy to the host.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np  # host: unpacking the one copied-back array
 
-from pyengine.backend import array_module
+from pyengine.backend import Backend, array_module
 
 
 @dataclasses.dataclass
@@ -34,20 +26,12 @@ class RowLogprobs:
     ranks: list[int]
 
 
-def pack(arrays: Sequence[Any]) -> Any:
-    """Device arrays of any shapes -> one flat float64 device array (token ids are exact in float64)."""
+def copy_to_host(backend: Backend, arrays: Sequence[Any]) -> list[Any]:
+    """Device arrays of any shapes -> host arrays, in one copy (packed as float64: token ids are exact)."""
     xp = array_module(arrays[0])
-    return xp.concatenate([a.reshape(-1).astype(xp.float64) for a in arrays])
-
-
-def unpack(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
-    """Host: the inverse of `pack`, given the arrays' shapes."""
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(flat[start:start + size].reshape(shape))
-        start += size
-    return out
+    flat = backend.to_host(xp.concatenate([a.reshape(-1).astype(xp.float64) for a in arrays]))
+    ends = np.cumsum([int(np.prod(a.shape)) for a in arrays])
+    return [part.reshape(a.shape) for part, a in zip(np.split(flat, ends[:-1]), arrays)]
 
 
 def row_logprobs(chosen_id: int, chosen_logprob: float, rank: int, top_ids: Any, top_values: Any) -> RowLogprobs:

@@ -1,15 +1,10 @@
-"""SamplingParams: how to pick each next token and when to stop, with vLLM's names and rules.
+"""SamplingParams: how to pick each next token and when to stop, with vLLM's names, defaults and rules.
 
-Every field has vLLM's name, default and valid range. An invalid value
-raises `ValueError` with a message that names the field and its range, worded as vLLM words it;
-the server turns these into HTTP 400s. Checks that need the model (token ids inside the
-vocabulary, the logprobs cap) live in `SamplingParams.verify`, which the engine calls when a
-request arrives. The fields of the logits processors (bans, bias, penalties) and of the nested
-parameter objects are checked by their own modules (processors.py, nested_params.py), which load
-with the first request that sets one.
-
-vLLM's API keeps two "-1 means all/off" values (`top_k=-1`, `logprobs=-1`); `top_k=-1` is
-normalised to 0 here and `seed=-1` to None, so code past this file sees one spelling of "off".
+An invalid value raises `ValueError` worded as vLLM words it (the server answers 400). Checks that
+need the model live in `verify`, which the engine calls when a request arrives; the fields of the
+logits processors and of the nested parameter objects are checked by their own modules (processors.py,
+nested_params.py), loaded with the first request that sets one. vLLM's "-1 means off" (`top_k`,
+`seed`) is normalised here, so code past this file sees one spelling of "off".
 """
 
 from __future__ import annotations
@@ -30,13 +25,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class RequestOutputKind(enum.Enum):
-    """What each RequestOutput of a request carries (vLLM's names).
-
-    CUMULATIVE: everything so far (text, token ids, logprobs), every step.
-    DELTA: only what this step added (prompt logprobs in the first output only): a streaming
-        client appends each output to the last, and no step copies a whole output.
-    FINAL_ONLY: one output, when the request finishes.
-    """
+    """What each RequestOutput of a request carries (vLLM's names): CUMULATIVE everything so far, every
+    step; DELTA only what this step added (prompt logprobs in the first output), for a streaming client
+    that appends each output to the last; FINAL_ONLY one output, when the request finishes."""
 
     CUMULATIVE = 0
     DELTA = 1
@@ -150,8 +141,14 @@ class SamplingParams:
             from pyengine.sampling.processors import check_processor_params  # noqa: PLC0415
 
             check_processor_params(self)
-        self._validate_token_lists()
-        self._validate_logprobs()
+        check(all(isinstance(s, str) for s in self.stop),
+              f"stop must be a string or a list of strings, got {self.stop!r}.")
+        check(all(self.stop), "stop cannot contain an empty string.")
+        check(all(is_int(t) for t in self.stop_token_ids),
+              f"stop_token_ids must contain only integers, got {self.stop_token_ids}.")
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(self, name)
+            check(value is None or (is_int(value) and value >= -1), f"{name} must be non-negative or -1, got {value}.")
         if not self.use_beam_search:  # with beam search, n is the beam width
             check(not (self.greedy and self.n > 1), f"n must be 1 when using greedy sampling, got {self.n}.")
         check(is_number(self.length_penalty) and math.isfinite(self.length_penalty),
@@ -180,26 +177,11 @@ class SamplingParams:
         check(truncate is None or (is_int(truncate) and (truncate >= 1 or truncate == -1)),
               f"truncate_prompt_tokens must be an integer >= 1 or -1, got {truncate}")
 
-    def _validate_token_lists(self) -> None:
-        check(all(isinstance(s, str) for s in self.stop), f"stop must be a string or a list of strings, "
-                                                         f"got {self.stop!r}.")
-        check(all(self.stop), "stop cannot contain an empty string.")
-        check(all(is_int(t) for t in self.stop_token_ids),
-              f"stop_token_ids must contain only integers, got {self.stop_token_ids}.")
-
-    def _validate_logprobs(self) -> None:
-        for name in ("logprobs", "prompt_logprobs"):
-            value = getattr(self, name)
-            check(value is None or (is_int(value) and value >= -1),
-                  f"{name} must be non-negative or -1, got {value}.")
-
     # -- checks that need the model ----------------------------------------------------------------
 
     def verify(self, vocab_size: int, max_logprobs: int = 20) -> None:
-        """Checks against the model: token ids in [0, vocab_size) and the logprobs cap.
-
-        `max_logprobs` is the server's `--max-logprobs` (vLLM's default 20; -1: the vocabulary).
-        """
+        """Checks against the model: token ids in [0, vocab_size) and the logprobs cap, `max_logprobs` (the
+        server's `--max-logprobs`, vLLM's default 20; -1: the vocabulary)."""
         if self.uses_processors:
             from pyengine.sampling.processors import verify_processor_params  # noqa: PLC0415
 

@@ -1,32 +1,10 @@
-"""The sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
+"""The reference sampler: logits [B, V] -> one token per row, plus the logprobs the requests asked for.
 
-Step 7 of a request's life (docs/00-map.md): vLLM V1's pipeline as a textbook writes it, each
-sub-step a function over the whole batch and over whole rows:
-
-    7a. grammar mask     logits where allowed, else -inf; then the raw-logprobs snapshot
-    7b. processors       allowed_token_ids, bad_words, min_tokens, logit_bias, penalties  (processors.py)
-    7c. greedy           argmax of the processed logits
-    7d. temperature      x / T
-        min_p            apply_min_p: -inf below max + ln(min_p)                          (truncation.py)
-        top-k            apply_top_k: a full sort, -inf below the k-th largest
-        top-p            apply_top_p: a full sort, -inf past the nucleus
-    7e. draw             p = softmax(x); the first token whose cumulative p passes the row's
-                         uniform                                                          (draw.py)
-    7f. gather           log_softmax of the raw logits; rank = tokens at least as likely; the
-                         top k by a full sort; one device->host copy                      (logprobs.py)
-
-Rows with different parameters share every step: per-row parameters travel as [B, 1] columns.
-A seeded row draws its uniform from its own generator, so its tokens do not depend on which
-other requests share the batch or where it sits in it; unseeded rows draw from the sampler's.
-
-`ReferenceSampler` is the pipeline. Its tuned twin, `Sampler` in sampling/fast/, overrides the
-steps that cost (7d-7f); the engine runs either (`PYENGINE_KERNELS=sampler=reference`, or
-`EngineConfig(sampler="reference")`), and tests/sampling/test_reference.py holds the two to the
-same results (fast/sampler.py says where a seeded row's token may differ). Both walk a row in the
-same order: a row with a filter from its most likely token down (ties by token id), a row without
-one in token-id order.
-
-Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
+Step 7 of a request's life, vLLM V1's pipeline (7a-7f, docs/03-sampling.md) as a textbook writes it:
+each sub-step a function over whole rows of the batch, per-row parameters as [B, 1] columns, and a
+seeded row's uniform drawn from its own generator, so its tokens do not depend on the batch. Its tuned
+twin, `Sampler` in sampling/fast/, overrides 7d-7f; tests/sampling/test_reference.py holds the two to
+the same results. Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
 """
 
 from __future__ import annotations
@@ -38,7 +16,7 @@ import numpy as np  # host: per-row parameter columns and random numbers
 
 from pyengine.backend import Backend, array_module
 from pyengine.sampling.draw import inverse_cdf_sample
-from pyengine.sampling.logprobs import RowLogprobs, pack, row_logprobs, unpack
+from pyengine.sampling.logprobs import RowLogprobs, copy_to_host, row_logprobs
 from pyengine.sampling.params import SamplingParams
 from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
 
@@ -88,11 +66,8 @@ class ReferenceSampler:
     # -- the steps ---------------------------------------------------------------------------------
 
     def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
-        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]
-
-        Returns `logits` itself when no processor applies; otherwise the first one that does
-        copies the logits into `out` (or a new array) and the rest rewrite entries of that copy.
-        """
+        """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]: `logits` itself when none
+        applies; else the first that does copies them into `out` (or a new array), the rest edit that."""
         if not any(row.params.uses_processors for row in rows):
             return logits
         from pyengine.sampling.processors import PROCESSORS  # noqa: PLC0415  (the first row that uses one loads them)
@@ -121,20 +96,17 @@ class ReferenceSampler:
     def gather(self, raw: Any, token_ids: Any, rows: Sequence[SamplingRow]) -> SamplerOutput:
         """Step 7f: for the rows that asked for logprobs, the sampled token's and the top-k; one copy.
 
-        Rows that did not ask get None (their requests report no `cumulative_logprob`, as in
-        vLLM), and when no row asked, no log-softmax is computed: over a [32, 49,152] batch that
-        is ~2% of a decode step.
+        Rows that did not ask get None (no `cumulative_logprob`, as in vLLM); when none asked, no
+        log-softmax runs (over a [32, 49,152] batch, ~2% of a decode step).
         """
         batch = len(rows)
         wanted = [row.params.num_top_logprobs(self.vocab_size) for row in rows]
         asking = [b for b, k in enumerate(wanted) if k is not None]
-        arrays, shapes = [token_ids], [(batch,)]
+        arrays = [token_ids]
         if asking:
-            k = max(wanted[b] for b in asking)
             index = self.backend.to_device(np.array(asking, dtype=np.int64))  # [Bq]
-            arrays += self.logprob_arrays(raw[index], token_ids[index], k)
-            shapes += [(len(asking),), (len(asking),), (len(asking), k), (len(asking), k)]
-        host = unpack(self.backend.to_host(pack(arrays)), shapes)  # the one device->host copy
+            arrays += self.logprob_arrays(raw[index], token_ids[index], max(wanted[b] for b in asking))
+        host = copy_to_host(self.backend, arrays)  # the one device->host copy
         ids = host[0].astype(np.int64).tolist()
         out = SamplerOutput(ids, [None] * batch, [None] * batch)
         if asking:
@@ -158,11 +130,9 @@ class ReferenceSampler:
     def prompt_logprobs(self, logits: Any, prompt_token_ids: Sequence[int], num_top: int) -> list[RowLogprobs | None]:
         """Prompt logprobs: the logits at position p score prompt token p + 1.
 
-        `logits` is [T - 1, V] (positions 0..T-2) or [T, V] (the last row, which predicts the first
-        generated token, is then ignored) for the T = len(prompt_token_ids) prompt tokens.
-        `num_top` is how many top logprobs to add per position (0: the actual token only; -1: all).
-        Returns vLLM's layout: `None` for the first token (no context), then per later position the
-        actual token with its logprob and rank, followed by the top `num_top`. One device->host copy.
+        `logits` is [T - 1, V] or [T, V] (the last row, predicting the first generated token, is
+        ignored) for the T prompt tokens; `num_top` top logprobs per position (-1: all). Returns
+        vLLM's layout: `None` for the first token, then per position the actual token and the top.
         """
         num_scored = len(prompt_token_ids) - 1
         if logits.ndim != 2 or logits.shape[0] not in (num_scored, num_scored + 1):
@@ -174,9 +144,7 @@ class ReferenceSampler:
         k = logits.shape[-1] if num_top == -1 else num_top
         scored = logits[:num_scored].astype(self.xp.float32)  # [T-1, V]
         targets = self.backend.to_device(np.asarray(prompt_token_ids[1:], dtype=np.int64))  # [T-1]
-        shapes = [(num_scored,), (num_scored,), (num_scored, k), (num_scored, k)]
-        host = unpack(self.backend.to_host(pack(self.logprob_arrays(scored, targets, k))), shapes)
-        actual, ranks, top_ids, top_values = host
+        actual, ranks, top_ids, top_values = copy_to_host(self.backend, self.logprob_arrays(scored, targets, k))
         return [None] + [row_logprobs(prompt_token_ids[t + 1], actual[t], ranks[t], top_ids[t].astype(np.int64),
                                       top_values[t]) for t in range(num_scored)]
 
@@ -218,8 +186,8 @@ def draw(scaled: Any, uniforms: Any, filtered: Any) -> Any:
     """[B, V] scaled logits (-inf where cut), [B, 1] uniforms, [B, 1] bool -> [B] token ids.
 
     Inverse CDF: walk the row, summing probabilities, and stop at the first token whose running
-    sum passes the uniform. A filtered row is walked from its most likely token down, any other
-    in token-id order (see the module docstring for why).
+    sum passes the uniform. A filtered row is walked from its most likely token down (ties by id),
+    any other in token-id order: the orders the fast twin walks, so a seed gives both one token.
     """
     xp = array_module(scaled)
     batch, vocab = scaled.shape

@@ -1,21 +1,14 @@
-"""Temperature and the truncation filters: min_p, then top-k, then top-p (vLLM V1's order).
+"""Temperature and the truncation filters: min_p, then top-k, then top-p (vLLM V1's order), over whole rows.
 
-Every filter keeps the tokens whose logit is at least some per-row threshold, so each one is
-written as a function that returns that threshold, a [B, 1] column:
+Each filter keeps the tokens whose logit is at least a per-row threshold, and sees the row as the
+filters before it left it (x the temperature-scaled logits, p = softmax(x)):
 
-    temperature  x / T
-    min_p        keep t when p_t >= min_p * max_j p_j,  i.e.  x_t >= max_j x_j + ln(min_p)
-    top_k        keep t when x_t >= the k-th largest x   (ties at the threshold all stay)
-    top_p        keep t when the probability of the tokens ranked strictly above t is < p
-                 (ties with the last kept token all stay, as in top-k)
+    min_p   keep t when p_t >= min_p * max_j p_j,  i.e.  x_t >= max_j x_j + ln(min_p)
+    top_k   keep t when x_t >= the k-th largest x   (ties at the threshold all stay)
+    top_p   keep t when the tokens ranked strictly above t hold less than p   (ties stay too)
 
-(p = softmax(x), x the temperature-scaled logits.) Each filter sees the row as the filters
-before it left it, so top-p's probabilities are those of the min_p- and top-k-filtered row.
-`apply_min_p`, `apply_top_k` and `apply_top_p` run each step on its own (logits in, logits
-with -inf out), sorting whole rows: the reference sampler's steps. The tuned twin
-(fast/truncation.py) chains all three into one threshold per row found among candidates, and
-never writes the filtered [B, V] logits out; both use the threshold functions here.
-
+These are the reference sampler's steps, each sorting whole rows; the tuned twin
+(fast/truncation.py) chains the three thresholds into one per row, found among candidates.
 Shapes: B rows, V vocabulary, C the sorted logits a threshold reads (a row's head, or all of it).
 """
 
@@ -45,42 +38,6 @@ def top_k_threshold(ranked: Any, top_k: Any) -> Any:
     return xp.where(top_k > 0, kth_largest, -xp.inf)
 
 
-def top_p_threshold(ranked: Any, kept_mass: Any, lower: Any, top_p: Any) -> tuple[Any, Any]:
-    """The smallest logit top-p keeps, on the row as the earlier filters left it.
-
-    ranked [B, C]: the row's largest logits, sorted; kept_mass [B, 1]: sum of exp(x - max) over
-    the tokens the earlier filters kept; lower [B, 1]: their threshold; top_p [B, 1].
-    Returns (threshold [B, 1], complete [B, 1]). `complete` is False for rows whose cut lies
-    beyond the C candidates (they hold less than p of the mass): their threshold is not final.
-    """
-    xp = array_module(ranked)
-    weights = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, C]
-    probs = weights.astype(xp.float64) / kept_mass  # [B, C] in float64: a deep cut sums many tiny masses
-    cumulative = xp.cumsum(probs, axis=-1)  # [B, C]
-    mass_above = cumulative - probs  # [B, C] mass ranked strictly above each
-    num_kept = (mass_above < top_p).sum(axis=-1, keepdims=True)  # [B, 1], >= 1
-    cutoff = xp.take_along_axis(ranked, num_kept - 1, axis=-1)  # [B, 1] smallest kept logit
-    complete = (top_p >= 1) | (cumulative[:, -1:] >= top_p)  # [B, 1] the cut lies among the candidates
-    return xp.where(top_p < 1, cutoff, -xp.inf), complete
-
-
-def top_p_threshold_sorted(logits: Any, lower: Any, top_p: Any) -> Any:
-    """`top_p_threshold` with each whole row sorted (always complete): [B, V] -> [B, 1]."""
-    ranked = sort_descending(logits)  # [B, V]
-    threshold, _ = top_p_threshold(ranked, sorted_mass(ranked, lower), lower, top_p)
-    return threshold
-
-
-def sorted_mass(ranked: Any, lower: Any) -> Any:
-    """[B, C] sorted logits -> [B, 1] float64: sum of exp(x - max) over those >= lower.
-
-    A running sum in float64, so trailing candidates below `lower` (a larger C) change nothing.
-    """
-    xp = array_module(ranked)
-    kept = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0).astype(xp.float64)  # [B, C]
-    return xp.cumsum(kept, axis=-1)[:, -1:]
-
-
 def mask_below(logits: Any, threshold: Any) -> Any:
     """[B, V], [B, 1] -> [B, V]: tokens below the row's threshold become -inf."""
     xp = array_module(logits)
@@ -100,8 +57,13 @@ def apply_top_k(logits: Any, top_k: Any) -> Any:
 def apply_top_p(logits: Any, top_p: Any) -> Any:
     """[B, V] -> [B, V]: keep the most likely tokens until their mass reaches p (nucleus)."""
     xp = array_module(logits)
-    lower = xp.full((logits.shape[0], 1), -xp.inf, dtype=logits.dtype)  # [B, 1]
-    return mask_below(logits, top_p_threshold_sorted(logits, lower, top_p))
+    ranked = sort_descending(logits)  # [B, V]
+    weights = xp.exp(ranked - ranked[:, :1]).astype(xp.float64)  # [B, V] unnormalised p, 0 where cut
+    probs = weights / xp.cumsum(weights, axis=-1)[:, -1:]  # [B, V] in float64: a deep cut sums many tiny masses
+    mass_above = xp.cumsum(probs, axis=-1) - probs  # [B, V] mass ranked strictly above each
+    num_kept = (mass_above < top_p).sum(axis=-1, keepdims=True)  # [B, 1], >= 1
+    cutoff = xp.take_along_axis(ranked, num_kept - 1, axis=-1)  # [B, 1] the smallest kept logit
+    return mask_below(logits, xp.where(top_p < 1, cutoff, -xp.inf))
 
 
 def sort_descending(values: Any) -> Any:

@@ -2,7 +2,7 @@
 
 Greedy tokens, every seeded and unseeded draw whose cut lies among the fast twin's candidates,
 and the logprobs (values to float32 rounding, ranks and top ids exactly) are equal; the two
-cases where a seeded draw may differ are in reference.py's docstring.
+cases where a seeded draw may differ are in docs/03-sampling.md ("Two twins").
 """
 
 from __future__ import annotations

@@ -18,14 +18,7 @@ from typing import Any, NamedTuple
 from pyengine.backend import array_module
 from pyengine.sampling.fast.draw import exp_block_sums
 from pyengine.sampling.fast.topk import largest
-from pyengine.sampling.truncation import (
-    apply_temperature,
-    min_p_threshold,
-    sorted_mass,
-    top_k_threshold,
-    top_p_threshold,
-    top_p_threshold_sorted,
-)
+from pyengine.sampling.truncation import apply_temperature, min_p_threshold, sort_descending, top_k_threshold
 
 NUM_CANDIDATES = 256
 
@@ -99,3 +92,39 @@ def kept_mass(logits: Any, temperature: Any, ranked: Any, lower: Any, top_p: Any
         sums = exp_block_sums(logits, temperature[rows], ranked[rows, :1], lower[rows], rows)  # [B_beyond, G]
         mass[rows] = sums.sum(axis=-1, keepdims=True)
     return mass
+
+
+def top_p_threshold(ranked: Any, mass: Any, lower: Any, top_p: Any) -> tuple[Any, Any]:
+    """The smallest logit top-p keeps, on the row as the earlier filters left it.
+
+    ranked [B, C]: the row's largest logits, sorted; mass [B, 1]: sum of exp(x - max) over
+    the tokens the earlier filters kept; lower [B, 1]: their threshold; top_p [B, 1].
+    Returns (threshold [B, 1], complete [B, 1]). `complete` is False for rows whose cut lies
+    beyond the C candidates (they hold less than p of the mass): their threshold is not final.
+    """
+    xp = array_module(ranked)
+    weights = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0)  # [B, C]
+    probs = weights.astype(xp.float64) / mass  # [B, C] in float64: a deep cut sums many tiny masses
+    cumulative = xp.cumsum(probs, axis=-1)  # [B, C]
+    mass_above = cumulative - probs  # [B, C] mass ranked strictly above each
+    num_kept = (mass_above < top_p).sum(axis=-1, keepdims=True)  # [B, 1], >= 1
+    cutoff = xp.take_along_axis(ranked, num_kept - 1, axis=-1)  # [B, 1] smallest kept logit
+    complete = (top_p >= 1) | (cumulative[:, -1:] >= top_p)  # [B, 1] the cut lies among the candidates
+    return xp.where(top_p < 1, cutoff, -xp.inf), complete
+
+
+def top_p_threshold_sorted(logits: Any, lower: Any, top_p: Any) -> Any:
+    """`top_p_threshold` with each whole row sorted (always complete): [B, V] -> [B, 1]."""
+    ranked = sort_descending(logits)  # [B, V]
+    threshold, _ = top_p_threshold(ranked, sorted_mass(ranked, lower), lower, top_p)
+    return threshold
+
+
+def sorted_mass(ranked: Any, lower: Any) -> Any:
+    """[B, C] sorted logits -> [B, 1] float64: sum of exp(x - max) over those >= lower.
+
+    A running sum in float64, so trailing candidates below `lower` (a larger C) change nothing.
+    """
+    xp = array_module(ranked)
+    kept = xp.where(ranked >= lower, xp.exp(ranked - ranked[:, :1]), 0.0).astype(xp.float64)  # [B, C]
+    return xp.cumsum(kept, axis=-1)[:, -1:]
