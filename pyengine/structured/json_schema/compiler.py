@@ -357,7 +357,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
         "key_tail": lambda self: self._rule("key_tail", self.b.alt(
             self.b.seq(self._non_ascii_char(), self._shared("key_rest")),
             self.b.seq(self._shared("key_escapes"), self._shared("key_rest")))),
-        "key_escapes": lambda self: self._rule("key_escape", self.b.alt(*map(self.b.literal, key_escapes([])))),
+        "key_escapes": lambda self: self._rule("key_escape", self.b.literals(key_escapes([]))),
         "non_ascii": lambda self: self._rule("non_ascii", self.b.char_class([(0x80, 0x10FFFF)])),
     }
 

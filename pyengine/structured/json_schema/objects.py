@@ -233,7 +233,8 @@ class Objects:
             parts = [b.char_class(ranges)] if ranges else []
         if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
             return b.alt(*parts, self._shared("key_escapes"))
-        parts += [b.literal(e) for e in key_escapes(units)]
+        escapes = key_escapes(units)
+        parts += [b.literals(escapes)] if escapes else []
         return b.alt(*parts) if parts else None
 
 
