@@ -55,8 +55,8 @@ pub(super) const NO_HORIZON: u32 = u32::MAX;
 const COMPLETED: u32 = 1 << 31;
 /// States (and interner entries) reserved by `Automaton::new`.
 const INITIAL_STATES: usize = 256;
-/// Transition rows (256 entries each) reserved by `Automaton::new`.
-const INITIAL_ROWS: usize = 64;
+/// Transition rows (256 entries each) per chunk of [`Rows`].
+const ROWS_PER_CHUNK: usize = 64;
 
 /// One symbol of an alternative's right-hand side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,9 +279,12 @@ pub(super) struct Item {
 }
 
 /// One interned Earley set. Its lists live in the automaton's shared arrays (one allocation for
-/// all states, not several per state): `waiting` and `scans` are ranges of `Automaton::pairs`,
-/// `next` the start of its 256 transitions in `Automaton::next` (NO_ROW until its first step).
+/// many states, not several per state): `waiting` and `scans` are ranges of one chunk of
+/// `Automaton::pairs`,
+/// `next` its row of 256 transitions in `Automaton::next` (NO_ROW until its first step).
 pub(super) struct State {
+    /// The chunk of `Automaton::pairs` that holds its lists
+    chunk: u32,
     /// (rule after the dot, item), sorted by rule: for completion
     waiting: (u32, u32),
     /// (byte set after the dot, item)
@@ -290,11 +293,92 @@ pub(super) struct State {
     pub(super) scan_bytes: [u64; 4],
     /// Whether the start rule is complete here (the bytes so far are a sentence).
     pub(super) accepting: bool,
-    /// Where its row starts in `Automaton::next`, or `NO_ROW`.
+    /// Its row in `Automaton::next`, or `NO_ROW`.
     next: u32,
 }
 
 const NO_ROW: u32 = u32::MAX;
+
+/// Lists of many states (or keys), stored in chunks that never grow once made (see [`Rows`]):
+/// each list lies within one chunk, so a list is a chunk and a range in it.
+struct Arena<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+/// The room a chunk of an [`Arena`] is made with (more for one longer list).
+const ARENA_CHUNK: usize = 4096;
+
+impl<T: Copy> Arena<T> {
+    /// The chunk to add a list of `n` more entries to, made if the last one lacks the room.
+    fn room(&mut self, n: usize) -> u32 {
+        match self.chunks.last() {
+            Some(c) if c.capacity() - c.len() >= n => {}
+            _ => self.chunks.push(Vec::with_capacity(n.max(ARENA_CHUNK))),
+        }
+        (self.chunks.len() - 1) as u32
+    }
+
+    /// Add `list` to chunk `c` (made by `room` with space for it): where it starts there.
+    fn extend(&mut self, c: u32, list: &[T]) -> u32 {
+        let chunk = &mut self.chunks[c as usize];
+        let at = chunk.len() as u32;
+        chunk.extend_from_slice(list);
+        at
+    }
+
+    /// Entries `from..to` of chunk `c`.
+    #[inline]
+    fn get(&self, c: u32, from: u32, to: u32) -> &[T] {
+        &self.chunks[c as usize][from as usize..to as usize]
+    }
+}
+
+impl<T> Default for Arena<T> {
+    fn default() -> Self {
+        Arena { chunks: Vec::new() }
+    }
+}
+
+/// The states' transition rows (256 entries each: UNKNOWN, DEAD or a state), kept in chunks of
+/// [`ROWS_PER_CHUNK`] rows. An automaton of a large grammar steps tens of thousands of states; one
+/// growing array of their rows would be copied whole (and its new pages faulted in) each time it
+/// doubled, a pause of several milliseconds in the middle of some unlucky mask.
+#[derive(Default)]
+struct Rows {
+    chunks: Vec<Box<[u32]>>,
+    len: usize,
+}
+
+impl Rows {
+    /// A new row, every entry UNKNOWN: its number.
+    fn push(&mut self) -> u32 {
+        if self.len == self.chunks.len() * ROWS_PER_CHUNK {
+            self.chunks
+                .push(vec![UNKNOWN; ROWS_PER_CHUNK * 256].into_boxed_slice());
+        }
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    /// Row `r`.
+    #[inline]
+    fn row(&self, r: u32) -> &[u32] {
+        let (c, at) = (
+            r as usize / ROWS_PER_CHUNK,
+            r as usize % ROWS_PER_CHUNK * 256,
+        );
+        &self.chunks[c][at..at + 256]
+    }
+
+    /// Row `r`, to fill.
+    fn row_mut(&mut self, r: u32) -> &mut [u32] {
+        let (c, at) = (
+            r as usize / ROWS_PER_CHUNK,
+            r as usize % ROWS_PER_CHUNK * 256,
+        );
+        &mut self.chunks[c][at..at + 256]
+    }
+}
 
 /// FxHash (rustc's hasher): fast for the short integer keys hashed here.
 #[derive(Default)]
@@ -330,9 +414,9 @@ pub(super) struct Automaton {
     /// Every state made so far, by id (`ROOT` first).
     pub(super) states: Vec<State>,
     /// Every state's `waiting` and `scans` lists
-    pairs: Vec<(u32, Item)>,
+    pairs: Arena<(u32, Item)>,
     /// Every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
-    next: Vec<u32>,
+    next: Rows,
     /// A state's items -> its id
     intern: Interner,
     /// Canonical seeds (see `close`) -> their closure's state
@@ -378,8 +462,8 @@ impl Automaton {
             // copied) a little at a time while those masks are made. Each stays below glibc's
             // mmap threshold (128 KiB), so it comes from the heap, not from fresh pages.
             states: Vec::with_capacity(INITIAL_STATES),
-            pairs: Vec::with_capacity(INITIAL_STATES * 16),
-            next: Vec::with_capacity(INITIAL_ROWS * 256),
+            pairs: Arena::default(),
+            next: Rows::default(),
             intern: Interner::with_capacity(INITIAL_STATES),
             by_seeds: Interner::with_capacity(INITIAL_STATES),
             seed_key: Vec::with_capacity(64),
@@ -415,7 +499,7 @@ impl Automaton {
             return Ok(DEAD);
         }
         if st.next != NO_ROW {
-            let t = self.next[st.next as usize + byte as usize];
+            let t = self.next.row(st.next)[byte as usize];
             if t != UNKNOWN {
                 return Ok(t);
             }
@@ -427,7 +511,7 @@ impl Automaton {
         // exactly the same scanned byte sets leads to the same state: `same`, filled below all
         // at once (a class like [^"] costs one closure, not 200).
         let mut same = st.scan_bytes;
-        for &(set, it) in &self.pairs[st.scans.0 as usize..st.scans.1 as usize] {
+        for &(set, it) in self.pairs.get(st.chunk, st.scans.0, st.scans.1) {
             let bits = &g.byte_sets[set as usize];
             if has_byte(bits, byte) {
                 for (w, x) in same.iter_mut().zip(bits) {
@@ -454,10 +538,9 @@ impl Automaton {
         let t = t?;
         let st = &mut self.states[s as usize];
         if st.next == NO_ROW {
-            st.next = self.next.len() as u32;
-            self.next.resize(self.next.len() + 256, UNKNOWN);
+            st.next = self.next.push();
         }
-        let row = &mut self.next[st.next as usize..st.next as usize + 256];
+        let row = self.next.row_mut(st.next);
         for (w, &word) in same.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -598,8 +681,9 @@ impl Automaton {
                 if it.origin != SELF {
                     // an empty completion (origin SELF) was handled by `nullable` at prediction
                     let o = it.origin;
-                    let (from, to) = self.states[o as usize].waiting;
-                    let parents = &self.pairs[from as usize..to as usize];
+                    let parent = &self.states[o as usize];
+                    let (from, to) = parent.waiting;
+                    let parents = self.pairs.get(parent.chunk, from, to);
                     let from = parents.partition_point(|(r, _)| *r < lhs);
                     for &(r, p) in &parents[from..] {
                         if r != lhs {
@@ -750,14 +834,15 @@ impl Automaton {
             }
         }
         let id = self.states.len() as u32;
-        let at = self.pairs.len() as u32;
-        self.pairs.extend_from_slice(waiting);
-        self.pairs.extend_from_slice(scans);
+        let chunk = self.pairs.room(waiting.len() + scans.len());
+        let at = self.pairs.extend(chunk, waiting);
+        let end = self.pairs.extend(chunk, scans) + scans.len() as u32;
         let (waiting, scans) = (
             (at, at + waiting.len() as u32),
-            (at + waiting.len() as u32, self.pairs.len() as u32),
+            (at + waiting.len() as u32, end),
         );
         self.states.push(State {
+            chunk,
             waiting,
             scans,
             scan_bytes,
@@ -802,12 +887,13 @@ impl Seen {
 struct Interner {
     /// Hash -> the newest entry with that hash
     heads: FxMap<u64, u32>,
-    /// Per entry: its key's range in `keys`, value, older same-hash entry
+    /// Per entry: its key's chunk and range in `keys`, value, older same-hash entry
     entries: Vec<Entry>,
-    keys: Vec<Item>,
+    keys: Arena<Item>,
 }
 
 struct Entry {
+    chunk: u32,
     from: u32,
     to: u32,
     value: u32,
@@ -820,7 +906,7 @@ impl Interner {
         Interner {
             heads: FxMap::with_capacity_and_hasher(n, Default::default()),
             entries: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n * 8),
+            keys: Arena::default(),
         }
     }
 
@@ -839,7 +925,7 @@ impl Interner {
     /// The key of the entry inserted `id`-th.
     fn key(&self, id: u32) -> &[Item] {
         let e = &self.entries[id as usize];
-        &self.keys[e.from as usize..e.to as usize]
+        self.keys.get(e.chunk, e.from, e.to)
     }
 
     /// The value of `key`, or, if it has none, the key's hash (for `insert`).
@@ -847,7 +933,7 @@ impl Interner {
         let hash = Self::hash(key);
         let mut e = *self.heads.get(&hash).ok_or(hash)?;
         while let Some(entry) = self.entries.get(e as usize) {
-            if &self.keys[entry.from as usize..entry.to as usize] == key {
+            if self.keys.get(entry.chunk, entry.from, entry.to) == key {
                 return Ok(entry.value);
             }
             e = entry.older;
@@ -857,13 +943,14 @@ impl Interner {
 
     /// Add `key -> value`; `hash` is what `get` returned for it (`key` must not be in the map).
     fn insert(&mut self, key: &[Item], hash: u64, value: u32) {
-        let from = self.keys.len() as u32;
-        self.keys.extend_from_slice(key);
+        let chunk = self.keys.room(key.len());
+        let from = self.keys.extend(chunk, key);
         let id = self.entries.len() as u32;
         let older = self.heads.insert(hash, id).unwrap_or(u32::MAX);
         self.entries.push(Entry {
+            chunk,
             from,
-            to: self.keys.len() as u32,
+            to: from + key.len() as u32,
             value,
             older,
         });
@@ -1037,6 +1124,27 @@ mod tests {
         for (text, expected) in [(&b";"[..], true), (b"aaaa;", true), (b"aaaaa;", false)] {
             assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
         }
+    }
+
+    #[test]
+    fn a_state_may_hold_more_items_than_a_chunk_of_lists() {
+        // 0 ::= "a" "b" | "a" "b" | ... (ARENA_CHUNK + 100 times) | "a" "c"
+        let mut d = Draw::default();
+        let (a, b, c) = (d.byte(b'a'), d.byte(b'b'), d.byte(b'c'));
+        for _ in 0..ARENA_CHUNK + 100 {
+            d.alt(0, &[a, b]);
+        }
+        d.alt(0, &[a, c]);
+        let mut auto = Automaton::new(d.build(0)).unwrap();
+        for (text, expected) in [
+            (&b"ab"[..], true),
+            (b"ac", true),
+            (b"ad", false),
+            (b"a", false),
+        ] {
+            assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
+        }
+        assert!(auto.pairs.chunks.iter().any(|c| c.len() > ARENA_CHUNK));
     }
 
     #[test]
