@@ -20,7 +20,11 @@
 //!   class tokens below the trie node as one range of a per-trie table (`Jumps`) and
 //!   walks only the nodes where they leave the class: a key's mask walks a few thousand nodes,
 //!   not the 300,000 of a vocabulary whose every token may start a key.
-//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps.
+//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps. A slice or jumps table
+//!   costs tens of milliseconds to build and megabytes to keep, so a trie keeps few: those of
+//!   the three classes nearly every grammar loops on (built with the trie) and up to
+//!   [`trie::MAX_SLICES`] / [`trie::MAX_JUMPS`] in all, a new class pushing out the least
+//!   recently used one (a matcher holds on to the tables it was given).
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!
 //! A counted repetition with far bounds (a string's `maxLength: 100000`) would make a state per

@@ -310,7 +310,7 @@ impl TokenTrie {
     }
 
     /// The jumps for `key`: cached, or those of a class a few bytes short of it, or built now
-    /// (see [`cached`]: at most [`MAX_JUMPS`] are kept, the least recently used dropped first).
+    /// (see `cached`: at most [`MAX_JUMPS`] are kept, the least recently used dropped first).
     pub fn jumps(&self, key: SliceKey) -> Option<Arc<Jumps>> {
         let mut built = self.jumps.lock().unwrap_or_else(|e| e.into_inner());
         let near = built
@@ -330,7 +330,7 @@ impl TokenTrie {
     }
 
     /// The slice for `key`: cached, or that of a class a few bytes short of it, or built now
-    /// (see [`cached`]: at most [`MAX_SLICES`] are kept, the least recently used dropped first).
+    /// (see `cached`: at most [`MAX_SLICES`] are kept, the least recently used dropped first).
     pub fn slice(&self, key: SliceKey) -> Option<Arc<Slice>> {
         let mut slices = self.slices.lock().unwrap_or_else(|e| e.into_inner());
         let near = slices
