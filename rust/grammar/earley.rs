@@ -55,8 +55,8 @@ pub(super) const NO_HORIZON: u32 = u32::MAX;
 const COMPLETED: u32 = 1 << 31;
 /// States (and interner entries) reserved by `Automaton::new`.
 const INITIAL_STATES: usize = 256;
-/// Transition rows (256 entries each) per chunk of [`Rows`].
-const ROWS_PER_CHUNK: usize = 64;
+/// Transition entries per chunk of [`Rows`] (64 KiB).
+const ROW_CHUNK_ENTRIES: usize = 16 * 1024;
 
 /// One symbol of an alternative's right-hand side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,11 @@ pub struct CompiledGrammar {
     rule_alts: Vec<Vec<u32>>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
+    /// Per byte, its class: bytes in exactly the same byte sets have one (they step alike from
+    /// every state, so a transition row needs an entry per class, not per byte).
+    class_of: [u8; 256],
+    /// The number of classes.
+    n_classes: usize,
 }
 
 /// A counted repetition: `rule`, `min` to `max` times.
@@ -111,6 +116,35 @@ pub struct Repeat {
     pub min: u32,
     /// The most times.
     pub max: u32,
+}
+
+/// Each byte's class (see [`CompiledGrammar`]'s `class_of`) under `sets`, and how many there are:
+/// the partition of the 256 bytes that every set refines, found by splitting it by each set.
+fn byte_classes(sets: &[[u64; 4]]) -> ([u8; 256], usize) {
+    let mut classes: Vec<[u64; 4]> = vec![[u64::MAX; 4]];
+    let mut seen: Vec<[u64; 4]> = Vec::new();
+    for set in sets {
+        if seen.contains(set) {
+            continue; // (a few sets, like a quote or a digit, stand in most grammars many times)
+        }
+        seen.push(*set);
+        for c in 0..classes.len() {
+            let inside = [0, 1, 2, 3].map(|w| classes[c][w] & set[w]);
+            if inside != [0; 4] && inside != classes[c] {
+                classes[c] = [0, 1, 2, 3].map(|w| classes[c][w] & !set[w]);
+                classes.push(inside);
+            }
+        }
+    }
+    let mut class_of = [0u8; 256];
+    for (k, c) in classes.iter().enumerate() {
+        for (b, class) in class_of.iter_mut().enumerate() {
+            if c[b >> 6] >> (b & 63) & 1 == 1 {
+                *class = k as u8; // (at most 256 classes: one per byte)
+            }
+        }
+    }
+    (class_of, classes.len())
 }
 
 /// Whether byte `b` is in the 256-bit table `set`.
@@ -173,8 +207,12 @@ impl CompiledGrammar {
             rhs: Vec::with_capacity(n_symbols),
             rule_alts: vec![Vec::new(); n_rules],
             nullable: vec![false; n_rules],
-            byte_sets: sets,
+            byte_sets: Vec::new(),
+            class_of: [0; 256],
+            n_classes: 0,
         };
+        (g.class_of, g.n_classes) = byte_classes(&sets);
+        g.byte_sets = sets;
         for (lhs, symbols) in alternatives {
             for &s in &symbols {
                 let known = match s {
@@ -339,22 +377,36 @@ impl<T> Default for Arena<T> {
     }
 }
 
-/// The states' transition rows (256 entries each: UNKNOWN, DEAD or a state), kept in chunks of
-/// [`ROWS_PER_CHUNK`] rows. An automaton of a large grammar steps tens of thousands of states; one
+/// The states' transition rows (one entry per byte class: UNKNOWN, DEAD or a state), kept in
+/// chunks of a fixed size. An automaton of a large grammar steps tens of thousands of states; one
 /// growing array of their rows would be copied whole (and its new pages faulted in) each time it
 /// doubled, a pause of several milliseconds in the middle of some unlucky mask.
-#[derive(Default)]
 struct Rows {
     chunks: Vec<Box<[u32]>>,
     len: usize,
+    /// Entries per row (the grammar's byte classes)
+    width: usize,
+    /// Rows per chunk
+    per_chunk: usize,
 }
 
 impl Rows {
+    /// No rows yet, each to have `width` entries.
+    fn new(width: usize) -> Self {
+        let width = width.max(1);
+        Rows {
+            chunks: Vec::new(),
+            len: 0,
+            width,
+            per_chunk: (ROW_CHUNK_ENTRIES / width).max(1),
+        }
+    }
+
     /// A new row, every entry UNKNOWN: its number.
     fn push(&mut self) -> u32 {
-        if self.len == self.chunks.len() * ROWS_PER_CHUNK {
-            self.chunks
-                .push(vec![UNKNOWN; ROWS_PER_CHUNK * 256].into_boxed_slice());
+        if self.len == self.chunks.len() * self.per_chunk {
+            let entries = self.per_chunk * self.width;
+            self.chunks.push(vec![UNKNOWN; entries].into_boxed_slice());
         }
         self.len += 1;
         (self.len - 1) as u32
@@ -364,19 +416,19 @@ impl Rows {
     #[inline]
     fn row(&self, r: u32) -> &[u32] {
         let (c, at) = (
-            r as usize / ROWS_PER_CHUNK,
-            r as usize % ROWS_PER_CHUNK * 256,
+            r as usize / self.per_chunk,
+            r as usize % self.per_chunk * self.width,
         );
-        &self.chunks[c][at..at + 256]
+        &self.chunks[c][at..at + self.width]
     }
 
     /// Row `r`, to fill.
     fn row_mut(&mut self, r: u32) -> &mut [u32] {
         let (c, at) = (
-            r as usize / ROWS_PER_CHUNK,
-            r as usize % ROWS_PER_CHUNK * 256,
+            r as usize / self.per_chunk,
+            r as usize % self.per_chunk * self.width,
         );
-        &mut self.chunks[c][at..at + 256]
+        &mut self.chunks[c][at..at + self.width]
     }
 }
 
@@ -456,6 +508,7 @@ impl Automaton {
             at: vec![(0, 0, 0); g.rhs.len() + g.lhs.len()],
             more: FxMap::with_capacity_and_hasher(64, Default::default()),
         };
+        let width = g.n_classes;
         let mut a = Automaton {
             g,
             // Room for the states of a few first masks, allocated now rather than grown (and
@@ -463,7 +516,7 @@ impl Automaton {
             // mmap threshold (128 KiB), so it comes from the heap, not from fresh pages.
             states: Vec::with_capacity(INITIAL_STATES),
             pairs: Arena::default(),
-            next: Rows::default(),
+            next: Rows::new(width),
             intern: Interner::with_capacity(INITIAL_STATES),
             by_seeds: Interner::with_capacity(INITIAL_STATES),
             seed_key: Vec::with_capacity(64),
@@ -499,7 +552,7 @@ impl Automaton {
             return Ok(DEAD);
         }
         if st.next != NO_ROW {
-            let t = self.next.row(st.next)[byte as usize];
+            let t = self.next.row(st.next)[self.g.class_of[byte as usize] as usize];
             if t != UNKNOWN {
                 return Ok(t);
             }
@@ -540,15 +593,17 @@ impl Automaton {
         if st.next == NO_ROW {
             st.next = self.next.push();
         }
+        // (the bytes of `same` are whole classes: a class's bytes are in the same sets)
+        let class_of = &self.g.class_of;
         let row = self.next.row_mut(st.next);
         for (w, &word) in same.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
-                row[w * 64 + bits.trailing_zeros() as usize] = t;
+                row[class_of[w * 64 + bits.trailing_zeros() as usize] as usize] = t;
                 bits &= bits - 1;
             }
         }
-        row[byte as usize] = t;
+        row[class_of[byte as usize] as usize] = t;
         Ok(t)
     }
 
@@ -1124,6 +1179,38 @@ mod tests {
         for (text, expected) in [(&b";"[..], true), (b"aaaa;", true), (b"aaaaa;", false)] {
             assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
         }
+    }
+
+    #[test]
+    fn bytes_in_the_same_sets_share_a_class_and_no_others_do() {
+        let set = |ranges: &[(u8, u8)]| {
+            let mut bits = [0u64; 4];
+            for &(lo, hi) in ranges {
+                for b in lo..=hi {
+                    bits[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+            }
+            bits
+        };
+        let sets = [
+            set(&[(b'a', b'z')]),
+            set(&[(b'a', b'a')]),
+            set(&[(b'0', b'9')]),
+            set(&[(b'a', b'a')]),
+        ];
+        let (class_of, n) = byte_classes(&sets);
+        assert_eq!(n, 4); // a, b-z, 0-9, the rest
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                let alike = sets.iter().all(|s| has_byte(s, x) == has_byte(s, y));
+                assert_eq!(
+                    class_of[x as usize] == class_of[y as usize],
+                    alike,
+                    "{x} {y}"
+                );
+            }
+        }
+        assert_eq!(byte_classes(&[]).1, 1);
     }
 
     #[test]
