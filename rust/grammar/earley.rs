@@ -119,32 +119,54 @@ pub struct Repeat {
 }
 
 /// Each byte's class (see [`CompiledGrammar`]'s `class_of`) under `sets`, and how many there are:
-/// the partition of the 256 bytes that every set refines, found by splitting it by each set.
+/// the partition of the 256 bytes that every set refines, found by splitting it by each set in
+/// turn (the bytes of a set that are only part of their class leave it for a new one), in time
+/// linear in the sets' sizes.
 fn byte_classes(sets: &[[u64; 4]]) -> ([u8; 256], usize) {
-    let mut classes: Vec<[u64; 4]> = vec![[u64::MAX; 4]];
-    let mut seen: Vec<[u64; 4]> = Vec::new();
-    for set in sets {
-        if seen.contains(set) {
-            continue; // (a few sets, like a quote or a digit, stand in most grammars many times)
-        }
-        seen.push(*set);
-        for c in 0..classes.len() {
-            let inside = [0, 1, 2, 3].map(|w| classes[c][w] & set[w]);
-            if inside != [0; 4] && inside != classes[c] {
-                classes[c] = [0, 1, 2, 3].map(|w| classes[c][w] & !set[w]);
-                classes.push(inside);
-            }
-        }
-    }
+    let mut distinct: Vec<[u64; 4]> = sets.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup(); // (a few sets, like a quote or a digit, stand in most grammars many times)
     let mut class_of = [0u8; 256];
-    for (k, c) in classes.iter().enumerate() {
-        for (b, class) in class_of.iter_mut().enumerate() {
-            if c[b >> 6] >> (b & 63) & 1 == 1 {
-                *class = k as u8; // (at most 256 classes: one per byte)
+    let mut size = vec![256u16]; // bytes per class
+    let mut bytes = Vec::with_capacity(256);
+    let mut touched = Vec::with_capacity(256);
+    // per class, for the set at hand: its bytes in the set, and the class that part moves to
+    let (mut inside, mut split_to) = ([0u16; 256], [u16::MAX; 256]);
+    for set in &distinct {
+        bytes.clear();
+        touched.clear();
+        for (w, &word) in set.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                bytes.push(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
             }
         }
+        for &b in &bytes {
+            let c = class_of[b] as usize;
+            if inside[c] == 0 {
+                touched.push(c);
+            }
+            inside[c] += 1;
+        }
+        for &b in &bytes {
+            let c = class_of[b] as usize;
+            if split_to[c] == u16::MAX {
+                if inside[c] == size[c] {
+                    continue; // the whole class is in the set: it stays as it is
+                }
+                split_to[c] = size.len() as u16;
+                size.push(0);
+            }
+            let to = split_to[c] as usize;
+            (size[c], size[to]) = (size[c] - 1, size[to] + 1);
+            class_of[b] = to as u8; // (at most 256 classes: one per byte)
+        }
+        for &c in &touched {
+            (inside[c], split_to[c]) = (0, u16::MAX);
+        }
     }
-    (class_of, classes.len())
+    (class_of, size.len())
 }
 
 /// Whether byte `b` is in the 256-bit table `set`.
@@ -1197,9 +1219,10 @@ mod tests {
             set(&[(b'a', b'a')]),
             set(&[(b'0', b'9')]),
             set(&[(b'a', b'a')]),
+            set(&[(b'b', b'c'), (b'5', b'9'), (0x80, 0xFF)]),
         ];
         let (class_of, n) = byte_classes(&sets);
-        assert_eq!(n, 4); // a, b-z, 0-9, the rest
+        assert_eq!(n, 7); // a, b-c, d-z, 0-4, 5-9, 80-FF, the rest
         for x in 0..=255u8 {
             for y in 0..=255u8 {
                 let alike = sets.iter().all(|s| has_byte(s, x) == has_byte(s, y));
@@ -1211,6 +1234,31 @@ mod tests {
             }
         }
         assert_eq!(byte_classes(&[]).1, 1);
+        // random sets (a fixed LCG): the classes are exactly the bytes' memberships
+        let mut x = 12345u64;
+        let sets: Vec<[u64; 4]> = (0..40)
+            .map(|_| {
+                [0; 4].map(|_: u64| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    x & x.rotate_left(17) // (sparser than half the bytes)
+                })
+            })
+            .collect();
+        let (class_of, n) = byte_classes(&sets);
+        let mut signatures: Vec<Vec<bool>> = (0..=255u8)
+            .map(|b| sets.iter().map(|s| has_byte(s, b)).collect())
+            .collect();
+        for x in 0..256 {
+            for y in 0..256 {
+                let alike = signatures[x] == signatures[y];
+                assert_eq!(class_of[x] == class_of[y], alike, "{x} {y}");
+            }
+        }
+        signatures.sort();
+        signatures.dedup();
+        assert_eq!(n, signatures.len());
     }
 
     #[test]
