@@ -3,7 +3,8 @@
 //! An Earley item is (alternative, dot, origin). Here the origin is not a position but the id of
 //! the interned set the item started in (or `SELF`, the set being built), so two sets with the same
 //! items behave the same forever after: each is stored once as a [`State`] with a lazily filled
-//! 256-entry transition table. `step(s, byte)` is then usually one array lookup; a new set is made
+//! transition table, one entry per byte class (bytes that lie in exactly the same byte sets of the
+//! grammar). `step(s, byte)` is then usually two array lookups; a new set is made
 //! by [`Automaton::close`] (prediction + completion, memoized by the seeds that start it).
 //! Prediction of a nullable rule also moves the dot past it (Aycock & Horspool), so completion
 //! never revisits the set being built.
@@ -341,7 +342,7 @@ pub(super) struct Item {
 /// One interned Earley set. Its lists live in the automaton's shared arrays (one allocation for
 /// many states, not several per state): `waiting` and `scans` are ranges of one chunk of
 /// `Automaton::pairs`,
-/// `next` its row of 256 transitions in `Automaton::next` (NO_ROW until its first step).
+/// `next` its row of transitions in `Automaton::next` (NO_ROW until its first step).
 pub(super) struct State {
     /// The chunk of `Automaton::pairs` that holds its lists
     chunk: u32,
@@ -489,7 +490,7 @@ pub(super) struct Automaton {
     pub(super) states: Vec<State>,
     /// Every state's `waiting` and `scans` lists
     pairs: Arena<(u32, Item)>,
-    /// Every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
+    /// Every stepped state's transitions, one per byte class (UNKNOWN, DEAD or a state)
     next: Rows,
     /// A state's items -> its id
     intern: Interner,

@@ -6,9 +6,9 @@
 //!
 //! - `earley.rs`, the automaton: Earley sets are *hash-consed*. An item's origin is not a position
 //!   but the id of the (interned) set it started in, so two sets with the same items behave the
-//!   same forever after; each is stored once as a state with a lazily filled 256-entry transition
-//!   table. Inside a JSON string, a token loop or a repeated object member, parsing a byte is an
-//!   array lookup.
+//!   same forever after; each is stored once as a state with a lazily filled transition table
+//!   (an entry per byte class: bytes in the same byte sets of the grammar step alike). Inside a
+//!   JSON string, a token loop or a repeated object member, parsing a byte is an array lookup.
 //! - `walk.rs`, the mask walk: the trie walk with an explicit frame stack; wide trie nodes jump
 //!   straight to the children a state can scan ([`trie::Fan`]). The mask of a state is cached.
 //! - `slicer.rs`: if a state loops on a class of characters (JSON string content, `[^\n]*`, a
