@@ -331,6 +331,28 @@ class GrammarBuilder:
             raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
         return self._anonymous_rule([tuple(map(_SINGLE_BYTES.__getitem__, data))])
 
+    def literals(self, texts: list[str]) -> Element:
+        """Any one of `texts` (none empty), prefix-factored: `ab | ac | d` is `a [bc] | d`, so that a
+        parser state before it holds an item per distinct first byte, not one per text."""
+        if not texts:
+            raise GrammarError("an alternation needs at least one branch")
+        if any(not t for t in texts):
+            raise GrammarError("literals() takes non-empty texts")
+        return self._literal_tree(sorted({t.encode("utf-8") for t in texts}))
+
+    def _literal_tree(self, data: list[bytes]) -> Element:
+        by_first: dict[int, list[bytes]] = {}
+        for d in data:
+            by_first.setdefault(d[0], []).append(d[1:])
+        ends = [b for b, rests in by_first.items() if rests == [b""]]
+        parts: list[Element] = [ByteSet.of([(b, b) for b in ends])] if ends else []
+        for b, rests in by_first.items():
+            if rests != [b""]:
+                longer = [r for r in rests if r]
+                tail = self._literal_tree(longer)
+                parts.append(self.seq(_SINGLE_BYTES[b], self.opt(tail) if b"" in rests else tail))
+        return self.alt(*parts)
+
     def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
         """One byte from the inclusive ranges (raw bytes, not code points)."""
         return ByteSet.of(ranges)

@@ -3,7 +3,8 @@
 //! An Earley item is (alternative, dot, origin). Here the origin is not a position but the id of
 //! the interned set the item started in (or `SELF`, the set being built), so two sets with the same
 //! items behave the same forever after: each is stored once as a [`State`] with a lazily filled
-//! 256-entry transition table. `step(s, byte)` is then usually one array lookup; a new set is made
+//! transition table, one entry per byte class (bytes that lie in exactly the same byte sets of the
+//! grammar). `step(s, byte)` is then usually two array lookups; a new set is made
 //! by [`Automaton::close`] (prediction + completion, memoized by the seeds that start it).
 //! Prediction of a nullable rule also moves the dot past it (Aycock & Horspool), so completion
 //! never revisits the set being built.
@@ -55,8 +56,8 @@ pub(super) const NO_HORIZON: u32 = u32::MAX;
 const COMPLETED: u32 = 1 << 31;
 /// States (and interner entries) reserved by `Automaton::new`.
 const INITIAL_STATES: usize = 256;
-/// Transition rows (256 entries each) reserved by `Automaton::new`.
-const INITIAL_ROWS: usize = 64;
+/// Transition entries per chunk of [`Rows`] (64 KiB).
+const ROW_CHUNK_ENTRIES: usize = 16 * 1024;
 
 /// One symbol of an alternative's right-hand side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,11 @@ pub struct CompiledGrammar {
     rule_alts: Vec<Vec<u32>>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
+    /// Per byte, its class: bytes in exactly the same byte sets have one (they step alike from
+    /// every state, so a transition row needs an entry per class, not per byte).
+    class_of: [u8; 256],
+    /// The number of classes.
+    n_classes: usize,
 }
 
 /// A counted repetition: `rule`, `min` to `max` times.
@@ -111,6 +117,57 @@ pub struct Repeat {
     pub min: u32,
     /// The most times.
     pub max: u32,
+}
+
+/// Each byte's class (see [`CompiledGrammar`]'s `class_of`) under `sets`, and how many there are:
+/// the partition of the 256 bytes that every set refines, found by splitting it by each set in
+/// turn (the bytes of a set that are only part of their class leave it for a new one), in time
+/// linear in the sets' sizes.
+fn byte_classes(sets: &[[u64; 4]]) -> ([u8; 256], usize) {
+    let mut distinct: Vec<[u64; 4]> = sets.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup(); // (a few sets, like a quote or a digit, stand in most grammars many times)
+    let mut class_of = [0u8; 256];
+    let mut size = vec![256u16]; // bytes per class
+    let mut bytes = Vec::with_capacity(256);
+    let mut touched = Vec::with_capacity(256);
+    // per class, for the set at hand: its bytes in the set, and the class that part moves to
+    let (mut inside, mut split_to) = ([0u16; 256], [u16::MAX; 256]);
+    for set in &distinct {
+        bytes.clear();
+        touched.clear();
+        for (w, &word) in set.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                bytes.push(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+        for &b in &bytes {
+            let c = class_of[b] as usize;
+            if inside[c] == 0 {
+                touched.push(c);
+            }
+            inside[c] += 1;
+        }
+        for &b in &bytes {
+            let c = class_of[b] as usize;
+            if split_to[c] == u16::MAX {
+                if inside[c] == size[c] {
+                    continue; // the whole class is in the set: it stays as it is
+                }
+                split_to[c] = size.len() as u16;
+                size.push(0);
+            }
+            let to = split_to[c] as usize;
+            (size[c], size[to]) = (size[c] - 1, size[to] + 1);
+            class_of[b] = to as u8; // (at most 256 classes: one per byte)
+        }
+        for &c in &touched {
+            (inside[c], split_to[c]) = (0, u16::MAX);
+        }
+    }
+    (class_of, size.len())
 }
 
 /// Whether byte `b` is in the 256-bit table `set`.
@@ -173,8 +230,12 @@ impl CompiledGrammar {
             rhs: Vec::with_capacity(n_symbols),
             rule_alts: vec![Vec::new(); n_rules],
             nullable: vec![false; n_rules],
-            byte_sets: sets,
+            byte_sets: Vec::new(),
+            class_of: [0; 256],
+            n_classes: 0,
         };
+        (g.class_of, g.n_classes) = byte_classes(&sets);
+        g.byte_sets = sets;
         for (lhs, symbols) in alternatives {
             for &s in &symbols {
                 let known = match s {
@@ -279,9 +340,12 @@ pub(super) struct Item {
 }
 
 /// One interned Earley set. Its lists live in the automaton's shared arrays (one allocation for
-/// all states, not several per state): `waiting` and `scans` are ranges of `Automaton::pairs`,
-/// `next` the start of its 256 transitions in `Automaton::next` (NO_ROW until its first step).
+/// many states, not several per state): `waiting` and `scans` are ranges of one chunk of
+/// `Automaton::pairs`,
+/// `next` its row of transitions in `Automaton::next` (NO_ROW until its first step).
 pub(super) struct State {
+    /// The chunk of `Automaton::pairs` that holds its lists
+    chunk: u32,
     /// (rule after the dot, item), sorted by rule: for completion
     waiting: (u32, u32),
     /// (byte set after the dot, item)
@@ -290,11 +354,106 @@ pub(super) struct State {
     pub(super) scan_bytes: [u64; 4],
     /// Whether the start rule is complete here (the bytes so far are a sentence).
     pub(super) accepting: bool,
-    /// Where its row starts in `Automaton::next`, or `NO_ROW`.
+    /// Its row in `Automaton::next`, or `NO_ROW`.
     next: u32,
 }
 
 const NO_ROW: u32 = u32::MAX;
+
+/// Lists of many states (or keys), stored in chunks that never grow once made (see [`Rows`]):
+/// each list lies within one chunk, so a list is a chunk and a range in it.
+struct Arena<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+/// The room a chunk of an [`Arena`] is made with (more for one longer list).
+const ARENA_CHUNK: usize = 4096;
+
+impl<T: Copy> Arena<T> {
+    /// The chunk to add a list of `n` more entries to, made if the last one lacks the room.
+    fn room(&mut self, n: usize) -> u32 {
+        match self.chunks.last() {
+            Some(c) if c.capacity() - c.len() >= n => {}
+            _ => self.chunks.push(Vec::with_capacity(n.max(ARENA_CHUNK))),
+        }
+        (self.chunks.len() - 1) as u32
+    }
+
+    /// Add `list` to chunk `c` (made by `room` with space for it): where it starts there.
+    fn extend(&mut self, c: u32, list: &[T]) -> u32 {
+        let chunk = &mut self.chunks[c as usize];
+        let at = chunk.len() as u32;
+        chunk.extend_from_slice(list);
+        at
+    }
+
+    /// Entries `from..to` of chunk `c`.
+    #[inline]
+    fn get(&self, c: u32, from: u32, to: u32) -> &[T] {
+        &self.chunks[c as usize][from as usize..to as usize]
+    }
+}
+
+impl<T> Default for Arena<T> {
+    fn default() -> Self {
+        Arena { chunks: Vec::new() }
+    }
+}
+
+/// The states' transition rows (one entry per byte class: UNKNOWN, DEAD or a state), kept in
+/// chunks of a fixed size. An automaton of a large grammar steps tens of thousands of states; one
+/// growing array of their rows would be copied whole (and its new pages faulted in) each time it
+/// doubled, a pause of several milliseconds in the middle of some unlucky mask.
+struct Rows {
+    chunks: Vec<Box<[u32]>>,
+    len: usize,
+    /// Entries per row (the grammar's byte classes)
+    width: usize,
+    /// Rows per chunk
+    per_chunk: usize,
+}
+
+impl Rows {
+    /// No rows yet, each to have `width` entries.
+    fn new(width: usize) -> Self {
+        let width = width.max(1);
+        Rows {
+            chunks: Vec::new(),
+            len: 0,
+            width,
+            per_chunk: (ROW_CHUNK_ENTRIES / width).max(1),
+        }
+    }
+
+    /// A new row, every entry UNKNOWN: its number.
+    fn push(&mut self) -> u32 {
+        if self.len == self.chunks.len() * self.per_chunk {
+            let entries = self.per_chunk * self.width;
+            self.chunks.push(vec![UNKNOWN; entries].into_boxed_slice());
+        }
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    /// Row `r`.
+    #[inline]
+    fn row(&self, r: u32) -> &[u32] {
+        let (c, at) = (
+            r as usize / self.per_chunk,
+            r as usize % self.per_chunk * self.width,
+        );
+        &self.chunks[c][at..at + self.width]
+    }
+
+    /// Row `r`, to fill.
+    fn row_mut(&mut self, r: u32) -> &mut [u32] {
+        let (c, at) = (
+            r as usize / self.per_chunk,
+            r as usize % self.per_chunk * self.width,
+        );
+        &mut self.chunks[c][at..at + self.width]
+    }
+}
 
 /// FxHash (rustc's hasher): fast for the short integer keys hashed here.
 #[derive(Default)]
@@ -330,9 +489,9 @@ pub(super) struct Automaton {
     /// Every state made so far, by id (`ROOT` first).
     pub(super) states: Vec<State>,
     /// Every state's `waiting` and `scans` lists
-    pairs: Vec<(u32, Item)>,
-    /// Every stepped state's 256 transitions (UNKNOWN, DEAD or a state)
-    next: Vec<u32>,
+    pairs: Arena<(u32, Item)>,
+    /// Every stepped state's transitions, one per byte class (UNKNOWN, DEAD or a state)
+    next: Rows,
     /// A state's items -> its id
     intern: Interner,
     /// Canonical seeds (see `close`) -> their closure's state
@@ -372,14 +531,15 @@ impl Automaton {
             at: vec![(0, 0, 0); g.rhs.len() + g.lhs.len()],
             more: FxMap::with_capacity_and_hasher(64, Default::default()),
         };
+        let width = g.n_classes;
         let mut a = Automaton {
             g,
             // Room for the states of a few first masks, allocated now rather than grown (and
             // copied) a little at a time while those masks are made. Each stays below glibc's
             // mmap threshold (128 KiB), so it comes from the heap, not from fresh pages.
             states: Vec::with_capacity(INITIAL_STATES),
-            pairs: Vec::with_capacity(INITIAL_STATES * 16),
-            next: Vec::with_capacity(INITIAL_ROWS * 256),
+            pairs: Arena::default(),
+            next: Rows::new(width),
             intern: Interner::with_capacity(INITIAL_STATES),
             by_seeds: Interner::with_capacity(INITIAL_STATES),
             seed_key: Vec::with_capacity(64),
@@ -415,7 +575,7 @@ impl Automaton {
             return Ok(DEAD);
         }
         if st.next != NO_ROW {
-            let t = self.next[st.next as usize + byte as usize];
+            let t = self.next.row(st.next)[self.g.class_of[byte as usize] as usize];
             if t != UNKNOWN {
                 return Ok(t);
             }
@@ -427,7 +587,7 @@ impl Automaton {
         // exactly the same scanned byte sets leads to the same state: `same`, filled below all
         // at once (a class like [^"] costs one closure, not 200).
         let mut same = st.scan_bytes;
-        for &(set, it) in &self.pairs[st.scans.0 as usize..st.scans.1 as usize] {
+        for &(set, it) in self.pairs.get(st.chunk, st.scans.0, st.scans.1) {
             let bits = &g.byte_sets[set as usize];
             if has_byte(bits, byte) {
                 for (w, x) in same.iter_mut().zip(bits) {
@@ -454,18 +614,19 @@ impl Automaton {
         let t = t?;
         let st = &mut self.states[s as usize];
         if st.next == NO_ROW {
-            st.next = self.next.len() as u32;
-            self.next.resize(self.next.len() + 256, UNKNOWN);
+            st.next = self.next.push();
         }
-        let row = &mut self.next[st.next as usize..st.next as usize + 256];
+        // (the bytes of `same` are whole classes: a class's bytes are in the same sets)
+        let class_of = &self.g.class_of;
+        let row = self.next.row_mut(st.next);
         for (w, &word) in same.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
-                row[w * 64 + bits.trailing_zeros() as usize] = t;
+                row[class_of[w * 64 + bits.trailing_zeros() as usize] as usize] = t;
                 bits &= bits - 1;
             }
         }
-        row[byte as usize] = t;
+        row[class_of[byte as usize] as usize] = t;
         Ok(t)
     }
 
@@ -598,8 +759,9 @@ impl Automaton {
                 if it.origin != SELF {
                     // an empty completion (origin SELF) was handled by `nullable` at prediction
                     let o = it.origin;
-                    let (from, to) = self.states[o as usize].waiting;
-                    let parents = &self.pairs[from as usize..to as usize];
+                    let parent = &self.states[o as usize];
+                    let (from, to) = parent.waiting;
+                    let parents = self.pairs.get(parent.chunk, from, to);
                     let from = parents.partition_point(|(r, _)| *r < lhs);
                     for &(r, p) in &parents[from..] {
                         if r != lhs {
@@ -750,14 +912,15 @@ impl Automaton {
             }
         }
         let id = self.states.len() as u32;
-        let at = self.pairs.len() as u32;
-        self.pairs.extend_from_slice(waiting);
-        self.pairs.extend_from_slice(scans);
+        let chunk = self.pairs.room(waiting.len() + scans.len());
+        let at = self.pairs.extend(chunk, waiting);
+        let end = self.pairs.extend(chunk, scans) + scans.len() as u32;
         let (waiting, scans) = (
             (at, at + waiting.len() as u32),
-            (at + waiting.len() as u32, self.pairs.len() as u32),
+            (at + waiting.len() as u32, end),
         );
         self.states.push(State {
+            chunk,
             waiting,
             scans,
             scan_bytes,
@@ -802,12 +965,13 @@ impl Seen {
 struct Interner {
     /// Hash -> the newest entry with that hash
     heads: FxMap<u64, u32>,
-    /// Per entry: its key's range in `keys`, value, older same-hash entry
+    /// Per entry: its key's chunk and range in `keys`, value, older same-hash entry
     entries: Vec<Entry>,
-    keys: Vec<Item>,
+    keys: Arena<Item>,
 }
 
 struct Entry {
+    chunk: u32,
     from: u32,
     to: u32,
     value: u32,
@@ -820,7 +984,7 @@ impl Interner {
         Interner {
             heads: FxMap::with_capacity_and_hasher(n, Default::default()),
             entries: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n * 8),
+            keys: Arena::default(),
         }
     }
 
@@ -839,7 +1003,7 @@ impl Interner {
     /// The key of the entry inserted `id`-th.
     fn key(&self, id: u32) -> &[Item] {
         let e = &self.entries[id as usize];
-        &self.keys[e.from as usize..e.to as usize]
+        self.keys.get(e.chunk, e.from, e.to)
     }
 
     /// The value of `key`, or, if it has none, the key's hash (for `insert`).
@@ -847,7 +1011,7 @@ impl Interner {
         let hash = Self::hash(key);
         let mut e = *self.heads.get(&hash).ok_or(hash)?;
         while let Some(entry) = self.entries.get(e as usize) {
-            if &self.keys[entry.from as usize..entry.to as usize] == key {
+            if self.keys.get(entry.chunk, entry.from, entry.to) == key {
                 return Ok(entry.value);
             }
             e = entry.older;
@@ -857,13 +1021,14 @@ impl Interner {
 
     /// Add `key -> value`; `hash` is what `get` returned for it (`key` must not be in the map).
     fn insert(&mut self, key: &[Item], hash: u64, value: u32) {
-        let from = self.keys.len() as u32;
-        self.keys.extend_from_slice(key);
+        let chunk = self.keys.room(key.len());
+        let from = self.keys.extend(chunk, key);
         let id = self.entries.len() as u32;
         let older = self.heads.insert(hash, id).unwrap_or(u32::MAX);
         self.entries.push(Entry {
+            chunk,
             from,
-            to: self.keys.len() as u32,
+            to: from + key.len() as u32,
             value,
             older,
         });
@@ -1037,6 +1202,85 @@ mod tests {
         for (text, expected) in [(&b";"[..], true), (b"aaaa;", true), (b"aaaaa;", false)] {
             assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
         }
+    }
+
+    #[test]
+    fn bytes_in_the_same_sets_share_a_class_and_no_others_do() {
+        let set = |ranges: &[(u8, u8)]| {
+            let mut bits = [0u64; 4];
+            for &(lo, hi) in ranges {
+                for b in lo..=hi {
+                    bits[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+            }
+            bits
+        };
+        let sets = [
+            set(&[(b'a', b'z')]),
+            set(&[(b'a', b'a')]),
+            set(&[(b'0', b'9')]),
+            set(&[(b'a', b'a')]),
+            set(&[(b'b', b'c'), (b'5', b'9'), (0x80, 0xFF)]),
+        ];
+        let (class_of, n) = byte_classes(&sets);
+        assert_eq!(n, 7); // a, b-c, d-z, 0-4, 5-9, 80-FF, the rest
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                let alike = sets.iter().all(|s| has_byte(s, x) == has_byte(s, y));
+                assert_eq!(
+                    class_of[x as usize] == class_of[y as usize],
+                    alike,
+                    "{x} {y}"
+                );
+            }
+        }
+        assert_eq!(byte_classes(&[]).1, 1);
+        // random sets (a fixed LCG): the classes are exactly the bytes' memberships
+        let mut x = 12345u64;
+        let sets: Vec<[u64; 4]> = (0..40)
+            .map(|_| {
+                [0; 4].map(|_: u64| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    x & x.rotate_left(17) // (sparser than half the bytes)
+                })
+            })
+            .collect();
+        let (class_of, n) = byte_classes(&sets);
+        let mut signatures: Vec<Vec<bool>> = (0..=255u8)
+            .map(|b| sets.iter().map(|s| has_byte(s, b)).collect())
+            .collect();
+        for x in 0..256 {
+            for y in 0..256 {
+                let alike = signatures[x] == signatures[y];
+                assert_eq!(class_of[x] == class_of[y], alike, "{x} {y}");
+            }
+        }
+        signatures.sort();
+        signatures.dedup();
+        assert_eq!(n, signatures.len());
+    }
+
+    #[test]
+    fn a_state_may_hold_more_items_than_a_chunk_of_lists() {
+        // 0 ::= "a" "b" | "a" "b" | ... (ARENA_CHUNK + 100 times) | "a" "c"
+        let mut d = Draw::default();
+        let (a, b, c) = (d.byte(b'a'), d.byte(b'b'), d.byte(b'c'));
+        for _ in 0..ARENA_CHUNK + 100 {
+            d.alt(0, &[a, b]);
+        }
+        d.alt(0, &[a, c]);
+        let mut auto = Automaton::new(d.build(0)).unwrap();
+        for (text, expected) in [
+            (&b"ab"[..], true),
+            (b"ac", true),
+            (b"ad", false),
+            (b"a", false),
+        ] {
+            assert_eq!(accepts(&mut auto, text), expected, "{:?}", text);
+        }
+        assert!(auto.pairs.chunks.iter().any(|c| c.len() > ARENA_CHUNK));
     }
 
     #[test]

@@ -473,12 +473,12 @@ impl GrammarMatcher {
         };
         // (a state's loop is looked for below a large subtree of the vocabulary's trie; once
         // known, a small one will do; a slice's exits are the tokens leaving its class: few
-        // of them go on in a class)
-        let least = match self.loops.contains_key(&s) {
-            true => MIN_KNOWN_JUMP_NODES,
-            false => MIN_JUMP_NODES,
-        };
-        if below < least || !std::ptr::eq(trie, &*self.trie) {
+        // of them go on in a class. Most nodes of a walk have a small subtree: they are turned
+        // away before any lookup, which a walk over the whole vocabulary would pay per node.)
+        if below < MIN_KNOWN_JUMP_NODES || !std::ptr::eq(trie, &*self.trie) {
+            return Ok(false);
+        }
+        if below < MIN_JUMP_NODES && !self.loops.contains_key(&s) {
             return Ok(false);
         }
         // (UTF-8 characters followed at the root and after one: where tokens have more)

@@ -6,9 +6,9 @@
 //!
 //! - `earley.rs`, the automaton: Earley sets are *hash-consed*. An item's origin is not a position
 //!   but the id of the (interned) set it started in, so two sets with the same items behave the
-//!   same forever after; each is stored once as a state with a lazily filled 256-entry transition
-//!   table. Inside a JSON string, a token loop or a repeated object member, parsing a byte is an
-//!   array lookup.
+//!   same forever after; each is stored once as a state with a lazily filled transition table
+//!   (an entry per byte class: bytes in the same byte sets of the grammar step alike). Inside a
+//!   JSON string, a token loop or a repeated object member, parsing a byte is an array lookup.
 //! - `walk.rs`, the mask walk: the trie walk with an explicit frame stack; wide trie nodes jump
 //!   straight to the children a state can scan ([`trie::Fan`]). The mask of a state is cached.
 //! - `slicer.rs`: if a state loops on a class of characters (JSON string content, `[^\n]*`, a
@@ -20,7 +20,11 @@
 //!   class tokens below the trie node as one range of a per-trie table (`Jumps`) and
 //!   walks only the nodes where they leave the class: a key's mask walks a few thousand nodes,
 //!   not the 300,000 of a vocabulary whose every token may start a key.
-//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps.
+//! - `trie.rs`: the vocabulary trie, its fans, the slices and the jumps. A slice or jumps table
+//!   costs tens of milliseconds to build and megabytes to keep, so a trie keeps few: those of
+//!   the three classes nearly every grammar loops on (built with the trie) and up to
+//!   [`trie::MAX_SLICES`] / [`trie::MAX_JUMPS`] in all, a new class pushing out the least
+//!   recently used one (a matcher holds on to the tables it was given).
 //! - this file: [`GrammarMatcher`], the per-request state (a stack of states, one per byte).
 //!
 //! A counted repetition with far bounds (a string's `maxLength: 100000`) would make a state per

@@ -19,6 +19,8 @@ use super::jumps::Jumps;
 pub const MAX_SLICES: usize = 8;
 /// Jumps cached per trie (each about 20 bytes per node).
 pub const MAX_JUMPS: usize = 8;
+/// The slices and jumps built with the trie (the classes most grammars use), never dropped.
+const PREBUILT: usize = 3;
 /// A node with at least this many children gets a [`Fan`].
 pub const FAN_MIN_CHILDREN: usize = 8;
 /// `fan` entry of a node without a [`Fan`].
@@ -171,6 +173,40 @@ impl Slice {
     }
 }
 
+/// Whether the tables of class `built` will do for `key`: the same class, or one a few bytes
+/// short of it (a walk reads the bytes left out as exits or exceptions: they cost little).
+fn near(built: &SliceKey, key: &SliceKey) -> bool {
+    let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
+    built.subset_of(key) && built.utf8 == key.utf8 && size(built) + 4 >= size(key)
+}
+
+/// The table for `key` from a per-trie cache of at most `max` (its first [`PREBUILT`] are kept
+/// for good): the exact one, else the one at `near` (see [`near`]), else a new one from `build`.
+/// The one returned becomes the most recently used; a new one pushes out the least recently used.
+/// (A matcher keeps the tables it was given, so a table pushed out stays alive while in use.)
+fn cached<T>(
+    tables: &mut Vec<Arc<T>>,
+    max: usize,
+    key: SliceKey,
+    near: Option<usize>,
+    key_of: impl Fn(&T) -> SliceKey,
+    build: impl FnOnce() -> T,
+) -> Arc<T> {
+    let found = tables.iter().position(|t| key_of(t) == key).or(near);
+    let table = match found {
+        Some(i) if i < PREBUILT => return tables[i].clone(),
+        Some(i) => tables.remove(i),
+        None => {
+            if tables.len() >= max.max(PREBUILT + 1) {
+                tables.remove(PREBUILT);
+            }
+            Arc::new(build())
+        }
+    };
+    tables.push(table.clone());
+    table
+}
+
 impl TokenTrie {
     /// The trie of a vocabulary: `tokens[i]` is token i's bytes (None or empty: never matches).
     /// Also builds the slices most grammars need (JSON string content, `[^\n]`).
@@ -273,56 +309,44 @@ impl TokenTrie {
         Ok(t)
     }
 
-    /// The jumps for `key` (built once per trie), or, when [`MAX_JUMPS`] are already built, the
-    /// built ones for the class within `key` with the most tokens (None if there is none).
+    /// The jumps for `key`: cached, or those of a class a few bytes short of it, or built now
+    /// (see `cached`: at most [`MAX_JUMPS`] are kept, the least recently used dropped first).
     pub fn jumps(&self, key: SliceKey) -> Option<Arc<Jumps>> {
         let mut built = self.jumps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(j) = built.iter().find(|j| j.key == key) {
-            return Some(j.clone());
-        }
-        let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
-        let within = || built.iter().filter(|j| j.key.subset_of(&key));
-        if let Some(j) = within()
-            .filter(|j| j.key.utf8 == key.utf8 && size(&j.key) + 4 >= size(&key))
-            .max_by_key(|j| j.size())
-        {
-            return Some(j.clone()); // a class a few bytes short of `key`: good enough, no build
-        }
-        if built.len() < MAX_JUMPS {
-            let j = Arc::new(Jumps::new(self, key));
-            built.push(j.clone());
-            return Some(j);
-        }
-        within().max_by_key(|j| j.size()).cloned()
+        let near = built
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| near(&j.key, &key))
+            .max_by_key(|(_, j)| j.size())
+            .map(|(i, _)| i);
+        Some(cached(
+            &mut built,
+            MAX_JUMPS,
+            key,
+            near,
+            |j| j.key,
+            || Jumps::new(self, key),
+        ))
     }
 
-    /// The slice for `key` (built once per trie), or, when [`MAX_SLICES`] are already built, the
-    /// cached slice with the most tokens whose class is within `key` (None if there is none).
+    /// The slice for `key`: cached, or that of a class a few bytes short of it, or built now
+    /// (see `cached`: at most [`MAX_SLICES`] are kept, the least recently used dropped first).
     pub fn slice(&self, key: SliceKey) -> Option<Arc<Slice>> {
         let mut slices = self.slices.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = slices.iter().find(|s| s.key == key) {
-            return Some(s.clone());
-        }
-        let size = |k: &SliceKey| k.bits.iter().map(|w| w.count_ones()).sum::<u32>();
         let near = slices
             .iter()
-            .filter(|s| s.key.subset_of(&key) && s.key.utf8 == key.utf8);
-        if let Some(s) = near
-            .filter(|s| size(&s.key) + 4 >= size(&key))
-            .max_by_key(|s| s.n_in)
-        {
-            return Some(s.clone()); // a class a few bytes short of `key`: good enough, no build
-        }
-        if slices.len() < MAX_SLICES {
-            let s = Arc::new(self.build_slice(key));
-            slices.push(s.clone());
-            return Some(s);
-        }
-        slices
-            .iter()
-            .filter(|s| s.key.subset_of(&key))
-            .max_by_key(|s| s.n_in)
-            .cloned()
+            .enumerate()
+            .filter(|(_, s)| near(&s.key, &key))
+            .max_by_key(|(_, s)| s.n_in)
+            .map(|(i, _)| i);
+        Some(cached(
+            &mut slices,
+            MAX_SLICES,
+            key,
+            near,
+            |s| s.key,
+            || self.build_slice(key),
+        ))
     }
 
     fn build_slice(&self, key: SliceKey) -> Slice {
@@ -507,6 +531,46 @@ impl TokenTrie {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The class of the one byte `b` (a stand-in for a table built for it).
+    fn class(b: u8) -> SliceKey {
+        let mut bits = [0u64; 4];
+        bits[(b >> 6) as usize] |= 1 << (b & 63);
+        SliceKey { bits, utf8: false }
+    }
+
+    #[test]
+    fn the_cache_keeps_its_prebuilt_tables_and_drops_the_least_recently_used() {
+        let mut tables: Vec<Arc<SliceKey>> =
+            (0..PREBUILT as u8).map(|b| Arc::new(class(b))).collect();
+        let builds = std::cell::Cell::new(0u32);
+        let get = |tables: &mut Vec<Arc<SliceKey>>, b: u8| {
+            *cached(
+                tables,
+                PREBUILT + 2,
+                class(b),
+                None,
+                |k| *k,
+                || {
+                    builds.set(builds.get() + 1);
+                    class(b)
+                },
+            )
+        };
+        assert_eq!(get(&mut tables, 10), class(10));
+        assert_eq!(get(&mut tables, 11), class(11));
+        assert_eq!(get(&mut tables, 10), class(10)); // a hit: 10 is now the most recent
+        assert_eq!(get(&mut tables, 12), class(12)); // full: 11, the least recent, goes
+        assert_eq!(get(&mut tables, 0), class(0)); // prebuilt: always there
+        let keys: Vec<SliceKey> = tables.iter().map(|t| **t).collect();
+        let expected: Vec<SliceKey> = [0, 1, 2, 10, 12].map(class).to_vec();
+        assert_eq!(keys[..PREBUILT], expected[..PREBUILT]);
+        assert_eq!(keys.len(), PREBUILT + 2);
+        assert!(
+            keys.contains(&class(10)) && keys.contains(&class(12)) && !keys.contains(&class(11))
+        );
+        assert_eq!(builds.get(), 3);
+    }
 
     #[test]
     fn preorder_layout() {

@@ -61,6 +61,26 @@ def test_one_byte_alternatives_merge_into_one_byteset():
     assert matches(g, b"b") and matches(g, b"xy") and not matches(g, b"x")
 
 
+@pytest.mark.parametrize("texts", [["ab", "ac", "d"], ["a", "ab", "abc", "b"], ["\\u0000", "\\u001f", "\\n", "\\\\"],
+                                   ["é", "è", "e"], ["x"]])
+def test_literals_is_the_alternation_of_its_texts_prefix_factored(texts):
+    b = GrammarBuilder()
+    g = b.build(b.literals(texts))
+    assert all(matches(g, t.encode()) for t in texts)
+    prefixes = {t[:k] for t in texts for k in range(len(t) + 2)} | {t + "a" for t in texts}
+    assert all(matches(g, p.encode()) == (p in texts) for p in prefixes)
+    # one alternative per distinct first byte at the top: a parser predicts that many items
+    assert len(g.rules[g.start]) <= len({t.encode()[0] for t in texts})
+
+
+def test_literals_refuses_empty_texts():
+    b = GrammarBuilder()
+    with pytest.raises(GrammarError):
+        b.literals([])
+    with pytest.raises(GrammarError):
+        b.literals(["a", ""])
+
+
 def test_choice_grammar():
     g = choice_grammar(["yes", "no", "maybe", "né"])
     assert all(matches(g, s.encode()) for s in ["yes", "no", "maybe", "né"])

@@ -353,11 +353,9 @@ class SchemaCompiler(Numbers, Strings, Objects):
         "value": lambda self: self._any_value(),
         "key_char": lambda self: self._key_char_any(),
         "key_rest": lambda self: self.b.star(self.key_char_any()),
-        # a key character that is non-ASCII or an escape, then any key characters
-        "key_tail": lambda self: self._rule("key_tail", self.b.alt(
-            self.b.seq(self._non_ascii_char(), self._shared("key_rest")),
-            self.b.seq(self._shared("key_escapes"), self._shared("key_rest")))),
-        "key_escapes": lambda self: self._rule("key_escape", self.b.alt(*map(self.b.literal, key_escapes([])))),
+        # a key character that is non-ASCII or an escape
+        "key_wide": lambda self: self._rule("key_wide", self.b.alt(self._non_ascii_char(), self._shared("key_escapes"))),
+        "key_escapes": lambda self: self._rule("key_escape", self.b.literals(key_escapes([]))),
         "non_ascii": lambda self: self._rule("non_ascii", self.b.char_class([(0x80, 0x10FFFF)])),
     }
 

@@ -171,32 +171,39 @@ class Objects:
         return self.b.ref(name)
 
     def key_except(self, names: list[str]) -> Any:
-        """A JSON string key whose (canonically escaped) text is none of `names`."""
+        """A JSON string key whose (canonically escaped) text is none of `names`.
+
+        The names' units form a trie; the key is read along it, one left-linear rule per trie node
+        (`node ::= parent unit`: "these units were read"), and may end at any node where no name
+        ends, or leave the trie with a unit no name goes on with and then hold any characters. Left
+        linear, every item of a key started where the key did, so leaving the trie after "ab" or
+        after "xyz" leads to one parser state (a right-linear trie would make a state per exit
+        point, and a mask at a key's start meets hundreds of them)."""
         b = self.b
-        units_of = [key_units(json_text(n)[1:-1]) for n in names]
         trie: dict = {}
-        for units in units_of:
+        for n in names:
             node = trie
-            for unit in units:
+            for unit in key_units(json_text(n)[1:-1]):
                 node = node.setdefault(unit, {})
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
         rest = self._shared("key_rest")  # any key characters
-
-        # One rule per trie node, its alternatives written out directly (this runs for every object
-        # that allows additional properties, so it skips seq/alt): they are distinct by construction.
-        def after(node: dict) -> tuple:
-            """The elements for the rest of a key, once the units leading to `node` are written."""
+        ends: list[tuple] = []  # the key ends inside the trie: its units so far
+        exits: list[tuple] = []  # the key leaves the trie: its units so far, then another one
+        # (the rules are written out directly, with `rule`: this runs for every object that allows
+        # additional properties, and the alternatives are distinct by construction)
+        todo: list[tuple[dict, tuple]] = [(trie, ())]  # (node, the elements that read its units)
+        while todo:
+            node, read = todo.pop()
             children = [u for u in node if u is not None]
-            if not children:  # past every name: any characters, at least one if a name ends here
-                return (rest,) if None not in node else (key_char, rest)
-            alternatives = [] if None in node else [()]  # the key may end here, unless a name does
+            if None not in node:
+                ends.append(read)
             for unit in children:
-                alternatives.append((*b.as_items(b.literal(unit)), *after(node[unit])))
-            alternatives += self.key_other(children)
-            return (b.rule(alternatives, "key"),)
-
-        return b.seq(b.literal('"'), *after(trie), b.literal('"'))
+                todo.append((node[unit], (b.rule([(*read, *b.as_items(b.literal(unit)))], "key"),)))
+            exits += [(*read, *other) for other in self.key_other(children)] if children else [(*read, key_char)]
+        if exits:
+            ends.append((b.rule(exits, "key_exit"), rest))
+        return b.seq(b.literal('"'), b.rule(ends, "key"), b.literal('"'))
 
     def key_char_any(self) -> Any:
         """Any canonical character unit of a key (one rule per grammar)."""
@@ -210,16 +217,15 @@ class Objects:
         return self._shared("non_ascii")
 
     def key_other(self, units: list[str]) -> list[tuple]:
-        """Alternatives (for `GrammarBuilder.rule`) of a key going on with a character unit not in
-        `units`, then any characters."""
+        """Alternatives (for `GrammarBuilder.rule`) of one canonical character unit of a key not in
+        `units`."""
         b = self.b
-        rest = self._shared("key_rest")
         if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
             ascii_set = _key_ascii_except(frozenset(units))
-            ascii_ = [(ascii_set, rest)] if ascii_set is not None else []
-            return ascii_ + [(self._shared("key_tail"),)]  # non-ASCII and escapes: one rule for every key
+            ascii_ = [(ascii_set,)] if ascii_set is not None else []
+            return ascii_ + [(self._shared("key_wide"),)]  # non-ASCII and escapes: one rule for every key
         other = self.key_char_except(units)
-        return [(*b.as_items(other), rest)] if other is not None else []
+        return [b.as_items(other)] if other is not None else []
 
     def key_char_except(self, units: list[str]) -> Any:
         """One canonical character unit of a key (raw char or short escape) not in `units`."""
@@ -233,7 +239,8 @@ class Objects:
             parts = [b.char_class(ranges)] if ranges else []
         if not any(u.startswith("\\") for u in units):  # the usual case: every escape, one shared rule
             return b.alt(*parts, self._shared("key_escapes"))
-        parts += [b.literal(e) for e in key_escapes(units)]
+        escapes = key_escapes(units)
+        parts += [b.literals(escapes)] if escapes else []
         return b.alt(*parts) if parts else None
 
 
