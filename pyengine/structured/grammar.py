@@ -325,11 +325,7 @@ class GrammarBuilder:
     # -- terminals --------------------------------------------------------------------------------
     def literal(self, text: str | bytes) -> Element:
         """Exactly these bytes (a str is UTF-8 encoded); "" is epsilon."""
-        try:
-            data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        except UnicodeEncodeError as e:
-            raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
-        return self._anonymous_rule([tuple(map(_SINGLE_BYTES.__getitem__, data))])
+        return self._anonymous_rule([literal_items(text)])
 
     def byte_set(self, ranges: list[tuple[int, int]]) -> ByteSet:
         """One byte from the inclusive ranges (raw bytes, not code points)."""
@@ -444,6 +440,16 @@ class GrammarBuilder:
 
 
 _SINGLE_BYTES = tuple(ByteSet(((b, b),)) for b in range(256))  # literals reuse these
+
+
+def literal_items(text: str | bytes) -> tuple[ByteSet, ...]:
+    """The bytes of `text` (a str is UTF-8 encoded) as the elements of a sequence, one ByteSet
+    each: what `GrammarBuilder.literal` is made of, for alternatives written out directly."""
+    try:
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError as e:
+        raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
+    return tuple(map(_SINGLE_BYTES.__getitem__, data))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -77,6 +77,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
         # `_library`), or, with no library, built here.
         self.library = _library(options) if use_library else None
         self.copied: dict[str, Any] = {}  # library rule name -> its copy in self.b
+        self.tokens: dict[str, Any] = {}  # ",", ":" -> the token's element (see `token`)
+        self.key_rules: dict[tuple, tuple] = {}  # undeclared keys' rules by content (see `key_except`)
         self.depth = 0
 
     def compile_root(self) -> Grammar:
@@ -260,8 +262,12 @@ class SchemaCompiler(Numbers, Strings, Objects):
         return b.ref(name)
 
     def token(self, text: str) -> Any:
-        """A structural character with the whitespace that may surround it inside a document."""
-        return self.b.seq(self.ws(), self.b.literal(text), self.ws())
+        """A structural character with the whitespace that may surround it inside a document (one
+        element per character and grammar: every member and item asks for one)."""
+        element = self.tokens.get(text)
+        if element is None:
+            element = self.tokens[text] = self.b.seq(self.ws(), self.b.literal(text), self.ws())
+        return element
 
     def array(self, schema: dict) -> Any:
         b = self.b

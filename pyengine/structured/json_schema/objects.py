@@ -10,7 +10,7 @@ from typing import Any
 
 from pyengine.structured import automaton
 from pyengine.structured.automaton import subtract_points
-from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError
+from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError, literal_items
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int
 from pyengine.structured.json_schema.merge import merge
 from pyengine.structured.json_schema.strings import ESCAPES, string_term
@@ -40,7 +40,7 @@ class Objects:
                                 else True)
         key_names = schema.get("propertyNames", True)
         names = list(props) + [r for r in required if r not in props]
-        members = []  # (expression, required)
+        members = []  # (the member's elements in a row, required)
         for name in names:
             matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
             sub = props[name] if name in props else (True if matching else additional)
@@ -51,8 +51,8 @@ class Objects:
                 if name in required:
                     return None  # a required property no value can satisfy
                 continue
-            key = self.json_string_literal(name)
-            members.append((b.seq(key, self.token(":"), expr), name in required))
+            member = b.seq(self.json_string_literal(name), self.token(":"), expr)
+            members.append((b.as_items(member), name in required))  # a long member becomes one rule
         if patterns or key_names is not True and key_names != {}:
             extra = self.pattern_members(names, patterns, additional, key_names)
         else:
@@ -61,13 +61,19 @@ class Objects:
         low = nonneg_int(schema, "minProperties", 0)
         high = nonneg_int(schema, "maxProperties", None)
         body = self.members(members, extra, low, high)
-        return None if body is None else b.seq(b.literal("{"), self.ws(), body, self.ws(), b.literal("}"))
+        return None if body is None else b.seq(b.literal("{"), self.ws(), *body, self.ws(), b.literal("}"))
 
-    def members(self, members: list[tuple[Any, bool]], extra: Any, low: int, high: int | None) -> Any:
-        """The members in order, each optional one optional, then any number of `extra` ones, with
-        between `low` and `high` members in all (None: when no count can be met)."""
+    def members(self, members: list[tuple[tuple, bool]], extra: Any, low: int, high: int | None) -> tuple | None:
+        """The members in order (each given as its elements in a row), each optional one optional,
+        then any number of `extra` ones, with between `low` and `high` members in all: as elements
+        in a row, or None when no count can be met.
+
+        The rules are written out directly with `GrammarBuilder.rule`, not through seq/alt: every
+        declared property of every object passes here, and the alternatives are distinct anyway
+        (a member taken starts with its key or a comma, one skipped does not)."""
         b = self.b
         comma = self.token(",")
+        comma_items = b.as_items(comma)
         cap = high if high is not None else low  # counts past `low` are all alike when unbounded
         if cap > MAX_COUNTED_MEMBERS:
             raise GrammarLimitError(f"minProperties/maxProperties above {MAX_COUNTED_MEMBERS} are not supported")
@@ -77,24 +83,28 @@ class Objects:
                 return count + 1 if count + 1 <= high else None
             return min(count + 1, low)
 
-        def extras(count: int, lead: bool) -> Any:  # extra members after `count` ones (lead: a comma first)
+        def extras(count: int, lead: bool) -> tuple | None:  # extra members after `count` ones (lead: a comma first)
             need = max(low - count, 0)
             most = None if high is None else high - count
             if most is not None and most < need:
                 return None
             if extra is None or most == 0:
-                return b.seq() if need == 0 else None
+                return () if need == 0 else None
             step = b.seq(comma, extra)
             if lead:
-                return b.repeat(step, need, most)
+                return b.as_items(b.repeat(step, need, most))
             run = b.seq(extra, b.repeat(step, max(need - 1, 0), None if most is None else most - 1))
-            return run if need else b.opt(run)
+            return b.as_items(run if need else b.opt(run))
+
+        def rule(hint: str, *alternatives: tuple | None) -> tuple | None:  # None: admits nothing
+            alternatives = [a for a in alternatives if a is not None]
+            return (b.rule(alternatives, hint),) if alternatives else None
 
         # Both helpers walk the members with a loop, not a call per member: a schema may declare
         # thousands of properties, and one Python call per member would hit the recursion limit.
-        after_rules: dict[tuple[int, int], Any] = {}
+        after_rules: dict[tuple[int, int], tuple | None] = {}
 
-        def after(i: int, count: int) -> Any:  # members i.. once `count` (>= 1) were written
+        def after(i: int, count: int) -> tuple | None:  # members i.. once `count` (>= 1) were written
             todo = [(i, count)]  # depth first, in the order a recursive walk would build the rules
             while todo:
                 key = todo[-1]
@@ -106,24 +116,25 @@ class Objects:
                     after_rules[key] = extras(written, lead=True)
                     todo.pop()
                     continue
-                expr, req = members[at]
+                items, req = members[at]
                 more = bump(written)
                 needs = ([] if more is None else [(at + 1, more)]) + ([] if req else [(at + 1, written)])
                 missing = [need for need in needs if need not in after_rules]
                 if missing:
                     todo.extend(reversed(missing))  # the member taken first, then the member skipped
                     continue
-                take = None if more is None else _seq(b, comma, expr, after_rules[(at + 1, more)])
-                body = take if req else self.alt([take, after_rules[(at + 1, written)]])
-                after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
+                take = None if more is None else _row(comma_items, items, after_rules[(at + 1, more)])
+                # A rule even for a required member: the rule is referenced from two places when
+                # the member before is optional (taken, or skipped), which keeps objects linear.
+                after_rules[key] = rule("obj_after", take, None if req else after_rules[(at + 1, written)])
                 todo.pop()
             return after_rules[(i, count)]
 
-        def first() -> Any:  # the members when none was written yet
+        def first() -> tuple | None:  # the members when none was written yet
             takes = []  # an optional member taken as the first one, for each leading optional member
-            for i, (expr, req) in enumerate(members):
+            for i, (items, req) in enumerate(members):
                 more = bump(0)
-                take = None if more is None else _seq(b, expr, after(i + 1, more))
+                take = None if more is None else _row(items, after(i + 1, more))
                 if req:
                     rest = take
                     break
@@ -131,8 +142,7 @@ class Objects:
             else:
                 rest = extras(0, lead=False)
             for take in reversed(takes):  # the first optional member written, or skipped
-                body = self.alt([take, rest])
-                rest = None if body is None else self._shared_rule("obj_first", body)
+                rest = rule("obj_first", take, rest)
             return rest
 
         return first()
@@ -164,37 +174,38 @@ class Objects:
                 parts.append(b.seq(b.literal('"'), key, b.literal('"'), self.token(":"), expr))
         return self.alt(parts)
 
-    def _shared_rule(self, hint: str, expr: Any) -> Any:
-        """A rule for an expression referenced twice (keeps object grammars linear in size)."""
-        name = self.b.new_rule(hint)
-        self.b.define(name, expr)
-        return self.b.ref(name)
-
     def key_except(self, names: list[str]) -> Any:
         """A JSON string key whose (canonically escaped) text is none of `names`."""
         b = self.b
-        units_of = [key_units(json_text(n)[1:-1]) for n in names]
         trie: dict = {}
-        for units in units_of:
+        for name in names:
             node = trie
-            for unit in units:
+            for unit in key_units(json_text(name)[1:-1]):
                 node = node.setdefault(unit, {})
             node[None] = True  # a declared name ends here
-        key_char = self.key_char_any()
-        rest = self._shared("key_rest")  # any key characters
+        ends = {False: (self._shared("key_rest"),),  # past every name: any characters,
+                True: (self.key_char_any(), self._shared("key_rest"))}  # at least one if a name ends here
+        rules = self.key_rules
 
-        # One rule per trie node, its alternatives written out directly (this runs for every object
-        # that allows additional properties, so it skips seq/alt): they are distinct by construction.
+        # One rule per distinct trie subtree: the same name endings ("name", "type", "...ption")
+        # recur across an object's names and across the objects of one schema, and each is written
+        # once per grammar (`rules`: a subtree's content -> its elements). The alternatives are
+        # written out directly (this runs for every object that allows additional properties, so
+        # it skips seq/alt): they are distinct by construction.
         def after(node: dict) -> tuple:
             """The elements for the rest of a key, once the units leading to `node` are written."""
-            children = [u for u in node if u is not None]
-            if not children:  # past every name: any characters, at least one if a name ends here
-                return (rest,) if None not in node else (key_char, rest)
-            alternatives = [] if None in node else [()]  # the key may end here, unless a name does
-            for unit in children:
-                alternatives.append((*b.as_items(b.literal(unit)), *after(node[unit])))
-            alternatives += self.key_other(children)
-            return (b.rule(alternatives, "key"),)
+            ends_here = None in node
+            children = sorted(u for u in node if u is not None)
+            if not children:
+                return ends[ends_here]
+            content = (ends_here, *[(unit, after(node[unit])) for unit in children])
+            elements = rules.get(content)
+            if elements is None:
+                alternatives = [] if ends_here else [()]  # the key may end here, unless a name does
+                alternatives += [(*literal_items(unit), *rest) for unit, rest in content[1:]]
+                alternatives += self.key_other(children)
+                elements = rules[content] = (b.rule(alternatives, "key"),)
+            return elements
 
         return b.seq(b.literal('"'), *after(trie), b.literal('"'))
 
@@ -259,9 +270,9 @@ def key_units(text: str) -> list[str]:
 
 
 
-def _seq(b: Any, *parts: Any) -> Any:
-    """A sequence, or None when a part is None (admits nothing)."""
-    return None if any(p is None for p in parts) else b.seq(*parts)
+def _row(*parts: tuple | None) -> tuple | None:
+    """The elements of the parts in a row, or None when a part is None (admits nothing)."""
+    return None if any(p is None for p in parts) else tuple(itertools.chain.from_iterable(parts))
 
 
 def _search(pattern: str, name: str) -> bool:
