@@ -421,20 +421,26 @@ class GrammarBuilder:
             self._set(start_name, self._alternatives(start))
         rules: dict[str, list[tuple[Element, ...]]] = {}
         todo = [start_name]
-        while todo:
+        symbols = 0
+        while todo:  # one pass over every reachable element: plain loops, it is most of a build's time
             name = todo.pop()
             if name in rules:
                 continue
-            if name not in self.rules:
+            alternatives = self.rules.get(name)
+            if alternatives is None:
                 raise GrammarError(f"undefined rule '{name}'")
-            rules[name] = self.rules[name]
-            todo.extend(e.name for alt in rules[name] for e in alt if e.__class__ in _NAMED)
+            rules[name] = alternatives
+            for alt in alternatives:
+                symbols += len(alt)
+                for e in alt:
+                    if e.__class__ in _NAMED and e.name not in rules:
+                        todo.append(e.name)
         for name, alternatives in rules.items():
             if not alternatives:
                 raise GrammarError(f"rule '{name}' is referenced but never defined")
         if len(rules) > MAX_RULES:
             raise GrammarLimitError(f"the grammar has more than {MAX_RULES} rules")
-        if sum(len(a) for alts in rules.values() for a in alts) > MAX_SYMBOLS:
+        if symbols > MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         return Grammar(rules, start_name)
 

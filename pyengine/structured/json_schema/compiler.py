@@ -79,6 +79,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
         self.copied: dict[str, Any] = {}  # library rule name -> its copy in self.b
         self.tokens: dict[str, Any] = {}  # ",", ":" -> the token's element (see `token`)
         self.key_rules: dict[tuple, tuple] = {}  # undeclared keys' rules by content (see `key_except`)
+        self.key_chains: dict[tuple, tuple] = {}  # ... and the rest of one name's text -> its rule
+        self.key_others: dict[tuple, list] = {}  # ... and the alternatives leaving the names (`key_other`)
         self.depth = 0
 
     def compile_root(self) -> Grammar:

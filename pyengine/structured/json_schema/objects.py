@@ -175,39 +175,52 @@ class Objects:
         return self.alt(parts)
 
     def key_except(self, names: list[str]) -> Any:
-        """A JSON string key whose (canonically escaped) text is none of `names`."""
-        b = self.b
-        trie: dict = {}
-        for name in names:
-            node = trie
-            for unit in key_units(json_text(name)[1:-1]):
-                node = node.setdefault(unit, {})
-            node[None] = True  # a declared name ends here
-        ends = {False: (self._shared("key_rest"),),  # past every name: any characters,
-                True: (self.key_char_any(), self._shared("key_rest"))}  # at least one if a name ends here
-        rules = self.key_rules
+        """A JSON string key whose (canonically escaped) text is none of `names`.
 
-        # One rule per distinct trie subtree: the same name endings ("name", "type", "...ption")
-        # recur across an object's names and across the objects of one schema, and each is written
-        # once per grammar (`rules`: a subtree's content -> its elements). The alternatives are
-        # written out directly (this runs for every object that allows additional properties, so
-        # it skips seq/alt): they are distinct by construction.
-        def after(node: dict) -> tuple:
-            """The elements for the rest of a key, once the units leading to `node` are written."""
-            ends_here = None in node
-            children = sorted(u for u in node if u is not None)
-            if not children:
-                return ends[ends_here]
-            content = (ends_here, *[(unit, after(node[unit])) for unit in children])
+        The rules follow the trie of the names' character units: the rest of a key after a prefix
+        of some names is one rule (end here unless a name does; go on along a name; or leave every
+        name with another unit, then any characters). Equal subtrees share one rule per grammar
+        (`key_rules`: a subtree's content -> its elements), since the same name endings ("type",
+        "...ption") recur across an object's names and across a schema's objects; `key_chains`
+        finds the rest of a lone name's text without walking it again.
+        """
+        b = self.b
+        rest = self._shared("key_rest")  # any key characters
+        past = {False: (rest,), True: (self.key_char_any(), rest)}  # past every name (one ended here?)
+        rules, chains = self.key_rules, self.key_chains
+
+        def rule(ends_here: bool, branches: list[tuple[str, tuple]]) -> tuple:
+            """The rule for a node: `branches` are (unit, elements after it), in unit order."""
+            content = (ends_here, *branches)
             elements = rules.get(content)
-            if elements is None:
+            if elements is None:  # written out directly (seq/alt would cost more): distinct by construction
                 alternatives = [] if ends_here else [()]  # the key may end here, unless a name does
-                alternatives += [(*literal_items(unit), *rest) for unit, rest in content[1:]]
-                alternatives += self.key_other(children)
+                alternatives += [(*_unit_items(unit), *after) for unit, after in branches]
+                alternatives += self.key_other(tuple(unit for unit, _ in branches))
                 elements = rules[content] = (b.rule(alternatives, "key"),)
             return elements
 
-        return b.seq(b.literal('"'), *after(trie), b.literal('"'))
+        def chain(units: tuple[str, ...]) -> tuple:
+            """The rest of a key once one name is left and `units` of its text are still to come."""
+            elements = chains.get(units)
+            if elements is None:
+                elements = past[True]
+                for i in range(len(units) - 1, -1, -1):  # from the name's end back: a loop, names may be long
+                    elements = rule(False, [(units[i], elements)])
+                chains[units] = elements
+            return elements
+
+        def node(group: list[tuple[str, ...]], depth: int) -> tuple:
+            """The rest of a key once the `depth` units the (sorted) `group` of names share are written."""
+            if len(group) == 1:
+                return chain(group[0][depth:])
+            ends_here = len(group[0]) == depth  # sorted: a name that ends here comes first
+            branches = [(unit, node(list(same), depth + 1))
+                        for unit, same in itertools.groupby(group[ends_here:], key=lambda units: units[depth])]
+            return rule(ends_here, branches)
+
+        units_of = sorted({_name_units(name) for name in names})
+        return b.seq(b.literal('"'), *(node(units_of, 0) if units_of else past[False]), b.literal('"'))
 
     def key_char_any(self) -> Any:
         """Any canonical character unit of a key (one rule per grammar)."""
@@ -220,9 +233,16 @@ class Objects:
         """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
         return self._shared("non_ascii")
 
-    def key_other(self, units: list[str]) -> list[tuple]:
+    def key_other(self, units: tuple[str, ...]) -> list[tuple]:
         """Alternatives (for `GrammarBuilder.rule`) of a key going on with a character unit not in
-        `units`, then any characters."""
+        `units`, then any characters (made once per grammar and `units`: most trie nodes have one
+        unit, and the same few recur)."""
+        alternatives = self.key_others.get(units)
+        if alternatives is None:
+            alternatives = self.key_others[units] = self._key_other(units)
+        return alternatives
+
+    def _key_other(self, units: tuple[str, ...]) -> list[tuple]:
         b = self.b
         rest = self._shared("key_rest")
         if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
@@ -253,6 +273,16 @@ def key_escapes(units: list[str]) -> list[str]:
     """The escapes a canonical key may use (json.dumps' short forms and \\u00XX), minus `units`."""
     escapes = [e for e in ('\\"', "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t") if e not in units]
     return escapes + ["\\u%04x" % c for c in range(0x20) if c not in ESCAPES and "\\u%04x" % c not in units]
+
+
+_unit_items = functools.lru_cache(maxsize=4096)(literal_items)  # a key unit's bytes (the same few recur)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_units(name: str) -> tuple[str, ...]:
+    """A property name's canonical JSON text (no quotes), one unit per character (cached: schemas
+    repeat their property names)."""
+    return tuple(key_units(json_text(name)[1:-1]))
 
 
 def key_units(text: str) -> list[str]:
