@@ -387,7 +387,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
 
     def json_string_literal(self, text: str) -> Any:
         """A fixed string as JSON writes it: raw UTF-8, or with non-ASCII as \\u escapes (json.dumps)."""
-        raw, ascii_ = json_text(text), json.dumps(text)
+        raw, ascii_ = json_text(text), json.encoder.encode_basestring_ascii(text)  # json.dumps(text), without its checks
         return self.b.literal(raw) if raw == ascii_ else self.b.alt(self.b.literal(raw), self.b.literal(ascii_))
 
     def alt(self, parts: list[Any]) -> Any:
