@@ -215,8 +215,9 @@ class Objects:
             if len(group) == 1:
                 return chain(group[0][depth:])
             ends_here = len(group[0]) == depth  # sorted: a name that ends here comes first
+            going_on = group[1:] if ends_here else group
             branches = [(unit, node(list(same), depth + 1))
-                        for unit, same in itertools.groupby(group[ends_here:], key=lambda units: units[depth])]
+                        for unit, same in itertools.groupby(going_on, key=lambda units: units[depth])]
             return rule(ends_here, branches)
 
         units_of = sorted({_name_units(name) for name in names})
