@@ -112,7 +112,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
         if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
             return self.schema(_if_as_any_of(schema))
-        if any(k in schema and schema[k] != {} for k in DEPENDENCIES):
+        if not _DEPENDENCIES.isdisjoint(schema) and any(k in schema and schema[k] != {} for k in DEPENDENCIES):
             return self.schema(_dependencies_as_any_of(schema))
         if "not" in schema and not _string_not(schema):
             positive = _negation(schema["not"])
@@ -192,10 +192,11 @@ class SchemaCompiler(Numbers, Strings, Objects):
         return self.object(schema)
 
     def check_keywords(self, schema: dict) -> None:
-        bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)
-               and not (k == "not" and _string_not(schema))]
-        if bad:
-            raise GrammarError(f"unsupported JSON Schema keyword(s): {', '.join(bad)}")
+        if not _UNSUPPORTED.isdisjoint(schema):  # most schemas use none: one set test first (every subschema asks)
+            bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)
+                   and not (k == "not" and _string_not(schema))]
+            if bad:
+                raise GrammarError(f"unsupported JSON Schema keyword(s): {', '.join(bad)}")
         if "type" in schema:
             for t in [schema["type"]] if isinstance(schema["type"], str) else as_list(schema["type"], "type"):
                 if t not in TYPES:
@@ -399,6 +400,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
 
 
 DEPENDENCIES = ("dependentRequired", "dependentSchemas", "dependencies")
+_DEPENDENCIES, _UNSUPPORTED = frozenset(DEPENDENCIES), frozenset(UNSUPPORTED_KEYWORDS)  # for quick tests
 MAX_DEPENDENCIES = 4  # each one doubles the union the object is compiled as
 
 
