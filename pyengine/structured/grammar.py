@@ -325,11 +325,7 @@ class GrammarBuilder:
     # -- terminals --------------------------------------------------------------------------------
     def literal(self, text: str | bytes) -> Element:
         """Exactly these bytes (a str is UTF-8 encoded); "" is epsilon."""
-        try:
-            data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        except UnicodeEncodeError as e:
-            raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
-        return self._anonymous_rule([tuple(map(_SINGLE_BYTES.__getitem__, data))])
+        return self._anonymous_rule([literal_items(text)])
 
     def literals(self, texts: list[str]) -> Element:
         """Any one of `texts` (none empty), prefix-factored: `ab | ac | d` is `a [bc] | d`, so that a
@@ -447,25 +443,41 @@ class GrammarBuilder:
             self._set(start_name, self._alternatives(start))
         rules: dict[str, list[tuple[Element, ...]]] = {}
         todo = [start_name]
-        while todo:
+        symbols = 0
+        while todo:  # one pass over every reachable element: plain loops, it is most of a build's time
             name = todo.pop()
             if name in rules:
                 continue
-            if name not in self.rules:
+            alternatives = self.rules.get(name)
+            if alternatives is None:
                 raise GrammarError(f"undefined rule '{name}'")
-            rules[name] = self.rules[name]
-            todo.extend(e.name for alt in rules[name] for e in alt if e.__class__ in _NAMED)
+            rules[name] = alternatives
+            for alt in alternatives:
+                symbols += len(alt)
+                for e in alt:
+                    if e.__class__ in _NAMED and e.name not in rules:
+                        todo.append(e.name)
         for name, alternatives in rules.items():
             if not alternatives:
                 raise GrammarError(f"rule '{name}' is referenced but never defined")
         if len(rules) > MAX_RULES:
             raise GrammarLimitError(f"the grammar has more than {MAX_RULES} rules")
-        if sum(len(a) for alts in rules.values() for a in alts) > MAX_SYMBOLS:
+        if symbols > MAX_SYMBOLS:
             raise GrammarLimitError(f"the grammar has more than {MAX_SYMBOLS} symbols")
         return Grammar(rules, start_name)
 
 
 _SINGLE_BYTES = tuple(ByteSet(((b, b),)) for b in range(256))  # literals reuse these
+
+
+def literal_items(text: str | bytes) -> tuple[ByteSet, ...]:
+    """The bytes of `text` (a str is UTF-8 encoded) as the elements of a sequence, one ByteSet
+    each: what `GrammarBuilder.literal` is made of, for alternatives written out directly."""
+    try:
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError as e:
+        raise GrammarError(f"literal {text!r} is not valid Unicode text ({e.reason})") from None
+    return tuple(map(_SINGLE_BYTES.__getitem__, data))
 
 
 @functools.lru_cache(maxsize=1024)

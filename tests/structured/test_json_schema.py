@@ -139,6 +139,22 @@ def test_additional_keys_never_repeat_a_declared_name():
     assert not accepts(schema, '{"ab": 1, "ab": "x"}') and not accepts(schema, '{"ab": "x"}')
 
 
+def test_objects_with_the_same_names_share_the_rules_of_their_undeclared_keys():
+    names = {"": {}, "type": {}, "subtype": {}, "typed": {}, "a\u00e9": {}}
+    one = {"type": "array", "prefixItems": [{"type": "object", "properties": names}]}
+    two = {"type": "array", "prefixItems": [{"type": "object", "properties": names},
+                                            {"type": "object", "properties": dict(names)}]}
+
+    def key_rules(schema):
+        return sum(name.startswith("key_") for name in json_schema_grammar(schema, PLAIN).rules)
+
+    assert key_rules(one) == key_rules(two) > 0
+    ok = '[{"type": 1}, {"typed": 1, "typ": 2, "types": 3, "yped": 4, "a": 5, "a\u00e9x": 6, " ": 7, "\\n": 8}]'
+    assert accepts(two, ok, PLAIN)
+    for repeated in ('""', '"type"', '"subtype"', '"a\u00e9"'):  # a declared name never comes back as another key
+        assert not accepts(two, f'[{{}}, {{{repeated}: 1, {repeated}: 2}}]', PLAIN)
+
+
 @pytest.mark.parametrize("schema", [
     {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}, "x": {"type": "number"}},
      "required": ["name"]},

@@ -77,6 +77,9 @@ class SchemaCompiler(Numbers, Strings, Objects):
         # `_library`), or, with no library, built here.
         self.library = _library(options) if use_library else None
         self.copied: dict[str, Any] = {}  # library rule name -> its copy in self.b
+        self.tokens: dict[str, Any] = {}  # ",", ":" -> the token's element (see `token`)
+        self.key_excepts: dict[tuple, Any] = {}  # undeclared keys by the names they avoid (see `key_except`)
+        self.key_others: dict[tuple, list] = {}  # ... and the alternatives leaving the names (`key_other`)
         self.depth = 0
 
     def compile_root(self) -> Grammar:
@@ -108,7 +111,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
         if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
             return self.schema(_if_as_any_of(schema))
-        if any(k in schema and schema[k] != {} for k in DEPENDENCIES):
+        if not _DEPENDENCIES.isdisjoint(schema) and any(k in schema and schema[k] != {} for k in DEPENDENCIES):
             return self.schema(_dependencies_as_any_of(schema))
         if "not" in schema and not _string_not(schema):
             positive = _negation(schema["not"])
@@ -188,10 +191,11 @@ class SchemaCompiler(Numbers, Strings, Objects):
         return self.object(schema)
 
     def check_keywords(self, schema: dict) -> None:
-        bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)
-               and not (k == "not" and _string_not(schema))]
-        if bad:
-            raise GrammarError(f"unsupported JSON Schema keyword(s): {', '.join(bad)}")
+        if not _UNSUPPORTED.isdisjoint(schema):  # most schemas use none: one set test first (every subschema asks)
+            bad = [k for k in UNSUPPORTED_KEYWORDS if k in schema and not trivially_true(k, schema)
+                   and not (k == "not" and _string_not(schema))]
+            if bad:
+                raise GrammarError(f"unsupported JSON Schema keyword(s): {', '.join(bad)}")
         if "type" in schema:
             for t in [schema["type"]] if isinstance(schema["type"], str) else as_list(schema["type"], "type"):
                 if t not in TYPES:
@@ -260,8 +264,12 @@ class SchemaCompiler(Numbers, Strings, Objects):
         return b.ref(name)
 
     def token(self, text: str) -> Any:
-        """A structural character with the whitespace that may surround it inside a document."""
-        return self.b.seq(self.ws(), self.b.literal(text), self.ws())
+        """A structural character with the whitespace that may surround it inside a document (one
+        element per character and grammar: every member and item asks for one)."""
+        element = self.tokens.get(text)
+        if element is None:
+            element = self.tokens[text] = self.b.seq(self.ws(), self.b.literal(text), self.ws())
+        return element
 
     def array(self, schema: dict) -> Any:
         b = self.b
@@ -377,7 +385,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
 
     def json_string_literal(self, text: str) -> Any:
         """A fixed string as JSON writes it: raw UTF-8, or with non-ASCII as \\u escapes (json.dumps)."""
-        raw, ascii_ = json_text(text), json.dumps(text)
+        raw, ascii_ = json_text(text), json.encoder.encode_basestring_ascii(text)  # json.dumps(text), without its checks
         return self.b.literal(raw) if raw == ascii_ else self.b.alt(self.b.literal(raw), self.b.literal(ascii_))
 
     def alt(self, parts: list[Any]) -> Any:
@@ -389,6 +397,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
 
 
 DEPENDENCIES = ("dependentRequired", "dependentSchemas", "dependencies")
+_DEPENDENCIES, _UNSUPPORTED = frozenset(DEPENDENCIES), frozenset(UNSUPPORTED_KEYWORDS)  # for quick tests
 MAX_DEPENDENCIES = 4  # each one doubles the union the object is compiled as
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyengine.structured import automaton
 from pyengine.structured.automaton import subtract_points
-from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError
+from pyengine.structured.grammar import ByteSet, GrammarError, GrammarLimitError, literal_items
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, as_list, json_text, nonneg_int
 from pyengine.structured.json_schema.merge import merge
 from pyengine.structured.json_schema.strings import ESCAPES, string_term
@@ -40,7 +40,7 @@ class Objects:
                                 else True)
         key_names = schema.get("propertyNames", True)
         names = list(props) + [r for r in required if r not in props]
-        members = []  # (expression, required)
+        members = []  # (the member's elements in a row, required)
         for name in names:
             matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
             sub = props[name] if name in props else (True if matching else additional)
@@ -51,8 +51,8 @@ class Objects:
                 if name in required:
                     return None  # a required property no value can satisfy
                 continue
-            key = self.json_string_literal(name)
-            members.append((b.seq(key, self.token(":"), expr), name in required))
+            member = b.seq(self.json_string_literal(name), self.token(":"), expr)
+            members.append((b.as_items(member), name in required))  # a long member becomes one rule
         if patterns or key_names is not True and key_names != {}:
             extra = self.pattern_members(names, patterns, additional, key_names)
         else:
@@ -61,13 +61,19 @@ class Objects:
         low = nonneg_int(schema, "minProperties", 0)
         high = nonneg_int(schema, "maxProperties", None)
         body = self.members(members, extra, low, high)
-        return None if body is None else b.seq(b.literal("{"), self.ws(), body, self.ws(), b.literal("}"))
+        return None if body is None else b.seq(b.literal("{"), self.ws(), *body, self.ws(), b.literal("}"))
 
-    def members(self, members: list[tuple[Any, bool]], extra: Any, low: int, high: int | None) -> Any:
-        """The members in order, each optional one optional, then any number of `extra` ones, with
-        between `low` and `high` members in all (None: when no count can be met)."""
+    def members(self, members: list[tuple[tuple, bool]], extra: Any, low: int, high: int | None) -> tuple | None:
+        """The members in order (each given as its elements in a row), each optional one optional,
+        then any number of `extra` ones, with between `low` and `high` members in all: as elements
+        in a row, or None when no count can be met.
+
+        The rules are written out directly with `GrammarBuilder.rule`, not through seq/alt: every
+        declared property of every object passes here, and the alternatives are distinct anyway
+        (a member taken starts with its key or a comma, one skipped does not)."""
         b = self.b
         comma = self.token(",")
+        comma_items = b.as_items(comma)
         cap = high if high is not None else low  # counts past `low` are all alike when unbounded
         if cap > MAX_COUNTED_MEMBERS:
             raise GrammarLimitError(f"minProperties/maxProperties above {MAX_COUNTED_MEMBERS} are not supported")
@@ -77,24 +83,28 @@ class Objects:
                 return count + 1 if count + 1 <= high else None
             return min(count + 1, low)
 
-        def extras(count: int, lead: bool) -> Any:  # extra members after `count` ones (lead: a comma first)
+        def extras(count: int, lead: bool) -> tuple | None:  # extra members after `count` ones (lead: a comma first)
             need = max(low - count, 0)
             most = None if high is None else high - count
             if most is not None and most < need:
                 return None
             if extra is None or most == 0:
-                return b.seq() if need == 0 else None
+                return () if need == 0 else None
             step = b.seq(comma, extra)
             if lead:
-                return b.repeat(step, need, most)
+                return b.as_items(b.repeat(step, need, most))
             run = b.seq(extra, b.repeat(step, max(need - 1, 0), None if most is None else most - 1))
-            return run if need else b.opt(run)
+            return b.as_items(run if need else b.opt(run))
+
+        def rule(hint: str, *alternatives: tuple | None) -> tuple | None:  # None: admits nothing
+            alternatives = [a for a in alternatives if a is not None]
+            return (b.rule(alternatives, hint),) if alternatives else None
 
         # Both helpers walk the members with a loop, not a call per member: a schema may declare
         # thousands of properties, and one Python call per member would hit the recursion limit.
-        after_rules: dict[tuple[int, int], Any] = {}
+        after_rules: dict[tuple[int, int], tuple | None] = {}
 
-        def after(i: int, count: int) -> Any:  # members i.. once `count` (>= 1) were written
+        def after(i: int, count: int) -> tuple | None:  # members i.. once `count` (>= 1) were written
             todo = [(i, count)]  # depth first, in the order a recursive walk would build the rules
             while todo:
                 key = todo[-1]
@@ -106,24 +116,25 @@ class Objects:
                     after_rules[key] = extras(written, lead=True)
                     todo.pop()
                     continue
-                expr, req = members[at]
+                items, req = members[at]
                 more = bump(written)
                 needs = ([] if more is None else [(at + 1, more)]) + ([] if req else [(at + 1, written)])
                 missing = [need for need in needs if need not in after_rules]
                 if missing:
                     todo.extend(reversed(missing))  # the member taken first, then the member skipped
                     continue
-                take = None if more is None else _seq(b, comma, expr, after_rules[(at + 1, more)])
-                body = take if req else self.alt([take, after_rules[(at + 1, written)]])
-                after_rules[key] = None if body is None else self._shared_rule("obj_after", body)
+                take = None if more is None else _row(comma_items, items, after_rules[(at + 1, more)])
+                # A rule even for a required member: the rule is referenced from two places when
+                # the member before is optional (taken, or skipped), which keeps objects linear.
+                after_rules[key] = rule("obj_after", take, None if req else after_rules[(at + 1, written)])
                 todo.pop()
             return after_rules[(i, count)]
 
-        def first() -> Any:  # the members when none was written yet
+        def first() -> tuple | None:  # the members when none was written yet
             takes = []  # an optional member taken as the first one, for each leading optional member
-            for i, (expr, req) in enumerate(members):
+            for i, (items, req) in enumerate(members):
                 more = bump(0)
-                take = None if more is None else _seq(b, expr, after(i + 1, more))
+                take = None if more is None else _row(items, after(i + 1, more))
                 if req:
                     rest = take
                     break
@@ -131,8 +142,7 @@ class Objects:
             else:
                 rest = extras(0, lead=False)
             for take in reversed(takes):  # the first optional member written, or skipped
-                body = self.alt([take, rest])
-                rest = None if body is None else self._shared_rule("obj_first", body)
+                rest = rule("obj_first", take, rest)
             return rest
 
         return first()
@@ -164,12 +174,6 @@ class Objects:
                 parts.append(b.seq(b.literal('"'), key, b.literal('"'), self.token(":"), expr))
         return self.alt(parts)
 
-    def _shared_rule(self, hint: str, expr: Any) -> Any:
-        """A rule for an expression referenced twice (keeps object grammars linear in size)."""
-        name = self.b.new_rule(hint)
-        self.b.define(name, expr)
-        return self.b.ref(name)
-
     def key_except(self, names: list[str]) -> Any:
         """A JSON string key whose (canonically escaped) text is none of `names`.
 
@@ -178,12 +182,19 @@ class Objects:
         ends, or leave the trie with a unit no name goes on with and then hold any characters. Left
         linear, every item of a key started where the key did, so leaving the trie after "ab" or
         after "xyz" leads to one parser state (a right-linear trie would make a state per exit
-        point, and a mask at a key's start meets hundreds of them)."""
+        point, and a mask at a key's start meets hundreds of them). Objects with the same names
+        share these rules (`key_excepts`, one entry per grammar and list of names)."""
+        shared = self.key_excepts.get(tuple(names))
+        if shared is None:
+            shared = self.key_excepts[tuple(names)] = self._key_except(names)
+        return shared
+
+    def _key_except(self, names: list[str]) -> Any:
         b = self.b
         trie: dict = {}
-        for n in names:
+        for name in names:
             node = trie
-            for unit in key_units(json_text(n)[1:-1]):
+            for unit in _name_units(name):
                 node = node.setdefault(unit, {})
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
@@ -195,11 +206,11 @@ class Objects:
         todo: list[tuple[dict, tuple]] = [(trie, ())]  # (node, the elements that read its units)
         while todo:
             node, read = todo.pop()
-            children = [u for u in node if u is not None]
+            children = tuple(u for u in node if u is not None)
             if None not in node:
                 ends.append(read)
             for unit in children:
-                todo.append((node[unit], (b.rule([(*read, *b.as_items(b.literal(unit)))], "key"),)))
+                todo.append((node[unit], (b.rule([(*read, *_unit_items(unit))], "key"),)))
             exits += [(*read, *other) for other in self.key_other(children)] if children else [(*read, key_char)]
         if exits:
             ends.append((b.rule(exits, "key_exit"), rest))
@@ -216,15 +227,22 @@ class Objects:
         """Any character past ASCII (its 2-4 UTF-8 bytes), one rule per grammar."""
         return self._shared("non_ascii")
 
-    def key_other(self, units: list[str]) -> list[tuple]:
+    def key_other(self, units: tuple[str, ...]) -> list[tuple]:
         """Alternatives (for `GrammarBuilder.rule`) of one canonical character unit of a key not in
-        `units`."""
+        `units` (made once per grammar and `units`: most trie nodes have one unit, and the same few
+        recur)."""
+        alternatives = self.key_others.get(units)
+        if alternatives is None:
+            alternatives = self.key_others[units] = self._key_other(units)
+        return alternatives
+
+    def _key_other(self, units: tuple[str, ...]) -> list[tuple]:
         b = self.b
         if all(len(u) == 1 and u < "\x80" for u in units):  # the usual case: excluding a few ASCII characters
             ascii_set = _key_ascii_except(frozenset(units))
             ascii_ = [(ascii_set,)] if ascii_set is not None else []
             return ascii_ + [(self._shared("key_wide"),)]  # non-ASCII and escapes: one rule for every key
-        other = self.key_char_except(units)
+        other = self.key_char_except(list(units))
         return [b.as_items(other)] if other is not None else []
 
     def key_char_except(self, units: list[str]) -> Any:
@@ -251,6 +269,16 @@ def key_escapes(units: list[str]) -> list[str]:
     return escapes + ["\\u%04x" % c for c in range(0x20) if c not in ESCAPES and "\\u%04x" % c not in units]
 
 
+_unit_items = functools.lru_cache(maxsize=4096)(literal_items)  # a key unit's bytes (the same few recur)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_units(name: str) -> tuple[str, ...]:
+    """A property name's canonical JSON text (no quotes), one unit per character (cached: schemas
+    repeat their property names)."""
+    return tuple(key_units(json_text(name)[1:-1]))
+
+
 def key_units(text: str) -> list[str]:
     """A JSON string's content (as json.dumps writes it) split into one unit per character."""
     units, i = [], 0
@@ -266,9 +294,9 @@ def key_units(text: str) -> list[str]:
 
 
 
-def _seq(b: Any, *parts: Any) -> Any:
-    """A sequence, or None when a part is None (admits nothing)."""
-    return None if any(p is None for p in parts) else b.seq(*parts)
+def _row(*parts: tuple | None) -> tuple | None:
+    """The elements of the parts in a row, or None when a part is None (admits nothing)."""
+    return None if any(p is None for p in parts) else tuple(itertools.chain.from_iterable(parts))
 
 
 def _search(pattern: str, name: str) -> bool:
