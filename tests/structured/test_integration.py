@@ -192,16 +192,23 @@ def test_a_matcher_limit_mid_walk_ends_only_its_own_request(monkeypatch):
     engine = llm.llm_engine
     engine.add_request("ambiguous", "hi", SamplingParams(max_tokens=40, temperature=0, structured_outputs=(
         StructuredOutputsParams(grammar='root ::= x\nx ::= x x | "a"'))))
+    finished = _finish_beside_two_others(engine)
+    assert finished["ambiguous"].finish_reason == "stop"
+    assert 0 < len(finished["ambiguous"].token_ids) < 40 and set(finished["ambiguous"].text) <= {"a"}
+
+
+def _finish_beside_two_others(engine) -> dict:
+    """Queue a constrained and a free request beside the engine's, run all to their end, check the two
+    went on unharmed; the finished outputs by request id."""
     engine.add_request("choice", "hi", SamplingParams(max_tokens=30, structured_outputs=StructuredOutputsParams(
         choice=["alpha", "beta"])))
     engine.add_request("free", "hi", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
     finished = {}
     while engine.has_unfinished_requests():
         finished |= {o.request_id: o.outputs[0] for o in engine.step() if o.finished}
-    assert finished["ambiguous"].finish_reason == "stop"
-    assert 0 < len(finished["ambiguous"].token_ids) < 40 and set(finished["ambiguous"].text) <= {"a"}
     assert finished["choice"].text in ("alpha", "beta") and finished["choice"].finish_reason == "stop"
     assert len(finished["free"].token_ids) == 12 and finished["free"].finish_reason == "length"
+    return finished
 
 
 def test_a_matcher_bug_mid_walk_ends_only_its_own_request(monkeypatch, caplog):
@@ -237,14 +244,7 @@ def test_a_matcher_bug_mid_walk_ends_only_its_own_request(monkeypatch, caplog):
     engine = LLM(model=QWEN2).llm_engine
     engine.add_request("broken", "hi", SamplingParams(max_tokens=40, temperature=0, structured_outputs=(
         StructuredOutputsParams(regex="a{1,39}"))))
-    engine.add_request("choice", "hi", SamplingParams(max_tokens=30, structured_outputs=StructuredOutputsParams(
-        choice=["alpha", "beta"])))
-    engine.add_request("free", "hi", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
-    finished = {}
     with caplog.at_level("ERROR", logger="pyengine.constrained"):
-        while engine.has_unfinished_requests():
-            finished |= {o.request_id: o.outputs[0] for o in engine.step() if o.finished}
+        finished = _finish_beside_two_others(engine)
     assert finished["broken"].finish_reason == "stop" and finished["broken"].text == "aa"
     assert any("bug in its matcher" in r.message and r.exc_info for r in caplog.records)
-    assert finished["choice"].text in ("alpha", "beta") and finished["choice"].finish_reason == "stop"
-    assert len(finished["free"].token_ids) == 12 and finished["free"].finish_reason == "length"
