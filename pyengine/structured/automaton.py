@@ -205,23 +205,29 @@ def derivative(t: tuple, c: int, at_start: bool) -> tuple:
     return _seq2(derivative(inner, c, at_start), repeat(inner, max(lo - 1, 0), None if hi is None else hi - 1))
 
 
-def _boundaries(t: tuple, out: set) -> None:
-    """The code points where membership in some character set of t changes."""
+def _leaf_toggles(t: tuple, toggles: dict[int, int], bits: dict[tuple, int]) -> bool:
+    """Mark where each character set of t starts and stops holding: `toggles[p]` flips the bits of
+    the sets whose membership changes at code point p (one bit per distinct set). True if t has a
+    `mod` term, whose derivative depends on the digit itself, not only on the sets."""
     kind = t[0]
     if kind == "chars":
-        for lo, hi in t[1]:
-            out.add(lo)
-            out.add(hi + 1)
-    elif kind in ("alt", "and"):
-        for m in t[1]:
-            _boundaries(m, out)
-    elif kind == "seq":
-        _boundaries(t[1], out)
-        _boundaries(t[2], out)
-    elif kind in ("not", "star", "repeat"):
-        _boundaries(t[1], out)
-    elif kind == "mod":
-        out.update(range(0x30, 0x3B))  # each digit leads to its own remainder
+        if t[1] not in bits:
+            bit = bits[t[1]] = 1 << len(bits)
+            for lo, hi in t[1]:  # merged ranges: disjoint and never adjacent, so flips pair up
+                toggles[lo] = toggles.get(lo, 0) ^ bit
+                toggles[hi + 1] = toggles.get(hi + 1, 0) ^ bit
+        return False
+    if kind in ("alt", "and"):
+        return any([_leaf_toggles(m, toggles, bits) for m in t[1]])  # (a list: visit every member)
+    if kind == "seq":
+        return _leaf_toggles(t[1], toggles, bits) | _leaf_toggles(t[2], toggles, bits)
+    if kind in ("not", "star", "repeat"):
+        return _leaf_toggles(t[1], toggles, bits)
+    if kind == "mod":
+        for digit in range(0x30, 0x3B):  # each digit leads to its own remainder
+            toggles.setdefault(digit, 0)
+        return True
+    return False
 
 
 class Automaton:
@@ -238,12 +244,20 @@ class Automaton:
         while todo:
             state = todo.pop()
             term, at_start = self.terms[state], state == 0
-            cuts: set = {0, MAX_POINT + 1}
-            _boundaries(term, cuts)
-            points = sorted(p for p in cuts if p <= MAX_POINT + 1)
+            # The code points split into ranges where no set's membership changes; two ranges in the
+            # same sets (the same `inside` bits) have the same derivative, computed once.
+            toggles: dict[int, int] = {0: 0, MAX_POINT + 1: 0}
+            digits_matter = _leaf_toggles(term, toggles, {})
+            points = sorted(p for p in toggles if p <= MAX_POINT + 1)
             by_target: dict[int, list[tuple[int, int]]] = {}
+            derivatives: dict[object, tuple] = {}
+            inside = 0
             for lo, next_lo in zip(points, points[1:]):
-                d = derivative(term, lo, at_start)
+                inside ^= toggles[lo]
+                key = (inside, lo) if digits_matter and 0x30 <= lo <= 0x39 else inside
+                d = derivatives.get(key)
+                if d is None:
+                    d = derivatives[key] = derivative(term, lo, at_start)
                 if d == NONE:
                     continue
                 target = index.get(d)
