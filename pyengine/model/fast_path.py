@@ -14,8 +14,9 @@ tests/model/test_attention.py and tests/model/test_linear.py hold them to the sa
    groups, 13.3x; docs/02-kv-cache-and-batching.md).
 2. Padded batched decode attention (`batched_decode_attention`, `padded_decode_attention`): the
    group's blocks gathered into one [b, S_max, Hkv, Dh] array, keys past a sequence's length
-   masked with -inf, scores scaled, masked and softmaxed in place. A lone sequence's decode skips
-   the reshapes a batch needs (`lone_decode_attention`).
+   masked with -inf, scores scaled, masked and softmaxed in place. A decode row outside a group
+   (a lone sequence, or one among prefills) skips the reshapes and the mask a block of queries
+   needs (`lone_decode_attention`).
 3. The gated activation (`act_and_mul`): silu(gate) * up computed in one [N, F] buffer, because at
    prefill sizes the plain expression's four N x F temporaries cost more than its arithmetic.
 4. The operand order of projections (`linear`): `weight @ x.T` for short batches (~1.35x at 32
@@ -105,12 +106,23 @@ def decode_groups(block_tables: list[list[int]], context_lens: list[int],
 
 def attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,
               sliding_window: int | None = None, softcap: float | None = None) -> Any:
-    """[N, H, Dh] -> [N, H, Dh]: `layers.paged_attention`, with decode groups when the batch has them."""
+    """[N, H, Dh] -> [N, H, Dh]: `layers.paged_attention`, with decode groups when the batch has them, and
+    each decode row of a mixed batch (one query that sees every key) through `lone_decode_attention`."""
     if attn.decode_groups is not None:
         return batched_decode_attention(q, key_cache, value_cache, attn, scale, sliding_window, softcap)
-    if attn.query_start_loc == (0, 1) and (sliding_window is None or attn.context_lens[0] <= sliding_window):
-        return lone_decode_attention(q, key_cache, value_cache, attn, scale, softcap)
-    return paged_attention(q, key_cache, value_cache, attn, scale, sliding_window, softcap)
+    starts, lens = attn.query_start_loc, attn.context_lens
+    lone = [starts[b + 1] - starts[b] == 1 and (sliding_window is None or lens[b] <= sliding_window)
+            for b in range(attn.num_seqs)]
+    if not any(lone):
+        return paged_attention(q, key_cache, value_cache, attn, scale, sliding_window, softcap)
+    out = array_module(q).empty_like(q)  # [N, H, Dh]
+    for b, alone in enumerate(lone):  # each sequence on its own: its rows, blocks and key count
+        start, end = starts[b], starts[b + 1]
+        one = AttentionInputs(attn.positions[start:end], attn.slot_mapping[start:end], (attn.block_tables[b],),
+                              (0, end - start), (lens[b],))
+        out[start:end] = lone_decode_attention(q[start:end], key_cache, value_cache, one, scale, softcap) if alone \
+            else paged_attention(q[start:end], key_cache, value_cache, one, scale, sliding_window, softcap)
+    return out
 
 
 def lone_decode_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInputs, scale: float,

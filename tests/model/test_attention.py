@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pyengine.model.fast_path import GROUP_COST_BLOCKS, batched_decode_attention, decode_groups
+from pyengine.model.fast_path import GROUP_COST_BLOCKS, attention, batched_decode_attention, decode_groups
 from pyengine.model.layers import AttentionInputs, paged_attention, softmax
 
 BLOCK = 4
@@ -55,6 +55,26 @@ def test_batched_decode_equals_per_sequence_and_dense(window, lengths, softcap):
     np.testing.assert_allclose(batched, _dense(q, kc, vc, tables, lengths, window, softcap), atol=1e-5)
     if softcap is not None:  # the cap really bends these scores
         assert np.abs(batched - _dense(q, kc, vc, tables, lengths, window)).max() > 1e-2
+
+
+@pytest.mark.parametrize("window", [None, 3, 12])
+@pytest.mark.parametrize("softcap", [None, 0.5])
+def test_a_mixed_batch_s_decode_rows_take_the_lone_query_path_with_the_same_result(window, softcap):
+    """Prefills of 3 and 5 queries beside decode rows (one query each): the fast path's per-sequence
+    dispatch equals the equations' loop (a window shorter than a row's keys keeps it on the masked path)."""
+    rng = np.random.default_rng(1)
+    queries, keys = [3, 1, 5, 1, 1], [3, 9, 14, 20, 2]  # per sequence: this step's queries, keys seen
+    kc = rng.standard_normal((32, BLOCK, 2, 8)).astype(np.float32)
+    vc = rng.standard_normal((32, BLOCK, 2, 8)).astype(np.float32)
+    free = list(rng.permutation(32))
+    tables = tuple(np.array([int(free.pop()) for _ in range(-(-n // BLOCK))]) for n in keys)
+    positions = np.concatenate([np.arange(n - t, n) for t, n in zip(queries, keys)])
+    attn = AttentionInputs(positions=positions, slot_mapping=np.zeros(len(positions), np.int64), block_tables=tables,
+                           query_start_loc=tuple(np.cumsum([0, *queries]).tolist()), context_lens=tuple(keys))
+    q = rng.standard_normal((len(positions), 4, 8)).astype(np.float32)
+    scale = 8 ** -0.5
+    np.testing.assert_allclose(attention(q, kc, vc, attn, scale, window, softcap),
+                               paged_attention(q, kc, vc, attn, scale, window, softcap), atol=1e-5)
 
 
 @pytest.mark.parametrize("blocks, one_product_over", [
