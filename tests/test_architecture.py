@@ -31,11 +31,9 @@ HOST_NUMPY = {  # device-code modules that import numpy by name, and what for
     "pyengine/model/gpt2.py": "weights transposed on the host before their copy to the device",
     "pyengine/model/fast_path.py": "decode groups: padded block tables built on the host",
     "pyengine/sampling/processors.py": "per-row token lists turned into (row, token) index arrays",
-    "pyengine/sampling/draw.py": "the seeded random generators",
-    "pyengine/sampling/reference.py": "per-row parameter columns and the uniform numbers",
+    "pyengine/sampling/reference.py": "per-row parameter columns, the seeded generators, the logprobs copied back",
     "pyengine/sampling/fast/sampler.py": "per-row parameter columns",
     "pyengine/sampling/fast/draw.py": "the indices of the rows without a filter",
-    "pyengine/sampling/logprobs.py": "unpacking the one array copied back per step",
     "pyengine/sampling/beam_search.py": "the search over [W, 2W] candidates on the host",
 }
 # The scheduler owns block allocation (style.md: "The scheduler may import cache").

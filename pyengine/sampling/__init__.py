@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from pyengine import settings
-from pyengine.sampling.draw import make_generator
-from pyengine.sampling.logprobs import RowLogprobs
 from pyengine.sampling.params import RequestOutputKind, SamplingParams
-from pyengine.sampling.reference import ReferenceSampler, SamplerOutput, SamplingRow
+from pyengine.sampling.reference import ReferenceSampler, RowLogprobs, SamplerOutput, SamplingRow, make_generator
 
 SAMPLERS = {"reference": ("pyengine.sampling.reference", "ReferenceSampler"),
             "fast": ("pyengine.sampling.fast.sampler", "Sampler")}  # the `sampler` twin -> (module, class)
@@ -24,7 +22,5 @@ def make_sampler(name: str, backend: Any, vocab_size: int, seed: int | None = No
     return settings.load(*SAMPLERS[name])(backend, vocab_size, seed=seed)
 
 
-__all__ = [
-    "SAMPLERS", "ReferenceSampler", "RequestOutputKind", "RowLogprobs", "SamplerOutput", "SamplingParams", "SamplingRow",
-    "make_generator", "make_sampler",
-]
+__all__ = ["SAMPLERS", "ReferenceSampler", "RequestOutputKind", "RowLogprobs", "SamplerOutput", "SamplingParams",
+           "SamplingRow", "make_generator", "make_sampler"]

@@ -31,7 +31,7 @@ import numpy as np  # the search itself runs on the host over [W, 2W] candidates
 
 from pyengine.backend import Backend, array_module
 from pyengine.sampling.fast.topk import largest
-from pyengine.sampling.logprobs import RowLogprobs, row_logprobs
+from pyengine.sampling.reference import RowLogprobs, row_logprobs
 
 
 @dataclasses.dataclass

@@ -5,6 +5,12 @@ each sub-step a function over whole rows of the batch, per-row parameters as [B,
 seeded row's uniform drawn from its own generator, so its tokens do not depend on the batch. Its tuned
 twin, `Sampler` in sampling/fast/, overrides 7d-7f; tests/sampling/test_reference.py holds the two to
 the same results. Shapes: B rows, V vocabulary, k the largest number of top logprobs a row asked for.
+
+The draw (7e) is an inverse CDF: the first token whose cumulative weight exceeds u * sum(w), u ~ U[0, 1)
+(vLLM's exponential race draws V numbers per row; one is all a seeded request needs). Logprobs (7f) are
+`log_softmax` of the logits as they left the model (masked, not yet penalised or scaled: vLLM's default
+`raw_logprobs`); a row's entries are [chosen, top-1, ..., top-k] with ranks [rank(chosen), 1, ..., k],
+rank(t) the number of tokens whose logprob is >= logprob(t), duplicates kept.
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-import numpy as np  # host: per-row parameter columns and random numbers
+import numpy as np  # host: per-row parameter columns, random numbers, the logprobs copied back
 
 from pyengine.backend import Backend, array_module
-from pyengine.sampling.draw import inverse_cdf_sample
-from pyengine.sampling.logprobs import RowLogprobs, copy_to_host, row_logprobs
 from pyengine.sampling.params import SamplingParams
 from pyengine.sampling.truncation import apply_min_p, apply_temperature, apply_top_k, apply_top_p
+
+BELOW_ONE = 1.0 - 2.0**-53  # the largest float64 below 1
 
 
 @dataclasses.dataclass
@@ -31,6 +37,15 @@ class SamplingRow:
     generator: Any = None  # make_generator(seed), or None: draw from the sampler's generator
     stop_token_ids: frozenset[int] = frozenset()  # masked while len(output) < min_tokens
     bad_words_token_ids: Sequence[Sequence[int]] = ()  # params.bad_words, tokenized (tokenize_bad_words)
+
+
+@dataclasses.dataclass
+class RowLogprobs:
+    """One position's logprobs in vLLM's order: the chosen (or actual) token first, then the top-k."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    ranks: list[int]
 
 
 @dataclasses.dataclass
@@ -64,14 +79,12 @@ class ReferenceSampler:
         return self.gather(raw, token_ids, rows)  # 7f.
 
     # -- the steps ---------------------------------------------------------------------------------
-
     def process(self, logits: Any, rows: Sequence[SamplingRow], out: Any = None) -> Any:
         """Step 7b: the logits processors, in vLLM's order. [B, V] -> [B, V]: `logits` itself when none
         applies; else the first that does copies them into `out` (or a new array), the rest edit that."""
         if not any(row.params.uses_processors for row in rows):
             return logits
         from pyengine.sampling.processors import PROCESSORS  # noqa: PLC0415  (the first row that uses one loads them)
-
         current = logits
         for processor in PROCESSORS:
             current = processor(current, rows, out=out if current is logits else current)
@@ -149,7 +162,6 @@ class ReferenceSampler:
                                       top_values[t]) for t in range(num_scored)]
 
     # -- per-row columns (host -> device) ----------------------------------------------------------
-
     def _top_k(self, params: SamplingParams) -> int:
         """The row's k, 0 when off (k >= V keeps everything: off too, as vLLM normalises it)."""
         return params.top_k if params.top_k < self.vocab_size else 0
@@ -167,12 +179,10 @@ class ReferenceSampler:
 
     def _check_shapes(self, logits: Any, rows: Sequence[SamplingRow], allowed_mask: Any) -> None:
         expected = (len(rows), self.vocab_size)
-        if tuple(logits.shape) != expected:
-            raise ValueError(f"sampler: logits have shape {tuple(logits.shape)}, expected [B, V] = {list(expected)} "
-                             f"({len(rows)} rows, vocabulary {self.vocab_size})")
-        if allowed_mask is not None and tuple(allowed_mask.shape) != expected:
-            raise ValueError(f"sampler: allowed_mask has shape {tuple(allowed_mask.shape)}, "
-                             f"expected {list(expected)} like the logits")
+        for name, array in (("logits have", logits), ("allowed_mask has", allowed_mask)):
+            if array is not None and tuple(array.shape) != expected:
+                raise ValueError(f"sampler: {name} shape {tuple(array.shape)}, expected [B, V] = "
+                                 f"{list(expected)} ({len(rows)} rows, vocabulary {self.vocab_size})")
 
 
 def log_softmax(logits: Any) -> Any:
@@ -197,3 +207,32 @@ def draw(scaled: Any, uniforms: Any, filtered: Any) -> Any:
     walked = xp.take_along_axis(scaled, order, axis=-1)  # [B, V]
     weights = xp.exp(walked - walked.max(axis=-1, keepdims=True))  # [B, V] unnormalised p, 0 where cut
     return xp.take_along_axis(order, inverse_cdf_sample(weights, uniforms)[:, None], axis=-1)[:, 0]
+
+
+def inverse_cdf_sample(weights: Any, uniforms: Any) -> Any:
+    """[B, N] weights >= 0 (some > 0 per row), [B, 1] uniforms in [0, 1) -> [B] positions in 0..N-1."""
+    xp = array_module(weights)
+    cdf = xp.cumsum(weights.astype(xp.float64), axis=-1)  # [B, N]
+    target = xp.clip(uniforms, 0.0, BELOW_ONE) * cdf[:, -1:]  # [B, 1], below the row's total
+    return (cdf <= target).sum(axis=-1)  # [B] the first position whose cdf exceeds the target
+
+
+def make_generator(seed: int | None) -> Any:
+    """A request's own random generator (PCG64 seeded with `seed`, a negative one read as its unsigned
+    64-bit pattern), or None for unseeded."""
+    return None if seed is None else np.random.Generator(np.random.PCG64(seed % 2**64))
+
+
+def copy_to_host(backend: Backend, arrays: Sequence[Any]) -> list[Any]:
+    """Device arrays of any shapes -> host arrays, in one copy (packed as float64: token ids are exact)."""
+    xp = array_module(arrays[0])
+    flat = backend.to_host(xp.concatenate([a.reshape(-1).astype(xp.float64) for a in arrays]))
+    ends = np.cumsum([int(np.prod(a.shape)) for a in arrays])
+    return [part.reshape(a.shape) for part, a in zip(np.split(flat, ends[:-1]), arrays)]
+
+
+def row_logprobs(chosen_id: int, chosen_logprob: float, rank: int, top_ids: Any, top_values: Any) -> RowLogprobs:
+    """Host: one position's entries in vLLM's order: [chosen, top-1, ..., top-k], ranks [rank, 1..k]."""
+    top_ids, top_values = [int(t) for t in top_ids], [float(v) for v in top_values]
+    return RowLogprobs([int(chosen_id)] + top_ids, [float(chosen_logprob)] + top_values,
+                       [int(rank)] + list(range(1, len(top_ids) + 1)))

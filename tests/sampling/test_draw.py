@@ -6,7 +6,7 @@ import numpy as np
 from scipy.stats import chisquare
 
 from pyengine.sampling import make_generator
-from pyengine.sampling.draw import inverse_cdf_sample
+from pyengine.sampling.reference import inverse_cdf_sample
 from pyengine.sampling.fast.draw import BLOCK, sample_whole_rows
 
 

@@ -1,6 +1,6 @@
 """The draw, tuned: among a row's candidates, or in two levels over its blocks, never [B, V] at once.
 
-The same inverse-CDF draw as draw.py, one uniform number per row, arranged for speed.
+The same inverse-CDF draw as reference.py's, one uniform number per row, arranged for speed.
 
 Most rows keep a handful of tokens (top-k, top-p, min_p): they draw among their C candidates,
 the row's largest logits (fast/truncation.py). A row that keeps more (no filter, or a deep cut)
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np  # host: the indices of the rows without a filter
 
 from pyengine.backend import array_module
-from pyengine.sampling.draw import BELOW_ONE, inverse_cdf_sample
+from pyengine.sampling.reference import BELOW_ONE, inverse_cdf_sample
 
 BLOCK = 1024
 TILE = 8192  # columns per tile: at batch 32 a tile's temporaries (1 MiB of float32) stay in cache;
