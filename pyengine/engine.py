@@ -125,7 +125,7 @@ class Engine:
             seed = None if params.seed is None else params.seed + index
             seq = Sequence(next(self._seq_ids), request, index, make_generator(seed))
             seq.logprobs = [] if params.logprobs is not None else None
-            seq.text_state = self.output_processor.new_text_state(seq)
+            self.output_processor.start(seq)
             seq.matcher = None if grammar is None else self.constrained.new_matcher(grammar, params, prompt_ids)
             request.sequences.append(seq)
         return request

@@ -1,66 +1,50 @@
 """Step 8 of a request's life (docs/00-map.md): after a token is sampled, is its sequence done?
 
 For each new token, in vLLM's order: nothing stops a sequence before `min_tokens`; then EOS (unless
-`ignore_eos`), stop_token_ids, length, repetition; then the text is detokenized incrementally and stop
-strings are searched in it (one found in the same step as a "length" finish wins). The text kernels
-(Rust, or their Python twins) do the text work; this module wires them to a sequence.
+`ignore_eos`), stop_token_ids, length, repetition; then the text component detokenizes the token and
+searches the text for stop strings (text/sequence_text.py). The text kernels (Rust, or their Python
+twins) do the text work; this module wires them to a sequence.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from pyengine.sequence import Sequence
 from pyengine.text import kernels
-
-
-@dataclasses.dataclass
-class TextState:
-    """A sequence's detokenizer, stop-string checker and repetition detector."""
-
-    detokenizer: Any
-    stop_checker: Any | None
-    repetition: Any | None
+from pyengine.text.sequence_text import SequenceText
 
 
 class OutputProcessor:
     """Turns sampled tokens into text deltas and finish/stop reasons."""
 
-    def __init__(self, text_kernels: kernels.Kernels, token_table: Any, eos_token_id: int | None,
-                 max_model_len: int):
+    def __init__(self, text_kernels: kernels.Kernels, token_table: Any, eos_token_id: int | None, max_model_len: int):
         self.kernels = text_kernels
-        self.token_table = token_table
+        self.token_table = token_table  # None without a tokenizer: no text at all
         self.eos_token_id = eos_token_id
         self.max_model_len = max_model_len
 
-    def new_text_state(self, seq: Sequence) -> TextState:
+    def start(self, seq: Sequence) -> None:
+        """Give a new sequence its text state and repetition detector (as its parameters ask)."""
         p = seq.request.params
-        detokenizer = None
         if self.token_table is not None:
-            detokenizer = self.kernels.IncrementalDetokenizer(
-                self.token_table, seq.prompt_token_ids, p.skip_special_tokens, p.spaces_between_special_tokens)
-        stop_checker = None
-        if p.stop and detokenizer is not None:
-            stop_checker = self.kernels.StopChecker(p.stop, p.include_stop_str_in_output)
-        repetition = None
-        if p.repetition_detection is not None and p.repetition_detection.max_pattern_size > 0:
-            r = p.repetition_detection
-            repetition = self.kernels.RepetitionDetector(r.max_pattern_size, r.min_pattern_size, r.min_count)
-        return TextState(detokenizer, stop_checker, repetition)
+            seq.text_state = SequenceText.start(self.kernels, self.token_table, seq.prompt_token_ids, p)
+        r = p.repetition_detection
+        if r is not None and r.max_pattern_size > 0:
+            seq.repetition = self.kernels.RepetitionDetector(r.max_pattern_size, r.min_pattern_size, r.min_count)
 
     def token_text(self, seq: Sequence, token_id: int) -> str | None:
         """The text of one token as a logprob's `decoded_token` (None without a tokenizer)."""
-        detokenizer = seq.text_state.detokenizer
-        return None if detokenizer is None else detokenizer.token_text(token_id)
+        return None if seq.text_state is None else seq.text_state.detokenizer.token_text(token_id)
 
     def process_token(self, seq: Sequence, token_id: int) -> None:
         """Append `token_id`'s text to `seq.text` and set `finish_reason` if it ends the sequence."""
-        state: TextState = seq.text_state
-        repeated = state.repetition.push(token_id) if state.repetition else False
+        repeated = seq.repetition.push(token_id) if seq.repetition is not None else False
         finish, stop_reason = self._check_stop(seq, token_id, repeated)
-        if state.detokenizer is not None:
-            finish, stop_reason = self._append_text(seq, token_id, finish, stop_reason)
+        if seq.text_state is not None:
+            delta, finish, stop_reason = seq.text_state.append(token_id, len(seq.output_token_ids),
+                                                               seq.request.params, finish, stop_reason)
+            seq.text += delta
         if finish is not None:
             seq.finish_reason, seq.stop_reason = finish, stop_reason
 
@@ -79,26 +63,3 @@ class OutputProcessor:
         if repeated:
             return "repetition", "repetition_detected"
         return None, None
-
-    def _append_text(self, seq: Sequence, token_id: int, finish: str | None,
-                     stop_reason: int | str | None) -> tuple[str | None, int | str | None]:
-        p = seq.request.params
-        state: TextState = seq.text_state
-        stopped_by_token = finish == "stop"  # EOS or a stop token id
-        # A stop token's own text (EOS or a stop id) is not part of the output unless
-        # include_stop_str_in_output asks for it.
-        delta = "" if stopped_by_token and not p.include_stop_str_in_output else state.detokenizer.push(token_id)
-        if finish is not None:
-            delta += state.detokenizer.flush()
-        checker = state.stop_checker
-        if checker is not None:
-            if len(seq.output_token_ids) <= p.min_tokens:
-                delta = checker.skip(delta)  # text of the first min_tokens tokens never matches
-            else:
-                delta, matched = checker.push(delta)
-                if matched is not None:  # a stop string also overrides "length" in the same step
-                    finish, stop_reason = "stop", matched
-            if finish is not None:
-                delta += checker.flush()
-        seq.text += delta
-        return finish, stop_reason

@@ -40,7 +40,8 @@ class Sequence:
     num_sent_chars: int = 0  # ... and characters of `text`
     finish_reason: str | None = None
     stop_reason: int | str | None = None
-    text_state: Any = None  # detokenizer / stop checker / repetition detector, set by the engine
+    text_state: Any = None  # its SequenceText (detokenizer, stop strings), None without a tokenizer
+    repetition: Any = None  # its RepetitionDetector, when repetition_detection asks for one
     matcher: Any = None  # structured outputs: this sequence's grammar matcher (pyengine.constrained)
 
     @property

@@ -1,5 +1,5 @@
-"""Text: tokenizer, chat templates, and the per-token text kernels (detokenizer, stop strings,
-repetition detection) with their Python twins."""
+"""Text: tokenizer, chat templates, the per-token text kernels (detokenizer, stop strings,
+repetition detection) with their Python twins, and a sequence's output text (sequence_text.py)."""
 
 from pyengine.text.chat_template import ChatTemplateError, render_chat_template
 from pyengine.text.tokenizer import Tokenizer
