@@ -11,26 +11,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_PUBLIC = {
-    "LLM": "pyengine.llm",
-    "Engine": "pyengine.engine",
-    "EngineConfig": "pyengine.engine_config",
-    "SamplingParams": "pyengine.sampling",
-    "StructuredOutputsParams": "pyengine.sampling.nested_params",
-    "RequestOutputKind": "pyengine.sampling",
-    "tokenize_bad_words": "pyengine.sampling.processors",
-    "resolve_model": "pyengine.model.hub",
-    "resolve_checkpoint": "pyengine.model.hub",
-    "is_local": "pyengine.model.hub",
-    "RequestOutput": "pyengine.outputs",
-    "CompletionOutput": "pyengine.outputs",
-    "Logprob": "pyengine.outputs",
-    "AsyncEngine": "pyengine.async_engine",
-    "EngineDeadError": "pyengine.async_engine",
-    "ModelInfo": "pyengine.model_info",
-    "EngineStats": "pyengine.model_info",
-    "ChatTemplateError": "pyengine.text",
+_MODULES = {  # module -> the public names it defines
+    "pyengine.llm": ("LLM",), "pyengine.engine": ("Engine",), "pyengine.engine_config": ("EngineConfig",),
+    "pyengine.sampling": ("SamplingParams", "RequestOutputKind"),
+    "pyengine.sampling.nested_params": ("StructuredOutputsParams",),
+    "pyengine.sampling.processors": ("tokenize_bad_words",),
+    "pyengine.model.hub": ("resolve_model", "resolve_checkpoint", "is_local"),
+    "pyengine.outputs": ("RequestOutput", "CompletionOutput", "Logprob"),
+    "pyengine.async_engine": ("AsyncEngine", "EngineDeadError"), "pyengine.model_info": ("ModelInfo", "EngineStats"),
+    "pyengine.text": ("ChatTemplateError",),
 }
+_PUBLIC = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [*_PUBLIC, "__version__"]
 

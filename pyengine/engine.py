@@ -83,19 +83,17 @@ class Engine:
         """Structured outputs (pyengine/constrained.py), loaded and built by the first constraint."""
         if self._constrained is None:
             from pyengine.constrained import ConstrainedDecoding  # noqa: PLC0415  (the first constraint loads it)
-
             eos_ids = ({self.eos_token_id} | self.extra_eos_ids) - {None}
             self._constrained = ConstrainedDecoding(self.tokenizer, self.vocab_size, eos_ids, self.config.twins.grammar)
         return self._constrained
 
     def compile_structured_outputs(self, structured_outputs: StructuredOutputsParams) -> StructuredOutputsParams:
-        """Compile a constraint now (a server does it while validating), kept on it: a request that carries
-        it is not compiled again. Raises ValueError if it does not compile (`ConstrainedDecoding.compile`)."""
+        """Compile a constraint now (a server does it while validating) and keep it on the params, so a
+        request that carries them is not compiled again. Raises ValueError if it does not compile."""
         structured_outputs.compiled = self.constrained.compile(structured_outputs)
         return structured_outputs
 
     # -- requests ----------------------------------------------------------------------------------
-
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams, priority: int = 0,
                     cache_salt: str | None = None) -> None:
         """Queue a prompt (text, token ids, or {"prompt_token_ids": [...]}); `params` is only read. Raises
@@ -119,7 +117,6 @@ class Engine:
         request.needs_prompt_logprobs = params.prompt_logprobs is not None
         if params.bad_words or params.bad_words_token_ids:
             from pyengine.sampling.processors import request_bad_words  # noqa: PLC0415  (bad words load it)
-
             request.bad_words_token_ids = request_bad_words(params, self.tokenizer, self.vocab_size)
         for index in range(1 if params.use_beam_search else params.n):
             seed = None if params.seed is None else params.seed + index
@@ -149,7 +146,6 @@ class Engine:
         return bool(self.requests)
 
     # -- the main loop -----------------------------------------------------------------------------
-
     def step(self) -> list[RequestOutput]:
         """Run one batched forward pass and return the outputs of the requests it advanced."""
         plan = self.scheduler.schedule()  # 4. who runs, with how many tokens
@@ -172,7 +168,6 @@ class Engine:
                 if r.params.output_kind is not RequestOutputKind.FINAL_ONLY or r.is_finished]
 
     # -- step helpers ------------------------------------------------------------------------------
-
     def _prompt_logprobs(self, plan: BatchPlan, hidden: Any, inputs: ModelInputs) -> None:
         """Prompt logprobs, chunk by chunk: logits at position p score prompt token p + 1."""
         for i, item in enumerate(plan.scheduled):
@@ -207,10 +202,8 @@ class Engine:
                 rows += [row] * len(siblings)  # the same prompt logits: the prefill is shared
         return seqs, rows
 
-    def _sample(self, logits: Any, seqs: list[Sequence], rows_index: list[int]) -> SamplerOutput | None:
-        """The grammar masks of the rows that have one, then one token per sequence."""
-        if not seqs:
-            return None
+    def _sample(self, logits: Any, seqs: list[Sequence], rows_index: list[int]) -> SamplerOutput:
+        """The grammar masks of the rows that have one, then one token per sequence (none: no row samples)."""
         rows = [SamplingRow(seq.request.params, seq.prompt_token_ids, seq.output_token_ids, seq.generator,
                             seq.request.stop_token_ids | {self.eos_token_id} - {None}, seq.request.bad_words_token_ids)
                 for seq in seqs]
@@ -242,12 +235,12 @@ class Engine:
                 for token_id, logprob, rank in zip(row.token_ids, row.logprobs, row.ranks)}
 
     def _fail_unschedulable(self) -> list[RequestOutput]:
-        """Nothing fits even in an empty batch: end the blocked sequence rather than spin."""
+        """Nothing fits even in an empty batch: end the blocked sequence rather than spin ("length", as vLLM
+        reports a prompt the engine cannot hold)."""
         seq = self.scheduler.blocked_sequence()
-        if seq is None:
-            return []
-        self.scheduler.finish(seq, "length")  # vLLM reports a prompt the engine cannot hold as "length"
-        return [self._request_output(seq.request)]
+        if seq is not None:
+            self.scheduler.finish(seq, "length")
+        return [] if seq is None else [self._request_output(seq.request)]
 
     def _request_output(self, request: Request) -> RequestOutput:
         """The request's state as its output kind asks: everything so far, or this step's part only."""
@@ -255,12 +248,11 @@ class Engine:
         outputs = [self._completion_output(seq, delta) for seq in request.sequences]
         prompt_logprobs = None if delta and request.num_outputs else request.prompt_logprobs
         request.num_outputs += 1
-        finished = request.is_finished
-        if finished:
+        if request.is_finished:
             self.requests.pop(request.request_id, None)
         prompt_ids = request.prompt_token_ids if delta else list(request.prompt_token_ids)
-        return RequestOutput(request.request_id, request.prompt, prompt_ids, prompt_logprobs, outputs, finished,
-                             request.num_cached_tokens)
+        return RequestOutput(request.request_id, request.prompt, prompt_ids, prompt_logprobs, outputs,
+                             request.is_finished, request.num_cached_tokens)
 
     @staticmethod
     def _completion_output(seq: Sequence, delta: bool) -> CompletionOutput:
@@ -286,8 +278,8 @@ class Engine:
             text, ids = None, list(prompt)
         else:
             raise ValueError("a prompt is a string, a list of token ids, or {'prompt_token_ids': [...]}")
-        if params.truncate_prompt_tokens is not None and params.truncate_prompt_tokens < len(ids):
-            ids = ids[-params.truncate_prompt_tokens:] if params.truncate_prompt_tokens > 0 else ids
+        keep = params.truncate_prompt_tokens or 0  # -1: as many as fit, which is all of them
+        ids = ids[-keep:] if 0 < keep < len(ids) else ids
         if not ids:
             raise ValueError("The decoder prompt cannot be empty")
         bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < self.vocab_size]

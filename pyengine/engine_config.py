@@ -38,25 +38,16 @@ class EngineConfig:
     twins: settings.Twins = dataclasses.field(init=False, repr=False)  # the resolved choices of the three above
 
     def __post_init__(self) -> None:
-        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+        optional = ("num_kv_blocks", "max_model_len", "cpu_threads")  # None: the default
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", *optional):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if (value is not None or name not in optional) and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads <= 0):
-            raise ValueError(f"cpu_threads must be a positive integer, got {self.cpu_threads!r}")
-        if self.num_kv_blocks is not None and self.num_kv_blocks <= 0:
-            raise ValueError(f"num_kv_blocks must be positive, got {self.num_kv_blocks}")
-        if self.max_model_len is not None and self.max_model_len <= 0:
-            raise ValueError(f"max_model_len must be positive, got {self.max_model_len}")
         if self.scheduling_policy not in ("fcfs", "priority"):
             raise ValueError(f"scheduling_policy must be 'fcfs' or 'priority', got {self.scheduling_policy!r}")
-        defaults = settings.from_environment()
-        self.twins = settings.Twins(
-            text=settings.check("text", self.kernels) if self.kernels else defaults.text,
-            grammar=settings.check("grammar", self.kernels) if self.kernels else defaults.grammar,
-            sampler=settings.check("sampler", self.sampler) if self.sampler else defaults.sampler,
-            attention=settings.check("attention", self.attention) if self.attention else defaults.attention,
-        )
+        chosen = {"text": self.kernels, "grammar": self.kernels, "sampler": self.sampler, "attention": self.attention}
+        checked = {twin: settings.check(twin, value) for twin, value in chosen.items() if value}
+        self.twins = dataclasses.replace(settings.from_environment(), **checked)  # the environment's where None
 
     @classmethod
     def from_kwargs(cls, model: str, **kwargs: object) -> "EngineConfig":

@@ -64,8 +64,7 @@ class ModelRunner:
 
     def last_token_logits(self, hidden: Any, inputs: ModelInputs, chunk_indices: Sequence[int]) -> Any:
         """[N, D] -> [B, V]: the logits of the last token of each chunk in `chunk_indices`."""
-        starts = inputs.attn.query_start_loc
-        last_rows = [starts[i + 1] - 1 for i in chunk_indices]
+        last_rows = [inputs.attn.query_start_loc[i + 1] - 1 for i in chunk_indices]
         return self.model.compute_logits(hidden[self.backend.to_device(np.array(last_rows, dtype=np.int64))])
 
     def chunk_logits(self, hidden: Any, inputs: ModelInputs, chunk_index: int, num_tokens: int) -> Any:

@@ -50,9 +50,7 @@ class Scheduler:
     policy = "fcfs"
 
     def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int):
-        self.blocks = blocks
-        self.max_num_seqs = max_num_seqs
-        self.max_num_batched_tokens = max_num_batched_tokens
+        self.blocks, self.max_num_seqs, self.max_num_batched_tokens = blocks, max_num_seqs, max_num_batched_tokens
         self.waiting: list[Sequence] = []  # kept sorted by rank
         self.running: list[Sequence] = []  # in admission order
 
@@ -70,7 +68,6 @@ class Scheduler:
         return self.waiting[0] if self.waiting and not self.running else None
 
     # -- the decision ----------------------------------------------------------------------------
-
     def schedule(self) -> BatchPlan:
         scheduled: list[ScheduledSequence] = []
         preempted: list[Sequence] = []
@@ -144,10 +141,9 @@ class Scheduler:
         """End `seq` with `reason`: out of the queues, its blocks released."""
         seq.finish_reason = reason
         seq.status = SequenceStatus.FINISHED
-        if seq in self.running:
-            self.running.remove(seq)
-        if seq in self.waiting:
-            self.waiting.remove(seq)
+        for queue in (self.running, self.waiting):
+            if seq in queue:
+                queue.remove(seq)
         self._release(seq)
 
     def preempt(self, seq: Sequence) -> None:
@@ -156,7 +152,6 @@ class Scheduler:
         self.add(seq)
 
     # -- blocks ----------------------------------------------------------------------------------
-
     def _admit(self, seq: Sequence, budget: int) -> bool:
         """Take the cached prefix blocks and reserve the first chunk's blocks, or change nothing."""
         request = seq.request
@@ -180,11 +175,9 @@ class Scheduler:
 
     def _reserve(self, seq: Sequence, num_tokens: int) -> bool:
         missing = self.blocks.blocks_needed(num_tokens) - len(seq.block_table)
-        if missing <= 0:
-            return True
-        if not self.blocks.can_allocate(missing):
+        if missing > 0 and not self.blocks.can_allocate(missing):
             return False
-        seq.block_table.extend(self.blocks.allocate(missing))
+        seq.block_table.extend(self.blocks.allocate(max(missing, 0)))
         return True
 
     def _register_full_blocks(self, seq: Sequence) -> None:

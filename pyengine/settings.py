@@ -15,18 +15,14 @@ import os
 from typing import Any
 
 ENVIRONMENT_VARIABLE = "PYENGINE_KERNELS"
-CHOICES = {
-    "text": ("native", "python"),
-    "grammar": ("native", "python"),
-    "sampler": ("fast", "reference"),
-    "attention": ("fast", "reference"),
-}
+CHOICES = {"text": ("native", "python"), "grammar": ("native", "python"),  # twin -> its implementations
+           "sampler": ("fast", "reference"), "attention": ("fast", "reference")}
 WORDS = ("native", "python", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
 class Twins:
-    """The implementation each twin runs: see the table at the top of this module."""
+    """The implementation each twin runs (docs/00-map.md tables them)."""
 
     text: str
     grammar: str

@@ -29,7 +29,7 @@ ROW = re.compile(r"^\| (pyengine/\S+\.py) \| (\d+) \|$", re.MULTILINE)
 CORE = ("pyengine.engine", "pyengine.scheduler", "pyengine.model_runner", "pyengine.model", "pyengine.model.llama",
         "pyengine.cache", "pyengine.sampling.reference")
 OUTSIDE = ("pyengine.text", "pyengine.structured", "pyengine._native")
-BUDGET = 2_800  # lines
+BUDGET = 2_600  # lines
 
 
 def _path(module: str) -> Path | None:

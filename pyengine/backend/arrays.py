@@ -25,8 +25,7 @@ class TransferCounter:
 
 @dataclasses.dataclass
 class Backend:
-    """One array backend: the module `xp` and the two explicit copies, `to_device` and `to_host` (no
-    copies on the CPU)."""
+    """One array backend: the module `xp` and the two explicit copies, `to_device` and `to_host` (free on a CPU)."""
 
     name: str
     xp: Any
@@ -58,7 +57,6 @@ def get_backend(device: str = "cpu") -> Backend:
         return Backend("cpu", numpy)
     if device == "fake":
         from pyengine.backend.fake_device import FakeDeviceModule  # noqa: PLC0415  (test tooling, loaded when asked for)
-
         counter = TransferCounter()
         return Backend("fake", FakeDeviceModule(counter), counter)
     if device == "cuda":
@@ -77,6 +75,5 @@ def array_module(array: Any) -> Any:
         return array._module
     if module_name.startswith("cupy"):
         import cupy  # noqa: PLC0415
-
         return cupy
     return numpy

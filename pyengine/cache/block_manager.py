@@ -28,9 +28,7 @@ class BlockManager:
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
         if num_blocks <= 0 or block_size <= 0:
             raise ValueError(f"num_blocks and block_size must be positive, got {num_blocks}, {block_size}")
-        self.num_blocks = num_blocks
-        self.block_size = block_size
-        self.enable_prefix_caching = enable_prefix_caching
+        self.num_blocks, self.block_size, self.enable_prefix_caching = num_blocks, block_size, enable_prefix_caching
         self.ref_counts = [0] * num_blocks
         self.block_hash: list[BlockHash | None] = [None] * num_blocks
         self.cached: dict[BlockHash, int] = {}  # hash -> block id holding that content
@@ -38,7 +36,6 @@ class BlockManager:
         self.free_queue: collections.OrderedDict[int, None] = collections.OrderedDict.fromkeys(range(num_blocks))
 
     # -- queries ---------------------------------------------------------------------------------
-
     @property
     def num_free_blocks(self) -> int:
         return len(self.free_queue)
@@ -59,7 +56,6 @@ class BlockManager:
         return hashes
 
     # -- prefix cache ----------------------------------------------------------------------------
-
     def lookup_prefix(self, hashes: Sequence[BlockHash], max_blocks: int) -> list[int]:
         """Blocks already holding the first blocks of this chain (at most `max_blocks`)."""
         if not self.enable_prefix_caching:
@@ -88,7 +84,6 @@ class BlockManager:
         self.cached[block_hash] = block_id
 
     # -- allocation ------------------------------------------------------------------------------
-
     def allocate(self, num_blocks: int) -> list[int]:
         """Fresh blocks (reference count 1), evicting the oldest cached content they held."""
         if not self.can_allocate(num_blocks):
@@ -113,7 +108,6 @@ class BlockManager:
 
     def _forget(self, block_id: int) -> None:
         block_hash = self.block_hash[block_id]
-        if block_hash is not None:
-            if self.cached.get(block_hash) == block_id:
-                del self.cached[block_hash]
-            self.block_hash[block_id] = None
+        if block_hash is not None and self.cached.get(block_hash) == block_id:
+            del self.cached[block_hash]
+        self.block_hash[block_id] = None

@@ -20,22 +20,19 @@ class KVCache:
         xp = backend.xp
         dtype = dtype or xp.float32
         shape = (num_blocks, block_size, num_kv_heads, head_dim)
-        self.block_size = block_size
-        self.num_blocks = num_blocks
+        self.block_size, self.num_blocks = block_size, num_blocks
         self.key_caches = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.value_caches = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
 
     @staticmethod
-    def bytes_per_block(num_layers: int, block_size: int, num_kv_heads: int, head_dim: int,
-                        itemsize: int = 4) -> int:
+    def bytes_per_block(num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, itemsize: int = 4) -> int:
         """Memory one block takes across all layers, keys and values."""
         return 2 * num_layers * block_size * num_kv_heads * head_dim * itemsize
 
     def copy_blocks(self, source_ids: list[int], target_ids: list[int]) -> None:
         """Copy the keys/values of blocks `source_ids` into `target_ids`, on the device."""
-        for caches in (self.key_caches, self.value_caches):
-            for cache in caches:
-                cache[target_ids] = cache[source_ids]  # [k, Bs, Hkv, Dh]
+        for cache in self.key_caches + self.value_caches:
+            cache[target_ids] = cache[source_ids]  # [k, Bs, Hkv, Dh]
 
     def slot(self, block_table: list[int], position: int) -> int:
         """Flat slot index of `position` in a sequence with `block_table`."""

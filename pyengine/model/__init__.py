@@ -23,14 +23,11 @@ FAMILIES = {"llama": ("pyengine.model.llama", "LlamaModel"), "gpt2": ("pyengine.
 ATTENTION = {"reference": ("pyengine.model.layers", "REFERENCE"), "fast": ("pyengine.model.fast_path", "FAST")}
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ATTENTION", "AttentionInputs", "CheckpointError", "ConfigError", "FAMILIES", "ModelConfig",
-    "SUPPORTED_ARCHITECTURES", "load_model",
-]
+__all__ = ["ATTENTION", "AttentionInputs", "CheckpointError", "ConfigError", "FAMILIES", "ModelConfig",
+           "SUPPORTED_ARCHITECTURES", "load_model"]
 
 
-def load_model(path: str | Path, backend: Backend, progress: bool | None = None,
-               attention: str = "fast") -> Any:
+def load_model(path: str | Path, backend: Backend, progress: bool | None = None, attention: str = "fast") -> Any:
     """Load the checkpoint at `path` onto `backend`; returns a model with `.config`.
 
     Weights are float32 on the CPU and, for half-precision checkpoints, float16 on a GPU (bf16 rounded).

@@ -14,21 +14,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-# architectures value in config.json -> the family that implements it (see model/__init__.py)
+from pyengine import settings
+
+# architectures value in config.json -> the family that implements it (see model/__init__.py). Phi-3 stores
+# q/k/v and gate/up fused and may use LongRoPE; of Gemma 3 only the text model (Gemma 3 1B) is supported.
 SUPPORTED_ARCHITECTURES = {
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "llama",
-    "Qwen3ForCausalLM": "llama",
-    "Phi3ForCausalLM": "llama",  # q/k/v and gate/up stored fused, LongRoPE
-    "GPT2LMHeadModel": "gpt2",
-    "Gemma2ForCausalLM": "gemma",
-    "Gemma3ForCausalLM": "gemma",  # the text-only model (Gemma 3 1B); the multimodal ones are not supported
-    "Qwen3MoeForCausalLM": "moe",
-    "MixtralForCausalLM": "moe",
+    **dict.fromkeys(("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                     "Phi3ForCausalLM"), "llama"),
+    "GPT2LMHeadModel": "gpt2", "Gemma2ForCausalLM": "gemma", "Gemma3ForCausalLM": "gemma",
+    "Qwen3MoeForCausalLM": "moe", "MixtralForCausalLM": "moe",
 }
 ACTIVATIONS = ("silu", "gelu_new", "gelu_pytorch_tanh")  # what layers.ACTIVATIONS implements
 DTYPES = ("float32", "float16", "bfloat16")
+PHI3_ROPE = ("pyengine.model.rope_scaling", "phi3_rope")  # LongRoPE and partial rotation, loaded by a Phi-3 config
 
 
 class ConfigError(ValueError):
@@ -97,18 +95,12 @@ class ModelConfig:
             fields, config_class = llama_fields(raw, architecture), cls
         else:  # a FamilyConfig: ModelConfig with the fields of Gemma and the mixtures of experts
             from pyengine.model.family_configs import FamilyConfig, family_fields  # noqa: PLC0415  (their first config)
-
             fields, config_class = family_fields(raw, architecture, family), FamilyConfig
         eos = _id_list(raw.get("eos_token_id")) + _id_list(generation.get("eos_token_id"))
-        config = config_class(
-            architecture=architecture,
-            family=family,
-            dtype=_dtype(raw),
-            bos_token_id=raw.get("bos_token_id", generation.get("bos_token_id")),
-            eos_token_ids=tuple(dict.fromkeys(eos)),  # unique, order kept
-            generation_config=dict(generation),
-            **fields,
-        )
+        config = config_class(architecture=architecture, family=family, dtype=_dtype(raw),
+                              bos_token_id=raw.get("bos_token_id", generation.get("bos_token_id")),
+                              eos_token_ids=tuple(dict.fromkeys(eos)),  # unique, order kept
+                              generation_config=dict(generation), **fields)
         config._validate()
         return config
 
@@ -124,7 +116,6 @@ class ModelConfig:
                               f"of num_key_value_heads ({self.num_key_value_heads})")
         if self.rope is not None and self.rope.rope_type != "default":
             from pyengine.model.rope_scaling import check_rope  # noqa: PLC0415
-
             check_rope(self.rope, self.head_dim)
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config.json: unsupported activation {self.hidden_act!r}; supported: "
@@ -142,34 +133,18 @@ def llama_fields(raw: dict[str, Any], architecture: str) -> dict[str, Any]:
     window, sliding_layers = None, (False,) * num_layers
     if raw.get("sliding_window") is not None:  # Mistral's, or Qwen's (maybe switched off): family_configs.py
         from pyengine.model.family_configs import sliding_window  # noqa: PLC0415
-
         window, sliding_layers = sliding_window(raw, architecture, num_layers)
-    return dict(
-        vocab_size=required(raw, "vocab_size"),
-        hidden_size=hidden_size,
-        intermediate_size=required(raw, "intermediate_size"),
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=raw.get("num_key_value_heads") or num_heads,
-        head_dim=head_dim,
+    return dict(  # sizes; then norm, activation, embeddings, rope; then the attention's variants
+        vocab_size=required(raw, "vocab_size"), hidden_size=hidden_size, head_dim=head_dim,
+        intermediate_size=required(raw, "intermediate_size"), num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, num_key_value_heads=raw.get("num_key_value_heads") or num_heads,
         max_position_embeddings=required(raw, "max_position_embeddings"),
-        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-        hidden_act=raw.get("hidden_act", "silu"),
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)), hidden_act=raw.get("hidden_act", "silu"),
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        rope=parse_rope(raw) if architecture != "Phi3ForCausalLM" else _phi3_rope(raw),
-        qkv_bias=is_qwen2 or attention_bias,
-        o_bias=attention_bias and not is_qwen2,
-        mlp_bias=bool(raw.get("mlp_bias", False)),
-        qk_norm=architecture in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
-        sliding_window=window,
-        layer_uses_sliding_window=sliding_layers,
-    )
-
-
-def _phi3_rope(raw: dict[str, Any]) -> Rope:
-    from pyengine.model.rope_scaling import phi3_rope  # noqa: PLC0415  (LongRoPE, partial rotation)
-
-    return phi3_rope(raw)
+        rope=parse_rope(raw) if architecture != "Phi3ForCausalLM" else settings.load(*PHI3_ROPE)(raw),
+        qkv_bias=is_qwen2 or attention_bias, o_bias=attention_bias and not is_qwen2,
+        mlp_bias=bool(raw.get("mlp_bias", False)), qk_norm=architecture in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
+        sliding_window=window, layer_uses_sliding_window=sliding_layers)
 
 
 def parse_rope(raw: dict[str, Any], allow_partial: bool = False) -> Rope:
@@ -182,7 +157,6 @@ def parse_rope(raw: dict[str, Any], allow_partial: bool = False) -> Rope:
     if rope_type == "default" and not params:
         return Rope(rope_theta=theta)
     from pyengine.model.rope_scaling import rope_scaling  # noqa: PLC0415  (the first scaled rope loads it)
-
     return rope_scaling(raw, rope_type, theta, params, allow_partial)
 
 
@@ -201,9 +175,7 @@ def required(raw: dict[str, Any], key: str) -> Any:
 
 
 def _id_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+    return [] if value is None else [int(v) for v in value] if isinstance(value, list) else [int(value)]
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any] | None:

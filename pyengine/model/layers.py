@@ -23,7 +23,6 @@ from pyengine.backend import array_module
 
 
 # -- Per-step attention metadata -----------------------------------------------------------------------------
-
 @dataclasses.dataclass(frozen=True)
 class AttentionInputs:
     """Where each packed token sits, built by the model runner and passed down (no module-level context)."""
@@ -41,7 +40,6 @@ class AttentionInputs:
 
 
 # -- Norms and activations -----------------------------------------------------------------------------------
-
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """[..., D] -> [..., D]: x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
     xp = array_module(x)
@@ -85,7 +83,6 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
 
 
 # -- Rotary position embedding -------------------------------------------------------------------------------
-
 def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
     """[N, heads, Dh] -> [N, heads, Dh]: rotate pairs (i, i + Dh/2) by each token's angles, cos and sin
     [N, Dh/2] (Hugging Face's "rotate half" layout). With R < Dh/2 angles (Phi-3's partial rotation)
@@ -105,7 +102,6 @@ def apply_rope(x: Any, cos: Any, sin: Any) -> Any:
 
 
 # -- Attention over the paged KV cache -----------------------------------------------------------------------
-
 def write_kv(key_cache: Any, value_cache: Any, k: Any, v: Any, slot_mapping: Any) -> None:
     """Store this step's keys/values [N, Hkv, Dh] at their slots of the [P, Bs, Hkv, Dh] cache, in place
     (the cache is preallocated: a copy per step would cost its whole size)."""
@@ -140,8 +136,7 @@ def paged_attention(q: Any, key_cache: Any, value_cache: Any, attn: AttentionInp
         q_b = q_b.transpose(1, 0, 2, 3).reshape(num_kv_heads, num_queries * group, head_dim)
         scores = soft_cap((q_b @ keys.transpose(1, 2, 0)) * scale, softcap)  # [Hkv, T*G, S]
         scores = scores.reshape(num_kv_heads, num_queries, group, num_keys)  # [Hkv, T, G, S]
-        needs_mask = num_queries > 1 or (sliding_window is not None and num_keys > sliding_window)
-        if needs_mask:
+        if num_queries > 1 or (sliding_window is not None and num_keys > sliding_window):  # some keys hidden
             query_pos = attn.positions[start:end][:, None]  # [T, 1]
             key_pos = xp.arange(num_keys)[None, :]  # [1, S]
             visible = key_pos <= query_pos  # [T, S]
@@ -166,7 +161,6 @@ def softmax(x: Any, out: Any = None) -> Any:
 
 
 # -- The functions a model may take from the fast path instead -----------------------------------------------
-
 @dataclasses.dataclass(frozen=True)
 class ForwardOps:
     """The projection, the gated activation and the attention a model runs (REFERENCE, or fast_path.FAST);

@@ -16,15 +16,7 @@ import numpy as np  # host: weight preparation before the copy to the device
 
 from pyengine.backend import Backend, array_module
 from pyengine.model.config import ModelConfig
-from pyengine.model.layers import (
-    ACTIVATIONS,
-    REFERENCE,
-    AttentionInputs,
-    ForwardOps,
-    apply_rope,
-    rms_norm,
-    write_kv,
-)
+from pyengine.model.layers import ACTIVATIONS, REFERENCE, AttentionInputs, ForwardOps, apply_rope, rms_norm, write_kv
 from pyengine.model.loader import CheckpointError, take_tensor
 from pyengine.model.rope import rotary_embedding
 
@@ -53,8 +45,7 @@ class LlamaModel:
 
     def __init__(self, config: ModelConfig, backend: Backend, embed_tokens: Any,
                  layers: list[LlamaLayer], norm: Any, lm_head: Any):
-        self.config = config
-        self.backend = backend
+        self.config, self.backend = config, backend
         self.embed_tokens = embed_tokens  # [V, D], or None when tied: then lm_head holds the table
         self.layers = layers
         self.norm = norm  # [D]
@@ -65,7 +56,6 @@ class LlamaModel:
         self.softcap: float | None = None  # of the attention scores (Gemma 2 sets one)
 
     # -- forward ---------------------------------------------------------------------------------
-
     def forward(self, input_ids: Any, attn: AttentionInputs, kv_cache: Any) -> Any:
         """[N] token ids -> [N, D] final hidden states; this step's keys and values are written into
         `kv_cache` (per layer [P, Bs, Hkv, Dh]) at `attn.slot_mapping`."""
@@ -97,8 +87,7 @@ class LlamaModel:
         return self.lm_head.dtype
 
     def compute_logits(self, hidden: Any) -> Any:
-        """[M, D] -> [M, V] float32 logits."""
-        # [M, D] @ [D, V]: row-major logits, which the sampler reads row by row
+        """[M, D] -> [M, V] float32 logits, [M, D] @ [D, V]: row-major, as the sampler reads them."""
         return (hidden @ self.lm_head).astype(self.backend.xp.float32, copy=False)  # [M, V]
 
     def _attention(self, h: Any, layer: LlamaLayer, index: int, rope: tuple[Any, Any],
@@ -131,7 +120,6 @@ class LlamaModel:
         return self.ops.act_and_mul(gate_up, self.act)  # [N, F]
 
     # -- loading ---------------------------------------------------------------------------------
-
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, Any], backend: Backend) -> "LlamaModel":
         """Build the model from host tensors named as in the checkpoint, checking every shape."""
@@ -156,9 +144,6 @@ class WeightReader:
     def __init__(self, tensors: dict[str, Any], backend: Backend):
         self.tensors, self.backend = tensors, backend
 
-    def has(self, name: str) -> bool:
-        return name in self.tensors
-
     def take(self, name: str, shape: tuple[int, ...]) -> Any:
         return self.backend.to_device(take_tensor(self.tensors, name, shape))
 
@@ -175,7 +160,7 @@ def take_attention(w: WeightReader, c: ModelConfig, prefix: str) -> dict[str, An
     """A layer's attention weights, q/k/v stacked into one [out, in] matrix (Phi-3 stores them so)."""
     d, a = c.hidden_size, prefix + "self_attn."
     q_out, kv_out = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
-    if w.has(a + "qkv_proj.weight"):
+    if a + "qkv_proj.weight" in w.tensors:
         qkv = w.take(a + "qkv_proj.weight", (q_out + 2 * kv_out, d))
     else:
         qkv = w.take_stacked([a + f"{n}_proj.weight" for n in "qkv"], [(q_out, d), (kv_out, d), (kv_out, d)])
@@ -187,7 +172,7 @@ def take_attention(w: WeightReader, c: ModelConfig, prefix: str) -> dict[str, An
 def take_mlp(w: WeightReader, c: ModelConfig, prefix: str, f: int) -> dict[str, Any]:
     """A gated MLP's weights (`prefix` ends in "mlp."), gate/up stacked (Phi-3 stores them so)."""
     d = c.hidden_size
-    if w.has(prefix + "gate_up_proj.weight"):
+    if prefix + "gate_up_proj.weight" in w.tensors:
         gate_up = w.take(prefix + "gate_up_proj.weight", (2 * f, d))
     else:
         gate_up = w.take_stacked([prefix + "gate_proj.weight", prefix + "up_proj.weight"], [(f, d), (f, d)])
@@ -200,7 +185,7 @@ def take_mlp(w: WeightReader, c: ModelConfig, prefix: str, f: int) -> dict[str, 
 def _take_embedding_and_head(w: WeightReader, c: ModelConfig) -> tuple[Any, Any]:
     """The [V, D] embedding table (None when tied) and the [D, V] output head."""
     shape = (c.vocab_size, c.hidden_size)
-    if w.has("lm_head.weight") and not c.tie_word_embeddings:
+    if "lm_head.weight" in w.tensors and not c.tie_word_embeddings:
         return w.take("model.embed_tokens.weight", shape), w.take_t("lm_head.weight", shape)
     if c.tie_word_embeddings:
         w.tensors.pop("lm_head.weight", None)  # some tied checkpoints store a copy

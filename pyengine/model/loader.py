@@ -36,7 +36,6 @@ def checkpoint_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
         from pyengine.model.checkpoint_formats import sharded_files  # noqa: PLC0415  (a sharded checkpoint loads it)
-
         return sharded_files(index)
     single = path / "model.safetensors"
     if single.is_file():
@@ -50,24 +49,22 @@ class LazyTensors(collections.abc.MutableMapping):
     model does once per tensor and the progress bar counts). Read-only."""
 
     def __init__(self, files: list[Path], dtype: str = "float32", progress: bool | None = None):
-        self.dtype = dtype
-        self.files = files
+        self.dtype, self.files = dtype, files
         self._where: dict[str, tuple[Path, int, dict[str, Any]]] = {}  # name -> (file, data start, entry)
         for file in files:
             header = _read_header(file)
-            start = header.pop("__data_start__")
-            size = file.stat().st_size
+            start, size = header.pop("__data_start__"), file.stat().st_size
             for name, entry in header.items():
                 _check_entry(file, name, entry, size - start)
                 self._where[name] = (file, start, entry)
         self._bar = None
-        if self._where and _shows_progress(progress):
+        if progress is None:  # a bar when stderr is a terminal and INFO is logged
+            progress = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
+        if self._where and progress:
             from pyengine.model.checkpoint_formats import ProgressBar  # noqa: PLC0415
-
             self._bar = ProgressBar(len(self._where), len(files))
 
     # -- what the checkpoint holds, from the headers alone -----------------------------------------
-
     @property
     def num_parameters(self) -> int:
         return sum(math.prod(entry["shape"]) for _, _, entry in self._where.values())
@@ -81,7 +78,6 @@ class LazyTensors(collections.abc.MutableMapping):
         return [name for name, _ in counts.most_common()]
 
     # -- the mapping ---------------------------------------------------------------------------------
-
     def __getitem__(self, name: str) -> Any:
         file, start, entry = self._where[name]
         return _read_tensor(file, start, entry, self.dtype)
@@ -116,14 +112,13 @@ def load_tensors(path: str | Path, dtype: str = "float32", progress: bool | None
 
 
 def _read_header(file: Path) -> dict[str, Any]:
-    """The JSON header: name -> {dtype, shape, data_offsets} (the safetensors format's first bytes)."""
+    """The JSON header: name -> {dtype, shape, data_offsets} (the safetensors format's first bytes: its
+    length as a little-endian u64, then the JSON), with `__data_start__` added."""
     with file.open("rb") as handle:
         prefix = handle.read(8)
-        if len(prefix) != 8:
-            raise CheckpointError(f"{file} is truncated: no safetensors header")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > 100_000_000:
-            raise CheckpointError(f"{file} has an implausible header length {length}: corrupt?")
+        length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+        if length is None or length > 100_000_000:
+            raise CheckpointError(f"{file} is truncated or corrupt: no plausible safetensors header")
         try:
             header = json.loads(handle.read(length))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -131,8 +126,7 @@ def _read_header(file: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{file} has a corrupt safetensors header: not a JSON object")
     header.pop("__metadata__", None)
-    header["__data_start__"] = 8 + length
-    return header
+    return header | {"__data_start__": 8 + length}
 
 
 def _check_entry(file: Path, name: str, entry: Any, data_size: int) -> None:
@@ -162,17 +156,9 @@ def _read_tensor(file: Path, start: int, entry: dict[str, Any], dtype: str) -> A
         if entry["dtype"] != "BF16":
             return np.array(raw, dtype=dtype)  # one copy, out of the mapping
         from pyengine.model.checkpoint_formats import widen_bfloat16  # noqa: PLC0415  (a bf16 tensor loads it)
-
         return widen_bfloat16(raw, dtype)
     finally:
         del raw  # unmap
-
-
-def _shows_progress(progress: bool | None) -> bool:
-    """`progress`, or when None: stderr is a terminal and INFO is logged."""
-    if progress is None:
-        return sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and not os.environ.get("TQDM_DISABLE")
-    return progress
 
 
 def take_tensor(tensors: collections.abc.MutableMapping, name: str, shape: tuple[int, ...]) -> Any:

@@ -38,6 +38,5 @@ def rotary_embedding(config: ModelConfig, xp: Any, rope: Rope | None = None) -> 
     rope = rope or config.rope
     if rope is not None and rope.rope_type != "default":
         from pyengine.model.rope_scaling import ScaledRotaryEmbedding  # noqa: PLC0415  (a scaled rope loads it)
-
         return ScaledRotaryEmbedding(config, xp, rope)
     return RotaryEmbedding(config, xp, rope)

@@ -93,7 +93,6 @@ class SamplingParams:
                 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0)
 
     # -- construction ------------------------------------------------------------------------------
-
     def _normalise(self) -> None:
         """vLLM's spellings of the same request, reduced to one."""
         for name in ("stop", "stop_token_ids", "bad_words", "allowed_token_ids"):
@@ -105,7 +104,6 @@ class SamplingParams:
         self.bad_words = list(dict.fromkeys(self.bad_words or []))
         if self._nests_params:
             from pyengine.sampling.nested_params import make_nested  # noqa: PLC0415  (loaded by the first one)
-
             make_nested(self)
         if self.seed == -1:
             self.seed = None
@@ -139,7 +137,6 @@ class SamplingParams:
         self._validate_lengths()
         if self.uses_processors:  # their fields are checked where they are used
             from pyengine.sampling.processors import check_processor_params  # noqa: PLC0415
-
             check_processor_params(self)
         check(all(isinstance(s, str) for s in self.stop),
               f"stop must be a string or a list of strings, got {self.stop!r}.")
@@ -155,7 +152,6 @@ class SamplingParams:
               f"length_penalty must be a finite number, got {self.length_penalty}.")
         if self._nests_params:
             from pyengine.sampling.nested_params import check_nested  # noqa: PLC0415
-
             check_nested(self)
 
     @property
@@ -165,8 +161,7 @@ class SamplingParams:
     def _validate_lengths(self) -> None:
         check(self.max_tokens is None or is_int(self.max_tokens),
               f"max_tokens must be an integer, got {self.max_tokens!r}.")
-        check(self.max_tokens is None or self.max_tokens >= 1,
-              f"max_tokens must be at least 1, got {self.max_tokens}.")
+        check(self.max_tokens is None or self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}.")
         check(is_int(self.min_tokens), f"min_tokens must be an integer, got {self.min_tokens!r}.")
         check(self.min_tokens >= 0, f"min_tokens must be greater than or equal to 0, got {self.min_tokens}.")
         check(self.max_tokens is None or self.min_tokens <= self.max_tokens,
@@ -178,13 +173,11 @@ class SamplingParams:
               f"truncate_prompt_tokens must be an integer >= 1 or -1, got {truncate}")
 
     # -- checks that need the model ----------------------------------------------------------------
-
     def verify(self, vocab_size: int, max_logprobs: int = 20) -> None:
         """Checks against the model: token ids in [0, vocab_size) and the logprobs cap, `max_logprobs` (the
         server's `--max-logprobs`, vLLM's default 20; -1: the vocabulary)."""
         if self.uses_processors:
             from pyengine.sampling.processors import verify_processor_params  # noqa: PLC0415
-
             verify_processor_params(self, vocab_size)
         check_in_vocabulary("stop_token_ids", self.stop_token_ids, vocab_size)
         cap = vocab_size if max_logprobs == -1 else max_logprobs
