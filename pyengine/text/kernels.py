@@ -32,6 +32,11 @@ except ImportError:  # an environment without the compiled extension: the twins 
     _native = None  # type: ignore[assignment]
 
 
+class TextKernelError(RuntimeError):
+    """A Rust text kernel failed by a bug: its panic, caught at the boundary, raised as an exception
+    that `except Exception` stops (PyO3's own `PanicException` is a `BaseException`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernels:
     """One implementation of the four text kernels."""

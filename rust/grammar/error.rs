@@ -139,16 +139,7 @@ impl std::error::Error for GrammarError {}
 /// server's engine loop down. Every call from Python goes through here; the caller decides whether
 /// the object that panicked may be used again (a matcher may not: its state is half-updated).
 pub fn contained<T>(call: impl FnOnce() -> Result<T, GrammarError>) -> Result<T, GrammarError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
-        let what = if let Some(text) = payload.downcast_ref::<&str>() {
-            (*text).to_string()
-        } else if let Some(text) = payload.downcast_ref::<String>() {
-            text.clone()
-        } else {
-            "a panic without a message".to_string()
-        };
-        Err(GrammarError::Panicked(what))
-    })
+    crate::catch_panic(call).unwrap_or_else(|what| Err(GrammarError::Panicked(what)))
 }
 
 #[cfg(test)]

@@ -1,15 +1,34 @@
 //! The text kernels' classes: `TokenTable`, `IncrementalDetokenizer`, `StopChecker`,
 //! `RepetitionDetector` (twins of `pyengine/text/detokenizer.py`, `stop.py`, `repetition.py`).
-//! Their [`KernelError`](crate::KernelError)s become `ValueError` (see `mod.rs`).
+//! Their [`KernelError`](crate::KernelError)s become `ValueError` (see `mod.rs`); a panic inside
+//! a kernel (a bug) is caught ([`guarded`]) and raised as `pyengine.text.kernels.TextKernelError`
+//! (a `RuntimeError`), never as PyO3's `PanicException`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyInt, PyString, PyType};
 
-use crate::{detok, repetition, stop};
+use crate::{catch_panic, detok, repetition, stop};
+
+static TEXT_KERNEL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Run a kernel call; a panic inside it becomes `TextKernelError` (a `RuntimeError` if that class
+/// cannot be imported), which the engine's `except Exception` guards stop.
+fn guarded<T>(py: Python<'_>, call: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    catch_panic(call).unwrap_or_else(|what| {
+        let message = format!("internal error: a text kernel panicked: {what}");
+        Err(
+            match TEXT_KERNEL_ERROR.import(py, "pyengine.text.kernels", "TextKernelError") {
+                Ok(class) => PyErr::from_type(class.clone(), message),
+                Err(_) => PyRuntimeError::new_err(message),
+            },
+        )
+    })
+}
 
 /// A token id argument: any Python int; one that does not fit i64 gets the out-of-range message.
 fn token_id_arg(obj: &Bound<'_, PyAny>, vocab_size: usize) -> PyResult<i64> {
@@ -81,7 +100,9 @@ impl PyTokenTable {
         let first: Option<Vec<&[u8]>> = first
             .as_ref()
             .map(|f| f.iter().map(|b| b.as_bytes()).collect());
-        let table = detok::TokenTable::new(&later, first.as_deref(), spec)?;
+        let table = guarded(pieces.py(), || {
+            Ok(detok::TokenTable::new(&later, first.as_deref(), spec)?)
+        })?;
         Ok(Self {
             inner: Arc::new(table),
         })
@@ -95,16 +116,17 @@ impl PyTokenTable {
 
     /// Raise ValueError for an id outside the vocabulary.
     fn check(&self, token_id: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner
-            .check(token_id_arg(token_id, self.inner.vocab_size())?)?;
-        Ok(())
+        let id = token_id_arg(token_id, self.inner.vocab_size())?;
+        guarded(token_id.py(), || Ok(self.inner.check(id).map(|_| ())?))
     }
 
     /// The text of `token_ids`, exactly as `tokenizers.Tokenizer.decode` gives it.
     #[pyo3(signature = (token_ids, skip_special_tokens = true))]
     fn decode(&self, token_ids: &Bound<'_, PyAny>, skip_special_tokens: bool) -> PyResult<String> {
         let ids = token_ids_arg(token_ids, self.inner.vocab_size())?;
-        Ok(self.inner.decode(&ids, skip_special_tokens)?)
+        guarded(token_ids.py(), || {
+            Ok(self.inner.decode(&ids, skip_special_tokens)?)
+        })
     }
 
     /// A logprob's `decoded_token`, as vLLM computes it.
@@ -119,9 +141,8 @@ impl PyTokenTable {
             Some(ids) => token_ids_arg(ids, size)?,
             None => Vec::new(),
         };
-        Ok(self
-            .inner
-            .token_text(token_id_arg(token_id, size)?, &context)?)
+        let id = token_id_arg(token_id, size)?;
+        guarded(token_id.py(), || Ok(self.inner.token_text(id, &context)?))
     }
 }
 
@@ -149,12 +170,14 @@ impl PyIncrementalDetokenizer {
             Some(ids) => token_ids_arg(ids, shared.vocab_size())?,
             None => Vec::new(),
         };
-        let inner = detok::IncrementalDetokenizer::new(
-            shared,
-            &prompt,
-            skip_special_tokens,
-            spaces_between_special_tokens,
-        )?;
+        let inner = guarded(table.py(), || {
+            Ok(detok::IncrementalDetokenizer::new(
+                shared,
+                &prompt,
+                skip_special_tokens,
+                spaces_between_special_tokens,
+            )?)
+        })?;
         Ok(Self {
             table: table.unbind(),
             inner,
@@ -170,18 +193,18 @@ impl PyIncrementalDetokenizer {
         token_id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyString>> {
         let id = token_id_arg(token_id, self.inner.table().vocab_size())?;
-        Ok(PyString::new(py, self.inner.push(id)?))
+        guarded(py, || Ok(PyString::new(py, self.inner.push(id)?)))
     }
 
     /// At the end of generation: release held text (an unfinished character becomes U+FFFD).
-    fn flush<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyString> {
-        PyString::new(py, self.inner.flush())
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        guarded(py, || Ok(PyString::new(py, self.inner.flush())))
     }
 
     /// The `decoded_token` of a logprob for the next position (call before pushing it).
     fn token_text(&self, token_id: &Bound<'_, PyAny>) -> PyResult<String> {
         let id = token_id_arg(token_id, self.inner.table().vocab_size())?;
-        Ok(self.inner.token_text(id)?)
+        guarded(token_id.py(), || Ok(self.inner.token_text(id)?))
     }
 
     /// Everything returned so far.
@@ -223,9 +246,10 @@ impl PyStopChecker {
             ));
         }
         let strings: Vec<String> = stop_strings.extract()?;
-        Ok(Self {
-            inner: stop::StopChecker::new(strings, include_stop_str_in_output)?,
-        })
+        let inner = guarded(stop_strings.py(), || {
+            Ok(stop::StopChecker::new(strings, include_stop_str_in_output)?)
+        })?;
+        Ok(Self { inner })
     }
 
     /// Add one step's text; return (text to emit now, the matched stop string or None).
@@ -233,23 +257,25 @@ impl PyStopChecker {
         &mut self,
         py: Python<'py>,
         delta: &str,
-    ) -> (Bound<'py, PyString>, Option<Bound<'py, PyString>>) {
-        let (emit, stopped) = self.inner.push(delta);
-        let emit = PyString::new(py, emit);
-        let stopped = stopped
-            .and_then(|i| self.inner.stop_strings().get(i))
-            .map(|s| PyString::new(py, s));
-        (emit, stopped)
+    ) -> PyResult<(Bound<'py, PyString>, Option<Bound<'py, PyString>>)> {
+        guarded(py, || {
+            let (emit, stopped) = self.inner.push(delta);
+            let emit = PyString::new(py, emit);
+            let stopped = stopped
+                .and_then(|i| self.inner.stop_strings().get(i))
+                .map(|s| PyString::new(py, s));
+            Ok((emit, stopped))
+        })
     }
 
     /// Add text that must not be searched (the first `min_tokens` tokens); return what to emit.
-    fn skip<'py>(&mut self, py: Python<'py>, delta: &str) -> Bound<'py, PyString> {
-        PyString::new(py, self.inner.skip(delta))
+    fn skip<'py>(&mut self, py: Python<'py>, delta: &str) -> PyResult<Bound<'py, PyString>> {
+        guarded(py, || Ok(PyString::new(py, self.inner.skip(delta))))
     }
 
     /// At the end of generation: the held-back tail (nothing after a match).
-    fn flush<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyString> {
-        PyString::new(py, self.inner.flush())
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        guarded(py, || Ok(PyString::new(py, self.inner.flush())))
     }
 
     #[getter]
@@ -278,19 +304,25 @@ struct PyRepetitionDetector {
 impl PyRepetitionDetector {
     #[new]
     #[pyo3(signature = (max_pattern_size, min_pattern_size = 0, min_count = 2))]
-    fn new(max_pattern_size: i64, min_pattern_size: i64, min_count: i64) -> PyResult<Self> {
-        Ok(Self {
-            inner: repetition::RepetitionDetector::new(
+    fn new(
+        py: Python<'_>,
+        max_pattern_size: i64,
+        min_pattern_size: i64,
+        min_count: i64,
+    ) -> PyResult<Self> {
+        let inner = guarded(py, || {
+            Ok(repetition::RepetitionDetector::new(
                 max_pattern_size,
                 min_pattern_size,
                 min_count,
-            )?,
-        })
+            )?)
+        })?;
+        Ok(Self { inner })
     }
 
     /// Append a generated token; True when the output now ends in a repetition.
-    fn push(&mut self, token_id: i64) -> bool {
-        self.inner.push(token_id)
+    fn push(&mut self, py: Python<'_>, token_id: i64) -> PyResult<bool> {
+        guarded(py, || Ok(self.inner.push(token_id)))
     }
 
     #[getter]
