@@ -1,5 +1,5 @@
-"""The async engine's loop outlives a step that fails: the step's requests end with its error, their
-KV blocks are freed, and the next request is served. A Rust text kernel that panics (a bug) fails
+"""The async engine's loop outlives a step that fails: the requests it holds end with the step's error,
+their KV blocks are freed, and the next request is served. A Rust text kernel that panics (a bug) fails
 this way, as `TextKernelError`, not as PyO3's `PanicException`, which would end the loop itself."""
 
 from __future__ import annotations
