@@ -304,20 +304,7 @@ impl CompiledGrammar {
             class_of,
             n_classes,
         };
-        loop {
-            // fixed point: a rule is nullable if some alternative is all nullable symbols
-            let mut changed = false;
-            for a in 0..g.lhs.len() {
-                let l = g.lhs[a] as usize;
-                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| g.is_nullable(s)) {
-                    g.nullable[l] = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
+        g.nullable = g.nullable_rules();
         Ok(g)
     }
 
@@ -341,16 +328,69 @@ impl CompiledGrammar {
         self.repeats.iter().map(|r| (r.rule, r.min, r.max))
     }
 
-    /// Whether `s` can match the empty string (as far as `nullable` knows yet).
-    fn is_nullable(&self, s: Symbol) -> bool {
-        match s {
-            Symbol::Rule(r) => self.nullable[r as usize],
-            Symbol::Bytes(_) => false,
-            Symbol::Repeat(k) => {
-                let rep = self.repeats[k as usize];
-                rep.min == 0 || self.nullable[rep.rule as usize]
+    /// Which rules match the empty string: a rule does if one of its alternatives is all such
+    /// symbols (rules that do, counted repetitions of one or with `min` 0). Found from the
+    /// alternatives that are empty, by following each rule found to the alternatives that use
+    /// it (each alternative counts the symbols it still waits for), so in time linear in the
+    /// grammar, where passes until nothing changes would take one pass per level of nesting.
+    fn nullable_rules(&self) -> Vec<bool> {
+        let n_rules = self.nullable.len();
+        // the rule each symbol waits for (None: never empty, or always), and its users
+        let waits_for = |s: Symbol| match s {
+            Symbol::Rule(r) => Some(r),
+            Symbol::Repeat(k) if self.repeats[k as usize].min > 0 => {
+                Some(self.repeats[k as usize].rule)
+            }
+            Symbol::Repeat(_) | Symbol::Bytes(_) => None,
+        };
+        let mut waiting = vec![0u32; self.lhs.len()]; // per alternative: symbols not known empty yet
+        let mut users_start = vec![0u32; n_rules + 1];
+        for a in 0..self.lhs.len() as u32 {
+            let rhs = self.alt_rhs(a);
+            if rhs.iter().any(|s| matches!(s, Symbol::Bytes(_))) {
+                waiting[a as usize] = u32::MAX; // never empty
+                continue;
+            }
+            for r in rhs.iter().filter_map(|&s| waits_for(s)) {
+                waiting[a as usize] += 1;
+                users_start[r as usize + 1] += 1;
             }
         }
+        for r in 0..n_rules {
+            users_start[r + 1] += users_start[r];
+        }
+        let mut users = vec![0u32; users_start[n_rules] as usize]; // by rule: the alternatives using it
+        let mut filled = users_start.clone();
+        for a in 0..self.lhs.len() as u32 {
+            if waiting[a as usize] == u32::MAX {
+                continue;
+            }
+            for r in self.alt_rhs(a).iter().filter_map(|&s| waits_for(s)) {
+                users[filled[r as usize] as usize] = a;
+                filled[r as usize] += 1;
+            }
+        }
+        let mut nullable = vec![false; n_rules];
+        let mut found: Vec<u32> = Vec::new();
+        for (a, &w) in waiting.iter().enumerate() {
+            let l = self.lhs[a];
+            if w == 0 && !nullable[l as usize] {
+                nullable[l as usize] = true;
+                found.push(l);
+            }
+        }
+        while let Some(r) = found.pop() {
+            let r = r as usize;
+            for &a in &users[users_start[r] as usize..users_start[r + 1] as usize] {
+                waiting[a as usize] -= 1;
+                let l = self.lhs[a as usize];
+                if waiting[a as usize] == 0 && !nullable[l as usize] {
+                    nullable[l as usize] = true;
+                    found.push(l);
+                }
+            }
+        }
+        nullable
     }
 
     /// Rule `rule`'s alternatives.
@@ -1373,6 +1413,56 @@ mod tests {
             Automaton::new(d.build(0)).err(),
             Some(GrammarError::TooManyItems)
         );
+    }
+
+    /// The nullable rules by the definition: passes over every alternative until none changes.
+    fn nullable_by_passes(g: &CompiledGrammar) -> Vec<bool> {
+        let mut nullable = vec![false; g.nullable.len()];
+        let empty = |nullable: &[bool], s: Symbol| match s {
+            Symbol::Rule(r) => nullable[r as usize],
+            Symbol::Bytes(_) => false,
+            Symbol::Repeat(k) => {
+                let rep = g.repeats[k as usize];
+                rep.min == 0 || nullable[rep.rule as usize]
+            }
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (lhs, rhs) in g.alternatives() {
+                if !nullable[lhs as usize] && rhs.iter().all(|&s| empty(&nullable, s)) {
+                    nullable[lhs as usize] = true;
+                    changed = true;
+                }
+            }
+        }
+        nullable
+    }
+
+    #[test]
+    fn nullable_rules_are_found_in_one_sweep_as_passes_find_them() {
+        // rule i ::= rule i+1 rule i+1 | "x", down to an empty rule 40: each pass of the definition
+        // finds one more, from the end; plus counted repetitions, empty and not, of both kinds.
+        let mut d = Draw::default();
+        let x = d.byte(b'x');
+        for i in 0..40 {
+            d.alt(i, &[Symbol::Rule(i + 1), Symbol::Rule(i + 1)]);
+            d.alt(i, &[x]);
+        }
+        d.alt(40, &[]);
+        let (some_x, maybe_x, some_empty) =
+            (d.repeat(41, 1, 3), d.repeat(41, 0, 3), d.repeat(40, 2, 5));
+        d.alt(41, &[x]);
+        d.alt(42, &[some_x]);
+        d.alt(43, &[maybe_x, Symbol::Rule(42)]);
+        d.alt(44, &[maybe_x, some_empty, Symbol::Rule(0)]);
+        d.alt(45, &[Symbol::Rule(45), x]);
+        d.alt(46, &[Symbol::Rule(46)]);
+        let g = d.build(0);
+        let nullable = nullable_by_passes(&g);
+        assert_eq!(g.nullable, nullable);
+        assert!(nullable[..=40].iter().all(|&n| n) && nullable[44]);
+        assert!(!nullable[41] && !nullable[42] && !nullable[43] && !nullable[45] && !nullable[46]);
     }
 
     #[test]
