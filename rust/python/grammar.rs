@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PySequence, PyString, PyTuple, PyType};
 
 use crate::grammar::{
     contained, has_byte, CompiledGrammar, ErrorKind, FxMap, GrammarError, GrammarMatcher, Symbol,
@@ -220,8 +220,13 @@ fn read_grammar(grammar: &Bound<'_, PyAny>) -> PyResult<Columns> {
     let mut set_numbers: FxMap<Vec<(u8, u8)>, u32> = FxMap::default();
     let mut repeat_numbers: FxMap<(u32, u32, u32), u32> = FxMap::default();
     for (rule, alternatives) in rules.values().iter().enumerate() {
-        for alt in alternatives.cast_into::<PyList>()?.iter() {
-            for e in alt.cast_into::<PyTuple>()?.iter() {
+        for alt in alternatives.try_iter()? {
+            // (a tuple, as `GrammarBuilder` makes them; any other sequence is read as one)
+            let alt = match alt?.cast_into::<PyTuple>() {
+                Ok(tuple) => tuple,
+                Err(other) => other.into_inner().cast_into::<PySequence>()?.to_tuple()?,
+            };
+            for e in alt.iter() {
                 let address = e.as_ptr() as usize;
                 if let Some(&symbol) = symbol_of.get(&address) {
                     out.rhs.push(symbol);

@@ -162,6 +162,14 @@ def test_rust_reads_schema_grammars_into_the_numbers_to_flat_gives(schema):
 
 
 @pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_rust_reads_alternatives_written_as_any_sequences():
+    a, b = ByteSet(((97, 97),)), ByteSet(((98, 98),))
+    as_tuples = Grammar({"s": [(a, Ref("t")), ()], "t": [(b,)]}, "s")
+    as_lists = Grammar({"s": ([a, Ref("t")], []), "t": ([b],)}, "s")
+    assert rust_tables(as_lists) == rust_tables(as_tuples)
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
 def test_rust_refuses_a_grammar_it_cannot_read():
     with pytest.raises(GrammarError, match="undefined rule"):
         matcher._native.CompiledGrammar(Grammar({"s": [(Ref("nope"),)]}, "s"))
