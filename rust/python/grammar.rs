@@ -90,7 +90,7 @@ impl PyTokenTrie {
     }
 }
 
-/// The element classes of a `Grammar` (looked up with the exceptions, once per process).
+/// The element classes of a `Grammar` (looked up by the first read, once per process).
 static BYTE_SET: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static REF: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static REPEAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -192,13 +192,13 @@ fn read_grammar(grammar: &Bound<'_, PyAny>) -> PyResult<Columns> {
     let rules = grammar
         .getattr(intern!(py, "rules"))?
         .cast_into::<PyDict>()?;
-    let names = rules.keys();
-    let mut numbers: FxMap<&str, u32> = FxMap::default();
-    numbers.reserve(names.len());
-    let names: Vec<Bound<'_, PyString>> = names
+    let names: Vec<Bound<'_, PyString>> = rules
+        .keys()
         .iter()
         .map(|name| name.cast_into::<PyString>().map_err(PyErr::from))
         .collect::<PyResult<_>>()?;
+    let mut numbers: FxMap<&str, u32> = FxMap::default(); // rule name -> number
+    numbers.reserve(names.len());
     for (i, name) in names.iter().enumerate() {
         numbers.insert(name.to_str()?, i as u32);
     }
