@@ -141,8 +141,13 @@ class Grammar:
         Rules are numbered in `self.rules` order (`names[i]` is rule i). `alternatives` lists every
         alternative as `(lhs, symbols)`, `symbols` a tuple of `(kind, index)` pairs: `(SymbolKind.RULE,
         i)` is rule i, `(SymbolKind.BYTES, k)` one byte of `byte_sets[k]` (inclusive ranges),
-        `(SymbolKind.REPEAT, j)` the repetition `repeats[j] = (rule, min, max)`. Computed once per
+        `(SymbolKind.REPEAT, j)` the repetition `repeats[j] = (rule, min, max)`; byte sets (by their
+        ranges) and repetitions are numbered in the order they first occur. Computed once per
         grammar (a grammar is not changed after `build`).
+
+        The Python twin reads this; the Rust kernel reads the same numbers straight from `rules`
+        (rust/python/grammar.rs), which spares a compile building this form only to have it read
+        back a tuple at a time. A parity test holds the two readings equal.
 
         The kinds are stored as plain ints and the symbols as tuples: tuples of ints are dropped from
         the garbage collector's lists, so the flat form of a large cached grammar (10k properties:

@@ -304,7 +304,7 @@ NATIVE_KERNELS = None
 if _native is not None and hasattr(_native, "GrammarMatcher"):
 
     class NativeGrammarMatcher(_native.GrammarMatcher):
-        """The Rust matcher, built from a `Grammar` (flattened with `to_flat`) and a native TokenTrie."""
+        """The Rust matcher, built from a `Grammar` (read into the numbers `to_flat` gives) and a native TokenTrie."""
 
         __slots__ = ()
 
@@ -313,8 +313,7 @@ if _native is not None and hasattr(_native, "GrammarMatcher"):
             # grammar served again (compile_grammar's cache) costs a matcher no copying.
             compiled = grammar.__dict__.get("_native")
             if compiled is None:
-                start, alternatives, byte_sets, repeats, _ = grammar.to_flat()
-                compiled = grammar.__dict__["_native"] = _native.CompiledGrammar(start, alternatives, byte_sets, repeats)
+                compiled = grammar.__dict__["_native"] = _native.CompiledGrammar(grammar)
             return super().__new__(cls, compiled, trie, [int(t) for t in eos_token_ids])
 
     NATIVE_KERNELS = (_native.TokenTrie, NativeGrammarMatcher)

@@ -87,6 +87,15 @@ impl Symbol {
             _ => Err(GrammarError::InvalidGrammar("unknown symbol kind")),
         }
     }
+
+    /// The symbol as `Grammar.to_flat()` writes it: `(kind, index)`.
+    pub fn to_flat(self) -> (u8, u32) {
+        match self {
+            Symbol::Rule(r) => (Symbol::RULE, r),
+            Symbol::Bytes(k) => (Symbol::BYTES, k),
+            Symbol::Repeat(k) => (Symbol::REPEAT, k),
+        }
+    }
 }
 
 /// A grammar over bytes, as numbers (from `Grammar.to_flat()`), ready for the Earley automaton:
@@ -96,9 +105,12 @@ pub struct CompiledGrammar {
     start: u32,
     repeats: Vec<Repeat>,
     lhs: Vec<u32>,
+    /// Alternative `a`'s symbols are `rhs[rhs_start[a]..rhs_start[a + 1]]`.
     rhs_start: Vec<u32>,
     rhs: Vec<Symbol>,
-    rule_alts: Vec<Vec<u32>>,
+    /// Rule `r`'s alternatives are `rule_alts[rule_alts_start[r]..rule_alts_start[r + 1]]`.
+    rule_alts_start: Vec<u32>,
+    rule_alts: Vec<u32>,
     nullable: Vec<bool>,
     byte_sets: Vec<[u64; 4]>,
     /// Per byte, its class: bytes in exactly the same byte sets have one (they step alike from
@@ -171,7 +183,7 @@ fn byte_classes(sets: &[[u64; 4]]) -> ([u8; 256], usize) {
 }
 
 /// Whether byte `b` is in the 256-bit table `set`.
-pub(super) fn has_byte(set: &[u64; 4], b: u8) -> bool {
+pub fn has_byte(set: &[u64; 4], b: u8) -> bool {
     set[(b >> 6) as usize] >> (b & 63) & 1 == 1
 }
 
@@ -186,21 +198,53 @@ impl CompiledGrammar {
         byte_sets: Vec<Vec<(u8, u8)>>,
         repeats: Vec<(u32, u32, u32)>,
     ) -> Result<Self, GrammarError> {
-        let n_rules = alternatives
+        let n_symbols: usize = alternatives.iter().map(|(_, symbols)| symbols.len()).sum();
+        let mut lhs = Vec::with_capacity(alternatives.len());
+        let mut rhs_start = Vec::with_capacity(alternatives.len() + 1);
+        let mut rhs = Vec::with_capacity(n_symbols);
+        rhs_start.push(0);
+        for (rule, symbols) in alternatives {
+            lhs.push(rule);
+            rhs.extend_from_slice(&symbols);
+            rhs_start.push(rhs.len() as u32); // (a sum past u32 is refused below)
+        }
+        Self::from_columns(start, lhs, rhs_start, rhs, &byte_sets, &repeats)
+    }
+
+    /// The grammar whose alternative `a` defines rule `lhs[a]` with the symbols
+    /// `rhs[rhs_start[a]..rhs_start[a + 1]]`, the alternatives as [`new`](Self::new) takes
+    /// them but in columns (for a caller that reads them from elsewhere, with no vector per
+    /// alternative); every number is checked here.
+    pub fn from_columns(
+        start: u32,
+        lhs: Vec<u32>,
+        rhs_start: Vec<u32>,
+        rhs: Vec<Symbol>,
+        byte_sets: &[Vec<(u8, u8)>],
+        repeats: &[(u32, u32, u32)],
+    ) -> Result<Self, GrammarError> {
+        let n_rules = lhs
             .iter()
-            .map(|(lhs, _)| *lhs)
+            .copied()
             .chain([start])
             .max()
             .map_or(0, |m| m as usize + 1);
-        let n_symbols: usize = alternatives.iter().map(|(_, symbols)| symbols.len()).sum();
         if n_rules > u32::MAX as usize / 2
-            || alternatives.len() + n_symbols > u32::MAX as usize / 2
+            || lhs.len() + rhs.len() > u32::MAX as usize / 2
             || byte_sets.len() > u32::MAX as usize / 2
         {
             return Err(GrammarError::InvalidGrammar("too many rules or symbols"));
         }
+        if rhs_start.len() != lhs.len() + 1
+            || rhs_start.windows(2).any(|w| w[0] > w[1])
+            || rhs_start.last().map(|&end| end as usize) != Some(rhs.len())
+        {
+            return Err(GrammarError::InvalidGrammar(
+                "the alternatives' ends do not cover the symbols in order",
+            ));
+        }
         let mut sets = Vec::with_capacity(byte_sets.len());
-        for ranges in &byte_sets {
+        for ranges in byte_sets {
             let mut bits = [0u64; 4];
             for &(lo, hi) in ranges {
                 if lo > hi {
@@ -213,7 +257,7 @@ impl CompiledGrammar {
             sets.push(bits);
         }
         let mut counted = Vec::with_capacity(repeats.len());
-        for (rule, min, max) in repeats {
+        for &(rule, min, max) in repeats {
             if rule as usize >= n_rules {
                 return Err(GrammarError::InvalidGrammar("symbol out of range"));
             }
@@ -222,63 +266,137 @@ impl CompiledGrammar {
             }
             counted.push(Repeat { rule, min, max });
         }
+        for &s in &rhs {
+            let known = match s {
+                Symbol::Rule(r) => (r as usize) < n_rules,
+                Symbol::Bytes(k) => (k as usize) < sets.len(),
+                Symbol::Repeat(k) => (k as usize) < counted.len(),
+            };
+            if !known {
+                return Err(GrammarError::InvalidGrammar("symbol out of range"));
+            }
+        }
+        // each rule's alternatives, in order: a counting sort of the alternatives by rule
+        let mut rule_alts_start = vec![0u32; n_rules + 1];
+        for &l in &lhs {
+            rule_alts_start[l as usize + 1] += 1;
+        }
+        for r in 0..n_rules {
+            rule_alts_start[r + 1] += rule_alts_start[r];
+        }
+        let mut rule_alts = vec![0u32; lhs.len()];
+        let mut filled = rule_alts_start.clone();
+        for (a, &l) in lhs.iter().enumerate() {
+            rule_alts[filled[l as usize] as usize] = a as u32;
+            filled[l as usize] += 1;
+        }
+        let (class_of, n_classes) = byte_classes(&sets);
         let mut g = CompiledGrammar {
             start,
             repeats: counted,
-            lhs: Vec::with_capacity(alternatives.len()),
-            rhs_start: vec![0],
-            rhs: Vec::with_capacity(n_symbols),
-            rule_alts: vec![Vec::new(); n_rules],
+            lhs,
+            rhs_start,
+            rhs,
+            rule_alts_start,
+            rule_alts,
             nullable: vec![false; n_rules],
-            byte_sets: Vec::new(),
-            class_of: [0; 256],
-            n_classes: 0,
+            byte_sets: sets,
+            class_of,
+            n_classes,
         };
-        (g.class_of, g.n_classes) = byte_classes(&sets);
-        g.byte_sets = sets;
-        for (lhs, symbols) in alternatives {
-            for &s in &symbols {
-                let known = match s {
-                    Symbol::Rule(r) => (r as usize) < n_rules,
-                    Symbol::Bytes(k) => (k as usize) < byte_sets.len(),
-                    Symbol::Repeat(k) => (k as usize) < g.repeats.len(),
-                };
-                if !known {
-                    return Err(GrammarError::InvalidGrammar("symbol out of range"));
-                }
-            }
-            g.rhs.extend_from_slice(&symbols);
-            g.rule_alts[lhs as usize].push(g.lhs.len() as u32);
-            g.lhs.push(lhs);
-            g.rhs_start.push(g.rhs.len() as u32);
-        }
-        loop {
-            // fixed point: a rule is nullable if some alternative is all nullable symbols
-            let mut changed = false;
-            for a in 0..g.lhs.len() {
-                let l = g.lhs[a] as usize;
-                if !g.nullable[l] && g.alt_rhs(a as u32).iter().all(|&s| g.is_nullable(s)) {
-                    g.nullable[l] = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
+        g.nullable = g.nullable_rules();
         Ok(g)
     }
 
-    /// Whether `s` can match the empty string (as far as `nullable` knows yet).
-    fn is_nullable(&self, s: Symbol) -> bool {
-        match s {
-            Symbol::Rule(r) => self.nullable[r as usize],
-            Symbol::Bytes(_) => false,
-            Symbol::Repeat(k) => {
-                let rep = self.repeats[k as usize];
-                rep.min == 0 || self.nullable[rep.rule as usize]
+    /// The start rule's number.
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
+    /// Every alternative as (its rule, its symbols), in order.
+    pub fn alternatives(&self) -> impl Iterator<Item = (u32, &[Symbol])> {
+        (0..self.lhs.len() as u32).map(|a| (self.lhs[a as usize], self.alt_rhs(a)))
+    }
+
+    /// Each byte set as a 256-bit table (bit `b % 64` of word `b / 64` set: byte `b` is in it).
+    pub fn byte_sets(&self) -> &[[u64; 4]] {
+        &self.byte_sets
+    }
+
+    /// Each counted repetition as `(rule, min, max)`.
+    pub fn repeats(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        self.repeats.iter().map(|r| (r.rule, r.min, r.max))
+    }
+
+    /// Which rules match the empty string: a rule does if one of its alternatives is all such
+    /// symbols (rules that do, counted repetitions of one or with `min` 0). Found from the
+    /// alternatives that are empty, by following each rule found to the alternatives that use
+    /// it (each alternative counts the symbols it still waits for), so in time linear in the
+    /// grammar, where passes until nothing changes would take one pass per level of nesting.
+    fn nullable_rules(&self) -> Vec<bool> {
+        let n_rules = self.nullable.len();
+        // the rule each symbol waits for (None: never empty, or always), and its users
+        let waits_for = |s: Symbol| match s {
+            Symbol::Rule(r) => Some(r),
+            Symbol::Repeat(k) if self.repeats[k as usize].min > 0 => {
+                Some(self.repeats[k as usize].rule)
+            }
+            Symbol::Repeat(_) | Symbol::Bytes(_) => None,
+        };
+        let mut waiting = vec![0u32; self.lhs.len()]; // per alternative: symbols not known empty yet
+        let mut users_start = vec![0u32; n_rules + 1];
+        for a in 0..self.lhs.len() as u32 {
+            let rhs = self.alt_rhs(a);
+            if rhs.iter().any(|s| matches!(s, Symbol::Bytes(_))) {
+                waiting[a as usize] = u32::MAX; // never empty
+                continue;
+            }
+            for r in rhs.iter().filter_map(|&s| waits_for(s)) {
+                waiting[a as usize] += 1;
+                users_start[r as usize + 1] += 1;
             }
         }
+        for r in 0..n_rules {
+            users_start[r + 1] += users_start[r];
+        }
+        let mut users = vec![0u32; users_start[n_rules] as usize]; // by rule: the alternatives using it
+        let mut filled = users_start.clone();
+        for a in 0..self.lhs.len() as u32 {
+            if waiting[a as usize] == u32::MAX {
+                continue;
+            }
+            for r in self.alt_rhs(a).iter().filter_map(|&s| waits_for(s)) {
+                users[filled[r as usize] as usize] = a;
+                filled[r as usize] += 1;
+            }
+        }
+        let mut nullable = vec![false; n_rules];
+        let mut found: Vec<u32> = Vec::new();
+        for (a, &w) in waiting.iter().enumerate() {
+            let l = self.lhs[a];
+            if w == 0 && !nullable[l as usize] {
+                nullable[l as usize] = true;
+                found.push(l);
+            }
+        }
+        while let Some(r) = found.pop() {
+            let r = r as usize;
+            for &a in &users[users_start[r] as usize..users_start[r + 1] as usize] {
+                waiting[a as usize] -= 1;
+                let l = self.lhs[a as usize];
+                if waiting[a as usize] == 0 && !nullable[l as usize] {
+                    nullable[l as usize] = true;
+                    found.push(l);
+                }
+            }
+        }
+        nullable
+    }
+
+    /// Rule `rule`'s alternatives.
+    fn alternatives_of(&self, rule: u32) -> &[u32] {
+        let r = rule as usize;
+        &self.rule_alts[self.rule_alts_start[r] as usize..self.rule_alts_start[r + 1] as usize]
     }
 
     /// A number per (alternative, dot), dot in 0..=len: `0..rhs.len() + lhs.len()`.
@@ -457,7 +575,7 @@ impl Rows {
 
 /// FxHash (rustc's hasher): fast for the short integer keys hashed here.
 #[derive(Default)]
-pub(super) struct Fx(u64);
+pub struct Fx(u64);
 
 impl Hasher for Fx {
     fn write(&mut self, bytes: &[u8]) {
@@ -480,7 +598,7 @@ impl Hasher for Fx {
 }
 
 /// A hash map with [`Fx`] hashing.
-pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// The interned Earley sets of one grammar, with their transitions, and scratch buffers.
 pub(super) struct Automaton {
@@ -526,7 +644,7 @@ impl Automaton {
         g: Arc<CompiledGrammar>,
         horizon: u32,
     ) -> Result<Self, GrammarError> {
-        let n_rules = g.rule_alts.len();
+        let n_rules = g.nullable.len();
         let seen = Seen {
             at: vec![(0, 0, 0); g.rhs.len() + g.lhs.len()],
             more: FxMap::with_capacity_and_hasher(64, Default::default()),
@@ -554,15 +672,16 @@ impl Automaton {
             work: Vec::with_capacity(128),
             items: Vec::with_capacity(128),
         };
-        let seeds: Vec<Item> = a.g.rule_alts[a.g.start as usize]
-            .iter()
-            .map(|&alt| Item {
-                alt,
-                dot: 0,
-                origin: SELF,
-                count: a.g.stored_count(alt, 0, 0, horizon),
-            })
-            .collect();
+        let seeds: Vec<Item> =
+            a.g.alternatives_of(a.g.start)
+                .iter()
+                .map(|&alt| Item {
+                    alt,
+                    dot: 0,
+                    origin: SELF,
+                    count: a.g.stored_count(alt, 0, 0, horizon),
+                })
+                .collect();
         a.close(&seeds)?;
         Ok(a)
     }
@@ -732,7 +851,7 @@ impl Automaton {
                     if self.predicted[rule as usize] != self.gen {
                         self.predicted[rule as usize] = self.gen;
                         self.work
-                            .extend(g.rule_alts[rule as usize].iter().map(|&alt| Item {
+                            .extend(g.alternatives_of(rule).iter().map(|&alt| Item {
                                 alt,
                                 dot: 0,
                                 origin: SELF,
@@ -1296,6 +1415,56 @@ mod tests {
         );
     }
 
+    /// The nullable rules by the definition: passes over every alternative until none changes.
+    fn nullable_by_passes(g: &CompiledGrammar) -> Vec<bool> {
+        let mut nullable = vec![false; g.nullable.len()];
+        let empty = |nullable: &[bool], s: Symbol| match s {
+            Symbol::Rule(r) => nullable[r as usize],
+            Symbol::Bytes(_) => false,
+            Symbol::Repeat(k) => {
+                let rep = g.repeats[k as usize];
+                rep.min == 0 || nullable[rep.rule as usize]
+            }
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (lhs, rhs) in g.alternatives() {
+                if !nullable[lhs as usize] && rhs.iter().all(|&s| empty(&nullable, s)) {
+                    nullable[lhs as usize] = true;
+                    changed = true;
+                }
+            }
+        }
+        nullable
+    }
+
+    #[test]
+    fn nullable_rules_are_found_in_one_sweep_as_passes_find_them() {
+        // rule i ::= rule i+1 rule i+1 | "x", down to an empty rule 40: each pass of the definition
+        // finds one more, from the end; plus counted repetitions, empty and not, of both kinds.
+        let mut d = Draw::default();
+        let x = d.byte(b'x');
+        for i in 0..40 {
+            d.alt(i, &[Symbol::Rule(i + 1), Symbol::Rule(i + 1)]);
+            d.alt(i, &[x]);
+        }
+        d.alt(40, &[]);
+        let (some_x, maybe_x, some_empty) =
+            (d.repeat(41, 1, 3), d.repeat(41, 0, 3), d.repeat(40, 2, 5));
+        d.alt(41, &[x]);
+        d.alt(42, &[some_x]);
+        d.alt(43, &[maybe_x, Symbol::Rule(42)]);
+        d.alt(44, &[maybe_x, some_empty, Symbol::Rule(0)]);
+        d.alt(45, &[Symbol::Rule(45), x]);
+        d.alt(46, &[Symbol::Rule(46)]);
+        let g = d.build(0);
+        let nullable = nullable_by_passes(&g);
+        assert_eq!(g.nullable, nullable);
+        assert!(nullable[..=40].iter().all(|&n| n) && nullable[44]);
+        assert!(!nullable[41] && !nullable[42] && !nullable[43] && !nullable[45] && !nullable[46]);
+    }
+
     #[test]
     fn malformed_flat_grammars_are_errors() {
         let invalid = |alternatives, byte_sets| {
@@ -1335,6 +1504,7 @@ mod tests {
         );
         assert_eq!(Symbol::from_flat(Symbol::REPEAT, 2), Ok(Symbol::Repeat(2)));
         assert_eq!(Symbol::from_flat(Symbol::BYTES, 3), Ok(Symbol::Bytes(3)));
+        assert_eq!(Symbol::Bytes(3).to_flat(), (Symbol::BYTES, 3));
         assert_eq!(
             Symbol::from_flat(7, 0),
             Err(GrammarError::InvalidGrammar("unknown symbol kind"))

@@ -61,7 +61,8 @@ mod walk;
 
 use std::sync::Arc;
 
-use earley::{Automaton, FxMap, DEAD, NO_HORIZON, ROOT};
+pub use earley::{has_byte, FxMap};
+use earley::{Automaton, DEAD, NO_HORIZON, ROOT};
 pub use earley::{CompiledGrammar, Symbol, MAX_EARLEY_ITEMS, MAX_STATES};
 pub use error::{contained, ErrorKind, GrammarError};
 use jumps::{Jumps, Loop};

@@ -16,25 +16,27 @@ use std::sync::Arc;
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyType};
+use pyo3::types::{PyBytes, PyDict, PySequence, PyString, PyTuple, PyType};
 
 use crate::grammar::{
-    contained, CompiledGrammar, ErrorKind, GrammarError, GrammarMatcher, Symbol, TokenTrie,
+    contained, has_byte, CompiledGrammar, ErrorKind, FxMap, GrammarError, GrammarMatcher, Symbol,
+    TokenTrie,
 };
 
-/// The module that defines the Python twin's exceptions.
-const ERRORS_MODULE: &str = "pyengine.structured.grammar";
+/// The module that defines the Python twin's exceptions and a `Grammar`'s element classes.
+const GRAMMAR_MODULE: &str = "pyengine.structured.grammar";
 static GRAMMAR_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GRAMMAR_LIMIT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GRAMMAR_INTERNAL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Look up the Python twin's exception classes (once per process; later calls are a read).
 fn load_error_types(py: Python<'_>) -> PyResult<()> {
-    GRAMMAR_ERROR.import(py, ERRORS_MODULE, "GrammarError")?;
-    GRAMMAR_LIMIT_ERROR.import(py, ERRORS_MODULE, "GrammarLimitError")?;
-    GRAMMAR_INTERNAL_ERROR.import(py, ERRORS_MODULE, "GrammarInternalError")?;
+    GRAMMAR_ERROR.import(py, GRAMMAR_MODULE, "GrammarError")?;
+    GRAMMAR_LIMIT_ERROR.import(py, GRAMMAR_MODULE, "GrammarLimitError")?;
+    GRAMMAR_INTERNAL_ERROR.import(py, GRAMMAR_MODULE, "GrammarInternalError")?;
     Ok(())
 }
 
@@ -88,9 +90,18 @@ impl PyTokenTrie {
     }
 }
 
-/// A grammar as the matcher's tables, built once from `Grammar.to_flat()`'s
-/// `(start, alternatives, byte_sets, repeats)` and shared by every matcher of that grammar (the
-/// wrapper in pyengine/structured/matcher.py keeps it with the grammar).
+/// The element classes of a `Grammar` (looked up by the first read, once per process).
+static BYTE_SET: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static REF: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static REPEAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// A grammar as the matcher's tables, built once from a `Grammar` and shared by every matcher of
+/// that grammar (the wrapper in pyengine/structured/matcher.py keeps it with the grammar).
+///
+/// The rules are read here, straight from the `Grammar`'s objects, into the numbers that
+/// `Grammar.to_flat()` gives the Python twin (the same numbering, which `to_flat` below returns
+/// for the parity tests): a flat form built in Python first would cost a Python loop step per
+/// element, then a tuple per symbol to read back here.
 #[pyclass(name = "CompiledGrammar", module = "pyengine._native", frozen)]
 pub struct PyCompiledGrammar {
     inner: Arc<CompiledGrammar>,
@@ -99,30 +110,161 @@ pub struct PyCompiledGrammar {
 #[pymethods]
 impl PyCompiledGrammar {
     #[new]
-    fn new(
-        py: Python<'_>,
-        start: u32,
-        alternatives: Vec<(u32, Vec<(u8, u32)>)>,
-        byte_sets: Vec<Vec<(u8, u8)>>,
-        repeats: Vec<(u32, u32, u32)>,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, grammar: &Bound<'_, PyAny>) -> PyResult<Self> {
         load_error_types(py)?;
-        let alternatives = alternatives
-            .into_iter()
-            .map(|(lhs, symbols)| {
-                let symbols = symbols
-                    .into_iter()
-                    .map(|(kind, index)| Symbol::from_flat(kind, index))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((lhs, symbols))
-            })
-            .collect::<Result<Vec<_>, GrammarError>>()
-            .map_err(|e| to_pyerr(py, e))?;
+        let flat = read_grammar(grammar)?;
         let g = py
-            .detach(|| contained(|| CompiledGrammar::new(start, alternatives, byte_sets, repeats)))
+            .detach(|| {
+                contained(|| {
+                    CompiledGrammar::from_columns(
+                        flat.start,
+                        flat.lhs,
+                        flat.rhs_start,
+                        flat.rhs,
+                        &flat.byte_sets,
+                        &flat.repeats,
+                    )
+                })
+            })
             .map_err(|e| to_pyerr(py, e))?;
         Ok(Self { inner: Arc::new(g) })
     }
+
+    /// The tables as `Grammar.to_flat()` writes them, `(start, alternatives, byte_sets, repeats)`,
+    /// with each byte set as its merged ranges (for the parity tests).
+    #[allow(clippy::type_complexity)]
+    fn to_flat(
+        &self,
+    ) -> (
+        u32,
+        Vec<(u32, Vec<(u8, u32)>)>,
+        Vec<Vec<(u8, u8)>>,
+        Vec<(u32, u32, u32)>,
+    ) {
+        let g = &self.inner;
+        let alternatives = g
+            .alternatives()
+            .map(|(lhs, symbols)| (lhs, symbols.iter().map(|s| s.to_flat()).collect()))
+            .collect();
+        let byte_sets = g.byte_sets().iter().map(ranges_of).collect();
+        (g.start(), alternatives, byte_sets, g.repeats().collect())
+    }
+}
+
+/// The bytes of a 256-bit table as sorted, merged inclusive ranges.
+fn ranges_of(set: &[u64; 4]) -> Vec<(u8, u8)> {
+    let mut ranges: Vec<(u8, u8)> = Vec::new();
+    for b in (0..=255u8).filter(|&b| has_byte(set, b)) {
+        match ranges.last_mut() {
+            Some((_, hi)) if *hi as usize + 1 == b as usize => *hi = b,
+            _ => ranges.push((b, b)),
+        }
+    }
+    ranges
+}
+
+/// A grammar's alternatives in columns, for [`CompiledGrammar::from_columns`].
+struct Columns {
+    start: u32,
+    lhs: Vec<u32>,
+    rhs_start: Vec<u32>,
+    rhs: Vec<Symbol>,
+    byte_sets: Vec<Vec<(u8, u8)>>,
+    repeats: Vec<(u32, u32, u32)>,
+}
+
+/// The numbers `Grammar.to_flat()` gives `grammar`: rules numbered in `grammar.rules` order, byte
+/// sets (by their ranges) and counted repetitions (by rule, min and max) in the order they first
+/// occur. A grammar shares many element objects (a literal's byte sets, references to a common
+/// rule), so each object's symbol is kept by its address for as long as this reads it (the
+/// grammar keeps every object alive meanwhile).
+fn read_grammar(grammar: &Bound<'_, PyAny>) -> PyResult<Columns> {
+    let py = grammar.py();
+    let invalid = |what: &'static str| to_pyerr(py, GrammarError::InvalidGrammar(what));
+    let class = |cell: &PyOnceLock<Py<PyType>>, name: &str| -> PyResult<Bound<'_, PyType>> {
+        Ok(cell.import(py, GRAMMAR_MODULE, name)?.clone())
+    };
+    let (byte_set, reference, repeat) = (
+        class(&BYTE_SET, "ByteSet")?,
+        class(&REF, "Ref")?,
+        class(&REPEAT, "Repeat")?,
+    );
+    let rules = grammar
+        .getattr(intern!(py, "rules"))?
+        .cast_into::<PyDict>()?;
+    let names: Vec<Bound<'_, PyString>> = rules
+        .keys()
+        .iter()
+        .map(|name| name.cast_into::<PyString>().map_err(PyErr::from))
+        .collect::<PyResult<_>>()?;
+    let mut numbers: FxMap<&str, u32> = FxMap::default(); // rule name -> number
+    numbers.reserve(names.len());
+    for (i, name) in names.iter().enumerate() {
+        numbers.insert(name.to_str()?, i as u32);
+    }
+    let number_of = |name: Bound<'_, PyAny>| -> PyResult<u32> {
+        let name = name.cast_into::<PyString>()?;
+        let number = numbers.get(name.to_str()?).copied();
+        number.ok_or_else(|| invalid("a reference to an undefined rule"))
+    };
+    let start = number_of(grammar.getattr(intern!(py, "start"))?)?;
+    let mut out = Columns {
+        start,
+        lhs: Vec::new(),
+        rhs_start: vec![0],
+        rhs: Vec::new(),
+        byte_sets: Vec::new(),
+        repeats: Vec::new(),
+    };
+    let mut symbol_of: FxMap<usize, Symbol> = FxMap::default(); // element object address -> symbol
+    let mut set_numbers: FxMap<Vec<(u8, u8)>, u32> = FxMap::default();
+    let mut repeat_numbers: FxMap<(u32, u32, u32), u32> = FxMap::default();
+    for (rule, alternatives) in rules.values().iter().enumerate() {
+        for alt in alternatives.try_iter()? {
+            // (a tuple, as `GrammarBuilder` makes them; any other sequence is read as one)
+            let alt = match alt?.cast_into::<PyTuple>() {
+                Ok(tuple) => tuple,
+                Err(other) => other.into_inner().cast_into::<PySequence>()?.to_tuple()?,
+            };
+            for e in alt.iter() {
+                let address = e.as_ptr() as usize;
+                if let Some(&symbol) = symbol_of.get(&address) {
+                    out.rhs.push(symbol);
+                    continue;
+                }
+                let symbol = if e.is_exact_instance(&reference) {
+                    Symbol::Rule(number_of(e.getattr(intern!(py, "name"))?)?)
+                } else if e.is_exact_instance(&byte_set) {
+                    let ranges: Vec<(u8, u8)> = e.getattr(intern!(py, "ranges"))?.extract()?;
+                    let next = set_numbers.len() as u32;
+                    let k = *set_numbers.entry(ranges).or_insert_with_key(|ranges| {
+                        out.byte_sets.push(ranges.clone());
+                        next
+                    });
+                    Symbol::Bytes(k)
+                } else if e.is_exact_instance(&repeat) {
+                    let key = (
+                        number_of(e.getattr(intern!(py, "name"))?)?,
+                        e.getattr(intern!(py, "min"))?.extract()?,
+                        e.getattr(intern!(py, "max"))?.extract()?,
+                    );
+                    let next = repeat_numbers.len() as u32;
+                    let k = *repeat_numbers.entry(key).or_insert_with(|| {
+                        out.repeats.push(key);
+                        next
+                    });
+                    Symbol::Repeat(k)
+                } else {
+                    return Err(invalid("an element that is not a ByteSet, Ref or Repeat"));
+                };
+                symbol_of.insert(address, symbol);
+                out.rhs.push(symbol);
+            }
+            out.lhs.push(rule as u32);
+            out.rhs_start.push(out.rhs.len() as u32);
+        }
+    }
+    Ok(out)
 }
 
 /// A grammar's token masks for one request, over a [`PyCompiledGrammar`] (the wrapper in

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyengine.structured import matcher
-from pyengine.structured.grammar import GrammarBuilder, GrammarError, GrammarLimitError, choice_grammar
+from pyengine.structured.grammar import (ByteSet, Grammar, GrammarBuilder, GrammarError, GrammarLimitError, Ref,
+                                         choice_grammar)
 from pyengine.structured.json_schema import JsonOptions, json_schema_grammar
 from pyengine.structured.matcher import matches
 from pyengine.structured.regex import regex_grammar
@@ -129,6 +130,51 @@ def grammars(draw):
 
     b.define(paren, b.seq(b.literal("("), b.opt(element(1)), b.literal(")")))
     return b.build(element(3))
+
+
+def rust_tables(g) -> tuple:
+    """The tables the Rust kernel read from `g`, and `g.to_flat()`'s, in one form (byte sets as merged ranges)."""
+    start, alternatives, byte_sets, repeats, _ = g.to_flat()
+    merged = [list(ByteSet.of(ranges).ranges) for ranges in byte_sets]
+    rows = [(lhs, list(symbols)) for lhs, symbols in alternatives]
+    return matcher._native.CompiledGrammar(g).to_flat(), (start, rows, merged, repeats)
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+@settings(max_examples=100, deadline=None)
+@given(g=grammars())
+def test_rust_reads_a_grammar_into_the_numbers_to_flat_gives(g):
+    rust, python = rust_tables(g)
+    assert rust == python
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"name": {"type": "string"}, "rank": {"type": "integer", "minimum": 3}},
+     "required": ["name"], "additionalProperties": {"enum": ["x", 1.5, None]}},
+    {"$defs": {"t": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/t"}}}}},
+     "$ref": "#/$defs/t"},
+    {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{2,40}$"}, "minItems": 3, "maxItems": 9},
+])
+def test_rust_reads_schema_grammars_into_the_numbers_to_flat_gives(schema):
+    rust, python = rust_tables(json_schema_grammar(schema))
+    assert len(python[1]) > 5 and rust == python
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_rust_reads_alternatives_written_as_any_sequences():
+    a, b = ByteSet(((97, 97),)), ByteSet(((98, 98),))
+    as_tuples = Grammar({"s": [(a, Ref("t")), ()], "t": [(b,)]}, "s")
+    as_lists = Grammar({"s": ([a, Ref("t")], []), "t": ([b],)}, "s")
+    assert rust_tables(as_lists) == rust_tables(as_tuples)
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
+def test_rust_refuses_a_grammar_it_cannot_read():
+    with pytest.raises(GrammarError, match="undefined rule"):
+        matcher._native.CompiledGrammar(Grammar({"s": [(Ref("nope"),)]}, "s"))
+    with pytest.raises(GrammarError, match="not a ByteSet, Ref or Repeat"):
+        matcher._native.CompiledGrammar(Grammar({"s": [("a",)]}, "s"))
 
 
 @pytest.mark.skipif(len(KERNELS) < 2, reason="needs the compiled extension")
