@@ -87,14 +87,18 @@ class TokenTrie:
 
 @final
 class CompiledGrammar:
-    """A grammar as the matcher's tables, from `(start, alternatives, byte_sets, repeats)` of
-    `Grammar.to_flat()`: `alternatives` holds `(lhs, [(kind, index), ...])` rows, kind 0 a rule,
-    1 a byte set and 2 a counted repetition (`SymbolKind`); `repeats` holds `(rule, min, max)`
-    rows. Built once per grammar (the wrapper in `pyengine.structured.matcher` keeps it with the
-    grammar) and shared by its matchers. Raises GrammarError for a malformed grammar."""
+    """A grammar as the matcher's tables, read from a `pyengine.structured.grammar.Grammar`'s rules,
+    byte sets and repetitions (the numbers `Grammar.to_flat()` writes, without building that form).
+    Built once per grammar (the wrapper in `pyengine.structured.matcher` keeps it with the grammar)
+    and shared by its matchers. Raises GrammarError for a malformed grammar."""
 
-    def __new__(cls, start: int, alternatives: Sequence[tuple[int, Sequence[tuple[int, int]]]],
-                byte_sets: Sequence[Sequence[tuple[int, int]]], repeats: Sequence[tuple[int, int, int]]) -> Self: ...
+    def __new__(cls, grammar: Any) -> Self: ...
+    def to_flat(self) -> tuple[int, list[tuple[int, list[tuple[int, int]]]], list[list[tuple[int, int]]],
+                               list[tuple[int, int, int]]]:
+        """The tables as `Grammar.to_flat()` writes them, `(start, alternatives, byte_sets, repeats)`:
+        `alternatives` holds `(lhs, [(kind, index), ...])` rows, kind 0 a rule, 1 a byte set and 2 a
+        counted repetition; each byte set as its merged ranges; `repeats` holds `(rule, min, max)`
+        rows (for the parity tests)."""
 
 @disjoint_base
 class GrammarMatcher:
