@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, Ref, Repeat
 from pyengine.structured import automaton
 from pyengine.structured.automaton import json_escapes, json_string_split
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int
+from pyengine.structured.regex import regex_grammar
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
 # A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
@@ -140,9 +142,18 @@ class Strings:
 
     def embed_regex(self, pattern: str, json_string: bool = False) -> Any:
         """The regex front end's grammar for `pattern`, inside this one (see `embed_grammar`)."""
-        from pyengine.structured.regex import regex_grammar  # the regex front end
+        return embed_grammar(self.b, pattern_grammar(pattern), json_string)
 
-        return embed_grammar(self.b, regex_grammar(pattern), json_string)
+
+@functools.lru_cache(maxsize=1024)
+def pattern_grammar(pattern: str) -> Grammar:
+    """`regex_grammar(pattern)`, kept by the pattern's text for the next schema with the same one.
+
+    Formats, and many patterns, recur from schema to schema (and request to request), and parsing
+    a regex is most of what embedding it costs. Safe to share: the grammar depends on the text
+    alone, and `embed_grammar` only reads it (it copies the rules under new names). Invalid
+    patterns raise every time (errors are not cached)."""
+    return regex_grammar(pattern)
 
 
 STRING_LANGUAGE = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const", "anyOf", "allOf", "not"}
