@@ -18,6 +18,7 @@ Python's `$` also matches before a final newline; here it is the very end (stric
 
 from __future__ import annotations
 
+import bisect
 import functools
 from pyengine.structured.grammar import Element, GrammarBuilder, GrammarLimitError, Ref
 from pyengine.structured.regex import parse_with
@@ -205,29 +206,101 @@ def derivative(t: tuple, c: int, at_start: bool) -> tuple:
     return _seq2(derivative(inner, c, at_start), repeat(inner, max(lo - 1, 0), None if hi is None else hi - 1))
 
 
-def _leaf_toggles(t: tuple, toggles: dict[int, int], bits: dict[tuple, int]) -> bool:
-    """Mark where each character set of t starts and stops holding: `toggles[p]` flips the bits of
-    the sets whose membership changes at code point p (one bit per distinct set). True if t has a
-    `mod` term, whose derivative depends on the digit itself, not only on the sets."""
-    kind = t[0]
-    if kind == "chars":
-        if t[1] not in bits:
-            bit = bits[t[1]] = 1 << len(bits)
-            for lo, hi in t[1]:  # merged ranges: disjoint and never adjacent, so flips pair up
-                toggles[lo] = toggles.get(lo, 0) ^ bit
-                toggles[hi + 1] = toggles.get(hi + 1, 0) ^ bit
-        return False
-    if kind in ("alt", "and"):
-        return any([_leaf_toggles(m, toggles, bits) for m in t[1]])  # (a list: visit every member)
-    if kind == "seq":
-        return _leaf_toggles(t[1], toggles, bits) | _leaf_toggles(t[2], toggles, bits)
-    if kind in ("not", "star", "repeat"):
-        return _leaf_toggles(t[1], toggles, bits)
-    if kind == "mod":
-        for digit in range(0x30, 0x3B):  # each digit leads to its own remainder
-            toggles.setdefault(digit, 0)
-        return True
-    return False
+class _Derivatives:
+    """The derivatives one automaton's construction needs, each subterm's computed once per block.
+
+    Every term an automaton meets is made of the leaves (character sets) of its first term, so code
+    points that no leaf tells apart (a block, see `_block_starts`) take every subterm to the same
+    derivative; and its states share most of their subterms (the part of a pattern not read yet
+    recurs beside every count of a length, say). So the memo is keyed on a subterm (by value: equal
+    subterms built apart share an entry) and the block of the character. It lives as long as the
+    construction: a later automaton's blocks are not these."""
+
+    def __init__(self, first: tuple) -> None:
+        self.starts = _block_starts(first)
+        self.memo: dict[tuple[tuple, int], tuple] = {}  # (subterm, block) -> its derivative
+        self.leaves: dict[tuple, frozenset] = {}  # term -> the character sets its first character meets
+
+    def __call__(self, t: tuple, c: int, at_start: bool) -> tuple:
+        """`derivative(t, c, at_start)`."""
+        if at_start:  # the start state's own (where `^` holds): nothing to share
+            return derivative(t, c, True)
+        return self._derivative(t, c, bisect.bisect_right(self.starts, c))
+
+    def _derivative(self, t: tuple, c: int, block: int) -> tuple:
+        kind = t[0]
+        if kind in ("none", "empty", "start", "end", "chars", "mod"):  # leaves: cheaper than the memo
+            return derivative(t, c, False)
+        key = (t, block)
+        d = self.memo.get(key)
+        if d is not None:
+            return d
+        if kind == "seq":
+            head = _seq2(self._derivative(t[1], c, block), t[2])
+            d = alt(head, self._derivative(t[2], c, block)) if _nullable(t[1], False, False) else head
+        elif kind == "alt":
+            d = alt(*[self._derivative(m, c, block) for m in t[1]])
+        elif kind == "and":
+            d = both(*[self._derivative(m, c, block) for m in t[1]])
+        elif kind == "not":
+            d = complement(self._derivative(t[1], c, block))
+        elif kind == "star":
+            d = _seq2(self._derivative(t[1], c, block), t)
+        else:
+            _, inner, lo, hi = t  # repeat
+            d = _seq2(self._derivative(inner, c, block), repeat(inner, max(lo - 1, 0), None if hi is None else hi - 1))
+        self.memo[key] = d
+        return d
+
+    def first_leaves(self, t: tuple) -> frozenset:
+        """The character sets (ranges) that t's derivatives depend on: those that may read t's first
+        character (a sequence's tail only after a head that may be empty, with or without `^`).
+        Each decimal digit is a set of its own under `mod`, whose derivative depends on the digit."""
+        kind = t[0]
+        if kind == "chars":
+            return frozenset((t[1],))
+        if kind == "mod":
+            return _DIGITS
+        if kind in ("none", "empty", "start", "end"):
+            return _NO_LEAVES
+        known = self.leaves.get(t)
+        if known is not None:
+            return known
+        if kind == "seq":
+            found = self.first_leaves(t[1])
+            if _nullable(t[1], True, False) or _nullable(t[1], False, False):
+                found = found | self.first_leaves(t[2])
+        elif kind in ("alt", "and"):
+            found = frozenset().union(*[self.first_leaves(m) for m in t[1]])
+        else:  # not, star, repeat
+            found = self.first_leaves(t[1])
+        self.leaves[t] = found
+        return found
+
+
+_NO_LEAVES: frozenset = frozenset()
+_DIGITS = frozenset(((digit, digit),) for digit in range(0x30, 0x3A))
+
+
+def _block_starts(t: tuple) -> list[int]:
+    """The code points where some leaf of t starts or stops holding (each decimal digit apart
+    when t counts digits, `mod`): the starts of blocks of code points no leaf tells apart."""
+    starts = {0}
+    stack = [t]
+    while stack:
+        t = stack.pop()
+        kind = t[0]
+        if kind == "chars":
+            starts.update(p for lo, hi in t[1] for p in (lo, hi + 1))
+        elif kind == "mod":
+            starts.update(range(0x30, 0x3B))
+        elif kind in ("alt", "and"):
+            stack.extend(t[1])
+        elif kind == "seq":
+            stack += (t[1], t[2])
+        elif kind in ("not", "star", "repeat"):
+            stack.append(t[1])
+    return sorted(starts)
 
 
 class Automaton:
@@ -241,23 +314,27 @@ class Automaton:
         self.edges: list[list[tuple[tuple[tuple[int, int], ...], int]]] = []  # state -> [(ranges, target)]
         index: dict[tuple, int] = {}  # terms of the non-start states
         todo = [0]
+        derivatives_of = _Derivatives(term)
         while todo:
             state = todo.pop()
             term, at_start = self.terms[state], state == 0
-            # The code points split into ranges where no set's membership changes; two ranges in the
-            # same sets (the same `inside` bits) have the same derivative, computed once.
+            # The code points split into ranges where no set that may read the next character
+            # changes its membership; two ranges in the same sets (the same `inside` bits) have the
+            # same derivative, computed once.
             toggles: dict[int, int] = {0: 0, MAX_POINT + 1: 0}
-            digits_matter = _leaf_toggles(term, toggles, {})
-            points = sorted(p for p in toggles if p <= MAX_POINT + 1)
+            for bit, ranges in enumerate(derivatives_of.first_leaves(term)):
+                for lo, hi in ranges:  # merged ranges: disjoint and never adjacent, so flips pair up
+                    toggles[lo] = toggles.get(lo, 0) ^ (1 << bit)
+                    toggles[hi + 1] = toggles.get(hi + 1, 0) ^ (1 << bit)
+            points = sorted(toggles)
             by_target: dict[int, list[tuple[int, int]]] = {}
-            derivatives: dict[object, tuple] = {}
+            derivatives: dict[int, tuple] = {}
             inside = 0
             for lo, next_lo in zip(points, points[1:]):
                 inside ^= toggles[lo]
-                key = (inside, lo) if digits_matter and 0x30 <= lo <= 0x39 else inside
-                d = derivatives.get(key)
+                d = derivatives.get(inside)
                 if d is None:
-                    d = derivatives[key] = derivative(term, lo, at_start)
+                    d = derivatives[inside] = derivatives_of(term, lo, at_start)
                 if d == NONE:
                     continue
                 target = index.get(d)
