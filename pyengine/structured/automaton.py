@@ -310,14 +310,14 @@ class Automaton:
     """
 
     def __init__(self, term: tuple, max_states: int = MAX_STATES) -> None:
-        self.terms: list[tuple] = [term]
+        terms = [term]  # state -> its term (dropped after construction: cached automata stay small)
         self.edges: list[list[tuple[tuple[tuple[int, int], ...], int]]] = []  # state -> [(ranges, target)]
         index: dict[tuple, int] = {}  # terms of the non-start states
         todo = [0]
         derivatives_of = _Derivatives(term)
         while todo:
             state = todo.pop()
-            term, at_start = self.terms[state], state == 0
+            term, at_start = terms[state], state == 0
             # The code points split into ranges where no set that may read the next character
             # changes its membership; two ranges in the same sets (the same `inside` bits) have the
             # same derivative, computed once.
@@ -339,24 +339,24 @@ class Automaton:
                     continue
                 target = index.get(d)
                 if target is None:
-                    target = index[d] = len(self.terms)
+                    target = index[d] = len(terms)
                     if target >= max_states:
                         raise GrammarLimitError(f"a string's regular language needs more than {max_states} "
                                                 "automaton states (pattern, format and length together)")
-                    self.terms.append(d)
+                    terms.append(d)
                     todo.append(target)
                 by_target.setdefault(target, []).append((lo, next_lo - 1))
             while len(self.edges) <= state:
                 self.edges.append([])
             self.edges[state] = [(tuple(_merged(r)), target) for target, r in by_target.items()]
-        while len(self.edges) < len(self.terms):
+        while len(self.edges) < len(terms):
             self.edges.append([])
-        self.accepting = [_nullable(t, i == 0, True) for i, t in enumerate(self.terms)]
+        self.accepting = [_nullable(t, i == 0, True) for i, t in enumerate(terms)]
 
     @functools.cached_property
     def live(self) -> list[bool]:
         """States from which an accepting state can be reached."""
-        incoming: list[list[int]] = [[] for _ in self.terms]
+        incoming: list[list[int]] = [[] for _ in self.edges]
         for source, edges in enumerate(self.edges):
             for _, target in edges:
                 incoming[target].append(source)
