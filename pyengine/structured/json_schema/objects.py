@@ -130,6 +130,16 @@ class Objects:
                 todo.pop()
             return after_rules[(i, count)]
 
+        if low == 0 and high is None and members:
+            # No count to keep (`bump` is always 0): the members after each one are one chain,
+            # written here from the end, in the order `after(1, 0)` would write it, without its
+            # bookkeeping (most objects take this path).
+            after_rules[(len(members), 0)] = extras(0, lead=True)
+            for at in range(len(members) - 1, 0, -1):
+                items, req = members[at]
+                rest = after_rules[(at + 1, 0)]
+                after_rules[(at, 0)] = rule("obj_after", _row(comma_items, items, rest), None if req else rest)
+
         def first() -> tuple | None:  # the members when none was written yet
             takes = []  # an optional member taken as the first one, for each leading optional member
             for i, (items, req) in enumerate(members):
@@ -195,26 +205,36 @@ class Objects:
         for name in names:
             node = trie
             for unit in _name_units(name):
-                node = node.setdefault(unit, {})
+                child = node.get(unit)
+                if child is None:
+                    child = node[unit] = {}
+                node = child
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
         rest = self._shared("key_rest")  # any key characters
         ends: list[tuple] = []  # the key ends inside the trie: its units so far
         exits: list[tuple] = []  # the key leaves the trie: its units so far, then another one
         # (the rules are written out directly, with `rule`: this runs for every object that allows
-        # additional properties, and the alternatives are distinct by construction)
+        # additional properties, and the alternatives are distinct by construction; the loop is
+        # plain on purpose, it runs once per character of every declared name)
+        rule, key_other = b.rule, self.key_other
         todo: list[tuple[dict, tuple]] = [(trie, ())]  # (node, the elements that read its units)
         while todo:
             node, read = todo.pop()
-            children = tuple(u for u in node if u is not None)
-            if None not in node:
+            if None in node:
+                children = tuple([unit for unit in node if unit is not None])
+            else:
                 ends.append(read)
+                children = tuple(node)
+            if not children:
+                exits.append((*read, key_char))
+                continue
             for unit in children:
-                todo.append((node[unit], (b.rule([(*read, *_unit_items(unit))], "key"),)))
-            exits += [(*read, *other) for other in self.key_other(children)] if children else [(*read, key_char)]
+                todo.append((node[unit], (rule([read + _unit_items(unit)], "key"),)))
+            exits += [read + other for other in key_other(children)]
         if exits:
-            ends.append((b.rule(exits, "key_exit"), rest))
-        return b.seq(b.literal('"'), b.rule(ends, "key"), b.literal('"'))
+            ends.append((rule(exits, "key_exit"), rest))
+        return b.seq(b.literal('"'), rule(ends, "key"), b.literal('"'))
 
     def key_char_any(self) -> Any:
         """Any canonical character unit of a key (one rule per grammar)."""
