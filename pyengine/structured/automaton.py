@@ -508,6 +508,10 @@ def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_regex(pattern: str) -> tuple:
-    """A regex in the regex front end's dialect, as a term; `^`/`$` anchors may stand anywhere."""
+    """A regex in the regex front end's dialect, as a term; `^`/`$` anchors may stand anywhere.
+
+    Cached by the pattern's text: patterns and formats recur from schema to schema, and a term is
+    an immutable tuple that depends on the text alone (an invalid pattern raises every time)."""
     return parse_with(TermBuilder(), pattern, anchors=True)

@@ -71,9 +71,11 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
             return e  # a ByteSet: immutable, shared as it is
         if e.ranges not in escaped:
             plain, escapes = json_string_split(e.ranges)
+            if not escapes:  # the usual case: nothing JSON escapes, the byte set stands as it is
+                escaped[e.ranges] = e
+                return e
             parts = [b.byte_set(list(plain))] if plain else []
-            parts += [json_escapes(b, escapes)] if escapes else []
-            escaped[e.ranges] = b.alt(*parts) if parts else b.byte_set([])
+            escaped[e.ranges] = b.alt(*parts, json_escapes(b, escapes))
         return escaped[e.ranges]
 
     for name, alternatives in grammar.rules.items():
