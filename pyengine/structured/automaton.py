@@ -379,20 +379,21 @@ class Automaton:
         if not alive[0]:
             return None
         names = {s: b.new_rule("dfa") for s, ok in enumerate(alive) if ok}
+        refs = {s: Ref(name) for s, name in names.items()}
         incoming: dict[int, list[tuple]] = {s: [] for s in names}
         pieces_of: dict[tuple, list[tuple]] = {}  # a class on many edges is written (and gets its rules) once
-        for source in names:
+        for source, source_ref in refs.items():
             for ranges, target in self.edges[source]:
                 if target in names:
                     pieces = pieces_of.get(ranges)
                     if pieces is None:
                         pieces = pieces_of[ranges] = _pieces(b, ranges, json_string)
                     for piece in pieces:
-                        incoming[target].append((Ref(names[source]), *piece))
+                        incoming[target].append((source_ref, *piece))
         incoming[0].append(())
         for state, alternatives in incoming.items():
             b.define(names[state], b.alt(*[b.seq(*alternative) for alternative in alternatives]))
-        return b.alt(*[Ref(names[s]) for s in names if self.accepting[s]])
+        return b.alt(*[refs[s] for s in names if self.accepting[s]])
 
 
 _JSON_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}

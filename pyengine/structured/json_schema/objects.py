@@ -40,19 +40,20 @@ class Objects:
                                 else True)
         key_names = schema.get("propertyNames", True)
         names = list(props) + [r for r in required if r not in props]
+        required_names = set(required)  # (each one hashed already, just above)
         members = []  # (the member's elements in a row, required)
         for name in names:
-            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
+            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)] if patterns else []
             sub = props[name] if name in props else (True if matching else additional)
             for extra_schema in matching:  # a declared key also meets every pattern it matches
                 sub = merge(sub, extra_schema, self)
             expr = self.schema(sub) if _name_allowed(key_names, name) else None
             if expr is None:
-                if name in required:
+                if name in required_names:
                     return None  # a required property no value can satisfy
                 continue
             member = b.seq(self.json_string_literal(name), self.token(":"), expr)
-            members.append((b.as_items(member), name in required))  # a long member becomes one rule
+            members.append((b.as_items(member), name in required_names))  # a long member becomes one rule
         if patterns or key_names is not True and key_names != {}:
             extra = self.pattern_members(names, patterns, additional, key_names)
         else:
@@ -316,7 +317,7 @@ def key_units(text: str) -> list[str]:
 
 def _row(*parts: tuple | None) -> tuple | None:
     """The elements of the parts in a row, or None when a part is None (admits nothing)."""
-    return None if any(p is None for p in parts) else tuple(itertools.chain.from_iterable(parts))
+    return None if None in parts else tuple(itertools.chain.from_iterable(parts))
 
 
 def _search(pattern: str, name: str) -> bool:

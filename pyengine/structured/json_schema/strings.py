@@ -60,13 +60,14 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
     JSON must escape (`"`, `\\`, controls) becomes its escape sequence.
     """
     names = {name: b.new_rule("sub") for name in grammar.rules}
+    refs = {name: b.ref(new_name) for name, new_name in names.items()}
     escaped: dict[tuple, Any] = {}  # byte set -> its JSON string form, written once per class
 
     def element(e: Any) -> Any:
+        if isinstance(e, Ref):
+            return refs[e.name]
         if isinstance(e, Repeat):
             return Repeat(names[e.name], e.min, e.max)
-        if isinstance(e, Ref):
-            return b.ref(names[e.name])
         if not json_string:
             return e  # a ByteSet: immutable, shared as it is
         if e.ranges not in escaped:
@@ -80,7 +81,7 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
 
     for name, alternatives in grammar.rules.items():
         b.define(names[name], b.alt(*[b.seq(*[element(e) for e in alt]) for alt in alternatives]))
-    return b.ref(names[grammar.start])
+    return refs[grammar.start]
 
 
 class Strings:
