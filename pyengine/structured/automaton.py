@@ -509,10 +509,22 @@ def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-@functools.lru_cache(maxsize=1024)
+CACHED_PATTERN_LENGTH = 4096  # longer patterns are parsed each time: a cache entry would pin a large term
+
+
 def parse_regex(pattern: str) -> tuple:
     """A regex in the regex front end's dialect, as a term; `^`/`$` anchors may stand anywhere.
 
-    Cached by the pattern's text: patterns and formats recur from schema to schema, and a term is
-    an immutable tuple that depends on the text alone (an invalid pattern raises every time)."""
+    Kept by the pattern's text (an LRU of 1,024, patterns up to CACHED_PATTERN_LENGTH characters):
+    patterns and formats recur from schema to schema, and a term is an immutable tuple that depends
+    on the text alone (an invalid pattern raises every time)."""
+    if len(pattern) > CACHED_PATTERN_LENGTH:
+        return _parse_regex(pattern)
+    return _cached_parse_regex(pattern)
+
+
+def _parse_regex(pattern: str) -> tuple:
     return parse_with(TermBuilder(), pattern, anchors=True)
+
+
+_cached_parse_regex = functools.lru_cache(maxsize=1024)(_parse_regex)

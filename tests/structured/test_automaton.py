@@ -92,3 +92,6 @@ def test_cached_regexes_are_shared_unchanged():
     assert parse_regex("x+") is parse_regex("x+")
     assert json_schema_grammar(schema).to_flat() == first  # the second compile reads the caches
     assert str(pattern_grammar(FORMATS["date-time"])) == before  # embedding copied, never changed it
+    long_pattern = "ab" * automaton.CACHED_PATTERN_LENGTH  # past the bound: parsed each time, never pinned
+    assert parse_regex(long_pattern) is not parse_regex(long_pattern)
+    assert pattern_grammar(long_pattern) is not pattern_grammar(long_pattern)

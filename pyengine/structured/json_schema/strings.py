@@ -148,15 +148,21 @@ class Strings:
         return embed_grammar(self.b, pattern_grammar(pattern), json_string)
 
 
-@functools.lru_cache(maxsize=1024)
 def pattern_grammar(pattern: str) -> Grammar:
-    """`regex_grammar(pattern)`, kept by the pattern's text for the next schema with the same one.
+    """`regex_grammar(pattern)`, kept by the pattern's text for the next schema with the same one
+    (an LRU of 1,024, patterns up to CACHED_PATTERN_LENGTH characters: a longer one would pin a
+    large grammar).
 
     Formats, and many patterns, recur from schema to schema (and request to request), and parsing
     a regex is most of what embedding it costs. Safe to share: the grammar depends on the text
     alone, and `embed_grammar` only reads it (it copies the rules under new names). Invalid
     patterns raise every time (errors are not cached)."""
-    return regex_grammar(pattern)
+    if len(pattern) > automaton.CACHED_PATTERN_LENGTH:
+        return regex_grammar(pattern)
+    return _cached_pattern_grammar(pattern)
+
+
+_cached_pattern_grammar = functools.lru_cache(maxsize=1024)(regex_grammar)
 
 
 STRING_LANGUAGE = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const", "anyOf", "allOf", "not"}
