@@ -18,6 +18,7 @@ Python's `$` also matches before a final newline; here it is the very end (stric
 
 from __future__ import annotations
 
+import bisect
 import functools
 from pyengine.structured.grammar import Element, GrammarBuilder, GrammarLimitError, Ref
 from pyengine.structured.regex import parse_with
@@ -205,29 +206,101 @@ def derivative(t: tuple, c: int, at_start: bool) -> tuple:
     return _seq2(derivative(inner, c, at_start), repeat(inner, max(lo - 1, 0), None if hi is None else hi - 1))
 
 
-def _leaf_toggles(t: tuple, toggles: dict[int, int], bits: dict[tuple, int]) -> bool:
-    """Mark where each character set of t starts and stops holding: `toggles[p]` flips the bits of
-    the sets whose membership changes at code point p (one bit per distinct set). True if t has a
-    `mod` term, whose derivative depends on the digit itself, not only on the sets."""
-    kind = t[0]
-    if kind == "chars":
-        if t[1] not in bits:
-            bit = bits[t[1]] = 1 << len(bits)
-            for lo, hi in t[1]:  # merged ranges: disjoint and never adjacent, so flips pair up
-                toggles[lo] = toggles.get(lo, 0) ^ bit
-                toggles[hi + 1] = toggles.get(hi + 1, 0) ^ bit
-        return False
-    if kind in ("alt", "and"):
-        return any([_leaf_toggles(m, toggles, bits) for m in t[1]])  # (a list: visit every member)
-    if kind == "seq":
-        return _leaf_toggles(t[1], toggles, bits) | _leaf_toggles(t[2], toggles, bits)
-    if kind in ("not", "star", "repeat"):
-        return _leaf_toggles(t[1], toggles, bits)
-    if kind == "mod":
-        for digit in range(0x30, 0x3B):  # each digit leads to its own remainder
-            toggles.setdefault(digit, 0)
-        return True
-    return False
+class _Derivatives:
+    """The derivatives one automaton's construction needs, each subterm's computed once per block.
+
+    Every term an automaton meets is made of the leaves (character sets) of its first term, so code
+    points that no leaf tells apart (a block, see `_block_starts`) take every subterm to the same
+    derivative; and its states share most of their subterms (the part of a pattern not read yet
+    recurs beside every count of a length, say). So the memo is keyed on a subterm (by value: equal
+    subterms built apart share an entry) and the block of the character. It lives as long as the
+    construction: a later automaton's blocks are not these."""
+
+    def __init__(self, first: tuple) -> None:
+        self.starts = _block_starts(first)
+        self.memo: dict[tuple[tuple, int], tuple] = {}  # (subterm, block) -> its derivative
+        self.leaves: dict[tuple, frozenset] = {}  # term -> the character sets its first character meets
+
+    def __call__(self, t: tuple, c: int, at_start: bool) -> tuple:
+        """`derivative(t, c, at_start)`."""
+        if at_start:  # the start state's own (where `^` holds): nothing to share
+            return derivative(t, c, True)
+        return self._derivative(t, c, bisect.bisect_right(self.starts, c))
+
+    def _derivative(self, t: tuple, c: int, block: int) -> tuple:
+        kind = t[0]
+        if kind in ("none", "empty", "start", "end", "chars", "mod"):  # leaves: cheaper than the memo
+            return derivative(t, c, False)
+        key = (t, block)
+        d = self.memo.get(key)
+        if d is not None:
+            return d
+        if kind == "seq":
+            head = _seq2(self._derivative(t[1], c, block), t[2])
+            d = alt(head, self._derivative(t[2], c, block)) if _nullable(t[1], False, False) else head
+        elif kind == "alt":
+            d = alt(*[self._derivative(m, c, block) for m in t[1]])
+        elif kind == "and":
+            d = both(*[self._derivative(m, c, block) for m in t[1]])
+        elif kind == "not":
+            d = complement(self._derivative(t[1], c, block))
+        elif kind == "star":
+            d = _seq2(self._derivative(t[1], c, block), t)
+        else:
+            _, inner, lo, hi = t  # repeat
+            d = _seq2(self._derivative(inner, c, block), repeat(inner, max(lo - 1, 0), None if hi is None else hi - 1))
+        self.memo[key] = d
+        return d
+
+    def first_leaves(self, t: tuple) -> frozenset:
+        """The character sets (ranges) that t's derivatives depend on: those that may read t's first
+        character (a sequence's tail only after a head that may be empty, with or without `^`).
+        Each decimal digit is a set of its own under `mod`, whose derivative depends on the digit."""
+        kind = t[0]
+        if kind == "chars":
+            return frozenset((t[1],))
+        if kind == "mod":
+            return _DIGITS
+        if kind in ("none", "empty", "start", "end"):
+            return _NO_LEAVES
+        known = self.leaves.get(t)
+        if known is not None:
+            return known
+        if kind == "seq":
+            found = self.first_leaves(t[1])
+            if _nullable(t[1], True, False) or _nullable(t[1], False, False):
+                found = found | self.first_leaves(t[2])
+        elif kind in ("alt", "and"):
+            found = frozenset().union(*[self.first_leaves(m) for m in t[1]])
+        else:  # not, star, repeat
+            found = self.first_leaves(t[1])
+        self.leaves[t] = found
+        return found
+
+
+_NO_LEAVES: frozenset = frozenset()
+_DIGITS = frozenset(((digit, digit),) for digit in range(0x30, 0x3A))
+
+
+def _block_starts(t: tuple) -> list[int]:
+    """The code points where some leaf of t starts or stops holding (each decimal digit apart
+    when t counts digits, `mod`): the starts of blocks of code points no leaf tells apart."""
+    starts = {0}
+    stack = [t]
+    while stack:
+        t = stack.pop()
+        kind = t[0]
+        if kind == "chars":
+            starts.update(p for lo, hi in t[1] for p in (lo, hi + 1))
+        elif kind == "mod":
+            starts.update(range(0x30, 0x3B))
+        elif kind in ("alt", "and"):
+            stack.extend(t[1])
+        elif kind == "seq":
+            stack += (t[1], t[2])
+        elif kind in ("not", "star", "repeat"):
+            stack.append(t[1])
+    return sorted(starts)
 
 
 class Automaton:
@@ -237,49 +310,53 @@ class Automaton:
     """
 
     def __init__(self, term: tuple, max_states: int = MAX_STATES) -> None:
-        self.terms: list[tuple] = [term]
+        terms = [term]  # state -> its term (dropped after construction: cached automata stay small)
         self.edges: list[list[tuple[tuple[tuple[int, int], ...], int]]] = []  # state -> [(ranges, target)]
         index: dict[tuple, int] = {}  # terms of the non-start states
         todo = [0]
+        derivatives_of = _Derivatives(term)
         while todo:
             state = todo.pop()
-            term, at_start = self.terms[state], state == 0
-            # The code points split into ranges where no set's membership changes; two ranges in the
-            # same sets (the same `inside` bits) have the same derivative, computed once.
+            term, at_start = terms[state], state == 0
+            # The code points split into ranges where no set that may read the next character
+            # changes its membership; two ranges in the same sets (the same `inside` bits) have the
+            # same derivative, computed once.
             toggles: dict[int, int] = {0: 0, MAX_POINT + 1: 0}
-            digits_matter = _leaf_toggles(term, toggles, {})
-            points = sorted(p for p in toggles if p <= MAX_POINT + 1)
+            for bit, ranges in enumerate(derivatives_of.first_leaves(term)):
+                for lo, hi in ranges:  # merged ranges: disjoint and never adjacent, so flips pair up
+                    toggles[lo] = toggles.get(lo, 0) ^ (1 << bit)
+                    toggles[hi + 1] = toggles.get(hi + 1, 0) ^ (1 << bit)
+            points = sorted(toggles)
             by_target: dict[int, list[tuple[int, int]]] = {}
-            derivatives: dict[object, tuple] = {}
+            derivatives: dict[int, tuple] = {}
             inside = 0
             for lo, next_lo in zip(points, points[1:]):
                 inside ^= toggles[lo]
-                key = (inside, lo) if digits_matter and 0x30 <= lo <= 0x39 else inside
-                d = derivatives.get(key)
+                d = derivatives.get(inside)
                 if d is None:
-                    d = derivatives[key] = derivative(term, lo, at_start)
+                    d = derivatives[inside] = derivatives_of(term, lo, at_start)
                 if d == NONE:
                     continue
                 target = index.get(d)
                 if target is None:
-                    target = index[d] = len(self.terms)
+                    target = index[d] = len(terms)
                     if target >= max_states:
                         raise GrammarLimitError(f"a string's regular language needs more than {max_states} "
                                                 "automaton states (pattern, format and length together)")
-                    self.terms.append(d)
+                    terms.append(d)
                     todo.append(target)
                 by_target.setdefault(target, []).append((lo, next_lo - 1))
             while len(self.edges) <= state:
                 self.edges.append([])
             self.edges[state] = [(tuple(_merged(r)), target) for target, r in by_target.items()]
-        while len(self.edges) < len(self.terms):
+        while len(self.edges) < len(terms):
             self.edges.append([])
-        self.accepting = [_nullable(t, i == 0, True) for i, t in enumerate(self.terms)]
+        self.accepting = [_nullable(t, i == 0, True) for i, t in enumerate(terms)]
 
     @functools.cached_property
     def live(self) -> list[bool]:
         """States from which an accepting state can be reached."""
-        incoming: list[list[int]] = [[] for _ in self.terms]
+        incoming: list[list[int]] = [[] for _ in self.edges]
         for source, edges in enumerate(self.edges):
             for _, target in edges:
                 incoming[target].append(source)
@@ -302,20 +379,21 @@ class Automaton:
         if not alive[0]:
             return None
         names = {s: b.new_rule("dfa") for s, ok in enumerate(alive) if ok}
+        refs = {s: Ref(name) for s, name in names.items()}
         incoming: dict[int, list[tuple]] = {s: [] for s in names}
         pieces_of: dict[tuple, list[tuple]] = {}  # a class on many edges is written (and gets its rules) once
-        for source in names:
+        for source, source_ref in refs.items():
             for ranges, target in self.edges[source]:
                 if target in names:
                     pieces = pieces_of.get(ranges)
                     if pieces is None:
                         pieces = pieces_of[ranges] = _pieces(b, ranges, json_string)
                     for piece in pieces:
-                        incoming[target].append((Ref(names[source]), *piece))
+                        incoming[target].append((source_ref, *piece))
         incoming[0].append(())
         for state, alternatives in incoming.items():
             b.define(names[state], b.alt(*[b.seq(*alternative) for alternative in alternatives]))
-        return b.alt(*[Ref(names[s]) for s in names if self.accepting[s]])
+        return b.alt(*[refs[s] for s in names if self.accepting[s]])
 
 
 _JSON_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
@@ -431,6 +509,22 @@ def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+CACHED_PATTERN_LENGTH = 4096  # longer patterns are parsed each time: a cache entry would pin a large term
+
+
 def parse_regex(pattern: str) -> tuple:
-    """A regex in the regex front end's dialect, as a term; `^`/`$` anchors may stand anywhere."""
+    """A regex in the regex front end's dialect, as a term; `^`/`$` anchors may stand anywhere.
+
+    Kept by the pattern's text (an LRU of 1,024, patterns up to CACHED_PATTERN_LENGTH characters):
+    patterns and formats recur from schema to schema, and a term is an immutable tuple that depends
+    on the text alone (an invalid pattern raises every time)."""
+    if len(pattern) > CACHED_PATTERN_LENGTH:
+        return _parse_regex(pattern)
+    return _cached_parse_regex(pattern)
+
+
+def _parse_regex(pattern: str) -> tuple:
     return parse_with(TermBuilder(), pattern, anchors=True)
+
+
+_cached_parse_regex = functools.lru_cache(maxsize=1024)(_parse_regex)

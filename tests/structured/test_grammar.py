@@ -127,8 +127,11 @@ def test_a_flat_grammar_leaves_the_garbage_collector_nothing_to_walk():
     # server's event loop too), would walk its rows were they tracked: ~100k for 10k properties.
     g = json_schema_grammar({"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(100)}})
     start, alts, byte_sets, _, names = g.to_flat()
-    # A full collection untracks a tuple that holds nothing tracked (a row after its symbols, so two
-    # passes). gc.collect() returns at once while another thread (a test server's) is collecting: retry.
+    # The collector drops a tuple once it holds nothing tracked: a symbol, then the row's symbols,
+    # then the row. One pass visits them in the order of its lists, which earlier allocations
+    # shuffle (a survivor of a young collection moves behind younger objects), so it takes up to
+    # three passes, one per level; and gc.collect() returns at once while another thread (a test
+    # server's) is collecting. So: collect until the rows are untracked, a bounded number of times.
     for _ in range(20):
         gc.collect()
         if not any(gc.is_tracked(alt) for alt in alts):

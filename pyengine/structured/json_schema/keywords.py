@@ -94,6 +94,15 @@ def json_equal(x: Any, y: Any) -> bool:
     return type(x) is type(y) and x == y
 
 
+def json_in(value: Any, values: list) -> bool:
+    """Whether some member of `values` is `json_equal` to `value`. Only a string equals a string,
+    so a string is looked up with a plain `in` (enums of hundreds of strings meet each other in
+    `allOf` merges and `oneOf` proofs)."""
+    if type(value) is str and type(values) is list:
+        return value in values
+    return any(json_equal(v, value) for v in values)
+
+
 def json_type_ok(value: Any, types: list[str]) -> bool:
     kind = ("null" if value is None else "boolean" if isinstance(value, bool) else
             "integer" if isinstance(value, int) else "number" if isinstance(value, float) else

@@ -16,7 +16,8 @@ from typing import Any
 
 from pyengine.structured.grammar import GrammarError, GrammarLimitError
 from pyengine.structured.json_schema.keywords import (ANNOTATIONS, HANDLED, MAX_SCHEMA_DEPTH, TYPES,
-                                                      UNSUPPORTED_KEYWORDS, as_list, json_equal, schema_types)
+                                                      UNSUPPORTED_KEYWORDS, as_list, json_equal, json_in,
+                                                      schema_types)
 
 
 def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
@@ -74,7 +75,7 @@ def merge(a: Any, b: Any, compiler: Any, depth: int = 0) -> Any:
         elif key == "not":  # not A and not B is not (A or B)
             out[key] = {"anyOf": [mine, value]}
         elif key == "enum":
-            out[key] = [v for v in mine if any(json_equal(v, w) for w in value)]
+            out[key] = [v for v in mine if json_in(v, value)]
         elif key == "const":
             return False
         elif key in ("items", "additionalItems") and isinstance(mine, (dict, bool)) and isinstance(value, (dict, bool)):

@@ -40,19 +40,20 @@ class Objects:
                                 else True)
         key_names = schema.get("propertyNames", True)
         names = list(props) + [r for r in required if r not in props]
+        required_names = set(required)  # (each one hashed already, just above)
         members = []  # (the member's elements in a row, required)
         for name in names:
-            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)]
+            matching = [sub for pattern, sub in patterns.items() if _search(pattern, name)] if patterns else []
             sub = props[name] if name in props else (True if matching else additional)
             for extra_schema in matching:  # a declared key also meets every pattern it matches
                 sub = merge(sub, extra_schema, self)
             expr = self.schema(sub) if _name_allowed(key_names, name) else None
             if expr is None:
-                if name in required:
+                if name in required_names:
                     return None  # a required property no value can satisfy
                 continue
             member = b.seq(self.json_string_literal(name), self.token(":"), expr)
-            members.append((b.as_items(member), name in required))  # a long member becomes one rule
+            members.append((b.as_items(member), name in required_names))  # a long member becomes one rule
         if patterns or key_names is not True and key_names != {}:
             extra = self.pattern_members(names, patterns, additional, key_names)
         else:
@@ -130,6 +131,16 @@ class Objects:
                 todo.pop()
             return after_rules[(i, count)]
 
+        if low == 0 and high is None and members:
+            # No count to keep (`bump` is always 0): the members after each one are one chain,
+            # written here from the end, in the order `after(1, 0)` would write it, without its
+            # bookkeeping (most objects take this path).
+            after_rules[(len(members), 0)] = extras(0, lead=True)
+            for at in range(len(members) - 1, 0, -1):
+                items, req = members[at]
+                rest = after_rules[(at + 1, 0)]
+                after_rules[(at, 0)] = rule("obj_after", _row(comma_items, items, rest), None if req else rest)
+
         def first() -> tuple | None:  # the members when none was written yet
             takes = []  # an optional member taken as the first one, for each leading optional member
             for i, (items, req) in enumerate(members):
@@ -195,26 +206,36 @@ class Objects:
         for name in names:
             node = trie
             for unit in _name_units(name):
-                node = node.setdefault(unit, {})
+                child = node.get(unit)
+                if child is None:
+                    child = node[unit] = {}
+                node = child
             node[None] = True  # a declared name ends here
         key_char = self.key_char_any()
         rest = self._shared("key_rest")  # any key characters
         ends: list[tuple] = []  # the key ends inside the trie: its units so far
         exits: list[tuple] = []  # the key leaves the trie: its units so far, then another one
         # (the rules are written out directly, with `rule`: this runs for every object that allows
-        # additional properties, and the alternatives are distinct by construction)
+        # additional properties, and the alternatives are distinct by construction; the loop is
+        # plain on purpose, it runs once per character of every declared name)
+        rule, key_other = b.rule, self.key_other
         todo: list[tuple[dict, tuple]] = [(trie, ())]  # (node, the elements that read its units)
         while todo:
             node, read = todo.pop()
-            children = tuple(u for u in node if u is not None)
-            if None not in node:
+            if None in node:
+                children = tuple([unit for unit in node if unit is not None])
+            else:
                 ends.append(read)
+                children = tuple(node)
+            if not children:
+                exits.append((*read, key_char))
+                continue
             for unit in children:
-                todo.append((node[unit], (b.rule([(*read, *_unit_items(unit))], "key"),)))
-            exits += [(*read, *other) for other in self.key_other(children)] if children else [(*read, key_char)]
+                todo.append((node[unit], (rule([read + _unit_items(unit)], "key"),)))
+            exits += [read + other for other in key_other(children)]
         if exits:
-            ends.append((b.rule(exits, "key_exit"), rest))
-        return b.seq(b.literal('"'), b.rule(ends, "key"), b.literal('"'))
+            ends.append((rule(exits, "key_exit"), rest))
+        return b.seq(b.literal('"'), rule(ends, "key"), b.literal('"'))
 
     def key_char_any(self) -> Any:
         """Any canonical character unit of a key (one rule per grammar)."""
@@ -296,7 +317,7 @@ def key_units(text: str) -> list[str]:
 
 def _row(*parts: tuple | None) -> tuple | None:
     """The elements of the parts in a row, or None when a part is None (admits nothing)."""
-    return None if any(p is None for p in parts) else tuple(itertools.chain.from_iterable(parts))
+    return None if None in parts else tuple(itertools.chain.from_iterable(parts))
 
 
 def _search(pattern: str, name: str) -> bool:

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from pyengine.structured.grammar import GrammarError
-from pyengine.structured.json_schema.keywords import TYPE_KEYWORDS, TYPES, json_equal, schema_types
+from pyengine.structured.json_schema.keywords import TYPE_KEYWORDS, TYPES, json_equal, json_in, schema_types
 from pyengine.structured.json_schema.merge import expand, with_siblings
 from pyengine.structured.json_schema.numbers import exact_bounds
 
@@ -107,7 +107,7 @@ def excludes(schema: Any, value: Any, compiler: Any, depth: int = 0) -> bool:
         return True
     if "const" in schema and not json_equal(schema["const"], value):
         return True
-    if isinstance(schema.get("enum"), list) and not any(json_equal(v, value) for v in schema["enum"]):
+    if isinstance(schema.get("enum"), list) and not json_in(value, schema["enum"]):
         return True
     if kind in ("integer", "number"):
         return _number_excluded(schema, value)

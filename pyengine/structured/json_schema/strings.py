@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pyengine.structured.grammar import Grammar, GrammarBuilder, GrammarError, Ref, Repeat
 from pyengine.structured import automaton
 from pyengine.structured.automaton import json_escapes, json_string_split
 from pyengine.structured.json_schema.keywords import ANNOTATIONS, nonneg_int
+from pyengine.structured.regex import regex_grammar
 
 # Formats as regexes over the string's characters (RFC 3339 dates and times, RFC 4122 UUIDs, ...).
 # A date's day is exact for its month, and February 29 only in leap years (divisible by 4, and
@@ -58,25 +60,28 @@ def embed_grammar(b: GrammarBuilder, grammar: Grammar, json_string: bool = False
     JSON must escape (`"`, `\\`, controls) becomes its escape sequence.
     """
     names = {name: b.new_rule("sub") for name in grammar.rules}
+    refs = {name: b.ref(new_name) for name, new_name in names.items()}
     escaped: dict[tuple, Any] = {}  # byte set -> its JSON string form, written once per class
 
     def element(e: Any) -> Any:
+        if isinstance(e, Ref):
+            return refs[e.name]
         if isinstance(e, Repeat):
             return Repeat(names[e.name], e.min, e.max)
-        if isinstance(e, Ref):
-            return b.ref(names[e.name])
         if not json_string:
             return e  # a ByteSet: immutable, shared as it is
         if e.ranges not in escaped:
             plain, escapes = json_string_split(e.ranges)
+            if not escapes:  # the usual case: nothing JSON escapes, the byte set stands as it is
+                escaped[e.ranges] = e
+                return e
             parts = [b.byte_set(list(plain))] if plain else []
-            parts += [json_escapes(b, escapes)] if escapes else []
-            escaped[e.ranges] = b.alt(*parts) if parts else b.byte_set([])
+            escaped[e.ranges] = b.alt(*parts, json_escapes(b, escapes))
         return escaped[e.ranges]
 
     for name, alternatives in grammar.rules.items():
         b.define(names[name], b.alt(*[b.seq(*[element(e) for e in alt]) for alt in alternatives]))
-    return b.ref(names[grammar.start])
+    return refs[grammar.start]
 
 
 class Strings:
@@ -140,9 +145,24 @@ class Strings:
 
     def embed_regex(self, pattern: str, json_string: bool = False) -> Any:
         """The regex front end's grammar for `pattern`, inside this one (see `embed_grammar`)."""
-        from pyengine.structured.regex import regex_grammar  # the regex front end
+        return embed_grammar(self.b, pattern_grammar(pattern), json_string)
 
-        return embed_grammar(self.b, regex_grammar(pattern), json_string)
+
+def pattern_grammar(pattern: str) -> Grammar:
+    """`regex_grammar(pattern)`, kept by the pattern's text for the next schema with the same one
+    (an LRU of 1,024, patterns up to CACHED_PATTERN_LENGTH characters: a longer one would pin a
+    large grammar).
+
+    Formats, and many patterns, recur from schema to schema (and request to request), and parsing
+    a regex is most of what embedding it costs. Safe to share: the grammar depends on the text
+    alone, and `embed_grammar` only reads it (it copies the rules under new names). Invalid
+    patterns raise every time (errors are not cached)."""
+    if len(pattern) > automaton.CACHED_PATTERN_LENGTH:
+        return regex_grammar(pattern)
+    return _cached_pattern_grammar(pattern)
+
+
+_cached_pattern_grammar = functools.lru_cache(maxsize=1024)(regex_grammar)
 
 
 STRING_LANGUAGE = {"type", "pattern", "format", "minLength", "maxLength", "enum", "const", "anyOf", "allOf", "not"}
