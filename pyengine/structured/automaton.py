@@ -29,7 +29,9 @@ MAX_POINT = 0x10FFFF
 # Terms are tuples, interned by the constructors below, so equal terms are equal tuples:
 #   ("none",) ("empty",) ("chars", ranges) ("seq", a, b) ("alt", frozenset) ("and", frozenset)
 #   ("not", a) ("star", a) ("repeat", a, lo, hi) ("start",) ("end",)
-#   ("mod", k, r): decimal digit strings w with (r * 10**len(w) + value(w)) % k == 0
+#   ("mod", k, r, places, j): decimal numbers w (digits, and with places > 0 one point) whose value,
+#       read after digits of remainder r (j: fraction digits read then, None before the point), is a
+#       multiple of k / 10**places: the digits past the point counted up to places, then only zeros
 NONE = ("none",)  # no string
 EMPTY = ("empty",)  # the empty string
 START = ("start",)
@@ -126,9 +128,22 @@ def literal(text: str) -> tuple:
     return seq(*[chars([(ord(c), ord(c))]) for c in text])
 
 
-def multiple_of(k: int) -> tuple:
-    """Decimal digit strings whose value is a multiple of k (k >= 1; one state per remainder)."""
-    return ("mod", k, 0)
+def multiple_of(k: int, places: int = 0) -> tuple:
+    """Decimal digit strings whose value is a multiple of k / 10**places (k >= 1; one state per
+    remainder and fraction digit read): with places > 0, numbers I.F with a point, or I alone."""
+    return ("mod", k, 0, places, None)
+
+
+def _mod_step(t: tuple, c: int) -> tuple:
+    """The derivative of a `mod` term by code point c."""
+    _, k, r, places, j = t
+    if c == 0x2E:  # '.': once, before any fraction digit, when the step has places
+        return ("mod", k, r, places, 0) if j is None and places else NONE
+    if not 0x30 <= c <= 0x39:
+        return NONE
+    if j is not None and j == places:  # past the counted digits: only zeros
+        return t if c == 0x30 else NONE
+    return ("mod", k, (r * 10 + c - 0x30) % k, places, None if j is None else j + 1)
 
 
 def search(t: tuple) -> tuple:
@@ -151,8 +166,8 @@ def _nullable(t: tuple, at_start: bool, at_end: bool) -> bool:
         return True
     if kind in ("none", "chars"):
         return False
-    if kind == "mod":
-        return t[2] == 0
+    if kind == "mod":  # the digits read, padded with zeros to `places` fraction digits, are a multiple
+        return t[2] * 10 ** (t[3] - (t[4] or 0)) % t[1] == 0
     if kind == "start":
         return at_start
     if kind == "end":
@@ -190,7 +205,7 @@ def derivative(t: tuple, c: int, at_start: bool) -> tuple:
     if kind == "chars":
         return EMPTY if any(lo <= c <= hi for lo, hi in t[1]) else NONE
     if kind == "mod":
-        return ("mod", t[1], (t[2] * 10 + c - 0x30) % t[1]) if 0x30 <= c <= 0x39 else NONE
+        return _mod_step(t, c)
     if kind == "seq":
         head = _seq2(derivative(t[1], c, at_start), t[2])
         return alt(head, derivative(t[2], c, at_start)) if _nullable(t[1], at_start, False) else head
@@ -260,7 +275,7 @@ class _Derivatives:
         if kind == "chars":
             return frozenset((t[1],))
         if kind == "mod":
-            return _DIGITS
+            return _DIGITS_AND_POINT if t[3] else _DIGITS
         if kind in ("none", "empty", "start", "end"):
             return _NO_LEAVES
         known = self.leaves.get(t)
@@ -280,6 +295,7 @@ class _Derivatives:
 
 _NO_LEAVES: frozenset = frozenset()
 _DIGITS = frozenset(((digit, digit),) for digit in range(0x30, 0x3A))
+_DIGITS_AND_POINT = _DIGITS | {((0x2E, 0x2E),)}
 
 
 def _block_starts(t: tuple) -> list[int]:
@@ -293,7 +309,7 @@ def _block_starts(t: tuple) -> list[int]:
         if kind == "chars":
             starts.update(p for lo, hi in t[1] for p in (lo, hi + 1))
         elif kind == "mod":
-            starts.update(range(0x30, 0x3B))
+            starts.update((*range(0x30, 0x3B), 0x2E, 0x2F))
         elif kind in ("alt", "and"):
             stack.extend(t[1])
         elif kind == "seq":

@@ -149,9 +149,31 @@ def test_integer_multiples(schema, good, bad):
     check(schema, good, bad)
 
 
-def test_a_fractional_multiple_of_is_refused():
-    with pytest.raises(GrammarError, match="fractional step"):
-        json_schema_grammar({"type": "number", "multipleOf": 0.01})
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "number", "multipleOf": 0.25}, [0, 0.25, -1.5, 3, 12.75], [0.1, 0.3, -0.125, 1.05]),
+    ({"type": "number", "multipleOf": 0.01, "exclusiveMinimum": 0, "maximum": 1}, [0.01, 0.5, 1], [0, 0.005, 1.01]),
+    ({"type": "number", "multipleOf": 1.5, "minimum": -3}, [-3, 0, 4.5, 3], [-4.5, 1, 2.25]),
+    ({"type": "integer", "multipleOf": 0.5}, [0, 1, -7], [0.5, 1.5]),
+    ({"type": "number", "multipleOf": 0.07}, [0.07, 0.14], [0.1, 0.35000001]),
+])
+def test_decimal_multiples(schema, good, bad):
+    check(schema, good, bad)
+
+
+def test_decimal_multiples_are_read_with_decimal_arithmetic():
+    # 0.3 is a multiple of 0.1 (3 tenths) and 7 one of 0.07, as the specification's division says,
+    # though in binary floats 0.3 / 0.1 is 2.9999999999999996 and 7 / 0.07 is 100.00000000000001 (the
+    # `jsonschema` library divides floats, so it calls both invalid); a fraction digit past the step's
+    # places may only be 0, and an exponent is not written.
+    grammar = json_schema_grammar({"type": "number", "multipleOf": 0.1}, PLAIN)
+    assert matches(grammar, b"0.3") and matches(grammar, b"-12.30") and matches(grammar, b"7")
+    assert matches(json_schema_grammar({"type": "number", "multipleOf": 0.07}, PLAIN), b"7")
+    assert not matches(grammar, b"0.31") and not matches(grammar, b"3e-1") and not matches(grammar, b"0.")
+
+
+def test_a_decimal_step_past_the_state_limit_is_refused():
+    with pytest.raises(GrammarError, match="multipleOf 314159e-5 needs more than"):
+        json_schema_grammar({"type": "number", "multipleOf": 3.14159})
 
 
 @pytest.mark.parametrize("schema, good, bad", [

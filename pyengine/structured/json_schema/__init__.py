@@ -40,8 +40,9 @@ references), numbers.py, strings.py, objects.py, merge.py (allOf and property or
   (FORMATS), enforced (as llguidance does); any other format is a `GrammarError`, not an
   annotation. Together they are one regular language, intersected (automaton.py).
 - integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` exactly (a digit-range
-  grammar, any size), an integer `multipleOf` (a remainder automaton). numbers: the same bounds,
-  fractional ones exactly too, and no exponent when bounded.
+  grammar, any size), `multipleOf` (a remainder automaton). numbers: the same bounds, fractional
+  ones exactly too, and no exponent when bounded; a decimal `multipleOf` exactly (its digits read
+  with the point at its place, decimal arithmetic), no exponent.
 - `not` where it has a positive reading (required keys, a type test, string keywords);
   `if`/`then`/`else` where `if` is a type test; dependencies as unions (key absent, or present
   with what it requires); every other use is a `GrammarError`.

@@ -179,7 +179,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
             return b.alt(b.literal("true"), b.literal("false"))
         if type_ == "integer":
             if "multipleOf" in schema:
-                return self.multiples(schema)
+                return self.multiples(schema, integer=True)
             lo, hi = integer_bounds(schema, integer=True)
             return self._shared("integer") if lo is None and hi is None else self.integer(lo, hi)
         if type_ == "number":

@@ -17,14 +17,23 @@ MAX_INT_DIGITS = 400  # integer bounds larger than this many digits are an error
 class Numbers:
     """The integer and number grammars (a mixin of `SchemaCompiler`: uses its builder `b`)."""
 
-    def multiples(self, schema: dict) -> Any:
-        """Integers that are multiples of an integer `multipleOf`, between the bounds (an integer
-        multiple is written as an integer, also where the type is number)."""
+    def multiples(self, schema: dict, integer: bool = False) -> Any:
+        """The multiples of `multipleOf` between the bounds. An integer step's are written as integers
+        (also where the type is number); a decimal step's as decimals, exactly (`decimal_multiples`);
+        for an integer type, the integers among a decimal step's multiples."""
         step = schema["multipleOf"]
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
             raise GrammarError(f"multipleOf must be a number above 0, got {step!r}")
-        if isinstance(step, float) and not step.is_integer():
-            raise GrammarError(f"multipleOf with a fractional step ({step}) is not supported")
+        units, places = decimal_step(step)
+        if integer and places:  # x * 10**places % units == 0, x an integer
+            units, places = units // math.gcd(units, 10**places), 0
+        if places:
+            lo, lo_open, hi, hi_open = exact_bounds(schema)
+            if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_open or hi_open))):
+                return None
+            term = both(decimal_multiples(units, places), bounded_decimals(lo, lo_open, hi, hi_open))
+            return automaton.automaton_of(term).element(self.b)
+        step = units
         lo, hi = integer_bounds(schema, integer=True)
         if lo is not None and hi is not None and lo > hi:
             return None
@@ -189,6 +198,24 @@ _DIGIT = chars([(0x30, 0x39)])
 _DIGITS = star(_DIGIT)
 _NATURAL = alt(literal("0"), seq(chars([(0x31, 0x39)]), _DIGITS))  # no leading zeros
 _FRACTION = alt(seq(literal("."), _DIGIT, _DIGITS), seq())  # optional
+
+
+def decimal_step(step: int | float) -> tuple[int, int]:
+    """`step` as units / 10**places, exactly as written (0.25 -> (25, 2); 3 -> (3, 0); 1e-05 -> (1, 5))."""
+    _, digits, exponent = _decimal(step).normalize().as_tuple()
+    units = int("".join(map(str, digits)))
+    assert isinstance(exponent, int)  # a finite number
+    return (units * 10**exponent, 0) if exponent >= 0 else (units, -exponent)
+
+
+def decimal_multiples(units: int, places: int) -> tuple:
+    """Numbers [-]I[.F] (no exponent) that are multiples of units / 10**places, exactly: the digits IF,
+    padded with zeros to `places` fraction digits, are a multiple of units, and a fraction digit past
+    the places-th is 0 (one automaton state per remainder and fraction digit read)."""
+    if units * (places + 2) > automaton.MAX_STATES:
+        raise GrammarLimitError(f"multipleOf {units}e-{places} needs more than {automaton.MAX_STATES} automaton states")
+    number = seq(_NATURAL, alt(seq(), seq(literal("."), _DIGIT, _DIGITS)))
+    return seq(alt(literal("-"), seq()), both(number, automaton.multiple_of(units, places)))
 
 
 def bounded_decimals(lo: Any, lo_open: bool, hi: Any, hi_open: bool) -> tuple:
