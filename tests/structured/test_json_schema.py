@@ -186,7 +186,7 @@ def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
     ({"type": "object", "dependentRequired": {k: ["x"] for k in "abcde"}}, "dependentRequired"),
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
     ({"if": {}, "then": {}}, "if, then"),
-    ({"type": "number", "multipleOf": 0.5}, "multipleOf"),
+    ({"type": "number", "multipleOf": 0}, "multipleOf must be a number above 0"),
     ({"type": "string", "format": "uri-template"}, "format 'uri-template'"),
     ({"$ref": "http://example.com/s.json"}, "only local references"),
     ({"$ref": "#/$defs/missing"}, "points at nothing"),
