@@ -78,6 +78,16 @@ _MODELS_RESPONSE = {"type": "object", "required": ["object", "data"], "propertie
                                                                        "object": {"type": "string"}}}}}}
 
 
+def _sse_event(what: str) -> dict:
+    """One event of a stream (`stream: true`): OpenAPI 3.1 has no place for a stream's items (3.2 adds
+    `itemSchema`), and tools such as schemathesis read an event stream's schema as each event's."""
+    return {"type": "object", "description": f"One server-sent event: its `data` is {what} object as JSON, "
+                                             "and the last event's is `[DONE]`",
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+                           "retry": {"type": "integer"}},
+            "required": ["data"]}
+
+
 @functools.lru_cache(maxsize=2)
 def openapi_document(secured: bool = False) -> dict[str, Any]:
     """The served document; `secured`: the server checks `Authorization: Bearer <key>` on /v1."""
@@ -88,14 +98,10 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                    "description": "vLLM's OpenAI-compatible API, served by pyengine"}
     doc["components"]["schemas"]["ErrorResponse"] = _ERROR_SCHEMA
     chat = doc["paths"][CHAT_PATH]["post"]
-    chat["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {"type": "string", "description": "Server-sent events: chat.completion.chunk objects, "
-                                                    "then `data: [DONE]` (when `stream` is true)"}}
+    chat["responses"]["200"]["content"]["text/event-stream"] = {"schema": _sse_event("a chat.completion.chunk")}
     chat["responses"].update(_error_responses(["400", "404", "413", "503"]))
     completions = completions_doc["paths"]["/v1/completions"]["post"]
-    completions["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {"type": "string", "description": "Server-sent events: text_completion objects, "
-                                                    "then `data: [DONE]` (when `stream` is true)"}}
+    completions["responses"]["200"]["content"]["text/event-stream"] = {"schema": _sse_event("a text_completion")}
     completions["responses"].update(_error_responses(["400", "404", "413", "503"]))
     models = _json_op("List models", None, _MODELS_RESPONSE, [], "list_models", "get")["get"]
     if secured:
