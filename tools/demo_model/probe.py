@@ -5,6 +5,8 @@
 A quick check while a run trains (torch and transformers, greedy decoding, one prompt at a time),
 before an export and `evaluate.py`: the drills come from corpus.py's generators with another seed, the
 tool calls from the held-out word lists (toolgen.py). Reported as exact matches:
+- copy tokens: the share of the drills' reply tokens that are the most likely next token given the
+  right reply so far (teacher forcing): it rises before whole replies come out right;
 - copy: the reply is exactly the words the user asked to have said back;
 - recall: the reply holds the value of the key asked for;
 - tool name: the first call's name is the expected tool's (copied from the tool list);
@@ -52,6 +54,18 @@ def reply(model, tokenizer: Tokenizer, record: dict, max_new: int) -> str:
     return tokenizer.decode(out[0, len(ids):].tolist(), skip_special_tokens=True).strip()
 
 
+@torch.no_grad()
+def copied_tokens(model, tokenizer: Tokenizer, record: dict) -> tuple[int, int]:
+    """(reply tokens predicted right, reply tokens) with the right reply fed in."""
+    prompt = tokenizer.encode(render_conversation({"messages": record["messages"][:1]}, add_generation_prompt=True)).ids
+    full = tokenizer.encode(render_conversation(record)).ids
+    if full[:len(prompt)] != prompt:
+        return 0, 0
+    predicted = model(input_ids=torch.tensor([full])).logits[0].argmax(-1)
+    reply = torch.tensor(full[len(prompt):])
+    return int((predicted[len(prompt) - 1:-1] == reply).sum()), len(reply)
+
+
 def calls_of(text: str) -> list | None:
     try:
         return [json.loads(block) for block in TOOL_CALL.findall(text)]
@@ -72,10 +86,14 @@ def main() -> None:
     model, tokenizer = load(args.checkpoint), Tokenizer.from_file(args.tokenizer)
     rng = random.Random(args.seed)
     scores: dict[str, list[bool]] = {"copy": [], "recall": [], "tool name": [], "tool call": []}
+    right, total = 0, 0
     for kind in ("copy", "recall"):
         for i in range(args.n):
             messages = corpus.TASKS[kind][0](rng, False)
             expected = messages[1]["content"]
+            if kind == "copy":
+                counts = copied_tokens(model, tokenizer, {"messages": messages})
+                right, total = right + counts[0], total + counts[1]
             got = reply(model, tokenizer, {"messages": messages}, 80)
             scores[kind].append(got == expected if kind == "copy" else expected.split(" is ")[-1].rstrip(".") in got)
             if i < args.show:
@@ -93,7 +111,8 @@ def main() -> None:
         if shown < args.show:
             print(f"tool: want {json.dumps(expected[0])[:80]} got {got[:100]!r}", flush=True)
             shown += 1
-    print("  ".join(f"{k} {100 * sum(v) / len(v):.0f}%" for k, v in scores.items()), flush=True)
+    print(f"copy tokens {100 * right / max(total, 1):.0f}%  " +
+          "  ".join(f"{k} {100 * sum(v) / len(v):.0f}%" for k, v in scores.items()), flush=True)
 
 
 if __name__ == "__main__":
