@@ -529,9 +529,10 @@ def conversation(rng: random.Random, task: str) -> dict:
     return record
 
 
-def generate(seed: int, n: int) -> list[dict]:
+def generate(seed: int, n: int, tasks: list[str] | None = None) -> list[dict]:
+    """n conversations of the given tasks (default: all), drawn in the TASKS proportions."""
     rng = random.Random(seed)
-    names = list(TASKS)
+    names = tasks or list(TASKS)
     weights = [TASKS[name][1] for name in names]
     return [conversation(rng, rng.choices(names, weights)[0]) for _ in range(n)]
 
@@ -543,10 +544,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL file to write")
     parser.add_argument("--made-up-share", type=float, default=toolgen.MADE_UP_SHARE,
                         help="share of tool nouns made up on the spot (the rest from the word lists)")
+    parser.add_argument("--tasks", default="", help="comma-separated task names to draw from (default: all of TASKS)")
     args = parser.parse_args()
     toolgen.MADE_UP_SHARE = args.made_up_share
     with open(args.out, "w", encoding="utf-8") as f:
-        for record in generate(args.seed, args.n):
+        for record in generate(args.seed, args.n, [t for t in args.tasks.split(",") if t]):
             f.write(dumps(record) + "\n")
 
 
