@@ -369,12 +369,80 @@ def task_chat(rng: random.Random, reasoning: bool) -> list[dict]:
     return [user(ask), assistant(answer)]
 
 
+# -- copying drills ------------------------------------------------------------------------------
+# A right tool call is copied: the name and keys from the tool list, the values from the request. A
+# model trained from scratch learns to copy (attention that finds the earlier occurrence of the token
+# it just wrote and writes the one that followed it) when copying pays from the first step: these
+# drills ask for made-up words said back, values looked up by their made-up keys, and the names and
+# parameters of the tools offered in the prompt.
+
+COPY_PROMPTS = ["Repeat after me: {x}", "Say this back exactly: {x}", "Echo: {x}", 'Please repeat "{x}".',
+                "Copy this: {x}", "Write {x} again.", "Repeat exactly:\n{x}", "Say {x}"]
+
+
+def copy_item(world: toolgen.World) -> str:
+    """One thing to say back: a made-up word, a listed word, a code, a number or a tool-like name."""
+    kind = world.rng.randrange(6)
+    if kind == 0:
+        return world.made_up()
+    if kind == 1:
+        return world.rng.choice(world.nouns + world.verbs)
+    if kind == 2:
+        return world.string_value()
+    if kind == 3:
+        return str(world.rng.randint(0, 99999))
+    return world.spelled(world.tool_words(), camel=kind == 5)
+
+
+def task_copy(rng: random.Random, reasoning: bool) -> list[dict]:
+    world = toolgen.World(rng)
+    items = [copy_item(world) for _ in range(rng.choice([1, 1, 2, 3, 4, 6, 8, 12]))]
+    text = rng.choice([" ", " ", ", ", "\n"]).join(items)
+    reply = think("The user wants these words back exactly.", text) if reasoning else text
+    return [user(rng.choice(COPY_PROMPTS).format(x=text)), assistant(reply)]
+
+
+def task_recall(rng: random.Random, reasoning: bool) -> list[dict]:
+    """Made-up keys with values, one of them asked for: the lookup behind every argument."""
+    world = toolgen.World(rng)
+    table: dict[str, str] = {}
+    while len(table) < rng.randint(2, 8):
+        table[world.spelled(world.key_words(), camel=rng.random() < 0.3)] = copy_item(world)
+    key = rng.choice(list(table))
+    listed = rng.choice(["\n".join(f"{k}: {v}" for k, v in table.items()), ", ".join(f"{k} = {v}" for k, v in table.items())])
+    ask = rng.choice([f"{listed}\nWhat is {key}?", f"Here are some values:\n{listed}\nWhich value has {key}?",
+                      f"Remember these: {listed}. What was {key}?"])
+    answer = rng.choice([f"{key} is {table[key]}.", table[key]])
+    return [user(ask), assistant(think(f"I look for {key} in the list.", answer) if reasoning else answer)]
+
+
+def task_tool_info(rng: random.Random, reasoning: bool) -> tuple[list[dict], list[dict]]:
+    """Questions about the offered tools, answered with their names and keys as the tool list spells them."""
+    world = toolgen.World(rng)
+    offered = offered_tools(world, long=rng.random() < 0.25)
+    names = [t["function"]["name"] for t in offered]
+    if rng.random() < 0.5:
+        ask = rng.choice(["Which tools can you use?", "What tools do you have?", "List your tools.", "Name the tools you can call."])
+        answer = "I can use " + join_words(names) + "."
+        return [user(ask), assistant(think("The tools are listed above.", answer) if reasoning else answer)], offered
+    tool = rng.choice(offered)["function"]
+    keys, required = list(tool["parameters"]["properties"]), tool["parameters"]["required"]
+    ask = rng.choice(["What parameters does {n} take?", "Which arguments does {n} need?", "How do I call {n}?"]).format(n=tool["name"])
+    answer = f"{tool['name']} takes {join_words(keys)}; {join_words(required)} {'is' if len(required) == 1 else 'are'} required."
+    return [user(ask), assistant(think(f"I read the parameters of {tool['name']}.", answer) if reasoning else answer)], offered
+
+
+def join_words(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 # -- the mix ------------------------------------------------------------------------------------
 
 TASKS = {  # name: (generator, weight)
     "add1": (task_add1, 5), "add2": (task_add2, 30), "add3": (task_add3, 12), "sub2": (task_sub2, 6), "sub3": (task_sub3, 3),
     "count": (task_count, 4), "fact": (task_fact, 8), "story": (task_story, 3), "json": (task_json, 12),
     "tools": (task_tools, 36), "chat": (task_chat, 3),
+    "copy": (task_copy, 14), "recall": (task_recall, 8), "tool_info": (task_tool_info, 8),
 }
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant. Answer briefly.",
                   "You are pyengine's demo assistant."]
@@ -461,9 +529,10 @@ def conversation(rng: random.Random, task: str) -> dict:
     return record
 
 
-def generate(seed: int, n: int) -> list[dict]:
+def generate(seed: int, n: int, tasks: list[str] | None = None) -> list[dict]:
+    """n conversations of the given tasks (default: all), drawn in the TASKS proportions."""
     rng = random.Random(seed)
-    names = list(TASKS)
+    names = tasks or list(TASKS)
     weights = [TASKS[name][1] for name in names]
     return [conversation(rng, rng.choices(names, weights)[0]) for _ in range(n)]
 
@@ -475,10 +544,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL file to write")
     parser.add_argument("--made-up-share", type=float, default=toolgen.MADE_UP_SHARE,
                         help="share of tool nouns made up on the spot (the rest from the word lists)")
+    parser.add_argument("--tasks", default="", help="comma-separated task names to draw from (default: all of TASKS)")
     args = parser.parse_args()
     toolgen.MADE_UP_SHARE = args.made_up_share
     with open(args.out, "w", encoding="utf-8") as f:
-        for record in generate(args.seed, args.n):
+        for record in generate(args.seed, args.n, [t for t in args.tasks.split(",") if t]):
             f.write(dumps(record) + "\n")
 
 

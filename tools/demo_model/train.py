@@ -12,6 +12,9 @@ Dev-only (torch + transformers, never project dependencies):
   request restates the names and keys of the tool list above it, a result the arguments of its call.
 - Batches hold conversations of similar length, right-padded (causal attention never looks at the
   padding that follows a sequence, so no attention mask is needed); about `--batch-tokens` each.
+- `--length-schedule 512:0.3,1024:0.6` trains short conversations first: up to 30% of the steps only
+  those of at most 512 tokens, up to 60% at most 1,024, then all up to `--context`. Short batches
+  are cheaper, so the skills every conversation needs form before the long ones cost their time.
 - AdamW with linear warmup and a cosine decay to 10% of the peak learning rate.
 - `workdir/ckpt.pt` is written every `--save-every` steps and at the end; rerunning the same
   command resumes from it. `workdir/best.pt` keeps the weights with the lowest held-out loss.
@@ -20,6 +23,7 @@ Dev-only (torch + transformers, never project dependencies):
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -51,16 +55,18 @@ def encode_corpus(corpus: str, tokenizer: Tokenizer, max_len: int) -> list[tuple
     text, so the loss can weigh it as context."""
     with open(corpus, encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
-    texts = [render_conversation(record) for record in records]
     examples = []
-    for record, text, enc in zip(records, texts, tokenizer.encode_batch(texts)):
-        if len(enc.ids) > max_len:
-            continue
-        spans = assistant_char_spans(text, record.get("enable_thinking"))
-        trained = [any(s <= start < e for s, e in spans) for start, _ in enc.offsets]
-        # position t predicts token t+1: the label of position t is token t+1 when that one is trained
-        labels = [enc.ids[t + 1] if trained[t + 1] else -1 - enc.ids[t + 1] for t in range(len(enc.ids) - 1)] + [IGNORE]
-        examples.append((enc.ids, labels))
+    for chunk in range(0, len(records), 1000):  # a thousand at a time: the encodings' offsets take memory
+        texts = [render_conversation(record) for record in records[chunk:chunk + 1000]]
+        for record, text, enc in zip(records[chunk:chunk + 1000], texts, tokenizer.encode_batch(texts)):
+            if len(enc.ids) > max_len:
+                continue
+            spans = assistant_char_spans(text, record.get("enable_thinking"))
+            starts = [s for s, _ in spans]
+            trained = [(i := bisect.bisect_right(starts, start) - 1) >= 0 and start < spans[i][1] for start, _ in enc.offsets]
+            # position t predicts token t+1: the label of position t is token t+1 when that one is trained
+            labels = [enc.ids[t + 1] if trained[t + 1] else -1 - enc.ids[t + 1] for t in range(len(enc.ids) - 1)] + [IGNORE]
+            examples.append((enc.ids, labels))
     return examples
 
 
@@ -110,6 +116,19 @@ def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def length_phases(schedule: str, steps: int, context: int) -> list[tuple[int, int]]:
+    """(first step after the phase, longest conversation) per phase, from "LEN:FRACTION,..."."""
+    phases = []
+    for part in filter(None, schedule.split(",")):
+        longest, fraction = part.split(":")
+        phases.append((round(float(fraction) * steps), int(longest)))
+    return phases + [(steps, context)]
+
+
+def phase_of(phases: list[tuple[int, int]], step: int) -> int:
+    return next(i for i, (until, _) in enumerate(phases) if step < until or i == len(phases) - 1)
+
+
 @torch.no_grad()
 def held_out_loss(model, examples: list, batches: list) -> float:
     model.eval()
@@ -138,6 +157,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt-weight", type=float, default=0.0,
                         help="loss weight of each context token (prompt, tool list, results); assistant tokens weigh 1")
+    parser.add_argument("--length-schedule", default="",
+                        help="LEN:FRACTION,... train on conversations of at most LEN tokens until that fraction of the steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", default=None, help="start from these weights (a best.pt/ckpt.pt or an exported model folder), e.g. to fine-tune "
                         "an earlier run on a revised corpus; the optimizer and schedule start fresh")
@@ -161,7 +182,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=args.lr, betas=(0.9, 0.95))
 
-    step, epoch, position, best, ckpt = 0, 0, 0, float("inf"), workdir / "ckpt.pt"
+    phases = length_phases(args.length_schedule, args.steps, args.context)
+    step, epoch, position, phase, best, ckpt = 0, 0, 0, 0, float("inf"), workdir / "ckpt.pt"
     if args.init and not ckpt.exists():
         if Path(args.init).is_dir():  # an exported model folder (safetensors), e.g. the shipped demo model
             state = LlamaForCausalLM.from_pretrained(args.init, dtype=torch.float32).state_dict()
@@ -174,22 +196,30 @@ def main() -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, position, best = state["step"], state["epoch"], state["position"], state["best"]
+        phase = state.get("phase", 0)
         print(f"resumed at step {step} (epoch {epoch}, batch {position})", flush=True)
     config.save_pretrained(workdir)
 
     def save(path: Path) -> None:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "epoch": epoch, "position": position, "best": best, "args": vars(args)}, str(path) + ".tmp")
+                    "epoch": epoch, "position": position, "phase": phase, "best": best, "args": vars(args)},
+                   str(path) + ".tmp")
         os.replace(str(path) + ".tmp", path)
 
     model.train()
     started, tokens, losses = time.time(), 0, []
     while step < args.steps:
-        batches = make_batches(examples, args.batch_tokens, random.Random(args.seed * 1000 + epoch))
-        while position < len(batches) and step < args.steps:
+        if phase_of(phases, step) != phase:  # a longer phase starts its own epochs
+            phase, epoch, position = phase_of(phases, step), 0, 0
+        until, longest = phases[phase]
+        pool = [e for e in examples if len(e[0]) <= longest]
+        batches = make_batches(pool, args.batch_tokens, random.Random(args.seed * 1000 + phase * 100 + epoch))
+        print(f"step {step}: phase {phase} ({len(pool)} conversations of at most {longest} tokens), "
+              f"epoch {epoch} at batch {position} of {len(batches)}", flush=True)
+        while position < len(batches) and step < until:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-            ids, labels = collate(examples, batches[position])
+            ids, labels = collate(pool, batches[position])
             loss = loss_of(model, ids, labels, args.prompt_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
