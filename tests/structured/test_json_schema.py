@@ -185,7 +185,7 @@ def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
     ({"type": "integer", "not": {"multipleOf": 3}}, "not"),
     ({"type": "object", "dependentRequired": {k: ["x"] for k in "abcde"}}, "dependentRequired"),
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
-    ({"if": {}, "then": {}}, "if, then"),
+    ({"if": {"minimum": 3}, "then": {"maximum": 5}}, "if, then"),
     ({"type": "number", "multipleOf": 0}, "multipleOf must be a number above 0"),
     ({"type": "string", "format": "uri-template"}, "format 'uri-template'"),
     ({"$ref": "http://example.com/s.json"}, "only local references"),

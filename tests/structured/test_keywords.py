@@ -134,6 +134,19 @@ def test_if_then_else_on_a_type_test(schema, good, bad):
     check(schema, good, bad)
 
 
+@pytest.mark.parametrize("schema, good, bad", [
+    ({"type": "object", "if": {"properties": {"kind": {"const": "x"}}, "required": ["kind"]},
+      "then": {"required": ["a"]}, "else": {"required": ["b"]}},
+     [{"kind": "x", "a": 1}, {"kind": "y", "b": 2}, {"b": 1}], [{"kind": "x", "b": 1}, {"kind": "y", "a": 1}, {}, 5]),
+    ({"if": {"properties": {"kind": {"enum": ["x", "y"]}}}, "then": {"required": ["a"]}},
+     [{"kind": "x", "a": 1}, {"a": 1}, {"kind": "z"}, 5, "s"], [{"kind": "y"}, {}]),
+])
+def test_if_then_else_on_a_discriminator(schema, good, bad):
+    # not (kind == "x"): an object with kind present and another value; any other value passes the
+    # `if` vacuously, so it takes the `then` side
+    check(schema, good, bad)
+
+
 def test_if_then_else_on_other_conditions_is_refused():
     with pytest.raises(GrammarError, match="if, then"):
         json_schema_grammar({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}})
@@ -182,6 +195,8 @@ def test_a_decimal_step_past_the_state_limit_is_refused():
     ({"not": {"pattern": "^a"}}, ["b", "", "ba"], ["a", "ab", 1, None]),
     ({"type": "string", "not": {"anyOf": [{"pattern": "^[0-9]+$"}, {"maxLength": 1}]}}, ["ab", "a1"], ["12", "x", ""]),
     ({"type": "object", "not": {"required": ["a"]}}, [{}, {"b": 1}], [{"a": 1}]),
+    ({"not": {"required": ["a"]}}, [{}, {"b": 1}], [{"a": 1}, 5, "x", None]),  # a non-object has every key
+    ({"allOf": [{"enum": ["abc", "ghi"]}, {"not": {"enum": ["ghi"]}}]}, ["abc"], ["ghi", "x"]),  # merged with an enum
     ({"type": "object", "not": {"required": ["a", "b"]}}, [{"a": 1}, {"b": 2}, {}], [{"a": 1, "b": 2}]),
     ({"not": {"type": ["string", "null"]}}, [1, 1.5, [], {}, True], ["x", None]),
 ])

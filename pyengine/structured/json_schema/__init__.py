@@ -43,8 +43,8 @@ references), numbers.py, strings.py, objects.py, merge.py (allOf and property or
   grammar, any size), `multipleOf` (a remainder automaton). numbers: the same bounds, fractional
   ones exactly too, and no exponent when bounded; a decimal `multipleOf` exactly (its digits read
   with the point at its place, decimal arithmetic), no exponent.
-- `not` where it has a positive reading (required keys, a type test, string keywords);
-  `if`/`then`/`else` where `if` is a type test; dependencies as unions (key absent, or present
+- `not` where it has a positive reading (required keys, a type test, string keywords, properties
+  of those); `if`/`then`/`else` where `if` has one (a type test, a discriminator's const); dependencies as unions (key absent, or present
   with what it requires); every other use is a `GrammarError`.
 
 Whitespace (`JsonOptions.whitespace`): "flexible" (the default, llguidance's and xgrammar's):

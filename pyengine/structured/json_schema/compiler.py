@@ -109,7 +109,7 @@ class SchemaCompiler(Numbers, Strings, Objects):
             return None
         if not isinstance(schema, dict):
             raise GrammarError(f"a subschema must be an object or a boolean, got {json.dumps(schema)[:80]}")
-        if isinstance(schema.get("if"), dict) and _type_test(schema["if"]):
+        if isinstance(schema.get("if"), dict) and _negation(schema["if"]) is not None:
             return self.schema(_if_as_any_of(schema))
         if not _DEPENDENCIES.isdisjoint(schema) and any(k in schema and schema[k] != {} for k in DEPENDENCIES):
             return self.schema(_dependencies_as_any_of(schema))
@@ -166,8 +166,8 @@ class SchemaCompiler(Numbers, Strings, Objects):
             values = [v for v in ([schema["const"]] if values is None else values) if json_equal(v, schema["const"])]
         if values is not None:
             values = [v for v in values if json_type_ok(v, types)]
-            if any(k in schema for ks in TYPE_KEYWORDS.values() for k in ks):
-                values = [v for v in values if satisfies(v, schema)]
+            if "not" in schema or any(k in schema for ks in TYPE_KEYWORDS.values() for k in ks):
+                values = [v for v in values if satisfies(v, schema)]  # a merged `not` too
             return self.alt([self.value_literal(v) for v in values])
         return self.alt([self.type_expr(t, schema) for t in types if not (t == "integer" and "number" in types)])
 
@@ -424,7 +424,8 @@ def _string_not(schema: dict) -> bool:
 
 def _negation(negated: Any) -> Any:
     """A schema without `not` accepting exactly what `negated` rejects, for the forms this knows
-    (required keys, a type test, string keywords); None otherwise."""
+    (required keys, a type test, string keywords, properties whose values' schemas are such forms,
+    as an `if` testing a discriminator's `const` is); None otherwise."""
     if not isinstance(negated, dict):
         return None
     keys = {k for k in negated if k not in ANNOTATIONS}
@@ -432,8 +433,20 @@ def _negation(negated: Any) -> Any:
         parts = [_negation(part) for part in negated["anyOf"]]  # not (A or B) is (not A) and (not B)
         if all(part is not None for part in parts):
             return {"allOf": parts}
+    if keys == {"properties", "required"}:  # not (P and R) is (not P) or (not R)
+        parts = [_negation({"properties": negated["properties"]}), _negation({"required": negated["required"]})]
+        return {"anyOf": parts} if all(part is not None for part in parts) else None
+    if keys == {"properties"} and isinstance(negated["properties"], dict) and negated["properties"]:
+        # not P: an object where some listed key is present with a value its schema rejects (any
+        # other value satisfies `properties`, vacuously)
+        values = {k: _negation(v) for k, v in negated["properties"].items()}
+        if any(v is None for v in values.values()):
+            return None
+        parts = [{"type": "object", "required": [k], "properties": {k: v}} for k, v in values.items()]
+        return parts[0] if len(parts) == 1 else {"anyOf": parts}
     if keys == {"required"} and isinstance(negated["required"], list) and negated["required"]:
-        absent = [{"properties": {k: False}} for k in negated["required"]]  # some required key is missing
+        # an object missing some required key (any other value satisfies `required`, vacuously)
+        absent = [{"type": "object", "properties": {k: False}} for k in negated["required"]]
         return absent[0] if len(absent) == 1 else {"anyOf": absent}
     if keys == {"type"}:
         tested = schema_types(negated)
@@ -450,20 +463,14 @@ def _negation(negated: Any) -> Any:
     return {"anyOf": [{"type": [t for t in TYPES if t != "string"]}, {"type": "string", "not": negated}]}
 
 
-def _type_test(condition: dict) -> bool:
-    """An `if` that tests only the type (its negation is a type list too)."""
-    types = schema_types(condition)
-    return all(k == "type" or k in ANNOTATIONS for k in condition) and "type" in condition and \
-        ("number" in types or "integer" not in types)
-
-
 def _if_as_any_of(schema: dict) -> dict:
-    """if/then/else on a type test as a union: (type and then) or (the other types and else)."""
+    """if/then/else, where `if` has a positive negation (`_negation`: a type test, a discriminator's
+    const, ...), as a union: (if and then) or (not if, and else). Each side accepts only valid
+    documents, and together they accept every one."""
     rest = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
-    tested = schema_types(schema["if"])
-    others = [t for t in TYPES if t not in tested and not (t == "integer" and "number" in tested)]
-    branches = [{"allOf": [{"type": tested}, schema.get("then", True)]},
-                {"allOf": [{"type": others}, schema.get("else", True)]} if others else False]
+    condition, otherwise = schema["if"], _negation(schema["if"])
+    branches = [{"allOf": [condition, schema.get("then", True)]},
+                {"allOf": [otherwise, schema.get("else", True)]} if otherwise != {"type": []} else False]
     return {"allOf": [rest, {"anyOf": branches}]}
 
 
