@@ -140,6 +140,12 @@ def test_if_then_else_on_a_type_test(schema, good, bad):
      [{"kind": "x", "a": 1}, {"kind": "y", "b": 2}, {"b": 1}], [{"kind": "x", "b": 1}, {"kind": "y", "a": 1}, {}, 5]),
     ({"if": {"properties": {"kind": {"enum": ["x", "y"]}}}, "then": {"required": ["a"]}},
      [{"kind": "x", "a": 1}, {"a": 1}, {"kind": "z"}, 5, "s"], [{"kind": "y"}, {}]),
+    ({"if": {"properties": {"v": {"const": 1}}}, "then": {"required": ["a"]}, "else": {"required": ["b"]}},
+     [{"v": 1, "a": 0}, {"v": 2, "b": 0}, {"v": 0.5, "b": 0}, {"v": "1", "b": 0}],
+     [{"v": 1, "b": 0}, {"v": 2, "a": 0}, {"v": True, "a": 0}]),
+    ({"if": {"const": True}, "then": {"const": True}, "else": {"type": ["integer", "null"]}}, [True, 3, None],
+     [False, "x", 1.5]),
+    ({"if": {"const": None}, "else": {"type": "string"}}, [None, "x"], [1, False]),
 ])
 def test_if_then_else_on_a_discriminator(schema, good, bad):
     # not (kind == "x"): an object with kind present and another value; any other value passes the
@@ -149,7 +155,7 @@ def test_if_then_else_on_a_discriminator(schema, good, bad):
 
 def test_if_then_else_on_other_conditions_is_refused():
     with pytest.raises(GrammarError, match="if, then"):
-        json_schema_grammar({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}})
+        json_schema_grammar({"if": {"properties": {"a": {"minimum": 1}}}, "then": {"required": ["b"]}})
 
 
 @pytest.mark.parametrize("schema, good, bad", [

@@ -424,8 +424,8 @@ def _string_not(schema: dict) -> bool:
 
 def _negation(negated: Any) -> Any:
     """A schema without `not` accepting exactly what `negated` rejects, for the forms this knows
-    (required keys, a type test, string keywords, properties whose values' schemas are such forms,
-    as an `if` testing a discriminator's `const` is); None otherwise."""
+    (required keys, a type test, string keywords, a scalar const, properties whose values' schemas
+    are such forms, as an `if` testing a discriminator's `const` is); None otherwise."""
     if not isinstance(negated, dict):
         return None
     keys = {k for k in negated if k not in ANNOTATIONS}
@@ -448,6 +448,14 @@ def _negation(negated: Any) -> Any:
         # an object missing some required key (any other value satisfies `required`, vacuously)
         absent = [{"type": "object", "properties": {k: False}} for k in negated["required"]]
         return absent[0] if len(absent) == 1 else {"anyOf": absent}
+    if keys == {"const"} and (negated["const"] is None or isinstance(negated["const"], (bool, int, float))):
+        value = negated["const"]  # a scalar: every other type, or the other values of its own
+        if value is None:
+            return {"type": [t for t in TYPES if t != "null"]}
+        if isinstance(value, bool):
+            return {"anyOf": [{"type": [t for t in TYPES if t != "boolean"]}, {"const": not value}]}
+        return {"anyOf": [{"type": [t for t in TYPES if t not in ("integer", "number")]},
+                          {"type": "number", "exclusiveMaximum": value}, {"type": "number", "exclusiveMinimum": value}]}
     if keys == {"type"}:
         tested = schema_types(negated)
         if "integer" in tested and "number" not in tested:
