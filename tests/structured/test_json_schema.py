@@ -187,6 +187,7 @@ def test_a_whitespace_pattern_is_only_compiled_where_whitespace_goes():
     ({"type": "array", "uniqueItems": True, "contains": {}}, "uniqueItems, contains"),
     ({"if": {"minimum": 3}, "then": {"maximum": 5}}, "if, then"),
     ({"type": "number", "multipleOf": 0}, "multipleOf must be a number above 0"),
+    ({"type": "number", "multipleOf": float("inf")}, "multipleOf must be a number above 0"),
     ({"type": "string", "format": "uri-template"}, "format 'uri-template'"),
     ({"$ref": "http://example.com/s.json"}, "only local references"),
     ({"$ref": "#/$defs/missing"}, "points at nothing"),

@@ -22,7 +22,7 @@ class Numbers:
         (also where the type is number); a decimal step's as decimals, exactly (`decimal_multiples`);
         for an integer type, the integers among a decimal step's multiples."""
         step = schema["multipleOf"]
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
             raise GrammarError(f"multipleOf must be a number above 0, got {step!r}")
         units, places = decimal_step(step)
         if integer and places:  # x * 10**places % units == 0, x an integer
@@ -204,7 +204,8 @@ def decimal_step(step: int | float) -> tuple[int, int]:
     """`step` as units / 10**places, exactly as written (0.25 -> (25, 2); 3 -> (3, 0); 1e-05 -> (1, 5))."""
     _, digits, exponent = _decimal(step).normalize().as_tuple()
     units = int("".join(map(str, digits)))
-    assert isinstance(exponent, int)  # a finite number
+    if not isinstance(exponent, int):
+        raise GrammarError(f"multipleOf must be a finite number, got {step!r}")
     return (units * 10**exponent, 0) if exponent >= 0 else (units, -exponent)
 
 
