@@ -10,8 +10,16 @@ Layout of the vocabulary (ids are stable: the export and the template rely on th
     V-6 .. V-1        <think> </think> <tool_call> </tool_call> <tool_response> </tool_response>
                       added tokens that are NOT special, so they stay in decoded text (as in Qwen)
 
-Pre-tokenization splits every digit on its own (before the usual GPT-2 byte-level regex), so numbers
-are spelled digit by digit: column arithmetic becomes learnable for a model of a few million weights.
+Pre-tokenization (`WORDS`) decides what a model this small can copy:
+- every digit is a token of its own, so numbers are spelled digit by digit and column arithmetic is
+  learnable for a model of a few million weights;
+- a space is a token of its own, never the start of the word after it (GPT-2's byte-level regex
+  makes " next" one token and "next" another), and words split before a capital letter and at
+  punctuation. So a word is the same tokens wherever it stands: "next krubrulen" in the user's
+  request and "next_krubrulen" in the call's JSON share "next" and "kr ubr ul en", and writing the
+  key is copying tokens the prompt already holds. With the GPT-2 split the model would have to
+  learn the spelling of " next" to write "next", which it cannot for a word it has never seen.
+  The price is about 13% more tokens per conversation.
 """
 
 from __future__ import annotations
@@ -19,19 +27,22 @@ from __future__ import annotations
 import argparse
 import json
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from render import render_conversation
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+# a lower-case run with at most one capital before it, a capitals run, other letters, one digit, one
+# whitespace character, a punctuation run: BPE merges only inside these pieces
+WORDS = r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\p{L}+|\p{N}|\s|[^\s\p{L}\p{N}]+"
 
 
 def build_tokenizer() -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        pre_tokenizers.Split(Regex(WORDS), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
