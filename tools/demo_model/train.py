@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import hashlib
 import json
 import math
 import os
@@ -67,6 +68,23 @@ def encode_corpus(corpus: str, tokenizer: Tokenizer, max_len: int) -> list[tuple
             # position t predicts token t+1: the label of position t is token t+1 when that one is trained
             labels = [enc.ids[t + 1] if trained[t + 1] else -1 - enc.ids[t + 1] for t in range(len(enc.ids) - 1)] + [IGNORE]
             examples.append((enc.ids, labels))
+    return examples
+
+
+def cached_examples(workdir: Path, corpus: str, tokenizer_path: str, tokenizer: Tokenizer, max_len: int) -> list:
+    """encode_corpus's result, kept in workdir/examples.pt for a resumed run (encoding takes minutes);
+    it is used only for the same corpus and tokenizer bytes and the same context."""
+    digest = hashlib.sha256(Path(tokenizer_path).read_bytes())
+    with open(corpus, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    key, cache = f"{digest.hexdigest()}:{max_len}", workdir / "examples.pt"
+    if cache.exists():
+        stored = torch.load(cache, weights_only=False)
+        if stored["key"] == key:
+            return stored["examples"]
+    examples = encode_corpus(corpus, tokenizer, max_len)
+    torch.save({"key": key, "examples": examples}, cache)
     return examples
 
 
@@ -173,7 +191,7 @@ def main() -> None:
                           args.intermediate, args.context)
     model = LlamaForCausalLM(config)
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
-    examples = encode_corpus(args.corpus, tokenizer, args.context)
+    examples = cached_examples(workdir, args.corpus, args.tokenizer, tokenizer, args.context)
     rng = random.Random(args.seed)
     held_out, examples = examples[:300], examples[300:]
     eval_batches = make_batches(held_out, args.batch_tokens, random.Random(1))
