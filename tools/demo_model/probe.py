@@ -1,24 +1,23 @@
 """Probe a training checkpoint for copying: made-up words said back, values looked up, held-out tool calls.
 
-    python tools/demo_model/probe.py --checkpoint runs/ed2/ckpt.pt --tokenizer runs/tokenizer.json [--n 40]
+    python tools/demo_model/probe.py --checkpoint runs/edition2/ckpt.pt --tokenizer runs/tokenizer.json [--n 30]
 
-A quick check while a run trains (torch and transformers, greedy decoding, one prompt at a time),
-before an export and `evaluate.py`: the drills come from corpus.py's generators with another seed, the
-tool calls from the held-out word lists (toolgen.py). Reported as exact matches:
-- copy tokens: the share of the drills' reply tokens that are the most likely next token given the
-  right reply so far (teacher forcing): it rises before whole replies come out right;
-- copy: the reply is exactly the words the user asked to have said back;
-- recall: the reply holds the value of the key asked for;
-- tool name: the first call's name is the expected tool's (copied from the tool list);
-- tool call: every call's name and arguments are the expected ones.
+A quick check while a run trains (torch and transformers, one conversation at a time), before an
+export and `evaluate.py`. The drills come from corpus.py's generators with another seed, the tool
+calls from the held-out word lists (toolgen.py). Each reply is scored by teacher forcing: the model
+reads the prompt and the right reply, and at each reply token its most likely next token is right
+or not. Reported per kind (copy: made-up words said back; recall: a value looked up by its key;
+tools: a call of a held-out tool, name and arguments):
+- tokens: the share of reply tokens right, which rises long before whole replies do;
+- whole: the share of replies with every token right, which is exactly the share greedy decoding
+  writes right (greedy picks the most likely token at each step, from the right reply so far).
+`--show K` prints the greedy replies to the first K prompts of each kind.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import re
 
 import torch
 from tokenizers import Tokenizer
@@ -27,17 +26,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 import corpus
 from render import render_conversation
 
-TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+IM_END = 2
 
 
-def load(checkpoint: str) -> LlamaForCausalLM:
-    """The model of a train.py checkpoint (its config.json sits beside it)."""
+def load(checkpoint: str) -> tuple[LlamaForCausalLM, int]:
+    """The model of a train.py checkpoint (its config.json sits beside it) and its step."""
     state = torch.load(checkpoint, weights_only=False)
     folder = checkpoint.rsplit("/", 1)[0] if "/" in checkpoint else "."
     model = LlamaForCausalLM(LlamaConfig.from_pretrained(folder))
     model.load_state_dict(state["model"])
-    print(f"{checkpoint}: step {state['step']}", flush=True)
-    return model.eval()
+    return model.eval(), state["step"]
 
 
 @torch.no_grad()
@@ -55,64 +53,53 @@ def reply(model, tokenizer: Tokenizer, record: dict, max_new: int) -> str:
 
 
 @torch.no_grad()
-def copied_tokens(model, tokenizer: Tokenizer, record: dict) -> tuple[int, int]:
-    """(reply tokens predicted right, reply tokens) with the right reply fed in."""
-    prompt = tokenizer.encode(render_conversation({"messages": record["messages"][:1]}, add_generation_prompt=True)).ids
-    full = tokenizer.encode(render_conversation(record)).ids
-    if full[:len(prompt)] != prompt:
+def teacher_forced(model, tokenizer: Tokenizer, record: dict) -> tuple[int, int]:
+    """(reply tokens predicted right, reply tokens) for the first assistant message, the right reply fed in;
+    the reply ends at its <|im_end|>, where generation stops."""
+    messages = record["messages"]
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    tools = record.get("tools")
+    prompt = tokenizer.encode(render_conversation({"messages": messages[:first], "tools": tools}, add_generation_prompt=True)).ids
+    full = tokenizer.encode(render_conversation({"messages": messages[:first + 1], "tools": tools})).ids
+    if full[:len(prompt)] != prompt or len(full) > model.config.max_position_embeddings:
         return 0, 0
-    predicted = model(input_ids=torch.tensor([full])).logits[0].argmax(-1)
-    reply = torch.tensor(full[len(prompt):])
+    end = full.index(IM_END, len(prompt)) + 1
+    predicted = model(input_ids=torch.tensor([full[:end]])).logits[0].argmax(-1)
+    reply = torch.tensor(full[len(prompt):end])
     return int((predicted[len(prompt) - 1:-1] == reply).sum()), len(reply)
-
-
-def calls_of(text: str) -> list | None:
-    try:
-        return [json.loads(block) for block in TOOL_CALL.findall(text)]
-    except json.JSONDecodeError:
-        return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--tokenizer", required=True)
-    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--show", type=int, default=3, help="print this many replies of each kind")
+    parser.add_argument("--show", type=int, default=0, help="print the greedy replies to this many prompts of each kind")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, tokenizer = load(args.checkpoint), Tokenizer.from_file(args.tokenizer)
+    (model, step), tokenizer = load(args.checkpoint), Tokenizer.from_file(args.tokenizer)
     rng = random.Random(args.seed)
-    scores: dict[str, list[bool]] = {"copy": [], "recall": [], "tool name": [], "tool call": []}
-    right, total = 0, 0
-    for kind in ("copy", "recall"):
-        for i in range(args.n):
-            messages = corpus.TASKS[kind][0](rng, False)
-            expected = messages[1]["content"]
-            if kind == "copy":
-                counts = copied_tokens(model, tokenizer, {"messages": messages})
-                right, total = right + counts[0], total + counts[1]
-            got = reply(model, tokenizer, {"messages": messages}, 80)
-            scores[kind].append(got == expected if kind == "copy" else expected.split(" is ")[-1].rstrip(".") in got)
-            if i < args.show:
-                print(f"{kind}: {messages[0]['content'][-60:]!r} -> {got[:80]!r}", flush=True)
-    shown = 0
-    while len(scores["tool call"]) < args.n:
-        messages, offered = corpus.task_tools(rng, False, split="held_out")
-        if not messages[1].get("tool_calls"):
-            continue  # a request no offered tool serves
-        expected = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in messages[1]["tool_calls"]]
-        got = reply(model, tokenizer, {"messages": messages, "tools": offered}, 160)
-        calls = calls_of(got) or []
-        scores["tool name"].append(bool(calls) and isinstance(calls[0], dict) and calls[0].get("name") == expected[0]["name"])
-        scores["tool call"].append(calls == expected)
-        if shown < args.show:
-            print(f"tool: want {json.dumps(expected[0])[:80]} got {got[:100]!r}", flush=True)
-            shown += 1
-    print(f"copy tokens {100 * right / max(total, 1):.0f}%  " +
-          "  ".join(f"{k} {100 * sum(v) / len(v):.0f}%" for k, v in scores.items()), flush=True)
+    report = []
+    for kind in ("copy", "recall", "tools"):
+        right = total = whole = n = 0
+        while n < args.n:
+            if kind == "tools":
+                messages, offered = corpus.task_tools(rng, False, split="held_out")
+                if not messages[1].get("tool_calls"):
+                    continue  # a request no offered tool serves
+                record = {"messages": messages, "tools": offered}
+            else:
+                record = {"messages": corpus.TASKS[kind][0](rng, False)}
+            counts = teacher_forced(model, tokenizer, record)
+            if not counts[1]:
+                continue  # longer than the model's context
+            right, total, whole, n = right + counts[0], total + counts[1], whole + (counts[0] == counts[1]), n + 1
+            if n <= args.show:
+                print(f"{kind}: {record['messages'][0]['content'][-60:]!r} -> {reply(model, tokenizer, record, 160)[:100]!r}", flush=True)
+        report.append(f"{kind} tokens {100 * right / total:.1f}% whole {100 * whole / n:.0f}%")
+    print(f"step {step}: " + "; ".join(report), flush=True)
 
 
 if __name__ == "__main__":
