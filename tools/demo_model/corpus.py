@@ -402,6 +402,23 @@ def task_copy(rng: random.Random, reasoning: bool) -> list[dict]:
     return [user(rng.choice(COPY_PROMPTS).format(x=text)), assistant(reply)]
 
 
+# syllables of the made-up words, listed words (never a held-out one), cities and digits, drawn uniformly
+ECHO_PIECES = sorted({o + v + c for o in toolgen.ONSETS for v in toolgen.VOWELS for c in toolgen.CODAS}) + \
+    toolgen.split_words(toolgen.VERBS, "train") + toolgen.split_words(toolgen.NOUNS, "train") + toolgen.ADJECTIVES + \
+    toolgen.CITIES + [str(d) for d in range(10)]
+ECHO_PROMPTS = ["Repeat these pieces: {x}", "Say back: {x}", "Echo these: {x}", "Copy: {x}"]
+
+
+def task_echo(rng: random.Random, reasoning: bool) -> list[dict]:
+    """Eight to forty pieces drawn uniformly from 831 (syllables, words, digits), said back. No piece
+    tells what the next one is, so nothing but looking back at the request lowers the loss on the
+    reply. Not in the full mix (weight 0): `--tasks echo` writes a corpus of these alone, to train
+    copying first (tools/demo_model/README.md has what it did)."""
+    text = " ".join(rng.choice(ECHO_PIECES) for _ in range(rng.randint(8, 40)))
+    reply = think("The user wants these pieces back exactly.", text) if reasoning else text
+    return [user(rng.choice(ECHO_PROMPTS).format(x=text)), assistant(reply)]
+
+
 def task_recall(rng: random.Random, reasoning: bool) -> list[dict]:
     """Made-up keys with values, one of them asked for: the lookup behind every argument."""
     world = toolgen.World(rng)
@@ -442,7 +459,7 @@ TASKS = {  # name: (generator, weight)
     "add1": (task_add1, 5), "add2": (task_add2, 30), "add3": (task_add3, 12), "sub2": (task_sub2, 6), "sub3": (task_sub3, 3),
     "count": (task_count, 4), "fact": (task_fact, 8), "story": (task_story, 3), "json": (task_json, 12),
     "tools": (task_tools, 36), "chat": (task_chat, 3),
-    "copy": (task_copy, 14), "recall": (task_recall, 8), "tool_info": (task_tool_info, 8),
+    "copy": (task_copy, 14), "recall": (task_recall, 8), "tool_info": (task_tool_info, 8), "echo": (task_echo, 0),
 }
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant. Answer briefly.",
                   "You are pyengine's demo assistant."]
@@ -530,10 +547,11 @@ def conversation(rng: random.Random, task: str) -> dict:
 
 
 def generate(seed: int, n: int, tasks: list[str] | None = None) -> list[dict]:
-    """n conversations of the given tasks (default: all), drawn in the TASKS proportions."""
+    """n conversations of the given tasks (default: all), drawn in the TASKS proportions (a task of
+    weight 0, left out of the full mix, weighs 1 when asked for by name)."""
     rng = random.Random(seed)
     names = tasks or list(TASKS)
-    weights = [TASKS[name][1] for name in names]
+    weights = [TASKS[name][1] or (1 if tasks else 0) for name in names]
     return [conversation(rng, rng.choices(names, weights)[0]) for _ in range(n)]
 
 
