@@ -412,8 +412,9 @@ ECHO_PROMPTS = ["Repeat these pieces: {x}", "Say back: {x}", "Echo these: {x}", 
 def task_echo(rng: random.Random, reasoning: bool) -> list[dict]:
     """Eight to forty pieces drawn uniformly from 831 (syllables, words, digits), said back. No piece
     tells what the next one is, so nothing but looking back at the request lowers the loss on the
-    reply. Not in the full mix (weight 0): `--tasks echo` writes a corpus of these alone, to train
-    copying first (tools/demo_model/README.md has what it did)."""
+    reply. `--tasks echo` writes a corpus of these alone: the recipe's second stage, where copying
+    learned on random tokens meets the corpus's words and spaces. In the full mix (about one
+    conversation in eleven) they keep that copying in use."""
     text = " ".join(rng.choice(ECHO_PIECES) for _ in range(rng.randint(8, 40)))
     reply = think("The user wants these pieces back exactly.", text) if reasoning else text
     return [user(rng.choice(ECHO_PROMPTS).format(x=text)), assistant(reply)]
@@ -459,7 +460,7 @@ TASKS = {  # name: (generator, weight)
     "add1": (task_add1, 5), "add2": (task_add2, 30), "add3": (task_add3, 12), "sub2": (task_sub2, 6), "sub3": (task_sub3, 3),
     "count": (task_count, 4), "fact": (task_fact, 8), "story": (task_story, 3), "json": (task_json, 12),
     "tools": (task_tools, 36), "chat": (task_chat, 3),
-    "copy": (task_copy, 14), "recall": (task_recall, 8), "tool_info": (task_tool_info, 8), "echo": (task_echo, 0),
+    "copy": (task_copy, 14), "recall": (task_recall, 8), "tool_info": (task_tool_info, 8), "echo": (task_echo, 15),
 }
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant. Answer briefly.",
                   "You are pyengine's demo assistant."]
@@ -547,11 +548,10 @@ def conversation(rng: random.Random, task: str) -> dict:
 
 
 def generate(seed: int, n: int, tasks: list[str] | None = None) -> list[dict]:
-    """n conversations of the given tasks (default: all), drawn in the TASKS proportions (a task of
-    weight 0, left out of the full mix, weighs 1 when asked for by name)."""
+    """n conversations of the given tasks (default: all), drawn in the TASKS proportions."""
     rng = random.Random(seed)
     names = tasks or list(TASKS)
-    weights = [TASKS[name][1] or (1 if tasks else 0) for name in names]
+    weights = [TASKS[name][1] for name in names]
     return [conversation(rng, rng.choices(names, weights)[0]) for _ in range(n)]
 
 

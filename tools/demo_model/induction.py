@@ -68,10 +68,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", default=None, help="write the weights here at the end, as train.py --init reads them")
+    parser.add_argument("--init", default=None, help="start from weights --save wrote (e.g. copying without separators first)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = LlamaForCausalLM(model_config(2048, args.hidden, args.layers, args.heads, args.kv_heads, args.intermediate, 512))
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng, started, losses = random.Random(args.seed), time.time(), []
     print(f"loss before any copying: ln({args.alphabet}) = {math.log(args.alphabet):.2f}", flush=True)
