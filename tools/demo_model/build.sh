@@ -6,9 +6,9 @@
 # Needs a Python with torch, transformers, tokenizers and pyengine installed (PYTHON, default python).
 # It reads the first edition back from git (its figures stand beside the new ones in RESULTS.md),
 # writes the corpus (copying drills among the tasks), trains a tokenizer whose words are the same
-# tokens wherever they stand, then trains a 6-layer model in three stages: copying on random tokens,
-# copying of words said back, then every task with short conversations first and prompts up to
-# 2,048 tokens later. It exports over pyengine/demo_model, evaluates the export beside the first
+# tokens wherever they stand, then trains a 6-layer model in four stages: copying on random tokens,
+# copying of words said back, every task with short conversations first and prompts up to 2,048
+# tokens later, then every task again with the loss on the replies alone. It exports over pyengine/demo_model, evaluates the export beside the first
 # edition on the same prompts and refreshes the parity fixture. Corpus, initial weights and data
 # order are seeded; rerunning the command after an interruption resumes the training from its last
 # checkpoint (a finished stage is not run again).
@@ -36,8 +36,13 @@ done
     --workdir "$RUNS/edition2" --hidden 256 --layers 6 --heads 8 --kv-heads 4 --intermediate 704 --context 2048 \
     --length-schedule 512:0.4,1024:0.7 --prompt-weight 0.25 --steps 4000 --lr 3e-3 --warmup 100 \
     --save-every 100 --eval-every 500 --seed 0 --threads 2
-"$PYTHON" probe.py --checkpoint "$RUNS/edition2/ckpt.pt" --tokenizer "$RUNS/tokenizer.json" --threads 2
-"$PYTHON" export.py --workdir "$RUNS/edition2" --tokenizer "$RUNS/tokenizer.json" --out ../../pyengine/demo_model
+# 4. every task again, every length, the loss on the replies alone: the prompts taught copying, the
+#    replies are what is left to learn (additions, values copied into calls and JSON)
+"$PYTHON" train.py --init "$RUNS/edition2/ckpt.pt" --corpus "$RUNS/corpus.jsonl" --tokenizer "$RUNS/tokenizer.json" \
+    --workdir "$RUNS/replies" --hidden 256 --layers 6 --heads 8 --kv-heads 4 --intermediate 704 --context 2048 \
+    --prompt-weight 0 --steps 4000 --lr 1.5e-3 --warmup 100 --save-every 100 --eval-every 500 --seed 1 --threads 2
+"$PYTHON" probe.py --checkpoint "$RUNS/replies/ckpt.pt" --tokenizer "$RUNS/tokenizer.json" --threads 2
+"$PYTHON" export.py --workdir "$RUNS/replies" --tokenizer "$RUNS/tokenizer.json" --out ../../pyengine/demo_model
 "$PYTHON" evaluate.py --model ../../pyengine/demo_model --previous "$RUNS/edition1" --n 200 \
     --train-corpus "$RUNS/corpus.jsonl"
 (cd ../.. && "$PYTHON" tools/demo_model/check_export.py --save-expected tests/fixtures/demo_model_expected.npz)
